@@ -1,0 +1,49 @@
+// The differentiable functions models are written with. Each one runs an op from ops/ops.h
+// and, when a tape records and an input needs a gradient, records that op's backward step.
+#pragma once
+#include <vector>
+
+#include "autograd/tape.h"
+#include "autograd/var.h"
+#include "ops/ops.h"
+
+namespace qkv {
+
+// op(a) @ op(b), 2-D or batched over leading axes.
+Var matmul(const Var& a, const Var& b, bool trans_a = false, bool trans_b = false);
+// x [..., in] @ w[out, in]^T + bias[out]; bias may be an undefined Var.
+Var linear(const Var& x, const Var& w, const Var& bias);
+Var add(const Var& a, const Var& b);  // broadcasting
+Var mul(const Var& a, const Var& b);  // broadcasting
+Var scale(const Var& x, float s);
+Var sum(const Var& x);  // [1]
+// A view with another shape (free); the gradient is reshaped back.
+Var reshape(const Var& x, const Shape& shape);
+
+Var embedding(const Tensor& ids, const Var& table, float scale = 1.f);
+Var layer_norm(const Var& x, const Var& gamma, const Var& beta, float eps = 1e-5f);
+Var softmax(const Var& x);
+Var activation(ops::Activation act, const Var& x);
+inline Var relu(const Var& x) {
+  return activation(ops::Activation::relu, x);
+}
+inline Var gelu(const Var& x) {
+  return activation(ops::Activation::gelu, x);
+}
+// Identity when p == 0 (use p = 0 for evaluation).
+Var dropout(const Var& x, float p, Rng& rng);
+
+Var permute(const Var& x, const std::vector<int>& dims);
+Var concat(const std::vector<Var>& xs, int axis);
+std::vector<Var> split(const Var& x, const std::vector<int64_t>& sizes, int axis);
+
+// q [B, H, Lq, D], k/v [B, H, Lk, D] -> [B, H, Lq, D]. See ops::attention_forward.
+Var attention(const Var& q, const Var& k, const Var& v, const ops::AttentionMask& mask, float scale,
+              ops::AttentionImpl impl = ops::AttentionImpl::automatic);
+
+// Label-smoothed cross-entropy of logits [N, V] against targets i32 [N], summed over the rows
+// whose target is not ignore_index: a [1] tensor. Divide by the token count for a mean.
+Var cross_entropy_sum(const Var& logits, const Tensor& targets, int ignore_index,
+                      float label_smoothing);
+
+}  // namespace qkv

@@ -1,0 +1,103 @@
+// Matrix products and elementwise arithmetic: forward op and backward step side by side.
+#include "autograd/functions.h"
+
+namespace qkv {
+
+namespace {
+// The gradient of `v` when it needs one, else an undefined tensor the ops skip.
+Tensor grad_or_none(const Var& v) {
+  return v.requires_grad() ? v.grad() : Tensor();
+}
+}  // namespace
+
+Var matmul(const Var& a, const Var& b, bool trans_a, bool trans_b) {
+  Var out(ops::matmul(a.value(), trans_a, b.value(), trans_b), needs_tape(a, b));
+  if (!out.requires_grad()) return out;
+  Tape::active()->record([a, b, out, trans_a, trans_b]() mutable {
+    if (!out.has_grad()) return;
+    const Tensor& dc = out.grad();
+    // c = op(a) op(b): d op(a) = dc op(b)^T, d op(b) = op(a)^T dc.
+    if (a.requires_grad()) {
+      if (trans_a)
+        ops::batched_gemm(b.value(), trans_b, dc, true, a.grad(), 1.f, 1.f);
+      else
+        ops::batched_gemm(dc, false, b.value(), !trans_b, a.grad(), 1.f, 1.f);
+    }
+    if (b.requires_grad()) {
+      if (trans_b)
+        ops::batched_gemm(dc, true, a.value(), trans_a, b.grad(), 1.f, 1.f);
+      else
+        ops::batched_gemm(a.value(), !trans_a, dc, false, b.grad(), 1.f, 1.f);
+    }
+  });
+  return out;
+}
+
+Var linear(const Var& x, const Var& w, const Var& bias) {
+  Tensor b = bias.defined() ? bias.value() : Tensor();
+  bool track = bias.defined() ? needs_tape(x, w, bias) : needs_tape(x, w);
+  Var out(ops::linear_forward(x.value(), w.value(), b), track);
+  if (!track) return out;
+  Tape::active()->record([x, w, bias, out]() mutable {
+    if (!out.has_grad()) return;
+    Tensor dx = grad_or_none(x), dw = grad_or_none(w);
+    Tensor db = bias.defined() ? grad_or_none(bias) : Tensor();
+    ops::linear_backward(out.grad(), x.value(), w.value(), dx, dw, db);
+  });
+  return out;
+}
+
+Var add(const Var& a, const Var& b) {
+  Var out(ops::add(a.value(), b.value()), needs_tape(a, b));
+  if (!out.requires_grad()) return out;
+  Tape::active()->record([a, b, out]() mutable {
+    if (!out.has_grad()) return;
+    if (a.requires_grad()) ops::reduce_to(out.grad(), a.grad());
+    if (b.requires_grad()) ops::reduce_to(out.grad(), b.grad());
+  });
+  return out;
+}
+
+Var mul(const Var& a, const Var& b) {
+  Var out(ops::mul(a.value(), b.value()), needs_tape(a, b));
+  if (!out.requires_grad()) return out;
+  Tape::active()->record([a, b, out]() mutable {
+    if (!out.has_grad()) return;
+    Tensor da = grad_or_none(a), db = grad_or_none(b);
+    ops::mul_backward(out.grad(), a.value(), b.value(), da, db);
+  });
+  return out;
+}
+
+Var scale(const Var& x, float s) {
+  Var out(ops::scale(x.value(), s), needs_tape(x));
+  if (!out.requires_grad()) return out;
+  Tape::active()->record([x, out, s]() mutable {
+    if (out.has_grad()) ops::axpy(s, out.grad(), x.grad());
+  });
+  return out;
+}
+
+Var sum(const Var& x) {
+  Var out(ops::sum_all(x.value()), needs_tape(x));
+  if (!out.requires_grad()) return out;
+  Tape::active()->record([x, out]() mutable {
+    if (!out.has_grad()) return;
+    Tensor ones = Tensor::full(x.shape(), out.grad().item());
+    ops::axpy(1.f, ones.to(x.value().device()), x.grad());
+  });
+  return out;
+}
+
+Var reshape(const Var& x, const Shape& shape) {
+  Var out(x.value().reshape(shape), needs_tape(x));
+  if (!out.requires_grad()) return out;
+  Tape::active()->record([x, out]() mutable {
+    if (!out.has_grad()) return;
+    Tensor dx = x.grad().reshape(out.shape());
+    ops::axpy(1.f, out.grad(), dx);
+  });
+  return out;
+}
+
+}  // namespace qkv

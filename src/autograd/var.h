@@ -1,0 +1,40 @@
+// Var: a tensor that can take part in reverse-mode differentiation. Parameters are Vars that
+// require a gradient; activations made by differentiable functions while a Tape records are
+// Vars whose backward step sits on that tape.
+#pragma once
+#include <memory>
+#include <string>
+
+#include "tensor/tensor.h"
+
+namespace qkv {
+
+class Var {
+ public:
+  Var() = default;
+  explicit Var(Tensor value, bool requires_grad = false);
+
+  bool defined() const { return node_ != nullptr; }
+  const Tensor& value() const { return node_->value; }
+  // For optimizers and weight loading: replaces or edits the value in place.
+  Tensor& mutable_value() { return node_->value; }
+  const Shape& shape() const { return node_->value.shape(); }
+  bool requires_grad() const { return node_ && node_->requires_grad; }
+
+  bool has_grad() const { return node_ && node_->grad.defined(); }
+  // The gradient, allocated as zeros (shape and device of the value) on first use.
+  // Var is a handle: a const Var still reaches its (shared) gradient.
+  Tensor& grad() const;
+  // Forgets the gradient (the next backward starts from zero).
+  void clear_grad() const { node_->grad = Tensor(); }
+
+ private:
+  struct Node {
+    Tensor value;
+    Tensor grad;
+    bool requires_grad = false;
+  };
+  std::shared_ptr<Node> node_;
+};
+
+}  // namespace qkv

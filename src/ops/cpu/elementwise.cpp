@@ -1,0 +1,122 @@
+#include <omp.h>
+
+#include <vector>
+
+#include "ops/cpu/kernels.h"
+
+namespace qkv::ops::cpu {
+
+namespace {
+constexpr int64_t kParallelMin = 1 << 15;  // below this, threads cost more than they save
+
+// Calls f(i, ia, ib) for each flat index i of `shape` with the matching offsets of two operands.
+template <class F>
+void for_each_index(const int64_t* shape, int rank, const int64_t* sa, const int64_t* sb, F f) {
+  int64_t n = 1;
+  for (int d = 0; d < rank; ++d) n *= shape[d];
+  if (n == 0) return;
+  int64_t inner = rank ? shape[rank - 1] : 1;
+  int64_t outer = n / inner;
+  int64_t ia_in = rank ? sa[rank - 1] : 0, ib_in = rank ? sb[rank - 1] : 0;
+#pragma omp parallel for schedule(static) if (n > kParallelMin)
+  for (int64_t o = 0; o < outer; ++o) {
+    int64_t ia = 0, ib = 0, rest = o;
+    for (int d = rank - 2; d >= 0; --d) {
+      int64_t idx = rest % shape[d];
+      rest /= shape[d];
+      ia += idx * sa[d];
+      ib += idx * sb[d];
+    }
+    for (int64_t j = 0; j < inner; ++j) f(o * inner + j, ia + j * ia_in, ib + j * ib_in);
+  }
+}
+}  // namespace
+
+void fill_rows(float* y, const float* row, int64_t rows, int64_t cols) {
+#pragma omp parallel for schedule(static) if (rows * cols > kParallelMin)
+  for (int64_t r = 0; r < rows; ++r)
+    for (int64_t c = 0; c < cols; ++c) y[r * cols + c] = row[c];
+}
+
+void binary(Binary op, const float* a, const int64_t* stride_a, const float* b,
+            const int64_t* stride_b, float* out, const int64_t* shape, int rank) {
+  if (op == Binary::add)
+    for_each_index(shape, rank, stride_a, stride_b,
+                   [&](int64_t i, int64_t ia, int64_t ib) { out[i] = a[ia] + b[ib]; });
+  else
+    for_each_index(shape, rank, stride_a, stride_b,
+                   [&](int64_t i, int64_t ia, int64_t ib) { out[i] = a[ia] * b[ib]; });
+}
+
+void reduce_add(const float* src, const int64_t* shape, int rank, float* dst,
+                const int64_t* stride_dst) {
+  // Serial: several source elements may land on one destination element, and a fixed order
+  // keeps results reproducible.
+  std::vector<int64_t> idx(rank, 0);
+  int64_t n = 1;
+  for (int d = 0; d < rank; ++d) n *= shape[d];
+  int64_t off = 0;
+  for (int64_t i = 0; i < n; ++i) {
+    dst[off] += src[i];
+    for (int d = rank - 1; d >= 0; --d) {
+      off += stride_dst[d];
+      if (++idx[d] < shape[d]) break;
+      off -= stride_dst[d] * shape[d];
+      idx[d] = 0;
+    }
+  }
+}
+
+void reduce_mul_add(const float* src, const float* other, const int64_t* stride_other,
+                    const int64_t* shape, int rank, float* dst, const int64_t* stride_dst) {
+  std::vector<int64_t> idx(rank, 0);
+  int64_t n = 1;
+  for (int d = 0; d < rank; ++d) n *= shape[d];
+  int64_t od = 0, oo = 0;
+  for (int64_t i = 0; i < n; ++i) {
+    dst[od] += src[i] * other[oo];
+    for (int d = rank - 1; d >= 0; --d) {
+      od += stride_dst[d];
+      oo += stride_other[d];
+      if (++idx[d] < shape[d]) break;
+      od -= stride_dst[d] * shape[d];
+      oo -= stride_other[d] * shape[d];
+      idx[d] = 0;
+    }
+  }
+}
+
+void scale(const float* x, float s, float* y, int64_t n) {
+#pragma omp parallel for simd schedule(static) if (n > kParallelMin)
+  for (int64_t i = 0; i < n; ++i) y[i] = x[i] * s;
+}
+
+void axpy(float alpha, const float* x, float* y, int64_t n) {
+#pragma omp parallel for simd schedule(static) if (n > kParallelMin)
+  for (int64_t i = 0; i < n; ++i) y[i] += alpha * x[i];
+}
+
+double sum(const float* x, int64_t n) {
+  double s = 0;
+  for (int64_t i = 0; i < n; ++i) s += x[i];
+  return s;
+}
+
+double sum_squares(const float* x, int64_t n) {
+  // Fixed-size chunks summed in order: the same result for any thread count.
+  constexpr int64_t kChunk = 1 << 14;
+  int64_t chunks = (n + kChunk - 1) / kChunk;
+  std::vector<double> partial(chunks, 0.0);
+#pragma omp parallel for schedule(static) if (n > kParallelMin)
+  for (int64_t c = 0; c < chunks; ++c) {
+    double s = 0;
+    int64_t end = std::min(n, (c + 1) * kChunk);
+    for (int64_t i = c * kChunk; i < end; ++i) s += double(x[i]) * x[i];
+    partial[c] = s;
+  }
+  double s = 0;
+  for (double p : partial) s += p;
+  return s;
+}
+
+}  // namespace qkv::ops::cpu

@@ -1,0 +1,24 @@
+#include <cblas.h>
+
+#include "ops/cpu/kernels.h"
+
+namespace qkv::ops::cpu {
+
+void gemm(bool trans_a, bool trans_b, int64_t m, int64_t n, int64_t k, float alpha, const float* a,
+          int64_t lda, const float* b, int64_t ldb, float beta, float* c, int64_t ldc) {
+  if (m == 0 || n == 0) return;
+  cblas_sgemm(CblasRowMajor, trans_a ? CblasTrans : CblasNoTrans,
+              trans_b ? CblasTrans : CblasNoTrans, int(m), int(n), int(k), alpha, a, int(lda), b,
+              int(ldb), beta, c, int(ldc));
+}
+
+void batched_gemm(bool trans_a, bool trans_b, int64_t batch, int64_t m, int64_t n, int64_t k,
+                  float alpha, const float* a, int64_t stride_a, const float* b, int64_t stride_b,
+                  float beta, float* c, int64_t stride_c) {
+  int64_t lda = trans_a ? m : k, ldb = trans_b ? k : n;
+  for (int64_t i = 0; i < batch; ++i)
+    gemm(trans_a, trans_b, m, n, k, alpha, a + i * stride_a, lda, b + i * stride_b, ldb, beta,
+         c + i * stride_c, n);
+}
+
+}  // namespace qkv::ops::cpu

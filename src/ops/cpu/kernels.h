@@ -1,0 +1,37 @@
+// CPU kernels behind ops/ops.h. Arguments are already checked by the op front ends; shapes
+// arrive as plain sizes. Every *_backward kernel accumulates into its outputs.
+#pragma once
+#include <cstdint>
+
+#include "ops/ops.h"
+
+namespace qkv::ops::cpu {
+
+// Row-major sgemm: c[m, n] = alpha * op(a) @ op(b) + beta * c, with leading dimensions.
+void gemm(bool trans_a, bool trans_b, int64_t m, int64_t n, int64_t k, float alpha, const float* a,
+          int64_t lda, const float* b, int64_t ldb, float beta, float* c, int64_t ldc);
+// `batch` independent gemms with element strides between consecutive matrices.
+void batched_gemm(bool trans_a, bool trans_b, int64_t batch, int64_t m, int64_t n, int64_t k,
+                  float alpha, const float* a, int64_t stride_a, const float* b, int64_t stride_b,
+                  float beta, float* c, int64_t stride_c);
+
+// y[r, :] = row for every r.
+void fill_rows(float* y, const float* row, int64_t rows, int64_t cols);
+
+// Broadcast elementwise: out[i] = a[ia] (op) b[ib], with per-axis element strides of a and b
+// (0 along a broadcast axis) over out's shape.
+enum class Binary { add, mul };
+void binary(Binary op, const float* a, const int64_t* stride_a, const float* b,
+            const int64_t* stride_b, float* out, const int64_t* shape, int rank);
+// dst[id] += src[i] for every index i of src's shape, with dst strides (0 = summed axis).
+void reduce_add(const float* src, const int64_t* shape, int rank, float* dst,
+                const int64_t* stride_dst);
+// dst[id] += src[i] * other[io] (the mul backward).
+void reduce_mul_add(const float* src, const float* other, const int64_t* stride_other,
+                    const int64_t* shape, int rank, float* dst, const int64_t* stride_dst);
+void scale(const float* x, float s, float* y, int64_t n);
+void axpy(float alpha, const float* x, float* y, int64_t n);
+double sum(const float* x, int64_t n);
+double sum_squares(const float* x, int64_t n);
+
+}  // namespace qkv::ops::cpu

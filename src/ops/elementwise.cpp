@@ -1,0 +1,110 @@
+// Broadcasting arithmetic: shape rules here, loops in ops/cpu/elementwise.cpp.
+#include <algorithm>
+
+#include "ops/cpu/kernels.h"
+#include "ops/dispatch.h"
+
+namespace qkv::ops {
+
+namespace {
+// Element strides of `s` viewed in a shape of rank `rank` (aligned right), with 0 on axes where
+// it is broadcast (size 1 or missing).
+std::vector<int64_t> broadcast_strides(const Shape& s, const Shape& out) {
+  int rank = int(out.size()), off = rank - int(s.size());
+  std::vector<int64_t> st(rank, 0);
+  int64_t stride = 1;
+  for (int d = int(s.size()) - 1; d >= 0; --d) {
+    st[d + off] = (s[d] == 1 && out[d + off] != 1) ? 0 : stride;
+    stride *= s[d];
+  }
+  return st;
+}
+
+Tensor binary(cpu::Binary op, const char* name, const Tensor& a, const Tensor& b) {
+  require(a.dtype() == DType::f32 && b.dtype() == DType::f32, name, "needs F32 tensors");
+  Device dev = common_device(name, {&a, &b});
+  Shape shape = broadcast_shape(a.shape(), b.shape());
+  Tensor out = Tensor::empty(shape, DType::f32, dev);
+  if (dev != Device::cpu) no_kernel(name, dev);
+  auto sa = broadcast_strides(a.shape(), shape), sb = broadcast_strides(b.shape(), shape);
+  cpu::binary(op, a.data<float>(), sa.data(), b.data<float>(), sb.data(), out.data<float>(),
+              shape.data(), int(shape.size()));
+  return out;
+}
+
+void require_reducible(const char* name, const Shape& from, const Shape& to) {
+  require(from.size() >= to.size() && broadcast_shape(from, to) == from, name,
+          "cannot reduce " + shape_str(from) + " to " + shape_str(to));
+}
+}  // namespace
+
+Shape broadcast_shape(const Shape& a, const Shape& b) {
+  size_t rank = std::max(a.size(), b.size());
+  Shape out(rank);
+  for (size_t i = 0; i < rank; ++i) {
+    int64_t da = i < rank - a.size() ? 1 : a[i - (rank - a.size())];
+    int64_t db = i < rank - b.size() ? 1 : b[i - (rank - b.size())];
+    require(da == db || da == 1 || db == 1, "broadcast",
+            "shapes " + shape_str(a) + " and " + shape_str(b) + " do not broadcast");
+    out[i] = da == 1 ? db : da;
+  }
+  return out;
+}
+
+Tensor add(const Tensor& a, const Tensor& b) {
+  return binary(cpu::Binary::add, "add", a, b);
+}
+Tensor mul(const Tensor& a, const Tensor& b) {
+  return binary(cpu::Binary::mul, "mul", a, b);
+}
+
+Tensor scale(const Tensor& x, float s) {
+  require(x.dtype() == DType::f32, "scale", "needs an F32 tensor");
+  Tensor y = Tensor::empty(x.shape(), DType::f32, x.device());
+  if (x.device() != Device::cpu) no_kernel("scale", x.device());
+  cpu::scale(x.data<float>(), s, y.data<float>(), x.numel());
+  return y;
+}
+
+void axpy(float alpha, const Tensor& x, Tensor& y) {
+  require(x.numel() == y.numel(), "axpy",
+          "sizes differ: " + shape_str(x.shape()) + " and " + shape_str(y.shape()));
+  Device dev = common_device("axpy", {&x, &y});
+  if (dev != Device::cpu) no_kernel("axpy", dev);
+  cpu::axpy(alpha, x.data<float>(), y.data<float>(), x.numel());
+}
+
+void reduce_to(const Tensor& dy, Tensor& da) {
+  if (!da.defined()) return;
+  if (dy.shape() == da.shape()) return axpy(1.f, dy, da);
+  require_reducible("reduce_to", dy.shape(), da.shape());
+  Device dev = common_device("reduce_to", {&dy, &da});
+  if (dev != Device::cpu) no_kernel("reduce_to", dev);
+  auto st = broadcast_strides(da.shape(), dy.shape());
+  cpu::reduce_add(dy.data<float>(), dy.shape().data(), dy.rank(), da.data<float>(), st.data());
+}
+
+void mul_backward(const Tensor& dy, const Tensor& a, const Tensor& b, Tensor& da, Tensor& db) {
+  Device dev = common_device("mul_backward", {&dy, &a, &b, &da, &db});
+  if (dev != Device::cpu) no_kernel("mul_backward", dev);
+  const Shape& shape = dy.shape();
+  auto sa = broadcast_strides(a.shape(), shape), sb = broadcast_strides(b.shape(), shape);
+  if (da.defined())
+    cpu::reduce_mul_add(dy.data<float>(), b.data<float>(), sb.data(), shape.data(), dy.rank(),
+                        da.data<float>(), sa.data());
+  if (db.defined())
+    cpu::reduce_mul_add(dy.data<float>(), a.data<float>(), sa.data(), shape.data(), dy.rank(),
+                        db.data<float>(), sb.data());
+}
+
+Tensor sum_all(const Tensor& x) {
+  if (x.device() != Device::cpu) no_kernel("sum_all", x.device());
+  return Tensor::full({1}, float(cpu::sum(x.data<float>(), x.numel())));
+}
+
+double sum_squares(const Tensor& x) {
+  if (x.device() != Device::cpu) no_kernel("sum_squares", x.device());
+  return cpu::sum_squares(x.data<float>(), x.numel());
+}
+
+}  // namespace qkv::ops

@@ -1,0 +1,93 @@
+// Matrix products and the linear layer: shape checks, then the device's GEMM.
+#include "ops/cpu/kernels.h"
+#include "ops/dispatch.h"
+
+namespace qkv::ops {
+
+namespace {
+struct GemmDims {
+  int64_t batch, m, n, k;
+};
+
+GemmDims gemm_dims(const char* op, const Tensor& a, bool ta, const Tensor& b, bool tb,
+                   const Shape& c_shape_or_empty) {
+  require(a.rank() >= 2 && b.rank() >= 2, op,
+          "needs matrices, got " + shape_str(a.shape()) + " and " + shape_str(b.shape()));
+  require(a.dtype() == DType::f32 && b.dtype() == DType::f32, op, "needs F32 tensors");
+  int64_t m = ta ? a.size(-1) : a.size(-2), ka = ta ? a.size(-2) : a.size(-1);
+  int64_t kb = tb ? b.size(-1) : b.size(-2), n = tb ? b.size(-2) : b.size(-1);
+  require(ka == kb, op,
+          "inner sizes differ: " + shape_str(a.shape()) + (ta ? "^T" : "") + " @ " +
+              shape_str(b.shape()) + (tb ? "^T" : ""));
+  Shape lead_a(a.shape().begin(), a.shape().end() - 2),
+      lead_b(b.shape().begin(), b.shape().end() - 2);
+  require(lead_a == lead_b, op,
+          "batch shapes differ: " + shape_str(a.shape()) + " and " + shape_str(b.shape()));
+  if (!c_shape_or_empty.empty()) {
+    Shape want = lead_a;
+    want.push_back(m);
+    want.push_back(n);
+    require(c_shape_or_empty == want, op,
+            "output is " + shape_str(c_shape_or_empty) + ", expected " + shape_str(want));
+  }
+  return {shape_numel(lead_a), m, n, ka};
+}
+}  // namespace
+
+void gemm(const Tensor& a, bool trans_a, const Tensor& b, bool trans_b, Tensor& c, float alpha,
+          float beta) {
+  require(a.rank() == 2 && b.rank() == 2, "gemm", "needs 2-D tensors");
+  batched_gemm(a, trans_a, b, trans_b, c, alpha, beta);
+}
+
+void batched_gemm(const Tensor& a, bool trans_a, const Tensor& b, bool trans_b, Tensor& c,
+                  float alpha, float beta) {
+  GemmDims d = gemm_dims("batched_gemm", a, trans_a, b, trans_b, c.shape());
+  Device dev = common_device("batched_gemm", {&a, &b, &c});
+  if (dev != Device::cpu) no_kernel("batched_gemm", dev);
+  cpu::batched_gemm(trans_a, trans_b, d.batch, d.m, d.n, d.k, alpha, a.data<float>(), d.m * d.k,
+                    b.data<float>(), d.k * d.n, beta, c.data<float>(), d.m * d.n);
+}
+
+Tensor matmul(const Tensor& a, bool trans_a, const Tensor& b, bool trans_b) {
+  GemmDims d = gemm_dims("matmul", a, trans_a, b, trans_b, {});
+  Shape shape(a.shape().begin(), a.shape().end() - 2);
+  shape.push_back(d.m);
+  shape.push_back(d.n);
+  Tensor c = Tensor::empty(shape, DType::f32, a.device());
+  batched_gemm(a, trans_a, b, trans_b, c);
+  return c;
+}
+
+Tensor linear_forward(const Tensor& x, const Tensor& w, const Tensor& bias) {
+  require(w.rank() == 2 && x.rank() >= 1 && x.size(-1) == w.size(1), "linear",
+          "input " + shape_str(x.shape()) + " does not fit weight " + shape_str(w.shape()));
+  require(!bias.defined() || bias.shape() == Shape{w.size(0)}, "linear",
+          "bias " + shape_str(bias.shape()) + " does not fit weight " + shape_str(w.shape()));
+  Shape shape = x.shape();
+  shape.back() = w.size(0);
+  Tensor y = Tensor::empty(shape, DType::f32, x.device());
+  Tensor x2 = x.reshape({-1, w.size(1)}), y2 = y.reshape({-1, w.size(0)});
+  float beta = 0.f;
+  if (bias.defined()) {
+    // y = bias in every row, then y += x w^T.
+    if (y.device() != Device::cpu) no_kernel("linear", y.device());
+    cpu::fill_rows(y2.data<float>(), bias.data<float>(), y2.size(0), y2.size(1));
+    beta = 1.f;
+  }
+  gemm(x2, false, w, true, y2, 1.f, beta);
+  return y;
+}
+
+void linear_backward(const Tensor& dy, const Tensor& x, const Tensor& w, Tensor& dx, Tensor& dw,
+                     Tensor& dbias) {
+  Tensor dy2 = dy.reshape({-1, w.size(0)}), x2 = x.reshape({-1, w.size(1)});
+  if (dx.defined()) {
+    Tensor dx2 = dx.reshape({-1, w.size(1)});
+    gemm(dy2, false, w, false, dx2, 1.f, 1.f);  // [rows, in] += dy [rows, out] @ w [out, in]
+  }
+  if (dw.defined()) gemm(dy2, true, x2, false, dw, 1.f, 1.f);  // [out, in] += dy^T @ x
+  if (dbias.defined()) reduce_to(dy2, dbias);
+}
+
+}  // namespace qkv::ops

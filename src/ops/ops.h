@@ -1,0 +1,137 @@
+// Every op qkv has, in one place. An op checks shapes once, then runs the kernel of the device
+// its tensors live on (ops/cpu/*.cpp; ops/cuda/*.cu). Forward functions return new tensors.
+// Backward functions ACCUMULATE into the gradients they are given (dx += ...), so a tensor used
+// twice gets the sum of both contributions; an undefined gradient tensor means "not needed".
+#pragma once
+#include <vector>
+
+#include "tensor/rng.h"
+#include "tensor/tensor.h"
+
+namespace qkv::ops {
+
+// ---------------------------------------------------------------------------------------------
+// Matrix products (BLAS / cuBLAS).
+// c = alpha * op(a) @ op(b) + beta * c, 2-D. op(a) is [m, k], op(b) is [k, n], c is [m, n].
+void gemm(const Tensor& a, bool trans_a, const Tensor& b, bool trans_b, Tensor& c,
+          float alpha = 1.f, float beta = 0.f);
+// The same for every leading index: a [..., m, k] (or [..., k, m] when trans_a), b likewise,
+// c [..., m, n]; leading shapes must match.
+void batched_gemm(const Tensor& a, bool trans_a, const Tensor& b, bool trans_b, Tensor& c,
+                  float alpha = 1.f, float beta = 0.f);
+// Returns op(a) @ op(b) (2-D or batched, as above).
+Tensor matmul(const Tensor& a, bool trans_a, const Tensor& b, bool trans_b);
+
+// y [..., out] = x [..., in] @ w[out, in]^T + bias [out] (bias may be undefined).
+Tensor linear_forward(const Tensor& x, const Tensor& w, const Tensor& bias);
+void linear_backward(const Tensor& dy, const Tensor& x, const Tensor& w, Tensor& dx, Tensor& dw,
+                     Tensor& dbias);
+
+// ---------------------------------------------------------------------------------------------
+// Elementwise, with NumPy broadcasting (shapes aligned from the right).
+Shape broadcast_shape(const Shape& a, const Shape& b);
+Tensor add(const Tensor& a, const Tensor& b);
+Tensor mul(const Tensor& a, const Tensor& b);
+Tensor scale(const Tensor& x, float s);
+// da += dy summed over the axes along which `da`'s shape was broadcast to dy's shape.
+void reduce_to(const Tensor& dy, Tensor& da);
+// d(a*b): da += reduce(dy * b), db += reduce(dy * a).
+void mul_backward(const Tensor& dy, const Tensor& a, const Tensor& b, Tensor& da, Tensor& db);
+// y += alpha * x, same shape.
+void axpy(float alpha, const Tensor& x, Tensor& y);
+// Sum of every element, as a [1] tensor (fixed summation order).
+Tensor sum_all(const Tensor& x);
+// Sum of squares of every element, in double.
+double sum_squares(const Tensor& x);
+
+// ---------------------------------------------------------------------------------------------
+// Embedding: ids i32 [...] index rows of table [vocab, dim]; y [..., dim] = table[ids] * scale.
+// An id outside [0, vocab) is an error naming it.
+Tensor embedding_forward(const Tensor& ids, const Tensor& table, float scale = 1.f);
+// dtable[ids[i]] += dy[i] * scale (scatter-add; repeated ids accumulate).
+void embedding_backward(const Tensor& dy, const Tensor& ids, Tensor& dtable, float scale = 1.f);
+
+// ---------------------------------------------------------------------------------------------
+// LayerNorm over the last axis: x [..., d], gamma/beta [d]. Saves mean and 1/std per row
+// ([rows] f32) for the backward pass.
+Tensor layer_norm_forward(const Tensor& x, const Tensor& gamma, const Tensor& beta, float eps,
+                          Tensor& mean, Tensor& rstd);
+void layer_norm_backward(const Tensor& dy, const Tensor& x, const Tensor& gamma, const Tensor& mean,
+                         const Tensor& rstd, Tensor& dx, Tensor& dgamma, Tensor& dbeta);
+
+// ---------------------------------------------------------------------------------------------
+// Softmax over the last axis.
+Tensor softmax_forward(const Tensor& x);
+void softmax_backward(const Tensor& dy, const Tensor& y, Tensor& dx);
+Tensor log_softmax_forward(const Tensor& x);
+
+// ---------------------------------------------------------------------------------------------
+// Activations. gelu is the exact (erf) form; gelu_tanh the tanh approximation (GPT-2).
+enum class Activation { relu, gelu, gelu_tanh };
+Activation activation_from_name(const std::string& name);  // "relu", "gelu", "gelu_tanh"
+Tensor activation_forward(Activation act, const Tensor& x);
+void activation_backward(Activation act, const Tensor& dy, const Tensor& x, Tensor& dx);
+
+// Inverted dropout: y = x * mask / (1 - p), mask u8 [same shape] drawn from rng (kept = 1).
+Tensor dropout_forward(const Tensor& x, float p, Rng& rng, Tensor& mask);
+void dropout_backward(const Tensor& dy, const Tensor& mask, float p, Tensor& dx);
+
+// ---------------------------------------------------------------------------------------------
+// Layout. y = x with axes reordered: y.shape[i] = x.shape[dims[i]] (rank <= 6).
+Tensor permute(const Tensor& x, const std::vector<int>& dims);
+// dx += permute(dy, inverse of dims).
+void permute_backward(const Tensor& dy, const std::vector<int>& dims, Tensor& dx);
+// Joins tensors along `axis`; all other axes must match.
+Tensor concat(const std::vector<Tensor>& xs, int axis);
+// Cuts x along `axis` into pieces of the given sizes (they must add up to x.size(axis)).
+std::vector<Tensor> split(const Tensor& x, const std::vector<int64_t>& sizes, int axis);
+// dxs[i] += the slice of dy that concat took from xs[i].
+void concat_backward(const Tensor& dy, int axis, std::vector<Tensor*> dxs);
+
+// ---------------------------------------------------------------------------------------------
+// Scaled dot-product attention: q [B, H, Lq, D], k and v [B, H, Lk, D] -> out [B, H, Lq, D].
+// causal: query i sees keys j <= i + (Lk - Lq) (aligned at the end, so a decoding step with a
+// KV cache of Lk keys and one query sees all of them). key_lengths i32 [B]: keys j >= length are
+// padding. A query row that sees no key gives zeros.
+struct AttentionMask {
+  bool causal = false;
+  Tensor key_lengths;  // undefined: no padding
+};
+enum class AttentionImpl { naive, tiled, automatic };
+// What the backward pass needs: naive keeps the probabilities [B, H, Lq, Lk]; tiled keeps the
+// log-sum-exp of each row [B, H, Lq] and recomputes the scores.
+struct AttentionSaved {
+  AttentionImpl impl = AttentionImpl::naive;
+  Tensor probs;
+  Tensor lse;
+};
+Tensor attention_forward(const Tensor& q, const Tensor& k, const Tensor& v,
+                         const AttentionMask& mask, float scale, AttentionSaved* saved,
+                         AttentionImpl impl = AttentionImpl::automatic);
+void attention_backward(const Tensor& dout, const Tensor& q, const Tensor& k, const Tensor& v,
+                        const Tensor& out, const AttentionMask& mask, float scale,
+                        const AttentionSaved& saved, Tensor& dq, Tensor& dk, Tensor& dv);
+
+// ---------------------------------------------------------------------------------------------
+// Fused softmax + label-smoothed cross-entropy, as torch.nn.functional.cross_entropy with
+// label_smoothing=eps: loss_i = (1-eps) * (lse_i - x_i[t_i]) + eps * (lse_i - mean_j x_i[j]).
+// logits [N, V], targets i32 [N]; rows whose target is ignore_index get loss 0.
+// Returns per-row losses [N]; saves the row log-sum-exp [N].
+Tensor cross_entropy_forward(const Tensor& logits, const Tensor& targets, int ignore_index,
+                             float label_smoothing, Tensor& lse);
+// dlogits += dloss_i * (softmax_i - (1-eps) * onehot(t_i) - eps / V) for rows not ignored.
+void cross_entropy_backward(const Tensor& dloss, const Tensor& logits, const Tensor& targets,
+                            int ignore_index, float label_smoothing, const Tensor& lse,
+                            Tensor& dlogits);
+
+// ---------------------------------------------------------------------------------------------
+// Optimizer update (Adam / AdamW), in place; m and v are the moment estimates.
+struct AdamParams {
+  float lr = 1e-3f, beta1 = 0.9f, beta2 = 0.999f, eps = 1e-8f;
+  float weight_decay = 0.f;  // decoupled (AdamW) when > 0
+  int64_t step = 1;          // 1-based, for bias correction
+};
+void adam_update(Tensor& param, const Tensor& grad, Tensor& m, Tensor& v, const AdamParams& p,
+                 float grad_scale = 1.f);
+
+}  // namespace qkv::ops

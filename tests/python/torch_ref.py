@@ -1,0 +1,102 @@
+"""PyTorch reference for qkv's op tests, run as a server by tests/support/torch_ref.cpp.
+
+Each request is one JSON line on stdin: {"op": NAME, "in": PATH, "out": PATH, "attrs": {...}}.
+Inputs come from the safetensors file PATH; floating inputs become float64 tensors that require
+a gradient, integer inputs int64 tensors. The op runs in float64 and results are rounded to float32; if the inputs hold "dout", the
+gradients of sum(out * dout) with respect to every floating input are written as "d_<name>".
+The reply is one line: "ok" or "error: <message>".
+"""
+import json
+import math
+import sys
+import traceback
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+
+sys.path.insert(0, __import__("os").path.dirname(__file__))
+import safetensors_np  # noqa: E402
+
+
+def attention(t, a):
+    q, k, v = t["q"], t["k"], t["v"]
+    lq, lk = q.shape[-2], k.shape[-2]
+    scores = q @ k.transpose(-1, -2) * a["scale"]
+    allowed = torch.ones(q.shape[0], 1, lq, lk, dtype=torch.bool)
+    if a.get("causal"):
+        i = torch.arange(lq)[:, None]
+        j = torch.arange(lk)[None, :]
+        allowed = allowed & (j <= i + (lk - lq))
+    if "key_lengths" in t:
+        j = torch.arange(lk)[None, None, None, :]
+        allowed = allowed & (j < t["key_lengths"][:, None, None, None])
+    scores = scores.masked_fill(~allowed, float("-inf"))
+    probs = torch.softmax(scores, dim=-1)
+    probs = torch.where(allowed.any(-1, keepdim=True), probs, torch.zeros_like(probs))
+    return probs @ v
+
+
+def cross_entropy(t, a):
+    return F.cross_entropy(t["logits"], t["targets"], ignore_index=a["ignore_index"],
+                           label_smoothing=a["label_smoothing"], reduction="none")
+
+
+OPS = {
+    "matmul": lambda t, a: (t["a"].transpose(-1, -2) if a.get("trans_a") else t["a"])
+    @ (t["b"].transpose(-1, -2) if a.get("trans_b") else t["b"]),
+    "linear": lambda t, a: F.linear(t["x"], t["w"], t.get("bias")),
+    "add": lambda t, a: t["a"] + t["b"],
+    "mul": lambda t, a: t["a"] * t["b"],
+    "scale": lambda t, a: t["x"] * a["s"],
+    "sum": lambda t, a: t["x"].sum().reshape(1),
+    "embedding": lambda t, a: F.embedding(t["ids"], t["table"]) * a.get("scale", 1.0),
+    "layer_norm": lambda t, a: F.layer_norm(t["x"], t["x"].shape[-1:], t["gamma"], t["beta"],
+                                            a.get("eps", 1e-5)),
+    "softmax": lambda t, a: torch.softmax(t["x"], -1),
+    "log_softmax": lambda t, a: torch.log_softmax(t["x"], -1),
+    "relu": lambda t, a: F.relu(t["x"]),
+    "gelu": lambda t, a: F.gelu(t["x"]),
+    "gelu_tanh": lambda t, a: F.gelu(t["x"], approximate="tanh"),
+    "permute": lambda t, a: t["x"].permute(*a["dims"]),
+    "concat": lambda t, a: torch.cat([t[f"x{i}"] for i in range(a["n"])], a["axis"]),
+    "attention": attention,
+    "cross_entropy": cross_entropy,
+}
+
+
+def run(req):
+    arrays, _ = safetensors_np.load(req["in"])
+    tensors = {}
+    for name, arr in arrays.items():
+        if name == "dout":
+            continue
+        if np.issubdtype(arr.dtype, np.floating):
+            tensors[name] = torch.tensor(arr, dtype=torch.float64, requires_grad=True)
+        else:
+            tensors[name] = torch.tensor(arr.astype(np.int64))
+    out = OPS[req["op"]](tensors, req.get("attrs", {}))
+    result = {"out": out.detach().numpy().astype(np.float32)}
+    if "dout" in arrays:
+        floats = [n for n, t in tensors.items() if t.requires_grad]
+        grads = torch.autograd.grad((out * torch.tensor(arrays["dout"], dtype=torch.float64)).sum(),
+                                    [tensors[n] for n in floats], allow_unused=True)
+        for n, g in zip(floats, grads):
+            result["d_" + n] = (g if g is not None else torch.zeros_like(tensors[n])).numpy().astype(np.float32)
+    safetensors_np.save(req["out"], result)
+
+
+def main():
+    torch.set_num_threads(1)
+    for line in sys.stdin:
+        try:
+            run(json.loads(line))
+            reply = "ok"
+        except Exception as e:  # the C++ side reports it as a test failure
+            reply = "error: " + repr(e) + " " + traceback.format_exc().replace("\n", " | ")
+        sys.stdout.write(reply + "\n")
+        sys.stdout.flush()
+
+
+if __name__ == "__main__":
+    main()

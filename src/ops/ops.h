@@ -134,4 +134,12 @@ struct AdamParams {
 void adam_update(Tensor& param, const Tensor& grad, Tensor& m, Tensor& v, const AdamParams& p,
                  float grad_scale = 1.f);
 
+// ---------------------------------------------------------------------------------------------
+// Incremental decoding: cache [N, H, capacity, D] gets x [N, H, 1, D] at position `pos`.
+void kv_cache_write(Tensor& cache, const Tensor& x, int64_t pos);
+// y[i] = x[index[i]] along axis 0 (beam reordering); index i32 [M] -> y [M, ...].
+Tensor gather_rows(const Tensor& x, const Tensor& index);
+// Per row of x [N, V]: the index of the largest element (the first on ties), i32 [N].
+Tensor argmax_rows(const Tensor& x);
+
 }  // namespace qkv::ops

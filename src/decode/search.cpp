@@ -1,0 +1,126 @@
+#include "decode/search.h"
+
+#include <algorithm>
+#include <cmath>
+#include <limits>
+
+#include "decode/incremental.h"
+
+namespace qkv::decode {
+
+namespace {
+constexpr float kNegInf = -std::numeric_limits<float>::infinity();
+
+int64_t max_steps(const SearchOptions& o, int64_t src_len) {
+  int64_t n = int64_t(std::ceil(o.max_length_ratio * float(src_len))) + o.max_length_offset;
+  return std::max<int64_t>(1, std::min(n, o.max_length));
+}
+
+float normalise(float log_prob, size_t length, float penalty) {
+  return penalty == 0.f ? log_prob : log_prob / std::pow(float(std::max<size_t>(length, 1)), penalty);
+}
+
+// One alive hypothesis of a sentence's beam.
+struct Beam {
+  std::vector<int32_t> tokens;
+  float log_prob = 0;
+};
+}  // namespace
+
+std::vector<std::vector<Hypothesis>> search(const nn::Seq2Seq& model, const Tensor& src,
+                                            const Tensor& src_lengths,
+                                            const SearchOptions& options) {
+  const auto& c = model.config();
+  const int64_t batch = src.size(0), k = std::max(1, options.beam);
+  const int64_t vocab = c.vocab_size;
+  std::vector<int64_t> limit(batch);
+  int64_t longest = 0;
+  for (int64_t b = 0; b < batch; ++b) {
+    limit[b] = max_steps(options, src_lengths.data<int32_t>()[b]);
+    longest = std::max(longest, limit[b]);
+  }
+  nn::Context ctx;
+  Var memory = model.encode(src, src_lengths, ctx);  // [B, S, d]
+
+  // Rows: k per sentence, sentence-major. All start from <bos>; only beam 0 is alive at first
+  // so that the k copies do not fill the beam with duplicates.
+  Tensor rows_of_sentences = Tensor::empty({batch * k}, DType::i32);
+  for (int64_t r = 0; r < batch * k; ++r) rows_of_sentences.data<int32_t>()[r] = int32_t(r / k);
+  IncrementalDecoder decoder(model, Var(ops::gather_rows(memory.value(), rows_of_sentences)),
+                             ops::gather_rows(src_lengths, rows_of_sentences), longest);
+  std::vector<std::vector<Beam>> beams(batch, std::vector<Beam>(k));
+  for (int64_t b = 0; b < batch; ++b)
+    for (int64_t j = 1; j < k; ++j) beams[b][j].log_prob = kNegInf;
+  std::vector<std::vector<Hypothesis>> finished(batch);
+  std::vector<bool> done(batch, false);
+
+  Tensor tokens = Tensor::empty({batch * k}, DType::i32);
+  tokens.fill(float(c.bos_id));
+  Tensor order = Tensor::empty({batch * k}, DType::i32);
+  std::vector<std::pair<float, int64_t>> cand;
+  for (int64_t step = 0; step < longest; ++step) {
+    Tensor logp = ops::log_softmax_forward(decoder.step(tokens));  // [B*k, V]
+    const float* lp = logp.data<float>();
+    bool all_done = true;
+    for (int64_t b = 0; b < batch; ++b) {
+      if (done[b]) {  // keep rows in place, feeding padding
+        for (int64_t j = 0; j < k; ++j) {
+          order.data<int32_t>()[b * k + j] = int32_t(b * k + j);
+          tokens.data<int32_t>()[b * k + j] = c.pad_id;
+        }
+        continue;
+      }
+      bool last = step + 1 == limit[b];
+      cand.clear();
+      for (int64_t j = 0; j < k; ++j) {
+        float base = beams[b][j].log_prob;
+        if (base == kNegInf) continue;
+        const float* row = lp + (b * k + j) * vocab;
+        for (int64_t v = 0; v < vocab; ++v) {
+          if (v == c.pad_id || v == c.bos_id) continue;
+          if (last && v != c.eos_id) continue;  // the length limit forces <eos>
+          cand.emplace_back(base + row[v], j * vocab + v);
+        }
+      }
+      int64_t keep = std::min<int64_t>(int64_t(cand.size()), 2 * k);
+      std::partial_sort(cand.begin(), cand.begin() + keep, cand.end(),
+                        [](auto& x, auto& y) { return x.first > y.first || (x.first == y.first && x.second < y.second); });
+      std::vector<Beam> next;
+      for (int64_t i = 0; i < keep && int64_t(next.size()) < k; ++i) {
+        int64_t j = cand[i].second / vocab;
+        int32_t v = int32_t(cand[i].second % vocab);
+        if (v == c.eos_id) {
+          const auto& t = beams[b][j].tokens;
+          finished[b].push_back({t, cand[i].first, normalise(cand[i].first, t.size() + 1, options.length_penalty)});
+          continue;
+        }
+        Beam nb{beams[b][j].tokens, cand[i].first};
+        nb.tokens.push_back(v);
+        order.data<int32_t>()[b * k + int64_t(next.size())] = int32_t(b * k + j);
+        tokens.data<int32_t>()[b * k + int64_t(next.size())] = v;
+        next.push_back(std::move(nb));
+      }
+      done[b] = int64_t(finished[b].size()) >= k || next.empty() || last;
+      for (int64_t j = int64_t(next.size()); j < k; ++j) {  // fill unused rows
+        order.data<int32_t>()[b * k + j] = int32_t(b * k);
+        tokens.data<int32_t>()[b * k + j] = c.pad_id;
+        next.push_back({{}, kNegInf});
+      }
+      beams[b] = std::move(next);
+      all_done = all_done && done[b];
+    }
+    if (all_done) break;
+    if (k > 1) decoder.reorder(order);
+  }
+
+  std::vector<std::vector<Hypothesis>> out(batch);
+  for (int64_t b = 0; b < batch; ++b) {
+    auto& f = finished[b];
+    std::stable_sort(f.begin(), f.end(), [](auto& x, auto& y) { return x.score > y.score; });
+    f.resize(std::min<size_t>(f.size(), size_t(std::max(1, options.n_best))));
+    out[b] = std::move(f);
+  }
+  return out;
+}
+
+}  // namespace qkv::decode

@@ -1,0 +1,57 @@
+#include "decode/translator.h"
+
+#include <algorithm>
+#include <numeric>
+
+#include "data/batcher.h"
+
+namespace qkv::decode {
+
+Translator::Translator(const nn::Seq2Seq& model, const data::Tokenizer& tokenizer,
+                       const TranslatorOptions& options)
+    : model_(model), tokenizer_(tokenizer), options_(options) {
+  int64_t most = model.config().max_positions;
+  if (options_.max_source_tokens <= 0 || options_.max_source_tokens > most)
+    options_.max_source_tokens = most;
+  options_.search.max_length = std::min(options_.search.max_length, most);
+}
+
+std::vector<std::vector<Translation>> Translator::translate(const std::vector<std::string>& lines) {
+  std::vector<std::vector<int32_t>> ids(lines.size());
+  for (size_t i = 0; i < lines.size(); ++i) {
+    ids[i] = tokenizer_.encode(lines[i]);
+    if (int64_t(ids[i].size()) > options_.max_source_tokens) {
+      ids[i].resize(size_t(options_.max_source_tokens));
+      ++truncated_;
+    }
+  }
+  std::vector<size_t> order;
+  for (size_t i = 0; i < lines.size(); ++i)
+    if (!ids[i].empty()) order.push_back(i);
+  std::stable_sort(order.begin(), order.end(),
+                   [&](size_t a, size_t b) { return ids[a].size() < ids[b].size(); });
+
+  std::vector<std::vector<Translation>> out(lines.size(), std::vector<Translation>(1));
+  for (size_t begin = 0; begin < order.size();) {
+    // Sorted ascending, so the last sentence of a batch is its longest.
+    size_t end = begin + 1;
+    while (end < order.size() &&
+           int64_t(end - begin + 1) * int64_t(ids[order[end]].size()) <= options_.batch_tokens)
+      ++end;
+    std::vector<std::vector<int32_t>> sources;
+    for (size_t i = begin; i < end; ++i) sources.push_back(ids[order[i]]);
+    data::Batch batch = data::make_source_batch(sources);
+    auto hyps = search(model_, batch.src, batch.src_lengths, options_.search);
+    for (size_t i = begin; i < end; ++i) {
+      auto& dst = out[order[i]];
+      dst.clear();
+      for (const auto& h : hyps[i - begin])
+        dst.push_back({tokenizer_.decode(h.tokens), h.log_prob, h.score, h.tokens});
+      if (dst.empty()) dst.emplace_back();
+    }
+    begin = end;
+  }
+  return out;
+}
+
+}  // namespace qkv::decode

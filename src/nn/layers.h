@@ -1,0 +1,74 @@
+// The building blocks of a Transformer: Linear, LayerNorm, multi-head attention and the
+// position-wise feed-forward network. Activations are batch-first [batch, len, d_model].
+#pragma once
+#include <string>
+
+#include "autograd/functions.h"
+#include "nn/params.h"
+
+namespace qkv::nn {
+
+// What a forward pass needs besides its inputs.
+struct Context {
+  bool training = false;
+  float dropout = 0.f;  // applied only while training
+  Rng* rng = nullptr;   // dropout masks
+  ops::AttentionImpl attention = ops::AttentionImpl::automatic;
+
+  float dropout_p() const { return training ? dropout : 0.f; }
+  // Dropout with this context's rate (identity outside training).
+  Var drop(const Var& x) const { return dropout_p() > 0.f ? qkv::dropout(x, dropout_p(), *rng) : x; }
+};
+
+struct Linear {
+  Var weight;  // [out, in]
+  Var bias;    // [out], or undefined
+  Linear() = default;
+  Linear(int64_t in, int64_t out, bool with_bias = true);
+  void init(Rng& rng);  // Xavier-uniform weight, zero bias
+  Var operator()(const Var& x) const { return linear(x, weight, bias); }
+  void params(const std::string& prefix, ParamList& out) const;
+};
+
+struct LayerNorm {
+  Var weight;  // [d], ones
+  Var bias;    // [d], zeros
+  float eps = 1e-5f;
+  LayerNorm() = default;
+  explicit LayerNorm(int64_t d, float eps = 1e-5f);
+  Var operator()(const Var& x) const { return layer_norm(x, weight, bias, eps); }
+  void params(const std::string& prefix, ParamList& out) const;
+};
+
+// Multi-head attention with separate q/k/v/out projections (Hugging Face's names).
+struct MultiHeadAttention {
+  int64_t d_model = 0, heads = 0;
+  Linear q_proj, k_proj, v_proj, out_proj;
+  MultiHeadAttention() = default;
+  MultiHeadAttention(int64_t d_model, int64_t heads);
+  void init(Rng& rng);
+  // query [B, Lq, d], memory [B, Lk, d] (memory == query for self-attention) -> [B, Lq, d].
+  Var operator()(const Var& query, const Var& memory, const ops::AttentionMask& mask,
+                 const Context& ctx) const;
+  // [B, L, d] -> [B, H, L, d/H] and back.
+  Var split_heads(const Var& x) const;
+  Var merge_heads(const Var& x) const;
+  void params(const std::string& prefix, ParamList& out) const;
+};
+
+// fc2(dropout(act(fc1(x)))).
+struct FeedForward {
+  Linear fc1, fc2;
+  ops::Activation act = ops::Activation::relu;
+  FeedForward() = default;
+  FeedForward(int64_t d_model, int64_t d_ff, ops::Activation act);
+  void init(Rng& rng);
+  Var operator()(const Var& x, const Context& ctx) const;
+  void params(const std::string& prefix, ParamList& out) const;
+};
+
+// Sinusoidal position encodings [len, d] (Vaswani et al.): PE[p, 2i] = sin(p / 10000^(2i/d)),
+// PE[p, 2i+1] = cos(p / 10000^(2i/d)).
+Tensor sinusoidal_positions(int64_t len, int64_t d);
+
+}  // namespace qkv::nn

@@ -1,0 +1,70 @@
+// The encoder-decoder Transformer of "Attention Is All You Need": shared source/target
+// vocabulary, embeddings scaled by sqrt(d_model) plus sinusoidal positions, N encoder and N
+// decoder layers, and an output projection tied to the embeddings (optional).
+// Parameter names follow Hugging Face's MarianMTModel.
+#pragma once
+#include <string>
+
+#include "config/options.h"
+#include <vector>
+
+#include "nn/transformer.h"
+
+namespace qkv::nn {
+
+struct Seq2SeqConfig {
+  int64_t vocab_size = 8000;
+  int64_t d_model = 256, heads = 4, d_ff = 1024;
+  int64_t encoder_layers = 3, decoder_layers = 3;
+  std::string activation = "relu";
+  bool pre_norm = false;
+  bool tie_embeddings = true;  // output projection = embedding matrix
+  float dropout = 0.1f;
+  int64_t max_positions = 1024;  // longest sequence the model accepts
+  int32_t pad_id = 0, unk_id = 1, bos_id = 2, eos_id = 3;
+
+  // config.yaml of a model directory: every field under its kebab-case key.
+  void save(const std::string& path) const;
+  // Throws std::runtime_error naming the file for a missing file, unknown key or bad value.
+  static Seq2SeqConfig load(const std::string& path);
+
+  // "tiny", "small" or "base" (unknown names are an error listing these).
+  static Seq2SeqConfig preset(const std::string& name);
+  LayerShape layer_shape() const;
+};
+
+class Seq2Seq {
+ public:
+  explicit Seq2Seq(const Seq2SeqConfig& config);
+  const Seq2SeqConfig& config() const { return config_; }
+  // Random initialisation for training.
+  void init(Rng& rng);
+  ParamList params() const;
+
+  // ids i32 [B, L] starting at position `offset` -> scaled embeddings + positions [B, L, d].
+  Var embed(const Tensor& ids, int64_t offset, const Context& ctx) const;
+  // src i32 [B, S], src_lengths i32 [B] -> memory [B, S, d].
+  Var encode(const Tensor& src, const Tensor& src_lengths, const Context& ctx) const;
+  // Teacher forcing: tgt_in i32 [B, T] (starting with <bos>) -> hidden [B, T, d].
+  Var decode(const Tensor& tgt_in, const Var& memory, const Tensor& src_lengths,
+             const Context& ctx) const;
+  // hidden [..., d] -> logits [..., V].
+  Var logits(const Var& hidden) const;
+  Var forward(const Tensor& src, const Tensor& src_lengths, const Tensor& tgt_in,
+              const Context& ctx) const;
+
+  const std::vector<DecoderLayer>& decoder_layers() const { return decoder_; }
+  const LayerNorm& decoder_final_norm() const { return decoder_norm_; }
+
+ private:
+  Seq2SeqConfig config_;
+  Var shared_;             // [V, d]
+  Linear lm_head_;         // untied output projection (weight [V, d]) when !tie_embeddings
+  Var final_logits_bias_;  // [V]
+  Tensor positions_;       // [max_positions, d], not trained
+  std::vector<EncoderLayer> encoder_;
+  std::vector<DecoderLayer> decoder_;
+  LayerNorm encoder_norm_, decoder_norm_;  // pre-norm only
+};
+
+}  // namespace qkv::nn

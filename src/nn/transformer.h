@@ -1,0 +1,57 @@
+// Encoder and decoder layers of the Transformer, post-norm as in Vaswani et al. or pre-norm.
+//   post-norm: x = LN(x + drop(sublayer(x)))
+//   pre-norm:  x = x + drop(sublayer(LN(x)))   (and a final LayerNorm after the stack)
+#pragma once
+#include "nn/layers.h"
+
+namespace qkv::nn {
+
+struct LayerShape {
+  int64_t d_model = 256, heads = 4, d_ff = 1024;
+  ops::Activation act = ops::Activation::relu;
+  bool pre_norm = false;
+  float ln_eps = 1e-5f;
+};
+
+struct EncoderLayer {
+  LayerShape shape;
+  MultiHeadAttention self_attn;
+  LayerNorm self_attn_layer_norm;
+  FeedForward ffn;  // fc1, fc2
+  LayerNorm final_layer_norm;
+
+  EncoderLayer() = default;
+  explicit EncoderLayer(const LayerShape& s);
+  void init(Rng& rng);
+  // x [B, S, d]; mask: padding of the source.
+  Var operator()(const Var& x, const ops::AttentionMask& mask, const Context& ctx) const;
+  void params(const std::string& prefix, ParamList& out) const;
+};
+
+struct DecoderLayer {
+  LayerShape shape;
+  MultiHeadAttention self_attn;
+  LayerNorm self_attn_layer_norm;
+  MultiHeadAttention encoder_attn;
+  LayerNorm encoder_attn_layer_norm;
+  FeedForward ffn;
+  LayerNorm final_layer_norm;
+
+  DecoderLayer() = default;
+  explicit DecoderLayer(const LayerShape& s);
+  void init(Rng& rng);
+  // x [B, T, d], memory [B, S, d]; self_mask is causal, memory_mask the source padding.
+  Var operator()(const Var& x, const Var& memory, const ops::AttentionMask& self_mask,
+                 const ops::AttentionMask& memory_mask, const Context& ctx) const;
+  void params(const std::string& prefix, ParamList& out) const;
+};
+
+// One residual sub-block in the layer's norm position: post-norm LN(x + drop(f(x))) or
+// pre-norm x + drop(f(LN(x))).
+template <class F>
+Var residual(const Var& x, const LayerNorm& ln, bool pre_norm, const Context& ctx, F&& f) {
+  if (pre_norm) return add(x, ctx.drop(f(ln(x))));
+  return ln(add(x, ctx.drop(f(x))));
+}
+
+}  // namespace qkv::nn

@@ -1,0 +1,112 @@
+#include "train/checkpoint.h"
+
+#include <filesystem>
+#include <fstream>
+#include <nlohmann/json.hpp>
+#include <sstream>
+
+#include "io/atomic_file.h"
+
+namespace qkv::train {
+
+namespace fs = std::filesystem;
+
+namespace {
+nlohmann::json to_json(const Progress& p) {
+  return {{"epoch", p.epoch},
+          {"batch_in_epoch", p.batch_in_epoch},
+          {"update", p.update},
+          {"sentences", p.sentences},
+          {"target_tokens", p.target_tokens},
+          {"rng_seed", p.rng_seed},
+          {"rng_offset", p.rng_offset},
+          {"best_bleu", p.best_bleu},
+          {"validations_without_improvement", p.validations_without_improvement},
+          {"elapsed_s", p.elapsed_s}};
+}
+
+Progress from_json(const nlohmann::json& j) {
+  Progress p;
+  p.epoch = j.at("epoch");
+  p.batch_in_epoch = j.at("batch_in_epoch");
+  p.update = j.at("update");
+  p.sentences = j.at("sentences");
+  p.target_tokens = j.at("target_tokens");
+  p.rng_seed = j.at("rng_seed");
+  p.rng_offset = j.at("rng_offset");
+  p.best_bleu = j.at("best_bleu");
+  p.validations_without_improvement = j.at("validations_without_improvement");
+  p.elapsed_s = j.at("elapsed_s");
+  return p;
+}
+
+std::string read_text(const fs::path& path) {
+  std::ifstream in(path);
+  std::stringstream ss;
+  ss << in.rdbuf();
+  return ss.str();
+}
+
+// Makes `dst` a complete copy of `src` under its final name in one rename.
+void copy_atomic(const fs::path& src, const fs::path& dst) {
+  fs::path tmp = dst.string() + ".tmp";
+  fs::copy_file(src, tmp, fs::copy_options::overwrite_existing);
+  fs::rename(tmp, dst);
+}
+}  // namespace
+
+void save_checkpoint(const std::string& model_dir, const nn::ParamList& params,
+                     const optim::Adam& adam, const Progress& progress) {
+  fs::path root = fs::path(model_dir) / "checkpoint";
+  fs::create_directories(root);
+  std::string name = "state-" + std::to_string(progress.update);
+  fs::path tmp = root / (".tmp-" + name), final_dir = root / name;
+  fs::remove_all(tmp);
+  fs::create_directories(tmp);
+  Metadata meta{{"update", std::to_string(progress.update)}};
+  save_safetensors((tmp / "model.safetensors").string(), nn::param_tensors(params), meta);
+  Metadata opt_meta = adam.state_metadata();
+  opt_meta["update"] = meta["update"];
+  save_safetensors((tmp / "optimizer.safetensors").string(), adam.state(), opt_meta);
+  write_file_atomic((tmp / "progress.json").string(), to_json(progress).dump(2) + "\n");
+  fs::remove_all(final_dir);
+  fs::rename(tmp, final_dir);
+  write_file_atomic((root / "latest").string(), name + "\n");
+  copy_atomic(final_dir / "model.safetensors", fs::path(model_dir) / "model.safetensors");
+  for (const auto& entry : fs::directory_iterator(root))
+    if (entry.is_directory() && entry.path().filename() != name) fs::remove_all(entry.path());
+}
+
+std::optional<Progress> load_checkpoint(const std::string& model_dir, const nn::ParamList& params,
+                                        optim::Adam& adam) {
+  fs::path root = fs::path(model_dir) / "checkpoint";
+  if (!fs::exists(root / "latest")) return std::nullopt;
+  std::string name = read_text(root / "latest");
+  while (!name.empty() && (name.back() == '\n' || name.back() == ' ')) name.pop_back();
+  fs::path dir = root / name;
+  if (name.empty() || !fs::exists(dir / "progress.json"))
+    throw std::runtime_error((root / "latest").string() + " names '" + name +
+                             "', which is not a complete checkpoint");
+  Progress p;
+  try {
+    p = from_json(nlohmann::json::parse(read_text(dir / "progress.json")));
+  } catch (const nlohmann::json::exception& e) {
+    throw std::runtime_error((dir / "progress.json").string() + ": " + e.what());
+  }
+  std::string model_path = (dir / "model.safetensors").string();
+  nn::load_params(params, load_safetensors(model_path), model_path);
+  std::string opt_path = (dir / "optimizer.safetensors").string();
+  Metadata meta;
+  NamedTensors state = load_safetensors(opt_path, &meta);
+  adam.load_state(state, meta, opt_path);
+  return p;
+}
+
+void save_best(const std::string& model_dir, const nn::ParamList& params, const Progress& progress) {
+  save_safetensors((fs::path(model_dir) / "model.best.safetensors").string(),
+                   nn::param_tensors(params),
+                   {{"update", std::to_string(progress.update)},
+                    {"bleu", std::to_string(progress.best_bleu)}});
+}
+
+}  // namespace qkv::train

@@ -1,0 +1,38 @@
+// Training checkpoints, safe against a kill at any moment.
+//
+// A model directory holds what a user needs (config.yaml, spm.model, model.safetensors, and
+// model.best.safetensors once validated) and, under checkpoint/, what resuming needs:
+//   checkpoint/state-<update>/{model,optimizer}.safetensors, progress.json
+//   checkpoint/latest          the name of the newest complete state folder
+// A state is written into a temporary folder, renamed into place, and only then does `latest`
+// (replaced atomically) point at it; older states are removed afterwards. A run killed at any
+// point leaves `latest` naming a complete state.
+#pragma once
+#include <optional>
+#include <string>
+
+#include "nn/params.h"
+#include "optim/optimizer.h"
+
+namespace qkv::train {
+
+struct Progress {
+  int64_t epoch = 1;           // 1-based epoch being trained
+  int64_t batch_in_epoch = 0;  // batches of this epoch already consumed
+  int64_t update = 0;          // optimizer updates done
+  int64_t sentences = 0, target_tokens = 0;
+  uint64_t rng_seed = 0, rng_offset = 0;  // dropout RNG state
+  double best_bleu = -1;
+  int64_t validations_without_improvement = 0;
+  double elapsed_s = 0;  // training time over all runs
+};
+
+void save_checkpoint(const std::string& model_dir, const nn::ParamList& params,
+                     const optim::Adam& adam, const Progress& progress);
+// Loads the newest complete state into params and adam; nullopt when there is none.
+std::optional<Progress> load_checkpoint(const std::string& model_dir, const nn::ParamList& params,
+                                        optim::Adam& adam);
+// model.best.safetensors (atomically).
+void save_best(const std::string& model_dir, const nn::ParamList& params, const Progress& progress);
+
+}  // namespace qkv::train

@@ -1,0 +1,93 @@
+#include "train/train_log.h"
+
+#include <unistd.h>
+
+#include <chrono>
+#include <ctime>
+#include <nlohmann/json.hpp>
+#include <stdexcept>
+
+namespace qkv::train {
+
+namespace {
+std::string timestamp() {
+  std::time_t t = std::time(nullptr);
+  char buf[32];
+  std::strftime(buf, sizeof buf, "%Y-%m-%d %H:%M:%S", std::localtime(&t));
+  return buf;
+}
+
+std::string format(const char* fmt, auto... args) {
+  char buf[512];
+  std::snprintf(buf, sizeof buf, fmt, args...);
+  return buf;
+}
+}  // namespace
+
+TrainLog::TrainLog(const std::string& model_dir)
+    : metrics_(std::fopen((model_dir + "/metrics.jsonl").c_str(), "a")),
+      terminal_(isatty(fileno(stderr))) {
+  if (!metrics_) throw std::runtime_error(model_dir + "/metrics.jsonl: cannot open for writing");
+}
+
+TrainLog::~TrainLog() { std::fclose(metrics_); }
+
+void TrainLog::line(const std::string& text) {
+  if (bar_shown_) std::fputs("\r\033[K", stderr), bar_shown_ = false;
+  std::fprintf(stderr, "[%s] %s\n", timestamp().c_str(), text.c_str());
+  std::fflush(stderr);
+}
+
+void TrainLog::json(const std::string& text) {
+  std::fputs(text.c_str(), metrics_);
+  std::fputc('\n', metrics_);
+  std::fflush(metrics_);
+}
+
+void TrainLog::update(const UpdateStats& s) {
+  line(format("Ep. %lld : Up. %lld : Sen. %lld : Cost %.4f : L.r. %.4e : gNorm %.3f : "
+              "%.1f tgt tokens/s : Time %.1fs",
+              (long long)s.epoch, (long long)s.update, (long long)s.sentences, s.loss,
+              s.learning_rate, s.grad_norm, s.target_tokens_per_s, s.elapsed_s));
+  json(nlohmann::json{{"event", "update"},
+                      {"epoch", s.epoch},
+                      {"update", s.update},
+                      {"sentences", s.sentences},
+                      {"loss", s.loss},
+                      {"lr", s.learning_rate},
+                      {"grad_norm", s.grad_norm},
+                      {"tgt_tokens_per_s", s.target_tokens_per_s},
+                      {"elapsed_s", s.elapsed_s}}
+           .dump());
+}
+
+void TrainLog::validation(const ValidStats& s) {
+  line(format("Ep. %lld : Up. %lld : valid cross-entropy %.4f : BLEU %.2f : chrF %.2f%s",
+              (long long)s.epoch, (long long)s.update, s.loss, s.bleu, s.chrf,
+              s.best ? " : new best" : format(" : stalled %lld times", (long long)s.stalled).c_str()));
+  json(nlohmann::json{{"event", "valid"},
+                      {"epoch", s.epoch},
+                      {"update", s.update},
+                      {"valid_loss", s.loss},
+                      {"bleu", s.bleu},
+                      {"chrf", s.chrf},
+                      {"best", s.best}}
+           .dump());
+}
+
+void TrainLog::note(const std::string& event, const std::string& text) {
+  line(text);
+  json(nlohmann::json{{"event", event}, {"text", text}}.dump());
+}
+
+void TrainLog::progress(int64_t done, int64_t total, int64_t update) {
+  if (!terminal_ || total <= 0) return;
+  int width = 30, filled = int(width * done / total);
+  std::fprintf(stderr, "\r\033[K  update %lld [%s%s] %lld/%lld", (long long)update,
+               std::string(filled, '#').c_str(), std::string(width - filled, '.').c_str(),
+               (long long)done, (long long)total);
+  std::fflush(stderr);
+  bar_shown_ = true;
+}
+
+}  // namespace qkv::train

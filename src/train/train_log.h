@@ -1,0 +1,43 @@
+// What training reports: a line every disp-freq updates in the field's convention (Marian's),
+// a line per validation, a machine-readable copy of both in <model-dir>/metrics.jsonl, and a
+// progress bar between lines when standard error is a terminal.
+#pragma once
+#include <cstdio>
+#include <string>
+
+namespace qkv::train {
+
+struct UpdateStats {
+  int64_t epoch = 0, update = 0, sentences = 0;
+  double loss = 0;  // label-smoothed cross-entropy per target token
+  double learning_rate = 0, grad_norm = 0;
+  double target_tokens_per_s = 0, elapsed_s = 0;
+};
+
+struct ValidStats {
+  int64_t epoch = 0, update = 0;
+  double loss = 0, bleu = 0, chrf = 0;
+  bool best = false;
+  int64_t stalled = 0;
+};
+
+class TrainLog {
+ public:
+  explicit TrainLog(const std::string& model_dir);
+  ~TrainLog();
+  void update(const UpdateStats& s);
+  void validation(const ValidStats& s);
+  // A free-form line (also into metrics.jsonl as {"event": ...}).
+  void note(const std::string& event, const std::string& text);
+  // Redraws the progress bar: `done` of `total` updates towards the next log line.
+  void progress(int64_t done, int64_t total, int64_t update);
+
+ private:
+  void line(const std::string& text);
+  void json(const std::string& text);
+  std::FILE* metrics_;
+  bool terminal_;
+  bool bar_shown_ = false;
+};
+
+}  // namespace qkv::train

@@ -23,6 +23,8 @@ struct TokenizerOptions {
   // Trains on a random sample of this many sentences when there are more (0: all). The
   // sample is drawn here with qkv::Rng, so it depends on the seed only.
   int64_t max_sentences = 0;
+  // SentencePiece's training threads. A unigram model depends on this count (its EM sums are
+  // split by thread), a bpe model does not: keep it fixed to reproduce a model.
   int threads = 2;
   bool verbose = false;  // SentencePiece's own progress log on standard error
 };
@@ -31,7 +33,8 @@ class Tokenizer {
  public:
   static constexpr int32_t pad_id = 0, unk_id = 1, bos_id = 2, eos_id = 3;
 
-  // Trains on `sentences`. The same sentences and options give the same model, byte for byte.
+  // Trains on `sentences`. The same sentences and options (seed and threads included) give the
+  // same model, byte for byte.
   // Throws std::runtime_error with SentencePiece's message on failure (e.g. a vocabulary
   // larger than the text supports).
   static Tokenizer train(const std::vector<std::string_view>& sentences,

@@ -133,10 +133,14 @@ int32_t Tokenizer::vocab_size() const {
   return processor_->GetPieceSize();
 }
 
-std::string Tokenizer::piece(int32_t id) const {
+void Tokenizer::check_id(int32_t id) const {
   if (id < 0 || id >= vocab_size())
     throw std::invalid_argument("token id " + std::to_string(id) + " outside the vocabulary [0, " +
                                 std::to_string(vocab_size()) + ")");
+}
+
+std::string Tokenizer::piece(int32_t id) const {
+  check_id(id);
   return processor_->IdToPiece(id);
 }
 
@@ -163,11 +167,7 @@ std::vector<std::vector<int32_t>> Tokenizer::encode_all(
 }
 
 std::string Tokenizer::decode(const std::vector<int32_t>& ids) const {
-  int32_t n = vocab_size();
-  for (int32_t id : ids)
-    if (id < 0 || id >= n)
-      throw std::invalid_argument("token id " + std::to_string(id) +
-                                  " outside the vocabulary [0, " + std::to_string(n) + ")");
+  for (int32_t id : ids) check_id(id);
   std::string text;
   auto status = processor_->Decode(std::vector<int>(ids.begin(), ids.end()), &text);
   if (!status.ok()) throw std::runtime_error("SentencePiece decode failed: " + status.ToString());

@@ -1,5 +1,7 @@
 // Subword tokenizer: a SentencePiece model shared by source and target ("joint"), with fixed
 // ids for the special symbols so that models, batches and decoders agree on them.
+// Text goes through SentencePiece's default normaliser (nmt_nfkc: NFKC, whitespace runs folded),
+// so decode(encode(s)) == s for NFKC text whose characters the model has all seen.
 #pragma once
 #include <cstdint>
 #include <memory>
@@ -64,6 +66,7 @@ class Tokenizer {
 
  private:
   explicit Tokenizer(std::string serialized, const std::string& origin);
+  void check_id(int32_t id) const;  // std::invalid_argument outside [0, vocab_size)
 
   std::string serialized_;
   std::unique_ptr<sentencepiece::SentencePieceProcessor> processor_;

@@ -3,6 +3,7 @@
 // std::runtime_error naming the file and the problem (the suite also runs under ASan/UBSan, which
 // catch any out-of-bounds read or overflow on the way).
 #include <gtest/gtest.h>
+#include <sys/wait.h>
 
 #include <cstdlib>
 #include <cstring>

@@ -34,4 +34,38 @@ void axpy(float alpha, const float* x, float* y, int64_t n);
 double sum(const float* x, int64_t n);
 double sum_squares(const float* x, int64_t n);
 
+// ---------------------------------------------------------------------------------------------
+// Embedding, LayerNorm, softmax, activations, dropout (ops/cpu/{embedding, layer_norm, softmax,
+// activation}.cpp). Rows are the leading axes flattened; `null` outputs are not wanted.
+
+// Position of the first id outside [0, vocab), or -1 when all are valid.
+int64_t first_bad_id(const int32_t* ids, int64_t n, int64_t vocab);
+// y[i, :] = table[ids[i], :] * scale.  ids [n], table [vocab, dim], y [n, dim]
+void embedding_forward(const int32_t* ids, int64_t n, const float* table, int64_t dim, float scale,
+                       float* y);
+// dtable[ids[i], :] += dy[i, :] * scale, each row summed in the order of i (deterministic).
+void embedding_backward(const float* dy, const int32_t* ids, int64_t n, int64_t dim, float scale,
+                        float* dtable);
+
+// x, y [rows, d]; gamma, beta [d]; mean, rstd [rows].
+void layer_norm_forward(const float* x, const float* gamma, const float* beta, float eps,
+                        int64_t rows, int64_t d, float* y, float* mean, float* rstd);
+void layer_norm_backward(const float* dy, const float* x, const float* gamma, const float* mean,
+                         const float* rstd, int64_t rows, int64_t d, float* dx, float* dgamma,
+                         float* dbeta);
+
+// Over the last axis of [rows, cols]; a row of only -inf gives zeros.
+void softmax_forward(const float* x, int64_t rows, int64_t cols, float* y);
+void softmax_backward(const float* dy, const float* y, int64_t rows, int64_t cols, float* dx);
+void log_softmax_forward(const float* x, int64_t rows, int64_t cols, float* y);
+
+void activation_forward(Activation act, const float* x, float* y, int64_t n);
+void activation_backward(Activation act, const float* dy, const float* x, float* dx, int64_t n);
+
+// Keeps element i when the random word rng.bits(base, i) >= p * 2^32; p == 0 keeps everything
+// and reads no random words.
+void dropout_forward(const float* x, float p, const Rng& rng, uint64_t base, uint8_t* mask,
+                     float* y, int64_t n);
+void dropout_backward(const float* dy, const uint8_t* mask, float p, float* dx, int64_t n);
+
 }  // namespace qkv::ops::cpu

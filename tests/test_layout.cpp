@@ -11,15 +11,15 @@ namespace {
 TEST(Permute, MatchesTorchForManyOrders) {
   Rng rng(11);
   std::vector<std::pair<Shape, std::vector<int>>> cases = {
-      {{2, 5, 3, 4}, {0, 2, 1, 3}},           // head split [B, L, H, D] -> [B, H, L, D]
-      {{2, 3, 5, 4}, {0, 2, 1, 3}},           // and merge back
-      {{7, 9}, {1, 0}},                       // transpose
-      {{2, 3, 4, 5}, {3, 1, 0, 2}},           // the last axis moves
-      {{3, 1, 4, 1, 2}, {4, 2, 0, 3, 1}},     // size-1 axes
+      {{2, 5, 3, 4}, {0, 2, 1, 3}},              // head split [B, L, H, D] -> [B, H, L, D]
+      {{2, 3, 5, 4}, {0, 2, 1, 3}},              // and merge back
+      {{7, 9}, {1, 0}},                          // transpose
+      {{2, 3, 4, 5}, {3, 1, 0, 2}},              // the last axis moves
+      {{3, 1, 4, 1, 2}, {4, 2, 0, 3, 1}},        // size-1 axes
       {{2, 3, 2, 1, 3, 2}, {5, 0, 4, 1, 3, 2}},  // rank 6
       {{6}, {0}},
-      {{2, 3, 4}, {0, 1, 2}},                 // identity
-      {{33, 17, 65}, {2, 0, 1}},              // large enough for threads
+      {{2, 3, 4}, {0, 1, 2}},     // identity
+      {{33, 17, 65}, {2, 0, 1}},  // large enough for threads
   };
   for (auto& [shape, dims] : cases)
     compare_with_torch(
@@ -43,7 +43,10 @@ TEST(Concat, MatchesTorchAlongEveryAxis) {
     }
     compare_with_torch(
         "concat", in, {{"n", 3}, {"axis", axis}},
-        [&](auto& v) { return concat({v["x0"], v["x1"], v["x2"]}, axis); }, 1e-6, 1e-6, rng);
+        [&](auto& v) {
+          return concat({v["x0"], v["x1"], v["x2"]}, axis);
+        },
+        1e-6, 1e-6, rng);
   }
 }
 
@@ -83,16 +86,18 @@ TEST(Layout, RejectsBadArguments) {
 TEST(Gradcheck, LayoutFunctions) {
   Rng rng(15);
   gradcheck("permute", [](auto& v) { return permute(v[0], {2, 0, 1}); }, {randn({2, 3, 4}, rng)});
-  gradcheck("concat", [](auto& v) { return concat({v[0], v[1]}, 1); },
+  gradcheck("concat",
+            [](auto& v) {
+              return concat({v[0], v[1]}, 1);
+            },
             {randn({2, 3, 2}, rng), randn({2, 1, 2}, rng)});
   // Pieces used unevenly (one twice, one not at all).
-  gradcheck(
-      "split",
-      [](auto& v) {
-        auto p = split(v[0], {2, 1, 3}, 1);
-        return concat({mul(p[0], p[0]), p[2]}, 1);
-      },
-      {randn({3, 6}, rng)});
+  gradcheck("split",
+            [](auto& v) {
+              auto p = split(v[0], {2, 1, 3}, 1);
+              return concat({mul(p[0], p[0]), p[2]}, 1);
+            },
+            {randn({3, 6}, rng)});
 }
 
 }  // namespace

@@ -10,8 +10,7 @@ void adam_update(Tensor& param, const Tensor& grad, Tensor& m, Tensor& v, const 
   require(param.dtype() == DType::f32 && grad.dtype() == DType::f32 && m.dtype() == DType::f32 &&
               v.dtype() == DType::f32,
           op, "needs F32 param, grad and moments");
-  require(grad.shape() == param.shape() && m.shape() == param.shape() &&
-              v.shape() == param.shape(),
+  require(grad.shape() == param.shape() && m.shape() == param.shape() && v.shape() == param.shape(),
           op,
           "param " + shape_str(param.shape()) + ", grad " + shape_str(grad.shape()) + ", m " +
               shape_str(m.shape()) + " and v " + shape_str(v.shape()) + " must match");

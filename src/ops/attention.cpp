@@ -18,8 +18,8 @@ AttentionImpl resolve(AttentionImpl impl, int64_t k_len) {
   return k_len >= kTiledFromKeys ? AttentionImpl::tiled : AttentionImpl::naive;
 }
 
-cpu::AttentionDims attention_dims(const char* op, const Tensor& q, const Tensor& k,
-                                  const Tensor& v, const AttentionMask& mask, float scale) {
+cpu::AttentionDims attention_dims(const char* op, const Tensor& q, const Tensor& k, const Tensor& v,
+                                  const AttentionMask& mask, float scale) {
   require(q.rank() == 4 && k.rank() == 4 && q.dtype() == DType::f32 && k.dtype() == DType::f32 &&
               v.dtype() == DType::f32,
           op, "needs F32 q [B, H, Lq, D] and k, v [B, H, Lk, D], got q " + shape_str(q.shape()));
@@ -28,8 +28,8 @@ cpu::AttentionDims attention_dims(const char* op, const Tensor& q, const Tensor&
           op,
           "q " + shape_str(q.shape()) + ", k " + shape_str(k.shape()) + " and v " +
               shape_str(v.shape()) + " do not fit q [B, H, Lq, D], k and v [B, H, Lk, D]");
-  cpu::AttentionDims d{q.size(0), q.size(1), q.size(2), k.size(2), q.size(3),
-                       mask.causal, nullptr,  scale};
+  cpu::AttentionDims d{q.size(0), q.size(1),   q.size(2), k.size(2),
+                       q.size(3), mask.causal, nullptr,   scale};
   const Tensor& lengths = mask.key_lengths;
   if (lengths.defined()) {
     require(lengths.dtype() == DType::i32 && lengths.shape() == Shape{d.batch}, op,
@@ -96,10 +96,10 @@ void attention_backward(const Tensor& dout, const Tensor& q, const Tensor& k, co
   require(!dv.defined() || dv.shape() == v.shape(), op, "dv must have v's shape");
   bool naive = saved.impl == AttentionImpl::naive;
   require(saved.impl != AttentionImpl::automatic, op, "saved state names no implementation");
-  require(naive ? saved.probs.defined() && saved.probs.numel() == d.batch * d.heads * d.q_len *
-                                                                      d.k_len
-                : saved.lse.defined() && saved.lse.numel() == d.batch * d.heads * d.q_len,
-          op, "saved state does not fit these shapes (was it made by attention_forward?)");
+  require(
+      naive ? saved.probs.defined() && saved.probs.numel() == d.batch * d.heads * d.q_len * d.k_len
+            : saved.lse.defined() && saved.lse.numel() == d.batch * d.heads * d.q_len,
+      op, "saved state does not fit these shapes (was it made by attention_forward?)");
   Device dev = common_device(op, {&dout, &q, &k, &v, &out, &dq, &dk, &dv});
   if (dev != Device::cpu) no_kernel(op, dev);
   if (d.k_len == 0) return;

@@ -131,8 +131,8 @@ std::vector<Tensor> split(const Tensor& x, const std::vector<int64_t>& sizes, in
     data.push_back(ys.back().data<float>());
     widths.push_back(s * after);
   }
-  cpu::split_rows(x.data<float>(), widths.data(), int(sizes.size()),
-                  numel_before(x.shape(), axis), data.data(), false);
+  cpu::split_rows(x.data<float>(), widths.data(), int(sizes.size()), numel_before(x.shape(), axis),
+                  data.data(), false);
   return ys;
 }
 

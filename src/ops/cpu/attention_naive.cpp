@@ -32,8 +32,8 @@ void masked_softmax_rows(const AttentionDims& d, int64_t b, float* s) {
 }
 }  // namespace
 
-void attention_naive_forward(const AttentionDims& d, const float* q, const float* k,
-                             const float* v, float* out, float* probs) {
+void attention_naive_forward(const AttentionDims& d, const float* q, const float* k, const float* v,
+                             float* out, float* probs) {
   const int64_t lq = d.q_len, lk = d.k_len, hd = d.head_dim;
 #pragma omp parallel
   {
@@ -46,24 +46,23 @@ void attention_naive_forward(const AttentionDims& d, const float* q, const float
       gemm(false, true, lq, lk, hd, d.scale, q + bh * lq * hd, hd, k + bh * lk * hd, hd, 0.f, p,
            lk);
       masked_softmax_rows(d, bh / d.heads, p);
-      gemm(false, false, lq, hd, lk, 1.f, p, lk, v + bh * lk * hd, hd, 0.f, out + bh * lq * hd,
-           hd);
+      gemm(false, false, lq, hd, lk, 1.f, p, lk, v + bh * lk * hd, hd, 0.f, out + bh * lq * hd, hd);
     }
   }
 }
 
 void attention_naive_backward(const AttentionDims& d, const float* dout, const float* q,
-                              const float* k, const float* v, const float* out,
-                              const float* probs, float* dq, float* dk, float* dv) {
+                              const float* k, const float* v, const float* out, const float* probs,
+                              float* dq, float* dk, float* dv) {
   const int64_t lq = d.q_len, lk = d.k_len, hd = d.head_dim;
 #pragma omp parallel
   {
     std::vector<float> scratch(dq || dk ? size_t(lq * lk) : 0);  // dP, then dS [Lq, Lk]
 #pragma omp for schedule(dynamic)
     for (int64_t bh = 0; bh < d.batch * d.heads; ++bh) {
-      const float* p = probs + bh * lq * lk;                               // [Lq, Lk]
-      const float *qh = q + bh * lq * hd, *doh = dout + bh * lq * hd;      // [Lq, D]
-      const float *kh = k + bh * lk * hd, *vh = v + bh * lk * hd;          // [Lk, D]
+      const float* p = probs + bh * lq * lk;                           // [Lq, Lk]
+      const float *qh = q + bh * lq * hd, *doh = dout + bh * lq * hd;  // [Lq, D]
+      const float *kh = k + bh * lk * hd, *vh = v + bh * lk * hd;      // [Lk, D]
       if (dv) gemm(true, false, lk, hd, lq, 1.f, p, lk, doh, hd, 1.f, dv + bh * lk * hd, hd);
       if (!dq && !dk) continue;
       // dP = dO V^T; dS = P * (dP - rowsum(dO * O)).

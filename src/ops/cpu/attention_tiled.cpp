@@ -54,8 +54,8 @@ void online_softmax_tile(const AttentionDims& d, int64_t b, int64_t i0, int64_t 
 }
 }  // namespace
 
-void attention_tiled_forward(const AttentionDims& d, const float* q, const float* k,
-                             const float* v, float* out, float* lse) {
+void attention_tiled_forward(const AttentionDims& d, const float* q, const float* k, const float* v,
+                             float* out, float* lse) {
   const int64_t lq = d.q_len, lk = d.k_len, hd = d.head_dim;
   const int64_t q_blocks = (lq + kQueryBlock - 1) / kQueryBlock;
 #pragma omp parallel
@@ -66,9 +66,9 @@ void attention_tiled_forward(const AttentionDims& d, const float* q, const float
     for (int64_t item = 0; item < d.batch * d.heads * q_blocks; ++item) {
       int64_t bh = item / q_blocks, b = bh / d.heads;
       int64_t i0 = (item % q_blocks) * kQueryBlock, bq = std::min(kQueryBlock, lq - i0);
-      const float* qblk = q + (bh * lq + i0) * hd;  // [bq, D]
+      const float* qblk = q + (bh * lq + i0) * hd;                 // [bq, D]
       const float *kh = k + bh * lk * hd, *vh = v + bh * lk * hd;  // [Lk, D]
-      float* o = out + (bh * lq + i0) * hd;                         // [bq, D]
+      float* o = out + (bh * lq + i0) * hd;                        // [bq, D]
       std::fill(o, o + bq * hd, 0.f);
       std::fill(row_max.begin(), row_max.end(), -INFINITY);
       std::fill(row_sum.begin(), row_sum.end(), 0.f);
@@ -98,15 +98,15 @@ void attention_tiled_backward(const AttentionDims& d, const float* dout, const f
   const bool need_ds = dq || dk;
 #pragma omp parallel
   {
-    std::vector<float> p(kQueryBlock * kKeyBlock);                        // P tile [bq, bk]
-    std::vector<float> ds(need_ds ? kQueryBlock * kKeyBlock : 0);         // dP, then dS
-    std::vector<float> delta(lq);  // rowsum(dO * O) [Lq]
+    std::vector<float> p(kQueryBlock * kKeyBlock);                 // P tile [bq, bk]
+    std::vector<float> ds(need_ds ? kQueryBlock * kKeyBlock : 0);  // dP, then dS
+    std::vector<float> delta(lq);                                  // rowsum(dO * O) [Lq]
 #pragma omp for schedule(dynamic)
     for (int64_t bh = 0; bh < d.batch * d.heads; ++bh) {
       int64_t b = bh / d.heads;
       const float *qh = q + bh * lq * hd, *doh = dout + bh * lq * hd;  // [Lq, D]
       const float *kh = k + bh * lk * hd, *vh = v + bh * lk * hd;      // [Lk, D]
-      const float* lse_h = lse + bh * lq;                               // [Lq]
+      const float* lse_h = lse + bh * lq;                              // [Lq]
       if (need_ds) {
         const float* oh = out + bh * lq * hd;
         for (int64_t i = 0; i < lq; ++i) {
@@ -124,8 +124,8 @@ void attention_tiled_backward(const AttentionDims& d, const float* dout, const f
         for (int64_t i0 = first / kQueryBlock * kQueryBlock; i0 < lq; i0 += kQueryBlock) {
           int64_t bq = std::min(kQueryBlock, lq - i0);
           // P = exp(scale * Q K^T - lse), 0 where masked.
-          gemm(false, true, bq, bk, hd, d.scale, qh + i0 * hd, hd, kh + j0 * hd, hd, 0.f,
-               p.data(), bk);
+          gemm(false, true, bq, bk, hd, d.scale, qh + i0 * hd, hd, kh + j0 * hd, hd, 0.f, p.data(),
+               bk);
           for (int64_t r = 0; r < bq; ++r) {
             float* prow = p.data() + r * bk;
             int64_t visible = visible_in_block(d, b, i0 + r, j0, bk);

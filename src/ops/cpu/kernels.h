@@ -66,16 +66,16 @@ struct AttentionDims {
 };
 // Naive: the whole score matrix per (batch, head). probs [B, H, Lq, Lk] is written when not
 // null (the backward pass needs it).
-void attention_naive_forward(const AttentionDims& d, const float* q, const float* k,
-                             const float* v, float* out, float* probs);
+void attention_naive_forward(const AttentionDims& d, const float* q, const float* k, const float* v,
+                             float* out, float* probs);
 // dq, dk, dv may be null (not needed); the others accumulate.
 void attention_naive_backward(const AttentionDims& d, const float* dout, const float* q,
-                              const float* k, const float* v, const float* out,
-                              const float* probs, float* dq, float* dk, float* dv);
+                              const float* k, const float* v, const float* out, const float* probs,
+                              float* dq, float* dk, float* dv);
 // Tiled (FlashAttention-style): blocks of queries against blocks of keys with an online
 // softmax; memory grows with Lq + Lk. lse [B, H, Lq] (row log-sum-exp) is written when not null.
-void attention_tiled_forward(const AttentionDims& d, const float* q, const float* k,
-                             const float* v, float* out, float* lse);
+void attention_tiled_forward(const AttentionDims& d, const float* q, const float* k, const float* v,
+                             float* out, float* lse);
 void attention_tiled_backward(const AttentionDims& d, const float* dout, const float* q,
                               const float* k, const float* v, const float* out, const float* lse,
                               float* dq, float* dk, float* dv);

@@ -4,9 +4,9 @@
 
 #include <algorithm>
 #include <cmath>
-#include <vector>
 
 #include "ops/cpu/kernels.h"
+#include "ops/cpu/scratch.h"
 #include "ops/cpu/vec_math.h"
 
 namespace qkv::ops::cpu {
@@ -38,10 +38,10 @@ void attention_naive_forward(const AttentionDims& d, const float* q, const float
 #pragma omp parallel
   {
     // Scores of one (batch, head) when the caller keeps no probabilities.
-    std::vector<float> scratch(probs ? 0 : size_t(lq * lk));
+    float* scores = probs ? nullptr : thread_scratch(size_t(lq * lk));
 #pragma omp for schedule(dynamic)
     for (int64_t bh = 0; bh < d.batch * d.heads; ++bh) {
-      float* p = probs ? probs + bh * lq * lk : scratch.data();  // [Lq, Lk]
+      float* p = probs ? probs + bh * lq * lk : scores;  // [Lq, Lk]
       // scores = scale * q @ k^T, then the softmax in place.
       gemm(false, true, lq, lk, hd, d.scale, q + bh * lq * hd, hd, k + bh * lk * hd, hd, 0.f, p,
            lk);
@@ -57,7 +57,7 @@ void attention_naive_backward(const AttentionDims& d, const float* dout, const f
   const int64_t lq = d.q_len, lk = d.k_len, hd = d.head_dim;
 #pragma omp parallel
   {
-    std::vector<float> scratch(dq || dk ? size_t(lq * lk) : 0);  // dP, then dS [Lq, Lk]
+    float* ds = dq || dk ? thread_scratch(size_t(lq * lk)) : nullptr;  // dP, then dS [Lq, Lk]
 #pragma omp for schedule(dynamic)
     for (int64_t bh = 0; bh < d.batch * d.heads; ++bh) {
       const float* p = probs + bh * lq * lk;                           // [Lq, Lk]
@@ -66,7 +66,6 @@ void attention_naive_backward(const AttentionDims& d, const float* dout, const f
       if (dv) gemm(true, false, lk, hd, lq, 1.f, p, lk, doh, hd, 1.f, dv + bh * lk * hd, hd);
       if (!dq && !dk) continue;
       // dP = dO V^T; dS = P * (dP - rowsum(dO * O)).
-      float* ds = scratch.data();
       gemm(false, true, lq, lk, hd, 1.f, doh, hd, vh, hd, 0.f, ds, lk);
       for (int64_t i = 0; i < lq; ++i) {
         const float *o_row = out + (bh * lq + i) * hd, *do_row = doh + i * hd;

@@ -8,9 +8,9 @@
 
 #include <algorithm>
 #include <cmath>
-#include <vector>
 
 #include "ops/cpu/kernels.h"
+#include "ops/cpu/scratch.h"
 #include "ops/cpu/vec_math.h"
 
 namespace qkv::ops::cpu {
@@ -60,8 +60,9 @@ void attention_tiled_forward(const AttentionDims& d, const float* q, const float
   const int64_t q_blocks = (lq + kQueryBlock - 1) / kQueryBlock;
 #pragma omp parallel
   {
-    std::vector<float> s(kQueryBlock * kKeyBlock);  // one score tile [bq, bk]
-    std::vector<float> row_max(kQueryBlock), row_sum(kQueryBlock);
+    constexpr int64_t kTile = kQueryBlock * kKeyBlock;
+    float* s = thread_scratch(kTile + 2 * kQueryBlock);            // one score tile [bq, bk]
+    float *row_max = s + kTile, *row_sum = row_max + kQueryBlock;  // [bq] each
 #pragma omp for schedule(dynamic)
     for (int64_t item = 0; item < d.batch * d.heads * q_blocks; ++item) {
       int64_t bh = item / q_blocks, b = bh / d.heads;
@@ -70,14 +71,14 @@ void attention_tiled_forward(const AttentionDims& d, const float* q, const float
       const float *kh = k + bh * lk * hd, *vh = v + bh * lk * hd;  // [Lk, D]
       float* o = out + (bh * lq + i0) * hd;                        // [bq, D]
       std::fill(o, o + bq * hd, 0.f);
-      std::fill(row_max.begin(), row_max.end(), -INFINITY);
-      std::fill(row_sum.begin(), row_sum.end(), 0.f);
+      std::fill(row_max, row_max + bq, -INFINITY);
+      std::fill(row_sum, row_sum + bq, 0.f);
       int64_t key_stop = d.key_end(b, i0 + bq - 1);  // the block's last row sees the most
       for (int64_t j0 = 0; j0 < key_stop; j0 += kKeyBlock) {
         int64_t bk = std::min(kKeyBlock, key_stop - j0);
-        gemm(false, true, bq, bk, hd, d.scale, qblk, hd, kh + j0 * hd, hd, 0.f, s.data(), bk);
-        online_softmax_tile(d, b, i0, j0, bq, bk, s.data(), row_max.data(), row_sum.data(), o);
-        gemm(false, false, bq, hd, bk, 1.f, s.data(), bk, vh + j0 * hd, hd, 1.f, o, hd);
+        gemm(false, true, bq, bk, hd, d.scale, qblk, hd, kh + j0 * hd, hd, 0.f, s, bk);
+        online_softmax_tile(d, b, i0, j0, bq, bk, s, row_max, row_sum, o);
+        gemm(false, false, bq, hd, bk, 1.f, s, bk, vh + j0 * hd, hd, 1.f, o, hd);
       }
       for (int64_t r = 0; r < bq; ++r) {
         float inv = row_sum[r] > 0.f ? 1.f / row_sum[r] : 0.f;
@@ -98,9 +99,10 @@ void attention_tiled_backward(const AttentionDims& d, const float* dout, const f
   const bool need_ds = dq || dk;
 #pragma omp parallel
   {
-    std::vector<float> p(kQueryBlock * kKeyBlock);                 // P tile [bq, bk]
-    std::vector<float> ds(need_ds ? kQueryBlock * kKeyBlock : 0);  // dP, then dS
-    std::vector<float> delta(lq);                                  // rowsum(dO * O) [Lq]
+    constexpr int64_t kTile = kQueryBlock * kKeyBlock;
+    float* p = thread_scratch(2 * kTile + lq);  // P tile [bq, bk]
+    float* ds = p + kTile;                      // dP, then dS [bq, bk]
+    float* delta = ds + kTile;                  // rowsum(dO * O) [Lq]
 #pragma omp for schedule(dynamic)
     for (int64_t bh = 0; bh < d.batch * d.heads; ++bh) {
       int64_t b = bh / d.heads;
@@ -124,10 +126,9 @@ void attention_tiled_backward(const AttentionDims& d, const float* dout, const f
         for (int64_t i0 = first / kQueryBlock * kQueryBlock; i0 < lq; i0 += kQueryBlock) {
           int64_t bq = std::min(kQueryBlock, lq - i0);
           // P = exp(scale * Q K^T - lse), 0 where masked.
-          gemm(false, true, bq, bk, hd, d.scale, qh + i0 * hd, hd, kh + j0 * hd, hd, 0.f, p.data(),
-               bk);
+          gemm(false, true, bq, bk, hd, d.scale, qh + i0 * hd, hd, kh + j0 * hd, hd, 0.f, p, bk);
           for (int64_t r = 0; r < bq; ++r) {
-            float* prow = p.data() + r * bk;
+            float* prow = p + r * bk;
             int64_t visible = visible_in_block(d, b, i0 + r, j0, bk);
             float row_lse = lse_h[i0 + r];
 #pragma omp simd
@@ -135,23 +136,22 @@ void attention_tiled_backward(const AttentionDims& d, const float* dout, const f
             std::fill(prow + visible, prow + bk, 0.f);
           }
           if (dv)
-            gemm(true, false, bk, hd, bq, 1.f, p.data(), bk, doh + i0 * hd, hd, 1.f,
+            gemm(true, false, bk, hd, bq, 1.f, p, bk, doh + i0 * hd, hd, 1.f,
                  dv + (bh * lk + j0) * hd, hd);
           if (!need_ds) continue;
           // dS = P * (dO V^T - delta).
-          gemm(false, true, bq, bk, hd, 1.f, doh + i0 * hd, hd, vh + j0 * hd, hd, 0.f, ds.data(),
-               bk);
+          gemm(false, true, bq, bk, hd, 1.f, doh + i0 * hd, hd, vh + j0 * hd, hd, 0.f, ds, bk);
           for (int64_t r = 0; r < bq; ++r) {
-            float *ds_row = ds.data() + r * bk, *prow = p.data() + r * bk;
+            float *ds_row = ds + r * bk, *prow = p + r * bk;
             float delta_r = delta[i0 + r];
 #pragma omp simd
             for (int64_t j = 0; j < bk; ++j) ds_row[j] = prow[j] * (ds_row[j] - delta_r);
           }
           if (dq)
-            gemm(false, false, bq, hd, bk, d.scale, ds.data(), bk, kh + j0 * hd, hd, 1.f,
+            gemm(false, false, bq, hd, bk, d.scale, ds, bk, kh + j0 * hd, hd, 1.f,
                  dq + (bh * lq + i0) * hd, hd);
           if (dk)
-            gemm(true, false, bk, hd, bq, d.scale, ds.data(), bk, qh + i0 * hd, hd, 1.f,
+            gemm(true, false, bk, hd, bq, d.scale, ds, bk, qh + i0 * hd, hd, 1.f,
                  dk + (bh * lk + j0) * hd, hd);
         }
       }

@@ -5,10 +5,19 @@
 #include <CLI/CLI.hpp>
 #include <functional>
 
+#include "decode/search.h"
+
 namespace qkv::cli {
 
 using Command = std::function<int()>;
 
 Command add_inspect(CLI::App& app);
+Command add_train(CLI::App& app);
+Command add_translate(CLI::App& app);
+Command add_score(CLI::App& app);
+Command add_eval(CLI::App& app);
+
+// --beam, --n-best, --length-penalty, ... shared by translate and eval.
+void add_search_options(CLI::App* cmd, decode::SearchOptions& options);
 
 }  // namespace qkv::cli

@@ -13,6 +13,10 @@ int main(int argc, char** argv) {
     qkv::cli::Command run = adder(app);
     commands[app.get_subcommands({})[before]] = run;
   };
+  add(qkv::cli::add_train);
+  add(qkv::cli::add_translate);
+  add(qkv::cli::add_eval);
+  add(qkv::cli::add_score);
   add(qkv::cli::add_inspect);
   try {
     app.parse(argc, argv);

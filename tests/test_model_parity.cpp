@@ -8,6 +8,7 @@
 #include <nlohmann/json.hpp>
 
 #include "io/safetensors.h"
+#include "decode/score.h"
 #include "nn/seq2seq.h"
 #include "optim/optimizer.h"
 #include "support/python_script.h"
@@ -20,6 +21,13 @@ std::string fresh_dir(const std::string& name) {
   std::string dir = temp_path(name);
   std::filesystem::create_directories(dir);
   return dir;
+}
+
+Tensor named(const NamedTensors& tensors, const std::string& name) {
+  for (const auto& [n, t] : tensors)
+    if (n == name) return t;
+  ADD_FAILURE() << "the reference wrote no '" << name << "'";
+  return Tensor::zeros({1});
 }
 
 // Runs `steps` Adam updates (betas 0.9/0.98, eps 1e-9, constant lr) of loss_fn, returning the
@@ -96,9 +104,9 @@ TEST(ModelParity, TwoLayerBlockTrainsLikeTorchFor20AdamSteps) {
     for (auto& l : layers) h = l(h, mask, ctx);
     return head(h);
   };
-  expect_close(forward().value(), ref[0].second, 1e-4, "block logits");
+  expect_close(forward().value(), named(ref, "logits"), 1e-4, "block logits");
   auto losses = train_steps(params, 1e-3f, 20, [&] { return mean_ce(forward(), targets, 0.1f); });
-  expect_losses_close(losses, ref[1].second);
+  expect_losses_close(losses, named(ref, "losses"));
 }
 
 void seq2seq_parity(nn::Seq2SeqConfig c, const std::string& name) {
@@ -141,12 +149,17 @@ void seq2seq_parity(nn::Seq2SeqConfig c, const std::string& name) {
   auto ref = load_safetensors(dir + "/reference.safetensors");
 
   nn::Context ctx;
-  expect_close(model.forward(src, src_lengths, tgt_in, ctx).value(), ref[0].second, 1e-4,
+  expect_close(model.forward(src, src_lengths, tgt_in, ctx).value(), named(ref, "logits"), 1e-4,
                name + " logits");
+  // What `qkv score` prints: the summed log-probability of each target, <eos> included.
+  Tensor tgt_lengths = Tensor::from_vector(std::vector<int32_t>(tgt_len.begin(), tgt_len.end()), {batch});
+  auto scores = decode::score_batch(model, src, src_lengths, tgt_in, tgt_out, tgt_lengths);
+  std::vector<float> got(scores.begin(), scores.end());
+  expect_close(Tensor::from_vector(got, {batch}), named(ref, "scores"), 1e-4, name + " scores");
   auto losses = train_steps(model.params(), 5e-4f, 10, [&] {
     return mean_ce(model.forward(src, src_lengths, tgt_in, ctx), tgt_out, 0.1f);
   });
-  expect_losses_close(losses, ref[1].second);
+  expect_losses_close(losses, named(ref, "losses"));
 }
 
 nn::Seq2SeqConfig small_config() {

@@ -28,7 +28,7 @@ void TrainConfig::bind(Options& o) {
   o.add("max-length", max_length, "training sentences longer than this (subwords) are cut");
   o.add("max-updates", max_updates, "stop after this many updates (0: no limit)");
   o.add("max-epochs", max_epochs, "stop after this many epochs (0: no limit)");
-  o.add("max-time", max_time, "stop after this many minutes of training (0: no limit)");
+  o.add("max-time", max_time, "stop this run after this many minutes (0: no limit)");
   o.add("early-stopping", early_stopping,
         "stop after this many validations without a better dev BLEU (0: never)");
   o.add("optimizer", optimizer, "adam or adamw");

@@ -48,7 +48,6 @@ data::Tokenizer tokenizer_for(const TrainConfig& cfg, const data::ParallelCorpus
     o.model_type = cfg.spm_type;
     o.seed = uint64_t(cfg.seed);
     o.max_sentences = cfg.spm_max_sentences;
-    o.threads = std::max(1, num_threads());
     return data::Tokenizer::train_joint(train, o);
   }();
   tok.save(cfg.model_dir);
@@ -236,7 +235,9 @@ int64_t train_seq2seq(const TrainConfig& cfg) {
       disp_loss = disp_tokens = disp_norm = 0, disp_updates = 0;
       disp_start = Clock::now();
     }
-    bool out_of_time = cfg.max_time > 0 && elapsed() >= cfg.max_time * 60.0;
+    bool out_of_time = cfg.max_time > 0 &&
+                       std::chrono::duration<double>(Clock::now() - run_start).count() >=
+                           cfg.max_time * 60.0;
     stop = (cfg.max_updates > 0 && progress.update >= cfg.max_updates) ||
            (cfg.max_epochs > 0 && progress.epoch >= cfg.max_epochs) || out_of_time;
     bool validate_now = !valid.sources.empty() &&

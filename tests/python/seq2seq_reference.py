@@ -4,7 +4,8 @@
     seq2seq_reference.py seq2seq DIR   # qkv's Seq2Seq: logits, then 10 training steps
 
 DIR holds what the C++ test wrote: config.json, weights.safetensors (qkv's parameter names) and
-batch.safetensors. The script writes reference.safetensors ("logits", "losses") into DIR.
+batch.safetensors. The script writes reference.safetensors ("logits", "losses", and for seq2seq "scores": the
+summed log-probability of each row's target) into DIR.
 qkv's q_proj/k_proj/v_proj map onto torch's packed in_proj_weight; post-norm stacks have no
 final LayerNorm (torch.nn.Transformer would add one), as in Vaswani et al.
 """
@@ -162,6 +163,7 @@ def main():
     ce = lambda logits, tgt: F.cross_entropy(  # noqa: E731
         logits.reshape(-1, logits.shape[-1]), tgt.reshape(-1), ignore_index=0,
         label_smoothing=c["label_smoothing"], reduction="sum") / (tgt != 0).sum()
+    extra = {}
     if mode == "block":
         model = Block(c, w)
         logits = model(b["x"], b["lengths"])
@@ -169,11 +171,13 @@ def main():
     else:
         model = Seq2Seq(c, w)
         logits = model(b["src"], b["src_lengths"], b["tgt_in"])
+        lp = torch.log_softmax(logits.double(), -1).gather(-1, b["tgt_out"][..., None])[..., 0]
+        extra["scores"] = (lp * (b["tgt_out"] != 0)).sum(-1).detach().numpy().astype(np.float32)
         losses = train(model, c, lambda: ce(model(b["src"], b["src_lengths"], b["tgt_in"]), b["tgt_out"]),
                        c["steps"])
     safetensors_np.save(os.path.join(d, "reference.safetensors"),
                         {"logits": logits.detach().numpy().astype(np.float32),
-                         "losses": np.array(losses, dtype=np.float32)})
+                         "losses": np.array(losses, dtype=np.float32), **extra})
 
 
 if __name__ == "__main__":

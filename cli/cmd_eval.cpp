@@ -1,0 +1,87 @@
+// qkv eval: BLEU and chrF as sacreBLEU computes them, of a model on a test set or of existing
+// translations against references.
+#include <iostream>
+#include <nlohmann/json.hpp>
+
+#include "commands.h"
+#include "data/corpus.h"
+#include "data/line_reader.h"
+#include "decode/model_dir.h"
+#include "decode/translator.h"
+#include "eval/metrics.h"
+#include "tensor/threads.h"
+
+namespace qkv::cli {
+
+namespace {
+std::vector<std::string> read_lines(const std::string& path) {
+  std::vector<std::string> lines;
+  data::LineReader reader(path);
+  std::string line;
+  while (reader.next(line)) lines.push_back(line);
+  return lines;
+}
+}  // namespace
+
+Command add_eval(CLI::App& app) {
+  auto* cmd = app.add_subcommand(
+      "eval",
+      "Score translations with BLEU and chrF exactly as sacreBLEU 2.6.0 does by default.\n"
+      "  qkv eval --model-dir DIR --test test.tsv.xz   translate the source side and score it\n"
+      "  qkv eval --hyps FILE --refs FILE [FILE...]    score existing translations");
+  struct Args {
+    std::string model_dir, checkpoint = "best", test, hyps, output;
+    std::vector<std::string> refs;
+    decode::TranslatorOptions options;
+    int threads = 0;
+    bool json = false;
+  };
+  auto a = std::make_shared<Args>();
+  cmd->add_option("--model-dir", a->model_dir, "a directory written by qkv train");
+  cmd->add_option("--checkpoint", a->checkpoint, "best (by dev BLEU) or last");
+  cmd->add_option("--test", a->test, "test pairs: file.tsv[.xz] or src-file,tgt-file");
+  cmd->add_option("--hyps", a->hyps, "translations, one per line");
+  cmd->add_option("--refs", a->refs, "reference files, one per line each")->expected(1, -1);
+  cmd->add_option("--output,-o", a->output, "also write the translations of --test here");
+  cmd->add_option("--threads", a->threads, "CPU threads (0: all cores)");
+  cmd->add_option("--batch-tokens", a->options.batch_tokens, "source subwords per batch");
+  cmd->add_flag("--json", a->json, "print one JSON object instead of sacreBLEU's text lines");
+  add_search_options(cmd, a->options.search);
+  return [a]() {
+    set_num_threads(a->threads);
+    std::vector<std::string> hyps;
+    std::vector<std::vector<std::string>> refs;
+    if (!a->test.empty()) {
+      if (a->model_dir.empty() || !a->hyps.empty())
+        throw std::invalid_argument("--test needs --model-dir (and no --hyps)");
+      decode::LoadedModel m = decode::load_model_dir(a->model_dir, a->checkpoint);
+      data::ParallelCorpus corpus = data::read_corpus(a->test);
+      a->options.search.n_best = 1;
+      decode::Translator translator(*m.model, *m.tokenizer, a->options);
+      for (auto& nbest : translator.translate(corpus.src)) hyps.push_back(nbest[0].text);
+      refs.push_back(corpus.tgt);
+      if (!a->output.empty()) {
+        std::ofstream out(a->output);
+        for (const auto& h : hyps) out << h << "\n";
+      }
+    } else if (!a->hyps.empty() && !a->refs.empty()) {
+      hyps = read_lines(a->hyps);
+      for (const auto& r : a->refs) refs.push_back(read_lines(r));
+    } else {
+      throw std::invalid_argument("give --model-dir and --test, or --hyps and --refs");
+    }
+    BleuResult bleu = corpus_bleu(hyps, refs);
+    ChrfResult chrf = corpus_chrf(hyps, refs);
+    if (a->json) {
+      nlohmann::json j = {{"bleu", bleu.score},           {"bleu_signature", bleu.signature()},
+                          {"bleu_verbose", bleu.format()}, {"chrf", chrf.score},
+                          {"chrf_signature", chrf.signature()}, {"sentences", hyps.size()}};
+      std::cout << j.dump(2) << "\n";
+    } else {
+      std::cout << bleu.format(true) << "\n" << chrf.format(true) << "\n";
+    }
+    return 0;
+  };
+}
+
+}  // namespace qkv::cli

@@ -1,0 +1,41 @@
+// qkv score: the log-probability of each target sentence given its source.
+#include <cstdio>
+
+#include "commands.h"
+#include "data/corpus.h"
+#include "decode/model_dir.h"
+#include "decode/score.h"
+#include "tensor/threads.h"
+
+namespace qkv::cli {
+
+Command add_score(CLI::App& app) {
+  auto* cmd = app.add_subcommand(
+      "score",
+      "Print, for each sentence pair, the total log-probability of the target (including "
+      "<eos>) and its subword count, tab-separated, one line per pair in input order.");
+  struct Args {
+    std::string model_dir, checkpoint = "best", input;
+    int64_t batch_tokens = 4096;
+    int threads = 0;
+  };
+  auto a = std::make_shared<Args>();
+  cmd->add_option("--model-dir", a->model_dir, "a directory written by qkv train")->required();
+  cmd->add_option("--checkpoint", a->checkpoint, "best (by dev BLEU) or last");
+  cmd->add_option("--input,-i", a->input, "pairs: file.tsv[.xz] or src-file,tgt-file")->required();
+  cmd->add_option("--batch-tokens", a->batch_tokens, "subwords per batch");
+  cmd->add_option("--threads", a->threads, "CPU threads (0: all cores)");
+  return [a]() {
+    set_num_threads(a->threads);
+    decode::LoadedModel m = decode::load_model_dir(a->model_dir, a->checkpoint);
+    data::ParallelCorpus corpus = data::read_corpus(a->input);
+    if (corpus.skipped_empty > 0)
+      std::fprintf(stderr, "qkv: warning: %lld pair(s) with an empty side were skipped\n",
+                   (long long)corpus.skipped_empty);
+    auto scores = decode::score_pairs(*m.model, *m.tokenizer, corpus.src, corpus.tgt, a->batch_tokens);
+    for (const auto& s : scores) std::printf("%.6f\t%lld\n", s.log_prob, (long long)s.tokens);
+    return 0;
+  };
+}
+
+}  // namespace qkv::cli

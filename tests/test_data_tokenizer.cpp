@@ -1,0 +1,144 @@
+// Data layer, part 2: the SentencePiece tokenizer trained on a sample of the bundled train
+// split: fixed special ids, deterministic training, encode/decode round trip, save and load.
+#include <gtest/gtest.h>
+#include <sentencepiece_trainer.h>
+
+#include <algorithm>
+
+#include "data/corpus.h"
+#include "data/tokenizer.h"
+#include "support/data_files.h"
+
+namespace qkv::test {
+namespace {
+
+using namespace qkv::data;
+
+std::string bundled(const std::string& split) {
+  return std::string(QKV_SOURCE_DIR) + "/data/bible.es-en." + split + ".tsv.xz";
+}
+
+TokenizerOptions small_options(uint64_t seed) {
+  TokenizerOptions options;
+  options.vocab_size = 1500;
+  options.max_sentences = 4000;  // of 57,724 sentences: keeps each training near a second
+  options.seed = seed;
+  return options;
+}
+
+class TokenizerTest : public ::testing::Test {
+ protected:
+  static void SetUpTestSuite() {
+    train_ = new ParallelCorpus(read_corpus(bundled("train")));
+    dev_ = new ParallelCorpus(read_corpus(bundled("dev")));
+    tokenizer_ = new Tokenizer(Tokenizer::train_joint(*train_, small_options(7)));
+  }
+  static void TearDownTestSuite() {
+    delete tokenizer_;
+    delete dev_;
+    delete train_;
+  }
+  static ParallelCorpus *train_, *dev_;
+  static Tokenizer* tokenizer_;
+};
+ParallelCorpus* TokenizerTest::train_ = nullptr;
+ParallelCorpus* TokenizerTest::dev_ = nullptr;
+Tokenizer* TokenizerTest::tokenizer_ = nullptr;
+
+TEST_F(TokenizerTest, HasFixedSpecialIds) {
+  const Tokenizer& tok = *tokenizer_;
+  EXPECT_EQ(tok.vocab_size(), 1500);
+  EXPECT_EQ(tok.piece(Tokenizer::pad_id), "<pad>");
+  EXPECT_EQ(tok.piece(Tokenizer::unk_id), "<unk>");
+  EXPECT_EQ(tok.piece(Tokenizer::bos_id), "<s>");
+  EXPECT_EQ(tok.piece(Tokenizer::eos_id), "</s>");
+  auto ids = tok.encode("Y dijo Dios: Sea la luz.");
+  ASSERT_FALSE(ids.empty());
+  for (int32_t id : ids) EXPECT_GT(id, Tokenizer::eos_id);  // plain text has no specials
+  EXPECT_EQ(tok.encode("中")[1], Tokenizer::unk_id);  // a character never seen: "▁" then <unk>
+}
+
+TEST_F(TokenizerTest, RoundTripsTheDevSplit) {
+  const Tokenizer& tok = *tokenizer_;
+  auto src = tok.encode_all(dev_->src), tgt = tok.encode_all(dev_->tgt);
+  // A character that the training sample lacks (a capital É, say) becomes <unk>; every other
+  // sentence must come back exactly.
+  auto has_unk = [](const std::vector<int32_t>& ids) {
+    return std::find(ids.begin(), ids.end(), Tokenizer::unk_id) != ids.end();
+  };
+  int64_t with_unk = 0;
+  for (int64_t i = 0; i < dev_->size(); ++i) {
+    EXPECT_EQ(src[i], tok.encode(dev_->src[i]));
+    with_unk += has_unk(src[i]) + has_unk(tgt[i]);
+    if (!has_unk(src[i])) {
+      EXPECT_EQ(tok.decode(src[i]), dev_->src[i]);
+    }
+    if (!has_unk(tgt[i])) {
+      EXPECT_EQ(tok.decode(tgt[i]), dev_->tgt[i]);
+    }
+  }
+  EXPECT_LT(with_unk, 10);  // of 2000 sentences
+  // Specials decode to nothing, so decoder output with <s> ... </s> <pad> reads cleanly.
+  std::vector<int32_t> framed = {Tokenizer::bos_id};
+  framed.insert(framed.end(), src[0].begin(), src[0].end());
+  framed.insert(framed.end(), {Tokenizer::eos_id, Tokenizer::pad_id, Tokenizer::pad_id});
+  EXPECT_EQ(tok.decode(framed), dev_->src[0]);
+}
+
+TEST_F(TokenizerTest, TrainingIsDeterministicPerSeed) {
+  Tokenizer again = Tokenizer::train_joint(*train_, small_options(7));
+  EXPECT_EQ(again.serialized(), tokenizer_->serialized());
+  for (int64_t i = 0; i < 50; ++i)
+    EXPECT_EQ(again.encode(dev_->tgt[i]), tokenizer_->encode(dev_->tgt[i]));
+  Tokenizer other = Tokenizer::train_joint(*train_, small_options(8));
+  EXPECT_NE(other.serialized(), tokenizer_->serialized());  // another sample, another model
+}
+
+TEST_F(TokenizerTest, SavesAndLoads) {
+  ScratchDir dir("tokenizer");
+  std::string path = tokenizer_->save(dir.file("model/sub"));
+  EXPECT_EQ(path, dir.file("model/sub/spm.model"));
+  Tokenizer loaded = Tokenizer::load(path);
+  EXPECT_EQ(loaded.serialized(), tokenizer_->serialized());
+  EXPECT_EQ(loaded.encode(dev_->src[3]), tokenizer_->encode(dev_->src[3]));
+}
+
+TEST_F(TokenizerTest, RejectsBadIdsAndFiles) {
+  expect_error<std::invalid_argument>(
+      [&] {
+        tokenizer_->decode({5, 1500});
+      },
+      {"token id 1500", "[0, 1500)"});
+  expect_error<std::invalid_argument>([&] { tokenizer_->decode({-1}); }, {"token id -1"});
+  ScratchDir dir("tokenizer_bad");
+  std::string missing = dir.file("missing.model");
+  expect_error<std::runtime_error>([&] { Tokenizer::load(missing); }, {missing, "cannot open"});
+  std::string garbage = write_bytes(dir.file("garbage.model"), "this is no model");
+  expect_error<std::runtime_error>([&] { Tokenizer::load(garbage); },
+                                   {garbage, "not a SentencePiece model"});
+}
+
+TEST(Tokenizer, RejectsModelsWithOtherSpecialIds) {
+  // SentencePiece's defaults (unk=0, bos=1, eos=2, no pad) differ from qkv's fixed ids.
+  ScratchDir dir("tokenizer_ids");
+  std::string text;
+  for (int i = 0; i < 200; ++i)
+    text += "el principio de la palabra numero " + std::to_string(i) + "\n";
+  std::string input = write_text(dir.file("text.txt"), text);
+  auto status = sentencepiece::SentencePieceTrainer::Train(
+      "--input=" + input + " --model_prefix=" + dir.file("m") + " --vocab_size=40 --minloglevel=2");
+  ASSERT_TRUE(status.ok()) << status.ToString();
+  expect_error<std::runtime_error>([&] { Tokenizer::load(dir.file("m.model")); },
+                                   {"m.model", "pad id -1, expected 0"});
+}
+
+TEST(Tokenizer, TrainingErrorsAreReported) {
+  expect_error<std::invalid_argument>([] { Tokenizer::train({}, TokenizerOptions{}); },
+                                      {"no sentences"});
+  std::vector<std::string_view> tiny = {"hola mundo", "adiós mundo"};
+  expect_error<std::runtime_error>([&] { Tokenizer::train(tiny, TokenizerOptions{}); },
+                                   {"SentencePiece training failed"});
+}
+
+}  // namespace
+}  // namespace qkv::test

@@ -126,10 +126,10 @@ ViTConfig ViTConfig::load(const std::string& path) {
 }
 
 Tensor patchify(const Tensor& images, int64_t patch) {
-  check_shape(images.rank() == 4 && patch > 0 && images.size(2) % patch == 0 &&
-                  images.size(3) % patch == 0,
-              "patchify: images must be [B, C, H, W] with H and W multiples of " +
-                  std::to_string(patch) + ", got " + shape_str(images.shape()));
+  check_shape(
+      images.rank() == 4 && patch > 0 && images.size(2) % patch == 0 && images.size(3) % patch == 0,
+      "patchify: images must be [B, C, H, W] with H and W multiples of " + std::to_string(patch) +
+          ", got " + shape_str(images.shape()));
   int64_t b = images.size(0), c = images.size(1);
   int64_t gh = images.size(2) / patch, gw = images.size(3) / patch;
   Tensor grid = images.reshape({b, c, gh, patch, gw, patch});
@@ -163,8 +163,8 @@ const ViTConfig& checked(const ViTConfig& c) {
 
 ViT::ViT(const ViTConfig& config)
     : config_(checked(config)),
-      patch_weight_(make_param(
-          {config.d_model, config.channels, config.patch_size, config.patch_size})),
+      patch_weight_(
+          make_param({config.d_model, config.channels, config.patch_size, config.patch_size})),
       patch_bias_(make_param({config.d_model})),
       cls_token_(make_param({1, 1, config.d_model})),
       positions_(make_param({1, config.patches() + 1, config.d_model})),
@@ -192,9 +192,8 @@ ParamList ViT::params() const {
     ParamList layer;
     layers_[i].params("", layer);  // names start with "."
     for (auto& [name, v] : layer)
-      out.emplace_back("vit.encoder.layer." + std::to_string(i) + "." +
-                           hf_vit_layer_name(name.substr(1)),
-                       v);
+      out.emplace_back(
+          "vit.encoder.layer." + std::to_string(i) + "." + hf_vit_layer_name(name.substr(1)), v);
   }
   final_norm_.params("vit.layernorm", out);
   classifier_.params("classifier", out);

@@ -1,7 +1,5 @@
 // Naive attention: per (batch, head) the whole score matrix [Lq, Lk] by GEMM, a masked softmax
 // over each row, then probs @ v. The backward pass reuses the saved probabilities.
-#include <omp.h>
-
 #include <algorithm>
 #include <cmath>
 

@@ -4,8 +4,6 @@
 // backward pass recomputes each score tile from q, k and the saved row log-sum-exp.
 // Visible keys form a prefix per row (see AttentionDims::key_end), so key blocks past the last
 // row's prefix are never touched.
-#include <omp.h>
-
 #include <algorithm>
 #include <cmath>
 

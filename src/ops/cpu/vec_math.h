@@ -77,4 +77,13 @@ inline NormalCdfPdf normal_cdf_pdf(float x) {
   return {x < 0 ? tail : 1.f - tail, e * kInvSqrt2Pi};
 }
 
+// max(init, x[0], ..., x[n-1]). Written so that GCC vectorizes it (std::max in the same loop
+// stays scalar).
+inline float max_of(const float* x, int64_t n, float init) {
+  float m = init;
+#pragma omp simd reduction(max : m)
+  for (int64_t i = 0; i < n; ++i) m = x[i] > m ? x[i] : m;
+  return m;
+}
+
 }  // namespace qkv::ops::cpu

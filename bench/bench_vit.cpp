@@ -26,16 +26,26 @@ Args parse(int argc, char** argv) {
   for (int i = 1; i + 1 < argc; i += 2) {
     std::string k = argv[i];
     const char* v = argv[i + 1];
-    if (k == "--preset") a.preset = v;
-    else if (k == "--batch") a.batch = std::atoll(v);
-    else if (k == "--threads") a.threads = std::atoll(v);
-    else if (k == "--steps") a.steps = std::atoll(v);
-    else if (k == "--warmup") a.warmup = std::atoll(v);
-    else if (k == "--d-model") a.d_model = std::atoll(v);
-    else if (k == "--layers") a.layers = std::atoll(v);
-    else if (k == "--heads") a.heads = std::atoll(v);
-    else if (k == "--d-ff") a.d_ff = std::atoll(v);
-    else if (k == "--patch-size") a.patch = std::atoll(v);
+    if (k == "--preset")
+      a.preset = v;
+    else if (k == "--batch")
+      a.batch = std::atoll(v);
+    else if (k == "--threads")
+      a.threads = std::atoll(v);
+    else if (k == "--steps")
+      a.steps = std::atoll(v);
+    else if (k == "--warmup")
+      a.warmup = std::atoll(v);
+    else if (k == "--d-model")
+      a.d_model = std::atoll(v);
+    else if (k == "--layers")
+      a.layers = std::atoll(v);
+    else if (k == "--heads")
+      a.heads = std::atoll(v);
+    else if (k == "--d-ff")
+      a.d_ff = std::atoll(v);
+    else if (k == "--patch-size")
+      a.patch = std::atoll(v);
     else {
       std::fprintf(stderr, "bench_vit: unknown option %s\n", argv[i]);
       std::exit(2);

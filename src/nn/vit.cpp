@@ -35,8 +35,8 @@ ViTConfig ViTConfig::preset(const std::string& name) {
   ViTConfig c;
   if (name == "vit-fashion") {
     c.channels = 1, c.image_size = 28, c.patch_size = 4;
-    c.d_model = 192, c.heads = 4, c.d_ff = 384, c.layers = 6;
-    c.dropout = 0.1f, c.layer_norm_eps = 1e-6f;
+    c.d_model = 64, c.heads = 4, c.d_ff = 128, c.layers = 6;
+    c.dropout = 0.f, c.layer_norm_eps = 1e-6f;
   } else if (name == "vit-b16") {
     c.channels = 3, c.image_size = 224, c.patch_size = 16;
     c.d_model = 768, c.heads = 12, c.d_ff = 3072, c.layers = 12;

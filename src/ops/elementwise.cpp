@@ -87,9 +87,7 @@ void reduce_to(const Tensor& dy, Tensor& da) {
   if (inner.size() <= dy.shape().size() &&
       std::equal(inner.rbegin(), inner.rend(), dy.shape().rbegin())) {
     int64_t n = da.numel();
-    for (int64_t r = 0; r < dy.numel() / n; ++r)
-      cpu::axpy(1.f, dy.data<float>() + r * n, da.data<float>(), n);
-    return;
+    return cpu::reduce_rows_add(dy.data<float>(), dy.numel() / n, n, da.data<float>());
   }
   auto st = broadcast_strides(da.shape(), dy.shape());
   cpu::reduce_add(dy.data<float>(), dy.shape().data(), dy.rank(), da.data<float>(), st.data());

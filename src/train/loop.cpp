@@ -10,7 +10,9 @@ using Clock = std::chrono::steady_clock;
 void LoopConfig::bind_loop(Options& o) {
   o.add("max-updates", max_updates, "stop after this many updates (0: no limit)");
   o.add("max-epochs", max_epochs, "stop after this many epochs (0: no limit)");
-  o.add("max-time", max_time, "stop this run after this many minutes (0: no limit)");
+  o.add("max-time", max_time,
+        "stop this run after this many minutes (0: no limit); a cosine schedule then decays "
+        "to the updates expected in that time");
   o.add("early-stopping", early_stopping,
         "stop after this many validations without a better score (0: never)");
   o.add("optimizer", optimizer, "adam or adamw");
@@ -66,6 +68,7 @@ TrainingLoop::TrainingLoop(const LoopConfig& config, const std::string& model_di
   last_validation_ = last_save_ = progress_.update;  // done already, or nothing to do yet
   dropout_rng_.set_state(progress_.rng_seed, progress_.rng_offset);
   elapsed_before_ = progress_.elapsed_s;
+  run_first_update_ = progress_.update;
   run_start_ = disp_start_ = Clock::now();
 }
 
@@ -81,6 +84,15 @@ double TrainingLoop::elapsed() const {
   return elapsed_before_ + run_seconds();
 }
 
+int64_t TrainingLoop::schedule_length() const {
+  int64_t done = progress_.update - run_first_update_;
+  if (config_.max_time <= 0 || done < 1) return config_.max_updates;
+  double seconds_per_update = run_seconds() / double(done);
+  double left = std::max(0.0, config_.max_time * 60.0 - run_seconds());
+  int64_t expected = progress_.update + int64_t(left / seconds_per_update);
+  return config_.max_updates > 0 ? std::min(config_.max_updates, expected) : expected;
+}
+
 void TrainingLoop::update(double loss_sum, int64_t count, int64_t examples,
                           const DataPosition& position) {
   double scale = 1.0 / double(std::max<int64_t>(count, 1));
@@ -91,7 +103,7 @@ void TrainingLoop::update(double loss_sum, int64_t count, int64_t examples,
   } else {
     if (config_.clip_norm > 0 && norm > config_.clip_norm) scale *= config_.clip_norm / norm;
     float lr = optim::learning_rate(schedule_, float(config_.learning_rate), progress_.update + 1,
-                                    config_.warmup_steps, config_.max_updates);
+                                    config_.warmup_steps, schedule_length());
     adam_.step(lr, float(scale));
     ++progress_.update;
     disp_loss_ += loss_sum, disp_count_ += double(count), disp_norm_ += norm, ++disp_updates_;
@@ -107,7 +119,7 @@ void TrainingLoop::update(double loss_sum, int64_t count, int64_t examples,
     log_.update({progress_.epoch + 1, progress_.update, progress_.sentences,
                  disp_loss_ / disp_count_,
                  optim::learning_rate(schedule_, float(config_.learning_rate), progress_.update,
-                                      config_.warmup_steps, config_.max_updates),
+                                      config_.warmup_steps, schedule_length()),
                  disp_norm_ / double(disp_updates_), disp_count_ / secs, elapsed()});
     disp_loss_ = disp_count_ = disp_norm_ = 0, disp_updates_ = 0;
     disp_start_ = Clock::now();

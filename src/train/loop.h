@@ -86,6 +86,9 @@ class TrainingLoop {
  private:
   double elapsed() const;  // training seconds over all runs
   double run_seconds() const;
+  // The updates the schedule decays over (cosine): max-updates, or with max-time the updates
+  // expected by the end of this run at its pace so far, whichever is fewer.
+  int64_t schedule_length() const;
 
   LoopConfig config_;
   std::string model_dir_;
@@ -98,6 +101,7 @@ class TrainingLoop {
   bool resumed_ = false, stop_ = false;
   std::chrono::steady_clock::time_point run_start_, disp_start_;
   double elapsed_before_ = 0;
+  int64_t run_first_update_ = 0;
   double disp_loss_ = 0, disp_count_ = 0, disp_norm_ = 0;
   int64_t disp_updates_ = 0, disp_examples_ = 0;
   int64_t last_validation_ = 0, last_save_ = 0;  // updates at which these were last done

@@ -1,4 +1,4 @@
-#!/usr/bin/env python3
+#!/usr/bin/python3
 """Training throughput of qkv's ViT against the same model in PyTorch, same threads and batch.
 
 Both sides run forward, backward and an AdamW step (weight decay 0.05, label smoothing 0.1,

@@ -159,7 +159,7 @@ std::string confusion_svg(const ClassificationReport& r) {
 std::string training_curves_svg(const std::string& metrics_jsonl) {
   std::ifstream in(metrics_jsonl);
   if (!in) throw std::runtime_error(metrics_jsonl + ": cannot open for reading");
-  Series train{"training loss", "#1f77b4", {}}, valid{"validation loss", "#d62728", {}};
+  Series train{"training loss (smoothed)", "#1f77b4", {}}, valid{"validation loss", "#d62728", {}};
   std::map<std::string, Series> scores;
   const char* colours[] = {"#2ca02c", "#9467bd", "#ff7f0e", "#8c564b"};
   std::string line;

@@ -130,6 +130,33 @@ TEST_P(DecodeTest, BeamSearchFindsTheExhaustiveBest) {
   }
 }
 
+TEST_P(DecodeTest, MinLengthDelaysEos) {
+  // A model that wants to stop at once: <eos> gets a large bias.
+  auto model = random_model(tiny_config(19, GetParam()), 6);
+  for (auto& [name, v] : model->params())
+    if (name == "final_logits_bias") Var(v).mutable_value().data<float>()[model->config().eos_id] = 20.f;
+  Tensor src = ids({5, 6, 7, 8, 9, 10, 11, 12}, {2, 4}), len = ids({4, 3}, {2});
+  for (int beam : {1, 3}) {
+    decode::SearchOptions o;
+    o.beam = beam, o.n_best = beam;
+    auto free_length = decode::search(*model, src, len, o);
+    EXPECT_TRUE(free_length[0][0].tokens.empty()) << "beam " << beam;
+    o.min_length = 6, o.max_length = 7;  // exactly 6 tokens, then the forced <eos>
+    auto fixed = decode::search(*model, src, len, o);
+    for (size_t b = 0; b < fixed.size(); ++b) {
+      ASSERT_EQ(fixed[b].size(), size_t(beam)) << "sentence " << b << " beam " << beam;
+      for (const auto& h : fixed[b]) {
+        EXPECT_EQ(h.tokens.size(), 6u) << "sentence " << b << " beam " << beam;
+        // <eos> appears only at the end; its score is part of log_prob, as without min_length.
+        for (int32_t t : h.tokens) EXPECT_NE(t, model->config().eos_id);
+        EXPECT_NEAR(h.log_prob, sequence_log_prob(*model, src.slice_rows(int64_t(b), int64_t(b) + 1),
+                                                  len.slice_rows(int64_t(b), int64_t(b) + 1), h.tokens),
+                    1e-4);
+      }
+    }
+  }
+}
+
 TEST_P(DecodeTest, DecodingLoopStopsCallingTheSystemAllocator) {
   auto model = random_model(tiny_config(29, GetParam()), 5);
   Tensor src = ids({5, 6, 7, 8, 9, 10}, {2, 3}), len = ids({3, 3}, {2});

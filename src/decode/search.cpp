@@ -71,6 +71,7 @@ std::vector<std::vector<Hypothesis>> search(const nn::Seq2Seq& model, const Tens
         continue;
       }
       bool last = step + 1 == limit[b];
+      bool eos_allowed = last || step >= options.min_length;  // every alive beam has `step` tokens
       cand.clear();
       for (int64_t j = 0; j < k; ++j) {
         float base = beams[b][j].log_prob;
@@ -79,6 +80,7 @@ std::vector<std::vector<Hypothesis>> search(const nn::Seq2Seq& model, const Tens
         for (int64_t v = 0; v < vocab; ++v) {
           if (v == c.pad_id || v == c.bos_id) continue;
           if (last && v != c.eos_id) continue;  // the length limit forces <eos>
+          if (!eos_allowed && v == c.eos_id) continue;
           cand.emplace_back(base + row[v], j * vocab + v);
         }
       }

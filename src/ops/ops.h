@@ -85,8 +85,14 @@ void permute_backward(const Tensor& dy, const std::vector<int>& dims, Tensor& dx
 Tensor concat(const std::vector<Tensor>& xs, int axis);
 // Cuts x along `axis` into pieces of the given sizes (they must add up to x.size(axis)).
 std::vector<Tensor> split(const Tensor& x, const std::vector<int64_t>& sizes, int axis);
-// dxs[i] += the slice of dy that concat took from xs[i].
-void concat_backward(const Tensor& dy, int axis, std::vector<Tensor*> dxs);
+// dxs[i] += the slice of dy that concat took from xs[i], whose size along axis is sizes[i]; a
+// null or undefined dxs[i] (not needed) is skipped.
+void concat_backward(const Tensor& dy, int axis, const std::vector<int64_t>& sizes,
+                     std::vector<Tensor*> dxs);
+// The backward of split: dx += concat(dys) along axis, where dys[i] has size sizes[i] there; an
+// undefined dys[i] (a piece that got no gradient) adds nothing.
+void split_backward(const std::vector<Tensor>& dys, const std::vector<int64_t>& sizes, int axis,
+                    Tensor& dx);
 
 // ---------------------------------------------------------------------------------------------
 // Scaled dot-product attention: q [B, H, Lq, D], k and v [B, H, Lk, D] -> out [B, H, Lq, D].

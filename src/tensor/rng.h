@@ -24,6 +24,8 @@ class Rng {
   // reads word i with `bits(base, i)`. Lets kernels (dropout) draw in parallel.
   uint64_t reserve(int64_t count);
   std::array<uint32_t, 4> block(uint64_t counter) const;
+  // The words of `count` consecutive blocks, vectorized: words[4 i + j] = block(counter + i)[j].
+  void blocks(uint64_t counter, int64_t count, uint32_t* words) const;
   uint32_t bits(uint64_t base, int64_t i) const { return block(base + uint64_t(i) / 4)[i % 4]; }
   // One uniform integer in [0, n), for shuffling.
   uint64_t below(uint64_t n);

@@ -115,10 +115,15 @@ Tensor Tensor::reshape(const Shape& shape) const {
       check_shape(infer < 0, "reshape: more than one -1 in " + shape_str(shape));
       infer = int64_t(i);
     } else {
+      check_shape(s[i] >= 0, "reshape: negative size in " + shape_str(shape));
       known *= s[i];
     }
   }
-  if (infer >= 0 && known > 0) s[infer] = numel() / known;
+  if (infer >= 0) {
+    check_shape(known > 0, "reshape: the -1 in " + shape_str(shape) + " is ambiguous for " +
+                               shape_str(shape_) + " (the other sizes multiply to 0)");
+    s[infer] = numel() / known;
+  }
   check_shape(shape_numel(s) == numel(),
               "reshape: cannot view " + shape_str(shape_) + " as " + shape_str(shape));
   Tensor t = *this;

@@ -12,12 +12,24 @@ DTYPES = {"F64": np.float64, "F32": np.float32, "F16": np.float16, "I64": np.int
           "I32": np.int32, "U8": np.uint8, "BF16": "bf16"}
 
 
+def _read_header(data):
+    (n,) = struct.unpack("<Q", data[:8])
+    return n, json.loads(data[8:8 + n])
+
+
+def dtype_names(path):
+    """Returns {name: safetensors dtype name}, e.g. {"w": "BF16"}."""
+    with open(path, "rb") as f:
+        data = f.read()
+    _, header = _read_header(data)
+    return {k: e["dtype"] for k, e in header.items() if k != "__metadata__"}
+
+
 def load(path):
     """Returns ({name: ndarray}, metadata). BF16 is widened to float32."""
     with open(path, "rb") as f:
         data = f.read()
-    (n,) = struct.unpack("<Q", data[:8])
-    header = json.loads(data[8:8 + n])
+    n, header = _read_header(data)
     meta = header.pop("__metadata__", {})
     body = data[8 + n:]
     out = {}
@@ -33,15 +45,21 @@ def load(path):
     return out, meta
 
 
-def save(path, tensors, metadata=None):
+def save(path, tensors, metadata=None, dtypes=None):
+    """Writes {name: ndarray}. `dtypes` overrides the stored dtype name of some tensors:
+    {"w": "BF16"} stores the uint16 array "w" as bfloat16 bit patterns."""
     names = {np.dtype(v).name: k for k, v in DTYPES.items() if v != "bf16"}
+    dtypes = dtypes or {}
     header, blobs, offset = {}, [], 0
     if metadata:
         header["__metadata__"] = metadata
     for name, arr in tensors.items():
-        arr = np.ascontiguousarray(arr)
+        arr = np.asarray(arr, order="C")  # ascontiguousarray would make a scalar 1-D
         raw = arr.astype(arr.dtype.newbyteorder("<")).tobytes()
-        header[name] = {"dtype": names[arr.dtype.name], "shape": list(arr.shape),
+        dtype = dtypes[name] if name in dtypes else names[arr.dtype.name]
+        if dtype == "BF16" and arr.dtype != np.uint16:
+            raise ValueError(f"{name}: BF16 needs uint16 bit patterns, got {arr.dtype}")
+        header[name] = {"dtype": dtype, "shape": list(arr.shape),
                         "data_offsets": [offset, offset + len(raw)]}
         blobs.append(raw)
         offset += len(raw)

@@ -42,6 +42,20 @@ def cross_entropy(t, a):
                            label_smoothing=a["label_smoothing"], reduction="none")
 
 
+def adam(t, a):
+    """Runs len(grads) optimizer steps (AdamW when weight_decay > 0) from param; returns the final
+    param and moments stacked: [3, *param.shape]."""
+    param = t["param"].detach().clone().requires_grad_(True)
+    kind = torch.optim.AdamW if a.get("weight_decay", 0.0) > 0 else torch.optim.Adam
+    opt = kind([param], lr=a["lr"], betas=(a["beta1"], a["beta2"]), eps=a["eps"],
+               weight_decay=a.get("weight_decay", 0.0))
+    for g in t["grads"].detach():
+        param.grad = g * a.get("grad_scale", 1.0)
+        opt.step()
+    state = opt.state[param]
+    return torch.stack([param.detach(), state["exp_avg"], state["exp_avg_sq"]])
+
+
 OPS = {
     "matmul": lambda t, a: (t["a"].transpose(-1, -2) if a.get("trans_a") else t["a"])
     @ (t["b"].transpose(-1, -2) if a.get("trans_b") else t["b"]),
@@ -60,8 +74,11 @@ OPS = {
     "gelu_tanh": lambda t, a: F.gelu(t["x"], approximate="tanh"),
     "permute": lambda t, a: t["x"].permute(*a["dims"]),
     "concat": lambda t, a: torch.cat([t[f"x{i}"] for i in range(a["n"])], a["axis"]),
+    "split": lambda t, a: torch.split(t["x"], a["sizes"], a["axis"])[a["index"]],
     "attention": attention,
     "cross_entropy": cross_entropy,
+    "cross_entropy_sum": lambda t, a: cross_entropy(t, a).sum().reshape(1),
+    "adam": adam,
 }
 
 

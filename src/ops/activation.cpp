@@ -1,0 +1,63 @@
+// Activations and dropout: checks, then the device's kernel.
+#include "ops/cpu/kernels.h"
+#include "ops/dispatch.h"
+
+namespace qkv::ops {
+
+namespace {
+void check_same(const char* op, const Tensor& dy, const Tensor& x, const Tensor& dx) {
+  require(dy.shape() == x.shape() && dx.shape() == x.shape() && dy.dtype() == DType::f32 &&
+              dx.dtype() == DType::f32,
+          op,
+          "dy " + shape_str(dy.shape()) + " and dx " + shape_str(dx.shape()) +
+              " must be F32 of the input's shape " + shape_str(x.shape()));
+}
+}  // namespace
+
+Activation activation_from_name(const std::string& name) {
+  if (name == "relu") return Activation::relu;
+  if (name == "gelu") return Activation::gelu;
+  if (name == "gelu_tanh") return Activation::gelu_tanh;
+  throw std::invalid_argument("unknown activation '" + name +
+                              "' (expected one of: relu, gelu, gelu_tanh)");
+}
+
+Tensor activation_forward(Activation act, const Tensor& x) {
+  require(x.dtype() == DType::f32, "activation", "needs an F32 tensor");
+  if (x.device() != Device::cpu) no_kernel("activation", x.device());
+  Tensor y = Tensor::empty(x.shape(), DType::f32, x.device());
+  cpu::activation_forward(act, x.data<float>(), y.data<float>(), x.numel());
+  return y;
+}
+
+void activation_backward(Activation act, const Tensor& dy, const Tensor& x, Tensor& dx) {
+  if (!dx.defined()) return;
+  check_same("activation_backward", dy, x, dx);
+  Device dev = common_device("activation_backward", {&dy, &x, &dx});
+  if (dev != Device::cpu) no_kernel("activation_backward", dev);
+  cpu::activation_backward(act, dy.data<float>(), x.data<float>(), dx.data<float>(), x.numel());
+}
+
+Tensor dropout_forward(const Tensor& x, float p, Rng& rng, Tensor& mask) {
+  require(p >= 0.f && p < 1.f, "dropout", "p must be in [0, 1), got " + std::to_string(p));
+  require(x.dtype() == DType::f32, "dropout", "needs an F32 tensor");
+  if (x.device() != Device::cpu) no_kernel("dropout", x.device());
+  Tensor y = Tensor::empty(x.shape(), DType::f32, x.device());
+  mask = Tensor::empty(x.shape(), DType::u8, x.device());
+  uint64_t base = p > 0.f ? rng.reserve(x.numel()) : 0;
+  cpu::dropout_forward(x.data<float>(), p, rng, base, mask.data<uint8_t>(), y.data<float>(),
+                       x.numel());
+  return y;
+}
+
+void dropout_backward(const Tensor& dy, const Tensor& mask, float p, Tensor& dx) {
+  if (!dx.defined()) return;
+  require(p >= 0.f && p < 1.f, "dropout_backward", "p must be in [0, 1), got " + std::to_string(p));
+  require(mask.dtype() == DType::u8, "dropout_backward", "mask must be U8");
+  check_same("dropout_backward", dy, mask, dx);
+  Device dev = common_device("dropout_backward", {&dy, &mask, &dx});
+  if (dev != Device::cpu) no_kernel("dropout_backward", dev);
+  cpu::dropout_backward(dy.data<float>(), mask.data<uint8_t>(), p, dx.data<float>(), dy.numel());
+}
+
+}  // namespace qkv::ops

@@ -1,0 +1,117 @@
+// Scaled dot-product attention: shape and mask checks, the choice between the naive and the
+// tiled kernel (ops/cpu/attention_{naive,tiled}.cpp), and what each keeps for the backward pass.
+#include <cmath>
+
+#include "ops/cpu/kernels.h"
+#include "ops/dispatch.h"
+
+namespace qkv::ops {
+
+namespace {
+// automatic: tiled from 256 keys on. Below that the [Lq, Lk] probabilities are small and one
+// GEMM per (batch, head) beats many tile GEMMs; from there the tiled kernel is as fast or faster
+// and its memory grows linearly with the lengths instead of with their product.
+constexpr int64_t kTiledFromKeys = 256;
+
+AttentionImpl resolve(AttentionImpl impl, int64_t k_len) {
+  if (impl != AttentionImpl::automatic) return impl;
+  return k_len >= kTiledFromKeys ? AttentionImpl::tiled : AttentionImpl::naive;
+}
+
+cpu::AttentionDims attention_dims(const char* op, const Tensor& q, const Tensor& k, const Tensor& v,
+                                  const AttentionMask& mask, float scale) {
+  require(q.rank() == 4 && k.rank() == 4 && q.dtype() == DType::f32 && k.dtype() == DType::f32 &&
+              v.dtype() == DType::f32,
+          op, "needs F32 q [B, H, Lq, D] and k, v [B, H, Lk, D], got q " + shape_str(q.shape()));
+  require(k.size(0) == q.size(0) && k.size(1) == q.size(1) && k.size(3) == q.size(3) &&
+              v.shape() == k.shape() && q.size(3) > 0,
+          op,
+          "q " + shape_str(q.shape()) + ", k " + shape_str(k.shape()) + " and v " +
+              shape_str(v.shape()) + " do not fit q [B, H, Lq, D], k and v [B, H, Lk, D]");
+  cpu::AttentionDims d{q.size(0), q.size(1),   q.size(2), k.size(2),
+                       q.size(3), mask.causal, nullptr,   scale};
+  const Tensor& lengths = mask.key_lengths;
+  if (lengths.defined()) {
+    require(lengths.dtype() == DType::i32 && lengths.shape() == Shape{d.batch}, op,
+            "key_lengths must be I32 [" + std::to_string(d.batch) + "], got " +
+                shape_str(lengths.shape()));
+    common_device(op, {&q, &lengths});
+    if (lengths.device() == Device::cpu) {
+      d.key_lengths = lengths.data<int32_t>();
+      for (int64_t b = 0; b < d.batch; ++b)
+        require(d.key_lengths[b] >= 0 && d.key_lengths[b] <= d.k_len, op,
+                "key_lengths[" + std::to_string(b) + "] = " + std::to_string(d.key_lengths[b]) +
+                    " outside [0, " + std::to_string(d.k_len) + "]");
+    }
+  }
+  return d;
+}
+}  // namespace
+
+Tensor attention_forward(const Tensor& q, const Tensor& k, const Tensor& v,
+                         const AttentionMask& mask, float scale, AttentionSaved* saved,
+                         AttentionImpl impl) {
+  cpu::AttentionDims d = attention_dims("attention", q, k, v, mask, scale);
+  Device dev = common_device("attention", {&q, &k, &v});
+  impl = resolve(impl, d.k_len);
+  Tensor out = Tensor::empty(q.shape(), DType::f32, dev);
+  float* probs = nullptr;
+  float* lse = nullptr;
+  if (saved) {
+    *saved = AttentionSaved{impl, Tensor(), Tensor()};
+    if (impl == AttentionImpl::naive) {
+      saved->probs = Tensor::empty({d.batch, d.heads, d.q_len, d.k_len}, DType::f32, dev);
+      probs = saved->probs.data<float>();
+    } else {
+      saved->lse = Tensor::empty({d.batch, d.heads, d.q_len}, DType::f32, dev);
+      lse = saved->lse.data<float>();
+    }
+  }
+  if (dev != Device::cpu) no_kernel("attention", dev);
+  if (d.k_len == 0) {  // no key at all: every row sees nothing
+    out.zero();
+    if (saved && saved->probs.defined()) saved->probs.zero();
+    if (saved && saved->lse.defined()) saved->lse.fill(-INFINITY);
+    return out;
+  }
+  if (impl == AttentionImpl::naive)
+    cpu::attention_naive_forward(d, q.data<float>(), k.data<float>(), v.data<float>(),
+                                 out.data<float>(), probs);
+  else
+    cpu::attention_tiled_forward(d, q.data<float>(), k.data<float>(), v.data<float>(),
+                                 out.data<float>(), lse);
+  return out;
+}
+
+void attention_backward(const Tensor& dout, const Tensor& q, const Tensor& k, const Tensor& v,
+                        const Tensor& out, const AttentionMask& mask, float scale,
+                        const AttentionSaved& saved, Tensor& dq, Tensor& dk, Tensor& dv) {
+  const char* op = "attention_backward";
+  cpu::AttentionDims d = attention_dims(op, q, k, v, mask, scale);
+  require(dout.shape() == q.shape() && out.shape() == q.shape(), op,
+          "dout " + shape_str(dout.shape()) + " and out " + shape_str(out.shape()) +
+              " must have q's shape " + shape_str(q.shape()));
+  require(!dq.defined() || dq.shape() == q.shape(), op, "dq must have q's shape");
+  require(!dk.defined() || dk.shape() == k.shape(), op, "dk must have k's shape");
+  require(!dv.defined() || dv.shape() == v.shape(), op, "dv must have v's shape");
+  bool naive = saved.impl == AttentionImpl::naive;
+  require(saved.impl != AttentionImpl::automatic, op, "saved state names no implementation");
+  require(
+      naive ? saved.probs.defined() && saved.probs.numel() == d.batch * d.heads * d.q_len * d.k_len
+            : saved.lse.defined() && saved.lse.numel() == d.batch * d.heads * d.q_len,
+      op, "saved state does not fit these shapes (was it made by attention_forward?)");
+  Device dev = common_device(op, {&dout, &q, &k, &v, &out, &dq, &dk, &dv});
+  if (dev != Device::cpu) no_kernel(op, dev);
+  if (d.k_len == 0) return;
+  auto ptr = [](Tensor& t) { return t.defined() ? t.data<float>() : nullptr; };
+  if (naive)
+    cpu::attention_naive_backward(d, dout.data<float>(), q.data<float>(), k.data<float>(),
+                                  v.data<float>(), out.data<float>(), saved.probs.data<float>(),
+                                  ptr(dq), ptr(dk), ptr(dv));
+  else
+    cpu::attention_tiled_backward(d, dout.data<float>(), q.data<float>(), k.data<float>(),
+                                  v.data<float>(), out.data<float>(), saved.lse.data<float>(),
+                                  ptr(dq), ptr(dk), ptr(dv));
+}
+
+}  // namespace qkv::ops

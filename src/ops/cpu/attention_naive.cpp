@@ -1,0 +1,86 @@
+// Naive attention: per (batch, head) the whole score matrix [Lq, Lk] by GEMM, a masked softmax
+// over each row, then probs @ v. The backward pass reuses the saved probabilities.
+#include <omp.h>
+
+#include <algorithm>
+#include <cmath>
+
+#include "ops/cpu/kernels.h"
+#include "ops/cpu/scratch.h"
+#include "ops/cpu/vec_math.h"
+
+namespace qkv::ops::cpu {
+
+namespace {
+// Softmax of each row of s [rows, k_len] over its visible keys [0, key_end); the rest become 0,
+// and a row that sees no key becomes all zeros.
+void masked_softmax_rows(const AttentionDims& d, int64_t b, float* s) {
+  for (int64_t i = 0; i < d.q_len; ++i) {
+    float* row = s + i * d.k_len;
+    int64_t end = d.key_end(b, i);
+    float max = -INFINITY, sum = 0.f;
+    for (int64_t j = 0; j < end; ++j) max = std::max(max, row[j]);
+#pragma omp simd reduction(+ : sum)
+    for (int64_t j = 0; j < end; ++j) {
+      row[j] = exp_approx(row[j] - max);
+      sum += row[j];
+    }
+    float inv = end > 0 ? 1.f / sum : 0.f;
+    for (int64_t j = 0; j < end; ++j) row[j] *= inv;
+    std::fill(row + end, row + d.k_len, 0.f);
+  }
+}
+}  // namespace
+
+void attention_naive_forward(const AttentionDims& d, const float* q, const float* k, const float* v,
+                             float* out, float* probs) {
+  const int64_t lq = d.q_len, lk = d.k_len, hd = d.head_dim;
+#pragma omp parallel
+  {
+    // Scores of one (batch, head) when the caller keeps no probabilities.
+    float* scores = probs ? nullptr : thread_scratch(size_t(lq * lk));
+#pragma omp for schedule(dynamic)
+    for (int64_t bh = 0; bh < d.batch * d.heads; ++bh) {
+      float* p = probs ? probs + bh * lq * lk : scores;  // [Lq, Lk]
+      // scores = scale * q @ k^T, then the softmax in place.
+      gemm(false, true, lq, lk, hd, d.scale, q + bh * lq * hd, hd, k + bh * lk * hd, hd, 0.f, p,
+           lk);
+      masked_softmax_rows(d, bh / d.heads, p);
+      gemm(false, false, lq, hd, lk, 1.f, p, lk, v + bh * lk * hd, hd, 0.f, out + bh * lq * hd, hd);
+    }
+  }
+}
+
+void attention_naive_backward(const AttentionDims& d, const float* dout, const float* q,
+                              const float* k, const float* v, const float* out, const float* probs,
+                              float* dq, float* dk, float* dv) {
+  const int64_t lq = d.q_len, lk = d.k_len, hd = d.head_dim;
+#pragma omp parallel
+  {
+    float* ds = dq || dk ? thread_scratch(size_t(lq * lk)) : nullptr;  // dP, then dS [Lq, Lk]
+#pragma omp for schedule(dynamic)
+    for (int64_t bh = 0; bh < d.batch * d.heads; ++bh) {
+      const float* p = probs + bh * lq * lk;                           // [Lq, Lk]
+      const float *qh = q + bh * lq * hd, *doh = dout + bh * lq * hd;  // [Lq, D]
+      const float *kh = k + bh * lk * hd, *vh = v + bh * lk * hd;      // [Lk, D]
+      if (dv) gemm(true, false, lk, hd, lq, 1.f, p, lk, doh, hd, 1.f, dv + bh * lk * hd, hd);
+      if (!dq && !dk) continue;
+      // dP = dO V^T; dS = P * (dP - rowsum(dO * O)).
+      gemm(false, true, lq, lk, hd, 1.f, doh, hd, vh, hd, 0.f, ds, lk);
+      for (int64_t i = 0; i < lq; ++i) {
+        const float *o_row = out + (bh * lq + i) * hd, *do_row = doh + i * hd;
+        float dot = 0.f;
+#pragma omp simd reduction(+ : dot)
+        for (int64_t c = 0; c < hd; ++c) dot += do_row[c] * o_row[c];
+        float* ds_row = ds + i * lk;
+        const float* p_row = p + i * lk;
+#pragma omp simd
+        for (int64_t j = 0; j < lk; ++j) ds_row[j] = p_row[j] * (ds_row[j] - dot);
+      }
+      if (dq) gemm(false, false, lq, hd, lk, d.scale, ds, lk, kh, hd, 1.f, dq + bh * lq * hd, hd);
+      if (dk) gemm(true, false, lk, hd, lq, d.scale, ds, lk, qh, hd, 1.f, dk + bh * lk * hd, hd);
+    }
+  }
+}
+
+}  // namespace qkv::ops::cpu

@@ -1,0 +1,190 @@
+// Layout ops: permute, concat, split. Shape rules here, copies in ops/cpu/layout.cpp.
+
+#include "ops/cpu/kernels.h"
+#include "ops/dispatch.h"
+
+namespace qkv::ops {
+
+namespace {
+void check_permutation(const char* op, const Shape& shape, const std::vector<int>& dims) {
+  int rank = int(shape.size());
+  std::string what = "dims of rank " + std::to_string(dims.size()) + " for shape " +
+                     shape_str(shape) + ", expected a permutation of 0.." +
+                     std::to_string(rank - 1) + " (rank <= 6)";
+  require(int(dims.size()) == rank && rank <= 6, op, what);
+  std::vector<bool> seen(rank, false);
+  for (int d : dims) {
+    require(d >= 0 && d < rank && !seen[d], op, what);
+    seen[d] = true;
+  }
+}
+
+Shape permuted(const Shape& shape, const std::vector<int>& dims) {
+  Shape out(dims.size());
+  for (size_t i = 0; i < dims.size(); ++i) out[i] = shape[dims[i]];
+  return out;
+}
+
+int normalize_axis(const char* op, int axis, int rank) {
+  require(axis >= -rank && axis < rank, op,
+          "axis " + std::to_string(axis) + " out of range for rank " + std::to_string(rank));
+  return axis < 0 ? axis + rank : axis;
+}
+
+// Elements before `axis` (the rows of the concatenation) and after it (per unit of the axis).
+int64_t numel_before(const Shape& s, int axis) {
+  return shape_numel(Shape(s.begin(), s.begin() + axis));
+}
+int64_t numel_after(const Shape& s, int axis) {
+  return shape_numel(Shape(s.begin() + axis + 1, s.end()));
+}
+
+// sizes (one per slot) must be non-negative and add up to whole's size along axis.
+void check_pieces(const char* op, const std::vector<int64_t>& sizes, size_t slots,
+                  const Tensor& whole, int axis) {
+  require(sizes.size() == slots && !sizes.empty(), op,
+          std::to_string(sizes.size()) + " sizes for " + std::to_string(slots) + " pieces");
+  int64_t total = 0;
+  for (int64_t s : sizes) {
+    require(s >= 0, op, "negative piece size " + std::to_string(s));
+    total += s;
+  }
+  require(total == whole.size(axis), op,
+          "pieces add up to " + std::to_string(total) + ", but axis " + std::to_string(axis) +
+              " of " + shape_str(whole.shape()) + " has " + std::to_string(whole.size(axis)));
+}
+
+// The joined shape, after checking that every part matches `ref` off the axis.
+Shape joined_shape(const char* op, const std::vector<const Tensor*>& parts, int axis,
+                   const Shape& ref) {
+  Shape out = ref;
+  out[axis] = 0;
+  for (const Tensor* t : parts) {
+    Shape s = t->shape();
+    bool fits = s.size() == ref.size() && t->dtype() == DType::f32;
+    if (fits) s[axis] = ref[axis];
+    require(fits && s == ref, op,
+            "part " + shape_str(t->shape()) + " does not fit " + shape_str(ref) + " off axis " +
+                std::to_string(axis) + " (F32 parts)");
+    out[axis] += t->size(axis);
+  }
+  return out;
+}
+}  // namespace
+
+Tensor permute(const Tensor& x, const std::vector<int>& dims) {
+  check_permutation("permute", x.shape(), dims);
+  require(x.dtype() == DType::f32, "permute", "needs an F32 tensor");
+  Tensor y = Tensor::empty(permuted(x.shape(), dims), DType::f32, x.device());
+  if (x.device() != Device::cpu) no_kernel("permute", x.device());
+  cpu::permute(x.data<float>(), x.shape().data(), x.rank(), dims.data(), y.data<float>(), false);
+  return y;
+}
+
+void permute_backward(const Tensor& dy, const std::vector<int>& dims, Tensor& dx) {
+  if (!dx.defined()) return;
+  check_permutation("permute_backward", dx.shape(), dims);
+  require(dy.shape() == permuted(dx.shape(), dims), "permute_backward",
+          "gradient " + shape_str(dy.shape()) + " does not fit input " + shape_str(dx.shape()));
+  std::vector<int> inverse(dims.size());
+  for (size_t i = 0; i < dims.size(); ++i) inverse[dims[i]] = int(i);
+  Device dev = common_device("permute_backward", {&dy, &dx});
+  if (dev != Device::cpu) no_kernel("permute_backward", dev);
+  cpu::permute(dy.data<float>(), dy.shape().data(), dy.rank(), inverse.data(), dx.data<float>(),
+               true);
+}
+
+Tensor concat(const std::vector<Tensor>& xs, int axis) {
+  require(!xs.empty(), "concat", "needs at least one tensor");
+  axis = normalize_axis("concat", axis, xs[0].rank());
+  std::vector<const Tensor*> parts;
+  std::vector<const float*> data;
+  std::vector<int64_t> widths;
+  for (const Tensor& t : xs) parts.push_back(&t);
+  Shape shape = joined_shape("concat", parts, axis, xs[0].shape());
+  Device dev = xs[0].device();
+  for (const Tensor& t : xs) require(t.device() == dev, "concat", "parts on different devices");
+  Tensor y = Tensor::empty(shape, DType::f32, dev);
+  if (dev != Device::cpu) no_kernel("concat", dev);
+  for (const Tensor& t : xs) {
+    data.push_back(t.data<float>());
+    widths.push_back(t.size(axis) * numel_after(shape, axis));
+  }
+  cpu::join_rows(data.data(), widths.data(), int(xs.size()), numel_before(shape, axis),
+                 y.data<float>(), false);
+  return y;
+}
+
+std::vector<Tensor> split(const Tensor& x, const std::vector<int64_t>& sizes, int axis) {
+  axis = normalize_axis("split", axis, x.rank());
+  require(x.dtype() == DType::f32, "split", "needs an F32 tensor");
+  check_pieces("split", sizes, sizes.size(), x, axis);
+  if (x.device() != Device::cpu) no_kernel("split", x.device());
+  std::vector<Tensor> ys;
+  std::vector<float*> data;
+  std::vector<int64_t> widths;
+  int64_t after = numel_after(x.shape(), axis);
+  for (int64_t s : sizes) {
+    Shape shape = x.shape();
+    shape[axis] = s;
+    ys.push_back(Tensor::empty(shape, DType::f32, x.device()));
+    data.push_back(ys.back().data<float>());
+    widths.push_back(s * after);
+  }
+  cpu::split_rows(x.data<float>(), widths.data(), int(sizes.size()), numel_before(x.shape(), axis),
+                  data.data(), false);
+  return ys;
+}
+
+void concat_backward(const Tensor& dy, int axis, const std::vector<int64_t>& sizes,
+                     std::vector<Tensor*> dxs) {
+  axis = normalize_axis("concat_backward", axis, dy.rank());
+  std::vector<float*> data;
+  std::vector<int64_t> widths;
+  int64_t after = numel_after(dy.shape(), axis);
+  check_pieces("concat_backward", sizes, dxs.size(), dy, axis);
+  for (size_t i = 0; i < sizes.size(); ++i) {
+    Tensor* dx = dxs[i];
+    bool needed = dx && dx->defined();
+    if (needed) {
+      Shape want = dy.shape();
+      want[axis] = sizes[i];
+      require(dx->shape() == want && dx->dtype() == DType::f32, "concat_backward",
+              "gradient " + shape_str(dx->shape()) + ", expected F32 " + shape_str(want));
+      common_device("concat_backward", {&dy, dx});
+    }
+    data.push_back(needed ? dx->data<float>() : nullptr);
+    widths.push_back(sizes[i] * after);
+  }
+  if (dy.device() != Device::cpu) no_kernel("concat_backward", dy.device());
+  cpu::split_rows(dy.data<float>(), widths.data(), int(sizes.size()),
+                  numel_before(dy.shape(), axis), data.data(), true);
+}
+
+void split_backward(const std::vector<Tensor>& dys, const std::vector<int64_t>& sizes, int axis,
+                    Tensor& dx) {
+  if (!dx.defined()) return;
+  axis = normalize_axis("split_backward", axis, dx.rank());
+  require(dx.dtype() == DType::f32, "split_backward", "needs an F32 gradient");
+  check_pieces("split_backward", sizes, dys.size(), dx, axis);
+  std::vector<const float*> data;
+  std::vector<int64_t> widths;
+  int64_t after = numel_after(dx.shape(), axis);
+  for (size_t i = 0; i < sizes.size(); ++i) {
+    const Tensor& dy = dys[i];
+    if (dy.defined()) {
+      Shape want = dx.shape();
+      want[axis] = sizes[i];
+      require(dy.shape() == want && dy.dtype() == DType::f32, "split_backward",
+              "gradient " + shape_str(dy.shape()) + ", expected F32 " + shape_str(want));
+      common_device("split_backward", {&dy, &dx});
+    }
+    data.push_back(dy.defined() ? dy.data<float>() : nullptr);
+    widths.push_back(sizes[i] * after);
+  }
+  if (dx.device() != Device::cpu) no_kernel("split_backward", dx.device());
+  cpu::join_rows(data.data(), widths.data(), int(sizes.size()), numel_before(dx.shape(), axis),
+                 dx.data<float>(), true);
+}
+
+}  // namespace qkv::ops

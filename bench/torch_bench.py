@@ -30,8 +30,9 @@ def log(msg):
     print(msg, file=sys.stderr, flush=True)
 
 
-def time_runs(fn, warmup, runs, budget_s, min_runs=2):
-    """Seconds of each timed run after `warmup` untimed ones (stops early past budget_s)."""
+def time_runs(fn, warmup, runs, budget_s, min_runs):
+    """Seconds of each timed run after `warmup` untimed ones; no more runs once budget_s seconds
+    were spent (but at least min_runs)."""
     for _ in range(warmup):
         fn()
     out = []
@@ -68,7 +69,7 @@ def bench_train(a):
         opt.step()
         losses.append(loss.item())
 
-    timing = time_runs(step, a.warmup, a.steps, a.budget)
+    timing = time_runs(step, a.warmup, a.steps, a.budget, 3)
     rate = tokens / timing["median_s"]
     log(f"train {a.preset:5s} torch {rate:8.0f} target tokens/s  ({timing['median_s']:.3f} s/step)")
     return {"preset": a.preset, "batch": a.batch, "src_len": a.src_len, "tgt_len": a.tgt_len,
@@ -93,11 +94,12 @@ def bench_translate(a):
             name = ("greedy" if beam == 1 else f"beam{beam}") + f"_b{batch}"
             out = {}
 
-            def run():
-                out["ys"] = (torch_models.greedy(model, src, src_len, a.tgt_len) if beam == 1 else
-                             torch_models.beam_search(model, src, src_len, a.tgt_len, beam))
+            def run(length=a.tgt_len):
+                out["ys"] = (torch_models.greedy(model, src, src_len, length) if beam == 1 else
+                             torch_models.beam_search(model, src, src_len, length, beam))
 
-            timing = time_runs(run, 1, a.runs, a.budget)
+            run(2)  # a short run warms up the allocator and thread pool
+            timing = time_runs(run, 0, a.runs, a.budget, 1)
             rate = batch * a.tgt_len / timing["median_s"]
             case = {"name": name, "batch": batch, "beam": beam, "timing": timing,
                     "target_tokens_per_s": rate}
@@ -112,21 +114,22 @@ def bench_translate(a):
 
 
 def main():
+    common = argparse.ArgumentParser(add_help=False)
+    common.add_argument("--threads", type=int, default=2)
+    common.add_argument("--json", default="", help="write the results here (default: stdout)")
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("--threads", type=int, default=2)
-    p.add_argument("--json", default="")
     sub = p.add_subparsers(dest="cmd", required=True)
-    t = sub.add_parser("train")
+    t = sub.add_parser("train", parents=[common])
     t.add_argument("--preset", default="tiny", choices=sorted(torch_models.PRESETS))
     t.add_argument("--vocab", type=int, default=8000)
     t.add_argument("--batch", type=int, default=64)
     t.add_argument("--src-len", type=int, default=30)
     t.add_argument("--tgt-len", type=int, default=32)
-    t.add_argument("--warmup", type=int, default=2)
-    t.add_argument("--steps", type=int, default=5)
-    t.add_argument("--budget", type=float, default=60)
+    t.add_argument("--warmup", type=int, default=1)
+    t.add_argument("--steps", type=int, default=5, help="most timed steps (at least 3)")
+    t.add_argument("--budget", type=float, default=15, help="no more timed steps after this many seconds")
     t.add_argument("--seed", type=int, default=1)
-    d = sub.add_parser("translate")
+    d = sub.add_parser("translate", parents=[common])
     d.add_argument("--model-dir", required=True)
     d.add_argument("--tgt-len", type=int, default=32)
     d.add_argument("--batches", type=int, nargs="+", default=[32, 1])

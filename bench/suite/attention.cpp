@@ -11,9 +11,12 @@ namespace qkv::bench {
 namespace {
 const char* impl_name(ops::AttentionImpl impl) {
   switch (impl) {
-    case ops::AttentionImpl::naive: return "naive";
-    case ops::AttentionImpl::tiled: return "tiled";
-    default: return "automatic";
+    case ops::AttentionImpl::naive:
+      return "naive";
+    case ops::AttentionImpl::tiled:
+      return "tiled";
+    default:
+      return "automatic";
   }
 }
 }  // namespace
@@ -25,17 +28,18 @@ Json bench_attention(const AttentionArgs& args) {
   Json cases = Json::array();
   for (int64_t len : args.lengths) {
     const Shape shape{args.batch, args.heads, len, args.head_dim};  // [B, H, L, Dh]
-    Rng rng(uint64_t(len));
+    Rng rng{uint64_t(len)};
     Tensor q = Tensor::empty(shape), k = Tensor::empty(shape), v = Tensor::empty(shape);
     Tensor dout = Tensor::empty(shape);
     for (Tensor* t : {&q, &k, &v, &dout}) rng.normal(*t);
     Tensor dq = Tensor::zeros(shape), dk = Tensor::zeros(shape), dv = Tensor::zeros(shape);
 
     Json row = {{"length", len}, {"automatic_picks", [&] {  // what its saved state says
-                  ops::AttentionSaved picked;
-                  ops::attention_forward(q, k, v, mask, scale, &picked, ops::AttentionImpl::automatic);
-                  return impl_name(picked.impl);
-                }()}};
+                                    ops::AttentionSaved picked;
+                                    ops::attention_forward(q, k, v, mask, scale, &picked,
+                                                           ops::AttentionImpl::automatic);
+                                    return impl_name(picked.impl);
+                                  }()}};
 
     for (ops::AttentionImpl impl : {ops::AttentionImpl::naive, ops::AttentionImpl::tiled}) {
       auto run = [&] {
@@ -52,12 +56,15 @@ Json bench_attention(const AttentionArgs& args) {
                impl_name(impl), t.median(), double(extra) / (1 << 20));
       row[impl_name(impl)] = {{"timing", t.to_json()}, {"peak_extra_bytes", extra}};
     }
-    row["tiled_over_naive_time"] =
-        row["tiled"]["timing"]["median_s"].get<double>() / row["naive"]["timing"]["median_s"].get<double>();
+    row["tiled_over_naive_time"] = row["tiled"]["timing"]["median_s"].get<double>() /
+                                   row["naive"]["timing"]["median_s"].get<double>();
     cases.push_back(row);
   }
-  return {{"batch", args.batch}, {"heads", args.heads}, {"head_dim", args.head_dim},
-          {"causal", args.causal}, {"cases", cases}};
+  return {{"batch", args.batch},
+          {"heads", args.heads},
+          {"head_dim", args.head_dim},
+          {"causal", args.causal},
+          {"cases", cases}};
 }
 
 }  // namespace qkv::bench

@@ -20,8 +20,8 @@ struct TrainArgs {
   std::string preset = "tiny";
   int64_t vocab = 8000;
   StepShape shape;
-  int warmup = 2, steps = 5;
-  double budget_s = 60;  // stop timing after this many seconds (at least 2 steps)
+  int warmup = 1, steps = 5;
+  double budget_s = 15;  // no more timed steps after this many seconds (but at least 3)
   std::string attention = "automatic";  // naive, tiled or automatic
   uint64_t seed = 1;
 };
@@ -34,7 +34,7 @@ struct TranslateArgs {
   std::vector<int64_t> batches = {32, 1};
   std::vector<int> beams = {1, 5};
   int runs = 5;
-  double budget_s = 5;  // per (batch, beam) case
+  double budget_s = 5;    // per (batch, beam) case: no more runs after this (but at least 1)
   std::string model_dir;  // where the weights, config and source ids go for torch_bench.py
   uint64_t seed = 1;
 };
@@ -45,7 +45,7 @@ struct AttentionArgs {
   int64_t batch = 1, heads = 4, head_dim = 64;
   bool causal = false;
   int runs = 3;
-  double budget_s = 3;  // per (length, kernel) case
+  double budget_s = 3;  // per (length, kernel) case: no more runs after this (but at least 1)
 };
 Json bench_attention(const AttentionArgs& args);
 

@@ -48,7 +48,11 @@ Json bench_gemm(const GemmArgs& args) {
     Timing t;
     double rate = gflops_of(g, plan, t);
     peak = std::max(peak, rate);
-    out.push_back({{"name", g.name}, {"m", g.m}, {"n", g.n}, {"k", g.k}, {"gflops", rate},
+    out.push_back({{"name", g.name},
+                   {"m", g.m},
+                   {"n", g.n},
+                   {"k", g.k},
+                   {"gflops", rate},
                    {"timing", t.to_json()}});
     log_line("gemm %-42s %7.1f GFLOP/s", g.name.c_str(), rate);
   }

@@ -26,6 +26,7 @@ int main(int argc, char** argv) {
   using namespace qkv::bench;
   CLI::App app{"qkv benchmarks (run them all with bench/run.sh)"};
   app.require_subcommand(1);
+  app.fallthrough();  // --threads and --json also after the subcommand
   int threads = 2;
   std::string json_path;
   app.add_option("--threads", threads, "threads for OpenMP and the BLAS")->capture_default_str();
@@ -33,7 +34,8 @@ int main(int argc, char** argv) {
 
   GemmArgs gemm;
   auto* gemm_cmd = app.add_subcommand("gemm", "OpenBLAS sgemm GFLOP/s");
-  gemm_cmd->add_option("--seconds", gemm.seconds_per_shape, "timing budget per shape")->capture_default_str();
+  gemm_cmd->add_option("--seconds", gemm.seconds_per_shape, "timing budget per shape")
+      ->capture_default_str();
 
   TrainArgs train;
   auto* train_cmd = app.add_subcommand("train", "training steps: target tokens/s");
@@ -44,7 +46,8 @@ int main(int argc, char** argv) {
   train_cmd->add_option("--tgt-len", train.shape.tgt_len)->capture_default_str();
   train_cmd->add_option("--warmup", train.warmup)->capture_default_str();
   train_cmd->add_option("--steps", train.steps, "most timed steps")->capture_default_str();
-  train_cmd->add_option("--budget", train.budget_s, "seconds of timed steps")->capture_default_str();
+  train_cmd->add_option("--budget", train.budget_s, "seconds of timed steps")
+      ->capture_default_str();
   train_cmd->add_option("--attention", train.attention, "naive, tiled or automatic")
       ->check(CLI::IsMember({"naive", "tiled", "automatic"}))
       ->capture_default_str();
@@ -54,22 +57,26 @@ int main(int argc, char** argv) {
   translate_cmd->add_option("--preset", translate.preset)->capture_default_str();
   translate_cmd->add_option("--vocab", translate.vocab)->capture_default_str();
   translate_cmd->add_option("--src-len", translate.src_len)->capture_default_str();
-  translate_cmd->add_option("--tgt-len", translate.tgt_len, "exact output length")->capture_default_str();
+  translate_cmd->add_option("--tgt-len", translate.tgt_len, "exact output length")
+      ->capture_default_str();
   translate_cmd->add_option("--batches", translate.batches)->capture_default_str();
   translate_cmd->add_option("--beams", translate.beams)->capture_default_str();
   translate_cmd->add_option("--runs", translate.runs)->capture_default_str();
-  translate_cmd->add_option("--budget", translate.budget_s, "seconds per case")->capture_default_str();
+  translate_cmd->add_option("--budget", translate.budget_s, "seconds per case")
+      ->capture_default_str();
   translate_cmd->add_option("--model-dir", translate.model_dir,
                             "write weights, config and sources here for torch_bench.py");
 
   AttentionArgs attention;
-  auto* attention_cmd = app.add_subcommand("attention", "tiled vs naive attention: time and memory");
+  auto* attention_cmd =
+      app.add_subcommand("attention", "tiled vs naive attention: time and memory");
   attention_cmd->add_option("--lengths", attention.lengths)->capture_default_str();
   attention_cmd->add_option("--heads", attention.heads)->capture_default_str();
   attention_cmd->add_option("--head-dim", attention.head_dim)->capture_default_str();
   attention_cmd->add_flag("--causal", attention.causal);
   attention_cmd->add_option("--runs", attention.runs)->capture_default_str();
-  attention_cmd->add_option("--budget", attention.budget_s, "seconds per case")->capture_default_str();
+  attention_cmd->add_option("--budget", attention.budget_s, "seconds per case")
+      ->capture_default_str();
 
   CLI11_PARSE(app, argc, argv);
   try {

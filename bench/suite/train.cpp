@@ -84,15 +84,17 @@ Json bench_train(const TrainArgs& args) {
   phases = {};
   alloc.reset_peak();
   size_t system_before = alloc.stats().system_allocations;
-  Timing t = time_runs(step, {0, args.steps, 2, args.budget_s});
+  Timing t = time_runs(step, {0, args.steps, 3, args.budget_s});
   AllocatorStats stats = alloc.stats();
 
   auto median_of = [](const std::vector<double>& v) { return Timing{v}.median(); };
   StepFlops flops = training_flops(c, s);
   double tokens_per_s = double(s.target_tokens()) / t.median();
-  log_line("train %-5s qkv   %8.0f target tokens/s  (%.3f s/step: forward %.3f, backward %.3f, update %.3f)",
-           args.preset.c_str(), tokens_per_s, t.median(), median_of(phases.forward),
-           median_of(phases.backward), median_of(phases.update));
+  log_line(
+      "train %-5s qkv   %8.0f target tokens/s  (%.3f s/step: forward %.3f, backward %.3f, update "
+      "%.3f)",
+      args.preset.c_str(), tokens_per_s, t.median(), median_of(phases.forward),
+      median_of(phases.backward), median_of(phases.update));
   return {{"preset", args.preset},
           {"vocab", c.vocab_size},
           {"d_model", c.d_model},

@@ -46,7 +46,8 @@ Tensor random_ids(int64_t rows, int64_t cols, int64_t vocab, uint64_t seed, int3
   Tensor ids = Tensor::empty({rows, cols}, DType::i32);
   Rng rng(seed);
   int32_t* p = ids.data<int32_t>();
-  for (int64_t i = 0; i < rows * cols; ++i) p[i] = first + int32_t(rng.below(uint64_t(vocab - first)));
+  for (int64_t i = 0; i < rows * cols; ++i)
+    p[i] = first + int32_t(rng.below(uint64_t(vocab - first)));
   return ids;
 }
 

@@ -32,7 +32,9 @@ std::unique_ptr<nn::Seq2Seq> random_model(const nn::Seq2SeqConfig& c, uint64_t s
   return m;
 }
 
-Tensor ids(const std::vector<int32_t>& v, const Shape& s) { return Tensor::from_vector(v, s); }
+Tensor ids(const std::vector<int32_t>& v, const Shape& s) {
+  return Tensor::from_vector(v, s);
+}
 
 class DecodeTest : public ::testing::TestWithParam<bool> {};
 
@@ -59,14 +61,16 @@ TEST_P(DecodeTest, CachedStepsEqualTheFullDecoder) {
 
 TEST_P(DecodeTest, BatchedSearchEqualsOneByOne) {
   auto model = random_model(tiny_config(31, GetParam()), 4);
-  std::vector<std::vector<int32_t>> sources = {{5, 6, 7}, {9, 10, 11, 12, 13, 14, 15}, {20}, {8, 8, 9, 4}};
+  std::vector<std::vector<int32_t>> sources = {
+      {5, 6, 7}, {9, 10, 11, 12, 13, 14, 15}, {20}, {8, 8, 9, 4}};
   for (int beam : {1, 4}) {
     decode::SearchOptions o;
     o.beam = beam, o.n_best = beam, o.max_length = 12;
     int64_t s = 7, b = int64_t(sources.size());
     Tensor src = Tensor::zeros({b, s}, DType::i32), len = Tensor::empty({b}, DType::i32);
     for (int64_t i = 0; i < b; ++i) {
-      for (size_t j = 0; j < sources[i].size(); ++j) src.data<int32_t>()[i * s + int64_t(j)] = sources[i][j];
+      for (size_t j = 0; j < sources[i].size(); ++j)
+        src.data<int32_t>()[i * s + int64_t(j)] = sources[i][j];
       len.data<int32_t>()[i] = int32_t(sources[i].size());
     }
     auto batched = decode::search(*model, src, len, o);
@@ -75,7 +79,8 @@ TEST_P(DecodeTest, BatchedSearchEqualsOneByOne) {
       auto single = decode::search(*model, ids(sources[i], {1, n}), ids({int32_t(n)}, {1}), o);
       ASSERT_EQ(single[0].size(), batched[i].size()) << "sentence " << i << " beam " << beam;
       for (size_t h = 0; h < single[0].size(); ++h) {
-        EXPECT_EQ(single[0][h].tokens, batched[i][h].tokens) << "sentence " << i << " beam " << beam;
+        EXPECT_EQ(single[0][h].tokens, batched[i][h].tokens)
+            << "sentence " << i << " beam " << beam;
         EXPECT_NEAR(single[0][h].log_prob, batched[i][h].log_prob, 1e-4);
       }
     }

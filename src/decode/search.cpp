@@ -17,7 +17,8 @@ int64_t max_steps(const SearchOptions& o, int64_t src_len) {
 }
 
 float normalise(float log_prob, size_t length, float penalty) {
-  return penalty == 0.f ? log_prob : log_prob / std::pow(float(std::max<size_t>(length, 1)), penalty);
+  return penalty == 0.f ? log_prob
+                        : log_prob / std::pow(float(std::max<size_t>(length, 1)), penalty);
 }
 
 // One alive hypothesis of a sentence's beam.
@@ -83,15 +84,17 @@ std::vector<std::vector<Hypothesis>> search(const nn::Seq2Seq& model, const Tens
         }
       }
       int64_t keep = std::min<int64_t>(int64_t(cand.size()), 2 * k);
-      std::partial_sort(cand.begin(), cand.begin() + keep, cand.end(),
-                        [](auto& x, auto& y) { return x.first > y.first || (x.first == y.first && x.second < y.second); });
+      std::partial_sort(cand.begin(), cand.begin() + keep, cand.end(), [](auto& x, auto& y) {
+        return x.first > y.first || (x.first == y.first && x.second < y.second);
+      });
       std::vector<Beam> next;
       for (int64_t i = 0; i < keep && int64_t(next.size()) < k; ++i) {
         int64_t j = cand[i].second / vocab;
         int32_t v = int32_t(cand[i].second % vocab);
         if (v == c.eos_id) {
           const auto& t = beams[b][j].tokens;
-          finished[b].push_back({t, cand[i].first, normalise(cand[i].first, t.size() + 1, options.length_penalty)});
+          finished[b].push_back(
+              {t, cand[i].first, normalise(cand[i].first, t.size() + 1, options.length_penalty)});
           continue;
         }
         Beam nb{beams[b][j].tokens, cand[i].first};

@@ -25,6 +25,7 @@ struct Hypothesis {
 
 // src i32 [B, S], src_lengths i32 [B] -> for each sentence, up to n_best hypotheses, best first.
 std::vector<std::vector<Hypothesis>> search(const nn::Seq2Seq& model, const Tensor& src,
-                                            const Tensor& src_lengths, const SearchOptions& options);
+                                            const Tensor& src_lengths,
+                                            const SearchOptions& options);
 
 }  // namespace qkv::decode

@@ -73,9 +73,12 @@ Command add_eval(CLI::App& app) {
     BleuResult bleu = corpus_bleu(hyps, refs);
     ChrfResult chrf = corpus_chrf(hyps, refs);
     if (a->json) {
-      nlohmann::json j = {{"bleu", bleu.score},           {"bleu_signature", bleu.signature()},
-                          {"bleu_verbose", bleu.format()}, {"chrf", chrf.score},
-                          {"chrf_signature", chrf.signature()}, {"sentences", hyps.size()}};
+      nlohmann::json j = {{"bleu", bleu.score},
+                          {"bleu_signature", bleu.signature()},
+                          {"bleu_verbose", bleu.format()},
+                          {"chrf", chrf.score},
+                          {"chrf_signature", chrf.signature()},
+                          {"sentences", hyps.size()}};
       std::cout << j.dump(2) << "\n";
     } else {
       std::cout << bleu.format(true) << "\n" << chrf.format(true) << "\n";

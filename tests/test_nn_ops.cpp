@@ -196,6 +196,7 @@ TEST(VecMath, AccurateOverTheFloatRange) {
   EXPECT_LT(gelu_err, 1e-6);
   EXPECT_EQ(ops::cpu::exp_approx(-kInf), 0.f);
   EXPECT_EQ(ops::cpu::exp_approx(0.f), 1.f);
+  EXPECT_TRUE(std::isnan(ops::cpu::exp_approx(std::numeric_limits<float>::quiet_NaN())));
 }
 
 TEST(Dropout, DropsAboutPAndScalesTheRest) {

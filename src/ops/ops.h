@@ -103,6 +103,7 @@ struct AttentionMask {
   bool causal = false;
   Tensor key_lengths;  // undefined: no padding
 };
+// automatic picks tiled when Lk >= 256, else naive (see ops/attention.cpp).
 enum class AttentionImpl { naive, tiled, automatic };
 // What the backward pass needs: naive keeps the probabilities [B, H, Lq, Lk]; tiled keeps the
 // log-sum-exp of each row [B, H, Lq] and recomputes the scores.

@@ -102,11 +102,11 @@ std::optional<Progress> load_checkpoint(const std::string& model_dir, const nn::
   return p;
 }
 
-void save_best(const std::string& model_dir, const nn::ParamList& params, const Progress& progress) {
-  save_safetensors((fs::path(model_dir) / "model.best.safetensors").string(),
-                   nn::param_tensors(params),
-                   {{"update", std::to_string(progress.update)},
-                    {"bleu", std::to_string(progress.best_bleu)}});
+void save_best(const std::string& model_dir, const nn::ParamList& params,
+               const Progress& progress) {
+  save_safetensors(
+      (fs::path(model_dir) / "model.best.safetensors").string(), nn::param_tensors(params),
+      {{"update", std::to_string(progress.update)}, {"bleu", std::to_string(progress.best_bleu)}});
 }
 
 }  // namespace qkv::train

@@ -17,7 +17,7 @@
 namespace qkv::train {
 
 struct Progress {
-  int64_t epoch = 1;           // 1-based epoch being trained
+  int64_t epoch = 0;           // 0-based epoch being trained (the batcher's)
   int64_t batch_in_epoch = 0;  // batches of this epoch already consumed
   int64_t update = 0;          // optimizer updates done
   int64_t sentences = 0, target_tokens = 0;

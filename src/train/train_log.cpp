@@ -30,7 +30,9 @@ TrainLog::TrainLog(const std::string& model_dir)
   if (!metrics_) throw std::runtime_error(model_dir + "/metrics.jsonl: cannot open for writing");
 }
 
-TrainLog::~TrainLog() { std::fclose(metrics_); }
+TrainLog::~TrainLog() {
+  std::fclose(metrics_);
+}
 
 void TrainLog::line(const std::string& text) {
   if (bar_shown_) std::fputs("\r\033[K", stderr), bar_shown_ = false;
@@ -45,10 +47,11 @@ void TrainLog::json(const std::string& text) {
 }
 
 void TrainLog::update(const UpdateStats& s) {
-  line(format("Ep. %lld : Up. %lld : Sen. %lld : Cost %.4f : L.r. %.4e : gNorm %.3f : "
-              "%.1f tgt tokens/s : Time %.1fs",
-              (long long)s.epoch, (long long)s.update, (long long)s.sentences, s.loss,
-              s.learning_rate, s.grad_norm, s.target_tokens_per_s, s.elapsed_s));
+  line(
+      format("Ep. %lld : Up. %lld : Sen. %lld : Cost %.4f : L.r. %.4e : gNorm %.3f : "
+             "%.1f tgt tokens/s : Time %.1fs",
+             (long long)s.epoch, (long long)s.update, (long long)s.sentences, s.loss,
+             s.learning_rate, s.grad_norm, s.target_tokens_per_s, s.elapsed_s));
   json(nlohmann::json{{"event", "update"},
                       {"epoch", s.epoch},
                       {"update", s.update},
@@ -62,9 +65,10 @@ void TrainLog::update(const UpdateStats& s) {
 }
 
 void TrainLog::validation(const ValidStats& s) {
-  line(format("Ep. %lld : Up. %lld : valid cross-entropy %.4f : BLEU %.2f : chrF %.2f%s",
-              (long long)s.epoch, (long long)s.update, s.loss, s.bleu, s.chrf,
-              s.best ? " : new best" : format(" : stalled %lld times", (long long)s.stalled).c_str()));
+  line(format(
+      "Ep. %lld : Up. %lld : valid cross-entropy %.4f : BLEU %.2f : chrF %.2f%s",
+      (long long)s.epoch, (long long)s.update, s.loss, s.bleu, s.chrf,
+      s.best ? " : new best" : format(" : stalled %lld times", (long long)s.stalled).c_str()));
   json(nlohmann::json{{"event", "valid"},
                       {"epoch", s.epoch},
                       {"update", s.update},

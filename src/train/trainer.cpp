@@ -74,12 +74,12 @@ Var batch_loss(const nn::Seq2Seq& model, const data::Batch& b, float smoothing,
                const nn::Context& ctx) {
   Var logits = model.forward(b.src, b.src_lengths, b.tgt_in, ctx);  // [B, T, V]
   int64_t v = model.config().vocab_size;
-  return cross_entropy_sum(reshape(logits, {-1, v}), b.tgt_out.reshape({-1}),
-                           model.config().pad_id, smoothing);
+  return cross_entropy_sum(reshape(logits, {-1, v}), b.tgt_out.reshape({-1}), model.config().pad_id,
+                           smoothing);
 }
 
 struct Validation {
-  std::vector<data::Batch> batches;  // for the loss
+  std::vector<data::Batch> batches;              // for the loss
   std::vector<std::string> sources, references;  // for BLEU
 };
 
@@ -93,8 +93,9 @@ Validation make_validation(const TrainConfig& cfg, const data::Tokenizer& tok) {
   o.shuffle = false;
   data::Batcher batcher(tok.encode_all(corpus.src), tok.encode_all(corpus.tgt), o);
   for (const auto& plan : batcher.epoch_plan(0)) v.batches.push_back(batcher.make_batch(plan));
-  size_t n = cfg.valid_max_sentences > 0 ? std::min<size_t>(corpus.src.size(), size_t(cfg.valid_max_sentences))
-                                         : corpus.src.size();
+  size_t n = cfg.valid_max_sentences > 0
+                 ? std::min<size_t>(corpus.src.size(), size_t(cfg.valid_max_sentences))
+                 : corpus.src.size();
   v.sources.assign(corpus.src.begin(), corpus.src.begin() + n);
   v.references.assign(corpus.tgt.begin(), corpus.tgt.begin() + n);
   return v;
@@ -235,13 +236,13 @@ int64_t train_seq2seq(const TrainConfig& cfg) {
       disp_loss = disp_tokens = disp_norm = 0, disp_updates = 0;
       disp_start = Clock::now();
     }
-    bool out_of_time = cfg.max_time > 0 &&
-                       std::chrono::duration<double>(Clock::now() - run_start).count() >=
-                           cfg.max_time * 60.0;
+    bool out_of_time =
+        cfg.max_time > 0 &&
+        std::chrono::duration<double>(Clock::now() - run_start).count() >= cfg.max_time * 60.0;
     stop = (cfg.max_updates > 0 && progress.update >= cfg.max_updates) ||
            (cfg.max_epochs > 0 && progress.epoch >= cfg.max_epochs) || out_of_time;
-    bool validate_now = !valid.sources.empty() &&
-                        (progress.update % cfg.valid_freq == 0 || stop) && disp_updates == 0;
+    bool validate_now = !valid.sources.empty() && (progress.update % cfg.valid_freq == 0 || stop) &&
+                        disp_updates == 0;
     if (validate_now) {
       ValidStats s = validate(model, tok, valid, cfg);
       s.epoch = progress.epoch + 1, s.update = progress.update;
@@ -255,16 +256,17 @@ int64_t train_seq2seq(const TrainConfig& cfg) {
       }
       s.stalled = progress.validations_without_improvement;
       log.validation(s);
-      if (cfg.early_stopping > 0 && progress.validations_without_improvement >= cfg.early_stopping) {
-        log.note("stop", "early stopping: no better BLEU in " +
-                             std::to_string(cfg.early_stopping) + " validations");
+      if (cfg.early_stopping > 0 &&
+          progress.validations_without_improvement >= cfg.early_stopping) {
+        log.note("stop", "early stopping: no better BLEU in " + std::to_string(cfg.early_stopping) +
+                             " validations");
         stop = true;
       }
     }
     if (progress.update % cfg.save_freq == 0 || stop) checkpoint();
   }
-  log.note("done", "training finished at update " + std::to_string(progress.update) +
-                       " after " + std::to_string(int64_t(elapsed())) + " s");
+  log.note("done", "training finished at update " + std::to_string(progress.update) + " after " +
+                       std::to_string(int64_t(elapsed())) + " s");
   return progress.update;
 }
 

@@ -1,7 +1,5 @@
 // Naive attention: per (batch, head) the whole score matrix [Lq, Lk] by GEMM, a masked softmax
 // over each row, then probs @ v. The backward pass reuses the saved probabilities.
-#include <omp.h>
-
 #include <algorithm>
 #include <cmath>
 
@@ -18,8 +16,7 @@ void masked_softmax_rows(const AttentionDims& d, int64_t b, float* s) {
   for (int64_t i = 0; i < d.q_len; ++i) {
     float* row = s + i * d.k_len;
     int64_t end = d.key_end(b, i);
-    float max = -INFINITY, sum = 0.f;
-    for (int64_t j = 0; j < end; ++j) max = std::max(max, row[j]);
+    float max = max_of(row, end, -INFINITY), sum = 0.f;
 #pragma omp simd reduction(+ : sum)
     for (int64_t j = 0; j < end; ++j) {
       row[j] = exp_approx(row[j] - max);

@@ -4,8 +4,6 @@
 // backward pass recomputes each score tile from q, k and the saved row log-sum-exp.
 // Visible keys form a prefix per row (see AttentionDims::key_end), so key blocks past the last
 // row's prefix are never touched.
-#include <omp.h>
-
 #include <algorithm>
 #include <cmath>
 
@@ -34,8 +32,7 @@ void online_softmax_tile(const AttentionDims& d, int64_t b, int64_t i0, int64_t 
     int64_t visible = visible_in_block(d, b, i0 + r, j0, bk);
     std::fill(srow + visible, srow + bk, 0.f);
     if (visible == 0) continue;
-    float new_max = row_max[r];
-    for (int64_t j = 0; j < visible; ++j) new_max = std::max(new_max, srow[j]);
+    float new_max = max_of(srow, visible, row_max[r]);
     float sum = 0.f;
 #pragma omp simd reduction(+ : sum)
     for (int64_t j = 0; j < visible; ++j) {

@@ -21,8 +21,7 @@ void cross_entropy_forward(const float* logits, const int32_t* targets, int64_t 
       continue;
     }
     const float* x = logits + i * vocab;
-    float max = -INFINITY;
-    for (int64_t j = 0; j < vocab; ++j) max = std::max(max, x[j]);
+    float max = max_of(x, vocab, -INFINITY);
     float sum_exp = 0.f, sum_x = 0.f;
 #pragma omp simd reduction(+ : sum_exp, sum_x)
     for (int64_t j = 0; j < vocab; ++j) {

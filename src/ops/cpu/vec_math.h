@@ -9,16 +9,16 @@
 namespace qkv::ops::cpu {
 
 // exp(x + lo) for a small correction |lo| < 0.1 that is added after the range reduction, so it
-// keeps its accuracy. 0 for x below -87.3 (where the result would be subnormal), finite (about
-// 1.6e38) above 88.
+// keeps its accuracy. 0 for x below -87.3 (where the result would be subnormal); x above 88
+// saturates at exp(88) (the callers here pass x <= 0); NaN gives NaN.
 inline float exp_approx(float x, float lo) {
   constexpr float kLog2e = 1.44269504089f;
   constexpr float kLn2Hi = 0.693145751953125f;  // ln 2 = kLn2Hi + kLn2Lo; n * kLn2Hi is exact
   constexpr float kLn2Lo = 1.42860682030941723e-6f;
   constexpr float kRound = 12582912.f;  // 1.5 * 2^23: adding it rounds to an integer
   constexpr float kLow = -87.3f, kHigh = 88.f;
-  float xc = x < kLow ? kLow : x;
-  xc = xc > kHigh ? kHigh : xc;
+  float xc = x > kLow ? x : kLow;  // NaN -> kLow: the conversion to int below stays defined
+  xc = xc < kHigh ? xc : kHigh;
   // x = n ln2 + r with |r| <= ln2 / 2; exp(x) = 2^n exp(r).
   float n = (xc * kLog2e + kRound) - kRound;
   float r = ((xc - n * kLn2Hi) - n * kLn2Lo) + lo;
@@ -32,7 +32,8 @@ inline float exp_approx(float x, float lo) {
   p = p * r + 1.f;
   p = p * r + 1.f;
   float two_n = std::bit_cast<float>((int32_t(n) + 127) << 23);
-  return x < kLow ? 0.f : p * two_n;
+  float y = x < kLow ? 0.f : p * two_n;
+  return x == x ? y : x;
 }
 inline float exp_approx(float x) {
   return exp_approx(x, 0.f);
@@ -74,6 +75,15 @@ inline NormalCdfPdf normal_cdf_pdf(float x) {
   q = q * t + 3.168591969e-05f;
   float tail = 0.5f * e * q;  // Phi(-|x|)
   return {x < 0 ? tail : 1.f - tail, e * kInvSqrt2Pi};
+}
+
+// max(init, x[0], ..., x[n-1]). Written so that GCC vectorizes it (std::max in the same loop
+// stays scalar).
+inline float max_of(const float* x, int64_t n, float init) {
+  float m = init;
+#pragma omp simd reduction(max : m)
+  for (int64_t i = 0; i < n; ++i) m = x[i] > m ? x[i] : m;
+  return m;
 }
 
 }  // namespace qkv::ops::cpu

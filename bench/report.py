@@ -41,11 +41,16 @@ def summarize_train(raw, peak):
         flops = qkv["flops"]["training_step"]
         row = {"qkv_tokens_per_s": qkv["target_tokens_per_s"], "qkv_step_s": qkv["timing"]["median_s"],
                "model_gflop_per_step": flops / 1e9, "qkv": qkv, "torch": torch}
+        # Primary: against the sgemm rate measured right beside each step (same machine load).
+        if "gemm_peak_share_beside_steps" in qkv:
+            row["qkv_gemm_peak_share"] = qkv["gemm_peak_share_beside_steps"]
         if peak:
-            row["qkv_gemm_peak_share"] = flops / qkv["timing"]["median_s"] / 1e9 / peak
+            row["qkv_gemm_peak_share_vs_gemm_section"] = flops / qkv["timing"]["median_s"] / 1e9 / peak
+            row.setdefault("qkv_gemm_peak_share", row["qkv_gemm_peak_share_vs_gemm_section"])
         if torch:
             row["torch_tokens_per_s"] = torch["target_tokens_per_s"]
             row["ratio"] = qkv["target_tokens_per_s"] / torch["target_tokens_per_s"]
+            row["ratio_of_fastest_steps"] = torch["timing"]["min_s"] / qkv["timing"]["min_s"]
             if peak:
                 row["torch_gemm_peak_share"] = flops / torch["timing"]["median_s"] / 1e9 / peak
         out[preset] = row
@@ -64,6 +69,7 @@ def summarize_translate(qkv, torch):
         if t:
             row["torch_tokens_per_s"] = t["target_tokens_per_s"]
             row["ratio"] = c["target_tokens_per_s"] / t["target_tokens_per_s"]
+            row["ratio_of_fastest_runs"] = t["timing"]["min_s"] / c["timing"]["min_s"]
             for k in ("sentences_equal_to_qkv", "tokens_equal_to_qkv"):
                 if k in t:
                     row[k] = t[k]
@@ -74,7 +80,9 @@ def summarize_translate(qkv, torch):
 def print_table(doc):
     m = doc["meta"]
     print(f"\nqkv benchmarks  {m.get('date', '')}  commit {m.get('commit', '?')}  threads {m.get('threads')}")
-    print(f"cpu: {m.get('cpu', '?')}  load average before/after: {m.get('loadavg_before')} / {m.get('loadavg_after')}")
+    print(f"cpu: {m.get('cpu', '?')} ({m.get('cpus')} cpus)  load average before/after: "
+          f"{m.get('loadavg_before')} / {m.get('loadavg_after')}"
+          + "".join(f"  {k}={v}" for k, v in m.get("env", {}).items()))
     if m.get("busy"):
         print("WARNING: other processes were using the CPUs; absolute numbers are low, same-run ratios still compare.")
     g = doc.get("gemm")
@@ -85,27 +93,31 @@ def print_table(doc):
         print(f"  {'peak (best of the above)':42s} {g['peak_gflops']:7.1f}")
     tr = doc.get("train")
     if tr:
-        print("\ntraining, 64 x 32 target tokens/step  qkv tok/s  torch tok/s  qkv/torch  GEMM-peak share qkv (torch)")
+        print("\ntraining, 64 x 32 target tokens/step  qkv tok/s  torch tok/s  qkv/torch (fastest steps)"
+              "  GEMM-peak share qkv (torch)")
         for preset, r in tr.items():
             ratio = r.get("ratio")
             share = r.get("qkv_gemm_peak_share")
             tshare = r.get("torch_gemm_peak_share")
             print(f"  {preset:36s} {r['qkv_tokens_per_s']:9.0f} {r.get('torch_tokens_per_s', float('nan')):12.0f}"
                   f"  {mark(ratio is not None and ratio >= GOALS['train_ratio'])}{ratio or float('nan'):6.2f}"
+                  f" ({r.get('ratio_of_fastest_steps', float('nan')):5.2f})    "
                   f"  {mark(share is not None and share >= GOALS['gemm_peak_share'])}{100 * (share or 0):5.1f}%"
                   f" ({100 * (tshare or 0):4.1f}%)   [{r['model_gflop_per_step']:.1f} GFLOP/step]")
-        print(f"  goals: qkv/torch >= {GOALS['train_ratio']}, share >= {100 * GOALS['gemm_peak_share']:.0f}%")
+        print(f"  goals: qkv/torch >= {GOALS['train_ratio']}, share >= {100 * GOALS['gemm_peak_share']:.0f}%"
+              " (qkv: vs a 1024^3 sgemm timed right after each step; torch: vs the sgemm peak above)")
     tl = doc.get("translate")
     if tl:
         print(f"\ntranslation, {tl['src_len']} source -> exactly {tl['tgt_len']} target tokens"
-              "   qkv tok/s  torch tok/s (no KV cache)  qkv/torch  outputs equal to qkv")
+              "   qkv tok/s  torch tok/s (no KV cache)  qkv/torch (fastest runs)  outputs equal to qkv")
         for c in tl["cases"]:
             goal = {"greedy_b32": GOALS["greedy_b32_ratio"], "greedy_b1": GOALS["greedy_b1_ratio"]}.get(c["name"])
             ratio = c.get("ratio")
             flag = mark(ratio >= goal) if goal and ratio is not None else "   "
             eq = f"{c['sentences_equal_to_qkv']}/{c['batch']}" if "sentences_equal_to_qkv" in c else ""
             print(f"  {c['name']:50s} {c['qkv_tokens_per_s']:9.0f} {c.get('torch_tokens_per_s', float('nan')):12.0f}"
-                  f"              {flag}{ratio or float('nan'):7.2f}   {eq}")
+                  f"              {flag}{ratio or float('nan'):7.2f} ({c.get('ratio_of_fastest_runs', float('nan')):6.2f})"
+                  f"   {eq}")
         print(f"  goals: greedy batch 32 >= {GOALS['greedy_b32_ratio']}x, batch 1 >= {GOALS['greedy_b1_ratio']}x")
     at = doc.get("attention")
     if at:

@@ -66,7 +66,9 @@ commit = subprocess.run(["git", "describe", "--always", "--dirty"], capture_outp
 cpu = next((l.split(":", 1)[1].strip() for l in open("/proc/cpuinfo") if l.startswith("model name")), platform.processor())
 json.dump({"date": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
            "commit": commit, "threads": int(sys.argv[2]), "cpu": cpu, "cpus": os.cpu_count(),
-           "loadavg_before": round(os.getloadavg()[0], 2)}, open(sys.argv[1], "w"))
+           "loadavg_before": round(os.getloadavg()[0], 2),
+           "env": {k: v for k, v in os.environ.items() if k.startswith(("OMP_", "GOMP_", "OPENBLAS_"))}},
+          open(sys.argv[1], "w"))
 PY
 
 if wants gemm; then

@@ -1,5 +1,7 @@
 #include "util.h"
 
+#include <cblas.h>
+
 #include <algorithm>
 #include <chrono>
 #include <fstream>
@@ -85,6 +87,19 @@ Json StepFlops::to_json() const {
           {"attention_fwd", attention},
           {"output_fwd", output},
           {"training_step", training()}};
+}
+
+double square_sgemm_gflops(int n, int reps) {
+  std::vector<float> a(size_t(n) * size_t(n), 0.5f), b(a.size(), 0.25f), c(a.size());
+  double best = 0;
+  for (int i = 0; i < reps; ++i) {
+    auto start = std::chrono::steady_clock::now();
+    cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, n, n, n, 1.f, a.data(), n, b.data(), n,
+                0.f, c.data(), n);
+    double s = std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
+    best = std::max(best, 2.0 * double(n) * double(n) * double(n) / s / 1e9);
+  }
+  return best;
 }
 
 nn::Seq2SeqConfig bench_config(const std::string& preset, int64_t vocab) {

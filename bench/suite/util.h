@@ -51,6 +51,11 @@ struct StepFlops {
 };
 StepFlops training_flops(const nn::Seq2SeqConfig& c, const StepShape& s);
 
+// The best rate of `reps` OpenBLAS sgemm calls of n x n x n, in GFLOP/s. Cheap enough to run
+// beside each timed training step, so that the share of the GEMM peak compares rates measured
+// under the same machine load. Uses its own buffers (not qkv's allocator).
+double square_sgemm_gflops(int n = 1024, int reps = 3);
+
 nn::Seq2SeqConfig bench_config(const std::string& preset, int64_t vocab);
 
 // Writes `j` (pretty) to `path`, or to stdout when path is empty.

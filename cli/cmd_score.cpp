@@ -32,7 +32,8 @@ Command add_score(CLI::App& app) {
     if (corpus.skipped_empty > 0)
       std::fprintf(stderr, "qkv: warning: %lld pair(s) with an empty side were skipped\n",
                    (long long)corpus.skipped_empty);
-    auto scores = decode::score_pairs(*m.model, *m.tokenizer, corpus.src, corpus.tgt, a->batch_tokens);
+    auto scores =
+        decode::score_pairs(*m.model, *m.tokenizer, corpus.src, corpus.tgt, a->batch_tokens);
     for (const auto& s : scores) std::printf("%.6f\t%lld\n", s.log_prob, (long long)s.tokens);
     return 0;
   };

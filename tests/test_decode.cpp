@@ -32,7 +32,9 @@ std::unique_ptr<nn::Seq2Seq> random_model(const nn::Seq2SeqConfig& c, uint64_t s
   return m;
 }
 
-Tensor ids(const std::vector<int32_t>& v, const Shape& s) { return Tensor::from_vector(v, s); }
+Tensor ids(const std::vector<int32_t>& v, const Shape& s) {
+  return Tensor::from_vector(v, s);
+}
 
 class DecodeTest : public ::testing::TestWithParam<bool> {};
 
@@ -59,14 +61,16 @@ TEST_P(DecodeTest, CachedStepsEqualTheFullDecoder) {
 
 TEST_P(DecodeTest, BatchedSearchEqualsOneByOne) {
   auto model = random_model(tiny_config(31, GetParam()), 4);
-  std::vector<std::vector<int32_t>> sources = {{5, 6, 7}, {9, 10, 11, 12, 13, 14, 15}, {20}, {8, 8, 9, 4}};
+  std::vector<std::vector<int32_t>> sources = {
+      {5, 6, 7}, {9, 10, 11, 12, 13, 14, 15}, {20}, {8, 8, 9, 4}};
   for (int beam : {1, 4}) {
     decode::SearchOptions o;
     o.beam = beam, o.n_best = beam, o.max_length = 12;
     int64_t s = 7, b = int64_t(sources.size());
     Tensor src = Tensor::zeros({b, s}, DType::i32), len = Tensor::empty({b}, DType::i32);
     for (int64_t i = 0; i < b; ++i) {
-      for (size_t j = 0; j < sources[i].size(); ++j) src.data<int32_t>()[i * s + int64_t(j)] = sources[i][j];
+      for (size_t j = 0; j < sources[i].size(); ++j)
+        src.data<int32_t>()[i * s + int64_t(j)] = sources[i][j];
       len.data<int32_t>()[i] = int32_t(sources[i].size());
     }
     auto batched = decode::search(*model, src, len, o);
@@ -75,7 +79,8 @@ TEST_P(DecodeTest, BatchedSearchEqualsOneByOne) {
       auto single = decode::search(*model, ids(sources[i], {1, n}), ids({int32_t(n)}, {1}), o);
       ASSERT_EQ(single[0].size(), batched[i].size()) << "sentence " << i << " beam " << beam;
       for (size_t h = 0; h < single[0].size(); ++h) {
-        EXPECT_EQ(single[0][h].tokens, batched[i][h].tokens) << "sentence " << i << " beam " << beam;
+        EXPECT_EQ(single[0][h].tokens, batched[i][h].tokens)
+            << "sentence " << i << " beam " << beam;
         EXPECT_NEAR(single[0][h].log_prob, batched[i][h].log_prob, 1e-4);
       }
     }
@@ -127,6 +132,35 @@ TEST_P(DecodeTest, BeamSearchFindsTheExhaustiveBest) {
     ASSERT_FALSE(hyps[0].empty());
     EXPECT_EQ(hyps[0][0].tokens, best_tokens) << "length penalty " << penalty;
     EXPECT_NEAR(hyps[0][0].score, best, 1e-4);
+  }
+}
+
+TEST_P(DecodeTest, MinLengthDelaysEos) {
+  // A model that wants to stop at once: <eos> gets a large bias.
+  auto model = random_model(tiny_config(19, GetParam()), 6);
+  for (auto& [name, v] : model->params())
+    if (name == "final_logits_bias")
+      Var(v).mutable_value().data<float>()[model->config().eos_id] = 20.f;
+  Tensor src = ids({5, 6, 7, 8, 9, 10, 11, 12}, {2, 4}), len = ids({4, 3}, {2});
+  for (int beam : {1, 3}) {
+    decode::SearchOptions o;
+    o.beam = beam, o.n_best = beam;
+    auto free_length = decode::search(*model, src, len, o);
+    EXPECT_TRUE(free_length[0][0].tokens.empty()) << "beam " << beam;
+    o.min_length = 6, o.max_length = 7;  // exactly 6 tokens, then the forced <eos>
+    auto fixed = decode::search(*model, src, len, o);
+    for (size_t b = 0; b < fixed.size(); ++b) {
+      ASSERT_EQ(fixed[b].size(), size_t(beam)) << "sentence " << b << " beam " << beam;
+      for (const auto& h : fixed[b]) {
+        EXPECT_EQ(h.tokens.size(), 6u) << "sentence " << b << " beam " << beam;
+        // <eos> appears only at the end; its score is part of log_prob, as without min_length.
+        for (int32_t t : h.tokens) EXPECT_NE(t, model->config().eos_id);
+        EXPECT_NEAR(h.log_prob,
+                    sequence_log_prob(*model, src.slice_rows(int64_t(b), int64_t(b) + 1),
+                                      len.slice_rows(int64_t(b), int64_t(b) + 1), h.tokens),
+                    1e-4);
+      }
+    }
   }
 }
 

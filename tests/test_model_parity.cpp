@@ -7,8 +7,8 @@
 #include <fstream>
 #include <nlohmann/json.hpp>
 
-#include "io/safetensors.h"
 #include "decode/score.h"
+#include "io/safetensors.h"
 #include "nn/seq2seq.h"
 #include "optim/optimizer.h"
 #include "support/python_script.h"
@@ -85,14 +85,17 @@ TEST(ModelParity, TwoLayerBlockTrainsLikeTorchFor20AdamSteps) {
   Tensor lengths = Tensor::from_vector(std::vector<int32_t>{7, 4, 1}, {batch});
   Tensor targets = rand_ids({batch, len}, vocab, rng);
   for (int64_t b = 0; b < batch; ++b)  // padding positions carry no target
-    for (int64_t t = lengths.data<int32_t>()[b]; t < len; ++t) targets.data<int32_t>()[b * len + t] = 0;
+    for (int64_t t = lengths.data<int32_t>()[b]; t < len; ++t)
+      targets.data<int32_t>()[b * len + t] = 0;
 
   std::string dir = fresh_dir("block");
   save_safetensors(dir + "/weights.safetensors", nn::param_tensors(params));
-  save_safetensors(dir + "/batch.safetensors", {{"x", x}, {"lengths", lengths}, {"targets", targets}});
-  nlohmann::json config = {{"d_model", shape.d_model}, {"heads", shape.heads}, {"d_ff", shape.d_ff},
-                           {"activation", "relu"},     {"pre_norm", false},    {"vocab_size", vocab},
-                           {"label_smoothing", 0.1},   {"lr", 1e-3},           {"steps", 20}};
+  save_safetensors(dir + "/batch.safetensors",
+                   {{"x", x}, {"lengths", lengths}, {"targets", targets}});
+  nlohmann::json config = {
+      {"d_model", shape.d_model}, {"heads", shape.heads}, {"d_ff", shape.d_ff},
+      {"activation", "relu"},     {"pre_norm", false},    {"vocab_size", vocab},
+      {"label_smoothing", 0.1},   {"lr", 1e-3},           {"steps", 20}};
   std::ofstream(dir + "/config.json") << config.dump();
   run_python_script("seq2seq_reference.py", "block " + dir);
   auto ref = load_safetensors(dir + "/reference.safetensors");
@@ -123,26 +126,38 @@ void seq2seq_parity(nn::Seq2SeqConfig c, const std::string& name) {
   for (int64_t i = 0; i < src.numel(); ++i) src.data<int32_t>()[i] += 4;
   for (int64_t i = 0; i < tgt.numel(); ++i) tgt.data<int32_t>()[i] += 4;
   Tensor src_lengths = Tensor::from_vector(std::vector<int32_t>{9, 5, 2}, {batch});
-  Tensor tgt_in = Tensor::empty({batch, t}, DType::i32), tgt_out = Tensor::empty({batch, t}, DType::i32);
+  Tensor tgt_in = Tensor::empty({batch, t}, DType::i32),
+         tgt_out = Tensor::empty({batch, t}, DType::i32);
   std::vector<int> tgt_len{6, 3, 4};
   for (int64_t b = 0; b < batch; ++b)
     for (int64_t j = 0; j < t; ++j) {
-      tgt_in.data<int32_t>()[b * t + j] = j == 0 ? c.bos_id : (j < tgt_len[b] ? tgt.data<int32_t>()[b * (t + 1) + j] : c.pad_id);
-      tgt_out.data<int32_t>()[b * t + j] = j + 1 < tgt_len[b] ? tgt.data<int32_t>()[b * (t + 1) + j + 1] : (j + 1 == tgt_len[b] ? c.eos_id : c.pad_id);
+      tgt_in.data<int32_t>()[b * t + j] =
+          j == 0 ? c.bos_id : (j < tgt_len[b] ? tgt.data<int32_t>()[b * (t + 1) + j] : c.pad_id);
+      tgt_out.data<int32_t>()[b * t + j] = j + 1 < tgt_len[b]
+                                               ? tgt.data<int32_t>()[b * (t + 1) + j + 1]
+                                               : (j + 1 == tgt_len[b] ? c.eos_id : c.pad_id);
     }
   for (int64_t b = 0; b < batch; ++b)  // zero the padding of the source
-    for (int64_t j = src_lengths.data<int32_t>()[b]; j < s; ++j) src.data<int32_t>()[b * s + j] = c.pad_id;
+    for (int64_t j = src_lengths.data<int32_t>()[b]; j < s; ++j)
+      src.data<int32_t>()[b * s + j] = c.pad_id;
 
   std::string dir = fresh_dir(name);
   save_safetensors(dir + "/weights.safetensors", nn::param_tensors(model.params()));
-  save_safetensors(dir + "/batch.safetensors", {{"src", src}, {"src_lengths", src_lengths},
-                                                {"tgt_in", tgt_in}, {"tgt_out", tgt_out}});
-  nlohmann::json config = {{"d_model", c.d_model},       {"heads", c.heads},
-                           {"d_ff", c.d_ff},             {"activation", c.activation},
-                           {"pre_norm", c.pre_norm},     {"vocab_size", c.vocab_size},
-                           {"encoder_layers", c.encoder_layers}, {"decoder_layers", c.decoder_layers},
-                           {"tie_embeddings", c.tie_embeddings}, {"max_positions", c.max_positions},
-                           {"label_smoothing", 0.1},     {"lr", 5e-4},
+  save_safetensors(
+      dir + "/batch.safetensors",
+      {{"src", src}, {"src_lengths", src_lengths}, {"tgt_in", tgt_in}, {"tgt_out", tgt_out}});
+  nlohmann::json config = {{"d_model", c.d_model},
+                           {"heads", c.heads},
+                           {"d_ff", c.d_ff},
+                           {"activation", c.activation},
+                           {"pre_norm", c.pre_norm},
+                           {"vocab_size", c.vocab_size},
+                           {"encoder_layers", c.encoder_layers},
+                           {"decoder_layers", c.decoder_layers},
+                           {"tie_embeddings", c.tie_embeddings},
+                           {"max_positions", c.max_positions},
+                           {"label_smoothing", 0.1},
+                           {"lr", 5e-4},
                            {"steps", 10}};
   std::ofstream(dir + "/config.json") << config.dump();
   run_python_script("seq2seq_reference.py", "seq2seq " + dir);
@@ -152,7 +167,8 @@ void seq2seq_parity(nn::Seq2SeqConfig c, const std::string& name) {
   expect_close(model.forward(src, src_lengths, tgt_in, ctx).value(), named(ref, "logits"), 1e-4,
                name + " logits");
   // What `qkv score` prints: the summed log-probability of each target, <eos> included.
-  Tensor tgt_lengths = Tensor::from_vector(std::vector<int32_t>(tgt_len.begin(), tgt_len.end()), {batch});
+  Tensor tgt_lengths =
+      Tensor::from_vector(std::vector<int32_t>(tgt_len.begin(), tgt_len.end()), {batch});
   auto scores = decode::score_batch(model, src, src_lengths, tgt_in, tgt_out, tgt_lengths);
   std::vector<float> got(scores.begin(), scores.end());
   expect_close(Tensor::from_vector(got, {batch}), named(ref, "scores"), 1e-4, name + " scores");
@@ -169,7 +185,9 @@ nn::Seq2SeqConfig small_config() {
   return c;
 }
 
-TEST(ModelParity, Seq2SeqPostNormTiedMatchesTorch) { seq2seq_parity(small_config(), "postnorm"); }
+TEST(ModelParity, Seq2SeqPostNormTiedMatchesTorch) {
+  seq2seq_parity(small_config(), "postnorm");
+}
 
 TEST(ModelParity, Seq2SeqPreNormUntiedGeluMatchesTorch) {
   nn::Seq2SeqConfig c = small_config();

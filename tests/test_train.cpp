@@ -23,7 +23,8 @@ namespace fs = std::filesystem;
 std::string small_corpus(size_t n) {
   std::string path = temp_path("small.tsv");
   if (fs::exists(path)) return path;
-  data::ParallelCorpus c = data::read_tsv(std::string(QKV_SOURCE_DIR) + "/data/bible.es-en.train.tsv.xz");
+  data::ParallelCorpus c =
+      data::read_tsv(std::string(QKV_SOURCE_DIR) + "/data/bible.es-en.train.tsv.xz");
   std::ofstream out(path);
   for (size_t i = 0; i < n; ++i) out << "ref\t" << c.src[i] << "\t" << c.tgt[i] << "\n";
   return path;

@@ -75,9 +75,12 @@ void Options::add(const std::string& key, bool& field, const std::string& help) 
   add_spec({key, help, false,
             [&field](auto& v, auto& w) {
               const std::string& s = single(v, w);
-              if (s == "true" || s == "1" || s == "yes") field = true;
-              else if (s == "false" || s == "0" || s == "no") field = false;
-              else throw std::invalid_argument(w + ": '" + s + "' is not true or false");
+              if (s == "true" || s == "1" || s == "yes")
+                field = true;
+              else if (s == "false" || s == "0" || s == "no")
+                field = false;
+              else
+                throw std::invalid_argument(w + ": '" + s + "' is not true or false");
             },
             [&field] { return std::vector<std::string>{field ? "true" : "false"}; }});
 }
@@ -90,8 +93,10 @@ void Options::add_to_cli(CLI::App& app) {
     auto* opt = app.add_option_function<std::vector<std::string>>(
         "--" + key, [this, key](const std::vector<std::string>& v) { cli_[key] = v; },
         s.help + (def.empty() ? "" : " [default: " + def + "]"));
-    if (s.is_list) opt->expected(1, -1);
-    else opt->expected(1);
+    if (s.is_list)
+      opt->expected(1, -1);
+    else
+      opt->expected(1);
   }
 }
 
@@ -105,12 +110,14 @@ void Options::load_yaml(const std::string& path) {
     throw std::runtime_error(path + ": not valid YAML: " + e.what());
   }
   if (root.IsNull()) return;
-  if (!root.IsMap()) throw std::runtime_error(path + ": a config file must be a mapping of key: value");
+  if (!root.IsMap())
+    throw std::runtime_error(path + ": a config file must be a mapping of key: value");
   for (const auto& kv : root) {
     std::string key = kv.first.as<std::string>();
     auto it = std::find_if(specs_.begin(), specs_.end(), [&](auto& s) { return s.key == key; });
     std::string where = path + ":" + std::to_string(kv.first.Mark().line + 1) + ": " + key;
-    if (it == specs_.end()) throw std::invalid_argument(where + ": unknown key (see --help for the valid keys)");
+    if (it == specs_.end())
+      throw std::invalid_argument(where + ": unknown key (see --help for the valid keys)");
     std::vector<std::string> values;
     if (kv.second.IsSequence()) {
       if (!it->is_list) throw std::invalid_argument(where + ": expected one value, got a list");

@@ -14,7 +14,8 @@ std::vector<double> score_batch(const nn::Seq2Seq& model, const Tensor& src,
   std::vector<double> out(size_t(rows), 0.0);
   for (int64_t r = 0; r < rows; ++r)
     for (int64_t t = 0; t < tgt_lengths.data<int32_t>()[r]; ++t)
-      out[size_t(r)] += lp.data<float>()[(r * len + t) * vocab + tgt_out.data<int32_t>()[r * len + t]];
+      out[size_t(r)] +=
+          lp.data<float>()[(r * len + t) * vocab + tgt_out.data<int32_t>()[r * len + t]];
   return out;
 }
 

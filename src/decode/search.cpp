@@ -17,7 +17,8 @@ int64_t max_steps(const SearchOptions& o, int64_t src_len) {
 }
 
 float normalise(float log_prob, size_t length, float penalty) {
-  return penalty == 0.f ? log_prob : log_prob / std::pow(float(std::max<size_t>(length, 1)), penalty);
+  return penalty == 0.f ? log_prob
+                        : log_prob / std::pow(float(std::max<size_t>(length, 1)), penalty);
 }
 
 // One alive hypothesis of a sentence's beam.
@@ -71,6 +72,7 @@ std::vector<std::vector<Hypothesis>> search(const nn::Seq2Seq& model, const Tens
         continue;
       }
       bool last = step + 1 == limit[b];
+      bool eos_allowed = last || step >= options.min_length;  // every alive beam has `step` tokens
       cand.clear();
       for (int64_t j = 0; j < k; ++j) {
         float base = beams[b][j].log_prob;
@@ -79,19 +81,22 @@ std::vector<std::vector<Hypothesis>> search(const nn::Seq2Seq& model, const Tens
         for (int64_t v = 0; v < vocab; ++v) {
           if (v == c.pad_id || v == c.bos_id) continue;
           if (last && v != c.eos_id) continue;  // the length limit forces <eos>
+          if (!eos_allowed && v == c.eos_id) continue;
           cand.emplace_back(base + row[v], j * vocab + v);
         }
       }
       int64_t keep = std::min<int64_t>(int64_t(cand.size()), 2 * k);
-      std::partial_sort(cand.begin(), cand.begin() + keep, cand.end(),
-                        [](auto& x, auto& y) { return x.first > y.first || (x.first == y.first && x.second < y.second); });
+      std::partial_sort(cand.begin(), cand.begin() + keep, cand.end(), [](auto& x, auto& y) {
+        return x.first > y.first || (x.first == y.first && x.second < y.second);
+      });
       std::vector<Beam> next;
       for (int64_t i = 0; i < keep && int64_t(next.size()) < k; ++i) {
         int64_t j = cand[i].second / vocab;
         int32_t v = int32_t(cand[i].second % vocab);
         if (v == c.eos_id) {
           const auto& t = beams[b][j].tokens;
-          finished[b].push_back({t, cand[i].first, normalise(cand[i].first, t.size() + 1, options.length_penalty)});
+          finished[b].push_back(
+              {t, cand[i].first, normalise(cand[i].first, t.size() + 1, options.length_penalty)});
           continue;
         }
         Beam nb{beams[b][j].tokens, cand[i].first};

@@ -15,6 +15,10 @@ struct SearchOptions {
   float max_length_ratio = 2.0f;
   int64_t max_length_offset = 10;
   int64_t max_length = 256;
+  // Fewest tokens (without <eos>) a hypothesis has before <eos> may end it; the length limit
+  // above still wins. With max_length = min_length + 1 every output has exactly min_length
+  // tokens (benchmarks use this to decode a fixed length).
+  int64_t min_length = 0;
 };
 
 struct Hypothesis {
@@ -25,6 +29,7 @@ struct Hypothesis {
 
 // src i32 [B, S], src_lengths i32 [B] -> for each sentence, up to n_best hypotheses, best first.
 std::vector<std::vector<Hypothesis>> search(const nn::Seq2Seq& model, const Tensor& src,
-                                            const Tensor& src_lengths, const SearchOptions& options);
+                                            const Tensor& src_lengths,
+                                            const SearchOptions& options);
 
 }  // namespace qkv::decode

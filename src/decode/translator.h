@@ -13,7 +13,7 @@ namespace qkv::decode {
 
 struct TranslatorOptions {
   SearchOptions search;
-  int64_t batch_tokens = 4096;  // source subwords per batch (padded)
+  int64_t batch_tokens = 4096;    // source subwords per batch (padded)
   int64_t max_source_tokens = 0;  // 0: what the model's positions allow
 };
 

@@ -17,7 +17,8 @@ void Linear::params(const std::string& prefix, ParamList& out) const {
   if (bias.defined()) out.emplace_back(prefix + ".bias", bias);
 }
 
-LayerNorm::LayerNorm(int64_t d, float eps) : weight(make_param({d})), bias(make_param({d})), eps(eps) {
+LayerNorm::LayerNorm(int64_t d, float eps)
+    : weight(make_param({d})), bias(make_param({d})), eps(eps) {
   weight.mutable_value().fill(1.f);
 }
 
@@ -33,9 +34,9 @@ MultiHeadAttention::MultiHeadAttention(int64_t d_model, int64_t heads)
       k_proj(d_model, d_model),
       v_proj(d_model, d_model),
       out_proj(d_model, d_model) {
-  check_shape(heads > 0 && d_model % heads == 0,
-              "d_model " + std::to_string(d_model) + " is not a multiple of heads " +
-                  std::to_string(heads));
+  check_shape(heads > 0 && d_model % heads == 0, "d_model " + std::to_string(d_model) +
+                                                     " is not a multiple of heads " +
+                                                     std::to_string(heads));
 }
 
 void MultiHeadAttention::init(Rng& rng) {

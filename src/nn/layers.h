@@ -17,7 +17,9 @@ struct Context {
 
   float dropout_p() const { return training ? dropout : 0.f; }
   // Dropout with this context's rate (identity outside training).
-  Var drop(const Var& x) const { return dropout_p() > 0.f ? qkv::dropout(x, dropout_p(), *rng) : x; }
+  Var drop(const Var& x) const {
+    return dropout_p() > 0.f ? qkv::dropout(x, dropout_p(), *rng) : x;
+  }
 };
 
 struct Linear {

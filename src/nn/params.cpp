@@ -12,9 +12,13 @@ void init_xavier_uniform(Tensor& w, Rng& rng) {
   rng.uniform(w, -bound, bound);
 }
 
-void init_normal(Tensor& w, Rng& rng, float stddev) { rng.normal(w, 0.f, stddev); }
+void init_normal(Tensor& w, Rng& rng, float stddev) {
+  rng.normal(w, 0.f, stddev);
+}
 
-Var make_param(const Shape& shape) { return Var(Tensor::zeros(shape), true); }
+Var make_param(const Shape& shape) {
+  return Var(Tensor::zeros(shape), true);
+}
 
 NamedTensors param_tensors(const ParamList& params) {
   NamedTensors out;
@@ -33,8 +37,7 @@ void load_params(const ParamList& params, const NamedTensors& tensors, const std
   for (const auto& [name, v] : params) {
     if (loaded.count(v.value().raw())) continue;  // tied: already loaded under another name
     auto it = by_name.find(name);
-    if (it == by_name.end())
-      throw std::runtime_error(source + ": missing tensor '" + name + "'");
+    if (it == by_name.end()) throw std::runtime_error(source + ": missing tensor '" + name + "'");
     const Tensor& t = *it->second;
     if (t.shape() != v.shape() || t.dtype() != v.value().dtype())
       throw std::runtime_error(source + ": tensor '" + name + "' is " + dtype_name(t.dtype()) +

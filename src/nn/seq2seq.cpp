@@ -111,7 +111,7 @@ Var Seq2Seq::embed(const Tensor& ids, int64_t offset, const Context& ctx) const 
                                 " tokens is longer than the model allows (max-positions " +
                                 std::to_string(config_.max_positions) + ")");
   Var x = embedding(ids, shared_, std::sqrt(float(config_.d_model)));  // [B, L, d]
-  Var pos(positions_.slice_rows(offset, offset + len));                 // [L, d]
+  Var pos(positions_.slice_rows(offset, offset + len));                // [L, d]
   return ctx.drop(add(x, pos));
 }
 

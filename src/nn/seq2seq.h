@@ -4,10 +4,9 @@
 // Parameter names follow Hugging Face's MarianMTModel.
 #pragma once
 #include <string>
-
-#include "config/options.h"
 #include <vector>
 
+#include "config/options.h"
 #include "nn/transformer.h"
 
 namespace qkv::nn {

@@ -9,11 +9,11 @@ namespace qkv::ops {
 void kv_cache_write(Tensor& cache, const Tensor& x, int64_t pos) {
   require(cache.rank() == 4 && x.rank() == 4 && x.size(2) == 1 && x.size(0) == cache.size(0) &&
               x.size(1) == cache.size(1) && x.size(3) == cache.size(3),
-          "kv_cache_write", "x " + shape_str(x.shape()) + " does not fit cache " +
-                                shape_str(cache.shape()));
-  require(0 <= pos && pos < cache.size(2), "kv_cache_write",
-          "position " + std::to_string(pos) + " outside the cache's " +
-              std::to_string(cache.size(2)));
+          "kv_cache_write",
+          "x " + shape_str(x.shape()) + " does not fit cache " + shape_str(cache.shape()));
+  require(
+      0 <= pos && pos < cache.size(2), "kv_cache_write",
+      "position " + std::to_string(pos) + " outside the cache's " + std::to_string(cache.size(2)));
   Device dev = common_device("kv_cache_write", {&cache, &x});
   if (dev != Device::cpu) no_kernel("kv_cache_write", dev);
   int64_t rows = cache.size(0) * cache.size(1), cap = cache.size(2), d = cache.size(3);
@@ -36,7 +36,8 @@ Tensor gather_rows(const Tensor& x, const Tensor& index) {
   for (int64_t i = 0; i < index.size(0); ++i) {
     require(0 <= idx[i] && idx[i] < x.size(0), "gather_rows",
             "index " + std::to_string(idx[i]) + " outside [0, " + std::to_string(x.size(0)) + ")");
-    std::memcpy(static_cast<char*>(y.raw()) + i * row, static_cast<const char*>(x.raw()) + idx[i] * row, row);
+    std::memcpy(static_cast<char*>(y.raw()) + i * row,
+                static_cast<const char*>(x.raw()) + idx[i] * row, row);
   }
   return y;
 }

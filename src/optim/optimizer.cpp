@@ -35,7 +35,9 @@ NamedTensors Adam::state() const {
   return out;
 }
 
-Metadata Adam::state_metadata() const { return {{"step", std::to_string(step_)}}; }
+Metadata Adam::state_metadata() const {
+  return {{"step", std::to_string(step_)}};
+}
 
 void Adam::load_state(const NamedTensors& tensors, const Metadata& metadata,
                       const std::string& source) {
@@ -79,8 +81,10 @@ float learning_rate(Schedule s, float peak, int64_t step, int64_t warmup, int64_
   double t = double(std::max<int64_t>(step, 1)), w = double(std::max<int64_t>(warmup, 1));
   double warm = std::min(1.0, t / w);
   switch (s) {
-    case Schedule::inverse_sqrt: return float(peak * std::min(warm, std::sqrt(w / t)));
-    case Schedule::constant: return float(peak * warm);
+    case Schedule::inverse_sqrt:
+      return float(peak * std::min(warm, std::sqrt(w / t)));
+    case Schedule::constant:
+      return float(peak * warm);
     case Schedule::cosine: {
       if (t < w || total <= warmup) return float(peak * warm);
       double progress = std::min(1.0, (t - w) / double(total - warmup));

@@ -1,5 +1,6 @@
 #include "tensor/allocator.h"
 
+#include <algorithm>
 #include <bit>
 #include <cstdlib>
 #include <new>
@@ -11,6 +12,11 @@ namespace qkv {
 void* cuda_malloc(size_t bytes);  // defined in ops/cuda
 void cuda_free(void* ptr);
 #endif
+
+CachingAllocator::CachingAllocator(Device device) : device_(device), cache_limit_(size_t(1) << 30) {
+  if (const char* mb = std::getenv("QKV_ALLOCATOR_CACHE_MB"))
+    cache_limit_ = size_t(std::atoll(mb)) << 20;
+}
 
 CachingAllocator::~CachingAllocator() {
   release_cached();
@@ -47,37 +53,46 @@ void CachingAllocator::system_free(void* ptr) {
 #endif
 }
 
-void* CachingAllocator::allocate(size_t bytes) {
+void* CachingAllocator::allocate(size_t bytes, size_t* capacity) {
   size_t size = round_size(bytes);
   std::lock_guard<std::mutex> lock(mutex_);
-  stats_.bytes_in_use += size;
-  if (stats_.bytes_in_use > stats_.peak_bytes_in_use)
-    stats_.peak_bytes_in_use = stats_.bytes_in_use;
-  auto it = free_.find(size);
-  if (it != free_.end() && !it->second.empty()) {
+  // Best fit among cached blocks no larger than twice the request.
+  for (auto it = free_.lower_bound(size); it != free_.end() && it->first <= 2 * size; ++it) {
+    if (it->second.empty()) continue;
     void* p = it->second.back();
     it->second.pop_back();
-    stats_.bytes_cached -= size;
+    stats_.bytes_cached -= it->first;
+    stats_.bytes_in_use += it->first;
+    stats_.peak_bytes_in_use = std::max(stats_.peak_bytes_in_use, stats_.bytes_in_use);
+    *capacity = it->first;
     return p;
   }
+  if (stats_.bytes_cached > cache_limit_) release_cached_locked();
   ++stats_.system_allocations;
-  return system_alloc(size);
+  void* p = system_alloc(size);
+  stats_.bytes_in_use += size;
+  stats_.peak_bytes_in_use = std::max(stats_.peak_bytes_in_use, stats_.bytes_in_use);
+  *capacity = size;
+  return p;
 }
 
-void CachingAllocator::deallocate(void* ptr, size_t bytes) {
-  size_t size = round_size(bytes);
+void CachingAllocator::deallocate(void* ptr, size_t capacity) {
   std::lock_guard<std::mutex> lock(mutex_);
-  stats_.bytes_in_use -= size;
-  stats_.bytes_cached += size;
-  free_[size].push_back(ptr);
+  stats_.bytes_in_use -= capacity;
+  stats_.bytes_cached += capacity;
+  free_[capacity].push_back(ptr);
 }
 
-void CachingAllocator::release_cached() {
-  std::lock_guard<std::mutex> lock(mutex_);
+void CachingAllocator::release_cached_locked() {
   for (auto& [size, blocks] : free_)
     for (void* p : blocks) system_free(p);
   free_.clear();
   stats_.bytes_cached = 0;
+}
+
+void CachingAllocator::release_cached() {
+  std::lock_guard<std::mutex> lock(mutex_);
+  release_cached_locked();
 }
 
 AllocatorStats CachingAllocator::stats() const {

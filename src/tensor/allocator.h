@@ -20,17 +20,23 @@ struct AllocatorStats {
 
 class CachingAllocator {
  public:
-  explicit CachingAllocator(Device device) : device_(device) {}
+  explicit CachingAllocator(Device device);
   ~CachingAllocator();
   CachingAllocator(const CachingAllocator&) = delete;
   CachingAllocator& operator=(const CachingAllocator&) = delete;
 
-  void* allocate(size_t bytes);
-  void deallocate(void* ptr, size_t bytes);
+  // A block of at least `bytes`; *capacity receives its real size, which deallocate needs.
+  // A cached block up to twice the rounded size may serve the request (best fit).
+  void* allocate(size_t bytes, size_t* capacity);
+  void deallocate(void* ptr, size_t capacity);
   // Returns every cached block to the system.
   void release_cached();
   AllocatorStats stats() const;
   void reset_peak();
+  // Cached bytes above which a miss first returns the whole cache to the system (batches of
+  // varying shapes would otherwise pile up blocks of every size). Default 1 GiB, or
+  // $QKV_ALLOCATOR_CACHE_MB.
+  void set_cache_limit(size_t bytes) { cache_limit_ = bytes; }
 
   // Size classes: 64-byte multiples up to 4 KiB, then 8 steps per power of two.
   static size_t round_size(size_t bytes);
@@ -41,8 +47,11 @@ class CachingAllocator {
 
   Device device_;
   mutable std::mutex mutex_;
+  void release_cached_locked();
+
   std::map<size_t, std::vector<void*>> free_;
   AllocatorStats stats_;
+  size_t cache_limit_;
 };
 
 CachingAllocator& allocator_for(Device device);

@@ -46,10 +46,10 @@ void check_shape(bool ok, const std::string& what) {
 }
 
 Storage::Storage(size_t bytes, Device device)
-    : data_(allocator_for(device).allocate(bytes)), bytes_(bytes), device_(device) {}
+    : data_(allocator_for(device).allocate(bytes, &capacity_)), bytes_(bytes), device_(device) {}
 
 Storage::~Storage() {
-  allocator_for(device_).deallocate(data_, bytes_);
+  allocator_for(device_).deallocate(data_, capacity_);
 }
 
 Tensor Tensor::empty(const Shape& shape, DType dtype, Device device) {

@@ -32,6 +32,7 @@ class Storage {
  private:
   void* data_;
   size_t bytes_;
+  size_t capacity_;  // the allocator's block size (>= bytes_)
   Device device_;
 };
 

@@ -8,8 +8,8 @@ namespace qkv::test {
 
 void run_python_script(const std::string& script, const std::string& args) {
   const char* env = std::getenv("QKV_PYTHON");
-  std::string cmd = std::string(env ? env : "/usr/bin/python3") + " " + QKV_TEST_PYTHON_DIR +
-                    "/" + script + " " + args + " 2>&1";
+  std::string cmd = std::string(env ? env : "/usr/bin/python3") + " " + QKV_TEST_PYTHON_DIR + "/" +
+                    script + " " + args + " 2>&1";
   FILE* p = popen(cmd.c_str(), "r");
   if (!p) throw std::runtime_error("cannot run " + cmd);
   std::string output;

@@ -1,0 +1,138 @@
+// Training speed: the step `qkv train` runs (forward on a tape with dropout, label-smoothed
+// cross-entropy, backward, gradient norm and clipping, Adam), on a fixed batch of random ids.
+#include <chrono>
+
+#include "benchmarks.h"
+#include "optim/optimizer.h"
+#include "tensor/allocator.h"
+
+namespace qkv::bench {
+
+namespace {
+using Clock = std::chrono::steady_clock;
+
+double since(Clock::time_point t) {
+  return std::chrono::duration<double>(Clock::now() - t).count();
+}
+
+ops::AttentionImpl attention_impl(const std::string& name) {
+  if (name == "naive") return ops::AttentionImpl::naive;
+  if (name == "tiled") return ops::AttentionImpl::tiled;
+  return ops::AttentionImpl::automatic;
+}
+
+// Seconds spent in each phase of the timed steps.
+struct Phases {
+  std::vector<double> forward, backward, update;
+};
+}  // namespace
+
+Json bench_train(const TrainArgs& args) {
+  const nn::Seq2SeqConfig c = bench_config(args.preset, args.vocab);
+  const StepShape& s = args.shape;
+  nn::Seq2Seq model(c);
+  Rng init_rng(args.seed);
+  model.init(init_rng);
+  nn::ParamList params = model.params();
+  optim::Adam adam(params, {0.9f, 0.98f, 1e-9f, 0.f});
+
+  // Full-length sentences: src [B, S]; tgt_in = <bos> y1..y(T-1), tgt_out = y1..y(T-1) <eos>.
+  Tensor src = random_ids(s.batch, s.src_len, c.vocab_size, args.seed + 1);
+  Tensor src_lengths = filled_i32({s.batch}, int32_t(s.src_len));
+  Tensor words = random_ids(s.batch, s.tgt_len - 1, c.vocab_size, args.seed + 2);
+  Tensor tgt_in = Tensor::empty({s.batch, s.tgt_len}, DType::i32);
+  Tensor tgt_out = Tensor::empty({s.batch, s.tgt_len}, DType::i32);
+  for (int64_t b = 0; b < s.batch; ++b) {
+    const int32_t* w = words.data<int32_t>() + b * (s.tgt_len - 1);
+    int32_t* in = tgt_in.data<int32_t>() + b * s.tgt_len;
+    int32_t* out = tgt_out.data<int32_t>() + b * s.tgt_len;
+    in[0] = c.bos_id, out[s.tgt_len - 1] = c.eos_id;
+    for (int64_t t = 0; t + 1 < s.tgt_len; ++t) in[t + 1] = out[t] = w[t];
+  }
+  const Tensor targets = tgt_out.reshape({-1});
+
+  Rng dropout_rng(args.seed + 3);
+  nn::Context ctx{true, c.dropout, &dropout_rng, attention_impl(args.attention)};
+  const float lr = 1e-4f, clip_norm = 1.f, smoothing = 0.1f;
+  std::vector<float> losses;
+  std::vector<double> sgemm_beside;  // GFLOP/s of a square sgemm right after each timed step
+  Phases phases;
+  auto step = [&] {
+    auto t0 = Clock::now();
+    Tape tape;
+    Var loss;
+    {
+      Recording rec(tape);
+      Var logits = model.forward(src, src_lengths, tgt_in, ctx);  // [B, T, V]
+      loss = cross_entropy_sum(reshape(logits, {-1, c.vocab_size}), targets, c.pad_id, smoothing);
+    }
+    losses.push_back(loss.value().item() / float(s.target_tokens()));
+    auto t1 = Clock::now();
+    tape.backward(loss);
+    auto t2 = Clock::now();
+    double scale = 1.0 / double(s.target_tokens());
+    double norm = optim::grad_norm(params) * scale;
+    if (norm > clip_norm) scale *= clip_norm / norm;
+    adam.step(lr, float(scale));
+    optim::zero_grads(params);
+    phases.forward.push_back(std::chrono::duration<double>(t1 - t0).count());
+    phases.backward.push_back(std::chrono::duration<double>(t2 - t1).count());
+    phases.update.push_back(since(t2));
+  };
+
+  auto& alloc = allocator_for(Device::cpu);
+  for (int i = 0; i < args.warmup; ++i) step();
+  phases = {};
+  alloc.reset_peak();
+  size_t system_before = alloc.stats().system_allocations;
+  Timing t = time_runs(
+      [&] {
+        step();
+        sgemm_beside.push_back(square_sgemm_gflops());  // after the step, so not in its time
+      },
+      {0, args.steps, 3, args.budget_s});
+  AllocatorStats stats = alloc.stats();
+  // time_runs timed step + sgemm together; the step alone is the sum of its phases.
+  t.seconds.clear();
+  std::vector<double> shares;
+  StepFlops flops = training_flops(c, s);
+  for (size_t i = 0; i < phases.forward.size(); ++i) {
+    t.seconds.push_back(phases.forward[i] + phases.backward[i] + phases.update[i]);
+    shares.push_back(flops.training() / t.seconds.back() / 1e9 / sgemm_beside[i]);
+  }
+
+  auto median_of = [](const std::vector<double>& v) { return Timing{v}.median(); };
+  double tokens_per_s = double(s.target_tokens()) / t.median();
+  log_line(
+      "train %-5s qkv   %8.0f target tokens/s  (%.3f s/step: forward %.3f, backward %.3f, update "
+      "%.3f)",
+      args.preset.c_str(), tokens_per_s, t.median(), median_of(phases.forward),
+      median_of(phases.backward), median_of(phases.update));
+  return {{"preset", args.preset},
+          {"vocab", c.vocab_size},
+          {"d_model", c.d_model},
+          {"heads", c.heads},
+          {"d_ff", c.d_ff},
+          {"layers", {c.encoder_layers, c.decoder_layers}},
+          {"batch", s.batch},
+          {"src_len", s.src_len},
+          {"tgt_len", s.tgt_len},
+          {"target_tokens_per_step", s.target_tokens()},
+          {"params", nn::count_params(params)},
+          {"attention", args.attention},
+          {"timing", t.to_json()},
+          {"target_tokens_per_s", tokens_per_s},
+          {"phases_median_s",
+           {{"forward", median_of(phases.forward)},
+            {"backward", median_of(phases.backward)},
+            {"update", median_of(phases.update)}}},
+          {"flops", flops.to_json()},
+          {"model_gflops_per_s", flops.training() / t.median() / 1e9},
+          {"sgemm_gflops_beside_steps", sgemm_beside},
+          {"gemm_peak_share_beside_steps", Timing{shares}.median()},
+          {"losses", losses},
+          {"system_allocations_in_timed_steps", stats.system_allocations - system_before},
+          {"peak_bytes_in_use", stats.peak_bytes_in_use}};
+}
+
+}  // namespace qkv::bench

@@ -1,0 +1,94 @@
+// Translation speed: greedy and beam search (decode::search, KV-cached) on random source ids,
+// every output exactly tgt_len tokens long (min_length = tgt_len, then the forced <eos>). With
+// --model-dir, writes what torch_bench.py needs to run the same model on the same input:
+// weights.safetensors, config.json, sources.safetensors, and qkv's outputs for comparison.
+#include <filesystem>
+#include <fstream>
+
+#include "benchmarks.h"
+#include "decode/search.h"
+#include "io/safetensors.h"
+
+namespace qkv::bench {
+
+namespace {
+void save_model(const std::string& dir, const nn::Seq2Seq& model, const Tensor& src) {
+  std::filesystem::create_directories(dir);
+  const auto& c = model.config();
+  save_safetensors(dir + "/weights.safetensors", nn::param_tensors(model.params()));
+  save_safetensors(dir + "/sources.safetensors", {{"src", src}});
+  Json config = {{"d_model", c.d_model},
+                 {"heads", c.heads},
+                 {"d_ff", c.d_ff},
+                 {"activation", c.activation},
+                 {"pre_norm", c.pre_norm},
+                 {"vocab_size", c.vocab_size},
+                 {"encoder_layers", c.encoder_layers},
+                 {"decoder_layers", c.decoder_layers},
+                 {"tie_embeddings", c.tie_embeddings},
+                 {"max_positions", c.max_positions},
+                 {"dropout", c.dropout},
+                 {"pad_id", c.pad_id},
+                 {"bos_id", c.bos_id},
+                 {"eos_id", c.eos_id}};
+  std::ofstream(dir + "/config.json") << config.dump(2) << "\n";
+}
+
+// The best hypothesis of each sentence, i32 [B, tgt_len].
+Tensor best_tokens(const std::vector<std::vector<decode::Hypothesis>>& hyps, int64_t tgt_len) {
+  Tensor out = filled_i32({int64_t(hyps.size()), tgt_len}, -1);
+  for (size_t b = 0; b < hyps.size(); ++b) {
+    const auto& t = hyps[b].at(0).tokens;
+    for (size_t i = 0; i < t.size() && int64_t(i) < tgt_len; ++i)
+      out.data<int32_t>()[int64_t(b) * tgt_len + int64_t(i)] = t[i];
+  }
+  return out;
+}
+}  // namespace
+
+Json bench_translate(const TranslateArgs& args) {
+  nn::Seq2SeqConfig c = bench_config(args.preset, args.vocab);
+  nn::Seq2Seq model(c);
+  Rng init_rng(args.seed);
+  model.init(init_rng);
+  int64_t most = *std::max_element(args.batches.begin(), args.batches.end());
+  Tensor all_src = random_ids(most, args.src_len, c.vocab_size, args.seed + 10);  // [B, S]
+  if (!args.model_dir.empty()) save_model(args.model_dir, model, all_src);
+
+  Json cases = Json::array();
+  NamedTensors outputs;
+  for (int64_t batch : args.batches) {
+    Tensor src = all_src.slice_rows(0, batch);
+    Tensor src_lengths = filled_i32({batch}, int32_t(args.src_len));
+    for (int beam : args.beams) {
+      decode::SearchOptions o;
+      o.beam = beam, o.n_best = 1;
+      o.min_length = args.tgt_len, o.max_length = args.tgt_len + 1;
+      decode::SearchOptions warm = o;  // a short run warms the allocator and thread pool
+      warm.min_length = 2, warm.max_length = 3;
+      decode::search(model, src, src_lengths, warm);
+      std::vector<std::vector<decode::Hypothesis>> hyps;
+      Timing t = time_runs([&] { hyps = decode::search(model, src, src_lengths, o); },
+                           {0, args.runs, 1, args.budget_s});
+      double tokens_per_s = double(batch * args.tgt_len) / t.median();
+      std::string name =
+          (beam == 1 ? "greedy" : "beam" + std::to_string(beam)) + "_b" + std::to_string(batch);
+      outputs.emplace_back(name, best_tokens(hyps, args.tgt_len));
+      log_line("translate %-10s qkv   %8.0f target tokens/s", name.c_str(), tokens_per_s);
+      cases.push_back({{"name", name},
+                       {"batch", batch},
+                       {"beam", beam},
+                       {"timing", t.to_json()},
+                       {"target_tokens_per_s", tokens_per_s}});
+    }
+  }
+  if (!args.model_dir.empty())
+    save_safetensors(args.model_dir + "/qkv_outputs.safetensors", outputs);
+  return {{"preset", args.preset},
+          {"vocab", c.vocab_size},
+          {"src_len", args.src_len},
+          {"tgt_len", args.tgt_len},
+          {"cases", cases}};
+}
+
+}  // namespace qkv::bench

@@ -1,0 +1,152 @@
+// The translation commands as a user runs them: qkv translate, score and eval on a small model
+// trained here, and their answers to bad input.
+#include <gtest/gtest.h>
+
+#include <array>
+#include <cstdio>
+#include <filesystem>
+#include <fstream>
+#include <sstream>
+
+#include "data/corpus.h"
+#include "support/torch_ref.h"
+
+namespace qkv::test {
+namespace {
+
+namespace fs = std::filesystem;
+
+struct CliResult {
+  int status;
+  std::string out, err;
+};
+
+// Runs `qkv args` with `input` on stdin.
+CliResult qkv(const std::string& args, const std::string& input = "") {
+  std::string in = temp_path("cli.in"), out = temp_path("cli.out"), err = temp_path("cli.err");
+  std::ofstream(in) << input;
+  std::string cmd = std::string(QKV_BINARY) + " " + args + " < " + in + " > " + out + " 2> " + err;
+  int status = std::system(cmd.c_str());
+  auto slurp = [](const std::string& p) {
+    std::stringstream ss;
+    ss << std::ifstream(p).rdbuf();
+    return ss.str();
+  };
+  return {WEXITSTATUS(status), slurp(out), slurp(err)};
+}
+
+std::vector<std::string> lines_of(const std::string& text) {
+  std::vector<std::string> lines;
+  std::stringstream ss(text);
+  for (std::string l; std::getline(ss, l);) lines.push_back(l);
+  return lines;
+}
+
+// A small model trained for a few updates (once per test binary).
+const std::string& model_dir() {
+  static std::string dir = [] {
+    std::string d = temp_path("cli-model"), corpus = temp_path("cli-corpus.tsv");
+    data::ParallelCorpus c =
+        data::read_tsv(std::string(QKV_SOURCE_DIR) + "/data/bible.es-en.dev.tsv.xz");
+    std::ofstream out(corpus);
+    for (size_t i = 0; i < 400; ++i) out << "r\t" << c.src[i] << "\t" << c.tgt[i] << "\n";
+    out.close();
+    CliResult r =
+        qkv("train --model-dir " + d + " --train-sets " + corpus + " --valid-sets " + corpus +
+            " --d-model 32 --heads 2 --d-ff 64 --encoder-layers 1 --decoder-layers 1"
+            " --vocab-size 300 --max-positions 40 --max-length 39 --batch-tokens 400"
+            " --max-updates 6 --valid-freq 6 --valid-max-sentences 20 --threads 2");
+    EXPECT_EQ(r.status, 0) << r.err;
+    return d;
+  }();
+  return dir;
+}
+
+TEST(CliTranslate, OneOutputLinePerInputLineWhateverTheInput) {
+  std::string long_line;
+  for (int i = 0; i < 80; ++i) long_line += "palabra" + std::to_string(i) + " ";
+  std::string input = "En el principio.\n\nY dijo Dios\xff\xfe luz.\n" + long_line + "\nfin";
+  CliResult r = qkv("translate --model-dir " + model_dir(), input);
+  ASSERT_EQ(r.status, 0) << r.err;
+  auto out = lines_of(r.out);
+  ASSERT_EQ(out.size(), 5u) << r.out;
+  EXPECT_EQ(out[1], "") << "an empty line must give an empty line";
+  EXPECT_NE(r.err.find(":3: invalid UTF-8"), std::string::npos) << r.err;
+  EXPECT_NE(r.err.find("truncated"), std::string::npos) << r.err;
+}
+
+TEST(CliTranslate, NBestGivesKLinesPerSentence) {
+  CliResult r = qkv("translate --model-dir " + model_dir() + " --beam 3 --n-best 2", "uno\ndos\n");
+  ASSERT_EQ(r.status, 0) << r.err;
+  auto out = lines_of(r.out);
+  ASSERT_EQ(out.size(), 4u) << r.out;
+  EXPECT_EQ(out[0].rfind("0 ||| ", 0), 0u) << out[0];
+  EXPECT_EQ(out[3].rfind("1 ||| ", 0), 0u) << out[3];
+}
+
+TEST(CliTranslate, ScorePrintsOneNegativeLogProbPerPair) {
+  std::string pairs = temp_path("pairs.tsv");
+  std::ofstream(pairs)
+      << "a\tEn el principio.\tIn the beginning.\nb\tY dijo Dios.\tAnd God said.\n";
+  CliResult r = qkv("score --model-dir " + model_dir() + " --input " + pairs);
+  ASSERT_EQ(r.status, 0) << r.err;
+  auto out = lines_of(r.out);
+  ASSERT_EQ(out.size(), 2u);
+  for (const auto& l : out) {
+    double lp = std::stod(l.substr(0, l.find('\t')));
+    EXPECT_LT(lp, 0.0) << l;
+    EXPECT_GT(std::stoi(l.substr(l.find('\t') + 1)), 1) << l;
+  }
+}
+
+TEST(CliTranslate, EvalScoresExistingTranslationsLikeSacrebleu) {
+  std::string hyps = temp_path("hyps.txt"), refs = temp_path("refs.txt");
+  std::ofstream(hyps) << "The cat sat on the mat.\nHello world!\n";
+  std::ofstream(refs) << "The cat sat on the mat.\nHello world!\n";
+  CliResult r = qkv("eval --hyps " + hyps + " --refs " + refs);
+  ASSERT_EQ(r.status, 0) << r.err;
+  EXPECT_NE(r.out.find("BLEU|nrefs:1|case:mixed|eff:no|tok:13a|smooth:exp|version:2.6.0 = 100.00"),
+            std::string::npos)
+      << r.out;
+  EXPECT_NE(
+      r.out.find("chrF2|nrefs:1|case:mixed|eff:yes|nc:6|nw:0|space:no|version:2.6.0 = 100.00"),
+      std::string::npos)
+      << r.out;
+  CliResult j = qkv("eval --json --hyps " + hyps + " --refs " + refs);
+  EXPECT_NE(j.out.find("\"bleu\": 100.0"), std::string::npos) << j.out;
+}
+
+TEST(CliTranslate, EvalTranslatesATestSet) {
+  std::string test = temp_path("test.tsv");
+  std::ofstream(test) << "a\tEn el principio.\tIn the beginning.\n";
+  CliResult r = qkv("eval --model-dir " + model_dir() + " --test " + test);
+  ASSERT_EQ(r.status, 0) << r.err;
+  EXPECT_NE(r.out.find("BLEU|"), std::string::npos) << r.out;
+}
+
+TEST(CliTranslate, BadModelDirectoriesGiveOneLineErrors) {
+  CliResult missing = qkv("translate --model-dir " + temp_path("nowhere"), "hola\n");
+  EXPECT_EQ(missing.status, 1);
+  EXPECT_NE(missing.err.find("no such model directory"), std::string::npos) << missing.err;
+
+  std::string broken = temp_path("broken-model");
+  fs::remove_all(broken);
+  fs::copy(model_dir(), broken, fs::copy_options::recursive);
+  std::string config = broken + "/config.yaml";
+  std::stringstream ss;
+  ss << std::ifstream(config).rdbuf();
+  std::string text = ss.str();
+  text.replace(text.find("vocab-size: 300"), 15, "vocab-size: 301");
+  std::ofstream(config) << text;
+  CliResult mismatched = qkv("translate --model-dir " + broken, "hola\n");
+  EXPECT_EQ(mismatched.status, 1);
+  EXPECT_NE(mismatched.err.find("vocab-size"), std::string::npos) << mismatched.err;
+
+  fs::remove(broken + "/model.best.safetensors");
+  fs::remove(broken + "/model.safetensors");
+  CliResult no_weights = qkv("translate --model-dir " + broken, "hola\n");
+  EXPECT_EQ(no_weights.status, 1);
+}
+
+}  // namespace
+}  // namespace qkv::test

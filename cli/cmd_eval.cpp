@@ -8,6 +8,7 @@
 #include "data/line_reader.h"
 #include "decode/model_dir.h"
 #include "decode/translator.h"
+#include "eval/image_eval.h"
 #include "eval/metrics.h"
 #include "tensor/threads.h"
 
@@ -28,9 +29,12 @@ Command add_eval(CLI::App& app) {
       "eval",
       "Score translations with BLEU and chrF exactly as sacreBLEU 2.6.0 does by default.\n"
       "  qkv eval --model-dir DIR --test test.tsv.xz   translate the source side and score it\n"
-      "  qkv eval --hyps FILE --refs FILE [FILE...]    score existing translations");
+      "  qkv eval --hyps FILE --refs FILE [FILE...]    score existing translations\n"
+      "For a ViT model directory, --test names labelled images (fashion-mnist:test, an image\n"
+      "folder, idx:IMAGES,LABELS): prints accuracy, per-class accuracy and the confusion matrix\n"
+      "and writes confusion.svg and training_curves.svg (see --report-dir).");
   struct Args {
-    std::string model_dir, checkpoint = "best", test, hyps, output;
+    std::string model_dir, checkpoint = "best", test, hyps, output, report_dir;
     std::vector<std::string> refs;
     decode::TranslatorOptions options;
     int threads = 0;
@@ -45,10 +49,16 @@ Command add_eval(CLI::App& app) {
   cmd->add_option("--output,-o", a->output, "also write the translations of --test here");
   cmd->add_option("--threads", a->threads, "CPU threads (0: all cores)");
   cmd->add_option("--batch-tokens", a->options.batch_tokens, "source subwords per batch");
+  cmd->add_option("--report-dir", a->report_dir,
+                  "ViT models: folder for the SVG pictures (default: the model directory)");
   cmd->add_flag("--json", a->json, "print one JSON object instead of sacreBLEU's text lines");
   add_search_options(cmd, a->options.search);
   return [a]() {
     set_num_threads(a->threads);
+    if (!a->model_dir.empty() && eval::is_vit_dir(a->model_dir)) {  // image classification
+      eval::evaluate_image_model(a->model_dir, a->checkpoint, a->test, a->report_dir, 256);
+      return 0;
+    }
     std::vector<std::string> hyps;
     std::vector<std::vector<std::string>> refs;
     if (!a->test.empty()) {

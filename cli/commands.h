@@ -16,6 +16,8 @@ Command add_train(CLI::App& app);
 Command add_translate(CLI::App& app);
 Command add_score(CLI::App& app);
 Command add_eval(CLI::App& app);
+Command add_train_vit(CLI::App& app);
+Command add_classify(CLI::App& app);
 
 // --beam, --n-best, --length-penalty, ... shared by translate and eval.
 void add_search_options(CLI::App* cmd, decode::SearchOptions& options);

@@ -14,8 +14,10 @@ int main(int argc, char** argv) {
     commands[app.get_subcommands({})[before]] = run;
   };
   add(qkv::cli::add_train);
+  add(qkv::cli::add_train_vit);
   add(qkv::cli::add_translate);
   add(qkv::cli::add_eval);
+  add(qkv::cli::add_classify);
   add(qkv::cli::add_score);
   add(qkv::cli::add_inspect);
   try {

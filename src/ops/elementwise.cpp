@@ -80,6 +80,15 @@ void reduce_to(const Tensor& dy, Tensor& da) {
   require_reducible("reduce_to", dy.shape(), da.shape());
   Device dev = common_device("reduce_to", {&dy, &da});
   if (dev != Device::cpu) no_kernel("reduce_to", dev);
+  // da's shape, leading 1s aside, ends dy's shape (a bias, a position table): dy is rows of
+  // da.numel() elements, added row after row (the order of the general loop below).
+  Shape inner(std::find_if(da.shape().begin(), da.shape().end(), [](int64_t s) { return s != 1; }),
+              da.shape().end());
+  if (inner.size() <= dy.shape().size() &&
+      std::equal(inner.rbegin(), inner.rend(), dy.shape().rbegin())) {
+    int64_t n = da.numel();
+    return cpu::reduce_rows_add(dy.data<float>(), dy.numel() / n, n, da.data<float>());
+  }
   auto st = broadcast_strides(da.shape(), dy.shape());
   cpu::reduce_add(dy.data<float>(), dy.shape().data(), dy.rank(), da.data<float>(), st.data());
 }

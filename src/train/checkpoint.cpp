@@ -20,7 +20,7 @@ nlohmann::json to_json(const Progress& p) {
           {"target_tokens", p.target_tokens},
           {"rng_seed", p.rng_seed},
           {"rng_offset", p.rng_offset},
-          {"best_bleu", p.best_bleu},
+          {"best_score", p.best_score},
           {"validations_without_improvement", p.validations_without_improvement},
           {"elapsed_s", p.elapsed_s}};
 }
@@ -34,7 +34,7 @@ Progress from_json(const nlohmann::json& j) {
   p.target_tokens = j.at("target_tokens");
   p.rng_seed = j.at("rng_seed");
   p.rng_offset = j.at("rng_offset");
-  p.best_bleu = j.at("best_bleu");
+  p.best_score = j.at("best_score");
   p.validations_without_improvement = j.at("validations_without_improvement");
   p.elapsed_s = j.at("elapsed_s");
   return p;
@@ -104,9 +104,10 @@ std::optional<Progress> load_checkpoint(const std::string& model_dir, const nn::
 
 void save_best(const std::string& model_dir, const nn::ParamList& params,
                const Progress& progress) {
-  save_safetensors(
-      (fs::path(model_dir) / "model.best.safetensors").string(), nn::param_tensors(params),
-      {{"update", std::to_string(progress.update)}, {"bleu", std::to_string(progress.best_bleu)}});
+  save_safetensors((fs::path(model_dir) / "model.best.safetensors").string(),
+                   nn::param_tensors(params),
+                   {{"update", std::to_string(progress.update)},
+                    {"score", std::to_string(progress.best_score)}});
 }
 
 }  // namespace qkv::train

@@ -17,12 +17,12 @@
 namespace qkv::train {
 
 struct Progress {
-  int64_t epoch = 0;           // 0-based epoch being trained (the batcher's)
-  int64_t batch_in_epoch = 0;  // batches of this epoch already consumed
-  int64_t update = 0;          // optimizer updates done
-  int64_t sentences = 0, target_tokens = 0;
-  uint64_t rng_seed = 0, rng_offset = 0;  // dropout RNG state
-  double best_bleu = -1;
+  int64_t epoch = 0;                         // epochs completed (the 0-based epoch being trained)
+  int64_t batch_in_epoch = 0;                // batches of this epoch already consumed
+  int64_t update = 0;                        // optimizer updates done
+  int64_t sentences = 0, target_tokens = 0;  // examples and loss items (images for a classifier)
+  uint64_t rng_seed = 0, rng_offset = 0;     // dropout RNG state
+  double best_score = -1;                    // best validation score so far (BLEU, accuracy)
   int64_t validations_without_improvement = 0;
   double elapsed_s = 0;  // training time over all runs
 };

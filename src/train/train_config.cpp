@@ -26,30 +26,9 @@ void TrainConfig::bind(Options& o) {
   o.add("update-tokens", update_tokens,
         "target tokens per update: batches are accumulated until reached (0: one batch)");
   o.add("max-length", max_length, "training sentences longer than this (subwords) are cut");
-  o.add("max-updates", max_updates, "stop after this many updates (0: no limit)");
-  o.add("max-epochs", max_epochs, "stop after this many epochs (0: no limit)");
-  o.add("max-time", max_time, "stop this run after this many minutes (0: no limit)");
-  o.add("early-stopping", early_stopping,
-        "stop after this many validations without a better dev BLEU (0: never)");
-  o.add("optimizer", optimizer, "adam or adamw");
-  o.add("lr-schedule", lr_schedule, "inverse-sqrt, cosine or constant (all with warm-up)");
-  o.add("learning-rate", learning_rate, "peak learning rate, reached after warmup-steps");
-  o.add("warmup-steps", warmup_steps, "updates of linear warm-up");
-  o.add("weight-decay", weight_decay, "decoupled weight decay (adamw)");
-  o.add("clip-norm", clip_norm, "clip the global gradient norm to this (0: off)");
-  o.add("beta1", beta1, "Adam beta1");
-  o.add("beta2", beta2, "Adam beta2");
-  o.add("epsilon", epsilon, "Adam epsilon");
-  o.add("label-smoothing", label_smoothing, "label smoothing of the cross-entropy");
-  o.add("dropout", dropout, "dropout on embeddings, sub-layer outputs and the FFN");
-  o.add("disp-freq", disp_freq, "log a line every this many updates");
-  o.add("valid-freq", valid_freq, "validate every this many updates");
-  o.add("save-freq", save_freq, "write a checkpoint every this many updates");
+  bind_loop(o);
   o.add("valid-max-sentences", valid_max_sentences,
         "translate at most this many dev sentences for BLEU (0: all)");
-  o.add("seed", seed, "seed of initialisation, batching and dropout");
-  o.add("threads", threads, "CPU threads for OpenMP and BLAS (0: all cores)");
-  o.add("device", device, "cpu or cuda");
 }
 
 nn::Seq2SeqConfig TrainConfig::model_config(int64_t vocab) const {
@@ -77,14 +56,8 @@ void TrainConfig::validate() const {
   need(batch_tokens > 0, "batch-tokens must be positive");
   need(max_length > 0 && max_length + 1 <= max_positions,
        "max-length must be positive and below max-positions");
-  need(learning_rate > 0, "learning-rate must be positive");
-  need(label_smoothing >= 0 && label_smoothing < 1, "label-smoothing must be in [0, 1)");
-  need(dropout >= 0 && dropout < 1, "dropout must be in [0, 1)");
-  need(optimizer == "adam" || optimizer == "adamw", "optimizer must be adam or adamw");
   need(spm_type == "unigram" || spm_type == "bpe", "spm-type must be unigram or bpe");
-  need(device == "cpu" || device == "cuda", "device must be cpu or cuda");
-  need(disp_freq > 0 && valid_freq > 0 && save_freq > 0,
-       "disp-freq, valid-freq and save-freq must be positive");
+  validate_loop();
 }
 
 }  // namespace qkv::train

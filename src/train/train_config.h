@@ -6,10 +6,11 @@
 
 #include "config/options.h"
 #include "nn/seq2seq.h"
+#include "train/loop.h"
 
 namespace qkv::train {
 
-struct TrainConfig {
+struct TrainConfig : LoopConfig {
   std::string model_dir;
   std::vector<std::string> train_sets, valid_sets;
   // Model shape: a preset, then any of these (0 / "" keep the preset's value).
@@ -22,21 +23,10 @@ struct TrainConfig {
   int64_t vocab_size = 8000;
   std::string spm_type = "unigram", spm_model;
   int64_t spm_max_sentences = 200000;
-  // Batches and stopping.
+  // Batches.
   int64_t batch_tokens = 2048, update_tokens = 0, max_length = 128;
-  int64_t max_updates = 0, max_epochs = 0;
-  double max_time = 0;  // minutes; 0 = no limit
-  int64_t early_stopping = 10;
-  // Optimisation.
-  std::string optimizer = "adam", lr_schedule = "inverse-sqrt";
-  double learning_rate = 7e-4, weight_decay = 0, clip_norm = 1.0;
-  double beta1 = 0.9, beta2 = 0.98, epsilon = 1e-9;
-  int64_t warmup_steps = 4000;
-  float label_smoothing = 0.1f, dropout = 0.1f;
-  // Reporting.
-  int64_t disp_freq = 50, valid_freq = 500, save_freq = 500, valid_max_sentences = 500;
-  int64_t seed = 1, threads = 0;
-  std::string device = "cpu";
+  int64_t valid_max_sentences = 500;
+  // Stopping, optimisation and reporting: the fields of LoopConfig (train/loop.h).
   std::string config;  // the YAML file these came from, if any
 
   // Registers every option on `options`, bound to this object's fields.

@@ -2,6 +2,7 @@
 
 #include <unistd.h>
 
+#include <cctype>
 #include <chrono>
 #include <ctime>
 #include <nlohmann/json.hpp>
@@ -24,8 +25,9 @@ std::string format(const char* fmt, auto... args) {
 }
 }  // namespace
 
-TrainLog::TrainLog(const std::string& model_dir)
-    : metrics_(std::fopen((model_dir + "/metrics.jsonl").c_str(), "a")),
+TrainLog::TrainLog(const std::string& model_dir, LogUnits units)
+    : units_(std::move(units)),
+      metrics_(std::fopen((model_dir + "/metrics.jsonl").c_str(), "a")),
       terminal_(isatty(fileno(stderr))) {
   if (!metrics_) throw std::runtime_error(model_dir + "/metrics.jsonl: cannot open for writing");
 }
@@ -47,36 +49,39 @@ void TrainLog::json(const std::string& text) {
 }
 
 void TrainLog::update(const UpdateStats& s) {
-  line(
-      format("Ep. %lld : Up. %lld : Sen. %lld : Cost %.4f : L.r. %.4e : gNorm %.3f : "
-             "%.1f tgt tokens/s : Time %.1fs",
-             (long long)s.epoch, (long long)s.update, (long long)s.sentences, s.loss,
-             s.learning_rate, s.grad_norm, s.target_tokens_per_s, s.elapsed_s));
+  line(format(
+      "Ep. %lld : Up. %lld : %s %lld : Cost %.4f : L.r. %.4e : gNorm %.3f : "
+      "%.1f %s/s : Time %.1fs",
+      (long long)s.epoch, (long long)s.update, units_.examples.c_str(), (long long)s.examples,
+      s.loss, s.learning_rate, s.grad_norm, s.items_per_s, units_.items.c_str(), s.elapsed_s));
   json(nlohmann::json{{"event", "update"},
                       {"epoch", s.epoch},
                       {"update", s.update},
-                      {"sentences", s.sentences},
+                      {units_.examples_key, s.examples},
                       {"loss", s.loss},
                       {"lr", s.learning_rate},
                       {"grad_norm", s.grad_norm},
-                      {"tgt_tokens_per_s", s.target_tokens_per_s},
+                      {units_.items_key, s.items_per_s},
                       {"elapsed_s", s.elapsed_s}}
            .dump());
 }
 
 void TrainLog::validation(const ValidStats& s) {
+  std::string scores;
+  nlohmann::json j{
+      {"event", "valid"}, {"epoch", s.epoch}, {"update", s.update}, {"valid_loss", s.loss}};
+  for (const auto& [name, value] : s.scores) {
+    scores += format(" : %s %.2f", name.c_str(), value);
+    std::string key = name;
+    for (char& c : key) c = char(std::tolower((unsigned char)c));
+    j[key] = value;
+  }
+  j["best"] = s.best;
   line(format(
-      "Ep. %lld : Up. %lld : valid cross-entropy %.4f : BLEU %.2f : chrF %.2f%s",
-      (long long)s.epoch, (long long)s.update, s.loss, s.bleu, s.chrf,
+      "Ep. %lld : Up. %lld : valid cross-entropy %.4f%s%s", (long long)s.epoch, (long long)s.update,
+      s.loss, scores.c_str(),
       s.best ? " : new best" : format(" : stalled %lld times", (long long)s.stalled).c_str()));
-  json(nlohmann::json{{"event", "valid"},
-                      {"epoch", s.epoch},
-                      {"update", s.update},
-                      {"valid_loss", s.loss},
-                      {"bleu", s.bleu},
-                      {"chrf", s.chrf},
-                      {"best", s.best}}
-           .dump());
+  json(j.dump());
 }
 
 void TrainLog::note(const std::string& event, const std::string& text) {

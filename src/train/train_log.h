@@ -4,26 +4,38 @@
 #pragma once
 #include <cstdio>
 #include <string>
+#include <utility>
+#include <vector>
 
 namespace qkv::train {
 
+// What a run counts, in its log lines and metrics.jsonl keys: examples (sentences, images) and
+// the items of the throughput and of the loss average (target tokens, images).
+struct LogUnits {
+  std::string examples = "Sen.", examples_key = "sentences";
+  std::string items = "tgt tokens", items_key = "tgt_tokens_per_s";
+};
+
 struct UpdateStats {
-  int64_t epoch = 0, update = 0, sentences = 0;
-  double loss = 0;  // label-smoothed cross-entropy per target token
+  int64_t epoch = 0, update = 0, examples = 0;
+  double loss = 0;  // label-smoothed cross-entropy per item (target token, image)
   double learning_rate = 0, grad_norm = 0;
-  double target_tokens_per_s = 0, elapsed_s = 0;
+  double items_per_s = 0, elapsed_s = 0;
 };
 
 struct ValidStats {
   int64_t epoch = 0, update = 0;
-  double loss = 0, bleu = 0, chrf = 0;
+  double loss = 0;
+  // Scores by name, logged in this order ("BLEU", "chrF", "accuracy"); metrics.jsonl keys are
+  // the names in lower case.
+  std::vector<std::pair<std::string, double>> scores;
   bool best = false;
   int64_t stalled = 0;
 };
 
 class TrainLog {
  public:
-  explicit TrainLog(const std::string& model_dir);
+  explicit TrainLog(const std::string& model_dir, LogUnits units = {});
   ~TrainLog();
   void update(const UpdateStats& s);
   void validation(const ValidStats& s);
@@ -35,6 +47,7 @@ class TrainLog {
  private:
   void line(const std::string& text);
   void json(const std::string& text);
+  LogUnits units_;
   std::FILE* metrics_;
   bool terminal_;
   bool bar_shown_ = false;

@@ -1,7 +1,5 @@
 #include "train/trainer.h"
 
-#include <chrono>
-#include <cmath>
 #include <filesystem>
 
 #include "data/batcher.h"
@@ -11,15 +9,13 @@
 #include "eval/metrics.h"
 #include "io/atomic_file.h"
 #include "tensor/threads.h"
-#include "train/checkpoint.h"
-#include "train/train_log.h"
+#include "train/loop.h"
 
 namespace qkv::train {
 
 namespace fs = std::filesystem;
 
 namespace {
-using Clock = std::chrono::steady_clock;
 
 data::ParallelCorpus read_all(const std::vector<std::string>& specs) {
   data::ParallelCorpus all;
@@ -116,8 +112,8 @@ ValidStats validate(const nn::Seq2Seq& model, const data::Tokenizer& tok, const 
   for (auto& nbest : translator.translate(v.sources)) hyps.push_back(nbest[0].text);
   ValidStats s;
   s.loss = tokens > 0 ? loss / tokens : 0;
-  s.bleu = corpus_bleu(hyps, {v.references}).score;
-  s.chrf = corpus_chrf(hyps, {v.references}).score;
+  s.scores = {{"BLEU", corpus_bleu(hyps, {v.references}).score},
+              {"chrF", corpus_chrf(hyps, {v.references}).score}};
   return s;
 }
 }  // namespace
@@ -137,23 +133,12 @@ int64_t train_seq2seq(const TrainConfig& cfg) {
   Rng init_rng(uint64_t(cfg.seed));
   model.init(init_rng);
   nn::ParamList params = model.params();
-  optim::Adam adam(params, {float(cfg.beta1), float(cfg.beta2), float(cfg.epsilon),
-                            cfg.optimizer == "adamw" ? float(cfg.weight_decay) : 0.f});
-  optim::Schedule schedule = optim::schedule_from_name(cfg.lr_schedule);
-
-  Progress progress;
-  progress.rng_seed = uint64_t(cfg.seed) * 0x9E3779B97F4A7C15ull + 1;
-  if (auto resumed = load_checkpoint(cfg.model_dir, params, adam)) {
-    progress = *resumed;
-    log.note("resume", "resuming from update " + std::to_string(progress.update) + " (epoch " +
-                           std::to_string(progress.epoch + 1) + ", batch " +
-                           std::to_string(progress.batch_in_epoch) + ")");
-  } else {
+  TrainingLoop loop(cfg, cfg.model_dir, params, log);
+  if (!loop.resumed())
     log.note("start", "new " + std::to_string(mc.encoder_layers) + "+" +
                           std::to_string(mc.decoder_layers) + "-layer model, d-model " +
                           std::to_string(mc.d_model) + ", " +
                           std::to_string(nn::count_params(params)) + " parameters");
-  }
   write_file_atomic(cfg.model_dir + "/train.yaml", [&] {
     TrainConfig copy = cfg;
     Options o;
@@ -167,28 +152,11 @@ int64_t train_seq2seq(const TrainConfig& cfg) {
   bo.seed = uint64_t(cfg.seed);
   data::Batcher batcher(tok.encode_all(corpus.src), tok.encode_all(corpus.tgt), bo);
   data::report_batcher("train", batcher);
-  batcher.seek({progress.epoch, progress.batch_in_epoch});
+  batcher.seek({loop.progress().epoch, loop.progress().batch_in_epoch});
   Validation valid = make_validation(cfg, tok);
+  nn::Context ctx = loop.context(mc.dropout);
 
-  Rng dropout_rng(progress.rng_seed, progress.rng_offset);
-  nn::Context ctx{true, mc.dropout, &dropout_rng, ops::AttentionImpl::automatic};
-  auto run_start = Clock::now();
-  double elapsed_before = progress.elapsed_s;
-  auto elapsed = [&] {
-    return elapsed_before + std::chrono::duration<double>(Clock::now() - run_start).count();
-  };
-  double disp_loss = 0, disp_tokens = 0, disp_norm = 0;
-  auto disp_start = Clock::now();
-  int64_t disp_updates = 0;
-  bool stop = false;
-
-  auto checkpoint = [&] {
-    progress.rng_offset = dropout_rng.offset();
-    progress.elapsed_s = elapsed();
-    save_checkpoint(cfg.model_dir, params, adam, progress);
-  };
-
-  while (!stop) {
+  while (!loop.stopping()) {
     // One update: batches until update-tokens target tokens (at least one batch).
     int64_t tokens = 0, sentences = 0;
     double loss_sum = 0;
@@ -205,69 +173,15 @@ int64_t train_seq2seq(const TrainConfig& cfg) {
       tokens += b.n_tgt_tokens;
       sentences += b.size();
     } while (tokens < cfg.update_tokens);
-
-    double scale = 1.0 / double(tokens);
-    double norm = optim::grad_norm(params) * scale;
-    if (!std::isfinite(loss_sum) || !std::isfinite(norm)) {
-      log.note("skip", "update " + std::to_string(progress.update + 1) +
-                           " skipped: the loss or gradient is not finite");
-      optim::zero_grads(params);
-    } else {
-      if (cfg.clip_norm > 0 && norm > cfg.clip_norm) scale *= cfg.clip_norm / norm;
-      float lr = optim::learning_rate(schedule, float(cfg.learning_rate), progress.update + 1,
-                                      cfg.warmup_steps, cfg.max_updates);
-      adam.step(lr, float(scale));
-      optim::zero_grads(params);
-      ++progress.update;
-      disp_loss += loss_sum, disp_tokens += double(tokens), disp_norm += norm, ++disp_updates;
-    }
-    progress.sentences += sentences;
-    progress.target_tokens += tokens;
     data::BatchPosition pos = batcher.position();
-    progress.epoch = pos.epoch, progress.batch_in_epoch = pos.batch;
-    log.progress(progress.update % cfg.disp_freq, cfg.disp_freq, progress.update);
-
-    if (progress.update % cfg.disp_freq == 0 && disp_updates > 0) {
-      double secs = std::chrono::duration<double>(Clock::now() - disp_start).count();
-      log.update({progress.epoch + 1, progress.update, progress.sentences, disp_loss / disp_tokens,
-                  optim::learning_rate(schedule, float(cfg.learning_rate), progress.update,
-                                       cfg.warmup_steps, cfg.max_updates),
-                  disp_norm / double(disp_updates), disp_tokens / secs, elapsed()});
-      disp_loss = disp_tokens = disp_norm = 0, disp_updates = 0;
-      disp_start = Clock::now();
-    }
-    bool out_of_time =
-        cfg.max_time > 0 &&
-        std::chrono::duration<double>(Clock::now() - run_start).count() >= cfg.max_time * 60.0;
-    stop = (cfg.max_updates > 0 && progress.update >= cfg.max_updates) ||
-           (cfg.max_epochs > 0 && progress.epoch >= cfg.max_epochs) || out_of_time;
-    bool validate_now = !valid.sources.empty() && (progress.update % cfg.valid_freq == 0 || stop) &&
-                        disp_updates == 0;
-    if (validate_now) {
+    loop.update(loss_sum, tokens, sentences, {pos.epoch, pos.batch});
+    if (!valid.sources.empty() && loop.validation_due()) {
       ValidStats s = validate(model, tok, valid, cfg);
-      s.epoch = progress.epoch + 1, s.update = progress.update;
-      s.best = s.bleu > progress.best_bleu;
-      if (s.best) {
-        progress.best_bleu = s.bleu;
-        progress.validations_without_improvement = 0;
-        save_best(cfg.model_dir, params, progress);
-      } else {
-        ++progress.validations_without_improvement;
-      }
-      s.stalled = progress.validations_without_improvement;
-      log.validation(s);
-      if (cfg.early_stopping > 0 &&
-          progress.validations_without_improvement >= cfg.early_stopping) {
-        log.note("stop", "early stopping: no better BLEU in " + std::to_string(cfg.early_stopping) +
-                             " validations");
-        stop = true;
-      }
+      loop.validated(s, s.scores[0].second, "BLEU");
     }
-    if (progress.update % cfg.save_freq == 0 || stop) checkpoint();
+    loop.checkpoint_if_due();
   }
-  log.note("done", "training finished at update " + std::to_string(progress.update) + " after " +
-                       std::to_string(int64_t(elapsed())) + " s");
-  return progress.update;
+  return loop.finish();
 }
 
 }  // namespace qkv::train

@@ -1,5 +1,6 @@
 #include <omp.h>
 
+#include <algorithm>
 #include <vector>
 
 #include "ops/cpu/kernels.h"
@@ -63,6 +64,20 @@ void reduce_add(const float* src, const int64_t* shape, int rank, float* dst,
       if (++idx[d] < shape[d]) break;
       off -= stride_dst[d] * shape[d];
       idx[d] = 0;
+    }
+  }
+}
+
+void reduce_rows_add(const float* src, int64_t rows, int64_t n, float* dst) {
+  // Threads take column blocks; each element still sums its rows in order.
+  constexpr int64_t kBlock = 256;
+#pragma omp parallel for schedule(static) if (rows * n > kParallelMin && n > kBlock)
+  for (int64_t j0 = 0; j0 < n; j0 += kBlock) {
+    int64_t j1 = std::min(n, j0 + kBlock);
+    for (int64_t r = 0; r < rows; ++r) {
+      const float* row = src + r * n;
+#pragma omp simd
+      for (int64_t j = j0; j < j1; ++j) dst[j] += row[j];
     }
   }
 }

@@ -26,6 +26,8 @@ void binary(Binary op, const float* a, const int64_t* stride_a, const float* b,
 // dst[id] += src[i] for every index i of src's shape, with dst strides (0 = summed axis).
 void reduce_add(const float* src, const int64_t* shape, int rank, float* dst,
                 const int64_t* stride_dst);
+// dst[j] += sum over r of src[r * n + j], rows added in order r = 0, 1, ... (a bias gradient).
+void reduce_rows_add(const float* src, int64_t rows, int64_t n, float* dst);
 // dst[id] += src[i] * other[io] (the mul backward).
 void reduce_mul_add(const float* src, const float* other, const int64_t* stride_other,
                     const int64_t* shape, int rank, float* dst, const int64_t* stride_dst);

@@ -1,0 +1,61 @@
+// Classifying image sets with a ViT, and what a person reads from the result: accuracy,
+// per-class accuracy, a confusion matrix (as text and as an SVG picture), and the training
+// curves of a model directory's metrics.jsonl (SVG).
+#pragma once
+#include <memory>
+#include <string>
+#include <vector>
+
+#include "data/image_set.h"
+#include "nn/vit.h"
+
+namespace qkv::eval {
+
+struct ImagePredictions {
+  Tensor probabilities;            // f32 [N, classes]
+  std::vector<int32_t> predicted;  // [N], the most probable class
+  double loss = 0;                 // mean cross-entropy against the set's labels
+};
+
+// Runs `model` (inference, no dropout) over `set` in batches, normalised with the model's
+// mean and std. The set's images must have the model's shape.
+ImagePredictions predict_images(const nn::ViT& model, const data::ImageSet& set,
+                                int64_t batch_size = 256);
+
+struct ClassificationReport {
+  std::vector<std::string> classes;
+  std::vector<int64_t> confusion;  // [true class][predicted class], row-major
+  int64_t total = 0, correct = 0;
+
+  double accuracy() const;  // percent
+  // Percent of each class's images classified correctly (NaN for a class with none).
+  std::vector<double> per_class_accuracy() const;
+  // Accuracy, a per-class table and the confusion matrix, as plain text.
+  std::string format() const;
+};
+ClassificationReport classification_report(const std::vector<int32_t>& labels,
+                                           const std::vector<int32_t>& predicted,
+                                           const std::vector<std::string>& classes);
+
+// The confusion matrix as an SVG heat map (rows: true class, columns: predicted).
+std::string confusion_svg(const ClassificationReport& report);
+// Loss per update, and validation loss and scores, from metrics.jsonl as an SVG line chart.
+// A missing file or one without update lines is an error naming it.
+std::string training_curves_svg(const std::string& metrics_jsonl);
+
+// A trained ViT from a model directory (config.yaml + model.best.safetensors when
+// checkpoint is "best" and it exists, else model.safetensors).
+std::unique_ptr<nn::ViT> load_vit_dir(const std::string& model_dir,
+                                      const std::string& checkpoint = "best");
+// True when model_dir's config.yaml says model-type: vit.
+bool is_vit_dir(const std::string& model_dir);
+
+// `qkv eval` on images: classifies the test set `test_spec` (see data/image_set.h), prints
+// the report, and writes confusion.svg and (when the model directory has metrics.jsonl)
+// training_curves.svg into report_dir (created; empty: the model directory). Returns the report.
+ClassificationReport evaluate_image_model(const std::string& model_dir,
+                                          const std::string& checkpoint,
+                                          const std::string& test_spec,
+                                          const std::string& report_dir, int64_t batch_size);
+
+}  // namespace qkv::eval

@@ -1,0 +1,74 @@
+// Vision Transformer (Dosovitskiy et al. 2020): an image cut into P x P patches, each patch
+// flattened in (channel, row, column) order and projected to d_model, a learned class token in
+// front, learned 1-D position embeddings, pre-norm encoder layers with GELU MLPs, a final
+// LayerNorm and a linear classifier on the class token.
+//
+// Parameter names are Hugging Face's ViTForImageClassification ones (vit.embeddings.cls_token,
+// vit.encoder.layer.0.attention.attention.query.weight, vit.layernorm, classifier, ...). The
+// patch projection is stored as HF's Conv2d weight [d, C, P, P]; a Linear over flattened
+// patches with that weight reshaped to [d, C*P*P] computes the same. The encoder layers are
+// nn::EncoderLayer; their names are mapped to HF's by one rename table (vit.cpp).
+#pragma once
+#include <string>
+#include <vector>
+
+#include "nn/transformer.h"
+
+namespace qkv::nn {
+
+struct ViTConfig {
+  int64_t channels = 1, image_size = 28, patch_size = 4;
+  int64_t d_model = 64, heads = 4, d_ff = 128, layers = 6;
+  std::vector<std::string> classes;  // class names; the classifier has one output per class
+  float dropout = 0.f;
+  float layer_norm_eps = 1e-6f;
+  // Input normalisation (x / 255 - mean) / std per channel, chosen on the training data.
+  std::vector<float> mean{0.5f}, stddev{0.5f};
+
+  int64_t patches() const { return (image_size / patch_size) * (image_size / patch_size); }
+  int64_t num_classes() const { return int64_t(classes.size()); }
+  LayerShape layer_shape() const;
+  // Throws std::invalid_argument naming the first inconsistent field (prefixed with `where`).
+  void check(const std::string& where) const;
+
+  // "vit-fashion" (28 x 28 x 1, patch 4, d-model 64, 6 layers of 4 heads, MLP 128: 206k
+  // parameters, about 15 minutes of training on two CPU cores) or "vit-b16" (ViT-Base/16,
+  // 224 x 224 x 3); unknown names are an error listing these.
+  static ViTConfig preset(const std::string& name);
+  // config.yaml of a model directory (model-type: vit).
+  void save(const std::string& path) const;
+  static ViTConfig load(const std::string& path);
+};
+
+// images f32 [B, C, H, W] -> patches [B, (H/P)*(W/P), C*P*P], row-major over the patch grid,
+// each patch in (channel, row, column) order (the order of a Conv2d weight [d, C, P, P]).
+Tensor patchify(const Tensor& images, int64_t patch);
+
+class ViT {
+ public:
+  explicit ViT(const ViTConfig& config);
+  const ViTConfig& config() const { return config_; }
+  void init(Rng& rng);
+  ParamList params() const;
+
+  // images f32 [B, C, H, W], normalised -> class-token features after the final LayerNorm [B, d].
+  Var features(const Tensor& images, const Context& ctx) const;
+  // images -> logits [B, classes].
+  Var forward(const Tensor& images, const Context& ctx) const;
+
+ private:
+  ViTConfig config_;
+  Var patch_weight_;  // [d, C, P, P]
+  Var patch_bias_;    // [d]
+  Var cls_token_;     // [1, 1, d]
+  Var positions_;     // [1, N + 1, d]
+  std::vector<EncoderLayer> layers_;
+  LayerNorm final_norm_;
+  Linear classifier_;
+};
+
+// The Hugging Face name of an EncoderLayer parameter ("self_attn.q_proj.weight" ->
+// "attention.attention.query.weight").
+std::string hf_vit_layer_name(const std::string& encoder_layer_name);
+
+}  // namespace qkv::nn

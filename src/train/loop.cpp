@@ -1,0 +1,173 @@
+#include "train/loop.h"
+
+#include <cmath>
+#include <stdexcept>
+
+namespace qkv::train {
+
+using Clock = std::chrono::steady_clock;
+
+void LoopConfig::bind_loop(Options& o) {
+  o.add("max-updates", max_updates, "stop after this many updates (0: no limit)");
+  o.add("max-epochs", max_epochs, "stop after this many epochs (0: no limit)");
+  o.add("max-time", max_time,
+        "stop this run after this many minutes (0: no limit); a cosine schedule then decays "
+        "to the updates expected in that time");
+  o.add("early-stopping", early_stopping,
+        "stop after this many validations without a better score (0: never)");
+  o.add("optimizer", optimizer, "adam or adamw");
+  o.add("lr-schedule", lr_schedule, "inverse-sqrt, cosine or constant (all with warm-up)");
+  o.add("learning-rate", learning_rate, "peak learning rate, reached after warmup-steps");
+  o.add("warmup-steps", warmup_steps, "updates of linear warm-up");
+  o.add("weight-decay", weight_decay, "decoupled weight decay (adamw)");
+  o.add("clip-norm", clip_norm, "clip the global gradient norm to this (0: off)");
+  o.add("beta1", beta1, "Adam beta1");
+  o.add("beta2", beta2, "Adam beta2");
+  o.add("epsilon", epsilon, "Adam epsilon");
+  o.add("label-smoothing", label_smoothing, "label smoothing of the cross-entropy");
+  o.add("dropout", dropout, "dropout on embeddings, sub-layer outputs and the FFN");
+  o.add("disp-freq", disp_freq, "log a line every this many updates");
+  o.add("valid-freq", valid_freq, "validate every this many updates");
+  o.add("save-freq", save_freq, "write a checkpoint every this many updates");
+  o.add("seed", seed, "seed of initialisation, batching, augmentation and dropout");
+  o.add("threads", threads, "CPU threads for OpenMP and BLAS (0: all cores)");
+  o.add("device", device, "cpu or cuda");
+}
+
+void LoopConfig::validate_loop() const {
+  auto need = [](bool ok, const std::string& what) {
+    if (!ok) throw std::invalid_argument(what);
+  };
+  need(learning_rate > 0, "learning-rate must be positive");
+  need(label_smoothing >= 0 && label_smoothing < 1, "label-smoothing must be in [0, 1)");
+  need(dropout >= 0 && dropout < 1, "dropout must be in [0, 1)");
+  need(optimizer == "adam" || optimizer == "adamw", "optimizer must be adam or adamw");
+  optim::schedule_from_name(lr_schedule);
+  need(device == "cpu" || device == "cuda", "device must be cpu or cuda");
+  need(disp_freq > 0 && valid_freq > 0 && save_freq > 0,
+       "disp-freq, valid-freq and save-freq must be positive");
+}
+
+TrainingLoop::TrainingLoop(const LoopConfig& config, const std::string& model_dir,
+                           const nn::ParamList& params, TrainLog& log)
+    : config_(config),
+      model_dir_(model_dir),
+      params_(params),
+      log_(log),
+      adam_(params, {float(config.beta1), float(config.beta2), float(config.epsilon),
+                     config.optimizer == "adamw" ? float(config.weight_decay) : 0.f}),
+      schedule_(optim::schedule_from_name(config.lr_schedule)) {
+  progress_.rng_seed = uint64_t(config.seed) * 0x9E3779B97F4A7C15ull + 1;
+  if (auto resumed = load_checkpoint(model_dir, params, adam_)) {
+    progress_ = *resumed;
+    resumed_ = true;
+    log.note("resume", "resuming from update " + std::to_string(progress_.update) + " (epoch " +
+                           std::to_string(progress_.epoch + 1) + ", batch " +
+                           std::to_string(progress_.batch_in_epoch) + ")");
+  }
+  last_validation_ = last_save_ = progress_.update;  // done already, or nothing to do yet
+  dropout_rng_.set_state(progress_.rng_seed, progress_.rng_offset);
+  elapsed_before_ = progress_.elapsed_s;
+  run_first_update_ = progress_.update;
+  run_start_ = disp_start_ = Clock::now();
+}
+
+nn::Context TrainingLoop::context(float dropout) {
+  return {true, dropout, &dropout_rng_, ops::AttentionImpl::automatic};
+}
+
+double TrainingLoop::run_seconds() const {
+  return std::chrono::duration<double>(Clock::now() - run_start_).count();
+}
+
+double TrainingLoop::elapsed() const {
+  return elapsed_before_ + run_seconds();
+}
+
+int64_t TrainingLoop::schedule_length() const {
+  int64_t done = progress_.update - run_first_update_;
+  if (config_.max_time <= 0 || done < 1) return config_.max_updates;
+  double seconds_per_update = run_seconds() / double(done);
+  double left = std::max(0.0, config_.max_time * 60.0 - run_seconds());
+  int64_t expected = progress_.update + int64_t(left / seconds_per_update);
+  return config_.max_updates > 0 ? std::min(config_.max_updates, expected) : expected;
+}
+
+void TrainingLoop::update(double loss_sum, int64_t count, int64_t examples,
+                          const DataPosition& position) {
+  double scale = 1.0 / double(std::max<int64_t>(count, 1));
+  double norm = optim::grad_norm(params_) * scale;
+  if (!std::isfinite(loss_sum) || !std::isfinite(norm)) {
+    log_.note("skip", "update " + std::to_string(progress_.update + 1) +
+                          " skipped: the loss or gradient is not finite");
+  } else {
+    if (config_.clip_norm > 0 && norm > config_.clip_norm) scale *= config_.clip_norm / norm;
+    float lr = optim::learning_rate(schedule_, float(config_.learning_rate), progress_.update + 1,
+                                    config_.warmup_steps, schedule_length());
+    adam_.step(lr, float(scale));
+    ++progress_.update;
+    disp_loss_ += loss_sum, disp_count_ += double(count), disp_norm_ += norm, ++disp_updates_;
+  }
+  optim::zero_grads(params_);
+  progress_.sentences += examples;
+  progress_.target_tokens += count;
+  progress_.epoch = position.epoch, progress_.batch_in_epoch = position.batch_in_epoch;
+  log_.progress(progress_.update % config_.disp_freq, config_.disp_freq, progress_.update);
+
+  if (progress_.update % config_.disp_freq == 0 && disp_updates_ > 0) {
+    double secs = std::chrono::duration<double>(Clock::now() - disp_start_).count();
+    log_.update({progress_.epoch + 1, progress_.update, progress_.sentences,
+                 disp_loss_ / disp_count_,
+                 optim::learning_rate(schedule_, float(config_.learning_rate), progress_.update,
+                                      config_.warmup_steps, schedule_length()),
+                 disp_norm_ / double(disp_updates_), disp_count_ / secs, elapsed()});
+    disp_loss_ = disp_count_ = disp_norm_ = 0, disp_updates_ = 0;
+    disp_start_ = Clock::now();
+  }
+  bool out_of_time = config_.max_time > 0 && run_seconds() >= config_.max_time * 60.0;
+  stop_ = (config_.max_updates > 0 && progress_.update >= config_.max_updates) ||
+          (config_.max_epochs > 0 && progress_.epoch >= config_.max_epochs) || out_of_time;
+}
+
+bool TrainingLoop::validation_due() const {
+  return (progress_.update % config_.valid_freq == 0 || stop_) &&
+         progress_.update != last_validation_;
+}
+
+void TrainingLoop::validated(ValidStats& s, double score, const std::string& score_name) {
+  last_validation_ = progress_.update;
+  s.epoch = progress_.epoch + 1, s.update = progress_.update;
+  s.best = score > progress_.best_score;
+  if (s.best) {
+    progress_.best_score = score;
+    progress_.validations_without_improvement = 0;
+    save_best(model_dir_, params_, progress_);
+  } else {
+    ++progress_.validations_without_improvement;
+  }
+  s.stalled = progress_.validations_without_improvement;
+  log_.validation(s);
+  if (config_.early_stopping > 0 &&
+      progress_.validations_without_improvement >= config_.early_stopping) {
+    log_.note("stop", "early stopping: no better " + score_name + " in " +
+                          std::to_string(config_.early_stopping) + " validations");
+    stop_ = true;
+  }
+}
+
+void TrainingLoop::checkpoint_if_due() {
+  if (!(progress_.update % config_.save_freq == 0 || stop_) || progress_.update == last_save_)
+    return;
+  last_save_ = progress_.update;
+  progress_.rng_offset = dropout_rng_.offset();
+  progress_.elapsed_s = elapsed();
+  save_checkpoint(model_dir_, params_, adam_, progress_);
+}
+
+int64_t TrainingLoop::finish() {
+  log_.note("done", "training finished at update " + std::to_string(progress_.update) + " after " +
+                        std::to_string(int64_t(elapsed())) + " s");
+  return progress_.update;
+}
+
+}  // namespace qkv::train

@@ -1,0 +1,110 @@
+// What every qkv training run shares, whatever its model and data:
+//   - the options of optimisation, stopping and reporting (LoopConfig; each trainer's config
+//     derives from it, so the keys are the same for every model),
+//   - the optimizer (Adam/AdamW) and learning-rate schedule,
+//   - resuming from the model directory's newest checkpoint,
+//   - one update from the gradients of one or more backward passes: normalisation, clipping,
+//     skipping an update whose loss or gradient is not finite,
+//   - the log line every disp-freq updates, validation bookkeeping (model.best.safetensors,
+//     early stopping) and checkpoints every save-freq updates.
+// A trainer reads its data, builds its model and runs:
+//   TrainingLoop loop(config, model_dir, params, log);
+//   while (!loop.stopping()) {
+//     ... forward + backward over a batch (or several) with loop.context(dropout) ...
+//     loop.update(loss_sum, count, examples, data_position);
+//     if (loop.validation_due()) loop.validated(stats, score);
+//     loop.checkpoint_if_due();
+//   }
+//   loop.finish();
+#pragma once
+#include <chrono>
+#include <string>
+
+#include "config/options.h"
+#include "nn/layers.h"
+#include "optim/optimizer.h"
+#include "train/checkpoint.h"
+#include "train/train_log.h"
+
+namespace qkv::train {
+
+struct LoopConfig {
+  // Stopping.
+  int64_t max_updates = 0, max_epochs = 0;
+  double max_time = 0;  // minutes; 0 = no limit
+  int64_t early_stopping = 10;
+  // Optimisation.
+  std::string optimizer = "adam", lr_schedule = "inverse-sqrt";
+  double learning_rate = 7e-4, weight_decay = 0, clip_norm = 1.0;
+  double beta1 = 0.9, beta2 = 0.98, epsilon = 1e-9;
+  int64_t warmup_steps = 4000;
+  float label_smoothing = 0.1f, dropout = 0.1f;
+  // Reporting.
+  int64_t disp_freq = 50, valid_freq = 500, save_freq = 500;
+  int64_t seed = 1, threads = 0;
+  std::string device = "cpu";
+
+  // Registers these options (kebab-case keys) on `options`.
+  void bind_loop(Options& options);
+  // Throws std::invalid_argument naming the first option with an impossible value.
+  void validate_loop() const;
+};
+
+// Where the training data stands after an update (the data reader's own counting).
+struct DataPosition {
+  int64_t epoch = 0;           // epochs completed
+  int64_t batch_in_epoch = 0;  // batches of the current epoch consumed
+};
+
+class TrainingLoop {
+ public:
+  // Resumes params, the optimizer and the progress from model_dir's newest checkpoint when
+  // there is one (logging a "resume" note).
+  TrainingLoop(const LoopConfig& config, const std::string& model_dir, const nn::ParamList& params,
+               TrainLog& log);
+  bool resumed() const { return resumed_; }
+  const Progress& progress() const { return progress_; }
+  // A training context with `dropout` and the run's dropout RNG (saved in checkpoints).
+  nn::Context context(float dropout);
+
+  // One update from the gradients accumulated since the last one: their sum over `count`
+  // items (target tokens, images) whose summed loss is loss_sum; `examples` sentences or
+  // images went in. Logs every disp-freq updates and decides whether to stop.
+  void update(double loss_sum, int64_t count, int64_t examples, const DataPosition& position);
+  // Every valid-freq updates and when stopping (once per update).
+  bool validation_due() const;
+  // Records a validation whose `score` is better when higher: fills s's epoch, update, best and
+  // stalled, logs it, keeps model.best.safetensors, stops early after early-stopping
+  // validations without a better score.
+  void validated(ValidStats& s, double score, const std::string& score_name);
+  // Every save-freq updates and when stopping (once per update).
+  void checkpoint_if_due();
+  bool stopping() const { return stop_; }
+  // Logs the end of the run; returns the number of updates done over all runs.
+  int64_t finish();
+
+ private:
+  double elapsed() const;  // training seconds over all runs
+  double run_seconds() const;
+  // The updates the schedule decays over (cosine): max-updates, or with max-time the updates
+  // expected by the end of this run at its pace so far, whichever is fewer.
+  int64_t schedule_length() const;
+
+  LoopConfig config_;
+  std::string model_dir_;
+  nn::ParamList params_;
+  TrainLog& log_;
+  optim::Adam adam_;
+  optim::Schedule schedule_;
+  Progress progress_;
+  Rng dropout_rng_;
+  bool resumed_ = false, stop_ = false;
+  std::chrono::steady_clock::time_point run_start_, disp_start_;
+  double elapsed_before_ = 0;
+  int64_t run_first_update_ = 0;
+  double disp_loss_ = 0, disp_count_ = 0, disp_norm_ = 0;
+  int64_t disp_updates_ = 0, disp_examples_ = 0;
+  int64_t last_validation_ = 0, last_save_ = 0;  // updates at which these were last done
+};
+
+}  // namespace qkv::train

@@ -1,0 +1,201 @@
+// ViT training end to end: a resumed run equals an unbroken one bit for bit; the built `qkv`
+// trains on an image folder (train-vit), classifies files (classify) and evaluates a labelled
+// folder (eval: accuracy, confusion matrix, SVG pictures); bad images give one-line errors.
+#include <gtest/gtest.h>
+#include <stb_image_write.h>
+#include <sys/wait.h>
+#include <zlib.h>
+
+#include <cstring>
+#include <filesystem>
+#include <fstream>
+#include <sstream>
+
+#include "data/image_set.h"
+#include "io/safetensors.h"
+#include "support/torch_ref.h"
+#include "train/vit_trainer.h"
+
+#ifndef QKV_BINARY
+#error "QKV_BINARY must name the built qkv executable"
+#endif
+
+namespace qkv::test {
+namespace {
+
+namespace fs = std::filesystem;
+
+std::string fresh_dir(const std::string& name) {
+  std::string dir = temp_path(name);
+  fs::remove_all(dir);
+  fs::create_directories(dir);
+  return dir;
+}
+
+void write_gzip(const std::string& path, const std::vector<uint8_t>& bytes) {
+  gzFile f = gzopen(path.c_str(), "wb");
+  gzwrite(f, bytes.data(), unsigned(bytes.size()));
+  gzclose(f);
+}
+
+std::vector<uint8_t> idx_header(uint8_t dims, const std::vector<uint32_t>& sizes) {
+  std::vector<uint8_t> h{0, 0, 8, dims};
+  for (uint32_t s : sizes)
+    h.insert(h.end(), {uint8_t(s >> 24), uint8_t(s >> 16), uint8_t(s >> 8), uint8_t(s)});
+  return h;
+}
+
+// The first n Fashion-MNIST test images as an idx: spec.
+std::string fashion_subset(int64_t n) {
+  std::string dir = temp_path("fashion_subset");
+  std::string spec = "idx:" + dir + "/images.gz," + dir + "/labels.gz";
+  if (fs::exists(dir + "/labels.gz")) return spec;
+  fs::create_directories(dir);
+  data::ImageSet all = data::open_image_set("fashion-mnist:test", {1, 28, 28});
+  std::vector<uint8_t> images = idx_header(3, {uint32_t(n), 28, 28});
+  images.insert(images.end(), all.pixels.data<uint8_t>(), all.pixels.data<uint8_t>() + n * 784);
+  std::vector<uint8_t> labels = idx_header(1, {uint32_t(n)});
+  for (int64_t i = 0; i < n; ++i) labels.push_back(uint8_t(all.labels[size_t(i)]));
+  write_gzip(dir + "/images.gz", images);
+  write_gzip(dir + "/labels.gz", labels);
+  return spec;
+}
+
+train::ViTTrainConfig tiny_training(const std::string& dir) {
+  train::ViTTrainConfig c;
+  c.model_dir = dir;
+  c.train_set = fashion_subset(400);
+  c.valid_split = 80;
+  c.patch_size = 7, c.d_model = 16, c.heads = 2, c.d_ff = 32, c.layers = 1;
+  c.batch_size = 32, c.warmup_steps = 5, c.learning_rate = 3e-3;
+  c.disp_freq = 5, c.valid_freq = 10, c.save_freq = 10, c.threads = 2;
+  return c;
+}
+
+TEST(TrainViT, ResumedRunEqualsUnbrokenRun) {
+  // A schedule that does not depend on max-updates (cosine decays to it), so both runs share it.
+  train::ViTTrainConfig straight = tiny_training(fresh_dir("vit_straight"));
+  straight.lr_schedule = "inverse-sqrt";
+  straight.max_updates = 24;
+  EXPECT_EQ(train::train_vit(straight), 24);
+
+  // Stopped at update 10 (in epoch 1 of 10 batches per epoch), then continued.
+  train::ViTTrainConfig broken = tiny_training(fresh_dir("vit_broken"));
+  broken.lr_schedule = "inverse-sqrt";
+  broken.max_updates = 10;
+  EXPECT_EQ(train::train_vit(broken), 10);
+  broken.max_updates = 24;
+  EXPECT_EQ(train::train_vit(broken), 24);
+
+  auto a = load_safetensors(straight.model_dir + "/model.safetensors");
+  auto b = load_safetensors(broken.model_dir + "/model.safetensors");
+  ASSERT_EQ(a.size(), b.size());
+  for (size_t i = 0; i < a.size(); ++i) {
+    ASSERT_EQ(a[i].first, b[i].first);
+    EXPECT_EQ(std::memcmp(a[i].second.raw(), b[i].second.raw(), a[i].second.nbytes()), 0)
+        << a[i].first << " differs after resuming";
+  }
+}
+
+TEST(TrainViT, ResumingWithOtherClassesIsAnError) {
+  train::ViTTrainConfig c = tiny_training(fresh_dir("vit_classes"));
+  c.max_updates = 2;
+  train::train_vit(c);
+  std::string yaml = c.model_dir + "/config.yaml", text;
+  {
+    std::ifstream in(yaml);
+    std::stringstream s;
+    s << in.rdbuf();
+    text = s.str();
+  }
+  size_t begin = text.find("classes: "), end = text.find('\n', begin);
+  text.replace(begin, end - begin, "classes: [a, b, c, d, e, f, g, h, i, j]");
+  std::ofstream(yaml) << text;
+  try {
+    train::train_vit(c);
+    ADD_FAILURE() << "no error";
+  } catch (const std::runtime_error& e) {
+    EXPECT_NE(std::string(e.what()).find("the model's classes differ"), std::string::npos)
+        << e.what();
+  }
+}
+
+struct QkvRun {
+  int exit_code;
+  std::string out, err;
+};
+
+QkvRun run_qkv(const std::string& args) {
+  std::string out = temp_path("qkv.stdout"), err = temp_path("qkv.stderr");
+  int status =
+      std::system((std::string(QKV_BINARY) + " " + args + " >" + out + " 2>" + err).c_str());
+  auto read = [](const std::string& p) {
+    std::ifstream f(p);
+    std::stringstream s;
+    s << f.rdbuf();
+    return s.str();
+  };
+  return {WIFEXITED(status) ? WEXITSTATUS(status) : -1, read(out), read(err)};
+}
+
+// ROOT/dark and ROOT/light: n RGB 20x20 PNGs each, dark ones in [0, 60), light in [190, 250).
+void write_dark_light_folder(const std::string& root, int n, int seed) {
+  for (const char* cls : {"dark", "light"}) {
+    fs::create_directories(root + "/" + cls);
+    for (int i = 0; i < n; ++i) {
+      std::vector<uint8_t> px(20 * 20 * 3);
+      for (size_t p = 0; p < px.size(); ++p)
+        px[p] = uint8_t((std::strcmp(cls, "dark") == 0 ? 0 : 190) +
+                        (p * 37 + size_t(i * 11 + seed)) % 60);
+      std::string path = root + "/" + cls + "/" + std::to_string(i) + ".png";
+      ASSERT_TRUE(stbi_write_png(path.c_str(), 20, 20, 3, px.data(), 60));
+    }
+  }
+}
+
+TEST(TrainViT, CommandLineTrainsClassifiesAndEvaluatesAnImageFolder) {
+  std::string root = fresh_dir("vit_cli");
+  write_dark_light_folder(root + "/train", 24, 0);
+  write_dark_light_folder(root + "/test", 6, 5);
+  std::string model = root + "/model";
+  QkvRun train = run_qkv(
+      "train-vit --model-dir " + model + " --train-set " + root + "/train --valid-split 8" +
+      " --channels 3 --image-size 16 --patch-size 4 --d-model 16 --heads 2 --d-ff 32 --layers 1" +
+      " --batch-size 8 --max-updates 30 --warmup-steps 3 --learning-rate 0.003 --valid-freq 10" +
+      " --disp-freq 10 --threads 2");
+  ASSERT_EQ(train.exit_code, 0) << train.err;
+  EXPECT_NE(train.err.find("Img. "), std::string::npos) << train.err;
+  EXPECT_NE(train.err.find("images/s"), std::string::npos) << train.err;
+
+  QkvRun classify = run_qkv("classify --model-dir " + model + " -k 2 " + root +
+                            "/test/dark/0.png " + root + "/test/light/3.png");
+  ASSERT_EQ(classify.exit_code, 0) << classify.err;
+  std::istringstream lines(classify.out);
+  std::vector<std::string> l;
+  for (std::string s; std::getline(lines, s);) l.push_back(s);
+  ASSERT_EQ(l.size(), 6u) << classify.out;
+  EXPECT_EQ(l[0], root + "/test/dark/0.png");
+  EXPECT_NE(l[1].find("%  dark"), std::string::npos) << classify.out;
+  EXPECT_NE(l[4].find("%  light"), std::string::npos) << classify.out;
+
+  QkvRun eval = run_qkv("eval --model-dir " + model + " --test " + root + "/test --report-dir " +
+                        root + "/report");
+  ASSERT_EQ(eval.exit_code, 0) << eval.err;
+  EXPECT_NE(eval.out.find("accuracy 100.00% (12 of 12 images)"), std::string::npos) << eval.out;
+  for (const char* svg : {"/report/confusion.svg", "/report/training_curves.svg"}) {
+    std::ifstream f(root + svg);
+    std::string first;
+    std::getline(f, first);
+    EXPECT_TRUE(first.starts_with("<svg ")) << svg;
+  }
+
+  std::ofstream(root + "/not_an_image.png") << "text";
+  QkvRun bad = run_qkv("classify --model-dir " + model + " " + root + "/not_an_image.png");
+  EXPECT_EQ(bad.exit_code, 1);
+  EXPECT_EQ(bad.err.find("qkv: " + root + "/not_an_image.png: not a readable image"), 0u)
+      << bad.err;
+  EXPECT_EQ(bad.out, "");
+}
+
+}  // namespace
+}  // namespace qkv::test

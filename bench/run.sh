@@ -7,8 +7,8 @@
 #   translate  greedy and beam-5 target tokens/s, batch 32 and 1, qkv (KV cache) and the
 #              PyTorch loop without a cache, on the same weights and inputs
 #   attention  tiled vs naive attention at length 512, 2048, 8192: time and peak memory
-# and prints the table (bench/report.py). Results: bench/results/latest.json (or --json), and a
-# summary line appended to bench/results/history.jsonl.
+# and prints the table (bench/report.py). Results: bench/results/latest.json, and a
+# summary line appended to bench/results/history.jsonl (with --json PATH: only PATH).
 #
 #   bench/run.sh [--threads N] [--json PATH] [--only gemm,train,translate,attention]
 #                [--presets tiny,small] [--quick] [--build-dir DIR]

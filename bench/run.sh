@@ -7,8 +7,8 @@
 #   translate  greedy and beam-5 target tokens/s, batch 32 and 1, qkv (KV cache) and the
 #              PyTorch loop without a cache, on the same weights and inputs
 #   attention  tiled vs naive attention at length 512, 2048, 8192: time and peak memory
-# and prints the table (bench/report.py). Results: bench/results/latest.json (or --json), and a
-# summary line appended to bench/results/history.jsonl.
+# and prints the table (bench/report.py). Results: bench/results/latest.json, and a
+# summary line appended to bench/results/history.jsonl (with --json PATH: only PATH).
 #
 #   bench/run.sh [--threads N] [--json PATH] [--only gemm,train,translate,attention]
 #                [--presets tiny,small] [--quick] [--build-dir DIR]
@@ -46,6 +46,11 @@ else
   cmake --build "$build_dir" --target qkv_bench
 fi
 qkv_bench="$build_dir/bench/qkv_bench"
+# Idle OpenMP threads sleep instead of spinning, for both sides. On CPUs shared with other
+# processes, spinning threads wait for a descheduled partner at every parallel region: qkv's
+# 2-thread training ran 4x and its decoding 25x slower that way (PyTorch's training 5x), which
+# measures the neighbours, not the code. Set OMP_WAIT_POLICY=active to measure spinning.
+export OMP_WAIT_POLICY=${OMP_WAIT_POLICY:-passive}
 python=/usr/bin/python3  # Debian's python3-torch
 raw=$(mktemp -d)
 trap 'rm -rf "$raw"' EXIT

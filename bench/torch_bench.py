@@ -32,17 +32,31 @@ def log(msg):
 
 def time_runs(fn, warmup, runs, budget_s, min_runs):
     """Seconds of each timed run after `warmup` untimed ones; no more runs once budget_s seconds
-    were spent (but at least min_runs)."""
+    were spent (but at least min_runs). A square sgemm is timed right after each run (outside
+    its time): the GEMM rate under the same machine load."""
     for _ in range(warmup):
         fn()
-    out = []
+    out, sgemm = [], []
     for i in range(runs):
         if i >= min_runs and sum(out) >= budget_s:
             break
         start = time.perf_counter()
         fn()
         out.append(time.perf_counter() - start)
-    return {"median_s": statistics.median(out), "min_s": min(out), "runs_s": out}
+        sgemm.append(square_mm_gflops())
+    return {"median_s": statistics.median(out), "min_s": min(out), "runs_s": out,
+            "sgemm_gflops_after_runs": sgemm}
+
+
+def square_mm_gflops(n=1024, reps=3):
+    """Best rate of `reps` n^3 products through torch.mm (Debian's torch calls the same OpenBLAS)."""
+    x, y = torch.full((n, n), 0.5), torch.full((n, n), 0.25)
+    best = 0.0
+    for _ in range(reps):
+        start = time.perf_counter()
+        torch.mm(x, y)
+        best = max(best, 2 * n ** 3 / (time.perf_counter() - start) / 1e9)
+    return best
 
 
 def bench_train(a):

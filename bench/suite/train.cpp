@@ -55,7 +55,6 @@ Json bench_train(const TrainArgs& args) {
   nn::Context ctx{true, c.dropout, &dropout_rng, attention_impl(args.attention)};
   const float lr = 1e-4f, clip_norm = 1.f, smoothing = 0.1f;
   std::vector<float> losses;
-  std::vector<double> sgemm_beside;  // GFLOP/s of a square sgemm right after each timed step
   Phases phases;
   auto step = [&] {
     auto t0 = Clock::now();
@@ -85,21 +84,12 @@ Json bench_train(const TrainArgs& args) {
   phases = {};
   alloc.reset_peak();
   size_t system_before = alloc.stats().system_allocations;
-  Timing t = time_runs(
-      [&] {
-        step();
-        sgemm_beside.push_back(square_sgemm_gflops());  // after the step, so not in its time
-      },
-      {0, args.steps, 3, args.budget_s});
+  Timing t = time_runs(step, {0, args.steps, 3, args.budget_s, true});
   AllocatorStats stats = alloc.stats();
-  // time_runs timed step + sgemm together; the step alone is the sum of its phases.
-  t.seconds.clear();
-  std::vector<double> shares;
   StepFlops flops = training_flops(c, s);
-  for (size_t i = 0; i < phases.forward.size(); ++i) {
-    t.seconds.push_back(phases.forward[i] + phases.backward[i] + phases.update[i]);
-    shares.push_back(flops.training() / t.seconds.back() / 1e9 / sgemm_beside[i]);
-  }
+  std::vector<double> shares;  // model FLOP rate / sgemm rate right after the step
+  for (size_t i = 0; i < t.seconds.size(); ++i)
+    shares.push_back(flops.training() / t.seconds[i] / 1e9 / t.sgemm_gflops[i]);
 
   auto median_of = [](const std::vector<double>& v) { return Timing{v}.median(); };
   double tokens_per_s = double(s.target_tokens()) / t.median();
@@ -128,8 +118,7 @@ Json bench_train(const TrainArgs& args) {
             {"update", median_of(phases.update)}}},
           {"flops", flops.to_json()},
           {"model_gflops_per_s", flops.training() / t.median() / 1e9},
-          {"sgemm_gflops_beside_steps", sgemm_beside},
-          {"gemm_peak_share_beside_steps", Timing{shares}.median()},
+          {"gemm_peak_share", Timing{shares}.median()},
           {"losses", losses},
           {"system_allocations_in_timed_steps", stats.system_allocations - system_before},
           {"peak_bytes_in_use", stats.peak_bytes_in_use}};

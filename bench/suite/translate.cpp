@@ -69,7 +69,7 @@ Json bench_translate(const TranslateArgs& args) {
       decode::search(model, src, src_lengths, warm);
       std::vector<std::vector<decode::Hypothesis>> hyps;
       Timing t = time_runs([&] { hyps = decode::search(model, src, src_lengths, o); },
-                           {0, args.runs, 1, args.budget_s});
+                           {0, args.runs, 1, args.budget_s, true});
       double tokens_per_s = double(batch * args.tgt_len) / t.median();
       std::string name =
           (beam == 1 ? "greedy" : "beam" + std::to_string(beam)) + "_b" + std::to_string(batch);

@@ -25,7 +25,9 @@ double Timing::min() const {
 }
 
 Json Timing::to_json() const {
-  return {{"median_s", median()}, {"min_s", min()}, {"runs_s", seconds}};
+  Json j = {{"median_s", median()}, {"min_s", min()}, {"runs_s", seconds}};
+  if (!sgemm_gflops.empty()) j["sgemm_gflops_after_runs"] = sgemm_gflops;
+  return j;
 }
 
 Timing time_runs(const std::function<void()>& fn, const TimingPlan& plan) {
@@ -40,6 +42,7 @@ Timing time_runs(const std::function<void()>& fn, const TimingPlan& plan) {
     double s = std::chrono::duration<double>(Clock::now() - start).count();
     t.seconds.push_back(s);
     spent += s;
+    if (plan.sgemm_after) t.sgemm_gflops.push_back(square_sgemm_gflops());
   }
   return t;
 }

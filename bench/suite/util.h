@@ -15,17 +15,21 @@ using Json = nlohmann::json;
 
 // Seconds of each timed run of `fn`, after `warmup` untimed runs. Stops after `runs` timed runs,
 // or earlier once `budget_s` seconds were spent on timed runs (but never before `min_runs`).
+// With sgemm_after, a square sgemm is timed right after each run (outside its time): the GEMM
+// rate under the same machine load, to compare the run's FLOP rate with.
 struct Timing {
   std::vector<double> seconds;
+  std::vector<double> sgemm_gflops;  // one per run, with sgemm_after
   double median() const;
   double min() const;
-  Json to_json() const;  // {"median_s", "min_s", "runs_s": [...]}
+  Json to_json() const;  // {"median_s", "min_s", "runs_s": [...], "sgemm_gflops_after_runs": [...]}
 };
 struct TimingPlan {
   int warmup = 1;
   int runs = 5;
   int min_runs = 2;
   double budget_s = 1e9;
+  bool sgemm_after = false;
 };
 Timing time_runs(const std::function<void()>& fn, const TimingPlan& plan);
 
@@ -51,9 +55,8 @@ struct StepFlops {
 };
 StepFlops training_flops(const nn::Seq2SeqConfig& c, const StepShape& s);
 
-// The best rate of `reps` OpenBLAS sgemm calls of n x n x n, in GFLOP/s. Cheap enough to run
-// beside each timed training step, so that the share of the GEMM peak compares rates measured
-// under the same machine load. Uses its own buffers (not qkv's allocator).
+// The best rate of `reps` OpenBLAS sgemm calls of n x n x n, in GFLOP/s (about 0.1 s). Uses its
+// own buffers, not qkv's allocator.
 double square_sgemm_gflops(int n = 1024, int reps = 3);
 
 nn::Seq2SeqConfig bench_config(const std::string& preset, int64_t vocab);

@@ -6,11 +6,11 @@ namespace qkv::ops {
 
 namespace {
 void check_same(const char* op, const Tensor& dy, const Tensor& x, const Tensor& dx) {
-  require(dy.shape() == x.shape() && dx.shape() == x.shape() && dy.dtype() == DType::f32 &&
-              dx.dtype() == DType::f32,
-          op,
-          "dy " + shape_str(dy.shape()) + " and dx " + shape_str(dx.shape()) +
-              " must be F32 of the input's shape " + shape_str(x.shape()));
+  QKV_REQUIRE(dy.shape() == x.shape() && dx.shape() == x.shape() && dy.dtype() == DType::f32 &&
+                  dx.dtype() == DType::f32,
+              op,
+              "dy " + shape_str(dy.shape()) + " and dx " + shape_str(dx.shape()) +
+                  " must be F32 of the input's shape " + shape_str(x.shape()));
 }
 }  // namespace
 
@@ -23,7 +23,7 @@ Activation activation_from_name(const std::string& name) {
 }
 
 Tensor activation_forward(Activation act, const Tensor& x) {
-  require(x.dtype() == DType::f32, "activation", "needs an F32 tensor");
+  QKV_REQUIRE(x.dtype() == DType::f32, "activation", "needs an F32 tensor");
   if (x.device() != Device::cpu) no_kernel("activation", x.device());
   Tensor y = Tensor::empty(x.shape(), DType::f32, x.device());
   cpu::activation_forward(act, x.data<float>(), y.data<float>(), x.numel());
@@ -39,8 +39,8 @@ void activation_backward(Activation act, const Tensor& dy, const Tensor& x, Tens
 }
 
 Tensor dropout_forward(const Tensor& x, float p, Rng& rng, Tensor& mask) {
-  require(p >= 0.f && p < 1.f, "dropout", "p must be in [0, 1), got " + std::to_string(p));
-  require(x.dtype() == DType::f32, "dropout", "needs an F32 tensor");
+  QKV_REQUIRE(p >= 0.f && p < 1.f, "dropout", "p must be in [0, 1), got " + std::to_string(p));
+  QKV_REQUIRE(x.dtype() == DType::f32, "dropout", "needs an F32 tensor");
   if (x.device() != Device::cpu) no_kernel("dropout", x.device());
   Tensor y = Tensor::empty(x.shape(), DType::f32, x.device());
   mask = Tensor::empty(x.shape(), DType::u8, x.device());
@@ -52,8 +52,9 @@ Tensor dropout_forward(const Tensor& x, float p, Rng& rng, Tensor& mask) {
 
 void dropout_backward(const Tensor& dy, const Tensor& mask, float p, Tensor& dx) {
   if (!dx.defined()) return;
-  require(p >= 0.f && p < 1.f, "dropout_backward", "p must be in [0, 1), got " + std::to_string(p));
-  require(mask.dtype() == DType::u8, "dropout_backward", "mask must be U8");
+  QKV_REQUIRE(p >= 0.f && p < 1.f, "dropout_backward",
+              "p must be in [0, 1), got " + std::to_string(p));
+  QKV_REQUIRE(mask.dtype() == DType::u8, "dropout_backward", "mask must be U8");
   check_same("dropout_backward", dy, mask, dx);
   Device dev = common_device("dropout_backward", {&dy, &mask, &dx});
   if (dev != Device::cpu) no_kernel("dropout_backward", dev);

@@ -7,16 +7,16 @@ namespace qkv::ops {
 void adam_update(Tensor& param, const Tensor& grad, Tensor& m, Tensor& v, const AdamParams& p,
                  float grad_scale) {
   const char* op = "adam_update";
-  require(param.dtype() == DType::f32 && grad.dtype() == DType::f32 && m.dtype() == DType::f32 &&
-              v.dtype() == DType::f32,
-          op, "needs F32 param, grad and moments");
-  require(grad.shape() == param.shape() && m.shape() == param.shape() && v.shape() == param.shape(),
-          op,
-          "param " + shape_str(param.shape()) + ", grad " + shape_str(grad.shape()) + ", m " +
-              shape_str(m.shape()) + " and v " + shape_str(v.shape()) + " must match");
-  require(p.step >= 1, op, "step is 1-based, got " + std::to_string(p.step));
-  require(p.beta1 >= 0.f && p.beta1 < 1.f && p.beta2 >= 0.f && p.beta2 < 1.f, op,
-          "betas must lie in [0, 1)");
+  QKV_REQUIRE(param.dtype() == DType::f32 && grad.dtype() == DType::f32 &&
+                  m.dtype() == DType::f32 && v.dtype() == DType::f32,
+              op, "needs F32 param, grad and moments");
+  QKV_REQUIRE(
+      grad.shape() == param.shape() && m.shape() == param.shape() && v.shape() == param.shape(), op,
+      "param " + shape_str(param.shape()) + ", grad " + shape_str(grad.shape()) + ", m " +
+          shape_str(m.shape()) + " and v " + shape_str(v.shape()) + " must match");
+  QKV_REQUIRE(p.step >= 1, op, "step is 1-based, got " + std::to_string(p.step));
+  QKV_REQUIRE(p.beta1 >= 0.f && p.beta1 < 1.f && p.beta2 >= 0.f && p.beta2 < 1.f, op,
+              "betas must lie in [0, 1)");
   Device dev = common_device(op, {&param, &grad, &m, &v});
   if (dev != Device::cpu) no_kernel(op, dev);
   cpu::adam_update(param.data<float>(), grad.data<float>(), m.data<float>(), v.data<float>(),

@@ -20,28 +20,29 @@ AttentionImpl resolve(AttentionImpl impl, int64_t k_len) {
 
 cpu::AttentionDims attention_dims(const char* op, const Tensor& q, const Tensor& k, const Tensor& v,
                                   const AttentionMask& mask, float scale) {
-  require(q.rank() == 4 && k.rank() == 4 && q.dtype() == DType::f32 && k.dtype() == DType::f32 &&
-              v.dtype() == DType::f32,
-          op, "needs F32 q [B, H, Lq, D] and k, v [B, H, Lk, D], got q " + shape_str(q.shape()));
-  require(k.size(0) == q.size(0) && k.size(1) == q.size(1) && k.size(3) == q.size(3) &&
-              v.shape() == k.shape() && q.size(3) > 0,
-          op,
-          "q " + shape_str(q.shape()) + ", k " + shape_str(k.shape()) + " and v " +
-              shape_str(v.shape()) + " do not fit q [B, H, Lq, D], k and v [B, H, Lk, D]");
+  QKV_REQUIRE(q.rank() == 4 && k.rank() == 4 && q.dtype() == DType::f32 &&
+                  k.dtype() == DType::f32 && v.dtype() == DType::f32,
+              op,
+              "needs F32 q [B, H, Lq, D] and k, v [B, H, Lk, D], got q " + shape_str(q.shape()));
+  QKV_REQUIRE(k.size(0) == q.size(0) && k.size(1) == q.size(1) && k.size(3) == q.size(3) &&
+                  v.shape() == k.shape() && q.size(3) > 0,
+              op,
+              "q " + shape_str(q.shape()) + ", k " + shape_str(k.shape()) + " and v " +
+                  shape_str(v.shape()) + " do not fit q [B, H, Lq, D], k and v [B, H, Lk, D]");
   cpu::AttentionDims d{q.size(0), q.size(1),   q.size(2), k.size(2),
                        q.size(3), mask.causal, nullptr,   scale};
   const Tensor& lengths = mask.key_lengths;
   if (lengths.defined()) {
-    require(lengths.dtype() == DType::i32 && lengths.shape() == Shape{d.batch}, op,
-            "key_lengths must be I32 [" + std::to_string(d.batch) + "], got " +
-                shape_str(lengths.shape()));
+    QKV_REQUIRE(lengths.dtype() == DType::i32 && lengths.shape() == Shape{d.batch}, op,
+                "key_lengths must be I32 [" + std::to_string(d.batch) + "], got " +
+                    shape_str(lengths.shape()));
     common_device(op, {&q, &lengths});
     if (lengths.device() == Device::cpu) {
       d.key_lengths = lengths.data<int32_t>();
       for (int64_t b = 0; b < d.batch; ++b)
-        require(d.key_lengths[b] >= 0 && d.key_lengths[b] <= d.k_len, op,
-                "key_lengths[" + std::to_string(b) + "] = " + std::to_string(d.key_lengths[b]) +
-                    " outside [0, " + std::to_string(d.k_len) + "]");
+        QKV_REQUIRE(d.key_lengths[b] >= 0 && d.key_lengths[b] <= d.k_len, op,
+                    "key_lengths[" + std::to_string(b) + "] = " + std::to_string(d.key_lengths[b]) +
+                        " outside [0, " + std::to_string(d.k_len) + "]");
     }
   }
   return d;
@@ -88,15 +89,15 @@ void attention_backward(const Tensor& dout, const Tensor& q, const Tensor& k, co
                         const AttentionSaved& saved, Tensor& dq, Tensor& dk, Tensor& dv) {
   const char* op = "attention_backward";
   cpu::AttentionDims d = attention_dims(op, q, k, v, mask, scale);
-  require(dout.shape() == q.shape() && out.shape() == q.shape(), op,
-          "dout " + shape_str(dout.shape()) + " and out " + shape_str(out.shape()) +
-              " must have q's shape " + shape_str(q.shape()));
-  require(!dq.defined() || dq.shape() == q.shape(), op, "dq must have q's shape");
-  require(!dk.defined() || dk.shape() == k.shape(), op, "dk must have k's shape");
-  require(!dv.defined() || dv.shape() == v.shape(), op, "dv must have v's shape");
+  QKV_REQUIRE(dout.shape() == q.shape() && out.shape() == q.shape(), op,
+              "dout " + shape_str(dout.shape()) + " and out " + shape_str(out.shape()) +
+                  " must have q's shape " + shape_str(q.shape()));
+  QKV_REQUIRE(!dq.defined() || dq.shape() == q.shape(), op, "dq must have q's shape");
+  QKV_REQUIRE(!dk.defined() || dk.shape() == k.shape(), op, "dk must have k's shape");
+  QKV_REQUIRE(!dv.defined() || dv.shape() == v.shape(), op, "dv must have v's shape");
   bool naive = saved.impl == AttentionImpl::naive;
-  require(saved.impl != AttentionImpl::automatic, op, "saved state names no implementation");
-  require(
+  QKV_REQUIRE(saved.impl != AttentionImpl::automatic, op, "saved state names no implementation");
+  QKV_REQUIRE(
       naive ? saved.probs.defined() && saved.probs.numel() == d.batch * d.heads * d.q_len * d.k_len
             : saved.lse.defined() && saved.lse.numel() == d.batch * d.heads * d.q_len,
       op, "saved state does not fit these shapes (was it made by attention_forward?)");

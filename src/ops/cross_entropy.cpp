@@ -8,21 +8,22 @@ namespace qkv::ops {
 namespace {
 void check_cross_entropy(const char* op, const Tensor& logits, const Tensor& targets,
                          int ignore_index, float label_smoothing) {
-  require(logits.rank() == 2 && logits.dtype() == DType::f32 && logits.size(1) > 0, op,
-          "logits must be F32 [N, V] with V > 0, got " + shape_str(logits.shape()));
-  require(targets.dtype() == DType::i32 && targets.shape() == Shape{logits.size(0)}, op,
-          "targets must be I32 [" + std::to_string(logits.size(0)) + "], got " +
-              shape_str(targets.shape()));
-  require(label_smoothing >= 0.f && label_smoothing <= 1.f, op,
-          "label_smoothing " + std::to_string(label_smoothing) + " outside [0, 1]");
+  QKV_REQUIRE(logits.rank() == 2 && logits.dtype() == DType::f32 && logits.size(1) > 0, op,
+              "logits must be F32 [N, V] with V > 0, got " + shape_str(logits.shape()));
+  QKV_REQUIRE(targets.dtype() == DType::i32 && targets.shape() == Shape{logits.size(0)}, op,
+              "targets must be I32 [" + std::to_string(logits.size(0)) + "], got " +
+                  shape_str(targets.shape()));
+  QKV_REQUIRE(label_smoothing >= 0.f && label_smoothing <= 1.f, op,
+              "label_smoothing " + std::to_string(label_smoothing) + " outside [0, 1]");
   Device dev = common_device(op, {&logits, &targets});
   if (dev != Device::cpu) no_kernel(op, dev);
   const int32_t* t = targets.data<int32_t>();
   int64_t vocab = logits.size(1);
   for (int64_t i = 0; i < targets.numel(); ++i)
-    require(t[i] == ignore_index || (t[i] >= 0 && t[i] < vocab), op,
-            "target " + std::to_string(t[i]) + " of row " + std::to_string(i) + " outside [0, " +
-                std::to_string(vocab) + ") and not ignore_index " + std::to_string(ignore_index));
+    QKV_REQUIRE(t[i] == ignore_index || (t[i] >= 0 && t[i] < vocab), op,
+                "target " + std::to_string(t[i]) + " of row " + std::to_string(i) +
+                    " outside [0, " + std::to_string(vocab) + ") and not ignore_index " +
+                    std::to_string(ignore_index));
 }
 }  // namespace
 
@@ -44,10 +45,10 @@ void cross_entropy_backward(const Tensor& dloss, const Tensor& logits, const Ten
   if (!dlogits.defined()) return;
   check_cross_entropy(op, logits, targets, ignore_index, label_smoothing);
   Shape rows{logits.size(0)};
-  require(dloss.shape() == rows && lse.shape() == rows && dlogits.shape() == logits.shape(), op,
-          "dloss " + shape_str(dloss.shape()) + ", lse " + shape_str(lse.shape()) +
-              " and dlogits " + shape_str(dlogits.shape()) + " do not fit logits " +
-              shape_str(logits.shape()));
+  QKV_REQUIRE(dloss.shape() == rows && lse.shape() == rows && dlogits.shape() == logits.shape(), op,
+              "dloss " + shape_str(dloss.shape()) + ", lse " + shape_str(lse.shape()) +
+                  " and dlogits " + shape_str(dlogits.shape()) + " do not fit logits " +
+                  shape_str(logits.shape()));
   Device dev = common_device(op, {&dloss, &logits, &lse, &dlogits});
   if (dev != Device::cpu) no_kernel(op, dev);
   cpu::cross_entropy_backward(dloss.data<float>(), logits.data<float>(), targets.data<int32_t>(),

@@ -7,11 +7,11 @@
 namespace qkv::ops {
 
 void kv_cache_write(Tensor& cache, const Tensor& x, int64_t pos) {
-  require(cache.rank() == 4 && x.rank() == 4 && x.size(2) == 1 && x.size(0) == cache.size(0) &&
-              x.size(1) == cache.size(1) && x.size(3) == cache.size(3),
-          "kv_cache_write",
-          "x " + shape_str(x.shape()) + " does not fit cache " + shape_str(cache.shape()));
-  require(
+  QKV_REQUIRE(cache.rank() == 4 && x.rank() == 4 && x.size(2) == 1 && x.size(0) == cache.size(0) &&
+                  x.size(1) == cache.size(1) && x.size(3) == cache.size(3),
+              "kv_cache_write",
+              "x " + shape_str(x.shape()) + " does not fit cache " + shape_str(cache.shape()));
+  QKV_REQUIRE(
       0 <= pos && pos < cache.size(2), "kv_cache_write",
       "position " + std::to_string(pos) + " outside the cache's " + std::to_string(cache.size(2)));
   Device dev = common_device("kv_cache_write", {&cache, &x});
@@ -24,8 +24,8 @@ void kv_cache_write(Tensor& cache, const Tensor& x, int64_t pos) {
 }
 
 Tensor gather_rows(const Tensor& x, const Tensor& index) {
-  require(x.rank() >= 1 && index.rank() == 1 && index.dtype() == DType::i32, "gather_rows",
-          "needs x [N, ...] and an i32 index [M]");
+  QKV_REQUIRE(x.rank() >= 1 && index.rank() == 1 && index.dtype() == DType::i32, "gather_rows",
+              "needs x [N, ...] and an i32 index [M]");
   Device dev = common_device("gather_rows", {&x, &index});
   if (dev != Device::cpu) no_kernel("gather_rows", dev);
   Shape shape = x.shape();
@@ -34,8 +34,9 @@ Tensor gather_rows(const Tensor& x, const Tensor& index) {
   size_t row = x.size(0) ? x.nbytes() / size_t(x.size(0)) : 0;
   const int32_t* idx = index.data<int32_t>();
   for (int64_t i = 0; i < index.size(0); ++i) {
-    require(0 <= idx[i] && idx[i] < x.size(0), "gather_rows",
-            "index " + std::to_string(idx[i]) + " outside [0, " + std::to_string(x.size(0)) + ")");
+    QKV_REQUIRE(
+        0 <= idx[i] && idx[i] < x.size(0), "gather_rows",
+        "index " + std::to_string(idx[i]) + " outside [0, " + std::to_string(x.size(0)) + ")");
     std::memcpy(static_cast<char*>(y.raw()) + i * row,
                 static_cast<const char*>(x.raw()) + idx[i] * row, row);
   }
@@ -43,7 +44,7 @@ Tensor gather_rows(const Tensor& x, const Tensor& index) {
 }
 
 Tensor argmax_rows(const Tensor& x) {
-  require(x.rank() == 2 && x.dtype() == DType::f32, "argmax_rows", "needs F32 [N, V]");
+  QKV_REQUIRE(x.rank() == 2 && x.dtype() == DType::f32, "argmax_rows", "needs F32 [N, V]");
   if (x.device() != Device::cpu) no_kernel("argmax_rows", x.device());
   int64_t n = x.size(0), v = x.size(1);
   Tensor y = Tensor::empty({n}, DType::i32);

@@ -4,8 +4,8 @@
 
 namespace qkv::ops {
 
-void require(bool ok, const char* op, const std::string& what) {
-  if (!ok) throw std::invalid_argument(std::string(op) + ": " + what);
+void fail_argument(const char* op, const std::string& what) {
+  throw std::invalid_argument(std::string(op) + ": " + what);
 }
 
 Device common_device(const char* op, std::initializer_list<const Tensor*> tensors) {
@@ -16,7 +16,7 @@ Device common_device(const char* op, std::initializer_list<const Tensor*> tensor
     if (first)
       d = t->device(), first = false;
     else
-      require(t->device() == d, op, "tensors live on different devices");
+      QKV_REQUIRE(t->device() == d, op, "tensors live on different devices");
   }
   return d;
 }

@@ -6,8 +6,13 @@
 
 namespace qkv::ops {
 
-// Throws std::invalid_argument "op: what (shapes...)" unless ok.
-void require(bool ok, const char* op, const std::string& what);
+// Throws std::invalid_argument "op: what" unless ok. A macro so that `what` (often built from
+// shapes) is only evaluated when the check fails: ops run in the decoding loop's hot path.
+#define QKV_REQUIRE(ok, op, what)                   \
+  do {                                              \
+    if (!(ok)) ::qkv::ops::fail_argument(op, what); \
+  } while (0)
+[[noreturn]] void fail_argument(const char* op, const std::string& what);
 // All defined tensors must live on one device; returns it.
 Device common_device(const char* op, std::initializer_list<const Tensor*> tensors);
 // Throws for a device this build has no kernel for.

@@ -21,7 +21,7 @@ std::vector<int64_t> broadcast_strides(const Shape& s, const Shape& out) {
 }
 
 Tensor binary(cpu::Binary op, const char* name, const Tensor& a, const Tensor& b) {
-  require(a.dtype() == DType::f32 && b.dtype() == DType::f32, name, "needs F32 tensors");
+  QKV_REQUIRE(a.dtype() == DType::f32 && b.dtype() == DType::f32, name, "needs F32 tensors");
   Device dev = common_device(name, {&a, &b});
   Shape shape = broadcast_shape(a.shape(), b.shape());
   Tensor out = Tensor::empty(shape, DType::f32, dev);
@@ -33,8 +33,8 @@ Tensor binary(cpu::Binary op, const char* name, const Tensor& a, const Tensor& b
 }
 
 void require_reducible(const char* name, const Shape& from, const Shape& to) {
-  require(from.size() >= to.size() && broadcast_shape(from, to) == from, name,
-          "cannot reduce " + shape_str(from) + " to " + shape_str(to));
+  QKV_REQUIRE(from.size() >= to.size() && broadcast_shape(from, to) == from, name,
+              "cannot reduce " + shape_str(from) + " to " + shape_str(to));
 }
 }  // namespace
 
@@ -44,8 +44,8 @@ Shape broadcast_shape(const Shape& a, const Shape& b) {
   for (size_t i = 0; i < rank; ++i) {
     int64_t da = i < rank - a.size() ? 1 : a[i - (rank - a.size())];
     int64_t db = i < rank - b.size() ? 1 : b[i - (rank - b.size())];
-    require(da == db || da == 1 || db == 1, "broadcast",
-            "shapes " + shape_str(a) + " and " + shape_str(b) + " do not broadcast");
+    QKV_REQUIRE(da == db || da == 1 || db == 1, "broadcast",
+                "shapes " + shape_str(a) + " and " + shape_str(b) + " do not broadcast");
     out[i] = da == 1 ? db : da;
   }
   return out;
@@ -59,7 +59,7 @@ Tensor mul(const Tensor& a, const Tensor& b) {
 }
 
 Tensor scale(const Tensor& x, float s) {
-  require(x.dtype() == DType::f32, "scale", "needs an F32 tensor");
+  QKV_REQUIRE(x.dtype() == DType::f32, "scale", "needs an F32 tensor");
   Tensor y = Tensor::empty(x.shape(), DType::f32, x.device());
   if (x.device() != Device::cpu) no_kernel("scale", x.device());
   cpu::scale(x.data<float>(), s, y.data<float>(), x.numel());
@@ -67,8 +67,8 @@ Tensor scale(const Tensor& x, float s) {
 }
 
 void axpy(float alpha, const Tensor& x, Tensor& y) {
-  require(x.numel() == y.numel(), "axpy",
-          "sizes differ: " + shape_str(x.shape()) + " and " + shape_str(y.shape()));
+  QKV_REQUIRE(x.numel() == y.numel(), "axpy",
+              "sizes differ: " + shape_str(x.shape()) + " and " + shape_str(y.shape()));
   Device dev = common_device("axpy", {&x, &y});
   if (dev != Device::cpu) no_kernel("axpy", dev);
   cpu::axpy(alpha, x.data<float>(), y.data<float>(), x.numel());

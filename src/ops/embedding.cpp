@@ -6,16 +6,16 @@ namespace qkv::ops {
 
 namespace {
 void check_ids(const char* op, const Tensor& ids, const Tensor& table) {
-  require(ids.dtype() == DType::i32, op, "ids must be I32, got " + dtype_name(ids.dtype()));
-  require(table.rank() == 2 && table.dtype() == DType::f32, op,
-          "table must be F32 [vocab, dim], got " + dtype_name(table.dtype()) + " " +
-              shape_str(table.shape()));
+  QKV_REQUIRE(ids.dtype() == DType::i32, op, "ids must be I32, got " + dtype_name(ids.dtype()));
+  QKV_REQUIRE(table.rank() == 2 && table.dtype() == DType::f32, op,
+              "table must be F32 [vocab, dim], got " + dtype_name(table.dtype()) + " " +
+                  shape_str(table.shape()));
   int64_t vocab = table.size(0);
   int64_t bad = cpu::first_bad_id(ids.data<int32_t>(), ids.numel(), vocab);
-  require(bad < 0, op,
-          "id " + std::to_string(bad < 0 ? 0 : ids.data<int32_t>()[bad]) + " at position " +
-              std::to_string(bad) + " is outside the vocabulary of size " + std::to_string(vocab) +
-              " (valid ids are 0.." + std::to_string(vocab - 1) + ")");
+  QKV_REQUIRE(bad < 0, op,
+              "id " + std::to_string(bad < 0 ? 0 : ids.data<int32_t>()[bad]) + " at position " +
+                  std::to_string(bad) + " is outside the vocabulary of size " +
+                  std::to_string(vocab) + " (valid ids are 0.." + std::to_string(vocab - 1) + ")");
 }
 }  // namespace
 
@@ -38,8 +38,8 @@ void embedding_backward(const Tensor& dy, const Tensor& ids, Tensor& dtable, flo
   check_ids("embedding_backward", ids, dtable);
   Shape want = ids.shape();
   want.push_back(dtable.size(1));
-  require(dy.shape() == want && dy.dtype() == DType::f32, "embedding_backward",
-          "dy is " + shape_str(dy.shape()) + ", expected F32 " + shape_str(want));
+  QKV_REQUIRE(dy.shape() == want && dy.dtype() == DType::f32, "embedding_backward",
+              "dy is " + shape_str(dy.shape()) + ", expected F32 " + shape_str(want));
   cpu::embedding_backward(dy.data<float>(), ids.data<int32_t>(), ids.numel(), dtable.size(1), scale,
                           dtable.data<float>());
 }

@@ -6,20 +6,20 @@ namespace qkv::ops {
 
 namespace {
 void check_params(const char* op, const Tensor& x, const Tensor& gamma) {
-  require(x.rank() >= 1 && x.dtype() == DType::f32, op,
-          "x must be F32 [..., d], got " + shape_str(x.shape()));
-  require(gamma.shape() == Shape{x.size(-1)} && gamma.dtype() == DType::f32, op,
-          "gamma is " + shape_str(gamma.shape()) + ", expected F32 [" + std::to_string(x.size(-1)) +
-              "] for x " + shape_str(x.shape()));
+  QKV_REQUIRE(x.rank() >= 1 && x.dtype() == DType::f32, op,
+              "x must be F32 [..., d], got " + shape_str(x.shape()));
+  QKV_REQUIRE(gamma.shape() == Shape{x.size(-1)} && gamma.dtype() == DType::f32, op,
+              "gamma is " + shape_str(gamma.shape()) + ", expected F32 [" +
+                  std::to_string(x.size(-1)) + "] for x " + shape_str(x.shape()));
 }
 }  // namespace
 
 Tensor layer_norm_forward(const Tensor& x, const Tensor& gamma, const Tensor& beta, float eps,
                           Tensor& mean, Tensor& rstd) {
   check_params("layer_norm", x, gamma);
-  require(beta.shape() == gamma.shape() && beta.dtype() == DType::f32, "layer_norm",
-          "beta is " + shape_str(beta.shape()) + ", expected F32 " + shape_str(gamma.shape()));
-  require(eps >= 0.f, "layer_norm", "eps must be >= 0, got " + std::to_string(eps));
+  QKV_REQUIRE(beta.shape() == gamma.shape() && beta.dtype() == DType::f32, "layer_norm",
+              "beta is " + shape_str(beta.shape()) + ", expected F32 " + shape_str(gamma.shape()));
+  QKV_REQUIRE(eps >= 0.f, "layer_norm", "eps must be >= 0, got " + std::to_string(eps));
   Device dev = common_device("layer_norm", {&x, &gamma, &beta});
   if (dev != Device::cpu) no_kernel("layer_norm", dev);
   int64_t rows = rows_of(x), d = x.size(-1);
@@ -35,16 +35,16 @@ void layer_norm_backward(const Tensor& dy, const Tensor& x, const Tensor& gamma,
                          const Tensor& rstd, Tensor& dx, Tensor& dgamma, Tensor& dbeta) {
   check_params("layer_norm_backward", x, gamma);
   int64_t rows = rows_of(x);
-  require(dy.shape() == x.shape() && (!dx.defined() || dx.shape() == x.shape()),
-          "layer_norm_backward",
-          "dy " + shape_str(dy.shape()) + " and dx " + shape_str(dx.shape()) + " must match x " +
-              shape_str(x.shape()));
-  require(mean.shape() == Shape{rows} && rstd.shape() == Shape{rows}, "layer_norm_backward",
-          "mean and rstd must be [" + std::to_string(rows) + "], got " + shape_str(mean.shape()) +
-              " and " + shape_str(rstd.shape()));
-  require((!dgamma.defined() || dgamma.shape() == gamma.shape()) &&
-              (!dbeta.defined() || dbeta.shape() == gamma.shape()),
-          "layer_norm_backward", "dgamma and dbeta must be " + shape_str(gamma.shape()));
+  QKV_REQUIRE(dy.shape() == x.shape() && (!dx.defined() || dx.shape() == x.shape()),
+              "layer_norm_backward",
+              "dy " + shape_str(dy.shape()) + " and dx " + shape_str(dx.shape()) +
+                  " must match x " + shape_str(x.shape()));
+  QKV_REQUIRE(mean.shape() == Shape{rows} && rstd.shape() == Shape{rows}, "layer_norm_backward",
+              "mean and rstd must be [" + std::to_string(rows) + "], got " +
+                  shape_str(mean.shape()) + " and " + shape_str(rstd.shape()));
+  QKV_REQUIRE((!dgamma.defined() || dgamma.shape() == gamma.shape()) &&
+                  (!dbeta.defined() || dbeta.shape() == gamma.shape()),
+              "layer_norm_backward", "dgamma and dbeta must be " + shape_str(gamma.shape()));
   Device dev =
       common_device("layer_norm_backward", {&dy, &x, &gamma, &mean, &rstd, &dx, &dgamma, &dbeta});
   if (dev != Device::cpu) no_kernel("layer_norm_backward", dev);

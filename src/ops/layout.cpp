@@ -11,10 +11,10 @@ void check_permutation(const char* op, const Shape& shape, const std::vector<int
   std::string what = "dims of rank " + std::to_string(dims.size()) + " for shape " +
                      shape_str(shape) + ", expected a permutation of 0.." +
                      std::to_string(rank - 1) + " (rank <= 6)";
-  require(int(dims.size()) == rank && rank <= 6, op, what);
+  QKV_REQUIRE(int(dims.size()) == rank && rank <= 6, op, what);
   std::vector<bool> seen(rank, false);
   for (int d : dims) {
-    require(d >= 0 && d < rank && !seen[d], op, what);
+    QKV_REQUIRE(d >= 0 && d < rank && !seen[d], op, what);
     seen[d] = true;
   }
 }
@@ -26,8 +26,8 @@ Shape permuted(const Shape& shape, const std::vector<int>& dims) {
 }
 
 int normalize_axis(const char* op, int axis, int rank) {
-  require(axis >= -rank && axis < rank, op,
-          "axis " + std::to_string(axis) + " out of range for rank " + std::to_string(rank));
+  QKV_REQUIRE(axis >= -rank && axis < rank, op,
+              "axis " + std::to_string(axis) + " out of range for rank " + std::to_string(rank));
   return axis < 0 ? axis + rank : axis;
 }
 
@@ -42,16 +42,16 @@ int64_t numel_after(const Shape& s, int axis) {
 // sizes (one per slot) must be non-negative and add up to whole's size along axis.
 void check_pieces(const char* op, const std::vector<int64_t>& sizes, size_t slots,
                   const Tensor& whole, int axis) {
-  require(sizes.size() == slots && !sizes.empty(), op,
-          std::to_string(sizes.size()) + " sizes for " + std::to_string(slots) + " pieces");
+  QKV_REQUIRE(sizes.size() == slots && !sizes.empty(), op,
+              std::to_string(sizes.size()) + " sizes for " + std::to_string(slots) + " pieces");
   int64_t total = 0;
   for (int64_t s : sizes) {
-    require(s >= 0, op, "negative piece size " + std::to_string(s));
+    QKV_REQUIRE(s >= 0, op, "negative piece size " + std::to_string(s));
     total += s;
   }
-  require(total == whole.size(axis), op,
-          "pieces add up to " + std::to_string(total) + ", but axis " + std::to_string(axis) +
-              " of " + shape_str(whole.shape()) + " has " + std::to_string(whole.size(axis)));
+  QKV_REQUIRE(total == whole.size(axis), op,
+              "pieces add up to " + std::to_string(total) + ", but axis " + std::to_string(axis) +
+                  " of " + shape_str(whole.shape()) + " has " + std::to_string(whole.size(axis)));
 }
 
 // The joined shape, after checking that every part matches `ref` off the axis.
@@ -63,9 +63,9 @@ Shape joined_shape(const char* op, const std::vector<const Tensor*>& parts, int 
     Shape s = t->shape();
     bool fits = s.size() == ref.size() && t->dtype() == DType::f32;
     if (fits) s[axis] = ref[axis];
-    require(fits && s == ref, op,
-            "part " + shape_str(t->shape()) + " does not fit " + shape_str(ref) + " off axis " +
-                std::to_string(axis) + " (F32 parts)");
+    QKV_REQUIRE(fits && s == ref, op,
+                "part " + shape_str(t->shape()) + " does not fit " + shape_str(ref) + " off axis " +
+                    std::to_string(axis) + " (F32 parts)");
     out[axis] += t->size(axis);
   }
   return out;
@@ -74,7 +74,7 @@ Shape joined_shape(const char* op, const std::vector<const Tensor*>& parts, int 
 
 Tensor permute(const Tensor& x, const std::vector<int>& dims) {
   check_permutation("permute", x.shape(), dims);
-  require(x.dtype() == DType::f32, "permute", "needs an F32 tensor");
+  QKV_REQUIRE(x.dtype() == DType::f32, "permute", "needs an F32 tensor");
   Tensor y = Tensor::empty(permuted(x.shape(), dims), DType::f32, x.device());
   if (x.device() != Device::cpu) no_kernel("permute", x.device());
   cpu::permute(x.data<float>(), x.shape().data(), x.rank(), dims.data(), y.data<float>(), false);
@@ -84,8 +84,8 @@ Tensor permute(const Tensor& x, const std::vector<int>& dims) {
 void permute_backward(const Tensor& dy, const std::vector<int>& dims, Tensor& dx) {
   if (!dx.defined()) return;
   check_permutation("permute_backward", dx.shape(), dims);
-  require(dy.shape() == permuted(dx.shape(), dims), "permute_backward",
-          "gradient " + shape_str(dy.shape()) + " does not fit input " + shape_str(dx.shape()));
+  QKV_REQUIRE(dy.shape() == permuted(dx.shape(), dims), "permute_backward",
+              "gradient " + shape_str(dy.shape()) + " does not fit input " + shape_str(dx.shape()));
   std::vector<int> inverse(dims.size());
   for (size_t i = 0; i < dims.size(); ++i) inverse[dims[i]] = int(i);
   Device dev = common_device("permute_backward", {&dy, &dx});
@@ -95,7 +95,7 @@ void permute_backward(const Tensor& dy, const std::vector<int>& dims, Tensor& dx
 }
 
 Tensor concat(const std::vector<Tensor>& xs, int axis) {
-  require(!xs.empty(), "concat", "needs at least one tensor");
+  QKV_REQUIRE(!xs.empty(), "concat", "needs at least one tensor");
   axis = normalize_axis("concat", axis, xs[0].rank());
   std::vector<const Tensor*> parts;
   std::vector<const float*> data;
@@ -103,7 +103,7 @@ Tensor concat(const std::vector<Tensor>& xs, int axis) {
   for (const Tensor& t : xs) parts.push_back(&t);
   Shape shape = joined_shape("concat", parts, axis, xs[0].shape());
   Device dev = xs[0].device();
-  for (const Tensor& t : xs) require(t.device() == dev, "concat", "parts on different devices");
+  for (const Tensor& t : xs) QKV_REQUIRE(t.device() == dev, "concat", "parts on different devices");
   Tensor y = Tensor::empty(shape, DType::f32, dev);
   if (dev != Device::cpu) no_kernel("concat", dev);
   for (const Tensor& t : xs) {
@@ -117,7 +117,7 @@ Tensor concat(const std::vector<Tensor>& xs, int axis) {
 
 std::vector<Tensor> split(const Tensor& x, const std::vector<int64_t>& sizes, int axis) {
   axis = normalize_axis("split", axis, x.rank());
-  require(x.dtype() == DType::f32, "split", "needs an F32 tensor");
+  QKV_REQUIRE(x.dtype() == DType::f32, "split", "needs an F32 tensor");
   check_pieces("split", sizes, sizes.size(), x, axis);
   if (x.device() != Device::cpu) no_kernel("split", x.device());
   std::vector<Tensor> ys;
@@ -149,8 +149,8 @@ void concat_backward(const Tensor& dy, int axis, const std::vector<int64_t>& siz
     if (needed) {
       Shape want = dy.shape();
       want[axis] = sizes[i];
-      require(dx->shape() == want && dx->dtype() == DType::f32, "concat_backward",
-              "gradient " + shape_str(dx->shape()) + ", expected F32 " + shape_str(want));
+      QKV_REQUIRE(dx->shape() == want && dx->dtype() == DType::f32, "concat_backward",
+                  "gradient " + shape_str(dx->shape()) + ", expected F32 " + shape_str(want));
       common_device("concat_backward", {&dy, dx});
     }
     data.push_back(needed ? dx->data<float>() : nullptr);
@@ -165,7 +165,7 @@ void split_backward(const std::vector<Tensor>& dys, const std::vector<int64_t>& 
                     Tensor& dx) {
   if (!dx.defined()) return;
   axis = normalize_axis("split_backward", axis, dx.rank());
-  require(dx.dtype() == DType::f32, "split_backward", "needs an F32 gradient");
+  QKV_REQUIRE(dx.dtype() == DType::f32, "split_backward", "needs an F32 gradient");
   check_pieces("split_backward", sizes, dys.size(), dx, axis);
   std::vector<const float*> data;
   std::vector<int64_t> widths;
@@ -175,8 +175,8 @@ void split_backward(const std::vector<Tensor>& dys, const std::vector<int64_t>& 
     if (dy.defined()) {
       Shape want = dx.shape();
       want[axis] = sizes[i];
-      require(dy.shape() == want && dy.dtype() == DType::f32, "split_backward",
-              "gradient " + shape_str(dy.shape()) + ", expected F32 " + shape_str(want));
+      QKV_REQUIRE(dy.shape() == want && dy.dtype() == DType::f32, "split_backward",
+                  "gradient " + shape_str(dy.shape()) + ", expected F32 " + shape_str(want));
       common_device("split_backward", {&dy, &dx});
     }
     data.push_back(dy.defined() ? dy.data<float>() : nullptr);

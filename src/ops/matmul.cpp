@@ -11,24 +11,24 @@ struct GemmDims {
 
 GemmDims gemm_dims(const char* op, const Tensor& a, bool ta, const Tensor& b, bool tb,
                    const Shape& c_shape_or_empty) {
-  require(a.rank() >= 2 && b.rank() >= 2, op,
-          "needs matrices, got " + shape_str(a.shape()) + " and " + shape_str(b.shape()));
-  require(a.dtype() == DType::f32 && b.dtype() == DType::f32, op, "needs F32 tensors");
+  QKV_REQUIRE(a.rank() >= 2 && b.rank() >= 2, op,
+              "needs matrices, got " + shape_str(a.shape()) + " and " + shape_str(b.shape()));
+  QKV_REQUIRE(a.dtype() == DType::f32 && b.dtype() == DType::f32, op, "needs F32 tensors");
   int64_t m = ta ? a.size(-1) : a.size(-2), ka = ta ? a.size(-2) : a.size(-1);
   int64_t kb = tb ? b.size(-1) : b.size(-2), n = tb ? b.size(-2) : b.size(-1);
-  require(ka == kb, op,
-          "inner sizes differ: " + shape_str(a.shape()) + (ta ? "^T" : "") + " @ " +
-              shape_str(b.shape()) + (tb ? "^T" : ""));
+  QKV_REQUIRE(ka == kb, op,
+              "inner sizes differ: " + shape_str(a.shape()) + (ta ? "^T" : "") + " @ " +
+                  shape_str(b.shape()) + (tb ? "^T" : ""));
   Shape lead_a(a.shape().begin(), a.shape().end() - 2),
       lead_b(b.shape().begin(), b.shape().end() - 2);
-  require(lead_a == lead_b, op,
-          "batch shapes differ: " + shape_str(a.shape()) + " and " + shape_str(b.shape()));
+  QKV_REQUIRE(lead_a == lead_b, op,
+              "batch shapes differ: " + shape_str(a.shape()) + " and " + shape_str(b.shape()));
   if (!c_shape_or_empty.empty()) {
     Shape want = lead_a;
     want.push_back(m);
     want.push_back(n);
-    require(c_shape_or_empty == want, op,
-            "output is " + shape_str(c_shape_or_empty) + ", expected " + shape_str(want));
+    QKV_REQUIRE(c_shape_or_empty == want, op,
+                "output is " + shape_str(c_shape_or_empty) + ", expected " + shape_str(want));
   }
   return {shape_numel(lead_a), m, n, ka};
 }
@@ -36,7 +36,7 @@ GemmDims gemm_dims(const char* op, const Tensor& a, bool ta, const Tensor& b, bo
 
 void gemm(const Tensor& a, bool trans_a, const Tensor& b, bool trans_b, Tensor& c, float alpha,
           float beta) {
-  require(a.rank() == 2 && b.rank() == 2, "gemm", "needs 2-D tensors");
+  QKV_REQUIRE(a.rank() == 2 && b.rank() == 2, "gemm", "needs 2-D tensors");
   batched_gemm(a, trans_a, b, trans_b, c, alpha, beta);
 }
 
@@ -60,10 +60,10 @@ Tensor matmul(const Tensor& a, bool trans_a, const Tensor& b, bool trans_b) {
 }
 
 Tensor linear_forward(const Tensor& x, const Tensor& w, const Tensor& bias) {
-  require(w.rank() == 2 && x.rank() >= 1 && x.size(-1) == w.size(1), "linear",
-          "input " + shape_str(x.shape()) + " does not fit weight " + shape_str(w.shape()));
-  require(!bias.defined() || bias.shape() == Shape{w.size(0)}, "linear",
-          "bias " + shape_str(bias.shape()) + " does not fit weight " + shape_str(w.shape()));
+  QKV_REQUIRE(w.rank() == 2 && x.rank() >= 1 && x.size(-1) == w.size(1), "linear",
+              "input " + shape_str(x.shape()) + " does not fit weight " + shape_str(w.shape()));
+  QKV_REQUIRE(!bias.defined() || bias.shape() == Shape{w.size(0)}, "linear",
+              "bias " + shape_str(bias.shape()) + " does not fit weight " + shape_str(w.shape()));
   Shape shape = x.shape();
   shape.back() = w.size(0);
   Tensor y = Tensor::empty(shape, DType::f32, x.device());

@@ -6,9 +6,9 @@ namespace qkv::ops {
 
 namespace {
 void check_input(const char* op, const Tensor& x) {
-  require(x.rank() >= 1 && x.dtype() == DType::f32, op,
-          "needs an F32 tensor with at least one axis, got " + dtype_name(x.dtype()) + " " +
-              shape_str(x.shape()));
+  QKV_REQUIRE(x.rank() >= 1 && x.dtype() == DType::f32, op,
+              "needs an F32 tensor with at least one axis, got " + dtype_name(x.dtype()) + " " +
+                  shape_str(x.shape()));
   if (x.device() != Device::cpu) no_kernel(op, x.device());
 }
 }  // namespace
@@ -23,10 +23,10 @@ Tensor softmax_forward(const Tensor& x) {
 void softmax_backward(const Tensor& dy, const Tensor& y, Tensor& dx) {
   if (!dx.defined()) return;
   check_input("softmax_backward", y);
-  require(dy.shape() == y.shape() && dx.shape() == y.shape() && dy.dtype() == DType::f32,
-          "softmax_backward",
-          "dy " + shape_str(dy.shape()) + " and dx " + shape_str(dx.shape()) + " must match y " +
-              shape_str(y.shape()));
+  QKV_REQUIRE(dy.shape() == y.shape() && dx.shape() == y.shape() && dy.dtype() == DType::f32,
+              "softmax_backward",
+              "dy " + shape_str(dy.shape()) + " and dx " + shape_str(dx.shape()) +
+                  " must match y " + shape_str(y.shape()));
   common_device("softmax_backward", {&dy, &y, &dx});
   cpu::softmax_backward(dy.data<float>(), y.data<float>(), rows_of(y), y.size(-1),
                         dx.data<float>());

@@ -6,6 +6,9 @@
 set -euo pipefail
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
 PRESET=release source scripts/setup.sh
+# OpenMP threads that spin while waiting make a shared CPU several times slower; passive
+# waiting costs little on an idle one.
+export OMP_WAIT_POLICY=${OMP_WAIT_POLICY:-passive}
 qkv=build/release/qkv
 dir=${QKV_DEMO_DIR:-runs/demo-tiny}
 minutes=${QKV_DEMO_MINUTES:-15}

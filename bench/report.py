@@ -115,11 +115,9 @@ def print_test_split(doc):
     ts = doc.get("test_split")
     if not ts:
         if "test-split" in doc["meta"].get("parts", []):
-            print("
-test split: skipped (needs a trained model: bench/run.sh --model-dir DIR)")
+            print("\ntest split: skipped (needs a trained model: bench/run.sh --model-dir DIR)")
         return
-    print(f"
-test split, {ts['sentences']} sentences ({ts['source_tokens']} source subwords) of {ts['test']},"
+    print(f"\ntest split, {ts['sentences']} sentences ({ts['source_tokens']} source subwords) of {ts['test']},"
           f" batches of {ts['batch_tokens']} subwords")
     print(f"  model {ts['weights']}")
     print("  qkv translate vs the PyTorch loop (no KV cache)   qkv src tok/s  torch src tok/s"

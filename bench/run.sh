@@ -26,7 +26,8 @@ presets=tiny,small
 quick=0
 build_dir=""
 model_dir=""  # a directory written by qkv train: the test-split part's model
-split_opts=()
+split_opts=()  # --test FILE
+sentences=""
 while (($#)); do
   case "$1" in
     --threads) threads=$2; shift 2 ;;
@@ -36,8 +37,9 @@ while (($#)); do
     --quick) quick=1; shift ;;
     --build-dir) build_dir=$2; shift 2 ;;
     --model-dir) model_dir=$2; shift 2 ;;
-    --test|--sentences) split_opts+=("$1" "$2"); shift 2 ;;
-    -h|--help) sed -n '2,19p' "$0"; exit 0 ;;
+    --test) split_opts+=(--test "$2"); shift 2 ;;
+    --sentences) sentences=$2; shift 2 ;;
+    -h|--help) sed -n '2,17p' "$0"; exit 0 ;;
     *) echo "bench/run.sh: unknown argument '$1' (see --help)" >&2; exit 2 ;;
   esac
 done
@@ -70,7 +72,7 @@ if ((quick)); then
   train_opts=(--steps 3 --budget 1)
   translate_opts=(--runs 1 --batches 8 1)
   attention_opts=(--lengths 256 1024)
-  split_opts=(--sentences 20 "${split_opts[@]}")
+  sentences=${sentences:-20}
 fi
 if wants test-split && [ -z "$model_dir" ]; then
   echo "bench/run.sh: skipping test-split: it needs a trained model (--model-dir DIR, from qkv train)" >&2
@@ -108,6 +110,7 @@ if wants test-split && [ -n "$model_dir" ]; then
   runs=()
   ((quick)) && runs=(--runs 1)
   "$qkv_bench" test-split --threads "$threads" --model-dir "$model_dir" "${split_opts[@]}" "${runs[@]}" \
+    ${sentences:+--sentences "$sentences"} \
     --out-dir "$raw/test_split" --json "$raw/test_split_qkv.json"
   "$python" bench/torch_bench.py test-split --threads "$threads" "${runs[@]}" --data-dir "$raw/test_split" \
     --json "$raw/test_split_torch.json"

@@ -5,7 +5,8 @@ to a history file so that runs can be compared over time.
     report.py RAW_DIR --json bench/results/latest.json --history bench/results/history.jsonl
 
 RAW_DIR holds what run.sh collected: meta.json, gemm.json, train_<preset>_{qkv,torch}.json,
-translate_{qkv,torch}.json, attention.json (any may be missing when a part was skipped).
+translate_{qkv,torch}.json, test_split_{qkv,torch}.json, attention.json (any may be missing when a
+part was skipped).
 """
 import argparse
 import glob
@@ -91,6 +92,43 @@ def summarize_translate(qkv, torch):
     return {"src_len": qkv["src_len"], "tgt_len": qkv["tgt_len"], "cases": cases, "qkv": qkv, "torch": torch}
 
 
+def summarize_test_split(qkv, torch):
+    if not qkv:
+        return None
+    theirs = {c["name"]: c for c in (torch or {}).get("cases", [])}
+    cases = []
+    for c in qkv["cases"]:
+        row = {"name": c["name"], "beam": c["beam"], "qkv_tokens_per_s": c["source_tokens_per_s"]}
+        t = theirs.get(c["name"])
+        if t:
+            row["torch_tokens_per_s"] = t["source_tokens_per_s"]
+            row["ratio"] = c["source_tokens_per_s"] / t["source_tokens_per_s"]
+            row["ratio_at_equal_sgemm_rate"] = normalized_ratio(c["timing"], t["timing"])
+            if "sentences_equal_to_qkv" in t:
+                row["sentences_equal_to_qkv"] = t["sentences_equal_to_qkv"]
+        cases.append(row)
+    return {k: qkv[k] for k in ("model_dir", "weights", "test", "sentences", "source_tokens", "batch_tokens")} | {
+        "cases": cases, "qkv": qkv, "torch": torch}
+
+
+def print_test_split(doc):
+    ts = doc.get("test_split")
+    if not ts:
+        if "test-split" in doc["meta"].get("parts", []):
+            print("\ntest split: skipped (needs a trained model: bench/run.sh --model-dir DIR)")
+        return
+    print(f"\ntest split, {ts['sentences']} sentences ({ts['source_tokens']} source subwords) of {ts['test']},"
+          f" batches of {ts['batch_tokens']} subwords")
+    print(f"  model {ts['weights']}")
+    print("  qkv translate vs the PyTorch loop (no KV cache)   qkv src tok/s  torch src tok/s"
+          "  qkv/torch (at equal sgemm rate)  outputs equal to qkv")
+    for c in ts["cases"]:
+        eq = f"{c['sentences_equal_to_qkv']}/{ts['sentences']}" if "sentences_equal_to_qkv" in c else ""
+        print(f"  {c['name']:48s} {c['qkv_tokens_per_s']:13.0f} {c.get('torch_tokens_per_s', float('nan')):16.0f}"
+              f"  {c.get('ratio', float('nan')):9.2f} ({c.get('ratio_at_equal_sgemm_rate', float('nan')):6.2f})"
+              f"           {eq}")
+
+
 def print_table(doc):
     m = doc["meta"]
     print(f"\nqkv benchmarks  {m.get('date', '')}  commit {m.get('commit', '?')}  threads {m.get('threads')}")
@@ -133,6 +171,7 @@ def print_table(doc):
                   f"              {flag}{ratio or float('nan'):7.2f} ({c.get('ratio_at_equal_sgemm_rate', float('nan')):6.2f})"
                   f"   {eq}")
         print(f"  goals: greedy batch 32 >= {GOALS['greedy_b32_ratio']}x, batch 1 >= {GOALS['greedy_b1_ratio']}x")
+    print_test_split(doc)
     at = doc.get("attention")
     if at:
         print(f"\nattention fwd+bwd, B={at['batch']} H={at['heads']} Dh={at['head_dim']}"
@@ -166,6 +205,11 @@ def history_line(doc):
         if "ratio" in c:
             h[f"{c['name']}_ratio"] = round(c["ratio"], 2)
             h[f"{c['name']}_ratio_at_equal_sgemm_rate"] = round(c["ratio_at_equal_sgemm_rate"], 2)
+    for c in (doc.get("test_split") or {}).get("cases", []):
+        h[f"test_split_{c['name']}_qkv"] = round(c["qkv_tokens_per_s"])
+        if "ratio" in c:
+            h[f"test_split_{c['name']}_ratio"] = round(c["ratio"], 2)
+            h[f"test_split_{c['name']}_ratio_at_equal_sgemm_rate"] = round(c["ratio_at_equal_sgemm_rate"], 2)
     for c in (doc.get("attention") or {}).get("cases", []):
         h[f"attention_{c['length']}_tiled_over_naive"] = round(c["tiled_over_naive_time"], 3)
     return h
@@ -183,6 +227,8 @@ def main():
            "train": summarize_train(a.raw_dir, peak) or None,
            "translate": summarize_translate(load(a.raw_dir, "translate_qkv.json"),
                                             load(a.raw_dir, "translate_torch.json")),
+           "test_split": summarize_test_split(load(a.raw_dir, "test_split_qkv.json"),
+                                              load(a.raw_dir, "test_split_torch.json")),
            "attention": load(a.raw_dir, "attention.json")}
     doc = {k: v for k, v in doc.items() if v is not None}
     os.makedirs(os.path.dirname(os.path.abspath(a.json)), exist_ok=True)

@@ -6,22 +6,28 @@
 #   train      training target tokens/s of the tiny and small presets, qkv and PyTorch
 #   translate  greedy and beam-5 target tokens/s, batch 32 and 1, qkv (KV cache) and the
 #              PyTorch loop without a cache, on the same weights and inputs
+#   test-split source tokens/s of qkv translate's decoding (greedy, beam 5) of the test split
+#              with a trained model (--model-dir, else skipped), and the same decoding in PyTorch
 #   attention  tiled vs naive attention at length 512, 2048, 8192: time and peak memory
 # and prints the table (bench/report.py). Results: bench/results/latest.json, and a
 # summary line appended to bench/results/history.jsonl (with --json PATH: only PATH).
 #
-#   bench/run.sh [--threads N] [--json PATH] [--only gemm,train,translate,attention]
+#   bench/run.sh [--threads N] [--json PATH] [--only gemm,train,translate,test-split,attention]
 #                [--presets tiny,small] [--quick] [--build-dir DIR]
+#                [--model-dir DIR] [--test FILE] [--sentences N]
 set -euo pipefail
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
 
 threads=2
 json=bench/results/latest.json
 history=bench/results/history.jsonl
-only=gemm,train,translate,attention
+only=gemm,train,translate,test-split,attention
 presets=tiny,small
 quick=0
 build_dir=""
+model_dir=""  # a directory written by qkv train: the test-split part's model
+split_opts=()  # --test FILE
+sentences=""
 while (($#)); do
   case "$1" in
     --threads) threads=$2; shift 2 ;;
@@ -30,7 +36,10 @@ while (($#)); do
     --presets) presets=$2; shift 2 ;;
     --quick) quick=1; shift ;;
     --build-dir) build_dir=$2; shift 2 ;;
-    -h|--help) sed -n '2,16p' "$0"; exit 0 ;;
+    --model-dir) model_dir=$2; shift 2 ;;
+    --test) split_opts+=(--test "$2"); shift 2 ;;
+    --sentences) sentences=$2; shift 2 ;;
+    -h|--help) sed -n '2,17p' "$0"; exit 0 ;;
     *) echo "bench/run.sh: unknown argument '$1' (see --help)" >&2; exit 2 ;;
   esac
 done
@@ -63,14 +72,19 @@ if ((quick)); then
   train_opts=(--steps 3 --budget 1)
   translate_opts=(--runs 1 --batches 8 1)
   attention_opts=(--lengths 256 1024)
+  sentences=${sentences:-20}
+fi
+if wants test-split && [ -z "$model_dir" ]; then
+  echo "bench/run.sh: skipping test-split: it needs a trained model (--model-dir DIR, from qkv train)" >&2
 fi
 
-"$python" - "$raw/meta.json" "$threads" <<'PY'
+"$python" - "$raw/meta.json" "$threads" "$only" "$model_dir" <<'PY'
 import datetime, json, os, platform, subprocess, sys
 commit = subprocess.run(["git", "describe", "--always", "--dirty"], capture_output=True, text=True).stdout.strip()
 cpu = next((l.split(":", 1)[1].strip() for l in open("/proc/cpuinfo") if l.startswith("model name")), platform.processor())
 json.dump({"date": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
            "commit": commit, "threads": int(sys.argv[2]), "cpu": cpu, "cpus": os.cpu_count(),
+           "parts": sys.argv[3].split(","), "model_dir": sys.argv[4] or None,
            "loadavg_before": round(os.getloadavg()[0], 2),
            "env": {k: v for k, v in os.environ.items() if k.startswith(("OMP_", "GOMP_", "OPENBLAS_"))}},
           open(sys.argv[1], "w"))
@@ -91,6 +105,15 @@ if wants translate; then
     --json "$raw/translate_qkv.json"
   "$python" bench/torch_bench.py translate --threads "$threads" "${translate_opts[@]}" \
     --model-dir "$raw/model" --json "$raw/translate_torch.json"
+fi
+if wants test-split && [ -n "$model_dir" ]; then
+  runs=()
+  ((quick)) && runs=(--runs 1)
+  "$qkv_bench" test-split --threads "$threads" --model-dir "$model_dir" "${split_opts[@]}" "${runs[@]}" \
+    ${sentences:+--sentences "$sentences"} \
+    --out-dir "$raw/test_split" --json "$raw/test_split_qkv.json"
+  "$python" bench/torch_bench.py test-split --threads "$threads" "${runs[@]}" --data-dir "$raw/test_split" \
+    --json "$raw/test_split_torch.json"
 fi
 if wants attention; then
   "$qkv_bench" attention --threads "$threads" "${attention_opts[@]}" --json "$raw/attention.json"

@@ -2,15 +2,21 @@
 
     torch_bench.py train --preset tiny --threads 2 --json out.json
     torch_bench.py translate --model-dir DIR --threads 2 --json out.json
+    torch_bench.py test-split --data-dir DIR --threads 2 --json out.json
 
 train: the training step a PyTorch user runs for the model of torch_models.py (dropout, label-
 smoothed cross-entropy summed and divided by the target tokens, backward, clip_grad_norm_, Adam)
 on a fixed batch of random ids. translate: greedy and beam search without KV cache (the decoder
 re-runs on the whole prefix), on the weights and source ids qkv_bench wrote to DIR, with every
 output exactly --tgt-len tokens long; also reports how many greedy outputs equal qkv's.
+test-split: the sentences `qkv_bench test-split --out-dir DIR` tokenized, decoded with the trained
+model's weights (tests/python/seq2seq_reference.py's model) in the same length-sorted batches, by
+greedy and beam loops without KV cache that follow decode::search's rules (stop at <eos> or the
+length limit; see torch_models.py); reports source tokens/s and how many outputs equal qkv's.
 """
 import argparse
 import json
+import math
 import os
 import statistics
 import sys
@@ -23,6 +29,7 @@ import torch.nn.functional as F
 sys.path.insert(0, os.path.dirname(__file__))
 sys.path.insert(0, os.path.join(os.path.dirname(__file__), "..", "tests", "python"))
 import safetensors_np  # noqa: E402
+import seq2seq_reference  # noqa: E402
 import torch_models  # noqa: E402
 
 
@@ -127,6 +134,65 @@ def bench_translate(a):
     return {"src_len": int(all_src.shape[1]), "tgt_len": a.tgt_len, "cases": cases}
 
 
+def length_sorted_batches(lengths, batch_tokens):
+    """decode::Translator's batches: non-empty sources sorted by length (stable), each batch as
+    many as fit batch_tokens padded subwords."""
+    order = sorted((i for i, n in enumerate(lengths) if n > 0), key=lambda i: lengths[i])
+    batches, begin = [], 0
+    while begin < len(order):
+        end = begin + 1
+        while end < len(order) and (end - begin + 1) * lengths[order[end]] <= batch_tokens:
+            end += 1
+        batches.append(order[begin:end])
+        begin = end
+    return batches
+
+
+def bench_test_split(a):
+    c = json.load(open(os.path.join(a.data_dir, "config.json")))
+    o = c["search"]
+    model = seq2seq_reference.Seq2Seq(c, safetensors_np.load(c["weights"])[0]).eval()
+    s = safetensors_np.load(os.path.join(a.data_dir, "sources.safetensors"))[0]
+    lengths = s["src_lengths"].tolist()
+    sources = [row[:n].tolist() for row, n in zip(s["src"], lengths)]
+    qkv_out = safetensors_np.load(os.path.join(a.data_dir, "qkv_outputs.safetensors"))[0]
+    batches = length_sorted_batches(lengths, c["batch_tokens"])
+
+    def limit(n):  # decode::search's most target tokens (with <eos>)
+        return max(1, min(math.ceil(o["max_length_ratio"] * n) + o["max_length_offset"], o["max_length"]))
+
+    def translate(beam, batch, max_length=None):
+        src = torch.tensor([sources[i] + [c["pad_id"]] * (lengths[batch[-1]] - lengths[i]) for i in batch])
+        src_len = torch.tensor([lengths[i] for i in batch])
+        limits = [min(limit(lengths[i]), max_length or o["max_length"]) for i in batch]
+        if beam == 1:
+            return torch_models.greedy_until_eos(model, src, src_len, limits, o["min_length"])
+        return torch_models.beam_search_until_eos(model, src, src_len, limits, beam, o["length_penalty"],
+                                                  o["min_length"])
+
+    cases = []
+    for beam in a.beams:
+        name = "greedy" if beam == 1 else f"beam{beam}"
+        out = [[] for _ in sources]
+
+        def run():
+            for batch in batches:
+                for i, tokens in zip(batch, translate(beam, batch)):
+                    out[i] = tokens
+
+        translate(beam, batches[0][:8], max_length=2)  # warms up the allocator and thread pool
+        timing = time_runs(run, 0, a.runs, a.budget, 1)
+        rate = sum(lengths) / timing["median_s"]
+        case = {"name": name, "beam": beam, "timing": timing, "target_tokens": sum(map(len, out)),
+                "source_tokens_per_s": rate}
+        if name in qkv_out:  # same weights, same input: do the outputs agree?
+            theirs = [row[:n].tolist() for row, n in zip(qkv_out[name], qkv_out[name + "_lengths"])]
+            case["sentences_equal_to_qkv"] = sum(x == y for x, y in zip(out, theirs))
+        log(f"test-split {name:7s} torch {rate:8.0f} source tokens/s")
+        cases.append(case)
+    return {"sentences": len(sources), "source_tokens": sum(lengths), "cases": cases}
+
+
 def main():
     common = argparse.ArgumentParser(add_help=False)
     common.add_argument("--threads", type=int, default=2)
@@ -150,9 +216,14 @@ def main():
     d.add_argument("--beams", type=int, nargs="+", default=[1, 5])
     d.add_argument("--runs", type=int, default=5)
     d.add_argument("--budget", type=float, default=5)
+    e = sub.add_parser("test-split", parents=[common])
+    e.add_argument("--data-dir", required=True, help="the --out-dir of qkv_bench test-split")
+    e.add_argument("--beams", type=int, nargs="+", default=[1, 5])
+    e.add_argument("--runs", type=int, default=3)
+    e.add_argument("--budget", type=float, default=20, help="seconds per beam size")
     a = p.parse_args()
     torch.set_num_threads(a.threads)
-    result = bench_train(a) if a.cmd == "train" else bench_translate(a)
+    result = {"train": bench_train, "translate": bench_translate, "test-split": bench_test_split}[a.cmd](a)
     result.update(threads=a.threads, torch_version=torch.__version__)
     text = json.dumps(result, indent=2)
     if a.json:

@@ -1,6 +1,8 @@
 """The PyTorch model qkv's benchmarks compare against: qkv's Seq2Seq (post-norm, tied embeddings,
 sinusoidal positions, embeddings scaled by sqrt(d)) built from torch.nn Transformer layers, and
-the decoding loops a PyTorch user writes for it without a KV cache.
+the decoding loops a PyTorch user writes for it without a KV cache: fixed-length greedy and beam
+search for the `translate` part, and loops with decode::search's stopping rules (until <eos> or a
+per-sentence limit) for the `test-split` part.
 
 Dropout sits where qkv has it: on the embeddings, after each sub-layer and inside the
 feed-forward block. qkv has no dropout on the attention probabilities, so the nn.MultiheadAttention
@@ -123,3 +125,94 @@ def beam_search(model, src, src_len, length, k):
         rows = (torch.arange(b)[:, None] * k + index // vocab).reshape(-1)
         ys = torch.cat([ys[rows], (index % vocab).reshape(-1, 1)], 1)
     return ys.reshape(b, k, -1)[:, 0, 1:]
+
+
+# The decoding of `qkv translate` (decode::search) without a KV cache, for the test-split part:
+# each sentence has its own length limit and stops at <eos>; a finished sentence leaves the batch.
+# They take any model with encode/decode/project and a config dict `c` (seq2seq_reference's).
+
+
+@torch.inference_mode()
+def greedy_until_eos(model, src, src_len, limits, min_length=0):
+    """Greedy decoding; limits[i]: most tokens of sentence i with <eos>, which is forced at the
+    limit. Returns each sentence's tokens without <bos>/<eos>."""
+    c = model.c
+    memory, src_pad = model.encode(src, src_len)
+    sentence = torch.arange(src.shape[0])  # the sentence of each row still decoding
+    limits = torch.as_tensor(limits)
+    ys = torch.full((src.shape[0], 1), c["bos_id"], dtype=torch.long)
+    out = [None] * src.shape[0]
+    for step in range(int(limits.max())):
+        logits = model.project(model.decode(ys, memory, src_pad)[:, -1])  # [rows, V]
+        logits[:, [c["pad_id"], c["bos_id"]]] = float("-inf")
+        last = limits[sentence] == step + 1
+        if step < min_length:
+            logits[~last, c["eos_id"]] = float("-inf")
+        nxt = logits.argmax(-1)
+        nxt[last] = c["eos_id"]
+        ended = nxt == c["eos_id"]
+        for r in ended.nonzero()[:, 0].tolist():
+            out[sentence[r]] = ys[r, 1:].tolist()
+        keep = ~ended
+        if not keep.any():
+            break
+        sentence, memory, src_pad = sentence[keep], memory[keep], src_pad[keep]
+        ys = torch.cat([ys[keep], nxt[keep, None]], 1)
+    return out
+
+
+@torch.inference_mode()
+def beam_search_until_eos(model, src, src_len, limits, k, length_penalty=1.0, min_length=0):
+    """Beam search with decode::search's rules: each step walks the 2k best extensions of a
+    sentence's live beams, best first; one ending in <eos> is a finished hypothesis (score: log-prob
+    / length^length_penalty, <eos> counted), the others refill the beam up to k. A sentence is done
+    with k finished hypotheses or at its limit (only <eos> allowed there). Returns the tokens of the
+    best finished hypothesis of each sentence."""
+    c = model.c
+    pad, eos, ninf = c["pad_id"], c["eos_id"], float("-inf")
+    b = src.shape[0]
+    memory, src_pad = model.encode(src, src_len)
+    memory, src_pad = memory.repeat_interleave(k, 0), src_pad.repeat_interleave(k, 0)  # [b*k, S, d]
+    sentence = list(range(b))  # the sentence of each group of k rows still decoding
+    ys = torch.full((b * k, 1), c["bos_id"], dtype=torch.long)
+    scores = torch.full((b, k), ninf)
+    scores[:, 0] = 0  # the k copies of <bos> must not fill the beam with duplicates
+    finished = [[] for _ in range(b)]  # (score, tokens)
+    for step in range(max(limits)):
+        logp = torch.log_softmax(model.project(model.decode(ys, memory, src_pad)[:, -1]), -1)
+        vocab = logp.shape[-1]
+        logp[:, [pad, c["bos_id"]]] = ninf
+        logp = logp.view(-1, k, vocab)
+        last = torch.tensor([limits[s] == step + 1 for s in sentence])
+        if step < min_length:
+            logp[~last, :, eos] = ninf
+        logp[last, :, :eos] = ninf  # the limit forces <eos>
+        logp[last, :, eos + 1:] = ninf
+        top, index = (scores[:, :, None] + logp).view(len(sentence), -1).topk(2 * k, -1)
+        rows, tokens, new_scores, alive = [], [], [], []
+        for i, s in enumerate(sentence):
+            beam = []  # (row, token, log-prob)
+            for score, idx in zip(top[i].tolist(), index[i].tolist()):
+                if score == ninf or len(beam) == k:
+                    break
+                row, v = i * k + idx // vocab, idx % vocab
+                if v == eos:
+                    hyp = ys[row, 1:].tolist()
+                    finished[s].append((score / max(len(hyp) + 1, 1) ** length_penalty, hyp))
+                else:
+                    beam.append((row, v, score))
+            if len(finished[s]) >= k or not beam or last[i]:
+                continue
+            beam += [(i * k, pad, ninf)] * (k - len(beam))
+            alive.append(s)
+            rows += [row for row, _, _ in beam]
+            tokens += [v for _, v, _ in beam]
+            new_scores += [score for _, _, score in beam]
+        if not alive:
+            break
+        rows = torch.tensor(rows)
+        ys = torch.cat([ys[rows], torch.tensor(tokens)[:, None]], 1)
+        memory, src_pad = memory[rows], src_pad[rows]
+        scores, sentence = torch.tensor(new_scores).view(-1, k), alive
+    # max keeps the first of equal scores, as decode::search's stable sort.
+    return [max(f, key=lambda h: h[0])[1] if f else [] for f in finished]

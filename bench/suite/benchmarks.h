@@ -40,6 +40,21 @@ struct TranslateArgs {
 };
 Json bench_translate(const TranslateArgs& args);
 
+// Translation of the first `sentences` source sentences of a test split with decode::Translator
+// (what qkv translate runs) and a trained model directory.
+struct TestSplitArgs {
+  std::string model_dir;  // written by qkv train
+  std::string checkpoint = "best";
+  std::string test = "data/bible.es-en.test.tsv.xz";
+  int64_t sentences = 200;  // 0: all
+  std::vector<int> beams = {1, 5};
+  int64_t batch_tokens = 4096;  // source subwords per batch, as qkv translate's default
+  int runs = 3;
+  double budget_s = 20;  // per beam: no more runs after this (but at least 1)
+  std::string out_dir;   // where the source ids, config and qkv's outputs go for torch_bench.py
+};
+Json bench_test_split(const TestSplitArgs& args);
+
 struct AttentionArgs {
   std::vector<int64_t> lengths = {512, 2048, 8192};
   int64_t batch = 1, heads = 4, head_dim = 64;

@@ -1,7 +1,7 @@
 // qkv_bench: the C++ benchmarks of the suite. bench/run.sh runs every subcommand and
 // bench/torch_bench.py with the same shapes and thread count, then bench/report.py prints
 // the ratios.
-//   qkv_bench gemm|train|translate|attention [options] [--threads N] [--json FILE]
+//   qkv_bench gemm|train|translate|test-split|attention [options] [--threads N] [--json FILE]
 #include <CLI/CLI.hpp>
 #include <cstdarg>
 #include <cstdio>
@@ -67,6 +67,24 @@ int main(int argc, char** argv) {
   translate_cmd->add_option("--model-dir", translate.model_dir,
                             "write weights, config and sources here for torch_bench.py");
 
+  TestSplitArgs split;
+  auto* split_cmd = app.add_subcommand(
+      "test-split", "qkv translate's decoding of a test split: source tokens/s, greedy and beam");
+  split_cmd->add_option("--model-dir", split.model_dir, "a directory written by qkv train")
+      ->required();
+  split_cmd->add_option("--checkpoint", split.checkpoint, "best or last")->capture_default_str();
+  split_cmd->add_option("--test", split.test, "test pairs: file.tsv[.xz] or src-file,tgt-file")
+      ->capture_default_str();
+  split_cmd->add_option("--sentences", split.sentences, "the first N sources (0: all)")
+      ->capture_default_str();
+  split_cmd->add_option("--beams", split.beams)->capture_default_str();
+  split_cmd->add_option("--batch-tokens", split.batch_tokens, "source subwords per batch")
+      ->capture_default_str();
+  split_cmd->add_option("--runs", split.runs)->capture_default_str();
+  split_cmd->add_option("--budget", split.budget_s, "seconds per beam size")->capture_default_str();
+  split_cmd->add_option("--out-dir", split.out_dir,
+                        "write source ids, config and outputs here for torch_bench.py");
+
   AttentionArgs attention;
   auto* attention_cmd =
       app.add_subcommand("attention", "tiled vs naive attention: time and memory");
@@ -85,6 +103,7 @@ int main(int argc, char** argv) {
     if (*gemm_cmd) result = bench_gemm(gemm);
     if (*train_cmd) result = bench_train(train);
     if (*translate_cmd) result = bench_translate(translate);
+    if (*split_cmd) result = bench_test_split(split);
     if (*attention_cmd) result = bench_attention(attention);
     result["threads"] = threads;
     write_json(result, json_path);

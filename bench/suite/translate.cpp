@@ -14,24 +14,9 @@ namespace qkv::bench {
 namespace {
 void save_model(const std::string& dir, const nn::Seq2Seq& model, const Tensor& src) {
   std::filesystem::create_directories(dir);
-  const auto& c = model.config();
   save_safetensors(dir + "/weights.safetensors", nn::param_tensors(model.params()));
   save_safetensors(dir + "/sources.safetensors", {{"src", src}});
-  Json config = {{"d_model", c.d_model},
-                 {"heads", c.heads},
-                 {"d_ff", c.d_ff},
-                 {"activation", c.activation},
-                 {"pre_norm", c.pre_norm},
-                 {"vocab_size", c.vocab_size},
-                 {"encoder_layers", c.encoder_layers},
-                 {"decoder_layers", c.decoder_layers},
-                 {"tie_embeddings", c.tie_embeddings},
-                 {"max_positions", c.max_positions},
-                 {"dropout", c.dropout},
-                 {"pad_id", c.pad_id},
-                 {"bos_id", c.bos_id},
-                 {"eos_id", c.eos_id}};
-  std::ofstream(dir + "/config.json") << config.dump(2) << "\n";
+  std::ofstream(dir + "/config.json") << config_json(model.config()).dump(2) << "\n";
 }
 
 // The best hypothesis of each sentence, i32 [B, tgt_len].

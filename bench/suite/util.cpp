@@ -114,6 +114,23 @@ nn::Seq2SeqConfig bench_config(const std::string& preset, int64_t vocab) {
   return c;
 }
 
+Json config_json(const nn::Seq2SeqConfig& c) {
+  return {{"d_model", c.d_model},
+          {"heads", c.heads},
+          {"d_ff", c.d_ff},
+          {"activation", c.activation},
+          {"pre_norm", c.pre_norm},
+          {"vocab_size", c.vocab_size},
+          {"encoder_layers", c.encoder_layers},
+          {"decoder_layers", c.decoder_layers},
+          {"tie_embeddings", c.tie_embeddings},
+          {"max_positions", c.max_positions},
+          {"dropout", c.dropout},
+          {"pad_id", c.pad_id},
+          {"bos_id", c.bos_id},
+          {"eos_id", c.eos_id}};
+}
+
 void write_json(const Json& j, const std::string& path) {
   if (path.empty()) {
     std::cout << j.dump(2) << "\n";

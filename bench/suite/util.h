@@ -60,6 +60,8 @@ StepFlops training_flops(const nn::Seq2SeqConfig& c, const StepShape& s);
 double square_sgemm_gflops(int n = 1024, int reps = 3);
 
 nn::Seq2SeqConfig bench_config(const std::string& preset, int64_t vocab);
+// The fields of `c` that torch_bench.py builds its model from (tests/python's config.json).
+Json config_json(const nn::Seq2SeqConfig& c);
 
 // Writes `j` (pretty) to `path`, or to stdout when path is empty.
 void write_json(const Json& j, const std::string& path);

@@ -101,22 +101,34 @@ class Seq2Seq(nn.Module):
     def embed(self, ids):
         return F.embedding(ids, self.shared) * math.sqrt(self.c["d_model"]) + self.pe[: ids.shape[1]]
 
-    def forward(self, src, src_len, tgt_in):
-        s, t = src.shape[1], tgt_in.shape[1]
-        src_pad = torch.arange(s)[None, :] >= src_len[:, None]
-        causal = torch.triu(torch.full((t, t), float("-inf")), diagonal=1)
+    def encode(self, src, src_len):
+        """src [B, S], src_len [B] -> memory [B, S, d] and the source padding mask [B, S]."""
+        src_pad = torch.arange(src.shape[1])[None, :] >= src_len[:, None]
         x = self.embed(src)
         for layer in self.enc:
             x = layer(x, src_key_padding_mask=src_pad)
         if self.enc_norm is not None:
             x = self.enc_norm(x)
+        return x, src_pad
+
+    def decode(self, tgt_in, memory, src_pad):
+        """tgt_in [B, T] (starting with <bos>) -> hidden [B, T, d]."""
+        t = tgt_in.shape[1]
+        causal = torch.triu(torch.full((t, t), float("-inf")), diagonal=1)
         y = self.embed(tgt_in)
         for layer in self.dec:
-            y = layer(y, x, tgt_mask=causal, memory_key_padding_mask=src_pad)
+            y = layer(y, memory, tgt_mask=causal, memory_key_padding_mask=src_pad)
         if self.dec_norm is not None:
             y = self.dec_norm(y)
+        return y
+
+    def project(self, hidden):
         w = self.shared if self.lm_head is None else self.lm_head.weight
-        return F.linear(y, w, self.bias)
+        return F.linear(hidden, w, self.bias)
+
+    def forward(self, src, src_len, tgt_in):
+        memory, src_pad = self.encode(src, src_len)
+        return self.project(self.decode(tgt_in, memory, src_pad))
 
 
 class Block(nn.Module):

@@ -53,31 +53,29 @@ std::vector<std::vector<Hypothesis>> search(const nn::Seq2Seq& model, const Tens
   for (int64_t b = 0; b < batch; ++b)
     for (int64_t j = 1; j < k; ++j) beams[b][j].log_prob = kNegInf;
   std::vector<std::vector<Hypothesis>> finished(batch);
-  std::vector<bool> done(batch, false);
 
+  // The decoder holds k rows for each sentence still running, in the order of `active`;
+  // a finished sentence's rows leave the batch (and the KV cache) at the next step.
+  std::vector<int64_t> active(batch);
+  for (int64_t b = 0; b < batch; ++b) active[b] = b;
   Tensor tokens = Tensor::empty({batch * k}, DType::i32);
   tokens.fill(float(c.bos_id));
-  Tensor order = Tensor::empty({batch * k}, DType::i32);
+  std::vector<int32_t> next_rows, next_tokens;
+  std::vector<int64_t> still_active;
   std::vector<std::pair<float, int64_t>> cand;
-  for (int64_t step = 0; step < longest; ++step) {
-    Tensor logp = ops::log_softmax_forward(decoder.step(tokens));  // [B*k, V]
+  for (int64_t step = 0; step < longest && !active.empty(); ++step) {
+    Tensor logp = ops::log_softmax_forward(decoder.step(tokens));  // [rows, V]
     const float* lp = logp.data<float>();
-    bool all_done = true;
-    for (int64_t b = 0; b < batch; ++b) {
-      if (done[b]) {  // keep rows in place, feeding padding
-        for (int64_t j = 0; j < k; ++j) {
-          order.data<int32_t>()[b * k + j] = int32_t(b * k + j);
-          tokens.data<int32_t>()[b * k + j] = c.pad_id;
-        }
-        continue;
-      }
+    next_rows.clear(), next_tokens.clear(), still_active.clear();
+    for (int64_t a = 0; a < int64_t(active.size()); ++a) {
+      int64_t b = active[a];
       bool last = step + 1 == limit[b];
       bool eos_allowed = last || step >= options.min_length;  // every alive beam has `step` tokens
       cand.clear();
       for (int64_t j = 0; j < k; ++j) {
         float base = beams[b][j].log_prob;
         if (base == kNegInf) continue;
-        const float* row = lp + (b * k + j) * vocab;
+        const float* row = lp + (a * k + j) * vocab;
         for (int64_t v = 0; v < vocab; ++v) {
           if (v == c.pad_id || v == c.bos_id) continue;
           if (last && v != c.eos_id) continue;  // the length limit forces <eos>
@@ -90,6 +88,7 @@ std::vector<std::vector<Hypothesis>> search(const nn::Seq2Seq& model, const Tens
         return x.first > y.first || (x.first == y.first && x.second < y.second);
       });
       std::vector<Beam> next;
+      std::vector<int32_t> rows, toks;  // decoder row each new beam continues, and its token
       for (int64_t i = 0; i < keep && int64_t(next.size()) < k; ++i) {
         int64_t j = cand[i].second / vocab;
         int32_t v = int32_t(cand[i].second % vocab);
@@ -101,21 +100,28 @@ std::vector<std::vector<Hypothesis>> search(const nn::Seq2Seq& model, const Tens
         }
         Beam nb{beams[b][j].tokens, cand[i].first};
         nb.tokens.push_back(v);
-        order.data<int32_t>()[b * k + int64_t(next.size())] = int32_t(b * k + j);
-        tokens.data<int32_t>()[b * k + int64_t(next.size())] = v;
+        rows.push_back(int32_t(a * k + j));
+        toks.push_back(v);
         next.push_back(std::move(nb));
       }
-      done[b] = int64_t(finished[b].size()) >= k || next.empty() || last;
-      for (int64_t j = int64_t(next.size()); j < k; ++j) {  // fill unused rows
-        order.data<int32_t>()[b * k + j] = int32_t(b * k);
-        tokens.data<int32_t>()[b * k + j] = c.pad_id;
+      bool done = int64_t(finished[b].size()) >= k || next.empty() || last;
+      if (done) continue;
+      for (int64_t j = int64_t(next.size()); j < k; ++j) {  // unused beams: dead rows
+        rows.push_back(int32_t(a * k));
+        toks.push_back(c.pad_id);
         next.push_back({{}, kNegInf});
       }
       beams[b] = std::move(next);
-      all_done = all_done && done[b];
+      still_active.push_back(b);
+      next_rows.insert(next_rows.end(), rows.begin(), rows.end());
+      next_tokens.insert(next_tokens.end(), toks.begin(), toks.end());
     }
-    if (all_done) break;
-    if (k > 1) decoder.reorder(order);
+    bool same_rows = still_active.size() == active.size() && k == 1;
+    active.swap(still_active);
+    if (active.empty()) break;
+    int64_t n = int64_t(next_rows.size());
+    tokens = Tensor::from_vector(next_tokens, {n});
+    if (!same_rows) decoder.reorder(Tensor::from_vector(next_rows, {n}));
   }
 
   std::vector<std::vector<Hypothesis>> out(batch);

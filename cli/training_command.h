@@ -1,0 +1,33 @@
+// A training subcommand: `--config FILE.yaml` plus every option of Config as a flag; the file is
+// read first and the flags given on the command line override it.
+#pragma once
+#include <memory>
+#include <string>
+
+#include "commands.h"
+#include "config/options.h"
+
+namespace qkv::cli {
+
+template <class Config, class Train>
+Command add_training_command(CLI::App& app, const std::string& name, const std::string& help,
+                             Train train) {
+  auto* cmd = app.add_subcommand(name, help);
+  struct State {
+    Config config;
+    Options options;
+    std::string config_file;
+  };
+  auto s = std::make_shared<State>();
+  cmd->add_option("--config", s->config_file, "YAML file of options (keys as the flags below)");
+  s->config.bind(s->options);
+  s->options.add_to_cli(*cmd);
+  return [s, train]() {
+    if (!s->config_file.empty()) s->options.load_yaml(s->config_file);
+    s->options.apply_cli();
+    train(s->config);
+    return 0;
+  };
+}
+
+}  // namespace qkv::cli

@@ -22,16 +22,20 @@ void* cuda_malloc(size_t bytes) {
   return ptr;
 }
 
-void cuda_free(void* ptr) { cudaFree(ptr); }
+void cuda_free(void* ptr) {
+  cudaFree(ptr);
+}
 
 void cuda_copy(void* dst, Device dst_device, const void* src, Device src_device, size_t bytes) {
-  cudaMemcpyKind kind = dst_device == Device::cuda
-                            ? (src_device == Device::cuda ? cudaMemcpyDeviceToDevice
-                                                          : cudaMemcpyHostToDevice)
-                            : cudaMemcpyDeviceToHost;
+  cudaMemcpyKind kind =
+      dst_device == Device::cuda
+          ? (src_device == Device::cuda ? cudaMemcpyDeviceToDevice : cudaMemcpyHostToDevice)
+          : cudaMemcpyDeviceToHost;
   check(cudaMemcpy(dst, src, bytes, kind), "cudaMemcpy");
 }
 
-void cuda_memset_zero(void* dst, size_t bytes) { check(cudaMemset(dst, 0, bytes), "cudaMemset"); }
+void cuda_memset_zero(void* dst, size_t bytes) {
+  check(cudaMemset(dst, 0, bytes), "cudaMemset");
+}
 
 }  // namespace qkv

@@ -17,14 +17,12 @@ Translator::Translator(const nn::Seq2Seq& model, const data::Tokenizer& tokenize
 }
 
 std::vector<std::vector<Translation>> Translator::translate(const std::vector<std::string>& lines) {
-  std::vector<std::vector<int32_t>> ids(lines.size());
-  for (size_t i = 0; i < lines.size(); ++i) {
-    ids[i] = tokenizer_.encode(lines[i]);
-    if (int64_t(ids[i].size()) > options_.max_source_tokens) {
-      ids[i].resize(size_t(options_.max_source_tokens));
+  std::vector<std::vector<int32_t>> ids = tokenizer_.encode_all(lines);  // in parallel
+  for (auto& sentence : ids)
+    if (int64_t(sentence.size()) > options_.max_source_tokens) {
+      sentence.resize(size_t(options_.max_source_tokens));
       ++truncated_;
     }
-  }
   std::vector<size_t> order;
   for (size_t i = 0; i < lines.size(); ++i)
     if (!ids[i].empty()) order.push_back(i);

@@ -157,7 +157,8 @@ TEST(Activation, MatchesTorch) {
   std::vector<std::pair<const char*, ops::Activation>> acts = {
       {"relu", ops::Activation::relu},
       {"gelu", ops::Activation::gelu},
-      {"gelu_tanh", ops::Activation::gelu_tanh}};
+      {"gelu_tanh", ops::Activation::gelu_tanh},
+      {"silu", ops::Activation::silu}};
   for (auto& [name, act] : acts)
     for (const Shape& shape : kShapes)
       for (float magnitude : {1.f, 6.f}) {
@@ -171,12 +172,14 @@ TEST(Activation, FromName) {
   EXPECT_EQ(ops::activation_from_name("relu"), ops::Activation::relu);
   EXPECT_EQ(ops::activation_from_name("gelu"), ops::Activation::gelu);
   EXPECT_EQ(ops::activation_from_name("gelu_tanh"), ops::Activation::gelu_tanh);
+  EXPECT_EQ(ops::activation_from_name("silu"), ops::Activation::silu);
+  EXPECT_EQ(ops::activation_from_name("swish"), ops::Activation::silu);
   try {
-    ops::activation_from_name("swish");
+    ops::activation_from_name("mish");
     FAIL() << "unknown activation accepted";
   } catch (const std::invalid_argument& e) {
     std::string msg = e.what();
-    for (const char* name : {"swish", "relu", "gelu", "gelu_tanh"})
+    for (const char* name : {"mish", "relu", "gelu", "gelu_tanh", "silu"})
       EXPECT_NE(msg.find(name), std::string::npos) << msg;
   }
 }
@@ -284,7 +287,8 @@ TEST(Gradcheck, NnOps) {
   gradcheck("layer_norm", [](auto& v) { return layer_norm(v[0], v[1], v[2]); },
             {randn({3, 5, 6}, rng), randn({6}, rng), randn({6}, rng)});
   gradcheck("softmax", [](auto& v) { return softmax(v[0]); }, {randn({4, 9}, rng, 2.f)});
-  for (auto act : {ops::Activation::relu, ops::Activation::gelu, ops::Activation::gelu_tanh})
+  for (auto act : {ops::Activation::relu, ops::Activation::gelu, ops::Activation::gelu_tanh,
+                   ops::Activation::silu})
     gradcheck("activation", [act](auto& v) { return activation(act, v[0]); },
               {away_from_zero({3, 11}, rng)});
   Tensor ids = Tensor::from_vector(std::vector<int32_t>{2, 0, 2, 4, 2}, {5});

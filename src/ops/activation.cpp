@@ -18,8 +18,9 @@ Activation activation_from_name(const std::string& name) {
   if (name == "relu") return Activation::relu;
   if (name == "gelu") return Activation::gelu;
   if (name == "gelu_tanh") return Activation::gelu_tanh;
+  if (name == "silu" || name == "swish") return Activation::silu;
   throw std::invalid_argument("unknown activation '" + name +
-                              "' (expected one of: relu, gelu, gelu_tanh)");
+                              "' (expected one of: relu, gelu, gelu_tanh, silu (or swish))");
 }
 
 Tensor activation_forward(Activation act, const Tensor& x) {

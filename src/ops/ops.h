@@ -66,9 +66,11 @@ void softmax_backward(const Tensor& dy, const Tensor& y, Tensor& dx);
 Tensor log_softmax_forward(const Tensor& x);
 
 // ---------------------------------------------------------------------------------------------
-// Activations. gelu is the exact (erf) form; gelu_tanh the tanh approximation (GPT-2).
-enum class Activation { relu, gelu, gelu_tanh };
-Activation activation_from_name(const std::string& name);  // "relu", "gelu", "gelu_tanh"
+// Activations. gelu is the exact (erf) form; gelu_tanh the tanh approximation (GPT-2); silu
+// (swish) is x * sigmoid(x) (OPUS-MT's Marian models).
+enum class Activation { relu, gelu, gelu_tanh, silu };
+// "relu", "gelu", "gelu_tanh", "silu" (also "swish").
+Activation activation_from_name(const std::string& name);
 Tensor activation_forward(Activation act, const Tensor& x);
 void activation_backward(Activation act, const Tensor& dy, const Tensor& x, Tensor& dx);
 

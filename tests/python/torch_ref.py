@@ -72,6 +72,7 @@ OPS = {
     "relu": lambda t, a: F.relu(t["x"]),
     "gelu": lambda t, a: F.gelu(t["x"]),
     "gelu_tanh": lambda t, a: F.gelu(t["x"], approximate="tanh"),
+    "silu": lambda t, a: F.silu(t["x"]),
     "permute": lambda t, a: t["x"].permute(*a["dims"]),
     "concat": lambda t, a: torch.cat([t[f"x{i}"] for i in range(a["n"])], a["axis"]),
     "split": lambda t, a: torch.split(t["x"], a["sizes"], a["axis"])[a["index"]],

@@ -1,4 +1,4 @@
-// Elementwise activations (relu, exact GELU, tanh GELU) and inverted dropout.
+// Elementwise activations (relu, exact GELU, tanh GELU, SiLU) and inverted dropout.
 #include <algorithm>
 
 #include "ops/cpu/kernels.h"
@@ -10,6 +10,13 @@ namespace {
 constexpr int64_t kParallelMin = 1 << 15;      // elements; below this one thread is faster
 constexpr int64_t kParallelMinGelu = 1 << 13;  // GELU does more work per element
 constexpr float kSqrt2OverPi = 0.79788456080286536f, kGeluCubic = 0.044715f;
+
+// 1 / (1 + exp(-x)) without overflow: exp of -|x| only.
+inline float sigmoid(float x) {
+  float e = exp_approx(x < 0.f ? x : -x);
+  float r = 1.f / (1.f + e);
+  return x < 0.f ? e * r : r;
+}
 }  // namespace
 
 void activation_forward(Activation act, const float* x, float* y, int64_t n) {
@@ -28,6 +35,10 @@ void activation_forward(Activation act, const float* x, float* y, int64_t n) {
         float u = kSqrt2OverPi * (x[i] + kGeluCubic * x[i] * x[i] * x[i]);
         y[i] = 0.5f * x[i] * (1.f + tanh_approx(u));
       }
+      break;
+    case Activation::silu:  // x * sigmoid(x)
+#pragma omp parallel for simd schedule(static) if (n > kParallelMinGelu)
+      for (int64_t i = 0; i < n; ++i) y[i] = x[i] * sigmoid(x[i]);
       break;
   }
 }
@@ -52,6 +63,13 @@ void activation_backward(Activation act, const float* dy, const float* x, float*
         float t = tanh_approx(kSqrt2OverPi * x[i] * (1.f + kGeluCubic * x2));
         float du = kSqrt2OverPi * (1.f + 3.f * kGeluCubic * x2);  // d(tanh argument)/dx
         dx[i] += dy[i] * (0.5f * (1.f + t) + 0.5f * x[i] * (1.f - t * t) * du);
+      }
+      break;
+    case Activation::silu:  // d/dx x s(x) = s + x s (1 - s)
+#pragma omp parallel for simd schedule(static) if (n > kParallelMinGelu)
+      for (int64_t i = 0; i < n; ++i) {
+        float s = sigmoid(x[i]);
+        dx[i] += dy[i] * (s + x[i] * s * (1.f - s));
       }
       break;
   }

@@ -4,6 +4,8 @@
 #include <sentencepiece_trainer.h>
 
 #include <algorithm>
+#include <filesystem>
+#include <nlohmann/json.hpp>
 
 #include "data/corpus.h"
 #include "data/tokenizer.h"
@@ -96,11 +98,60 @@ TEST_F(TokenizerTest, TrainingIsDeterministicPerSeed) {
 
 TEST_F(TokenizerTest, SavesAndLoads) {
   ScratchDir dir("tokenizer");
-  std::string path = tokenizer_->save(dir.file("model/sub"));
-  EXPECT_EQ(path, dir.file("model/sub/spm.model"));
-  Tokenizer loaded = Tokenizer::load(path);
+  tokenizer_->save(dir.file("model/sub"));
+  Tokenizer loaded = Tokenizer::load(dir.file("model/sub/spm.model"));
   EXPECT_EQ(loaded.serialized(), tokenizer_->serialized());
   EXPECT_EQ(loaded.encode(dev_->src[3]), tokenizer_->encode(dev_->src[3]));
+}
+
+// A Marian-style tokenizer: the joint model cuts both sides, a vocabulary of its pieces in
+// another order (</s> 0, <unk> 1, the pieces of a few sentences, <pad> last) gives the ids.
+TEST_F(TokenizerTest, MappedVocabularyGivesItsIdsAndUnkForTheRest) {
+  ScratchDir dir("tokenizer_mapped");
+  std::string text = "Y dijo Dios: Sea la luz.";
+  std::vector<int32_t> own = tokenizer_->encode(text);
+  nlohmann::ordered_json vocab = {{"</s>", 0}, {"<unk>", 1}};
+  for (size_t i = 1; i < own.size(); ++i)  // the first piece is left out: it becomes <unk>
+    if (!vocab.contains(tokenizer_->piece(own[i])))
+      vocab[tokenizer_->piece(own[i])] = int(vocab.size());
+  vocab["<pad>"] = int(vocab.size());
+  write_bytes(dir.file("source.spm"), tokenizer_->serialized());
+  write_bytes(dir.file("target.spm"), tokenizer_->serialized());
+  write_bytes(dir.file("vocab.json"), vocab.dump());
+  Tokenizer mapped = Tokenizer::load_dir(dir.file(""));
+  EXPECT_FALSE(mapped.joint());
+  EXPECT_EQ(mapped.vocab_size(), int32_t(vocab.size()));
+  EXPECT_EQ(mapped.specials().eos, 0);
+  EXPECT_EQ(mapped.specials().unk, 1);
+  EXPECT_EQ(mapped.specials().pad, int32_t(vocab.size()) - 1);
+  std::vector<int32_t> ids = mapped.encode(text, Side::target);
+  ASSERT_EQ(ids.size(), own.size());
+  EXPECT_EQ(ids[0], 1);
+  for (size_t i = 1; i < ids.size(); ++i)
+    EXPECT_EQ(mapped.piece(ids[i]), tokenizer_->piece(own[i]));
+  EXPECT_EQ(mapped.encode_all({text, "", text})[2], ids);
+  // <unk>, </s> and <pad> are dropped, as Hugging Face's decode(skip_special_tokens=True) does.
+  std::vector<int32_t> framed = ids;
+  framed.insert(framed.end(), {0, mapped.specials().pad});
+  EXPECT_EQ(mapped.decode(framed), tokenizer_->decode({own.begin() + 1, own.end()}));
+
+  mapped.save(dir.file("copy"));
+  Tokenizer again = Tokenizer::load_dir(dir.file("copy"));
+  EXPECT_EQ(again.vocabulary(), mapped.vocabulary());
+  EXPECT_EQ(again.encode(text), ids);
+
+  vocab.erase("<pad>");
+  write_bytes(dir.file("vocab.json"), vocab.dump());
+  expect_error<std::runtime_error>([&] { Tokenizer::load_dir(dir.file("")); },
+                                   {"vocab.json", "no <pad>"});
+  write_bytes(dir.file("vocab.json"), R"({"</s>": 0, "<unk>": 0, "<pad>": 2})");
+  expect_error<std::runtime_error>([&] { Tokenizer::load_dir(dir.file("")); },
+                                   {"vocab.json", "id 0 appears twice"});
+  write_bytes(dir.file("vocab.json"), "[1, 2]");
+  expect_error<std::runtime_error>([&] { Tokenizer::load_dir(dir.file("")); },
+                                   {"vocab.json", "expected a JSON object"});
+  std::filesystem::remove(dir.file("target.spm"));
+  expect_error<std::runtime_error>([&] { Tokenizer::load_dir(dir.file("")); }, {"no tokenizer"});
 }
 
 TEST_F(TokenizerTest, RejectsBadIdsAndFiles) {

@@ -23,9 +23,9 @@ void shuffle(std::vector<T>& items, Rng& rng) {
 
 // [rows, width] i32, row r = sequences[r] (optionally with `first` before and `last` after),
 // padded with pad_id; lengths gets each row's real length.
-Tensor pad_rows(const std::vector<const std::vector<int32_t>*>& rows, int64_t width, int32_t first,
-                int32_t last, std::vector<int32_t>& lengths) {
-  std::vector<int32_t> out(rows.size() * width, Tokenizer::pad_id);
+Tensor pad_rows(const std::vector<const std::vector<int32_t>*>& rows, int64_t width, int32_t pad_id,
+                int32_t first, int32_t last, std::vector<int32_t>& lengths) {
+  std::vector<int32_t> out(rows.size() * width, pad_id);
   lengths.assign(rows.size(), 0);
   for (size_t r = 0; r < rows.size(); ++r) {
     int32_t* row = out.data() + r * width;
@@ -46,13 +46,28 @@ int64_t longest(const std::vector<const std::vector<int32_t>*>& rows) {
 
 }  // namespace
 
-Batch make_source_batch(const std::vector<std::vector<int32_t>>& sources) {
+int64_t end_sources_with_eos(std::vector<std::vector<int32_t>>& sources, int32_t eos,
+                             int64_t max_len) {
+  int64_t cut = 0;
+  for (auto& s : sources) {
+    if (s.empty()) continue;
+    if (int64_t(s.size()) > max_len - 1) {
+      s.resize(size_t(max_len - 1));
+      ++cut;
+    }
+    s.push_back(eos);
+  }
+  return cut;
+}
+
+Batch make_source_batch(const std::vector<std::vector<int32_t>>& sources, int32_t pad_id) {
   Batch batch;
   std::vector<const std::vector<int32_t>*> rows;
   for (auto& s : sources) rows.push_back(&s);
   std::vector<int32_t> lengths;
-  batch.src = pad_rows(rows, std::max<int64_t>(1, longest(rows)), -1, -1, lengths);  // [B, S]
-  batch.src_lengths = Tensor::from_vector(lengths, {int64_t(rows.size())});          // [B]
+  int64_t width = std::max<int64_t>(1, longest(rows));
+  batch.src = pad_rows(rows, width, pad_id, -1, -1, lengths);                // [B, S]
+  batch.src_lengths = Tensor::from_vector(lengths, {int64_t(rows.size())});  // [B]
   for (size_t i = 0; i < sources.size(); ++i) batch.indices.push_back(int64_t(i));
   return batch;
 }
@@ -165,11 +180,12 @@ Batch Batcher::make_batch(const std::vector<int64_t>& indices) const {
   int64_t rows = int64_t(indices.size());
   int64_t src_width = std::max<int64_t>(1, longest(src_rows)), tgt_width = longest(tgt_rows) + 1;
   std::vector<int32_t> src_lengths, tgt_lengths, unused;
-  batch.src = pad_rows(src_rows, src_width, -1, -1, src_lengths);                    // [B, S]
-  batch.tgt_in = pad_rows(tgt_rows, tgt_width, Tokenizer::bos_id, -1, tgt_lengths);  // [B, T]
-  batch.tgt_out = pad_rows(tgt_rows, tgt_width, -1, Tokenizer::eos_id, unused);      // [B, T]
-  batch.src_lengths = Tensor::from_vector(src_lengths, {rows});                      // [B]
-  batch.tgt_lengths = Tensor::from_vector(tgt_lengths, {rows});                      // [B]
+  const BatcherOptions& o = options_;
+  batch.src = pad_rows(src_rows, src_width, o.pad_id, -1, -1, src_lengths);           // [B, S]
+  batch.tgt_in = pad_rows(tgt_rows, tgt_width, o.pad_id, o.bos_id, -1, tgt_lengths);  // [B, T]
+  batch.tgt_out = pad_rows(tgt_rows, tgt_width, o.pad_id, -1, o.eos_id, unused);      // [B, T]
+  batch.src_lengths = Tensor::from_vector(src_lengths, {rows});                       // [B]
+  batch.tgt_lengths = Tensor::from_vector(tgt_lengths, {rows});                       // [B]
   for (int32_t n : tgt_lengths) batch.n_tgt_tokens += n;
   return batch;
 }

@@ -23,6 +23,7 @@ struct BatcherOptions {
   int64_t window_batches = 100;  // sort window, in batches' worth of tokens
   uint64_t seed = 1;
   bool shuffle = true;  // false: corpus order and batches in plan order (evaluation)
+  int32_t pad_id = 0, bos_id = 2, eos_id = 3;  // the model's (Seq2SeqConfig)
 };
 
 // Where the next batch comes from; store it in a checkpoint to resume.
@@ -33,10 +34,10 @@ struct BatchPosition {
 };
 
 struct Batch {
-  Tensor src;                // i32 [B, S], padded with pad id 0
+  Tensor src;                // i32 [B, S], padded with the pad id
   Tensor src_lengths;        // i32 [B]
-  Tensor tgt_in;             // i32 [B, T]: <bos> tgt, padded with 0 (decoder input)
-  Tensor tgt_out;            // i32 [B, T]: tgt <eos>, padded with 0 (what the decoder must predict)
+  Tensor tgt_in;             // i32 [B, T]: <bos> tgt, padded (decoder input)
+  Tensor tgt_out;            // i32 [B, T]: tgt <eos>, padded (what the decoder must predict)
   Tensor tgt_lengths;        // i32 [B]: tgt tokens + 1 (the real positions of tgt_in and tgt_out)
   int64_t n_tgt_tokens = 0;  // sum of tgt_lengths, i.e. target tokens including <eos>
   std::vector<int64_t> indices;  // row b holds pair indices[b] of the batcher's input
@@ -44,9 +45,14 @@ struct Batch {
   int64_t size() const { return int64_t(indices.size()); }
 };
 
+// Ends every non-empty source with `eos`, first cutting it to max_len - 1 tokens (for models
+// with Seq2SeqConfig::source_eos). Returns how many were cut.
+int64_t end_sources_with_eos(std::vector<std::vector<int32_t>>& sources, int32_t eos,
+                             int64_t max_len);
+
 // src [B, S] and src_lengths [B] of `sources` (for translation); other tensors stay undefined
 // and indices are 0..B-1.
-Batch make_source_batch(const std::vector<std::vector<int32_t>>& sources);
+Batch make_source_batch(const std::vector<std::vector<int32_t>>& sources, int32_t pad_id = 0);
 
 class Batcher {
  public:

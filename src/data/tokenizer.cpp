@@ -6,6 +6,7 @@
 #include <algorithm>
 #include <filesystem>
 #include <fstream>
+#include <nlohmann/json.hpp>
 #include <sstream>
 #include <stdexcept>
 #include <unordered_map>
@@ -55,14 +56,52 @@ std::vector<std::string_view> sample(const std::vector<std::string_view>& senten
   return chosen;
 }
 
-}  // namespace
+std::string read_file(const std::string& path, const char* what) {
+  std::ifstream in(path, std::ios::binary);
+  if (!in) throw std::runtime_error(path + ": cannot open " + what);
+  std::ostringstream bytes;
+  bytes << in.rdbuf();
+  return bytes.str();
+}
 
-Tokenizer::Tokenizer(std::string serialized, const std::string& origin)
-    : serialized_(std::move(serialized)),
-      processor_(std::make_unique<sentencepiece::SentencePieceProcessor>()) {
-  auto status = processor_->LoadFromSerializedProto(serialized_);
+std::unique_ptr<sentencepiece::SentencePieceProcessor> load_processor(const std::string& serialized,
+                                                                      const std::string& origin) {
+  auto p = std::make_unique<sentencepiece::SentencePieceProcessor>();
+  auto status = p->LoadFromSerializedProto(serialized);
   if (!status.ok())
     throw std::runtime_error(origin + ": not a SentencePiece model: " + status.ToString());
+  return p;
+}
+
+// vocab.json: {"piece": id, ...} with ids 0..n-1, each once -> id -> piece.
+std::vector<std::string> read_vocabulary(const std::string& path) {
+  nlohmann::json j;
+  try {
+    j = nlohmann::json::parse(read_file(path, "vocabulary"));
+  } catch (const nlohmann::json::exception& e) {
+    throw std::runtime_error(path + ": not valid JSON: " + e.what());
+  }
+  if (!j.is_object() || j.empty())
+    throw std::runtime_error(path + ": expected a JSON object {\"piece\": id, ...}");
+  std::vector<std::string> vocab(j.size());
+  std::vector<bool> seen(j.size(), false);
+  for (auto& [piece, id] : j.items()) {
+    if (!id.is_number_integer() || id.get<int64_t>() < 0 || id.get<int64_t>() >= int64_t(j.size()))
+      throw std::runtime_error(path + ": id of \"" + piece + "\" must be an integer in [0, " +
+                               std::to_string(j.size()) + ")");
+    size_t i = id.get<size_t>();
+    if (seen[i]) throw std::runtime_error(path + ": id " + std::to_string(i) + " appears twice");
+    seen[i] = true;
+    vocab[i] = piece;
+  }
+  return vocab;
+}
+
+}  // namespace
+
+Tokenizer::Tokenizer(std::string serialized, const std::string& origin, bool check_specials)
+    : serialized_(std::move(serialized)), processor_(load_processor(serialized_, origin)) {
+  if (!check_specials) return;
   const std::pair<int32_t, const char*> specials[] = {
       {pad_id, "pad"}, {unk_id, "unk"}, {bos_id, "bos"}, {eos_id, "eos"}};
   int32_t actual[] = {processor_->pad_id(), processor_->unk_id(), processor_->bos_id(),
@@ -115,22 +154,58 @@ Tokenizer Tokenizer::train_joint(const ParallelCorpus& corpus, const TokenizerOp
 }
 
 Tokenizer Tokenizer::load(const std::string& model_path) {
-  std::ifstream in(model_path, std::ios::binary);
-  if (!in) throw std::runtime_error(model_path + ": cannot open SentencePiece model");
-  std::ostringstream bytes;
-  bytes << in.rdbuf();
-  return Tokenizer(bytes.str(), model_path);
+  return Tokenizer(read_file(model_path, "SentencePiece model"), model_path);
 }
 
-std::string Tokenizer::save(const std::string& model_dir) const {
+Tokenizer Tokenizer::load_mapped(const std::string& source_spm, const std::string& target_spm,
+                                 const std::string& vocab_json) {
+  Tokenizer t(read_file(source_spm, "SentencePiece model"), source_spm, false);
+  t.target_serialized_ = read_file(target_spm, "SentencePiece model");
+  t.target_processor_ = load_processor(t.target_serialized_, target_spm);
+  t.vocab_ = read_vocabulary(vocab_json);
+  for (size_t i = 0; i < t.vocab_.size(); ++i) t.piece_ids_[t.vocab_[i]] = int32_t(i);
+  auto id_of = [&](const char* piece) {
+    auto it = t.piece_ids_.find(piece);
+    if (it == t.piece_ids_.end())
+      throw std::runtime_error(vocab_json + ": the vocabulary has no " + piece);
+    return it->second;
+  };
+  t.specials_ = {id_of("<pad>"), id_of("<unk>"), -1, id_of("</s>")};
+  return t;
+}
+
+Tokenizer Tokenizer::load_dir(const std::string& model_dir) {
+  std::filesystem::path dir(model_dir);
+  if (std::filesystem::exists(dir / "spm.model")) return load((dir / "spm.model").string());
+  for (const char* name : {"source.spm", "target.spm", "vocab.json"})
+    if (!std::filesystem::exists(dir / name))
+      throw std::runtime_error(model_dir +
+                               ": no tokenizer (spm.model, or source.spm, target.spm "
+                               "and vocab.json)");
+  return load_mapped((dir / "source.spm").string(), (dir / "target.spm").string(),
+                     (dir / "vocab.json").string());
+}
+
+void Tokenizer::save(const std::string& model_dir) const {
   std::filesystem::create_directories(model_dir);
-  std::string path = (std::filesystem::path(model_dir) / "spm.model").string();
-  write_file_atomic(path, serialized_);
-  return path;
+  std::filesystem::path dir(model_dir);
+  if (joint()) {
+    write_file_atomic((dir / "spm.model").string(), serialized_);
+    return;
+  }
+  nlohmann::ordered_json vocab = nlohmann::ordered_json::object();
+  for (size_t i = 0; i < vocab_.size(); ++i) vocab[vocab_[i]] = i;
+  write_file_atomic((dir / "source.spm").string(), serialized_);
+  write_file_atomic((dir / "target.spm").string(), target_serialized_);
+  write_file_atomic((dir / "vocab.json").string(), vocab.dump(1) + "\n");
 }
 
 int32_t Tokenizer::vocab_size() const {
-  return processor_->GetPieceSize();
+  return joint() ? processor_->GetPieceSize() : int32_t(vocab_.size());
+}
+
+const Tokenizer::Processor& Tokenizer::side(Side s) const {
+  return s == Side::target && target_processor_ ? *target_processor_ : *processor_;
 }
 
 void Tokenizer::check_id(int32_t id) const {
@@ -141,35 +216,60 @@ void Tokenizer::check_id(int32_t id) const {
 
 std::string Tokenizer::piece(int32_t id) const {
   check_id(id);
-  return processor_->IdToPiece(id);
+  return joint() ? processor_->IdToPiece(id) : vocab_[size_t(id)];
 }
 
-std::vector<int32_t> Tokenizer::encode(std::string_view text) const {
-  std::vector<int> ids;
-  auto status = processor_->Encode(text, &ids);
-  if (!status.ok()) throw std::runtime_error("SentencePiece encode failed: " + status.ToString());
-  return {ids.begin(), ids.end()};
+bool Tokenizer::try_encode(std::string_view text, Side s, std::vector<int32_t>& ids) const {
+  ids.clear();
+  if (joint()) {
+    std::vector<int> raw;
+    if (!processor_->Encode(text, &raw).ok()) return false;
+    ids.assign(raw.begin(), raw.end());
+    return true;
+  }
+  std::vector<std::string> pieces;
+  if (!side(s).Encode(text, &pieces).ok()) return false;
+  for (const auto& p : pieces) {
+    auto it = piece_ids_.find(p);
+    ids.push_back(it == piece_ids_.end() ? specials_.unk : it->second);
+  }
+  return true;
 }
 
-std::vector<std::vector<int32_t>> Tokenizer::encode_all(
-    const std::vector<std::string>& texts) const {
+std::vector<int32_t> Tokenizer::encode(std::string_view text, Side s) const {
+  std::vector<int32_t> ids;
+  if (!try_encode(text, s, ids)) {
+    std::vector<int> unused;
+    auto status = side(s).Encode(text, &unused);
+    throw std::runtime_error("SentencePiece encode failed: " + status.ToString());
+  }
+  return ids;
+}
+
+std::vector<std::vector<int32_t>> Tokenizer::encode_all(const std::vector<std::string>& texts,
+                                                        Side s) const {
   std::vector<std::vector<int32_t>> out(texts.size());
   std::vector<int> failed(texts.size(), 0);  // exceptions must not leave the parallel loop
 #pragma omp parallel for schedule(dynamic, 256)
-  for (int64_t i = 0; i < int64_t(texts.size()); ++i) {
-    std::vector<int> ids;
-    failed[i] = !processor_->Encode(texts[i], &ids).ok();
-    out[i].assign(ids.begin(), ids.end());
-  }
+  for (int64_t i = 0; i < int64_t(texts.size()); ++i) failed[i] = !try_encode(texts[i], s, out[i]);
   for (size_t i = 0; i < texts.size(); ++i)
-    if (failed[i]) out[i] = encode(texts[i]);  // throws with SentencePiece's message
+    if (failed[i]) out[i] = encode(texts[i], s);  // throws with SentencePiece's message
   return out;
 }
 
 std::string Tokenizer::decode(const std::vector<int32_t>& ids) const {
   for (int32_t id : ids) check_id(id);
   std::string text;
-  auto status = processor_->Decode(std::vector<int>(ids.begin(), ids.end()), &text);
+  sentencepiece::util::Status status;
+  if (joint()) {
+    status = processor_->Decode(std::vector<int>(ids.begin(), ids.end()), &text);
+  } else {
+    std::vector<std::string> pieces;
+    for (int32_t id : ids)
+      if (id != specials_.pad && id != specials_.eos && id != specials_.unk && id != specials_.bos)
+        pieces.push_back(vocab_[size_t(id)]);
+    status = side(Side::target).Decode(pieces, &text);
+  }
   if (!status.ok()) throw std::runtime_error("SentencePiece decode failed: " + status.ToString());
   return text;
 }

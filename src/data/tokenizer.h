@@ -1,12 +1,18 @@
-// Subword tokenizer: a SentencePiece model shared by source and target ("joint"), with fixed
-// ids for the special symbols so that models, batches and decoders agree on them.
-// Text goes through SentencePiece's default normaliser (nmt_nfkc: NFKC, whitespace runs folded),
-// so decode(encode(s)) == s for NFKC text whose characters the model has all seen.
+// Subword tokenizer, in one of two forms:
+// - joint (what `qkv train` makes): one SentencePiece model shared by source and target, whose
+//   own ids are the model's, with fixed ids for the special symbols (pad 0, unk 1, bos 2, eos 3);
+// - vocabulary-mapped (Marian / Hugging Face MarianTokenizer): a source and a target
+//   SentencePiece model cut text into pieces, and a shared vocabulary (vocab.json, piece -> id)
+//   gives their ids; pieces it lacks become <unk>. Special ids are those of "<pad>", "<unk>"
+//   and "</s>" in the vocabulary.
+// Text goes through SentencePiece's normaliser (by default nmt_nfkc: NFKC, whitespace runs
+// folded), so decode(encode(s)) == s for NFKC text whose characters the model has all seen.
 #pragma once
 #include <cstdint>
 #include <memory>
 #include <string>
 #include <string_view>
+#include <unordered_map>
 #include <vector>
 
 namespace sentencepiece {
@@ -16,6 +22,12 @@ class SentencePieceProcessor;
 namespace qkv::data {
 
 struct ParallelCorpus;
+
+enum class Side { source, target };
+
+struct SpecialIds {
+  int32_t pad = 0, unk = 1, bos = 2, eos = 3;  // bos -1: none (Marian starts with <pad>)
+};
 
 struct TokenizerOptions {
   int vocab_size = 8000;
@@ -45,31 +57,52 @@ class Tokenizer {
   static Tokenizer train_joint(const ParallelCorpus& corpus, const TokenizerOptions& options);
   // Loads a SentencePiece .model file (for example `<model_dir>/spm.model`).
   static Tokenizer load(const std::string& model_path);
-  // Writes `<model_dir>/spm.model` (atomically; creates model_dir) and returns its path.
-  std::string save(const std::string& model_dir) const;
+  // A vocabulary-mapped tokenizer from SentencePiece models and a vocab.json. Throws
+  // std::runtime_error naming the file for a missing or malformed file, a vocabulary without
+  // the special pieces, or duplicate / non-contiguous ids.
+  static Tokenizer load_mapped(const std::string& source_spm, const std::string& target_spm,
+                               const std::string& vocab_json);
+  // What save wrote into model_dir: spm.model, or source.spm + target.spm + vocab.json.
+  static Tokenizer load_dir(const std::string& model_dir);
+  // Writes the files of load_dir (atomically; creates model_dir).
+  void save(const std::string& model_dir) const;
 
   Tokenizer(Tokenizer&&) noexcept;
   Tokenizer& operator=(Tokenizer&&) noexcept;
   ~Tokenizer();
 
+  bool joint() const { return vocab_.empty(); }
+  const SpecialIds& specials() const { return specials_; }
   int32_t vocab_size() const;
   std::string piece(int32_t id) const;
-  // Subword ids of `text`, without <bos> or <eos>.
-  std::vector<int32_t> encode(std::string_view text) const;
+  // Subword ids of `text` with that side's model, without <bos> or <eos>.
+  std::vector<int32_t> encode(std::string_view text, Side side = Side::source) const;
   // Encodes every sentence (in parallel; the result does not depend on the thread count).
-  std::vector<std::vector<int32_t>> encode_all(const std::vector<std::string>& texts) const;
-  // Text of `ids`; pad, bos and eos produce nothing. Throws std::invalid_argument for an id
-  // outside [0, vocab_size).
+  std::vector<std::vector<int32_t>> encode_all(const std::vector<std::string>& texts,
+                                               Side side = Side::source) const;
+  // Text of target-side `ids`; pad, bos and eos produce nothing (and <unk> in a mapped
+  // tokenizer, as Hugging Face's decode with skip_special_tokens). Throws
+  // std::invalid_argument for an id outside [0, vocab_size).
   std::string decode(const std::vector<int32_t>& ids) const;
-  // The model file's bytes (what save writes).
+  // The (source) SentencePiece model file's bytes.
   const std::string& serialized() const { return serialized_; }
+  // The vocabulary of a mapped tokenizer (id -> piece); empty when joint.
+  const std::vector<std::string>& vocabulary() const { return vocab_; }
 
  private:
-  explicit Tokenizer(std::string serialized, const std::string& origin);
+  using Processor = sentencepiece::SentencePieceProcessor;
+  // check_specials: the model's own special ids must be the fixed ones (joint form).
+  Tokenizer(std::string serialized, const std::string& origin, bool check_specials = true);
   void check_id(int32_t id) const;  // std::invalid_argument outside [0, vocab_size)
+  const Processor& side(Side s) const;
+  // false when SentencePiece fails (the caller retries with encode, which throws its message).
+  bool try_encode(std::string_view text, Side s, std::vector<int32_t>& ids) const;
 
-  std::string serialized_;
-  std::unique_ptr<sentencepiece::SentencePieceProcessor> processor_;
+  std::string serialized_, target_serialized_;  // target: mapped form only
+  std::unique_ptr<Processor> processor_, target_processor_;
+  std::vector<std::string> vocab_;  // mapped form: id -> piece
+  std::unordered_map<std::string, int32_t> piece_ids_;
+  SpecialIds specials_;
 };
 
 }  // namespace qkv::data

@@ -1,5 +1,7 @@
 // A trained translation model as `qkv train` leaves it in a directory: config.yaml, spm.model,
-// model.safetensors (the last checkpoint) and model.best.safetensors (best dev BLEU).
+// model.safetensors (the last checkpoint) and model.best.safetensors (best dev BLEU). A model
+// converted from Hugging Face (`qkv convert`) has source.spm, target.spm and vocab.json instead
+// of spm.model (see data::Tokenizer).
 #pragma once
 #include <memory>
 #include <string>

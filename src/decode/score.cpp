@@ -22,11 +22,13 @@ std::vector<double> score_batch(const nn::Seq2Seq& model, const Tensor& src,
 std::vector<PairScore> score_pairs(const nn::Seq2Seq& model, const data::Tokenizer& tokenizer,
                                    const std::vector<std::string>& sources,
                                    const std::vector<std::string>& targets, int64_t batch_tokens) {
-  auto src = tokenizer.encode_all(sources), tgt = tokenizer.encode_all(targets);
-  const int64_t most = model.config().max_positions;
+  const nn::Seq2SeqConfig& c = model.config();
+  auto src = tokenizer.encode_all(sources), tgt = tokenizer.encode_all(targets, data::Side::target);
+  const int64_t most = c.max_positions;
   for (size_t i = 0; i < src.size(); ++i) {
     if (src[i].empty())
       throw std::invalid_argument("pair " + std::to_string(i + 1) + " has an empty source");
+    if (c.source_eos) src[i].push_back(c.eos_id);
     if (int64_t(src[i].size()) > most || int64_t(tgt[i].size()) + 1 > most)
       throw std::invalid_argument("pair " + std::to_string(i + 1) +
                                   " is longer than the model's max-positions (" +
@@ -36,6 +38,7 @@ std::vector<PairScore> score_pairs(const nn::Seq2Seq& model, const data::Tokeniz
   o.max_tokens = std::max(batch_tokens, most);
   o.max_len = int32_t(most);
   o.shuffle = false;
+  o.pad_id = c.pad_id, o.bos_id = c.bos_id, o.eos_id = c.eos_id;
   std::vector<PairScore> out(src.size());
   data::Batcher batcher(src, tgt, o);
   for (const auto& plan : batcher.epoch_plan(0)) {

@@ -17,12 +17,17 @@ Translator::Translator(const nn::Seq2Seq& model, const data::Tokenizer& tokenize
 }
 
 std::vector<std::vector<Translation>> Translator::translate(const std::vector<std::string>& lines) {
+  const nn::Seq2SeqConfig& c = model_.config();
   std::vector<std::vector<int32_t>> ids = tokenizer_.encode_all(lines);  // in parallel
-  for (auto& sentence : ids)
-    if (int64_t(sentence.size()) > options_.max_source_tokens) {
-      sentence.resize(size_t(options_.max_source_tokens));
-      ++truncated_;
-    }
+  if (c.source_eos) {
+    truncated_ += data::end_sources_with_eos(ids, c.eos_id, options_.max_source_tokens);
+  } else {
+    for (auto& sentence : ids)
+      if (int64_t(sentence.size()) > options_.max_source_tokens) {
+        sentence.resize(size_t(options_.max_source_tokens));
+        ++truncated_;
+      }
+  }
   std::vector<size_t> order;
   for (size_t i = 0; i < lines.size(); ++i)
     if (!ids[i].empty()) order.push_back(i);
@@ -38,7 +43,7 @@ std::vector<std::vector<Translation>> Translator::translate(const std::vector<st
       ++end;
     std::vector<std::vector<int32_t>> sources;
     for (size_t i = begin; i < end; ++i) sources.push_back(ids[order[i]]);
-    data::Batch batch = data::make_source_batch(sources);
+    data::Batch batch = data::make_source_batch(sources, c.pad_id);
     auto hyps = search(model_, batch.src, batch.src_lengths, options_.search);
     for (size_t i = begin; i < end; ++i) {
       auto& dst = out[order[i]];

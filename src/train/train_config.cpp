@@ -44,6 +44,7 @@ nn::Seq2SeqConfig TrainConfig::model_config(int64_t vocab) const {
   c.tie_embeddings = tie_embeddings;
   c.dropout = dropout;
   c.max_positions = max_positions;
+  c.source_eos = true;  // as Marian and fairseq: exported models work with MarianTokenizer
   return c;
 }
 

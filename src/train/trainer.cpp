@@ -79,7 +79,17 @@ struct Validation {
   std::vector<std::string> sources, references;  // for BLEU
 };
 
-Validation make_validation(const TrainConfig& cfg, const data::Tokenizer& tok) {
+// The tokenized sources of `corpus`, ending with <eos> when the model wants it.
+std::vector<std::vector<int32_t>> sources_of(const data::ParallelCorpus& corpus,
+                                             const data::Tokenizer& tok,
+                                             const nn::Seq2SeqConfig& mc, int64_t max_len) {
+  auto ids = tok.encode_all(corpus.src);
+  if (mc.source_eos) data::end_sources_with_eos(ids, mc.eos_id, max_len);
+  return ids;
+}
+
+Validation make_validation(const TrainConfig& cfg, const data::Tokenizer& tok,
+                           const nn::Seq2SeqConfig& mc) {
   Validation v;
   if (cfg.valid_sets.empty()) return v;
   data::ParallelCorpus corpus = read_all(cfg.valid_sets);
@@ -87,7 +97,9 @@ Validation make_validation(const TrainConfig& cfg, const data::Tokenizer& tok) {
   o.max_tokens = cfg.batch_tokens;
   o.max_len = int32_t(cfg.max_length);
   o.shuffle = false;
-  data::Batcher batcher(tok.encode_all(corpus.src), tok.encode_all(corpus.tgt), o);
+  o.pad_id = mc.pad_id, o.bos_id = mc.bos_id, o.eos_id = mc.eos_id;
+  data::Batcher batcher(sources_of(corpus, tok, mc, cfg.max_length),
+                        tok.encode_all(corpus.tgt, data::Side::target), o);
   for (const auto& plan : batcher.epoch_plan(0)) v.batches.push_back(batcher.make_batch(plan));
   size_t n = cfg.valid_max_sentences > 0
                  ? std::min<size_t>(corpus.src.size(), size_t(cfg.valid_max_sentences))
@@ -150,10 +162,12 @@ int64_t train_seq2seq(const TrainConfig& cfg) {
   bo.max_tokens = cfg.batch_tokens;
   bo.max_len = int32_t(cfg.max_length);
   bo.seed = uint64_t(cfg.seed);
-  data::Batcher batcher(tok.encode_all(corpus.src), tok.encode_all(corpus.tgt), bo);
+  bo.pad_id = mc.pad_id, bo.bos_id = mc.bos_id, bo.eos_id = mc.eos_id;
+  data::Batcher batcher(sources_of(corpus, tok, mc, cfg.max_length),
+                        tok.encode_all(corpus.tgt, data::Side::target), bo);
   data::report_batcher("train", batcher);
   batcher.seek({loop.progress().epoch, loop.progress().batch_in_epoch});
-  Validation valid = make_validation(cfg, tok);
+  Validation valid = make_validation(cfg, tok, mc);
   nn::Context ctx = loop.context(mc.dropout);
 
   while (!loop.stopping()) {

@@ -60,7 +60,7 @@ Tensor IncrementalDecoder::step(const Tensor& tokens) {
     x = nn::residual(x, layer.final_layer_norm, pre, ctx_,
                      [&](const Var& y) { return layer.ffn(y, ctx_); });
   }
-  if (pre) x = model_.decoder_final_norm()(x);
+  if (model_.config().stack_norms()) x = model_.decoder_final_norm()(x);
   ++pos_;
   return model_.logits(x).value().reshape({n, model_.config().vocab_size});
 }

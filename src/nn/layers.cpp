@@ -86,16 +86,26 @@ void FeedForward::params(const std::string& prefix, ParamList& out) const {
   fc2.params(prefix + ".fc2", out);
 }
 
-Tensor sinusoidal_positions(int64_t len, int64_t d) {
+Tensor sinusoidal_positions(int64_t len, int64_t d, PositionLayout layout) {
   Tensor pe = Tensor::empty({len, d});
   float* p = pe.data<float>();
+  int64_t half = (d + 1) / 2;  // frequencies
   for (int64_t pos = 0; pos < len; ++pos)
-    for (int64_t i = 0; i < d; i += 2) {
-      double angle = double(pos) / std::pow(10000.0, double(i) / double(d));
-      p[pos * d + i] = float(std::sin(angle));
-      if (i + 1 < d) p[pos * d + i + 1] = float(std::cos(angle));
+    for (int64_t k = 0; k < half; ++k) {
+      double angle = double(pos) / std::pow(10000.0, double(2 * k) / double(d));
+      bool interleaved = layout == PositionLayout::interleaved;
+      int64_t sin_at = interleaved ? 2 * k : k, cos_at = interleaved ? 2 * k + 1 : half + k;
+      p[pos * d + sin_at] = float(std::sin(angle));
+      if (2 * k + 1 < d) p[pos * d + cos_at] = float(std::cos(angle));
     }
   return pe;
+}
+
+PositionLayout position_layout_from_name(const std::string& name) {
+  if (name == "interleaved") return PositionLayout::interleaved;
+  if (name == "halves") return PositionLayout::halves;
+  throw std::invalid_argument("unknown position layout '" + name +
+                              "' (expected interleaved or halves)");
 }
 
 }  // namespace qkv::nn

@@ -69,8 +69,14 @@ struct FeedForward {
   void params(const std::string& prefix, ParamList& out) const;
 };
 
-// Sinusoidal position encodings [len, d] (Vaswani et al.): PE[p, 2i] = sin(p / 10000^(2i/d)),
-// PE[p, 2i+1] = cos(p / 10000^(2i/d)).
-Tensor sinusoidal_positions(int64_t len, int64_t d);
+// Sinusoidal position encodings [len, d] (Vaswani et al.) with frequencies
+// w_k = 1 / 10000^(2k/d), k < d/2. interleaved (the paper's): PE[p, 2k] = sin(p w_k),
+// PE[p, 2k+1] = cos(p w_k). halves (Marian's, Hugging Face's MarianMTModel): PE[p, k] =
+// sin(p w_k), PE[p, d/2 + k] = cos(p w_k). The two differ by a fixed permutation of the d
+// columns.
+enum class PositionLayout { interleaved, halves };
+PositionLayout position_layout_from_name(const std::string& name);  // "interleaved", "halves"
+Tensor sinusoidal_positions(int64_t len, int64_t d,
+                            PositionLayout layout = PositionLayout::interleaved);
 
 }  // namespace qkv::nn

@@ -39,6 +39,10 @@ void bind(Options& o, Seq2SeqConfig& c, std::string& model_type) {
   o.add("unk-id", c.unk_id, "unknown-subword id");
   o.add("bos-id", c.bos_id, "begin-of-sentence id");
   o.add("eos-id", c.eos_id, "end-of-sentence id");
+  o.add("scale-embeddings", c.scale_embeddings, "embeddings x sqrt(d-model)");
+  o.add("position-layout", c.position_layout, "sinusoids interleaved or halves (Marian)");
+  o.add("final-norm", c.final_norm, "LayerNorm after each post-norm stack");
+  o.add("source-eos", c.source_eos, "sources end with <eos>");
 }
 }  // namespace
 
@@ -58,10 +62,29 @@ Seq2SeqConfig Seq2SeqConfig::load(const std::string& path) {
   o.load_yaml(path);
   if (type != "seq2seq")
     throw std::runtime_error(path + ": model-type is '" + type + "', expected seq2seq");
-  if (c.vocab_size <= 4 || c.d_model <= 0 || c.heads <= 0 || c.d_model % c.heads != 0 ||
-      c.d_ff <= 0 || c.encoder_layers < 0 || c.decoder_layers < 1 || c.max_positions < 2)
-    throw std::runtime_error(path + ": inconsistent model shape");
+  try {
+    c.check(path);
+  } catch (const std::invalid_argument& e) {
+    throw std::runtime_error(e.what());
+  }
   return c;
+}
+
+void Seq2SeqConfig::check(const std::string& where) const {
+  auto fail = [&](const std::string& what) { throw std::invalid_argument(where + ": " + what); };
+  if (vocab_size <= 4 || d_model <= 0 || heads <= 0 || d_model % heads != 0 || d_ff <= 0 ||
+      encoder_layers < 0 || decoder_layers < 1 || max_positions < 2)
+    fail("inconsistent model shape");
+  for (int32_t id : {pad_id, unk_id, bos_id, eos_id})
+    if (id < 0 || id >= vocab_size)
+      fail("special id " + std::to_string(id) + " is outside the vocabulary");
+  if (eos_id == bos_id || eos_id == pad_id) fail("eos-id must differ from bos-id and pad-id");
+  try {
+    ops::activation_from_name(activation);
+    position_layout_from_name(position_layout);
+  } catch (const std::invalid_argument& e) {
+    fail(e.what());
+  }
 }
 
 LayerShape Seq2SeqConfig::layer_shape() const {
@@ -72,7 +95,8 @@ Seq2Seq::Seq2Seq(const Seq2SeqConfig& config)
     : config_(config),
       shared_(make_param({config.vocab_size, config.d_model})),
       final_logits_bias_(make_param({config.vocab_size})),
-      positions_(sinusoidal_positions(config.max_positions, config.d_model)),
+      positions_(sinusoidal_positions(config.max_positions, config.d_model,
+                                      position_layout_from_name(config.position_layout))),
       encoder_norm_(config.d_model),
       decoder_norm_(config.d_model) {
   if (!config.tie_embeddings) lm_head_ = Linear(config.d_model, config.vocab_size, false);
@@ -95,7 +119,7 @@ ParamList Seq2Seq::params() const {
     encoder_[i].params("model.encoder.layers." + std::to_string(i), out);
   for (size_t i = 0; i < decoder_.size(); ++i)
     decoder_[i].params("model.decoder.layers." + std::to_string(i), out);
-  if (config_.pre_norm) {
+  if (config_.stack_norms()) {
     encoder_norm_.params("model.encoder.layer_norm", out);
     decoder_norm_.params("model.decoder.layer_norm", out);
   }
@@ -110,8 +134,9 @@ Var Seq2Seq::embed(const Tensor& ids, int64_t offset, const Context& ctx) const 
     throw std::invalid_argument("a sequence of " + std::to_string(offset + len) +
                                 " tokens is longer than the model allows (max-positions " +
                                 std::to_string(config_.max_positions) + ")");
-  Var x = embedding(ids, shared_, std::sqrt(float(config_.d_model)));  // [B, L, d]
-  Var pos(positions_.slice_rows(offset, offset + len));                // [L, d]
+  float scale = config_.scale_embeddings ? std::sqrt(float(config_.d_model)) : 1.f;
+  Var x = embedding(ids, shared_, scale);                // [B, L, d]
+  Var pos(positions_.slice_rows(offset, offset + len));  // [L, d]
   return ctx.drop(add(x, pos));
 }
 
@@ -119,7 +144,7 @@ Var Seq2Seq::encode(const Tensor& src, const Tensor& src_lengths, const Context&
   ops::AttentionMask mask{false, src_lengths};
   Var x = embed(src, 0, ctx);
   for (const auto& layer : encoder_) x = layer(x, mask, ctx);
-  return config_.pre_norm ? encoder_norm_(x) : x;
+  return config_.stack_norms() ? encoder_norm_(x) : x;
 }
 
 Var Seq2Seq::decode(const Tensor& tgt_in, const Var& memory, const Tensor& src_lengths,
@@ -127,7 +152,7 @@ Var Seq2Seq::decode(const Tensor& tgt_in, const Var& memory, const Tensor& src_l
   ops::AttentionMask self_mask{true, Tensor()}, memory_mask{false, src_lengths};
   Var x = embed(tgt_in, 0, ctx);
   for (const auto& layer : decoder_) x = layer(x, memory, self_mask, memory_mask, ctx);
-  return config_.pre_norm ? decoder_norm_(x) : x;
+  return config_.stack_norms() ? decoder_norm_(x) : x;
 }
 
 Var Seq2Seq::logits(const Var& hidden) const {

@@ -1,7 +1,8 @@
 // The encoder-decoder Transformer of "Attention Is All You Need": shared source/target
 // vocabulary, embeddings scaled by sqrt(d_model) plus sinusoidal positions, N encoder and N
 // decoder layers, and an output projection tied to the embeddings (optional).
-// Parameter names follow Hugging Face's MarianMTModel.
+// Parameter names follow Hugging Face's MarianMTModel; the options below also cover what
+// MarianMTModel and torch.nn.Transformer checkpoints need (see src/convert/).
 #pragma once
 #include <string>
 #include <vector>
@@ -20,7 +21,12 @@ struct Seq2SeqConfig {
   bool tie_embeddings = true;  // output projection = embedding matrix
   float dropout = 0.1f;
   int64_t max_positions = 1024;  // longest sequence the model accepts
+  // bos_id starts the decoder (Marian uses its pad id there).
   int32_t pad_id = 0, unk_id = 1, bos_id = 2, eos_id = 3;
+  bool scale_embeddings = true;                 // embeddings x sqrt(d_model)
+  std::string position_layout = "interleaved";  // or "halves" (see sinusoidal_positions)
+  bool final_norm = false;  // a LayerNorm after each post-norm stack too (torch.nn.Transformer)
+  bool source_eos = false;  // every source sentence ends with <eos> (Marian)
 
   // config.yaml of a model directory: every field under its kebab-case key.
   void save(const std::string& path) const;
@@ -30,6 +36,10 @@ struct Seq2SeqConfig {
   // "tiny", "small" or "base" (unknown names are an error listing these).
   static Seq2SeqConfig preset(const std::string& name);
   LayerShape layer_shape() const;
+  // Whether each stack ends with a LayerNorm (always for pre-norm).
+  bool stack_norms() const { return pre_norm || final_norm; }
+  // Throws std::invalid_argument (prefixed with `where`) for an inconsistent field.
+  void check(const std::string& where) const;
 };
 
 class Seq2Seq {

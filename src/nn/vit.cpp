@@ -11,7 +11,7 @@
 namespace qkv::nn {
 
 LayerShape ViTConfig::layer_shape() const {
-  return {d_model, heads, d_ff, ops::Activation::gelu, true, layer_norm_eps};
+  return {d_model, heads, d_ff, ops::activation_from_name(activation), true, layer_norm_eps};
 }
 
 void ViTConfig::check(const std::string& where) const {
@@ -29,6 +29,11 @@ void ViTConfig::check(const std::string& where) const {
   need(int64_t(mean.size()) == channels && int64_t(stddev.size()) == channels,
        "mean and std need one value per channel");
   for (float s : stddev) need(s > 0, "std must be positive");
+  try {
+    ops::activation_from_name(activation);
+  } catch (const std::invalid_argument& e) {
+    need(false, e.what());
+  }
 }
 
 ViTConfig ViTConfig::preset(const std::string& name) {
@@ -93,6 +98,7 @@ void bind(Options& o, ViTConfig& c, ConfigFields& f) {
   o.add("classes", c.classes, "class names, in label order");
   o.add("dropout", c.dropout, "dropout used in training");
   o.add("layer-norm-eps", c.layer_norm_eps, "LayerNorm epsilon");
+  o.add("activation", c.activation, "MLP activation");
   o.add("mean", f.mean, "per-channel mean of the pixels scaled to [0, 1]");
   o.add("std", f.stddev, "per-channel standard deviation of the pixels scaled to [0, 1]");
 }

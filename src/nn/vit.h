@@ -22,6 +22,7 @@ struct ViTConfig {
   std::vector<std::string> classes;  // class names; the classifier has one output per class
   float dropout = 0.f;
   float layer_norm_eps = 1e-6f;
+  std::string activation = "gelu";  // of the MLPs (see ops::activation_from_name)
   // Input normalisation (x / 255 - mean) / std per channel, chosen on the training data.
   std::vector<float> mean{0.5f}, stddev{0.5f};
 

@@ -18,6 +18,7 @@ Command add_score(CLI::App& app);
 Command add_eval(CLI::App& app);
 Command add_train_vit(CLI::App& app);
 Command add_classify(CLI::App& app);
+Command add_convert(CLI::App& app);
 
 // --beam, --n-best, --length-penalty, ... shared by translate and eval.
 void add_search_options(CLI::App* cmd, decode::SearchOptions& options);

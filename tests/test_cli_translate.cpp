@@ -148,5 +148,33 @@ TEST(CliTranslate, BadModelDirectoriesGiveOneLineErrors) {
   EXPECT_EQ(no_weights.status, 1);
 }
 
+TEST(CliConvert, HuggingFaceRoundTripTranslatesTheSame) {
+  std::string hf = temp_path("cli-hf"), back = temp_path("cli-back");
+  CliResult to = qkv("convert --from qkv " + model_dir() + " --to hf " + hf);
+  ASSERT_EQ(to.status, 0) << to.err;
+  EXPECT_TRUE(fs::exists(hf + "/config.json"));
+  CliResult from = qkv("convert --from hf " + hf + " --to " + back);
+  ASSERT_EQ(from.status, 0) << from.err;
+  std::string input = "En el principio creó Dios los cielos y la tierra.\nY la luz.\n";
+  CliResult a = qkv("translate --model-dir " + model_dir(), input),
+            b = qkv("translate --model-dir " + back, input);
+  ASSERT_EQ(a.status, 0) << a.err;
+  ASSERT_EQ(b.status, 0) << b.err;
+  EXPECT_EQ(a.out, b.out);
+  EXPECT_EQ(lines_of(a.out).size(), 2u);
+}
+
+TEST(CliConvert, BadArgumentsAreNamed) {
+  CliResult r = qkv("convert --from hf " + temp_path("no-such-dir") + " --to " + temp_path("x"));
+  EXPECT_EQ(r.status, 1);
+  EXPECT_NE(r.err.find("no-such-dir/config.json: cannot open"), std::string::npos) << r.err;
+  r = qkv("convert --from onnx a.onnx --to " + temp_path("x"));
+  EXPECT_EQ(r.status, 1);
+  EXPECT_NE(r.err.find("--from must be hf, torch or qkv"), std::string::npos) << r.err;
+  r = qkv("convert --from torch w.safetensors --to " + temp_path("x"));
+  EXPECT_EQ(r.status, 1);
+  EXPECT_NE(r.err.find("--config"), std::string::npos) << r.err;
+}
+
 }  // namespace
 }  // namespace qkv::test

@@ -1,0 +1,84 @@
+// qkv convert: models from Hugging Face and PyTorch into qkv model directories, and back.
+//   qkv convert --from hf HF_DIR --to QKV_DIR          (MarianMTModel, ViTForImageClassification)
+//   qkv convert --from torch FILE.safetensors --config FILE.yaml --spm spm.model --to QKV_DIR
+//   qkv convert --from qkv QKV_DIR --to hf HF_DIR
+#include <iostream>
+
+#include "commands.h"
+#include "convert/hf_marian.h"
+#include "convert/hf_vit.h"
+#include "convert/json_file.h"
+#include "convert/torch_transformer.h"
+#include "eval/image_eval.h"
+
+namespace qkv::cli {
+
+namespace {
+
+struct ConvertArgs {
+  std::vector<std::string> from, to;
+  std::string config, spm, checkpoint = "best";
+};
+
+std::vector<std::string> from_hf(const std::string& dir, const std::string& out) {
+  convert::JsonFile cfg = convert::JsonFile::read(dir + "/config.json");
+  std::string type = cfg.get<std::string>("model_type", "");
+  if (type == "marian") return convert::marian_from_hf(dir, out);
+  if (type == "vit") return convert::vit_from_hf(dir, out);
+  throw std::runtime_error(cfg.path() + ": model_type \"" + type +
+                           "\" is not supported (qkv converts marian (MarianMTModel) and vit "
+                           "(ViTForImageClassification))");
+}
+
+std::vector<std::string> run(const ConvertArgs& a) {
+  const std::string& format = a.from[0];
+  const std::string& source = a.from[1];
+  std::string to_format = a.to.size() == 2 ? a.to[0] : "qkv";
+  const std::string& target = a.to.back();
+  auto need_to = [&](const char* want) {
+    if (to_format != want)
+      throw std::invalid_argument("--from " + format + " converts to " + want + ", not " +
+                                  to_format);
+  };
+  if (format == "hf") {
+    need_to("qkv");
+    return from_hf(source, target);
+  }
+  if (format == "torch") {
+    need_to("qkv");
+    if (a.config.empty() || a.spm.empty())
+      throw std::invalid_argument("--from torch needs --config FILE.yaml and --spm FILE.model");
+    return convert::seq2seq_from_torch(source, a.config, a.spm, target);
+  }
+  if (format == "qkv") {
+    need_to("hf");
+    if (eval::is_vit_dir(source)) return convert::vit_to_hf(source, target, a.checkpoint);
+    return convert::marian_to_hf(source, target, a.checkpoint);
+  }
+  throw std::invalid_argument("--from must be hf, torch or qkv, not '" + format + "'");
+}
+
+}  // namespace
+
+Command add_convert(CLI::App& app) {
+  auto* cmd = app.add_subcommand(
+      "convert", "Convert Hugging Face / PyTorch models to qkv model directories and back");
+  auto a = std::make_shared<ConvertArgs>();
+  cmd->add_option("--from", a->from, "FORMAT PATH: hf DIR, torch FILE.safetensors or qkv DIR")
+      ->required()
+      ->expected(2);
+  cmd->add_option("--to", a->to, "[FORMAT] DIR: the output directory (format qkv or hf)")
+      ->required()
+      ->expected(1, 2);
+  cmd->add_option("--config", a->config, "--from torch: the model's qkv config.yaml");
+  cmd->add_option("--spm", a->spm, "--from torch: its SentencePiece model");
+  cmd->add_option("--checkpoint", a->checkpoint, "--from qkv: best or last")
+      ->check(CLI::IsMember({"best", "last"}));
+  return [a]() {
+    for (const auto& note : run(*a)) std::cerr << "qkv convert: note: " << note << "\n";
+    std::cerr << "qkv convert: wrote " << a->to.back() << "\n";
+    return 0;
+  };
+}
+
+}  // namespace qkv::cli

@@ -1,0 +1,69 @@
+#include "convert/hf_weights.h"
+
+#include <filesystem>
+
+#include "convert/json_file.h"
+
+namespace qkv::convert {
+
+namespace fs = std::filesystem;
+
+CheckpointTensors CheckpointTensors::read_file(const std::string& path) {
+  CheckpointTensors c;
+  c.origin_ = path;
+  for (auto& [name, t] : load_safetensors(path))
+    c.tensors_[name] = t.dtype() == DType::f32 ? t : t.cast(DType::f32);
+  return c;
+}
+
+CheckpointTensors CheckpointTensors::read_hf_folder(const std::string& dir) {
+  fs::path single = fs::path(dir) / "model.safetensors";
+  if (fs::exists(single)) return read_file(single.string());
+  fs::path index = fs::path(dir) / "model.safetensors.index.json";
+  if (!fs::exists(index)) {
+    std::string hint = fs::exists(fs::path(dir) / "pytorch_model.bin")
+                           ? " (only pytorch_model.bin, a pickle qkv does not read: save the model "
+                             "with save_pretrained(..., safe_serialization=True))"
+                           : "";
+    throw std::runtime_error(dir + ": no model.safetensors" + hint);
+  }
+  JsonFile map = JsonFile::read(index.string());
+  if (!map.has("weight_map") || !map.json()["weight_map"].is_object())
+    throw std::runtime_error(index.string() + ": missing \"weight_map\"");
+  std::set<std::string> shards;
+  for (auto& [name, file] : map.json()["weight_map"].items())
+    shards.insert(file.get<std::string>());
+  CheckpointTensors c;
+  c.origin_ = dir;
+  for (const auto& shard : shards) {
+    if (shard.find('/') != std::string::npos || shard.find("..") != std::string::npos)
+      throw std::runtime_error(index.string() + ": shard name '" + shard + "' is not a file name");
+    for (auto& [name, t] : read_file((fs::path(dir) / shard).string()).tensors_)
+      c.tensors_[name] = t;
+  }
+  return c;
+}
+
+Tensor CheckpointTensors::take(const std::string& name, const Shape& shape) {
+  auto it = tensors_.find(name);
+  if (it == tensors_.end()) throw std::runtime_error(origin_ + ": missing tensor '" + name + "'");
+  if (it->second.shape() != shape)
+    throw std::runtime_error(origin_ + ": tensor '" + name + "' has shape " +
+                             shape_str(it->second.shape()) + ", expected " + shape_str(shape));
+  taken_.insert(name);
+  return it->second;
+}
+
+void CheckpointTensors::finish() const {
+  std::string unused;
+  int n = 0;
+  for (const auto& [name, t] : tensors_)
+    if (!taken_.count(name) && n++ < 5) unused += (unused.empty() ? "" : ", ") + name;
+  if (n > 0)
+    throw std::runtime_error(origin_ + ": " + std::to_string(n) +
+                             " tensor(s) this conversion does not understand (an option qkv "
+                             "lacks?): " +
+                             unused + (n > 5 ? ", ..." : ""));
+}
+
+}  // namespace qkv::convert

@@ -1,0 +1,37 @@
+// Reading a Hugging Face model folder's weights: model.safetensors, or the shards that
+// model.safetensors.index.json lists. Every tensor is converted to f32.
+#pragma once
+#include <map>
+#include <set>
+#include <string>
+
+#include "io/safetensors.h"
+
+namespace qkv::convert {
+
+// Takes tensors out of a checkpoint by name, checking their shapes, and remembers which were
+// taken so that finish() can reject what the conversion did not understand.
+class CheckpointTensors {
+ public:
+  // Throws std::runtime_error naming the folder when it has no model.safetensors (nor an index),
+  // e.g. only pytorch_model.bin.
+  static CheckpointTensors read_hf_folder(const std::string& dir);
+  // One safetensors file.
+  static CheckpointTensors read_file(const std::string& path);
+
+  bool has(const std::string& name) const { return tensors_.count(name) > 0; }
+  // The tensor `name` (f32) with `shape`; throws naming it when missing or shaped otherwise.
+  Tensor take(const std::string& name, const Shape& shape);
+  // Marks `name` as understood without using it (e.g. a tied copy or a fixed table).
+  void skip(const std::string& name) { taken_.insert(name); }
+  // Throws when tensors remain that nothing took, naming them.
+  void finish() const;
+  const std::string& origin() const { return origin_; }
+
+ private:
+  std::string origin_;
+  std::map<std::string, Tensor> tensors_;
+  std::set<std::string> taken_;
+};
+
+}  // namespace qkv::convert

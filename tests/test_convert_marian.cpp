@@ -260,7 +260,7 @@ TEST(MarianToHf, RefusesWhatMarianCannotExpress) {
                                    {"post-norm", "pre-norm"});
 }
 
-class MarianErrors : public ::testing::Test {
+class MarianFolder : public ::testing::Test {
  protected:
   void SetUp() override {
     fs::create_directories(hf_);
@@ -284,14 +284,33 @@ class MarianErrors : public ::testing::Test {
   std::string hf_ = dir_.file("hf");
 };
 
-TEST_F(MarianErrors, MissingTensor) {
+TEST_F(MarianFolder, ReadsHalfPrecisionWeights) {
+  NamedTensors f32 = load_safetensors(hf_ + "/model.safetensors");
+  for (DType half : {DType::f16, DType::bf16}) {
+    edit_weights([&](NamedTensors& t) {
+      for (size_t i = 0; i < t.size(); ++i) t[i].second = f32[i].second.cast(half);
+    });
+    convert::marian_from_hf(hf_, dir_.file("out"));
+    std::map<std::string, Tensor> got;
+    for (auto& [name, t] : load_safetensors(dir_.file("out/model.safetensors"))) got[name] = t;
+    for (const auto& [name, t] : f32) {
+      std::string qkv_name = name;
+      Tensor want = t.cast(half).cast(DType::f32);  // what the file holds, widened exactly
+      if (name == "final_logits_bias") want = want.reshape({want.numel()});
+      ASSERT_TRUE(got.count(qkv_name)) << qkv_name;
+      EXPECT_EQ(got[qkv_name].to_vector(), want.to_vector()) << name << " as " << dtype_name(half);
+    }
+  }
+}
+
+TEST_F(MarianFolder, MissingTensor) {
   edit_weights([](NamedTensors& t) {
     std::erase_if(t, [](auto& p) { return p.first == "model.decoder.layers.1.fc2.bias"; });
   });
   expect_failure({"missing tensor 'model.decoder.layers.1.fc2.bias'"});
 }
 
-TEST_F(MarianErrors, WrongShape) {
+TEST_F(MarianFolder, WrongShape) {
   edit_weights([](NamedTensors& t) {
     for (auto& [name, x] : t)
       if (name == "model.encoder.layers.0.fc1.weight") x = Tensor::zeros({65, 32});
@@ -299,14 +318,14 @@ TEST_F(MarianErrors, WrongShape) {
   expect_failure({"model.encoder.layers.0.fc1.weight", "[65, 32]", "[64, 32]"});
 }
 
-TEST_F(MarianErrors, UnknownTensor) {
+TEST_F(MarianFolder, UnknownTensor) {
   edit_weights([](NamedTensors& t) {
     t.emplace_back("model.encoder.layernorm_embedding.weight", Tensor::zeros({32}));
   });
   expect_failure({"does not understand", "model.encoder.layernorm_embedding.weight"});
 }
 
-TEST_F(MarianErrors, OtherArchitectureOrOptions) {
+TEST_F(MarianFolder, OtherArchitectureOrOptions) {
   edit_config([](json& j) { j["architectures"] = {"BartForConditionalGeneration"}; });
   expect_failure({"config.json", "is not MarianMTModel"});
   edit_config([](json& j) {
@@ -323,7 +342,7 @@ TEST_F(MarianErrors, OtherArchitectureOrOptions) {
   expect_failure({"config.json", "missing \"d_model\""});
 }
 
-TEST_F(MarianErrors, MissingFiles) {
+TEST_F(MarianFolder, MissingFiles) {
   fs::rename(hf_ + "/model.safetensors", hf_ + "/pytorch_model.bin");
   expect_failure({"no model.safetensors", "pytorch_model.bin"});
   fs::remove(hf_ + "/vocab.json");

@@ -130,6 +130,39 @@ TEST(Bf16, RoundsToNearestEvenLikeTorch) {
   }
 }
 
+TEST(F16, RoundsToNearestEvenAndWidensExactly) {
+  // Every finite half widens exactly and rounds back to itself.
+  for (uint32_t h = 0; h < 0x10000u; ++h) {
+    f16 x{uint16_t(h)};
+    float f = from_f16(x);
+    if (std::isnan(f)) {
+      EXPECT_TRUE(std::isnan(from_f16(to_f16(f))));
+      continue;
+    }
+    ASSERT_EQ(to_f16(f).bits, h) << std::hex << "half 0x" << h;
+  }
+  struct Case {
+    float value;
+    uint16_t bits;
+  } cases[] = {{1.f, 0x3c00},
+               {-2.f, 0xc000},
+               {65504.f, 0x7bff},
+               {65520.f, 0x7c00},  // the tie above the max overflows
+               {1e6f, 0x7c00},
+               {5.9604645e-8f, 0x0001},  // the smallest subnormal
+               {2.9802322e-8f, 0x0000},  // half of it: a tie, rounds to even 0
+               {1.0009765625f, 0x3c01},
+               {1.00048828125f, 0x3c00},  // ulp, and its tie -> even
+               {1.00146484375f, 0x3c02},
+               {0.1f, 0x2e66}};
+  for (const auto& c : cases) EXPECT_EQ(to_f16(c.value).bits, c.bits) << c.value;
+  Tensor t = Tensor::from_vector(std::vector<float>{0.1f, -3.5f, 1e-6f}, {3}).cast(DType::f16);
+  std::vector<float> back = t.cast(DType::f32).to_vector();
+  EXPECT_EQ(back[1], -3.5f);
+  EXPECT_NEAR(back[0], 0.1f, 1e-4f);
+  EXPECT_NEAR(back[2], 1e-6f, 6e-8f);
+}
+
 TEST(Bf16, CastOfATensorRoundsAndWidensExactly) {
   std::vector<float> values;
   for (const auto& c : kBf16Cases) values.push_back(float_from_bits(c.f32_bits));

@@ -168,6 +168,14 @@ Tensor Tensor::cast(DType dtype) const {
     const bf16* s = data<bf16>();
     float* d = t.data<float>();
     for (int64_t i = 0; i < n; ++i) d[i] = from_bf16(s[i]);
+  } else if (dtype_ == DType::f32 && dtype == DType::f16) {
+    const float* s = data<float>();
+    f16* d = t.data<f16>();
+    for (int64_t i = 0; i < n; ++i) d[i] = to_f16(s[i]);
+  } else if (dtype_ == DType::f16 && dtype == DType::f32) {
+    const f16* s = data<f16>();
+    float* d = t.data<float>();
+    for (int64_t i = 0; i < n; ++i) d[i] = from_f16(s[i]);
   } else if (dtype_ == DType::i32 && dtype == DType::f32) {
     const int32_t* s = data<int32_t>();
     float* d = t.data<float>();

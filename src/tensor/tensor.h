@@ -58,6 +58,10 @@ template <>
 constexpr DType dtype_of<bf16>() {
   return DType::bf16;
 }
+template <>
+constexpr DType dtype_of<f16>() {
+  return DType::f16;
+}
 
 class Tensor {
  public:

@@ -91,7 +91,7 @@ Json bench_train(const TrainArgs& args) {
   for (size_t i = 0; i < t.seconds.size(); ++i)
     shares.push_back(flops.training() / t.seconds[i] / 1e9 / t.sgemm_gflops[i]);
 
-  auto median_of = [](const std::vector<double>& v) { return Timing{v}.median(); };
+  auto median_of = [](const std::vector<double>& v) { return Timing{v, {}}.median(); };
   double tokens_per_s = double(s.target_tokens()) / t.median();
   log_line(
       "train %-5s qkv   %8.0f target tokens/s  (%.3f s/step: forward %.3f, backward %.3f, update "
@@ -118,7 +118,7 @@ Json bench_train(const TrainArgs& args) {
             {"update", median_of(phases.update)}}},
           {"flops", flops.to_json()},
           {"model_gflops_per_s", flops.training() / t.median() / 1e9},
-          {"gemm_peak_share", Timing{shares}.median()},
+          {"gemm_peak_share", Timing{shares, {}}.median()},
           {"losses", losses},
           {"system_allocations_in_timed_steps", stats.system_allocations - system_before},
           {"peak_bytes_in_use", stats.peak_bytes_in_use}};

@@ -1,10 +1,11 @@
-// Training speed: the step `qkv train` runs (forward on a tape with dropout, label-smoothed
-// cross-entropy, backward, gradient norm and clipping, Adam), on a fixed batch of random ids.
+// Training speed: the step `qkv train` runs (train::batch_loss on a tape with dropout, backward,
+// optim::clipped_update), on a fixed batch of random ids.
 #include <chrono>
 
 #include "benchmarks.h"
 #include "optim/optimizer.h"
 #include "tensor/allocator.h"
+#include "train/trainer.h"
 
 namespace qkv::bench {
 
@@ -37,19 +38,19 @@ Json bench_train(const TrainArgs& args) {
   optim::Adam adam(params, {0.9f, 0.98f, 1e-9f, 0.f});
 
   // Full-length sentences: src [B, S]; tgt_in = <bos> y1..y(T-1), tgt_out = y1..y(T-1) <eos>.
-  Tensor src = random_ids(s.batch, s.src_len, c.vocab_size, args.seed + 1);
-  Tensor src_lengths = filled_i32({s.batch}, int32_t(s.src_len));
+  data::Batch batch;
+  batch.src = random_ids(s.batch, s.src_len, c.vocab_size, args.seed + 1);
+  batch.src_lengths = filled_i32({s.batch}, int32_t(s.src_len));
   Tensor words = random_ids(s.batch, s.tgt_len - 1, c.vocab_size, args.seed + 2);
-  Tensor tgt_in = Tensor::empty({s.batch, s.tgt_len}, DType::i32);
-  Tensor tgt_out = Tensor::empty({s.batch, s.tgt_len}, DType::i32);
+  batch.tgt_in = Tensor::empty({s.batch, s.tgt_len}, DType::i32);
+  batch.tgt_out = Tensor::empty({s.batch, s.tgt_len}, DType::i32);
   for (int64_t b = 0; b < s.batch; ++b) {
     const int32_t* w = words.data<int32_t>() + b * (s.tgt_len - 1);
-    int32_t* in = tgt_in.data<int32_t>() + b * s.tgt_len;
-    int32_t* out = tgt_out.data<int32_t>() + b * s.tgt_len;
+    int32_t* in = batch.tgt_in.data<int32_t>() + b * s.tgt_len;
+    int32_t* out = batch.tgt_out.data<int32_t>() + b * s.tgt_len;
     in[0] = c.bos_id, out[s.tgt_len - 1] = c.eos_id;
     for (int64_t t = 0; t + 1 < s.tgt_len; ++t) in[t + 1] = out[t] = w[t];
   }
-  const Tensor targets = tgt_out.reshape({-1});
 
   Rng dropout_rng(args.seed + 3);
   nn::Context ctx{true, c.dropout, &dropout_rng, attention_impl(args.attention)};
@@ -62,18 +63,13 @@ Json bench_train(const TrainArgs& args) {
     Var loss;
     {
       Recording rec(tape);
-      Var logits = model.forward(src, src_lengths, tgt_in, ctx);  // [B, T, V]
-      loss = cross_entropy_sum(reshape(logits, {-1, c.vocab_size}), targets, c.pad_id, smoothing);
+      loss = train::batch_loss(model, batch, smoothing, ctx);
     }
     losses.push_back(loss.value().item() / float(s.target_tokens()));
     auto t1 = Clock::now();
     tape.backward(loss);
     auto t2 = Clock::now();
-    double scale = 1.0 / double(s.target_tokens());
-    double norm = optim::grad_norm(params) * scale;
-    if (norm > clip_norm) scale *= clip_norm / norm;
-    adam.step(lr, float(scale));
-    optim::zero_grads(params);
+    optim::clipped_update(adam, params, loss.value().item(), s.target_tokens(), lr, clip_norm);
     phases.forward.push_back(std::chrono::duration<double>(t1 - t0).count());
     phases.backward.push_back(std::chrono::duration<double>(t2 - t1).count());
     phases.update.push_back(since(t2));

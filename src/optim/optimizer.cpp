@@ -1,5 +1,6 @@
 #include "optim/optimizer.h"
 
+#include <algorithm>
 #include <cmath>
 #include <set>
 #include <stdexcept>
@@ -92,6 +93,19 @@ float learning_rate(Schedule s, float peak, int64_t step, int64_t warmup, int64_
     }
   }
   return peak;
+}
+
+UpdateResult clipped_update(Adam& adam, const nn::ParamList& params, double loss_sum, int64_t count,
+                            float lr, float clip_norm) {
+  double scale = 1.0 / double(std::max<int64_t>(count, 1));
+  UpdateResult r{grad_norm(params) * scale, false};
+  if (std::isfinite(loss_sum) && std::isfinite(r.grad_norm)) {
+    if (clip_norm > 0 && r.grad_norm > clip_norm) scale *= clip_norm / r.grad_norm;
+    adam.step(lr, float(scale));
+    r.applied = true;
+  }
+  zero_grads(params);
+  return r;
 }
 
 }  // namespace qkv::optim

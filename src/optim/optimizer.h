@@ -36,6 +36,16 @@ class Adam {
 double grad_norm(const nn::ParamList& params);
 void zero_grads(const nn::ParamList& params);
 
+// One update from gradients summed over `count` targets whose summed loss is loss_sum: the
+// mean gradient's norm, clipped to clip_norm (0: no clipping), then adam.step(lr); gradients
+// are zeroed either way. A non-finite loss or norm skips the step (applied = false).
+struct UpdateResult {
+  double grad_norm = 0;  // of the mean gradient, before clipping
+  bool applied = false;
+};
+UpdateResult clipped_update(Adam& adam, const nn::ParamList& params, double loss_sum, int64_t count,
+                            float lr, float clip_norm);
+
 // Learning rate at update `step` (1-based) for a peak rate reached after `warmup` updates:
 //   inverse-sqrt: peak * min(step / warmup, sqrt(warmup / step))     (Vaswani et al., rescaled)
 //   cosine:       linear warm-up, then peak * 0.5 * (1 + cos(pi * t)) over [warmup, total]

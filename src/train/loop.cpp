@@ -95,20 +95,18 @@ int64_t TrainingLoop::schedule_length() const {
 
 void TrainingLoop::update(double loss_sum, int64_t count, int64_t examples,
                           const DataPosition& position) {
-  double scale = 1.0 / double(std::max<int64_t>(count, 1));
-  double norm = optim::grad_norm(params_) * scale;
-  if (!std::isfinite(loss_sum) || !std::isfinite(norm)) {
+  float lr = optim::learning_rate(schedule_, float(config_.learning_rate), progress_.update + 1,
+                                  config_.warmup_steps, schedule_length());
+  optim::UpdateResult r =
+      optim::clipped_update(adam_, params_, loss_sum, count, lr, float(config_.clip_norm));
+  if (!r.applied) {
     log_.note("skip", "update " + std::to_string(progress_.update + 1) +
                           " skipped: the loss or gradient is not finite");
   } else {
-    if (config_.clip_norm > 0 && norm > config_.clip_norm) scale *= config_.clip_norm / norm;
-    float lr = optim::learning_rate(schedule_, float(config_.learning_rate), progress_.update + 1,
-                                    config_.warmup_steps, schedule_length());
-    adam_.step(lr, float(scale));
     ++progress_.update;
-    disp_loss_ += loss_sum, disp_count_ += double(count), disp_norm_ += norm, ++disp_updates_;
+    disp_loss_ += loss_sum, disp_count_ += double(count), disp_norm_ += r.grad_norm,
+        ++disp_updates_;
   }
-  optim::zero_grads(params_);
   progress_.sentences += examples;
   progress_.target_tokens += count;
   progress_.epoch = position.epoch, progress_.batch_in_epoch = position.batch_in_epoch;

@@ -65,15 +65,6 @@ nn::Seq2SeqConfig model_config_for(const TrainConfig& cfg, const data::Tokenizer
   return c;
 }
 
-// Summed label-smoothed cross-entropy of one batch, recorded on `tape` when given.
-Var batch_loss(const nn::Seq2Seq& model, const data::Batch& b, float smoothing,
-               const nn::Context& ctx) {
-  Var logits = model.forward(b.src, b.src_lengths, b.tgt_in, ctx);  // [B, T, V]
-  int64_t v = model.config().vocab_size;
-  return cross_entropy_sum(reshape(logits, {-1, v}), b.tgt_out.reshape({-1}), model.config().pad_id,
-                           smoothing);
-}
-
 struct Validation {
   std::vector<data::Batch> batches;              // for the loss
   std::vector<std::string> sources, references;  // for BLEU
@@ -129,6 +120,14 @@ ValidStats validate(const nn::Seq2Seq& model, const data::Tokenizer& tok, const 
   return s;
 }
 }  // namespace
+
+Var batch_loss(const nn::Seq2Seq& model, const data::Batch& b, float smoothing,
+               const nn::Context& ctx) {
+  Var logits = model.forward(b.src, b.src_lengths, b.tgt_in, ctx);  // [B, T, V]
+  int64_t v = model.config().vocab_size;
+  return cross_entropy_sum(reshape(logits, {-1, v}), b.tgt_out.reshape({-1}), model.config().pad_id,
+                           smoothing);
+}
 
 int64_t train_seq2seq(const TrainConfig& cfg) {
   cfg.validate();

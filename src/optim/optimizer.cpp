@@ -7,6 +7,13 @@
 
 namespace qkv::optim {
 
+bool decays(const std::string& name, const Shape& shape) {
+  if (shape.size() < 2) return false;
+  for (const char* kept : {"position_embeddings", "embed_positions", "cls_token"})
+    if (name.find(kept) != std::string::npos) return false;
+  return true;
+}
+
 Adam::Adam(const nn::ParamList& params, const AdamConfig& config) : config_(config) {
   std::set<const void*> seen;
   for (const auto& [name, v] : params) {
@@ -14,6 +21,7 @@ Adam::Adam(const nn::ParamList& params, const AdamConfig& config) : config_(conf
     params_.emplace_back(name, v);
     m_.push_back(Tensor::zeros(v.shape(), DType::f32, v.value().device()));
     v_.push_back(Tensor::zeros(v.shape(), DType::f32, v.value().device()));
+    decay_.push_back(decays(name, v.shape()));
   }
 }
 
@@ -23,6 +31,7 @@ void Adam::step(float lr, float grad_scale) {
   for (size_t i = 0; i < params_.size(); ++i) {
     Var& v = params_[i].second;
     if (!v.has_grad()) continue;
+    p.weight_decay = decay_[i] ? config_.weight_decay : 0.f;
     ops::adam_update(v.mutable_value(), v.grad(), m_[i], v_[i], p, grad_scale);
   }
 }

@@ -10,8 +10,13 @@ namespace qkv::optim {
 
 struct AdamConfig {
   float beta1 = 0.9f, beta2 = 0.98f, eps = 1e-9f;  // Vaswani et al.
-  float weight_decay = 0.f;                        // > 0: AdamW (decoupled)
+  // > 0: AdamW (decoupled), applied to the weight matrices only: not to biases and LayerNorm
+  // parameters (rank < 2) nor to position embeddings and class tokens (see decays()).
+  float weight_decay = 0.f;
 };
+
+// Whether AdamW's weight decay applies to the parameter `name` of this shape.
+bool decays(const std::string& name, const Shape& shape);
 
 class Adam {
  public:
@@ -28,6 +33,7 @@ class Adam {
  private:
   nn::ParamList params_;  // deduplicated
   std::vector<Tensor> m_, v_;
+  std::vector<bool> decay_;  // per parameter: decays(name, shape)
   AdamConfig config_;
   int64_t step_ = 0;
 };

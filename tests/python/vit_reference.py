@@ -83,7 +83,12 @@ def main():
     images, labels = torch.tensor(b["images"]), torch.tensor(b["labels"].astype(np.int64))
     model = ViT(c, w)
     logits = model(images)
-    opt = torch.optim.AdamW(model.parameters(), lr=c["lr"], betas=(0.9, 0.999), eps=1e-8,
+    # Decay on the weight matrices only, as qkv (optim::decays): not on biases, LayerNorms,
+    # the class token or the position embeddings.
+    decay = [p for n, p in model.named_parameters() if p.dim() >= 2 and n not in ("cls", "pos")]
+    rest = [p for n, p in model.named_parameters() if not (p.dim() >= 2 and n not in ("cls", "pos"))]
+    opt = torch.optim.AdamW([{"params": decay}, {"params": rest, "weight_decay": 0.0}],
+                            lr=c["lr"], betas=(0.9, 0.999), eps=1e-8,
                             weight_decay=c["weight_decay"])
     losses = []
     for _ in range(c["steps"]):

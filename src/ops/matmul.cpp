@@ -79,6 +79,38 @@ Tensor linear_forward(const Tensor& x, const Tensor& w, const Tensor& bias) {
   return y;
 }
 
+Tensor pack_linear_weight(const Tensor& w) {
+  QKV_REQUIRE(w.rank() == 2 && w.dtype() == DType::f32, "pack_linear_weight",
+              "needs an F32 weight [out, in], got " + shape_str(w.shape()));
+  if (w.device() != Device::cpu) no_kernel("pack_linear_weight", w.device());
+  int64_t panels = (w.size(0) + cpu::kLinearPanel - 1) / cpu::kLinearPanel;
+  Tensor packed = Tensor::empty({panels, w.size(1), cpu::kLinearPanel});
+  cpu::pack_linear_weight(w.data<float>(), w.size(0), w.size(1), packed.data<float>());
+  return packed;
+}
+
+Tensor linear_packed_forward(const Tensor& x, const Tensor& packed, int64_t out,
+                             const Tensor& bias) {
+  QKV_REQUIRE(packed.rank() == 3 && packed.size(2) == cpu::kLinearPanel &&
+                  packed.size(0) == (out + cpu::kLinearPanel - 1) / cpu::kLinearPanel &&
+                  x.rank() >= 1 && x.size(-1) == packed.size(1) && x.dtype() == DType::f32,
+              "linear_packed",
+              "input " + shape_str(x.shape()) + " does not fit packed weight " +
+                  shape_str(packed.shape()) + " of " + std::to_string(out) + " outputs");
+  QKV_REQUIRE(
+      !bias.defined() || bias.shape() == Shape{out}, "linear_packed",
+      "bias " + shape_str(bias.shape()) + " does not fit " + std::to_string(out) + " outputs");
+  Device dev = common_device("linear_packed", {&x, &packed, &bias});
+  if (dev != Device::cpu) no_kernel("linear_packed", dev);
+  Shape shape = x.shape();
+  shape.back() = out;
+  Tensor y = Tensor::empty(shape);
+  cpu::linear_packed(x.data<float>(), packed.data<float>(),
+                     bias.defined() ? bias.data<float>() : nullptr, x.numel() / x.size(-1), out,
+                     x.size(-1), y.data<float>());
+  return y;
+}
+
 void linear_backward(const Tensor& dy, const Tensor& x, const Tensor& w, Tensor& dx, Tensor& dw,
                      Tensor& dbias) {
   Tensor dy2 = dy.reshape({-1, w.size(0)}), x2 = x.reshape({-1, w.size(1)});

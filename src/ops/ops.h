@@ -24,6 +24,12 @@ Tensor matmul(const Tensor& a, bool trans_a, const Tensor& b, bool trans_b);
 
 // y [..., out] = x [..., in] @ w[out, in]^T + bias [out] (bias may be undefined).
 Tensor linear_forward(const Tensor& x, const Tensor& w, const Tensor& bias);
+// A linear weight [out, in] packed for products with few rows (decoding steps), and the linear
+// layer on it: x [..., in] -> [..., out]. The BLAS packs the weight on every call; this packs
+// it once. packed is f32 [ceil(out / 16), in, 16].
+Tensor pack_linear_weight(const Tensor& w);
+Tensor linear_packed_forward(const Tensor& x, const Tensor& packed, int64_t out,
+                             const Tensor& bias);
 void linear_backward(const Tensor& dy, const Tensor& x, const Tensor& w, Tensor& dx, Tensor& dw,
                      Tensor& dbias);
 

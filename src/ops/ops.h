@@ -150,6 +150,10 @@ void adam_update(Tensor& param, const Tensor& grad, Tensor& m, Tensor& v, const 
 // ---------------------------------------------------------------------------------------------
 // Incremental decoding: cache [N, H, capacity, D] gets x [N, H, 1, D] at position `pos`.
 void kv_cache_write(Tensor& cache, const Tensor& x, int64_t pos);
+// out[i, :, :len] = cache[index[i], :, :len] for caches [N, H, capacity, D], index i32 [M] and
+// out [>= M, H, capacity, D] (the other entries of out are left alone). out may be cache itself
+// when index is strictly increasing.
+void kv_cache_gather(const Tensor& cache, const Tensor& index, int64_t len, Tensor& out);
 // y[i] = x[index[i]] along axis 0 (beam reordering); index i32 [M] -> y [M, ...].
 Tensor gather_rows(const Tensor& x, const Tensor& index);
 // Per row of x [N, V]: the index of the largest element (the first on ties), i32 [N].

@@ -64,8 +64,9 @@ Var IncrementalDecoder::cross_attention(const LayerWeights& w, const Var& x,
 }
 
 Tensor IncrementalDecoder::step(const Tensor& tokens) {
-  check_shape(pos_ < capacity_,
-              "IncrementalDecoder: more steps than the capacity " + std::to_string(capacity_));
+  check_shape(pos_ < capacity_, [&] {
+    return "IncrementalDecoder: more steps than the capacity " + std::to_string(capacity_);
+  });
   int64_t n = rows();
   self_lengths_.fill(float(pos_ + 1));
   Var x = model_.embed(tokens.reshape({n, 1}), pos_, ctx_);  // [N, 1, d]

@@ -32,7 +32,9 @@ void masked_softmax_rows(const AttentionDims& d, int64_t b, float* s) {
 void attention_naive_forward(const AttentionDims& d, const float* q, const float* k, const float* v,
                              float* out, float* probs) {
   const int64_t lq = d.q_len, lk = d.k_len, hd = d.head_dim;
-#pragma omp parallel
+  // One decoding step of one sentence is too little work to wake other threads for.
+  constexpr int64_t kParallelMin = 1 << 15;
+#pragma omp parallel if (d.batch * d.heads * lq * lk * hd > kParallelMin)
   {
     // Scores of one (batch, head) when the caller keeps no probabilities.
     float* scores = probs ? nullptr : thread_scratch(size_t(lq * lk));

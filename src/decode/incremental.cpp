@@ -5,10 +5,17 @@
 
 namespace qkv::decode {
 
-IncrementalDecoder::PackedLinear::PackedLinear(const Var& weight, const Var& bias)
-    : weight(ops::pack_linear_weight(weight.value())),
-      bias(bias.defined() ? bias.value() : Tensor()),
-      out(weight.shape()[0]) {}
+IncrementalDecoder::PackedLinear::PackedLinear(const Tensor& weight, const Tensor& bias)
+    : weight(ops::pack_linear_weight(weight)), bias(bias), out(weight.size(0)) {}
+
+IncrementalDecoder::PackedLinear::PackedLinear(const std::vector<const nn::Linear*>& layers) {
+  std::vector<Tensor> weights, biases;
+  for (const nn::Linear* l : layers) {
+    weights.push_back(l->weight.value());
+    biases.push_back(l->bias.defined() ? l->bias.value() : Tensor::zeros({l->weight.shape()[0]}));
+  }
+  *this = PackedLinear(ops::concat(weights, 0), ops::concat(biases, 0));
+}
 
 Var IncrementalDecoder::PackedLinear::operator()(const Var& x) const {
   return Var(ops::linear_packed_forward(x.value(), weight, out, bias));
@@ -19,13 +26,13 @@ IncrementalDecoder::IncrementalDecoder(const nn::Seq2Seq& model, const Var& memo
     : model_(model), src_lengths_(src_lengths), capacity_(capacity), beam_(beam) {
   const auto& c = model.config();
   int64_t n = memory.shape()[0] * beam, dh = c.d_model / c.heads;
-  output_ = PackedLinear(model.output_weight(), model.output_bias());
+  output_ = PackedLinear(model.output_weight().value(), model.output_bias().value());
   for (const auto& layer : model.decoder_layers()) {
     const auto &self = layer.self_attn, &cross = layer.encoder_attn;
-    weights_.push_back({PackedLinear(self.q_proj), PackedLinear(self.k_proj),
-                        PackedLinear(self.v_proj), PackedLinear(self.out_proj),
-                        PackedLinear(cross.q_proj), PackedLinear(cross.out_proj),
-                        PackedLinear(layer.ffn.fc1), PackedLinear(layer.ffn.fc2)});
+    weights_.push_back({PackedLinear({&self.q_proj, &self.k_proj, &self.v_proj}),
+                        PackedLinear({&self.out_proj}), PackedLinear({&cross.q_proj}),
+                        PackedLinear({&cross.out_proj}), PackedLinear({&layer.ffn.fc1}),
+                        PackedLinear({&layer.ffn.fc2})});
     LayerCache cache;
     // Zeros, not garbage: masked positions must not turn into NaN when weighted by 0. Reorder
     // copies only written positions, so the others stay zero or hold an earlier finite value.
@@ -42,9 +49,10 @@ Var IncrementalDecoder::self_attention(const LayerWeights& w, const Var& x, Laye
   int64_t n = x.shape()[0], h = cache.self_k.size(1), dh = cache.self_k.size(3);
   // With one position, [N, 1, H, Dh] and [N, H, 1, Dh] share a memory layout: no permute.
   Shape heads{n, h, 1, dh};
-  Var q = reshape(w.self_q(x), heads);
-  ops::kv_cache_write(cache.self_k, w.self_k(x).value().reshape(heads), pos_);
-  ops::kv_cache_write(cache.self_v, w.self_v(x).value().reshape(heads), pos_);
+  std::vector<Tensor> qkv = ops::split(w.self_qkv(x).value(), {h * dh, h * dh, h * dh}, 2);
+  Var q(qkv[0].reshape(heads));
+  ops::kv_cache_write(cache.self_k, qkv[1].reshape(heads), pos_);
+  ops::kv_cache_write(cache.self_v, qkv[2].reshape(heads), pos_);
   ops::AttentionMask mask{false, self_lengths_};
   Var o = attention(q, Var(cache.self_k), Var(cache.self_v), mask, 1.f / std::sqrt(float(dh)));
   return w.self_out(reshape(o, {n, 1, h * dh}));

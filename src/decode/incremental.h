@@ -32,12 +32,13 @@ class IncrementalDecoder {
     Tensor weight, bias;  // [ceil(out / 16), in, 16], [out] or undefined
     int64_t out = 0;
     PackedLinear() = default;
-    PackedLinear(const Var& weight, const Var& bias);
-    explicit PackedLinear(const nn::Linear& l) : PackedLinear(l.weight, l.bias) {}
+    PackedLinear(const Tensor& weight, const Tensor& bias);  // [out, in], [out] or undefined
+    // The layers side by side: their outputs concatenated in order.
+    explicit PackedLinear(const std::vector<const nn::Linear*>& layers);
     Var operator()(const Var& x) const;
   };
   struct LayerWeights {
-    PackedLinear self_q, self_k, self_v, self_out, cross_q, cross_out, fc1, fc2;
+    PackedLinear self_qkv, self_out, cross_q, cross_out, fc1, fc2;
   };
   struct LayerCache {
     Tensor self_k, self_v;    // [N, H, capacity, Dh]: the first N rows of a buffer

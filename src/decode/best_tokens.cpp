@@ -13,18 +13,26 @@ constexpr float kNegInf = -std::numeric_limits<float>::infinity();
 constexpr int64_t kParallelMin = 1 << 16;  // logits below which one thread is faster
 
 // The n best of row x [V] into out [n], kept sorted: an entry moves in only when it beats the
-// worst kept one (a later id with an equal value does not).
+// worst kept one (a later id with an equal value does not). The log-prob grows with x, so a
+// block whose largest x does not beat the worst kept entry is skipped whole.
 void row_best(const float* x, int64_t vocab, float max, float log_sum, const int32_t* skip,
               size_t n_skip, int32_t eos, std::pair<float, int32_t>* out, int64_t n) {
   std::fill(out, out + n, std::pair<float, int32_t>(kNegInf, -1));
   if (n == 0) return;
-  for (int64_t v = 0; v < vocab; ++v) {
-    float lp = (x[v] - max) - log_sum;
-    if (!(lp > out[n - 1].first) || v == eos || std::find(skip, skip + n_skip, v) != skip + n_skip)
-      continue;
-    int64_t i = n - 1;
-    for (; i > 0 && lp > out[i - 1].first; --i) out[i] = out[i - 1];
-    out[i] = {lp, int32_t(v)};
+  constexpr int64_t kBlock = 32;
+  for (int64_t begin = 0; begin < vocab; begin += kBlock) {
+    int64_t end = std::min(vocab, begin + kBlock);
+    float block_max = ops::cpu::max_of(x + begin, end - begin, kNegInf);
+    if (!((block_max - max) - log_sum > out[n - 1].first)) continue;
+    for (int64_t v = begin; v < end; ++v) {
+      float lp = (x[v] - max) - log_sum;
+      if (!(lp > out[n - 1].first) || v == eos ||
+          std::find(skip, skip + n_skip, v) != skip + n_skip)
+        continue;
+      int64_t i = n - 1;
+      for (; i > 0 && lp > out[i - 1].first; --i) out[i] = out[i - 1];
+      out[i] = {lp, int32_t(v)};
+    }
   }
 }
 }  // namespace

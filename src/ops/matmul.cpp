@@ -64,6 +64,11 @@ Tensor linear_forward(const Tensor& x, const Tensor& w, const Tensor& bias) {
               "input " + shape_str(x.shape()) + " does not fit weight " + shape_str(w.shape()));
   QKV_REQUIRE(!bias.defined() || bias.shape() == Shape{w.size(0)}, "linear",
               "bias " + shape_str(bias.shape()) + " does not fit weight " + shape_str(w.shape()));
+  // Few rows (an encoder of one short sentence): the packed kernel, packing here. OpenBLAS packs
+  // as well, and its threads made such products up to 10x slower on a loaded machine.
+  if (x.numel() <= cpu::kPackedRowsMax * x.size(-1) &&
+      common_device("linear", {&x, &w, &bias}) == Device::cpu)
+    return linear_packed_forward(x, pack_linear_weight(w), w.size(0), bias);
   Shape shape = x.shape();
   shape.back() = w.size(0);
   Tensor y = Tensor::empty(shape, DType::f32, x.device());

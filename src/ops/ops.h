@@ -22,7 +22,8 @@ void batched_gemm(const Tensor& a, bool trans_a, const Tensor& b, bool trans_b, 
 // Returns op(a) @ op(b) (2-D or batched, as above).
 Tensor matmul(const Tensor& a, bool trans_a, const Tensor& b, bool trans_b);
 
-// y [..., out] = x [..., in] @ w[out, in]^T + bias [out] (bias may be undefined).
+// y [..., out] = x [..., in] @ w[out, in]^T + bias [out] (bias may be undefined). Up to 64 rows:
+// the packed kernel below (packing w on each call), else the BLAS.
 Tensor linear_forward(const Tensor& x, const Tensor& w, const Tensor& bias);
 // A linear weight [out, in] packed for products with few rows (decoding steps), and the linear
 // layer on it: x [..., in] -> [..., out]. The BLAS packs the weight on every call; this packs

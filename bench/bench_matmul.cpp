@@ -104,6 +104,13 @@ void register_benchmarks() {
     configure(benchmark::RegisterBenchmark(("matmul/" + shape_name(s)).c_str(), bench_matmul, s));
   for (const auto& s : transformer)
     configure(benchmark::RegisterBenchmark(("linear/" + shape_name(s)).c_str(), bench_linear, s));
+  // A decoding step's projections: one row per sentence (1, 32) or beam (160).
+  for (int64_t rows : {1, 32, 160})
+    for (auto [in, out] :
+         {std::pair<int64_t, int64_t>{256, 256}, {256, 1024}, {1024, 256}, {256, 8000}}) {
+      GemmShape s{rows, in, out, true};
+      configure(benchmark::RegisterBenchmark(("linear/" + shape_name(s)).c_str(), bench_linear, s));
+    }
 }
 
 // Takes --threads=N or --threads N out of argv (Google Benchmark rejects flags it does not

@@ -70,6 +70,7 @@ TEST(Attention, PaddedKeysIncludingAFullyMaskedRow) {
   Rng rng(24);
   expect_matches_torch({3, 2, 11, 17, 8, false, {17, 0, 6}}, rng);
   expect_matches_torch({3, 2, 17, 17, 8, true, {17, 0, 6}}, rng);
+  expect_matches_torch({3, 2, 5, 30, 64, false, {30, 0, 12}}, rng);  // a beam's 5 queries
 }
 
 TEST(Attention, LongSequencesSpanSeveralTiles) {

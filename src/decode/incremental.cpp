@@ -1,17 +1,41 @@
 #include "decode/incremental.h"
 
 #include <cmath>
+#include <utility>
 
 namespace qkv::decode {
 
+IncrementalDecoder::PackedLinear::PackedLinear(const Tensor& weight, const Tensor& bias)
+    : weight(ops::pack_linear_weight(weight)), bias(bias), out(weight.size(0)) {}
+
+IncrementalDecoder::PackedLinear::PackedLinear(const std::vector<const nn::Linear*>& layers) {
+  std::vector<Tensor> weights, biases;
+  for (const nn::Linear* l : layers) {
+    weights.push_back(l->weight.value());
+    biases.push_back(l->bias.defined() ? l->bias.value() : Tensor::zeros({l->weight.shape()[0]}));
+  }
+  *this = PackedLinear(ops::concat(weights, 0), ops::concat(biases, 0));
+}
+
+Var IncrementalDecoder::PackedLinear::operator()(const Var& x) const {
+  return Var(ops::linear_packed_forward(x.value(), weight, out, bias));
+}
+
 IncrementalDecoder::IncrementalDecoder(const nn::Seq2Seq& model, const Var& memory,
-                                       const Tensor& src_lengths, int64_t capacity)
-    : model_(model), src_lengths_(src_lengths), capacity_(capacity) {
+                                       const Tensor& src_lengths, int64_t capacity, int64_t beam)
+    : model_(model), src_lengths_(src_lengths), capacity_(capacity), beam_(beam) {
   const auto& c = model.config();
-  int64_t n = memory.shape()[0], dh = c.d_model / c.heads;
+  int64_t n = memory.shape()[0] * beam, dh = c.d_model / c.heads;
+  output_ = PackedLinear(model.output_weight().value(), model.output_bias().value());
   for (const auto& layer : model.decoder_layers()) {
+    const auto &self = layer.self_attn, &cross = layer.encoder_attn;
+    weights_.push_back({PackedLinear({&self.q_proj, &self.k_proj, &self.v_proj}),
+                        PackedLinear({&self.out_proj}), PackedLinear({&cross.q_proj}),
+                        PackedLinear({&cross.out_proj}), PackedLinear({&layer.ffn.fc1}),
+                        PackedLinear({&layer.ffn.fc2})});
     LayerCache cache;
-    // Zeros, not garbage: masked positions must not turn into NaN when weighted by 0.
+    // Zeros, not garbage: masked positions must not turn into NaN when weighted by 0. Reorder
+    // copies only written positions, so the others stay zero or hold an earlier finite value.
     cache.self_k = Tensor::zeros({n, c.heads, capacity, dh});
     cache.self_v = Tensor::zeros({n, c.heads, capacity, dh});
     cache.mem_k = layer.encoder_attn.split_heads(layer.encoder_attn.k_proj(memory)).value();
@@ -21,56 +45,80 @@ IncrementalDecoder::IncrementalDecoder(const nn::Seq2Seq& model, const Var& memo
   self_lengths_ = Tensor::empty({n}, DType::i32);
 }
 
-Var IncrementalDecoder::self_attention(const nn::MultiHeadAttention& attn, const Var& x,
-                                       LayerCache& cache) {
-  int64_t n = x.shape()[0], dh = attn.d_model / attn.heads;
+Var IncrementalDecoder::self_attention(const LayerWeights& w, const Var& x, LayerCache& cache) {
+  int64_t n = x.shape()[0], h = cache.self_k.size(1), dh = cache.self_k.size(3);
   // With one position, [N, 1, H, Dh] and [N, H, 1, Dh] share a memory layout: no permute.
-  Shape heads{n, attn.heads, 1, dh};
-  Var q = reshape(attn.q_proj(x), heads);
-  ops::kv_cache_write(cache.self_k, attn.k_proj(x).value().reshape(heads), pos_);
-  ops::kv_cache_write(cache.self_v, attn.v_proj(x).value().reshape(heads), pos_);
+  Shape heads{n, h, 1, dh};
+  std::vector<Tensor> qkv = ops::split(w.self_qkv(x).value(), {h * dh, h * dh, h * dh}, 2);
+  Var q(qkv[0].reshape(heads));
+  ops::kv_cache_write(cache.self_k, qkv[1].reshape(heads), pos_);
+  ops::kv_cache_write(cache.self_v, qkv[2].reshape(heads), pos_);
   ops::AttentionMask mask{false, self_lengths_};
   Var o = attention(q, Var(cache.self_k), Var(cache.self_v), mask, 1.f / std::sqrt(float(dh)));
-  return attn.out_proj(reshape(o, {n, 1, attn.d_model}));
+  return w.self_out(reshape(o, {n, 1, h * dh}));
 }
 
-Var IncrementalDecoder::cross_attention(const nn::MultiHeadAttention& attn, const Var& x,
+// The beam rows of a sentence are its queries: [B * beam, 1, d] -> [B, H, beam, Dh] against
+// the sentence's keys [B, H, S, Dh], and back.
+Var IncrementalDecoder::cross_attention(const LayerWeights& w, const Var& x,
                                         const LayerCache& cache) {
-  int64_t n = x.shape()[0], dh = attn.d_model / attn.heads;
-  Var q = reshape(attn.q_proj(x), {n, attn.heads, 1, dh});
+  int64_t n = x.shape()[0], h = cache.mem_k.size(1), dh = cache.mem_k.size(3), b = n / beam_;
+  Var q = reshape(w.cross_q(x), {b, beam_, h, dh});
+  q = beam_ > 1 ? permute(q, {0, 2, 1, 3}) : reshape(q, {b, h, 1, dh});
   ops::AttentionMask mask{false, src_lengths_};
   Var o = attention(q, Var(cache.mem_k), Var(cache.mem_v), mask, 1.f / std::sqrt(float(dh)));
-  return attn.out_proj(reshape(o, {n, 1, attn.d_model}));
+  if (beam_ > 1) o = permute(o, {0, 2, 1, 3});
+  return w.cross_out(reshape(o, {n, 1, h * dh}));
 }
 
 Tensor IncrementalDecoder::step(const Tensor& tokens) {
-  check_shape(pos_ < capacity_,
-              "IncrementalDecoder: more steps than the capacity " + std::to_string(capacity_));
+  check_shape(pos_ < capacity_, [&] {
+    return "IncrementalDecoder: more steps than the capacity " + std::to_string(capacity_);
+  });
   int64_t n = rows();
   self_lengths_.fill(float(pos_ + 1));
   Var x = model_.embed(tokens.reshape({n, 1}), pos_, ctx_);  // [N, 1, d]
   bool pre = model_.config().pre_norm;
   for (size_t i = 0; i < layers_.size(); ++i) {
     const nn::DecoderLayer& layer = model_.decoder_layers()[i];
+    const LayerWeights& w = weights_[i];
     LayerCache& cache = layers_[i];
     x = nn::residual(x, layer.self_attn_layer_norm, pre, ctx_,
-                     [&](const Var& y) { return self_attention(layer.self_attn, y, cache); });
+                     [&](const Var& y) { return self_attention(w, y, cache); });
     x = nn::residual(x, layer.encoder_attn_layer_norm, pre, ctx_,
-                     [&](const Var& y) { return cross_attention(layer.encoder_attn, y, cache); });
+                     [&](const Var& y) { return cross_attention(w, y, cache); });
     x = nn::residual(x, layer.final_layer_norm, pre, ctx_,
-                     [&](const Var& y) { return layer.ffn(y, ctx_); });
+                     [&](const Var& y) { return w.fc2(activation(layer.ffn.act, w.fc1(y))); });
   }
   if (model_.config().stack_norms()) x = model_.decoder_final_norm()(x);
   ++pos_;
-  return model_.logits(x).value().reshape({n, model_.config().vocab_size});
+  return output_(x).value().reshape({n, model_.config().vocab_size});
 }
 
-void IncrementalDecoder::reorder(const Tensor& index) {
-  for (auto& cache : layers_)
-    for (Tensor* t : {&cache.self_k, &cache.self_v, &cache.mem_k, &cache.mem_v})
-      *t = ops::gather_rows(*t, index);
-  src_lengths_ = ops::gather_rows(src_lengths_, index);
-  self_lengths_ = Tensor::empty({index.size(0)}, DType::i32);
+void IncrementalDecoder::reorder(const Tensor& index, const Tensor& sentences) {
+  int64_t m = index.size(0);
+  const int32_t* idx = index.data<int32_t>();
+  bool in_place = true;  // rows only leave, in order: each moves down, none is read after
+  for (int64_t i = 1; i < m; ++i) in_place = in_place && idx[i] > idx[i - 1];
+  for (auto& cache : layers_) {
+    for (auto [t, spare] :
+         {std::pair{&cache.self_k, &cache.spare_k}, {&cache.self_v, &cache.spare_v}}) {
+      Tensor out = *t;
+      if (!in_place) {
+        if (!spare->defined()) *spare = Tensor::zeros(t->shape());
+        out = *spare;
+        *spare = *t;
+      }
+      ops::kv_cache_gather(*t, index, pos_, out);
+      *t = out.slice_rows(0, m);
+    }
+    if (sentences.defined()) {
+      cache.mem_k = ops::gather_rows(cache.mem_k, sentences);
+      cache.mem_v = ops::gather_rows(cache.mem_v, sentences);
+    }
+  }
+  if (sentences.defined()) src_lengths_ = ops::gather_rows(src_lengths_, sentences);
+  self_lengths_ = self_lengths_.slice_rows(0, m);
 }
 
 }  // namespace qkv::decode

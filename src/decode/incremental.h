@@ -1,6 +1,7 @@
 // Incremental decoding of a Seq2Seq model: one target position per step for N rows at once.
 // Self-attention keys and values are cached ([N, H, capacity, Dh] per layer, written in place);
-// the encoder memory is projected to keys and values once. Records no tape. After the first
+// the encoder memory is projected to keys and values once, per sentence ([B, H, S, Dh]): the
+// `beam` rows of a sentence share them. Records no tape. After the first
 // step, steps draw every tensor from the caching allocator, so the system allocator is not
 // called again in the loop.
 #pragma once
@@ -12,30 +13,49 @@ namespace qkv::decode {
 
 class IncrementalDecoder {
  public:
-  // memory [N, S, d] and src_lengths i32 [N] from Seq2Seq::encode; capacity: most steps.
+  // memory [B, S, d] and src_lengths i32 [B] from Seq2Seq::encode; N = B * beam rows, row r
+  // continues sentence r / beam; capacity: most steps.
   IncrementalDecoder(const nn::Seq2Seq& model, const Var& memory, const Tensor& src_lengths,
-                     int64_t capacity);
+                     int64_t capacity, int64_t beam = 1);
   // tokens i32 [N] at position position() -> logits [N, V]; then position() grows by one.
   Tensor step(const Tensor& tokens);
-  // Keeps rows `index` (i32 [M], values in [0, N)) in that order, e.g. to follow beams.
-  void reorder(const Tensor& index);
+  // Keeps rows `index` (i32 [M], values in [0, N)) in that order, e.g. to follow beams. When
+  // sentences leave, `sentences` (i32 [M / beam]) are those that stay, in order, and rows
+  // j * beam .. j * beam + beam - 1 of `index` must belong to the j-th of them.
+  void reorder(const Tensor& index, const Tensor& sentences = Tensor());
   int64_t position() const { return pos_; }
-  int64_t rows() const { return src_lengths_.size(0); }
+  int64_t rows() const { return self_lengths_.size(0); }
 
  private:
-  struct LayerCache {
-    Tensor self_k, self_v;  // [N, H, capacity, Dh]
-    Tensor mem_k, mem_v;    // [N, H, S, Dh]
+  // A Linear layer with its weight packed once for few-row products (ops::linear_packed).
+  struct PackedLinear {
+    Tensor weight, bias;  // [ceil(out / 16), in, 16], [out] or undefined
+    int64_t out = 0;
+    PackedLinear() = default;
+    PackedLinear(const Tensor& weight, const Tensor& bias);  // [out, in], [out] or undefined
+    // The layers side by side: their outputs concatenated in order.
+    explicit PackedLinear(const std::vector<const nn::Linear*>& layers);
+    Var operator()(const Var& x) const;
   };
-  Var self_attention(const nn::MultiHeadAttention& attn, const Var& x, LayerCache& cache);
-  Var cross_attention(const nn::MultiHeadAttention& attn, const Var& x, const LayerCache& cache);
+  struct LayerWeights {
+    PackedLinear self_qkv, self_out, cross_q, cross_out, fc1, fc2;
+  };
+  struct LayerCache {
+    Tensor self_k, self_v;    // [N, H, capacity, Dh]: the first N rows of a buffer
+    Tensor spare_k, spare_v;  // [>= N, H, capacity, Dh]: where reorder writes when not in place
+    Tensor mem_k, mem_v;      // [B, H, S, Dh]
+  };
+  Var self_attention(const LayerWeights& w, const Var& x, LayerCache& cache);
+  Var cross_attention(const LayerWeights& w, const Var& x, const LayerCache& cache);
 
   const nn::Seq2Seq& model_;
   nn::Context ctx_;
+  std::vector<LayerWeights> weights_;
+  PackedLinear output_;  // hidden -> logits
   std::vector<LayerCache> layers_;
-  Tensor src_lengths_;   // i32 [N]
+  Tensor src_lengths_;   // i32 [B]
   Tensor self_lengths_;  // i32 [N], position + 1 during a step
-  int64_t capacity_, pos_ = 0;
+  int64_t capacity_, beam_, pos_ = 0;
 };
 
 }  // namespace qkv::decode

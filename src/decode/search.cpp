@@ -4,6 +4,7 @@
 #include <cmath>
 #include <limits>
 
+#include "decode/best_tokens.h"
 #include "decode/incremental.h"
 
 namespace qkv::decode {
@@ -45,10 +46,7 @@ std::vector<std::vector<Hypothesis>> search(const nn::Seq2Seq& model, const Tens
 
   // Rows: k per sentence, sentence-major. All start from <bos>; only beam 0 is alive at first
   // so that the k copies do not fill the beam with duplicates.
-  Tensor rows_of_sentences = Tensor::empty({batch * k}, DType::i32);
-  for (int64_t r = 0; r < batch * k; ++r) rows_of_sentences.data<int32_t>()[r] = int32_t(r / k);
-  IncrementalDecoder decoder(model, Var(ops::gather_rows(memory.value(), rows_of_sentences)),
-                             ops::gather_rows(src_lengths, rows_of_sentences), longest);
+  IncrementalDecoder decoder(model, memory, src_lengths, longest, k);
   std::vector<std::vector<Beam>> beams(batch, std::vector<Beam>(k));
   for (int64_t b = 0; b < batch; ++b)
     for (int64_t j = 1; j < k; ++j) beams[b][j].log_prob = kNegInf;
@@ -60,13 +58,15 @@ std::vector<std::vector<Hypothesis>> search(const nn::Seq2Seq& model, const Tens
   for (int64_t b = 0; b < batch; ++b) active[b] = b;
   Tensor tokens = Tensor::empty({batch * k}, DType::i32);
   tokens.fill(float(c.bos_id));
-  std::vector<int32_t> next_rows, next_tokens;
+  std::vector<int32_t> next_rows, next_tokens, kept;  // kept: positions in `active` that stay
   std::vector<int64_t> still_active;
   std::vector<std::pair<float, int64_t>> cand;
+  // Each row's 2k best tokens other than <eos> hold the 2k best extensions of its sentence.
+  const std::vector<int32_t> never{c.pad_id, c.bos_id};
+  BestTokens top;
   for (int64_t step = 0; step < longest && !active.empty(); ++step) {
-    Tensor logp = ops::log_softmax_forward(decoder.step(tokens));  // [rows, V]
-    const float* lp = logp.data<float>();
-    next_rows.clear(), next_tokens.clear(), still_active.clear();
+    best_tokens(decoder.step(tokens), 2 * k, never, c.eos_id, top);
+    next_rows.clear(), next_tokens.clear(), still_active.clear(), kept.clear();
     for (int64_t a = 0; a < int64_t(active.size()); ++a) {
       int64_t b = active[a];
       bool last = step + 1 == limit[b];
@@ -75,12 +75,12 @@ std::vector<std::vector<Hypothesis>> search(const nn::Seq2Seq& model, const Tens
       for (int64_t j = 0; j < k; ++j) {
         float base = beams[b][j].log_prob;
         if (base == kNegInf) continue;
-        const float* row = lp + (a * k + j) * vocab;
-        for (int64_t v = 0; v < vocab; ++v) {
-          if (v == c.pad_id || v == c.bos_id) continue;
-          if (last && v != c.eos_id) continue;  // the length limit forces <eos>
-          if (!eos_allowed && v == c.eos_id) continue;
-          cand.emplace_back(base + row[v], j * vocab + v);
+        int64_t row = a * k + j;
+        if (eos_allowed) cand.emplace_back(base + top.eos_log_prob[row], j * vocab + c.eos_id);
+        if (last) continue;  // the length limit forces <eos>
+        for (int64_t i = 0; i < top.n; ++i) {
+          auto [lp, v] = top.best[row * top.n + i];
+          if (v >= 0) cand.emplace_back(base + lp, j * vocab + v);
         }
       }
       int64_t keep = std::min<int64_t>(int64_t(cand.size()), 2 * k);
@@ -113,15 +113,18 @@ std::vector<std::vector<Hypothesis>> search(const nn::Seq2Seq& model, const Tens
       }
       beams[b] = std::move(next);
       still_active.push_back(b);
+      kept.push_back(int32_t(a));
       next_rows.insert(next_rows.end(), rows.begin(), rows.end());
       next_tokens.insert(next_tokens.end(), toks.begin(), toks.end());
     }
-    bool same_rows = still_active.size() == active.size() && k == 1;
+    bool same_sentences = still_active.size() == active.size();
     active.swap(still_active);
     if (active.empty()) break;
     int64_t n = int64_t(next_rows.size());
     tokens = Tensor::from_vector(next_tokens, {n});
-    if (!same_rows) decoder.reorder(Tensor::from_vector(next_rows, {n}));
+    if (same_sentences && k == 1) continue;
+    decoder.reorder(Tensor::from_vector(next_rows, {n}),
+                    same_sentences ? Tensor() : Tensor::from_vector(kept, {int64_t(kept.size())}));
   }
 
   std::vector<std::vector<Hypothesis>> out(batch);

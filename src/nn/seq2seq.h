@@ -62,6 +62,9 @@ class Seq2Seq {
   Var forward(const Tensor& src, const Tensor& src_lengths, const Tensor& tgt_in,
               const Context& ctx) const;
 
+  // logits = hidden @ output_weight^T + output_bias: weight [V, d], bias [V].
+  const Var& output_weight() const { return config_.tie_embeddings ? shared_ : lm_head_.weight; }
+  const Var& output_bias() const { return final_logits_bias_; }
   const std::vector<DecoderLayer>& decoder_layers() const { return decoder_; }
   const LayerNorm& decoder_final_norm() const { return decoder_norm_; }
 

@@ -23,6 +23,31 @@ void kv_cache_write(Tensor& cache, const Tensor& x, int64_t pos) {
     std::memcpy(c + (r * cap + pos) * d, src + r * d, size_t(d) * sizeof(float));
 }
 
+void kv_cache_gather(const Tensor& cache, const Tensor& index, int64_t len, Tensor& out) {
+  QKV_REQUIRE(cache.rank() == 4 && out.rank() == 4 && index.rank() == 1 &&
+                  index.dtype() == DType::i32 && index.size(0) <= out.size(0) &&
+                  out.size(1) == cache.size(1) && out.size(2) == cache.size(2) &&
+                  out.size(3) == cache.size(3) && 0 <= len && len <= cache.size(2),
+              "kv_cache_gather",
+              "cache " + shape_str(cache.shape()) + ", out " + shape_str(out.shape()) +
+                  " and index " + shape_str(index.shape()) + " do not fit");
+  Device dev = common_device("kv_cache_gather", {&cache, &index, &out});
+  if (dev != Device::cpu) no_kernel("kv_cache_gather", dev);
+  int64_t heads = cache.size(1), cap = cache.size(2), d = cache.size(3);
+  const int32_t* idx = index.data<int32_t>();
+  const float* src = cache.data<float>();
+  float* dst = out.data<float>();
+  for (int64_t i = 0; i < index.size(0); ++i) {
+    QKV_REQUIRE(
+        0 <= idx[i] && idx[i] < cache.size(0), "kv_cache_gather",
+        "index " + std::to_string(idx[i]) + " outside [0, " + std::to_string(cache.size(0)) + ")");
+    if (src == dst && idx[i] == i) continue;
+    for (int64_t h = 0; h < heads; ++h)
+      std::memmove(dst + (i * heads + h) * cap * d, src + (idx[i] * heads + h) * cap * d,
+                   size_t(len * d) * sizeof(float));
+  }
+}
+
 Tensor gather_rows(const Tensor& x, const Tensor& index) {
   QKV_REQUIRE(x.rank() >= 1 && index.rank() == 1 && index.dtype() == DType::i32, "gather_rows",
               "needs x [N, ...] and an i32 index [M]");

@@ -64,6 +64,11 @@ Tensor linear_forward(const Tensor& x, const Tensor& w, const Tensor& bias) {
               "input " + shape_str(x.shape()) + " does not fit weight " + shape_str(w.shape()));
   QKV_REQUIRE(!bias.defined() || bias.shape() == Shape{w.size(0)}, "linear",
               "bias " + shape_str(bias.shape()) + " does not fit weight " + shape_str(w.shape()));
+  // Few rows (an encoder of one short sentence): the packed kernel, packing here. OpenBLAS packs
+  // as well, and its threads made such products up to 10x slower on a loaded machine.
+  if (x.numel() <= cpu::kPackedRowsMax * x.size(-1) &&
+      common_device("linear", {&x, &w, &bias}) == Device::cpu)
+    return linear_packed_forward(x, pack_linear_weight(w), w.size(0), bias);
   Shape shape = x.shape();
   shape.back() = w.size(0);
   Tensor y = Tensor::empty(shape, DType::f32, x.device());
@@ -76,6 +81,38 @@ Tensor linear_forward(const Tensor& x, const Tensor& w, const Tensor& bias) {
     beta = 1.f;
   }
   gemm(x2, false, w, true, y2, 1.f, beta);
+  return y;
+}
+
+Tensor pack_linear_weight(const Tensor& w) {
+  QKV_REQUIRE(w.rank() == 2 && w.dtype() == DType::f32, "pack_linear_weight",
+              "needs an F32 weight [out, in], got " + shape_str(w.shape()));
+  if (w.device() != Device::cpu) no_kernel("pack_linear_weight", w.device());
+  int64_t panels = (w.size(0) + cpu::kLinearPanel - 1) / cpu::kLinearPanel;
+  Tensor packed = Tensor::empty({panels, w.size(1), cpu::kLinearPanel});
+  cpu::pack_linear_weight(w.data<float>(), w.size(0), w.size(1), packed.data<float>());
+  return packed;
+}
+
+Tensor linear_packed_forward(const Tensor& x, const Tensor& packed, int64_t out,
+                             const Tensor& bias) {
+  QKV_REQUIRE(packed.rank() == 3 && packed.size(2) == cpu::kLinearPanel &&
+                  packed.size(0) == (out + cpu::kLinearPanel - 1) / cpu::kLinearPanel &&
+                  x.rank() >= 1 && x.size(-1) == packed.size(1) && x.dtype() == DType::f32,
+              "linear_packed",
+              "input " + shape_str(x.shape()) + " does not fit packed weight " +
+                  shape_str(packed.shape()) + " of " + std::to_string(out) + " outputs");
+  QKV_REQUIRE(
+      !bias.defined() || bias.shape() == Shape{out}, "linear_packed",
+      "bias " + shape_str(bias.shape()) + " does not fit " + std::to_string(out) + " outputs");
+  Device dev = common_device("linear_packed", {&x, &packed, &bias});
+  if (dev != Device::cpu) no_kernel("linear_packed", dev);
+  Shape shape = x.shape();
+  shape.back() = out;
+  Tensor y = Tensor::empty(shape);
+  cpu::linear_packed(x.data<float>(), packed.data<float>(),
+                     bias.defined() ? bias.data<float>() : nullptr, x.numel() / x.size(-1), out,
+                     x.size(-1), y.data<float>());
   return y;
 }
 

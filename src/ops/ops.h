@@ -22,8 +22,15 @@ void batched_gemm(const Tensor& a, bool trans_a, const Tensor& b, bool trans_b, 
 // Returns op(a) @ op(b) (2-D or batched, as above).
 Tensor matmul(const Tensor& a, bool trans_a, const Tensor& b, bool trans_b);
 
-// y [..., out] = x [..., in] @ w[out, in]^T + bias [out] (bias may be undefined).
+// y [..., out] = x [..., in] @ w[out, in]^T + bias [out] (bias may be undefined). Up to 64 rows:
+// the packed kernel below (packing w on each call), else the BLAS.
 Tensor linear_forward(const Tensor& x, const Tensor& w, const Tensor& bias);
+// A linear weight [out, in] packed for products with few rows (decoding steps), and the linear
+// layer on it: x [..., in] -> [..., out]. The BLAS packs the weight on every call; this packs
+// it once. packed is f32 [ceil(out / 16), in, 16].
+Tensor pack_linear_weight(const Tensor& w);
+Tensor linear_packed_forward(const Tensor& x, const Tensor& packed, int64_t out,
+                             const Tensor& bias);
 void linear_backward(const Tensor& dy, const Tensor& x, const Tensor& w, Tensor& dx, Tensor& dw,
                      Tensor& dbias);
 
@@ -146,6 +153,10 @@ void adam_update(Tensor& param, const Tensor& grad, Tensor& m, Tensor& v, const 
 // ---------------------------------------------------------------------------------------------
 // Incremental decoding: cache [N, H, capacity, D] gets x [N, H, 1, D] at position `pos`.
 void kv_cache_write(Tensor& cache, const Tensor& x, int64_t pos);
+// out[i, :, :len] = cache[index[i], :, :len] for caches [N, H, capacity, D], index i32 [M] and
+// out [>= M, H, capacity, D] (the other entries of out are left alone). out may be cache itself
+// when index is strictly increasing.
+void kv_cache_gather(const Tensor& cache, const Tensor& index, int64_t len, Tensor& out);
 // y[i] = x[index[i]] along axis 0 (beam reordering); index i32 [M] -> y [M, ...].
 Tensor gather_rows(const Tensor& x, const Tensor& index);
 // Per row of x [N, V]: the index of the largest element (the first on ties), i32 [N].

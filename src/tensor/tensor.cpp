@@ -53,7 +53,8 @@ Storage::~Storage() {
 }
 
 Tensor Tensor::empty(const Shape& shape, DType dtype, Device device) {
-  for (int64_t d : shape) check_shape(d >= 0, "negative dimension in shape " + shape_str(shape));
+  for (int64_t d : shape)
+    check_shape(d >= 0, [&] { return "negative dimension in shape " + shape_str(shape); });
   Tensor t;
   t.shape_ = shape;
   t.dtype_ = dtype;
@@ -75,18 +76,20 @@ Tensor Tensor::full(const Shape& shape, float value) {
 }
 
 Tensor Tensor::from_vector(const std::vector<float>& values, const Shape& shape) {
-  check_shape(
-      int64_t(values.size()) == shape_numel(shape),
-      "from_vector: " + std::to_string(values.size()) + " values for shape " + shape_str(shape));
+  check_shape(int64_t(values.size()) == shape_numel(shape), [&] {
+    return "from_vector: " + std::to_string(values.size()) + " values for shape " +
+           shape_str(shape);
+  });
   Tensor t = empty(shape);
   std::memcpy(t.raw(), values.data(), t.nbytes());
   return t;
 }
 
 Tensor Tensor::from_vector(const std::vector<int32_t>& values, const Shape& shape) {
-  check_shape(
-      int64_t(values.size()) == shape_numel(shape),
-      "from_vector: " + std::to_string(values.size()) + " values for shape " + shape_str(shape));
+  check_shape(int64_t(values.size()) == shape_numel(shape), [&] {
+    return "from_vector: " + std::to_string(values.size()) + " values for shape " +
+           shape_str(shape);
+  });
   Tensor t = empty(shape, DType::i32);
   std::memcpy(t.raw(), values.data(), t.nbytes());
   return t;
@@ -95,8 +98,9 @@ Tensor Tensor::from_vector(const std::vector<int32_t>& values, const Shape& shap
 int64_t Tensor::size(int i) const {
   int r = rank();
   if (i < 0) i += r;
-  check_shape(i >= 0 && i < r,
-              "axis " + std::to_string(i) + " out of range for shape " + shape_str(shape_));
+  check_shape(i >= 0 && i < r, [&] {
+    return "axis " + std::to_string(i) + " out of range for shape " + shape_str(shape_);
+  });
   return shape_[i];
 }
 
@@ -112,29 +116,33 @@ Tensor Tensor::reshape(const Shape& shape) const {
   int64_t known = 1, infer = -1;
   for (size_t i = 0; i < s.size(); ++i) {
     if (s[i] == -1) {
-      check_shape(infer < 0, "reshape: more than one -1 in " + shape_str(shape));
+      check_shape(infer < 0, [&] { return "reshape: more than one -1 in " + shape_str(shape); });
       infer = int64_t(i);
     } else {
-      check_shape(s[i] >= 0, "reshape: negative size in " + shape_str(shape));
+      check_shape(s[i] >= 0, [&] { return "reshape: negative size in " + shape_str(shape); });
       known *= s[i];
     }
   }
   if (infer >= 0) {
-    check_shape(known > 0, "reshape: the -1 in " + shape_str(shape) + " is ambiguous for " +
-                               shape_str(shape_) + " (the other sizes multiply to 0)");
+    check_shape(known > 0, [&] {
+      return "reshape: the -1 in " + shape_str(shape) + " is ambiguous for " + shape_str(shape_) +
+             " (the other sizes multiply to 0)";
+    });
     s[infer] = numel() / known;
   }
-  check_shape(shape_numel(s) == numel(),
-              "reshape: cannot view " + shape_str(shape_) + " as " + shape_str(shape));
+  check_shape(shape_numel(s) == numel(), [&] {
+    return "reshape: cannot view " + shape_str(shape_) + " as " + shape_str(shape);
+  });
   Tensor t = *this;
   t.shape_ = s;
   return t;
 }
 
 Tensor Tensor::slice_rows(int64_t begin, int64_t end) const {
-  check_shape(rank() >= 1 && 0 <= begin && begin <= end && end <= shape_[0],
-              "slice_rows [" + std::to_string(begin) + ", " + std::to_string(end) +
-                  ") out of range for shape " + shape_str(shape_));
+  check_shape(rank() >= 1 && 0 <= begin && begin <= end && end <= shape_[0], [&] {
+    return "slice_rows [" + std::to_string(begin) + ", " + std::to_string(end) +
+           ") out of range for shape " + shape_str(shape_);
+  });
   Tensor t = *this;
   int64_t row = shape_numel(Shape(shape_.begin() + 1, shape_.end()));
   t.offset_ += size_t(begin * row) * dtype_size(dtype_);
@@ -157,7 +165,8 @@ Tensor Tensor::to(Device device) const {
 
 Tensor Tensor::cast(DType dtype) const {
   if (dtype == dtype_) return *this;
-  check_shape(device_ == Device::cpu, "Tensor::cast runs on the cpu; use the cast op on cuda");
+  check_shape(device_ == Device::cpu,
+              [&] { return "Tensor::cast runs on the cpu; use the cast op on cuda"; });
   Tensor t = empty(shape_, dtype, device_);
   int64_t n = numel();
   if (dtype_ == DType::f32 && dtype == DType::bf16) {
@@ -192,7 +201,7 @@ Tensor Tensor::cast(DType dtype) const {
 }
 
 void Tensor::fill(float value) {
-  check_shape(device_ == Device::cpu, "Tensor::fill runs on the cpu");
+  check_shape(device_ == Device::cpu, [&] { return "Tensor::fill runs on the cpu"; });
   int64_t n = numel();
   if (dtype_ == DType::f32) {
     float* d = data<float>();
@@ -216,9 +225,10 @@ void Tensor::zero() {
 }
 
 void Tensor::copy_from(const Tensor& src) {
-  check_shape(src.numel() == numel() && src.dtype_ == dtype_,
-              "copy_from: " + shape_str(src.shape_) + " " + dtype_name(src.dtype_) + " into " +
-                  shape_str(shape_) + " " + dtype_name(dtype_));
+  check_shape(src.numel() == numel() && src.dtype_ == dtype_, [&] {
+    return "copy_from: " + shape_str(src.shape_) + " " + dtype_name(src.dtype_) + " into " +
+           shape_str(shape_) + " " + dtype_name(dtype_);
+  });
   copy_bytes(raw(), device_, src.raw(), src.device_, nbytes());
 }
 
@@ -229,7 +239,7 @@ std::vector<float> Tensor::to_vector() const {
 }
 
 float Tensor::item() const {
-  check_shape(numel() == 1, "item() of a tensor with shape " + shape_str(shape_));
+  check_shape(numel() == 1, [&] { return "item() of a tensor with shape " + shape_str(shape_); });
   return to_vector()[0];
 }
 

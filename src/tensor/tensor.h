@@ -2,6 +2,7 @@
 // Copies share storage (like a shared_ptr); reshape and slicing along the first axis are free
 // views; everything else that reorders elements is an explicit op.
 #pragma once
+#include <concepts>
 #include <cstdint>
 #include <initializer_list>
 #include <memory>
@@ -125,5 +126,12 @@ class Tensor {
 
 // Throws std::invalid_argument with `what` and the shapes when the condition fails.
 void check_shape(bool ok, const std::string& what);
+// The same with a callable that returns the message, so that it is built only on failure
+// (checks on every tensor of a decoding step).
+template <class F>
+requires std::invocable<F>
+void check_shape(bool ok, F&& what) {
+  if (!ok) check_shape(false, std::string(what()));
+}
 
 }  // namespace qkv

@@ -10,6 +10,7 @@
 namespace qkv::ops::cpu {
 
 namespace {
+constexpr int64_t kFewQueries = 8;  // queries per (batch, head) that few_queries handles
 // Softmax of each row of s [rows, k_len] over its visible keys [0, key_end); the rest become 0,
 // and a row that sees no key becomes all zeros.
 void masked_softmax_rows(const AttentionDims& d, int64_t b, float* s) {
@@ -27,18 +28,52 @@ void masked_softmax_rows(const AttentionDims& d, int64_t b, float* s) {
     std::fill(row + end, row + d.k_len, 0.f);
   }
 }
+
+// p [Lq, Lk] = scale * q [Lq, D] @ k^T on the visible keys, out [Lq, D] = softmax(p) @ v, by
+// plain loops that stop at each row's last visible key. For a decoding step (a query or a beam
+// of them against a cache partly written) this beats two BLAS calls over every key.
+void few_queries(const AttentionDims& d, int64_t b, const float* q, const float* k, const float* v,
+                 float* out, float* p) {
+  const int64_t lk = d.k_len, hd = d.head_dim;
+  for (int64_t i = 0; i < d.q_len; ++i) {
+    const float* qi = q + i * hd;
+    for (int64_t j = 0, end = d.key_end(b, i); j < end; ++j) {
+      float dot = 0.f;
+#pragma omp simd reduction(+ : dot)
+      for (int64_t c = 0; c < hd; ++c) dot += qi[c] * k[j * hd + c];
+      p[i * lk + j] = d.scale * dot;
+    }
+  }
+  masked_softmax_rows(d, b, p);
+  for (int64_t i = 0; i < d.q_len; ++i) {
+    float* oi = out + i * hd;
+    std::fill(oi, oi + hd, 0.f);
+    for (int64_t j = 0, end = d.key_end(b, i); j < end; ++j) {
+      float pij = p[i * lk + j];
+#pragma omp simd
+      for (int64_t c = 0; c < hd; ++c) oi[c] += pij * v[j * hd + c];
+    }
+  }
+}
 }  // namespace
 
 void attention_naive_forward(const AttentionDims& d, const float* q, const float* k, const float* v,
                              float* out, float* probs) {
   const int64_t lq = d.q_len, lk = d.k_len, hd = d.head_dim;
-#pragma omp parallel
+  // One decoding step of one sentence is too little work to wake other threads for.
+  constexpr int64_t kParallelMin = 1 << 15;
+#pragma omp parallel if (d.batch * d.heads * lq * lk * hd > kParallelMin)
   {
     // Scores of one (batch, head) when the caller keeps no probabilities.
     float* scores = probs ? nullptr : thread_scratch(size_t(lq * lk));
 #pragma omp for schedule(dynamic)
     for (int64_t bh = 0; bh < d.batch * d.heads; ++bh) {
       float* p = probs ? probs + bh * lq * lk : scores;  // [Lq, Lk]
+      if (lq <= kFewQueries) {
+        few_queries(d, bh / d.heads, q + bh * lq * hd, k + bh * lk * hd, v + bh * lk * hd,
+                    out + bh * lq * hd, p);
+        continue;
+      }
       // scores = scale * q @ k^T, then the softmax in place.
       gemm(false, true, lq, lk, hd, d.scale, q + bh * lq * hd, hd, k + bh * lk * hd, hd, 0.f, p,
            lk);

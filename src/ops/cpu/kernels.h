@@ -15,6 +15,15 @@ void batched_gemm(bool trans_a, bool trans_b, int64_t batch, int64_t m, int64_t 
                   float alpha, const float* a, int64_t stride_a, const float* b, int64_t stride_b,
                   float beta, float* c, int64_t stride_c);
 
+// The linear layer for few rows (decoding steps) on a packed weight: w [n, k] as stored becomes
+// ceil(n / 16) panels [k, 16] (outputs past n are zero); then y [m, n] = x [m, k] @ w^T + bias
+// (bias [n] or null).
+constexpr int64_t kLinearPanel = 16;
+constexpr int64_t kPackedRowsMax = 64;  // rows up to which linear_forward packs and uses it
+void pack_linear_weight(const float* w, int64_t n, int64_t k, float* packed);
+void linear_packed(const float* x, const float* packed, const float* bias, int64_t m, int64_t n,
+                   int64_t k, float* y);
+
 // y[r, :] = row for every r.
 void fill_rows(float* y, const float* row, int64_t rows, int64_t cols);
 

@@ -1,0 +1,101 @@
+// The linear layer for few rows (a decoding step: one row per sentence or beam), on a weight
+// packed once. The BLAS repacks the whole weight on every call, which costs about as much as
+// the product itself when there are only a few rows. Packed, the weight is a row of panels of
+// 16 outputs, each [in, 16]; a micro-kernel keeps 6 rows x 16 outputs in 12 vector registers
+// and adds x[r, i] * panel[i, :] for every i. GCC's vector extension makes the vectors AVX (8
+// floats) where the target has it and pairs of SSE registers otherwise.
+#include <algorithm>
+#include <cstring>
+
+#include "ops/cpu/kernels.h"
+
+namespace qkv::ops::cpu {
+
+namespace {
+constexpr int64_t kRows = 6;
+constexpr int64_t kParallelMin = 1 << 19;  // multiply-adds below which one thread is faster
+typedef float Vec __attribute__((vector_size(8 * sizeof(float))));
+static_assert(kLinearPanel == 2 * 8);
+
+inline Vec load(const float* p) {
+  Vec v;
+  std::memcpy(&v, p, sizeof(Vec));
+  return v;
+}
+inline void store(float* p, Vec v) {
+  std::memcpy(p, &v, sizeof(Vec));
+}
+
+// acc[r] += x[r, i] * panel[i, :] for R rows of x (row stride k).
+template <int R>
+inline void step(const float* x, int64_t k, const float* panel, int64_t i, Vec (&acc)[R][2]) {
+  Vec w0 = load(panel + i * kLinearPanel), w1 = load(panel + i * kLinearPanel + 8);
+  for (int r = 0; r < R; ++r) {
+    float s = x[r * k + i];
+    Vec xv = {s, s, s, s, s, s, s, s};
+    acc[r][0] += xv * w0;
+    acc[r][1] += xv * w1;
+  }
+}
+
+// y[r, :cols] = bias[:cols] + x[r, :] @ panel[:, :cols] for R rows; x [R, k] (row stride k),
+// panel [k, 16], y with row stride ldy, bias null or [cols].
+template <int R>
+void micro(const float* x, int64_t k, const float* panel, const float* bias, int64_t cols, float* y,
+           int64_t ldy) {
+  // With few rows the adds would wait on each other: U steps of i go to separate sums.
+  constexpr int U = R == 1 ? 4 : R == 2 ? 2 : 1;
+  Vec part[U][R][2] = {};
+  int64_t i = 0;
+  for (; i + U <= k; i += U)
+    for (int u = 0; u < U; ++u) step<R>(x, k, panel, i + u, part[u]);
+  for (; i < k; ++i) step<R>(x, k, panel, i, part[0]);
+  for (int r = 0; r < R; ++r) {
+    float out[kLinearPanel];
+    for (int h = 0; h < 2; ++h) {
+      Vec sum = part[0][r][h];
+      for (int u = 1; u < U; ++u) sum += part[u][r][h];
+      store(out + 8 * h, sum);
+    }
+    for (int64_t c = 0; c < cols; ++c) y[r * ldy + c] = out[c] + (bias ? bias[c] : 0.f);
+  }
+}
+
+using Micro = void (*)(const float*, int64_t, const float*, const float*, int64_t, float*, int64_t);
+constexpr Micro kMicro[kRows + 1] = {nullptr,  micro<1>, micro<2>, micro<3>,
+                                     micro<4>, micro<5>, micro<6>};
+}  // namespace
+
+void pack_linear_weight(const float* w, int64_t n, int64_t k, float* packed) {
+  int64_t panels = (n + kLinearPanel - 1) / kLinearPanel;
+#pragma omp parallel for schedule(static) if (n * k > kParallelMin)
+  for (int64_t p = 0; p < panels; ++p) {
+    float* panel = packed + p * k * kLinearPanel;  // [k, 16]
+    int64_t rows = std::min(kLinearPanel, n - p * kLinearPanel);
+    const float* wp = w + p * kLinearPanel * k;  // [rows, k]
+    for (int64_t i = 0; i < k; ++i)
+      for (int64_t c = 0; c < kLinearPanel; ++c)
+        panel[i * kLinearPanel + c] = c < rows ? wp[c * k + i] : 0.f;
+  }
+}
+
+void linear_packed(const float* x, const float* packed, const float* bias, int64_t m, int64_t n,
+                   int64_t k, float* y) {
+  int64_t panels = (n + kLinearPanel - 1) / kLinearPanel;
+#pragma omp parallel for schedule(static) if (m * n * k > kParallelMin)
+  for (int64_t p = 0; p < panels; ++p) {
+    const float* panel = packed + p * k * kLinearPanel;  // [k, 16]
+    int64_t c0 = p * kLinearPanel, cols = std::min(kLinearPanel, n - c0);
+    const float* b = bias ? bias + c0 : nullptr;
+    // Rows in blocks of nearly equal size (32 = 6 6 5 5 5 5, not 6 6 6 6 6 2): a small block
+    // runs the micro-kernel at a fraction of its speed.
+    int64_t blocks = (m + kRows - 1) / kRows;
+    for (int64_t j = 0, r = 0; j < blocks; ++j) {
+      int64_t rows = m / blocks + (j < m % blocks);
+      kMicro[rows](x + r * k, k, panel, b, cols, y + r * n + c0, n);
+      r += rows;
+    }
+  }
+}
+
+}  // namespace qkv::ops::cpu

@@ -1,0 +1,55 @@
+// The linear layer on a packed weight (ops::linear_packed_forward: decoding steps, and
+// ops::linear_forward up to 64 rows) against the BLAS on odd sizes, and against PyTorch.
+#include <gtest/gtest.h>
+
+#include <cmath>
+
+#include "ops/cpu/kernels.h"
+#include "support/torch_ref.h"
+
+namespace qkv::test {
+namespace {
+
+TEST(LinearPacked, MatchesBlasOnOddSizes) {
+  Rng rng(11);
+  struct Size {
+    int64_t m, n, k;
+  };
+  // Rows 1..7 and 13 (the block of 6 and every tail), outputs around the panel of 16, inputs
+  // off the unrolling; 64 x 1031 x 300 is past the threshold for threads.
+  for (Size s :
+       {Size{1, 1, 1}, Size{1, 15, 8}, Size{2, 17, 9}, Size{3, 33, 31}, Size{4, 16, 3},
+        Size{5, 19, 7}, Size{6, 32, 5}, Size{7, 47, 30}, Size{13, 16, 2}, Size{64, 1031, 300}}) {
+    Tensor x = randn({s.m, 1, s.k}, rng), w = randn({s.n, s.k}, rng), bias = randn({s.n}, rng);
+    Tensor packed = ops::pack_linear_weight(w);
+    for (const Tensor& b : {Tensor(), bias}) {
+      Tensor want = Tensor::zeros({s.m, s.n});  // b + x @ w^T by the BLAS
+      if (b.defined()) ops::cpu::fill_rows(want.data<float>(), b.data<float>(), s.m, s.n);
+      ops::gemm(x.reshape({s.m, s.k}), false, w, true, want, 1.f, 1.f);
+      Tensor got = ops::linear_packed_forward(x, packed, s.n, b);
+      ASSERT_EQ(got.shape(), (Shape{s.m, 1, s.n}));
+      for (int64_t i = 0; i < want.numel(); ++i)
+        ASSERT_NEAR(got.data<float>()[i], want.data<float>()[i], 1e-5 * std::sqrt(double(s.k)))
+            << s.m << "x" << s.n << "x" << s.k << (b.defined() ? " with bias" : "") << " at " << i;
+    }
+  }
+}
+
+TEST(LinearPacked, MatchesTorch) {
+  Rng rng(12);
+  Tensor x = randn({5, 37}, rng), w = randn({21, 37}, rng), bias = randn({21}, rng);
+  Tensor want = torch_reference("linear", {{"x", x}, {"w", w}, {"bias", bias}}).at("out");
+  expect_close(ops::linear_packed_forward(x, ops::pack_linear_weight(w), 21, bias), want, 1e-5,
+               "linear_packed");
+}
+
+TEST(LinearPacked, RejectsAWeightOfOtherSize) {
+  Tensor packed = ops::pack_linear_weight(Tensor::zeros({20, 8}));
+  EXPECT_THROW(ops::linear_packed_forward(Tensor::zeros({2, 9}), packed, 20, Tensor()),
+               std::invalid_argument);
+  EXPECT_THROW(ops::linear_packed_forward(Tensor::zeros({2, 8}), packed, 40, Tensor()),
+               std::invalid_argument);
+}
+
+}  // namespace
+}  // namespace qkv::test

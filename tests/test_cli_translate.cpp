@@ -2,6 +2,7 @@
 // trained here, and their answers to bad input.
 #include <gtest/gtest.h>
 
+#include <algorithm>
 #include <array>
 #include <cstdio>
 #include <filesystem>
@@ -162,6 +163,18 @@ TEST(CliConvert, HuggingFaceRoundTripTranslatesTheSame) {
   ASSERT_EQ(b.status, 0) << b.err;
   EXPECT_EQ(a.out, b.out);
   EXPECT_EQ(lines_of(a.out).size(), 2u);
+  // Training into the converted directory would replace its model: refused, nothing written.
+  auto listing = [&] {
+    std::vector<std::string> names;
+    for (const auto& e : fs::directory_iterator(back)) names.push_back(e.path().filename());
+    std::sort(names.begin(), names.end());
+    return names;
+  };
+  std::vector<std::string> before = listing();
+  CliResult train = qkv("train --model-dir " + back + " --train-sets x.tsv --max-updates 1");
+  EXPECT_EQ(train.status, 1);
+  EXPECT_NE(train.err.find("no training checkpoint"), std::string::npos) << train.err;
+  EXPECT_EQ(listing(), before);
 }
 
 TEST(CliConvert, BadArgumentsAreNamed) {

@@ -110,4 +110,12 @@ void save_best(const std::string& model_dir, const nn::ParamList& params,
                     {"score", std::to_string(progress.best_score)}});
 }
 
+void check_no_foreign_model(const std::string& model_dir) {
+  fs::path dir(model_dir);
+  if (fs::exists(dir / "model.safetensors") && !fs::exists(dir / "checkpoint" / "latest"))
+    throw std::runtime_error(model_dir +
+                             " holds a model.safetensors but no training checkpoint (a converted "
+                             "model?): training would replace it; use another --model-dir");
+}
+
 }  // namespace qkv::train

@@ -35,4 +35,9 @@ std::optional<Progress> load_checkpoint(const std::string& model_dir, const nn::
 // model.best.safetensors (atomically).
 void save_best(const std::string& model_dir, const nn::ParamList& params, const Progress& progress);
 
+// Throws std::runtime_error when model_dir holds a model.safetensors without a training
+// checkpoint (a converted model, or one whose checkpoint/ was removed): training there would
+// overwrite it with a new model.
+void check_no_foreign_model(const std::string& model_dir);
+
 }  // namespace qkv::train

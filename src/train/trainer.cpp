@@ -134,6 +134,7 @@ int64_t train_seq2seq(const TrainConfig& cfg) {
   if (cfg.device != "cpu")
     throw std::invalid_argument("device '" + cfg.device + "' is not available in this build");
   set_num_threads(int(cfg.threads));
+  check_no_foreign_model(cfg.model_dir);
   fs::create_directories(cfg.model_dir);
   TrainLog log(cfg.model_dir);
 

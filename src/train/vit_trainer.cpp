@@ -48,6 +48,7 @@ int64_t train_vit(const ViTTrainConfig& cfg_in) {
   if (cfg_in.device != "cpu")
     throw std::invalid_argument("device '" + cfg_in.device + "' is not available in this build");
   set_num_threads(int(cfg_in.threads));
+  check_no_foreign_model(cfg_in.model_dir);
   fs::create_directories(cfg_in.model_dir);
   TrainLog log(cfg_in.model_dir, {"Img.", "images", "images", "images_per_s"});
 

@@ -338,6 +338,12 @@ TEST_F(MarianFolder, OtherArchitectureOrOptions) {
     j["activation_function"] = "mish";
   });
   expect_failure({"activation_function \"mish\""});
+  edit_config([](json& j) {
+    j["activation_function"] = "swish";
+    j["static_position_embeddings"] = false;
+  });
+  expect_failure({"learned position embeddings"});
+  edit_config([](json& j) { j["static_position_embeddings"] = true; });
   edit_config([](json& j) { j.erase("d_model"); });
   expect_failure({"config.json", "missing \"d_model\""});
 }

@@ -94,6 +94,10 @@ nn::Seq2SeqConfig config_from_hf(const JsonFile& cfg) {
   for (const char* key : {"normalize_before", "normalize_embedding", "add_final_layer_norm"})
     if (cfg.get<bool>(key, false))
       throw std::runtime_error(cfg.path() + ": \"" + key + "\": true is not supported");
+  if (!cfg.get<bool>("static_position_embeddings", true))
+    throw std::runtime_error(cfg.path() +
+                             ": learned position embeddings "
+                             "(static_position_embeddings false) are not supported");
   if (!cfg.get<bool>("share_encoder_decoder_embeddings", true))
     throw std::runtime_error(cfg.path() +
                              ": separate source and target vocabularies "

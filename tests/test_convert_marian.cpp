@@ -277,8 +277,10 @@ class MarianFolder : public ::testing::Test {
     save_safetensors(hf_ + "/model.safetensors", t, {{"format", "pt"}});
   }
   void expect_failure(std::initializer_list<std::string> parts) {
-    expect_error<std::runtime_error>([&] { convert::marian_from_hf(hf_, dir_.file("out")); },
-                                     parts);
+    expect_failure_into(dir_.file("out"), parts);
+  }
+  void expect_failure_into(const std::string& out, std::initializer_list<std::string> parts) {
+    expect_error<std::runtime_error>([&] { convert::marian_from_hf(hf_, out); }, parts);
   }
   ScratchDir dir_{"marian_errors"};
   std::string hf_ = dir_.file("hf");
@@ -290,9 +292,10 @@ TEST_F(MarianFolder, ReadsHalfPrecisionWeights) {
     edit_weights([&](NamedTensors& t) {
       for (size_t i = 0; i < t.size(); ++i) t[i].second = f32[i].second.cast(half);
     });
-    convert::marian_from_hf(hf_, dir_.file("out"));
+    std::string out = dir_.file("out-" + dtype_name(half));
+    convert::marian_from_hf(hf_, out);
     std::map<std::string, Tensor> got;
-    for (auto& [name, t] : load_safetensors(dir_.file("out/model.safetensors"))) got[name] = t;
+    for (auto& [name, t] : load_safetensors(out + "/model.safetensors")) got[name] = t;
     for (const auto& [name, t] : f32) {
       std::string qkv_name = name;
       Tensor want = t.cast(half).cast(DType::f32);  // what the file holds, widened exactly
@@ -301,6 +304,13 @@ TEST_F(MarianFolder, ReadsHalfPrecisionWeights) {
       EXPECT_EQ(got[qkv_name].to_vector(), want.to_vector()) << name << " as " << dtype_name(half);
     }
   }
+}
+
+TEST_F(MarianFolder, WritesOnlyIntoANewDirectory) {
+  std::string out = dir_.file("used");
+  fs::create_directories(out);
+  std::ofstream(out + "/model.best.safetensors") << "an older model";
+  expect_failure_into(out, {"used exists and is not an empty directory"});
 }
 
 TEST_F(MarianFolder, MissingTensor) {

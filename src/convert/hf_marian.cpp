@@ -28,18 +28,14 @@ const std::map<std::string, std::string> kActivationFromHf = {{"relu", "relu"},
 const std::map<std::string, std::string> kActivationToHf = {
     {"relu", "relu"}, {"gelu", "gelu"}, {"gelu_tanh", "gelu_new"}, {"silu", "swish"}};
 
-bool ends_with(const std::string& s, const std::string& tail) {
-  return s.size() >= tail.size() && s.compare(s.size() - tail.size(), tail.size(), tail) == 0;
-}
-
 // Which axis of a Seq2Seq parameter runs along the residual stream (-1: none).
 int residual_axis(const std::string& name) {
   if (name == "model.shared.weight" || name == "lm_head.weight") return 1;
   for (const char* in : {"q_proj.weight", "k_proj.weight", "v_proj.weight", "fc1.weight"})
-    if (ends_with(name, in)) return 1;
+    if (name.ends_with(in)) return 1;
   for (const char* out : {"out_proj.weight", "fc2.weight", "out_proj.bias", "fc2.bias",
                           "layer_norm.weight", "layer_norm.bias"})
-    if (ends_with(name, out)) return 0;
+    if (name.ends_with(out)) return 0;
   return -1;
 }
 
@@ -158,6 +154,7 @@ std::vector<int64_t> halves_from_interleaved(int64_t d) {
 }
 
 std::vector<std::string> marian_from_hf(const std::string& hf_dir, const std::string& qkv_dir) {
+  check_output_dir(qkv_dir);
   std::vector<std::string> notes;
   JsonFile cfg = JsonFile::read(hf_dir + "/config.json");
   nn::Seq2SeqConfig c = config_from_hf(cfg);
@@ -223,6 +220,7 @@ std::vector<std::string> marian_from_hf(const std::string& hf_dir, const std::st
 
 std::vector<std::string> marian_to_hf(const std::string& qkv_dir, const std::string& hf_dir,
                                       const std::string& which) {
+  check_output_dir(hf_dir);
   std::vector<std::string> notes;
   decode::LoadedModel m = decode::load_model_dir(qkv_dir, which);
   const nn::Seq2SeqConfig& c = m.model->config();

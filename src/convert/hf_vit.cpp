@@ -46,6 +46,7 @@ std::vector<std::string> classes_from(const JsonFile& cfg) {
 }  // namespace
 
 std::vector<std::string> vit_from_hf(const std::string& hf_dir, const std::string& qkv_dir) {
+  check_output_dir(qkv_dir);
   std::vector<std::string> notes;
   JsonFile cfg = JsonFile::read(hf_dir + "/config.json");
   if (!cfg.get<bool>("qkv_bias", true))
@@ -106,6 +107,7 @@ std::vector<std::string> vit_from_hf(const std::string& hf_dir, const std::strin
 
 std::vector<std::string> vit_to_hf(const std::string& qkv_dir, const std::string& hf_dir,
                                    const std::string& which) {
+  check_output_dir(hf_dir);
   std::unique_ptr<nn::ViT> model = eval::load_vit_dir(qkv_dir, which);
   const nn::ViTConfig& c = model->config();
   nlohmann::ordered_json id2label = nlohmann::ordered_json::object(),

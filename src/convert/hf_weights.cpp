@@ -66,4 +66,9 @@ void CheckpointTensors::finish() const {
                              unused + (n > 5 ? ", ..." : ""));
 }
 
+void check_output_dir(const std::string& dir) {
+  if (fs::exists(dir) && (!fs::is_directory(dir) || !fs::is_empty(dir)))
+    throw std::runtime_error(dir + " exists and is not an empty directory: convert into a new one");
+}
+
 }  // namespace qkv::convert

@@ -34,4 +34,9 @@ class CheckpointTensors {
   std::set<std::string> taken_;
 };
 
+// Throws std::runtime_error when `dir` exists and is not empty: a conversion writes into a new
+// (or empty) directory, so no older file (a model.best.safetensors, a shard) can shadow its
+// output.
+void check_output_dir(const std::string& dir);
+
 }  // namespace qkv::convert

@@ -36,6 +36,7 @@ std::vector<std::string> seq2seq_from_torch(const std::string& weights,
                                             const std::string& config_yaml,
                                             const std::string& spm_model,
                                             const std::string& qkv_dir) {
+  check_output_dir(qkv_dir);
   std::vector<std::string> notes;
   nn::Seq2SeqConfig c = nn::Seq2SeqConfig::load(config_yaml);
   data::Tokenizer tok = data::Tokenizer::load(spm_model);

@@ -50,7 +50,7 @@ TEST(HfFixtures, MarianMatchesTransformers) {
   // MarianTokenizer's ids: the sentence's pieces, </s>, then <pad> to the longest.
   const Tensor& ids = want["input_ids"];
   auto ours = m.tokenizer->encode_all(sentences);
-  data::end_sources_with_eos(ours, c.eos_id, c.max_positions);
+  data::fit_sources(ours, c.max_positions, c.eos_id);
   data::Batch batch = data::make_source_batch(ours, c.pad_id);
   ASSERT_EQ(batch.src.shape(), ids.shape());
   EXPECT_EQ(batch.src.to_vector(), ids.to_vector());

@@ -139,8 +139,7 @@ void expect_same_as_reference(const std::string& hf_dir, const decode::LoadedMod
                               const std::vector<std::string>& lines, Rng& rng) {
   const nn::Seq2SeqConfig& c = m.model->config();
   auto ids = m.tokenizer->encode_all(lines);
-  for (auto& s : ids)
-    if (c.source_eos) s.push_back(c.eos_id);
+  data::fit_sources(ids, c.max_positions, c.source_eos ? c.eos_id : -1);
   data::Batch batch = data::make_source_batch(ids, c.pad_id);
   Tensor tgt_in = rand_ids({batch.size(), 7}, int32_t(c.vocab_size), rng);
   for (int64_t i = 0; i < batch.size(); ++i) tgt_in.data<int32_t>()[i * 7] = c.bos_id;

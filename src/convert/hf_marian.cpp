@@ -3,9 +3,7 @@
 #include <algorithm>
 #include <cmath>
 #include <filesystem>
-#include <fstream>
 #include <map>
-#include <sstream>
 
 #include "convert/hf_weights.h"
 #include "convert/json_file.h"
@@ -17,16 +15,6 @@ namespace qkv::convert {
 namespace fs = std::filesystem;
 
 namespace {
-
-const std::map<std::string, std::string> kActivationFromHf = {{"relu", "relu"},
-                                                              {"gelu", "gelu"},
-                                                              {"gelu_new", "gelu_tanh"},
-                                                              {"gelu_fast", "gelu_tanh"},
-                                                              {"gelu_pytorch_tanh", "gelu_tanh"},
-                                                              {"swish", "silu"},
-                                                              {"silu", "silu"}};
-const std::map<std::string, std::string> kActivationToHf = {
-    {"relu", "relu"}, {"gelu", "gelu"}, {"gelu_tanh", "gelu_new"}, {"silu", "swish"}};
 
 // Which axis of a Seq2Seq parameter runs along the residual stream (-1: none).
 int residual_axis(const std::string& name) {
@@ -66,13 +54,6 @@ std::vector<int64_t> inverse(const std::vector<int64_t>& perm) {
   return inv;
 }
 
-std::string read_bytes(const std::string& path) {
-  std::ifstream in(path, std::ios::binary);
-  std::ostringstream bytes;
-  bytes << in.rdbuf();
-  return bytes.str();
-}
-
 nn::Seq2SeqConfig config_from_hf(const JsonFile& cfg) {
   if (cfg.has("architectures")) {
     auto archs = cfg.require<std::vector<std::string>>("architectures");
@@ -107,11 +88,7 @@ nn::Seq2SeqConfig config_from_hf(const JsonFile& cfg) {
   c.decoder_layers = cfg.require<int64_t>("decoder_layers");
   c.heads = same("encoder_attention_heads", "decoder_attention_heads");
   c.d_ff = same("encoder_ffn_dim", "decoder_ffn_dim");
-  std::string act = cfg.get<std::string>("activation_function", "gelu");
-  auto it = kActivationFromHf.find(act);
-  if (it == kActivationFromHf.end())
-    throw std::runtime_error(cfg.path() + ": activation_function \"" + act + "\" is not supported");
-  c.activation = it->second;
+  c.activation = activation_from_hf(cfg, "activation_function");
   c.scale_embeddings = cfg.get<bool>("scale_embedding", false);
   c.max_positions = cfg.get<int64_t>("max_position_embeddings", 1024);
   c.pad_id = cfg.get<int32_t>("pad_token_id", 58100);
@@ -132,7 +109,7 @@ data::Tokenizer tokenizer_from_hf(const std::string& dir) {
                              ": separate source and target vocabularies (target_vocab.json) "
                              "are not supported");
   data::Tokenizer mapped = data::Tokenizer::load_mapped(src, tgt, vocab);
-  if (read_bytes(src) != read_bytes(tgt)) return mapped;
+  if (read_file(src) != read_file(tgt)) return mapped;
   try {
     data::Tokenizer joint = data::Tokenizer::load(src);
     if (joint.vocab_size() != mapped.vocab_size()) return mapped;
@@ -254,7 +231,7 @@ std::vector<std::string> marian_to_hf(const std::string& qkv_dir, const std::str
       {"decoder_attention_heads", c.heads},
       {"encoder_ffn_dim", c.d_ff},
       {"decoder_ffn_dim", c.d_ff},
-      {"activation_function", kActivationToHf.at(c.activation)},
+      {"activation_function", activation_to_hf(c.activation)},
       {"scale_embedding", c.scale_embeddings},
       {"max_position_embeddings", c.max_positions},
       {"pad_token_id", c.pad_id},

@@ -15,13 +15,6 @@ namespace fs = std::filesystem;
 
 namespace {
 
-const std::map<std::string, std::string> kActivationFromHf = {
-    {"gelu", "gelu"},           {"gelu_new", "gelu_tanh"}, {"gelu_pytorch_tanh", "gelu_tanh"},
-    {"gelu_fast", "gelu_tanh"}, {"relu", "relu"},          {"silu", "silu"},
-    {"swish", "silu"}};
-const std::map<std::string, std::string> kActivationToHf = {
-    {"gelu", "gelu"}, {"gelu_tanh", "gelu_new"}, {"relu", "relu"}, {"silu", "silu"}};
-
 // id2label {"0": "cat", "1": "dog", ...} -> class names in id order.
 std::vector<std::string> classes_from(const JsonFile& cfg) {
   if (!cfg.has("id2label") || !cfg.json()["id2label"].is_object())
@@ -61,11 +54,7 @@ std::vector<std::string> vit_from_hf(const std::string& hf_dir, const std::strin
   c.channels = cfg.get<int64_t>("num_channels", 3);
   c.layer_norm_eps = cfg.get<float>("layer_norm_eps", 1e-12f);
   c.dropout = cfg.get<float>("hidden_dropout_prob", 0.f);
-  std::string act = cfg.get<std::string>("hidden_act", "gelu");
-  auto it = kActivationFromHf.find(act);
-  if (it == kActivationFromHf.end())
-    throw std::runtime_error(cfg.path() + ": hidden_act \"" + act + "\" is not supported");
-  c.activation = it->second;
+  c.activation = activation_from_hf(cfg, "hidden_act");
   c.classes = classes_from(cfg);
   c.mean.assign(size_t(c.channels), 0.5f);
   c.stddev.assign(size_t(c.channels), 0.5f);
@@ -122,7 +111,7 @@ std::vector<std::string> vit_to_hf(const std::string& qkv_dir, const std::string
                                 {"num_hidden_layers", c.layers},
                                 {"num_attention_heads", c.heads},
                                 {"intermediate_size", c.d_ff},
-                                {"hidden_act", kActivationToHf.at(c.activation)},
+                                {"hidden_act", activation_to_hf(c.activation)},
                                 {"hidden_dropout_prob", c.dropout},
                                 {"attention_probs_dropout_prob", 0.0},
                                 {"layer_norm_eps", c.layer_norm_eps},

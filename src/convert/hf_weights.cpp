@@ -1,6 +1,7 @@
 #include "convert/hf_weights.h"
 
 #include <filesystem>
+#include <map>
 
 #include "convert/json_file.h"
 
@@ -64,6 +65,22 @@ void CheckpointTensors::finish() const {
                              " tensor(s) this conversion does not understand (an option qkv "
                              "lacks?): " +
                              unused + (n > 5 ? ", ..." : ""));
+}
+
+std::string activation_from_hf(const JsonFile& cfg, const std::string& key) {
+  static const std::map<std::string, std::string> names = {
+      {"gelu", "gelu"},           {"gelu_new", "gelu_tanh"}, {"gelu_pytorch_tanh", "gelu_tanh"},
+      {"gelu_fast", "gelu_tanh"}, {"relu", "relu"},          {"silu", "silu"},
+      {"swish", "silu"}};
+  std::string name = cfg.get<std::string>(key, "gelu");
+  auto it = names.find(name);
+  if (it == names.end())
+    throw std::runtime_error(cfg.path() + ": " + key + " \"" + name + "\" is not supported");
+  return it->second;
+}
+
+std::string activation_to_hf(const std::string& qkv_name) {
+  return qkv_name == "gelu_tanh" ? "gelu_new" : qkv_name;  // relu, gelu, silu: the same names
 }
 
 void check_output_dir(const std::string& dir) {

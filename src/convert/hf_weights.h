@@ -1,10 +1,11 @@
-// Reading a Hugging Face model folder's weights: model.safetensors, or the shards that
-// model.safetensors.index.json lists. Every tensor is converted to f32.
+// Reading Hugging Face model folders: the weights (model.safetensors, or the shards that
+// model.safetensors.index.json lists; every tensor converted to f32) and activation names.
 #pragma once
 #include <map>
 #include <set>
 #include <string>
 
+#include "convert/json_file.h"
 #include "io/safetensors.h"
 
 namespace qkv::convert {
@@ -33,6 +34,13 @@ class CheckpointTensors {
   std::map<std::string, Tensor> tensors_;
   std::set<std::string> taken_;
 };
+
+// The qkv activation (ops::activation_from_name) for the Hugging Face name under `key` of
+// `cfg` (default "gelu"): gelu, gelu_new / gelu_fast / gelu_pytorch_tanh, relu, silu / swish.
+// Throws std::runtime_error naming the file and key for any other.
+std::string activation_from_hf(const JsonFile& cfg, const std::string& key);
+// The Hugging Face name of a qkv activation.
+std::string activation_to_hf(const std::string& qkv_name);
 
 // Throws std::runtime_error when `dir` exists and is not empty: a conversion writes into a new
 // (or empty) directory, so no older file (a model.best.safetensors, a shard) can shadow its

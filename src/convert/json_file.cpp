@@ -1,22 +1,17 @@
 #include "convert/json_file.h"
 
 #include <filesystem>
-#include <fstream>
-#include <sstream>
 
 #include "io/atomic_file.h"
 
 namespace qkv::convert {
 
 JsonFile JsonFile::read(const std::string& path) {
-  std::ifstream in(path, std::ios::binary);
-  if (!in) throw std::runtime_error(path + ": cannot open");
-  std::ostringstream bytes;
-  bytes << in.rdbuf();
+  std::string bytes = read_file(path);
   JsonFile f;
   f.path_ = path;
   try {
-    f.json_ = nlohmann::json::parse(bytes.str());
+    f.json_ = nlohmann::json::parse(bytes);
   } catch (const nlohmann::json::exception& e) {
     throw std::runtime_error(path + ": not valid JSON: " + e.what());
   }

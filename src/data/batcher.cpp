@@ -46,16 +46,16 @@ int64_t longest(const std::vector<const std::vector<int32_t>*>& rows) {
 
 }  // namespace
 
-int64_t end_sources_with_eos(std::vector<std::vector<int32_t>>& sources, int32_t eos,
-                             int64_t max_len) {
+int64_t fit_sources(std::vector<std::vector<int32_t>>& sources, int64_t max_len, int32_t eos) {
+  const int64_t most = eos >= 0 ? max_len - 1 : max_len;
   int64_t cut = 0;
   for (auto& s : sources) {
     if (s.empty()) continue;
-    if (int64_t(s.size()) > max_len - 1) {
-      s.resize(size_t(max_len - 1));
+    if (int64_t(s.size()) > most) {
+      s.resize(size_t(most));
       ++cut;
     }
-    s.push_back(eos);
+    if (eos >= 0) s.push_back(eos);
   }
   return cut;
 }

@@ -45,10 +45,9 @@ struct Batch {
   int64_t size() const { return int64_t(indices.size()); }
 };
 
-// Ends every non-empty source with `eos`, first cutting it to max_len - 1 tokens (for models
-// with Seq2SeqConfig::source_eos). Returns how many were cut.
-int64_t end_sources_with_eos(std::vector<std::vector<int32_t>>& sources, int32_t eos,
-                             int64_t max_len);
+// Cuts every source to max_len tokens; with eos >= 0 (models with Seq2SeqConfig::source_eos)
+// to max_len - 1, then ends each non-empty one with eos. Returns how many were cut.
+int64_t fit_sources(std::vector<std::vector<int32_t>>& sources, int64_t max_len, int32_t eos);
 
 // src [B, S] and src_lengths [B] of `sources` (for translation); other tensors stay undefined
 // and indices are 0..B-1.

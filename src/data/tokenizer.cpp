@@ -56,14 +56,6 @@ std::vector<std::string_view> sample(const std::vector<std::string_view>& senten
   return chosen;
 }
 
-std::string read_file(const std::string& path, const char* what) {
-  std::ifstream in(path, std::ios::binary);
-  if (!in) throw std::runtime_error(path + ": cannot open " + what);
-  std::ostringstream bytes;
-  bytes << in.rdbuf();
-  return bytes.str();
-}
-
 std::unique_ptr<sentencepiece::SentencePieceProcessor> load_processor(const std::string& serialized,
                                                                       const std::string& origin) {
   auto p = std::make_unique<sentencepiece::SentencePieceProcessor>();

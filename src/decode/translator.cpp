@@ -19,15 +19,7 @@ Translator::Translator(const nn::Seq2Seq& model, const data::Tokenizer& tokenize
 std::vector<std::vector<Translation>> Translator::translate(const std::vector<std::string>& lines) {
   const nn::Seq2SeqConfig& c = model_.config();
   std::vector<std::vector<int32_t>> ids = tokenizer_.encode_all(lines);  // in parallel
-  if (c.source_eos) {
-    truncated_ += data::end_sources_with_eos(ids, c.eos_id, options_.max_source_tokens);
-  } else {
-    for (auto& sentence : ids)
-      if (int64_t(sentence.size()) > options_.max_source_tokens) {
-        sentence.resize(size_t(options_.max_source_tokens));
-        ++truncated_;
-      }
-  }
+  truncated_ += data::fit_sources(ids, options_.max_source_tokens, c.source_eos ? c.eos_id : -1);
   std::vector<size_t> order;
   for (size_t i = 0; i < lines.size(); ++i)
     if (!ids[i].empty()) order.push_back(i);

@@ -26,4 +26,7 @@ class AtomicFile {
 // Writes a whole text file atomically.
 void write_file_atomic(const std::string& path, const std::string& text);
 
+// The bytes of a whole file; throws std::runtime_error "<path>: cannot open <what>".
+std::string read_file(const std::string& path, const std::string& what = "file");
+
 }  // namespace qkv

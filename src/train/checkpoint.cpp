@@ -40,13 +40,6 @@ Progress from_json(const nlohmann::json& j) {
   return p;
 }
 
-std::string read_text(const fs::path& path) {
-  std::ifstream in(path);
-  std::stringstream ss;
-  ss << in.rdbuf();
-  return ss.str();
-}
-
 // Makes `dst` a complete copy of `src` under its final name in one rename.
 void copy_atomic(const fs::path& src, const fs::path& dst) {
   fs::path tmp = dst.string() + ".tmp";
@@ -81,7 +74,7 @@ std::optional<Progress> load_checkpoint(const std::string& model_dir, const nn::
                                         optim::Adam& adam) {
   fs::path root = fs::path(model_dir) / "checkpoint";
   if (!fs::exists(root / "latest")) return std::nullopt;
-  std::string name = read_text(root / "latest");
+  std::string name = read_file((root / "latest").string());
   while (!name.empty() && (name.back() == '\n' || name.back() == ' ')) name.pop_back();
   fs::path dir = root / name;
   if (name.empty() || !fs::exists(dir / "progress.json"))
@@ -89,7 +82,7 @@ std::optional<Progress> load_checkpoint(const std::string& model_dir, const nn::
                              "', which is not a complete checkpoint");
   Progress p;
   try {
-    p = from_json(nlohmann::json::parse(read_text(dir / "progress.json")));
+    p = from_json(nlohmann::json::parse(read_file((dir / "progress.json").string())));
   } catch (const nlohmann::json::exception& e) {
     throw std::runtime_error((dir / "progress.json").string() + ": " + e.what());
   }

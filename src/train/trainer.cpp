@@ -75,7 +75,7 @@ std::vector<std::vector<int32_t>> sources_of(const data::ParallelCorpus& corpus,
                                              const data::Tokenizer& tok,
                                              const nn::Seq2SeqConfig& mc, int64_t max_len) {
   auto ids = tok.encode_all(corpus.src);
-  if (mc.source_eos) data::end_sources_with_eos(ids, mc.eos_id, max_len);
+  if (mc.source_eos) data::fit_sources(ids, max_len, mc.eos_id);  // else the batcher cuts
   return ids;
 }
 

@@ -16,6 +16,15 @@ void check(cudaError_t status, const char* what) {
 }
 }  // namespace
 
+int cuda_device_count() {
+  int count = 0;
+  if (cudaGetDeviceCount(&count) != cudaSuccess) {
+    cudaGetLastError();  // no driver or no device: not an error for the caller
+    return 0;
+  }
+  return count;
+}
+
 void* cuda_malloc(size_t bytes) {
   void* ptr = nullptr;
   check(cudaMalloc(&ptr, bytes), "cudaMalloc");

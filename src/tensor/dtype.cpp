@@ -51,4 +51,10 @@ std::string device_name(Device d) {
   return d == Device::cpu ? "cpu" : "cuda";
 }
 
+#ifndef QKV_WITH_CUDA
+int cuda_device_count() {
+  return 0;
+}
+#endif
+
 }  // namespace qkv

@@ -16,6 +16,9 @@ std::string dtype_name(DType t);
 // Throws std::runtime_error naming `name` when it is not a dtype qkv knows.
 DType dtype_from_name(const std::string& name);
 std::string device_name(Device d);
+// CUDA devices this process can use: 0 in a build without CUDA or on a machine without a GPU
+// (tests of CUDA kernels skip then).
+int cuda_device_count();
 
 // bfloat16 storage: the upper 16 bits of an IEEE float, rounded to nearest even.
 struct bf16 {

@@ -1,5 +1,6 @@
 // Scaled dot-product attention: shape and mask checks, the choice between the naive and the
 // tiled kernel (ops/cpu/attention_{naive,tiled}.cpp), and what each keeps for the backward pass.
+// bf16 and f16 tensors on cuda go to the FlashAttention kernels (ops/flash_attention.cpp).
 #include <cmath>
 
 #include "ops/cpu/kernels.h"
@@ -52,6 +53,12 @@ cpu::AttentionDims attention_dims(const char* op, const Tensor& q, const Tensor&
 Tensor attention_forward(const Tensor& q, const Tensor& k, const Tensor& v,
                          const AttentionMask& mask, float scale, AttentionSaved* saved,
                          AttentionImpl impl) {
+  if (uses_flash_attention(q)) {  // bf16/f16 on cuda
+    Tensor lse;
+    Tensor out = flash_attention_forward(q, k, v, mask, scale, lse);
+    if (saved) *saved = AttentionSaved{AttentionImpl::tiled, Tensor(), lse};
+    return out;
+  }
   cpu::AttentionDims d = attention_dims("attention", q, k, v, mask, scale);
   Device dev = common_device("attention", {&q, &k, &v});
   impl = resolve(impl, d.k_len);
@@ -87,6 +94,10 @@ Tensor attention_forward(const Tensor& q, const Tensor& k, const Tensor& v,
 void attention_backward(const Tensor& dout, const Tensor& q, const Tensor& k, const Tensor& v,
                         const Tensor& out, const AttentionMask& mask, float scale,
                         const AttentionSaved& saved, Tensor& dq, Tensor& dk, Tensor& dv) {
+  if (uses_flash_attention(q)) {
+    flash_attention_backward(dout, q, k, v, out, saved.lse, mask, scale, dq, dk, dv);
+    return;
+  }
   const char* op = "attention_backward";
   cpu::AttentionDims d = attention_dims(op, q, k, v, mask, scale);
   QKV_REQUIRE(dout.shape() == q.shape() && out.shape() == q.shape(), op,

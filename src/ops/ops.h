@@ -128,6 +128,22 @@ void attention_backward(const Tensor& dout, const Tensor& q, const Tensor& k, co
                         const Tensor& out, const AttentionMask& mask, float scale,
                         const AttentionSaved& saved, Tensor& dq, Tensor& dk, Tensor& dv);
 
+// FlashAttention on CUDA (ops/flash_attention.cpp; kernels in ops/cuda/flash_attention_*.cu),
+// which attention_forward/backward use for bf16 and f16 tensors on cuda: q [B, H, Lq, D], k and
+// v [B, H, Lk, D], all bf16 or all f16, D 64 or 128, Lq and Lk >= 1, the mask as above
+// (key_lengths i32 [B] on cuda, or on the cpu: then checked and copied). Returns out (the input
+// dtype) and sets lse f32 [B, H, Lq]: the natural log-sum-exp of each row's scaled scores,
+// -inf for a row that sees no key.
+bool uses_flash_attention(const Tensor& q);  // bf16 or f16 on cuda
+Tensor flash_attention_forward(const Tensor& q, const Tensor& k, const Tensor& v,
+                               const AttentionMask& mask, float scale, Tensor& lse);
+// dq, dk, dv += the gradients (undefined: not needed). Each may be f32 (accumulated in place;
+// dq by atomic adds, so its last bits depend on their order) or the input dtype (summed in f32
+// scratch, then added once).
+void flash_attention_backward(const Tensor& dout, const Tensor& q, const Tensor& k, const Tensor& v,
+                              const Tensor& out, const Tensor& lse, const AttentionMask& mask,
+                              float scale, Tensor& dq, Tensor& dk, Tensor& dv);
+
 // ---------------------------------------------------------------------------------------------
 // Fused softmax + label-smoothed cross-entropy, as torch.nn.functional.cross_entropy with
 // label_smoothing=eps: loss_i = (1-eps) * (lse_i - x_i[t_i]) + eps * (lse_i - mean_j x_i[j]).

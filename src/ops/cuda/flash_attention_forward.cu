@@ -1,7 +1,8 @@
 // FlashAttention-2 forward on the tensor cores (mma.sync m16n8k16, bf16/f16 in, f32 sums).
-// One block per (query tile of 64 rows, batch * head); each of its 4 warps owns 16 query rows.
-// K and V stream through shared memory in tiles of 64 keys, two stages deep (cp.async: the next
-// tile loads while this one is computed). Per tile a warp computes its scores S = Q K^T [16, 64]
+// One block per (query tile of 64 rows, batch * head); each of its 4 warps owns 16 query rows
+// and keeps them in registers (A fragments). K and V stream through shared memory in tiles of
+// 64 keys, two stages deep (cp.async: the next tile loads while this one is computed; 36 KiB for
+// D 64, 68 KiB for D 128, so 3 blocks share a multiprocessor). Per tile a warp computes its scores S = Q K^T [16, 64]
 // in registers, folds them into a running row max m and sum l (online softmax, in base 2 with
 // log2(e) folded into the scale), rescales its output accumulator O [16, D] and adds P V.
 // Scores never reach global memory; the row log-sum-exp is written for the backward pass.
@@ -16,17 +17,20 @@ constexpr int kThreads = kWarps * 32;
 constexpr int kQueryTile = 16 * kWarps;  // query rows per block
 constexpr int kKeyTile = 64;             // keys per streamed tile
 
+static_assert(kQueryTile == kKeyTile, "the Q tile borrows the second K stage");
 template <int D>
-constexpr int kForwardSmemBytes = (kQueryTile + 4 * kKeyTile) * kRowStride<D> * 2;  // Q, 2x(K, V)
+constexpr int kForwardSmemBytes = 4 * kKeyTile* kRowStride<D> * 2;  // 2 x (K, V)
 
 template <class T, int D>
 __global__ void __launch_bounds__(kThreads)
     flash_forward_kernel(FlashShape s, const T* q, const T* k, const T* v, T* out, float* lse) {
   constexpr int kStride = kRowStride<D>;
   extern __shared__ __align__(16) unsigned char smem[];
-  T* q_tile = reinterpret_cast<T*>(smem);         // [kQueryTile][kStride]
-  T* k_tiles = q_tile + kQueryTile * kStride;     // [2][kKeyTile][kStride]
+  T* k_tiles = reinterpret_cast<T*>(smem);        // [2][kKeyTile][kStride]
   T* v_tiles = k_tiles + 2 * kKeyTile * kStride;  // [2][kKeyTile][kStride]
+  // Q [kQueryTile][kStride] passes through the second K stage on its way to registers (that
+  // stage is first loaded for tile 1), which leaves room for a third block per multiprocessor.
+  T* q_tile = k_tiles + kKeyTile * kStride;
 
   // Longest (causal) query tiles first, so the short ones fill the tail of the launch.
   const int q0 = (gridDim.x - 1 - blockIdx.x) * kQueryTile;
@@ -64,6 +68,7 @@ __global__ void __launch_bounds__(kThreads)
   uint32_t q_frag[D / 16][4];  // A fragments of Q [16, D], one per k-step of 16
   for (int ks = 0; ks < D / 16; ++ks)
     ldmatrix_x4(q_frag[ks], q_tile + (warp * 16 + lane % 16) * kStride + ks * 16 + (lane / 16) * 8);
+  __syncthreads();  // every warp holds its Q before tile 1 overwrites it
 
   float o[D / 8][4] = {};                    // O [16, D], unnormalized
   float m_lo = -INFINITY, m_hi = -INFINITY;  // running row max of the base-2 scores

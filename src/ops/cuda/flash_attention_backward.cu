@@ -1,16 +1,18 @@
 // FlashAttention-2 backward on the tensor cores (mma.sync m16n8k16, bf16/f16 in, f32 sums).
 // First delta_i = rowsum(dO_i * O_i) per query row (flash_delta_kernel). Then one block per
-// (key tile of 64, batch * head); each of its 4 warps owns 16 keys and keeps their dK and dV
+// (key tile of 128, batch * head); each of its 8 warps owns 16 keys and keeps their dK and dV
 // [16, D] in registers while the query tiles of 64 rows stream through shared memory (Q, dO,
 // lse, delta; cp.async, two stages). Per query tile a warp recomputes, transposed so that its
 // keys are the rows:
 //   S^T = K Q^T, P^T = exp(scale S^T - lse) (0 where masked), dP^T = V dO^T,
 //   dS^T = P^T (dP^T - delta), dV += P^T dO, dK += dS^T Q (scale applied at the end).
-// dS^T goes to shared memory, and after a barrier each warp takes 16 query rows of
-// dQ = scale dS K over the block's 64 keys and adds them to dq with f32 atomics (red.add):
+// dS^T goes to shared memory, and after a barrier each warp takes 16 query rows and half the
+// columns of dQ = scale dS K over the block's 128 keys and adds them to dq with f32 atomics:
 // a block per key tile needs no second pass over the keys (a separate dQ kernel would redo
 // S and dP, 7 matrix products instead of 5); the price is that dq's rounding depends on the
-// order of the adds, while out, lse, dk and dv are bit-for-bit repeatable.
+// order of the adds, while out, lse, dk and dv are bit-for-bit repeatable. 128 keys per block
+// (not 64) halve those atomics and the reloads of Q and dO; shared memory: 92 KiB (D 64),
+// 155 KiB (D 128); registers allow one block of 8 warps per multiprocessor.
 #include <algorithm>
 
 #include "ops/cuda/flash_attention_device.cuh"
@@ -19,13 +21,18 @@ namespace qkv::ops::cuda {
 
 namespace {
 
-constexpr int kWarps = 4;
+constexpr int kWarps = 8;
 constexpr int kThreads = kWarps * 32;
 constexpr int kKeyTile = 16 * kWarps;  // keys per block
 constexpr int kQueryTile = 64;         // query rows per streamed tile
 constexpr int kDsStride = kQueryTile + 8;
-constexpr int kDqCols = 64;  // dQ columns per pass of the dQ product (bounds its registers)
-static_assert(kQueryTile == 16 * kWarps, "each warp takes 16 query rows of dQ");
+// In the dQ product, warp w takes the 16 query rows (w % kQueryBlocks) and the columns
+// (w / kQueryBlocks) of kDqSplit equal parts, kDqCols at a time (bounds its registers).
+constexpr int kQueryBlocks = kQueryTile / 16;
+constexpr int kDqSplit = kWarps / kQueryBlocks;
+static_assert(kDqSplit * kQueryBlocks == kWarps, "the warps split dQ evenly");
+template <int D>
+constexpr int kDqCols = std::min(64, D / kDqSplit);
 
 template <int D>
 constexpr int kBackwardSmemBytes =
@@ -191,16 +198,18 @@ __global__ void __launch_bounds__(kThreads)
     }
     __syncthreads();
 
-    // dQ rows i0 + warp * 16 + [0, 16) += scale * dS [16, kKeyTile] K [kKeyTile, D]. The A
-    // fragments of dS come transposed out of dS^T: matrices (keys, queries) (0, 0), (0, 8),
-    // (8, 0), (8, 8) are a0..a3.
-    for (int c0 = 0; c0 < D; c0 += kDqCols) {
-      float dq_acc[kDqCols / 8][4] = {};
+    // dQ rows i0 + m0 + [0, 16) += scale * dS [16, kKeyTile] K [kKeyTile, D], this warp's
+    // columns. The A fragments of dS come transposed out of dS^T: matrices (keys, queries)
+    // (0, 0), (0, 8), (8, 0), (8, 8) are a0..a3.
+    constexpr int kCols = kDqCols<D>;
+    const int m0 = (warp % kQueryBlocks) * 16, col_begin = (warp / kQueryBlocks) * (D / kDqSplit);
+    for (int c0 = col_begin; c0 < col_begin + D / kDqSplit; c0 += kCols) {
+      float dq_acc[kCols / 8][4] = {};
       for (int kk = 0; kk < kKeyTile / 16; ++kk) {
         uint32_t ds_a[4];
-        ldmatrix_x4_trans(ds_a, ds_tile + (kk * 16 + (lane / 16) * 8 + lane % 8) * kDsStride +
-                                    warp * 16 + ((lane / 8) % 2) * 8);
-        for (int nd2 = 0; nd2 < kDqCols / 16; ++nd2) {
+        ldmatrix_x4_trans(ds_a, ds_tile + (kk * 16 + (lane / 16) * 8 + lane % 8) * kDsStride + m0 +
+                                    ((lane / 8) % 2) * 8);
+        for (int nd2 = 0; nd2 < kCols / 16; ++nd2) {
           uint32_t kb[4];
           ldmatrix_x4_trans(kb, k_tile + (kk * 16 + ((lane / 8) % 2) * 8 + lane % 8) * kStride +
                                     c0 + nd2 * 16 + (lane / 16) * 8);
@@ -209,10 +218,10 @@ __global__ void __launch_bounds__(kThreads)
         }
       }
       for (int half = 0; half < 2; ++half) {
-        const int row = i0 + warp * 16 + g + 8 * half;
+        const int row = i0 + m0 + g + 8 * half;
         if (row >= s.q_len) continue;
         float* dq_row = dq + (int64_t(bh) * s.q_len + row) * D + c0;
-        for (int nd = 0; nd < kDqCols / 8; ++nd)
+        for (int nd = 0; nd < kCols / 8; ++nd)
           atomicAdd(
               reinterpret_cast<float2*>(dq_row + nd * 8 + 2 * t),
               make_float2(s.scale * dq_acc[nd][2 * half], s.scale * dq_acc[nd][2 * half + 1]));

@@ -262,7 +262,8 @@ TEST(CudaFlashAttention, F16HeadDim128) {
   run_cases(DType::f16, 128, 74);
 }
 
-// Gradients in the input dtype: summed in f32, then added to dq, dk, dv once.
+// Gradients in the input dtype: summed in f32, then added to dq, dk, dv once; and gradients
+// not needed.
 TEST(CudaFlashAttention, GradientsInTheInputDtypeAccumulate) {
   SKIP_WITHOUT_GPU();
   Rng rng(75);
@@ -291,6 +292,12 @@ TEST(CudaFlashAttention, GradientsInTheInputDtypeAccumulate) {
   expect_close(dq.device.to_vector(), {}, total(dq.host, ref.dq), 1e-2, "dq (bf16)");
   expect_close(dk.device.to_vector(), {}, total(dk.host, ref.dk), 1e-2, "dk (bf16)");
   expect_close(dv.device.to_vector(), {}, total(dv.host, ref.dv), 1e-2, "dv (bf16)");
+
+  // Only dv needed: dq and dk undefined.
+  Tensor dv_only = Tensor::zeros(k_shape, DType::f32, Device::cuda), undefined_dq, undefined_dk;
+  ops::flash_attention_backward(dout.device, q.device, k.device, v.device, out, lse, mask, scale,
+                                undefined_dq, undefined_dk, dv_only);
+  expect_close(dv_only.to_vector(), {}, ref.dv, 1e-2, "dv alone");
 }
 
 // A result that moves between runs on the same inputs is a race.

@@ -116,21 +116,19 @@ void flash_attention_backward(const Tensor& dout, const Tensor& q, const Tensor&
   check_gradient(op, "dv", dv, v);
   QKV_REQUIRE(common_device(op, {&q, &dout, &out, &lse, &dq, &dk, &dv}) == Device::cuda, op,
               "needs every tensor on cuda");
-  // f32 gradients are summed into in place; the others (and those not needed) into scratch.
-  auto f32_sum = [&](const Tensor& grad, const Tensor& like) {
-    return grad.defined() && grad.dtype() == DType::f32
-               ? grad
-               : Tensor::zeros(like.shape(), DType::f32, Device::cuda);
-  };
-  Tensor dq32 = f32_sum(dq, q), dk32 = f32_sum(dk, k), dv32 = f32_sum(dv, v);
+  // dq is summed with atomic adds in f32: in place, or in zeroed scratch added to dq at the end.
+  // dk and dv are added to once, in their own dtype.
+  const bool dq_in_place = dq.defined() && dq.dtype() == DType::f32;
+  Tensor dq32 = dq_in_place ? dq : Tensor::zeros(q.shape(), DType::f32, Device::cuda);
   Tensor delta = Tensor::empty({s.batch, s.heads, s.q_len}, DType::f32, Device::cuda);
 #ifdef QKV_WITH_CUDA
+  auto grad = [](const Tensor& g) {
+    return cuda::FlashGrad{g.defined() ? g.raw() : nullptr, g.defined() && g.dtype() == DType::f32};
+  };
   cuda::flash_backward(s, dout.raw(), q.raw(), k.raw(), v.raw(), out.raw(), lse.data<float>(),
-                       delta.data<float>(), dq32.data<float>(), dk32.data<float>(),
-                       dv32.data<float>());
-  for (auto [grad, sum] : {std::pair{&dq, &dq32}, {&dk, &dk32}, {&dv, &dv32}})
-    if (grad->defined() && grad->dtype() != DType::f32)
-      cuda::add_f32_into_half(sum->data<float>(), grad->raw(), grad->numel(), s.bf16);
+                       delta.data<float>(), dq32.data<float>(), grad(dk), grad(dv));
+  if (dq.defined() && !dq_in_place)
+    cuda::add_f32_into_half(dq32.data<float>(), dq.raw(), dq.numel(), s.bf16);
 #else
   no_kernel(op, Device::cuda);
 #endif

@@ -137,9 +137,9 @@ void attention_backward(const Tensor& dout, const Tensor& q, const Tensor& k, co
 bool uses_flash_attention(const Tensor& q);  // bf16 or f16 on cuda
 Tensor flash_attention_forward(const Tensor& q, const Tensor& k, const Tensor& v,
                                const AttentionMask& mask, float scale, Tensor& lse);
-// dq, dk, dv += the gradients (undefined: not needed). Each may be f32 (accumulated in place;
-// dq by atomic adds, so its last bits depend on their order) or the input dtype (summed in f32
-// scratch, then added once).
+// dq, dk, dv += the gradients (undefined: not needed). Each may be f32 or the input dtype. dq is
+// summed by f32 atomic adds (in place, or in scratch then added once), so its last bits depend
+// on their order; dk and dv are summed in f32 registers and added once.
 void flash_attention_backward(const Tensor& dout, const Tensor& q, const Tensor& k, const Tensor& v,
                               const Tensor& out, const Tensor& lse, const AttentionMask& mask,
                               float scale, Tensor& dq, Tensor& dk, Tensor& dv);

@@ -20,11 +20,17 @@ struct FlashShape {
 void flash_forward(const FlashShape& s, const void* q, const void* k, const void* v, void* out,
                    float* lse);
 
-// dq, dk, dv (f32, shaped like q, k, v) += the gradients of the loss whose gradient at out is
-// dout. delta is scratch f32 [B, H, Lq]. dq is accumulated with atomic adds.
+// A gradient to add into, shaped like its input: f32 or the input type; data null: not needed.
+struct FlashGrad {
+  void* data;
+  bool f32;
+};
+
+// dq (f32), dk, dv += the gradients of the loss whose gradient at out is dout. delta is scratch
+// f32 [B, H, Lq]. dq is accumulated with atomic adds.
 void flash_backward(const FlashShape& s, const void* dout, const void* q, const void* k,
                     const void* v, const void* out, const float* lse, float* delta, float* dq,
-                    float* dk, float* dv);
+                    FlashGrad dk, FlashGrad dv);
 
 // dst (bf16 when bf16, else f16) [n] += src f32 [n].
 void add_f32_into_half(const float* src, void* dst, int64_t n, bool bf16);

@@ -55,6 +55,21 @@ __global__ void flash_delta_kernel(const T* dout, const T* out, float* delta, in
   if (lane == 0) delta[row] = sum;
 }
 
+// grad[offset], grad[offset + 1] += a, b (a no-op for a gradient not needed).
+template <class T>
+__device__ __forceinline__ void add_pair(const FlashGrad& grad, int64_t offset, float a, float b) {
+  if (!grad.data) return;
+  if (grad.f32) {
+    float2* pair = reinterpret_cast<float2*>(static_cast<float*>(grad.data) + offset);
+    const float2 old = *pair;
+    *pair = make_float2(old.x + a, old.y + b);
+  } else {
+    uint32_t* pair = reinterpret_cast<uint32_t*>(static_cast<T*>(grad.data) + offset);
+    const float2 old = unpack2<T>(*pair);
+    *pair = pack2<T>(old.x + a, old.y + b);
+  }
+}
+
 // c [16, kQueryTile] = a [16, D] b^T for a warp: a and b row-major tiles in shared memory
 // (rows of kRowStride<D>), b [kQueryTile, D]; c in C fragments, n-blocks of 8 rows of b.
 template <class T, int D>
@@ -78,7 +93,8 @@ __device__ __forceinline__ void warp_product_nt(float (&c)[kQueryTile / 8][4], c
 template <class T, int D>
 __global__ void __launch_bounds__(kThreads)
     flash_backward_kernel(FlashShape s, const T* dout, const T* q, const T* k, const T* v,
-                          const float* lse, const float* delta, float* dq, float* dk, float* dv) {
+                          const float* lse, const float* delta, float* dq, FlashGrad dk,
+                          FlashGrad dv) {
   constexpr int kStride = kRowStride<D>;
   extern __shared__ __align__(16) unsigned char smem[];
   T* k_tile = reinterpret_cast<T*>(smem);            // [kKeyTile][kStride]
@@ -217,6 +233,7 @@ __global__ void __launch_bounds__(kThreads)
           mma_16816<T>(dq_acc[2 * nd2 + 1], ds_a, kb[2], kb[3]);
         }
       }
+#pragma unroll
       for (int half = 0; half < 2; ++half) {
         const int row = i0 + m0 + g + 8 * half;
         if (row >= s.q_len) continue;
@@ -229,18 +246,18 @@ __global__ void __launch_bounds__(kThreads)
     }
   }
 
-  // This block alone owns its keys' rows of dk and dv.
+  // This block alone owns its keys' rows of dk and dv. (Unrolled, so that the accumulators
+  // are indexed by constants and stay in registers.)
+#pragma unroll
   for (int half = 0; half < 2; ++half) {
     const int key = kw0 + g + 8 * half;
     if (key >= s.k_len) continue;
     const int64_t offset = (int64_t(bh) * s.k_len + key) * D + 2 * t;
+#pragma unroll
     for (int nd = 0; nd < D / 8; ++nd) {
-      float2* dk_pair = reinterpret_cast<float2*>(dk + offset + nd * 8);
-      float2* dv_pair = reinterpret_cast<float2*>(dv + offset + nd * 8);
-      float2 dk_old = *dk_pair, dv_old = *dv_pair;
-      *dk_pair = make_float2(dk_old.x + s.scale * dk_acc[nd][2 * half],
-                             dk_old.y + s.scale * dk_acc[nd][2 * half + 1]);
-      *dv_pair = make_float2(dv_old.x + dv_acc[nd][2 * half], dv_old.y + dv_acc[nd][2 * half + 1]);
+      add_pair<T>(dk, offset + nd * 8, s.scale * dk_acc[nd][2 * half],
+                  s.scale * dk_acc[nd][2 * half + 1]);
+      add_pair<T>(dv, offset + nd * 8, dv_acc[nd][2 * half], dv_acc[nd][2 * half + 1]);
     }
   }
 }
@@ -248,7 +265,7 @@ __global__ void __launch_bounds__(kThreads)
 template <class T, int D>
 void launch_backward(const FlashShape& s, const void* dout, const void* q, const void* k,
                      const void* v, const void* out, const float* lse, float* delta, float* dq,
-                     float* dk, float* dv) {
+                     FlashGrad dk, FlashGrad dv) {
   const int64_t rows = int64_t(s.batch) * s.heads * s.q_len;
   constexpr int kDeltaThreads = 256;  // 8 rows per block
   flash_delta_kernel<T, D><<<(rows * 32 + kDeltaThreads - 1) / kDeltaThreads, kDeltaThreads>>>(
@@ -278,7 +295,7 @@ __global__ void add_f32_into_half_kernel(const float* src, T* dst, int64_t n) {
 
 void flash_backward(const FlashShape& s, const void* dout, const void* q, const void* k,
                     const void* v, const void* out, const float* lse, float* delta, float* dq,
-                    float* dk, float* dv) {
+                    FlashGrad dk, FlashGrad dv) {
   if (s.bf16)
     s.head_dim == 64
         ? launch_backward<__nv_bfloat16, 64>(s, dout, q, k, v, out, lse, delta, dq, dk, dv)

@@ -2,10 +2,10 @@
 // One block per (query tile of 64 rows, batch * head); each of its 4 warps owns 16 query rows
 // and keeps them in registers (A fragments). K and V stream through shared memory in tiles of
 // 64 keys, two stages deep (cp.async: the next tile loads while this one is computed; 36 KiB for
-// D 64, 68 KiB for D 128, so 3 blocks share a multiprocessor). Per tile a warp computes its scores S = Q K^T [16, 64]
-// in registers, folds them into a running row max m and sum l (online softmax, in base 2 with
-// log2(e) folded into the scale), rescales its output accumulator O [16, D] and adds P V.
-// Scores never reach global memory; the row log-sum-exp is written for the backward pass.
+// D 64, 68 KiB for D 128, so 3 blocks share a multiprocessor). Per tile a warp computes its scores
+// S = Q K^T [16, 64] in registers, folds them into a running row max m and sum l (online softmax,
+// in base 2 with log2(e) folded into the scale), rescales its output accumulator O [16, D] and adds
+// P V. Scores never reach global memory; the row log-sum-exp is written for the backward pass.
 #include "ops/cuda/flash_attention_device.cuh"
 
 namespace qkv::ops::cuda {
@@ -157,6 +157,7 @@ __global__ void __launch_bounds__(kThreads)
     l_hi += __shfl_xor_sync(0xffffffffu, l_hi, offset);
   }
   const int64_t row_base = int64_t(bh) * s.q_len;
+#pragma unroll  // o, l and m are indexed by constants only: they stay in registers
   for (int half = 0; half < 2; ++half) {
     const int row = w0 + g + 8 * half;
     if (row >= s.q_len) continue;

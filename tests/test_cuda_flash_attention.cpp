@@ -16,24 +16,22 @@
 #include <vector>
 
 #include "ops/ops.h"
+#include "support/attention_reference.h"
 #include "tensor/allocator.h"
 #include "tensor/rng.h"
 
 namespace qkv {
 namespace {
 
+using test::AttentionCase;
+using test::AttentionReference;
+
 constexpr int64_t kBatch = 2, kHeads = 3;
 
 #define SKIP_WITHOUT_GPU() \
   if (cuda_device_count() == 0) GTEST_SKIP() << "no CUDA device: FlashAttention runs on cuda"
 
-struct Case {
-  int64_t q_len, k_len;
-  bool causal;
-  std::vector<int32_t> key_lengths;  // empty: no padding
-};
-
-std::string describe(const Case& c, DType dtype, int64_t head_dim) {
+std::string describe(const AttentionCase& c, DType dtype, int64_t head_dim) {
   std::string s = dtype_name(dtype) + " D" + std::to_string(head_dim) + " Lq" +
                   std::to_string(c.q_len) + " Lk" + std::to_string(c.k_len);
   if (c.causal) s += " causal";
@@ -41,13 +39,6 @@ std::string describe(const Case& c, DType dtype, int64_t head_dim) {
     s += " key_lengths {" + std::to_string(c.key_lengths[0]) + ", " +
          std::to_string(c.key_lengths[1]) + "}";
   return s;
-}
-
-// Keys [0, key_end) are visible to query i of batch entry b.
-int64_t key_end(const Case& c, int64_t b, int64_t i) {
-  int64_t end = c.key_lengths.empty() ? c.k_len : c.key_lengths[b];
-  if (c.causal) end = std::min(end, i + c.k_len - c.q_len + 1);
-  return std::max<int64_t>(end, 0);
 }
 
 // A random tensor rounded to dtype: the device copy and the rounded values as floats.
@@ -62,78 +53,9 @@ Rounded random_rounded(const Shape& shape, DType dtype, Rng& rng) {
   return {r.to(Device::cuda), r.to_vector()};
 }
 
-struct Reference {
-  std::vector<double> out, lse, dq, dk, dv;
-};
-
-// softmax(scale q k^T, masked) v in float64, and its gradients for dout.
-Reference reference(const Case& c, int64_t d, float scale, const std::vector<float>& q,
-                    const std::vector<float>& k, const std::vector<float>& v,
-                    const std::vector<float>& dout) {
-  const int64_t lq = c.q_len, lk = c.k_len;
-  Reference r{std::vector<double>(kBatch * kHeads * lq * d),
-              std::vector<double>(kBatch * kHeads * lq, -INFINITY),
-              std::vector<double>(kBatch * kHeads * lq * d),
-              std::vector<double>(kBatch * kHeads * lk * d),
-              std::vector<double>(kBatch * kHeads * lk * d)};
-#pragma omp parallel for
-  for (int64_t bh = 0; bh < kBatch * kHeads; ++bh) {
-    std::vector<double> p(lk), dp(lk);
-    for (int64_t i = 0; i < lq; ++i) {
-      const int64_t end = key_end(c, bh / kHeads, i), row = bh * lq + i;
-      if (end == 0) continue;
-      const float *qi = &q[row * d], *doi = &dout[row * d];
-      double max = -INFINITY, sum = 0.0, delta = 0.0;
-      for (int64_t j = 0; j < end; ++j) {
-        const float* kj = &k[(bh * lk + j) * d];
-        double dot = 0.0;
-        for (int64_t x = 0; x < d; ++x) dot += double(qi[x]) * kj[x];
-        p[j] = scale * dot;
-        max = std::max(max, p[j]);
-      }
-      for (int64_t j = 0; j < end; ++j) sum += p[j] = std::exp(p[j] - max);
-      r.lse[row] = max + std::log(sum);
-      for (int64_t j = 0; j < end; ++j) {
-        p[j] /= sum;
-        const float* vj = &v[(bh * lk + j) * d];
-        double dot = 0.0;
-        for (int64_t x = 0; x < d; ++x) {
-          r.out[row * d + x] += p[j] * vj[x];
-          dot += double(doi[x]) * vj[x];
-        }
-        dp[j] = dot;
-        delta += p[j] * dot;
-      }
-      for (int64_t j = 0; j < end; ++j) {
-        const double ds = p[j] * (dp[j] - delta);
-        const int64_t key = (bh * lk + j) * d;
-        for (int64_t x = 0; x < d; ++x) {
-          r.dq[row * d + x] += scale * ds * k[key + x];
-          r.dk[key + x] += scale * ds * qi[x];
-          r.dv[key + x] += p[j] * doi[x];
-        }
-      }
-    }
-  }
-  return r;
-}
-
-// ||got - base - want|| / ||want||; NaN (or a non-finite element) gives NaN, which fails.
-double relative_error(const std::vector<float>& got, const std::vector<float>& base,
-                      const std::vector<double>& want) {
-  double diff = 0.0, norm = 0.0;
-  for (size_t i = 0; i < want.size(); ++i) {
-    double g = double(got[i]) - (base.empty() ? 0.0 : base[i]);
-    if (!std::isfinite(g)) return NAN;
-    diff += (g - want[i]) * (g - want[i]);
-    norm += want[i] * want[i];
-  }
-  return std::sqrt(diff / norm);
-}
-
 void expect_close(const std::vector<float>& got, const std::vector<float>& base,
                   const std::vector<double>& want, double tol, const char* what) {
-  double err = relative_error(got, base, want);
+  double err = test::norm_relative_error(got, base, want);
   EXPECT_TRUE(err <= tol) << what << ": relative error " << err << " > " << tol;
 }
 
@@ -158,7 +80,7 @@ Tensor random_f32(const Shape& shape, Rng& rng) {
   return x;
 }
 
-void expect_matches_reference(const Case& c, DType dtype, int64_t d, Rng& rng) {
+void expect_matches_reference(const AttentionCase& c, DType dtype, int64_t d, Rng& rng) {
   SCOPED_TRACE(describe(c, dtype, d));
   const double tol = dtype == DType::bf16 ? 1e-2 : 5e-3;
   const Shape q_shape{kBatch, kHeads, c.q_len, d}, k_shape{kBatch, kHeads, c.k_len, d};
@@ -168,7 +90,8 @@ void expect_matches_reference(const Case& c, DType dtype, int64_t d, Rng& rng) {
   if (!c.key_lengths.empty())
     mask.key_lengths = Tensor::from_vector(c.key_lengths, {kBatch}).to(Device::cuda);
   const float scale = 1.f / std::sqrt(float(d));
-  const Reference ref = reference(c, d, scale, q.host, k.host, v.host, dout.host);
+  const AttentionReference ref =
+      test::attention_reference(c, d, scale, q.host, k.host, v.host, dout.host);
 
   const size_t out_bytes = size_t(kBatch * kHeads * c.q_len * d) * 2;
   const size_t lse_bytes = size_t(kBatch * kHeads * c.q_len) * 4;
@@ -226,23 +149,24 @@ void expect_matches_reference(const Case& c, DType dtype, int64_t d, Rng& rng) {
   EXPECT_EQ(touched, 0) << "gradient elements changed where no key is seen";
 }
 
-const std::vector<Case>& cases() {
-  static const std::vector<Case> all = {
-      {1, 1, false, {}},
-      {17, 17, true, {}},
-      {64, 128, true, {}},           // fewer queries than keys: aligned at the end
-      {128, 64, true, {}},           // more queries than keys: the first 64 rows see nothing
-      {333, 1000, false, {291, 0}},  // a short and an empty batch entry
-      {17, 333, true, {200, 0}},
-      {1000, 333, false, {}},
-      {1000, 1000, true, {}},
+const std::vector<AttentionCase>& cases() {
+  static const std::vector<AttentionCase> all = {
+      {kBatch, kHeads, 1, 1, false, {}},
+      {kBatch, kHeads, 17, 17, true, {}},
+      {kBatch, kHeads, 64, 128, true, {}},  // fewer queries than keys: aligned at the end
+      {kBatch, kHeads, 128, 64, true, {}},  // more queries than keys: the first 64 rows see nothing
+      {kBatch, kHeads, 333, 1000, false, {291, 0}},  // a short and an empty batch entry
+      {kBatch, kHeads, 17, 333, true, {200, 0}},
+      {kBatch, kHeads, 1000, 333, false, {}},
+      {kBatch, kHeads, 1000, 1000, true, {}},
+      {kBatch, kHeads, 192, 333, true, {333, 250}},  // whole query tiles, last keys mid-warp
   };
   return all;
 }
 
 void run_cases(DType dtype, int64_t d, uint64_t seed) {
   Rng rng(seed);
-  for (const Case& c : cases()) expect_matches_reference(c, dtype, d, rng);
+  for (const AttentionCase& c : cases()) expect_matches_reference(c, dtype, d, rng);
 }
 
 TEST(CudaFlashAttention, Bf16HeadDim64) {
@@ -267,7 +191,7 @@ TEST(CudaFlashAttention, F16HeadDim128) {
 TEST(CudaFlashAttention, GradientsInTheInputDtypeAccumulate) {
   SKIP_WITHOUT_GPU();
   Rng rng(75);
-  const Case c{100, 300, true, {300, 120}};
+  const AttentionCase c{kBatch, kHeads, 100, 300, true, {300, 120}};
   const int64_t d = 64;
   const Shape q_shape{kBatch, kHeads, c.q_len, d}, k_shape{kBatch, kHeads, c.k_len, d};
   Rounded q = random_rounded(q_shape, DType::bf16, rng),
@@ -276,7 +200,8 @@ TEST(CudaFlashAttention, GradientsInTheInputDtypeAccumulate) {
   Rounded dout = random_rounded(q_shape, DType::bf16, rng);
   ops::AttentionMask mask{true, Tensor::from_vector(c.key_lengths, {kBatch})};  // on the cpu
   const float scale = 0.125f;
-  const Reference ref = reference(c, d, scale, q.host, k.host, v.host, dout.host);
+  const AttentionReference ref =
+      test::attention_reference(c, d, scale, q.host, k.host, v.host, dout.host);
   Tensor lse;
   Tensor out = ops::flash_attention_forward(q.device, k.device, v.device, mask, scale, lse);
   Rounded dq = random_rounded(q_shape, DType::bf16, rng),

@@ -30,6 +30,13 @@ alignas(16) unsigned char smem[kEmulatedSmemBytes];
 namespace qkv {
 namespace {
 
+// Fibers switch stacks behind AddressSanitizer's back (false reports); the release run covers it.
+#ifdef __SANITIZE_ADDRESS__
+#define SKIP_UNDER_ASAN() GTEST_SKIP() << "the fiber emulation does not run under AddressSanitizer"
+#else
+#define SKIP_UNDER_ASAN()
+#endif
+
 using flash_emulation::emulate;
 using flash_emulation::from_float;
 using flash_emulation::to_float;
@@ -145,14 +152,17 @@ const std::vector<test::AttentionCase>& cases() {
 }
 
 TEST(FlashAttentionEmulated, Bf16HeadDim64) {
+  SKIP_UNDER_ASAN();
   std::mt19937 rng(81);
   for (const auto& c : cases()) expect_kernels_match<__nv_bfloat16, 64>(c, rng);
 }
 TEST(FlashAttentionEmulated, F16HeadDim128) {
+  SKIP_UNDER_ASAN();
   std::mt19937 rng(82);
   for (const auto& c : cases()) expect_kernels_match<__half, 128>(c, rng);
 }
 TEST(FlashAttentionEmulated, OtherPairings) {
+  SKIP_UNDER_ASAN();
   std::mt19937 rng(83);
   expect_kernels_match<__half, 64>(cases()[5], rng);
   expect_kernels_match<__nv_bfloat16, 128>(cases()[4], rng);

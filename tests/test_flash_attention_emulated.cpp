@@ -1,6 +1,6 @@
 // The FlashAttention kernels themselves (src/ops/cuda/flash_attention_*_kernel.cuh) run on the
 // CPU, CUDA emulated by tests/support/flash_emulation.h, against float64 on small shapes: their
-// tile indexing, fragment layouts, masks and tails, in every build and without a GPU.
+// tile indexing, fragment layouts, masks, tails and cp.async waits, in every build, no GPU.
 // Tolerances as on the GPU (test_cuda_flash_attention): 1e-2 (bf16), 5e-3 (f16), lse 1e-4. The
 // outputs start as NaN and shared memory as 0xff bytes before each block.
 #include "support/flash_emulation.h"
@@ -151,21 +151,29 @@ const std::vector<test::AttentionCase>& cases() {
   return all;
 }
 
+// Every case twice: with each cp.async landing at once, and as late as its wait_group allows.
+template <class T, int D>
+void expect_cases_match(const std::vector<test::AttentionCase>& all, uint32_t seed) {
+  std::mt19937 rng(seed);
+  for (bool late : {false, true}) {
+    SCOPED_TRACE(late ? "copies land at their wait" : "copies land at once");
+    flash_emulation::state.late_copies = late;
+    for (const auto& c : all) expect_kernels_match<T, D>(c, rng);
+  }
+}
+
 TEST(FlashAttentionEmulated, Bf16HeadDim64) {
   SKIP_UNDER_ASAN();
-  std::mt19937 rng(81);
-  for (const auto& c : cases()) expect_kernels_match<__nv_bfloat16, 64>(c, rng);
+  expect_cases_match<__nv_bfloat16, 64>(cases(), 81);
 }
 TEST(FlashAttentionEmulated, F16HeadDim128) {
   SKIP_UNDER_ASAN();
-  std::mt19937 rng(82);
-  for (const auto& c : cases()) expect_kernels_match<__half, 128>(c, rng);
+  expect_cases_match<__half, 128>(cases(), 82);
 }
 TEST(FlashAttentionEmulated, OtherPairings) {
   SKIP_UNDER_ASAN();
-  std::mt19937 rng(83);
-  expect_kernels_match<__half, 64>(cases()[5], rng);
-  expect_kernels_match<__nv_bfloat16, 128>(cases()[4], rng);
+  expect_cases_match<__half, 64>({cases()[5]}, 83);
+  expect_cases_match<__nv_bfloat16, 128>({cases()[4]}, 84);
 }
 
 }  // namespace

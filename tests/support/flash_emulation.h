@@ -2,9 +2,10 @@
 // kernels themselves (src/ops/cuda/flash_attention_*_kernel.cuh) run in a test without a GPU.
 // Each CUDA thread of a block is a fiber (ucontext); a warp collective (ldmatrix, mma.sync,
 // shfl) runs once all 32 lanes have reached it, following the PTX ISA's fragment layouts (see
-// ops/cuda/flash_attention_ptx.cuh); __syncthreads waits for the whole block. cp.async is a
-// plain copy (so this cannot see asynchronous-copy hazards or races: the GPU test and
-// compute-sanitizer do). Include this first, then the kernel headers; the includer defines the
+// ops/cuda/flash_attention_ptx.cuh); __syncthreads waits for the whole block. A cp.async lands
+// either at once or as late as allowed (at the cp.async.wait_group that waits for its group):
+// the two ends of what the hardware may do. Races between warps beyond that are for the GPU
+// test and compute-sanitizer. Include this first, then the kernel headers; the includer defines the
 // kernels' shared memory (see emulate_block).
 #pragma once
 #define QKV_FLASH_EMULATION 1
@@ -48,11 +49,21 @@ using std::min;
 
 namespace flash_emulation {
 
+struct Copy {
+  void* dst;
+  const void* src;
+  int bytes;
+  bool valid;
+  void run() const {
+    valid ? (void)std::memcpy(dst, src, bytes) : (void)std::memset(dst, 0, bytes);
+  }
+};
 struct Fiber {
   ucontext_t context;
   std::vector<char> stack;
   dim3 thread;
   bool done = false;
+  std::vector<std::vector<Copy>> groups{1};  // committed groups, then the open one
 };
 struct Warp {  // what the lanes hand to a collective, and what it gives back
   int arrived = 0;
@@ -69,6 +80,7 @@ struct State {
   ucontext_t scheduler;
   std::function<void()> kernel;
   dim3 block, grid, block_dim;
+  bool late_copies = false;  // cp.async lands at its wait_group, not at once
 };
 inline State state;
 
@@ -254,15 +266,32 @@ inline void ldmatrix_x4(uint32_t (&r)[4], const void* row) {
 inline void ldmatrix_x4_trans(uint32_t (&r)[4], const void* row) {
   ldmatrix(r, row, true);
 }
+inline void cp_async(void* smem, const void* gmem, int bytes, bool valid) {
+  const flash_emulation::Copy copy{smem, gmem, bytes, valid};
+  if (flash_emulation::state.late_copies)
+    flash_emulation::state.fibers[flash_emulation::state.current].groups.back().push_back(copy);
+  else
+    copy.run();
+}
 inline void cp_async_16(void* smem, const void* gmem, bool valid) {
-  valid ? (void)std::memcpy(smem, gmem, 16) : (void)std::memset(smem, 0, 16);
+  cp_async(smem, gmem, 16, valid);
 }
 inline void cp_async_4(void* smem, const void* gmem, bool valid) {
-  valid ? (void)std::memcpy(smem, gmem, 4) : (void)std::memset(smem, 0, 4);
+  cp_async(smem, gmem, 4, valid);
 }
-inline void cp_async_commit() {}
+inline void cp_async_commit() {
+  flash_emulation::state.fibers[flash_emulation::state.current].groups.emplace_back();
+}
+// Lands every committed group but the `pending` newest.
 template <int pending>
-void cp_async_wait() {}
+void cp_async_wait() {
+  auto& groups = flash_emulation::state.fibers[flash_emulation::state.current].groups;
+  const int committed = int(groups.size()) - 1;
+  for (int i = 0; i < committed - pending; ++i) {
+    for (const auto& copy : groups[i]) copy.run();
+    groups[i].clear();
+  }
+}
 inline float exp2_approx(float x) {
   return std::exp2(x);
 }

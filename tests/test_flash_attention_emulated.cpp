@@ -151,13 +151,18 @@ const std::vector<test::AttentionCase>& cases() {
   return all;
 }
 
-// Every case twice: with each cp.async landing at once, and as late as its wait_group allows.
+// Every case three times: warps in step, each cp.async landing at once or as late as its
+// wait_group allows; and each warp running ahead to its next barrier, copies landing at once.
 template <class T, int D>
 void expect_cases_match(const std::vector<test::AttentionCase>& all, uint32_t seed) {
   std::mt19937 rng(seed);
-  for (bool late : {false, true}) {
-    SCOPED_TRACE(late ? "copies land at their wait" : "copies land at once");
-    flash_emulation::state.late_copies = late;
+  for (int schedule = 0; schedule < 3; ++schedule) {
+    const char* names[] = {"warps in step, copies land at once",
+                           "warps in step, copies land at their wait",
+                           "warps run ahead, copies land at once"};
+    SCOPED_TRACE(names[schedule]);
+    flash_emulation::state.late_copies = schedule == 1;
+    flash_emulation::state.warps_run_ahead = schedule == 2;
     for (const auto& c : all) expect_kernels_match<T, D>(c, rng);
   }
 }

@@ -4,9 +4,9 @@
 // shfl) runs once all 32 lanes have reached it, following the PTX ISA's fragment layouts (see
 // ops/cuda/flash_attention_ptx.cuh); __syncthreads waits for the whole block. A cp.async lands
 // either at once or as late as allowed (at the cp.async.wait_group that waits for its group):
-// the two ends of what the hardware may do. Races between warps beyond that are for the GPU
-// test and compute-sanitizer. Include this first, then the kernel headers; the includer defines the
-// kernels' shared memory (see emulate_block).
+// the two ends of what the hardware may do. Warps either advance together or each runs ahead
+// to its next barrier. Finer races are for the GPU test and compute-sanitizer. Include this first,
+// then the kernel headers; the includer defines the kernels' shared memory (see emulate_block).
 #pragma once
 #define QKV_FLASH_EMULATION 1
 
@@ -63,6 +63,7 @@ struct Fiber {
   std::vector<char> stack;
   dim3 thread;
   bool done = false;
+  bool at_barrier = false;                   // waiting in __syncthreads
   std::vector<std::vector<Copy>> groups{1};  // committed groups, then the open one
 };
 struct Warp {  // what the lanes hand to a collective, and what it gives back
@@ -80,7 +81,8 @@ struct State {
   ucontext_t scheduler;
   std::function<void()> kernel;
   dim3 block, grid, block_dim;
-  bool late_copies = false;  // cp.async lands at its wait_group, not at once
+  bool late_copies = false;      // cp.async lands at its wait_group, not at once
+  bool warps_run_ahead = false;  // each warp runs up to the next __syncthreads before the next
 };
 inline State state;
 
@@ -113,6 +115,34 @@ inline void run_fiber() {
   state.fibers[state.current].done = true;
 }
 
+inline void resume(int fiber) {
+  state.current = fiber;
+  swapcontext(&state.scheduler, &state.fibers[fiber].context);
+}
+// Round robin over the threads until all have returned; or, with warps_run_ahead, warp after
+// warp (in a rotating order), each until all its lanes wait at a __syncthreads, so that warps
+// drift as far apart as the barriers allow (a missing barrier shows as a wrong result).
+inline void run_block(int threads) {
+  for (int round = 0;; ++round) {
+    bool live = false;
+    for (int w = 0; w < threads / 32; ++w) {
+      const int warp = state.warps_run_ahead ? (w + round) % (threads / 32) : w;
+      for (bool ran = true; ran;) {
+        ran = false;
+        for (int i = warp * 32; i < warp * 32 + 32; ++i) {
+          Fiber& f = state.fibers[i];
+          if (f.done || (state.warps_run_ahead && f.at_barrier)) continue;
+          resume(i);
+          ran = true;
+        }
+        live = live || ran;
+        ran = ran && state.warps_run_ahead;
+      }
+    }
+    if (!live) return;  // (a round where no thread could run would be a deadlock otherwise)
+  }
+}
+
 // Runs kernel() as one block of `threads` threads per block index of `grid`, one block at a
 // time; shared memory (smem, bytes) is filled with 0xff (NaN) before each block.
 inline void emulate(dim3 grid, int threads, void* smem, size_t bytes,
@@ -137,15 +167,7 @@ inline void emulate(dim3 grid, int threads, void* smem, size_t bytes,
         f.context.uc_link = &state.scheduler;
         makecontext(&f.context, run_fiber, 0);
       }
-      for (bool live = true; live;) {  // round robin until every thread has returned
-        live = false;
-        for (int i = 0; i < threads; ++i) {
-          if (state.fibers[i].done) continue;
-          state.current = i;
-          swapcontext(&state.scheduler, &state.fibers[i].context);
-          live = live || !state.fibers[i].done;
-        }
-      }
+      run_block(threads);
     }
   }
 }
@@ -178,7 +200,10 @@ inline void __syncthreads() {
   if (++s.block_arrived == int(s.fibers.size())) {
     s.block_arrived = 0;
     ++s.block_generation;
+    for (auto& f : s.fibers) f.at_barrier = false;
+    return;
   }
+  s.fibers[s.current].at_barrier = true;
   while (s.block_generation == generation) flash_emulation::yield();
 }
 inline float __shfl_xor_sync(unsigned, float value, int offset) {

@@ -5,34 +5,16 @@
 
 namespace qkv::decode {
 
-IncrementalDecoder::PackedLinear::PackedLinear(const Tensor& weight, const Tensor& bias)
-    : weight(ops::pack_linear_weight(weight)), bias(bias), out(weight.size(0)) {}
-
-IncrementalDecoder::PackedLinear::PackedLinear(const std::vector<const nn::Linear*>& layers) {
-  std::vector<Tensor> weights, biases;
-  for (const nn::Linear* l : layers) {
-    weights.push_back(l->weight.value());
-    biases.push_back(l->bias.defined() ? l->bias.value() : Tensor::zeros({l->weight.shape()[0]}));
-  }
-  *this = PackedLinear(ops::concat(weights, 0), ops::concat(biases, 0));
-}
-
-Var IncrementalDecoder::PackedLinear::operator()(const Var& x) const {
-  return Var(ops::linear_packed_forward(x.value(), weight, out, bias));
-}
-
-IncrementalDecoder::IncrementalDecoder(const nn::Seq2Seq& model, const Var& memory,
+IncrementalDecoder::IncrementalDecoder(const PackedDecoder& weights, const Var& memory,
                                        const Tensor& src_lengths, int64_t capacity, int64_t beam)
-    : model_(model), src_lengths_(src_lengths), capacity_(capacity), beam_(beam) {
-  const auto& c = model.config();
+    : weights_(weights),
+      model_(weights.model()),
+      src_lengths_(src_lengths),
+      capacity_(capacity),
+      beam_(beam) {
+  const auto& c = model_.config();
   int64_t n = memory.shape()[0] * beam, dh = c.d_model / c.heads;
-  output_ = PackedLinear(model.output_weight().value(), model.output_bias().value());
-  for (const auto& layer : model.decoder_layers()) {
-    const auto &self = layer.self_attn, &cross = layer.encoder_attn;
-    weights_.push_back({PackedLinear({&self.q_proj, &self.k_proj, &self.v_proj}),
-                        PackedLinear({&self.out_proj}), PackedLinear({&cross.q_proj}),
-                        PackedLinear({&cross.out_proj}), PackedLinear({&layer.ffn.fc1}),
-                        PackedLinear({&layer.ffn.fc2})});
+  for (const auto& layer : model_.decoder_layers()) {
     LayerCache cache;
     // Zeros, not garbage: masked positions must not turn into NaN when weighted by 0. Reorder
     // copies only written positions, so the others stay zero or hold an earlier finite value.
@@ -45,7 +27,8 @@ IncrementalDecoder::IncrementalDecoder(const nn::Seq2Seq& model, const Var& memo
   self_lengths_ = Tensor::empty({n}, DType::i32);
 }
 
-Var IncrementalDecoder::self_attention(const LayerWeights& w, const Var& x, LayerCache& cache) {
+Var IncrementalDecoder::self_attention(const PackedDecoder::Layer& w, const Var& x,
+                                       LayerCache& cache) {
   int64_t n = x.shape()[0], h = cache.self_k.size(1), dh = cache.self_k.size(3);
   // With one position, [N, 1, H, Dh] and [N, H, 1, Dh] share a memory layout: no permute.
   Shape heads{n, h, 1, dh};
@@ -60,7 +43,7 @@ Var IncrementalDecoder::self_attention(const LayerWeights& w, const Var& x, Laye
 
 // The beam rows of a sentence are its queries: [B * beam, 1, d] -> [B, H, beam, Dh] against
 // the sentence's keys [B, H, S, Dh], and back.
-Var IncrementalDecoder::cross_attention(const LayerWeights& w, const Var& x,
+Var IncrementalDecoder::cross_attention(const PackedDecoder::Layer& w, const Var& x,
                                         const LayerCache& cache) {
   int64_t n = x.shape()[0], h = cache.mem_k.size(1), dh = cache.mem_k.size(3), b = n / beam_;
   Var q = reshape(w.cross_q(x), {b, beam_, h, dh});
@@ -81,7 +64,7 @@ Tensor IncrementalDecoder::step(const Tensor& tokens) {
   bool pre = model_.config().pre_norm;
   for (size_t i = 0; i < layers_.size(); ++i) {
     const nn::DecoderLayer& layer = model_.decoder_layers()[i];
-    const LayerWeights& w = weights_[i];
+    const PackedDecoder::Layer& w = weights_.layer(i);
     LayerCache& cache = layers_[i];
     x = nn::residual(x, layer.self_attn_layer_norm, pre, ctx_,
                      [&](const Var& y) { return self_attention(w, y, cache); });
@@ -92,7 +75,7 @@ Tensor IncrementalDecoder::step(const Tensor& tokens) {
   }
   if (model_.config().stack_norms()) x = model_.decoder_final_norm()(x);
   ++pos_;
-  return output_(x).value().reshape({n, model_.config().vocab_size});
+  return weights_.output()(x).value().reshape({n, model_.config().vocab_size});
 }
 
 void IncrementalDecoder::reorder(const Tensor& index, const Tensor& sentences) {

@@ -29,9 +29,10 @@ struct Beam {
 };
 }  // namespace
 
-std::vector<std::vector<Hypothesis>> search(const nn::Seq2Seq& model, const Tensor& src,
+std::vector<std::vector<Hypothesis>> search(const PackedDecoder& weights, const Tensor& src,
                                             const Tensor& src_lengths,
                                             const SearchOptions& options) {
+  const nn::Seq2Seq& model = weights.model();
   const auto& c = model.config();
   const int64_t batch = src.size(0), k = std::max(1, options.beam);
   const int64_t vocab = c.vocab_size;
@@ -46,7 +47,7 @@ std::vector<std::vector<Hypothesis>> search(const nn::Seq2Seq& model, const Tens
 
   // Rows: k per sentence, sentence-major. All start from <bos>; only beam 0 is alive at first
   // so that the k copies do not fill the beam with duplicates.
-  IncrementalDecoder decoder(model, memory, src_lengths, longest, k);
+  IncrementalDecoder decoder(weights, memory, src_lengths, longest, k);
   std::vector<std::vector<Beam>> beams(batch, std::vector<Beam>(k));
   for (int64_t b = 0; b < batch; ++b)
     for (int64_t j = 1; j < k; ++j) beams[b][j].log_prob = kNegInf;
@@ -135,6 +136,12 @@ std::vector<std::vector<Hypothesis>> search(const nn::Seq2Seq& model, const Tens
     out[b] = std::move(f);
   }
   return out;
+}
+
+std::vector<std::vector<Hypothesis>> search(const nn::Seq2Seq& model, const Tensor& src,
+                                            const Tensor& src_lengths,
+                                            const SearchOptions& options) {
+  return search(PackedDecoder(model), src, src_lengths, options);
 }
 
 }  // namespace qkv::decode

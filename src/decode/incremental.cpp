@@ -14,12 +14,13 @@ IncrementalDecoder::IncrementalDecoder(const PackedDecoder& weights, const Var& 
       beam_(beam) {
   const auto& c = model_.config();
   int64_t n = memory.shape()[0] * beam, dh = c.d_model / c.heads;
+  Device device = model_.device();
   for (const auto& layer : model_.decoder_layers()) {
     LayerCache cache;
     // Zeros, not garbage: masked positions must not turn into NaN when weighted by 0. Reorder
     // copies only written positions, so the others stay zero or hold an earlier finite value.
-    cache.self_k = Tensor::zeros({n, c.heads, capacity, dh});
-    cache.self_v = Tensor::zeros({n, c.heads, capacity, dh});
+    cache.self_k = Tensor::zeros({n, c.heads, capacity, dh}, DType::f32, device);
+    cache.self_v = Tensor::zeros({n, c.heads, capacity, dh}, DType::f32, device);
     cache.mem_k = layer.encoder_attn.split_heads(layer.encoder_attn.k_proj(memory)).value();
     cache.mem_v = layer.encoder_attn.split_heads(layer.encoder_attn.v_proj(memory)).value();
     layers_.push_back(std::move(cache));
@@ -36,7 +37,7 @@ Var IncrementalDecoder::self_attention(const PackedDecoder::Layer& w, const Var&
   Var q(qkv[0].reshape(heads));
   ops::kv_cache_write(cache.self_k, qkv[1].reshape(heads), pos_);
   ops::kv_cache_write(cache.self_v, qkv[2].reshape(heads), pos_);
-  ops::AttentionMask mask{false, self_lengths_};
+  ops::AttentionMask mask{false, self_lengths_.to(q.value().device())};
   Var o = attention(q, Var(cache.self_k), Var(cache.self_v), mask, 1.f / std::sqrt(float(dh)));
   return w.self_out(reshape(o, {n, 1, h * dh}));
 }
@@ -60,7 +61,7 @@ Tensor IncrementalDecoder::step(const Tensor& tokens) {
   });
   int64_t n = rows();
   self_lengths_.fill(float(pos_ + 1));
-  Var x = model_.embed(tokens.reshape({n, 1}), pos_, ctx_);  // [N, 1, d]
+  Var x = model_.embed(tokens.reshape({n, 1}).to(model_.device()), pos_, ctx_);  // [N, 1, d]
   bool pre = model_.config().pre_norm;
   for (size_t i = 0; i < layers_.size(); ++i) {
     const nn::DecoderLayer& layer = model_.decoder_layers()[i];
@@ -78,17 +79,20 @@ Tensor IncrementalDecoder::step(const Tensor& tokens) {
   return weights_.output()(x).value().reshape({n, model_.config().vocab_size});
 }
 
-void IncrementalDecoder::reorder(const Tensor& index, const Tensor& sentences) {
-  int64_t m = index.size(0);
-  const int32_t* idx = index.data<int32_t>();
+void IncrementalDecoder::reorder(const Tensor& index_host, const Tensor& sentences_host) {
+  int64_t m = index_host.size(0);
+  const int32_t* idx = index_host.data<int32_t>();
   bool in_place = true;  // rows only leave, in order: each moves down, none is read after
   for (int64_t i = 1; i < m; ++i) in_place = in_place && idx[i] > idx[i - 1];
+  Device device = model_.device();
+  Tensor index = index_host.to(device), sentences;
+  if (sentences_host.defined()) sentences = sentences_host.to(device);
   for (auto& cache : layers_) {
     for (auto [t, spare] :
          {std::pair{&cache.self_k, &cache.spare_k}, {&cache.self_v, &cache.spare_v}}) {
       Tensor out = *t;
       if (!in_place) {
-        if (!spare->defined()) *spare = Tensor::zeros(t->shape());
+        if (!spare->defined()) *spare = Tensor::zeros(t->shape(), DType::f32, device);
         out = *spare;
         *spare = *t;
       }

@@ -17,11 +17,12 @@ class IncrementalDecoder {
   // row r continues sentence r / beam; capacity: most steps. `weights` must outlive this.
   IncrementalDecoder(const PackedDecoder& weights, const Var& memory, const Tensor& src_lengths,
                      int64_t capacity, int64_t beam = 1);
-  // tokens i32 [N] at position position() -> logits [N, V]; then position() grows by one.
+  // tokens i32 [N] (on any device) at position position() -> logits [N, V] on the model's
+  // device; then position() grows by one.
   Tensor step(const Tensor& tokens);
-  // Keeps rows `index` (i32 [M], values in [0, N)) in that order, e.g. to follow beams. When
-  // sentences leave, `sentences` (i32 [M / beam]) are those that stay, in order, and rows
-  // j * beam .. j * beam + beam - 1 of `index` must belong to the j-th of them.
+  // Keeps rows `index` (i32 [M], values in [0, N), on the cpu) in that order, e.g. to follow
+  // beams. When sentences leave, `sentences` (i32 [M / beam], cpu) are those that stay, in
+  // order, and rows j * beam .. j * beam + beam - 1 of `index` must belong to the j-th of them.
   void reorder(const Tensor& index, const Tensor& sentences = Tensor());
   int64_t position() const { return pos_; }
   int64_t rows() const { return self_lengths_.size(0); }
@@ -39,8 +40,8 @@ class IncrementalDecoder {
   const nn::Seq2Seq& model_;
   nn::Context ctx_;
   std::vector<LayerCache> layers_;
-  Tensor src_lengths_;   // i32 [B]
-  Tensor self_lengths_;  // i32 [N], position + 1 during a step
+  Tensor src_lengths_;   // i32 [B], on the model's device
+  Tensor self_lengths_;  // i32 [N] on the cpu, position + 1 during a step
   int64_t capacity_, beam_, pos_ = 0;
 };
 

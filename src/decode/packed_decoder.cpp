@@ -3,18 +3,23 @@
 namespace qkv::decode {
 
 PackedLinear::PackedLinear(const Tensor& weight, const Tensor& bias)
-    : weight(ops::pack_linear_weight(weight)), bias(bias), out(weight.size(0)) {}
+    : weight(weight.device() == Device::cpu ? ops::pack_linear_weight(weight) : weight),
+      bias(bias),
+      out(weight.size(0)) {}
 
 PackedLinear::PackedLinear(const std::vector<const nn::Linear*>& layers) {
   std::vector<Tensor> weights, biases;
   for (const nn::Linear* l : layers) {
     weights.push_back(l->weight.value());
-    biases.push_back(l->bias.defined() ? l->bias.value() : Tensor::zeros({l->weight.shape()[0]}));
+    const Tensor& w = l->weight.value();
+    biases.push_back(l->bias.defined() ? l->bias.value()
+                                       : Tensor::zeros({w.size(0)}, DType::f32, w.device()));
   }
   *this = PackedLinear(ops::concat(weights, 0), ops::concat(biases, 0));
 }
 
 Var PackedLinear::operator()(const Var& x) const {
+  if (weight.device() != Device::cpu) return Var(ops::linear_forward(x.value(), weight, bias));
   return Var(ops::linear_packed_forward(x.value(), weight, out, bias));
 }
 

@@ -9,9 +9,10 @@
 
 namespace qkv::decode {
 
-// A Linear layer, or several side by side (their outputs concatenated in order), packed.
+// A Linear layer, or several side by side (their outputs concatenated in order), packed. The
+// packed kernel is the CPU's; on cuda the weight stays as it is and cuBLAS runs the product.
 struct PackedLinear {
-  Tensor weight, bias;  // [ceil(out / 16), in, 16], [out] or undefined
+  Tensor weight, bias;  // cpu: [ceil(out / 16), in, 16]; cuda: [out, in]. bias [out] or undefined
   int64_t out = 0;
   PackedLinear() = default;
   PackedLinear(const Tensor& weight, const Tensor& bias);  // [out, in], [out] or undefined

@@ -16,6 +16,13 @@ void init_normal(Tensor& w, Rng& rng, float stddev) {
   rng.normal(w, 0.f, stddev);
 }
 
+void move_params(const ParamList& params, Device device) {
+  for (auto [name, v] : params) {  // a copy of the handle reaches the shared parameter
+    v.mutable_value() = v.value().to(device);
+    v.clear_grad();
+  }
+}
+
 Var make_param(const Shape& shape) {
   return Var(Tensor::zeros(shape), true);
 }

@@ -27,5 +27,8 @@ NamedTensors param_tensors(const ParamList& params);
 void load_params(const ParamList& params, const NamedTensors& tensors, const std::string& source,
                  bool allow_unused = false);
 int64_t count_params(const ParamList& params);
+// Moves every parameter to `device` in place (the layers holding them see the move) and drops
+// its gradient. Optimizer state made before the move stays where it was.
+void move_params(const ParamList& params, Device device);
 
 }  // namespace qkv::nn

@@ -40,11 +40,22 @@ run() {
   passed=$(grep -o '\[  PASSED  \] [0-9]*' "$out/$name.log" | grep -o '[0-9]*$' | tail -1)
   failed=$(grep -o '\[  FAILED  \] [0-9]* test' "$out/$name.log" | grep -o '[0-9]*' | tail -1)
   skipped=$(grep -o '\[  SKIPPED \] [0-9]* test' "$out/$name.log" | grep -o '[0-9]*' | tail -1)
-  if [ $rc -eq 124 ]; then verdict=TIMEOUT; elif [ $rc -eq 0 ]; then verdict=PASS; else verdict=FAIL; fi
+  if [ $rc -eq 124 ]; then
+    verdict=TIMEOUT
+  elif grep -q "Device not supported" "$out/$name.log"; then  # the sanitizer under gVisor
+    verdict=NO-TOOL
+  elif [ $rc -eq 0 ] && [ "${skipped:-0}" != 0 ]; then  # no GPU seen: libcuda or the driver
+    verdict=SKIPPED
+  elif [ $rc -eq 0 ]; then
+    verdict=PASS
+  else
+    verdict=FAIL
+  fi
   table+=("$(printf '%-40s %-8s rc=%-3s %4ss  passed %-3s failed %-3s skipped %-3s' "$name" \
     "$verdict" "$rc" "$took" "${passed:-0}" "${failed:-0}" "${skipped:-0}")")
 }
 
+run qkv-help 20 "$work/bin/qkv" --help  # loads every library
 for bin in "$work"/bin/test_cuda_*; do
   name=$(basename "$bin")
   run "$name" 120 "$bin" --gtest_output="xml:$out/$name.xml"

@@ -158,7 +158,7 @@ TEST(CudaElementwise, ScaleAxpyAndSumsMatchCpu) {
     EXPECT_EQ(s.device(), Device::cuda);
     EXPECT_TRUE(close_elementwise(s, ops::sum_all(x), 1e-6)) << n;
     double sq = ops::sum_squares(on_cuda(x)), sq_cpu = ops::sum_squares(x);
-    EXPECT_NEAR(sq, sq_cpu, 1e-12 * sq_cpu) << n;
+    EXPECT_NEAR(sq, sq_cpu, 1e-10 * sq_cpu) << n;  // double sums in another order
   }
 }
 

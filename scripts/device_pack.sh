@@ -17,7 +17,7 @@ for src in tests/test_cuda_*.cpp; do targets+=("$(basename "$src" .cpp)"); done
 cmake --build "$build" -j"$jobs" --target "${targets[@]}"
 bins=("$build/qkv")
 for t in "${targets[@]:1}"; do bins+=("$build/tests/$t"); done
-if [ -d bench/gpu ]; then
+if [ -d "$build/bench/gpu" ]; then  # a CMake subdirectory of bench/
   cmake --build "$build" -j"$jobs" --target bench/gpu/all
   while IFS= read -r exe; do bins+=("$exe"); done < <(find "$build/bench/gpu" -maxdepth 1 -type f -executable)
 fi

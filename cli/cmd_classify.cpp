@@ -18,7 +18,7 @@ Command add_classify(CLI::App& app) {
       "of each image with their probabilities. Images of another size than the model's are\n"
       "resized (bilinear) and converted to its channels (grayscale or RGB).");
   struct Args {
-    std::string model_dir, checkpoint = "best";
+    std::string model_dir, checkpoint = "best", device = "cpu";
     std::vector<std::string> images;
     int64_t top_k = 3;
     int threads = 0;
@@ -28,10 +28,13 @@ Command add_classify(CLI::App& app) {
   cmd->add_option("--checkpoint", a->checkpoint, "best (by validation accuracy) or last");
   cmd->add_option("--top-k,-k", a->top_k, "classes to print per image");
   cmd->add_option("--threads", a->threads, "CPU threads (0: all cores)");
+  add_device_option(cmd, a->device);
   cmd->add_option("images", a->images, "PNG/JPEG/BMP/... files")->required();
   return [a]() {
     set_num_threads(a->threads);
+    Device device = usable_device(a->device);
     std::unique_ptr<nn::ViT> model = eval::load_vit_dir(a->model_dir, a->checkpoint);
+    model->to(device);
     const nn::ViTConfig& c = model->config();
     data::ImageShape shape{c.channels, c.image_size, c.image_size};
     // Every image first, so a bad file is reported before any output.

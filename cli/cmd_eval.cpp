@@ -34,7 +34,7 @@ Command add_eval(CLI::App& app) {
       "folder, idx:IMAGES,LABELS): prints accuracy, per-class accuracy and the confusion matrix\n"
       "and writes confusion.svg and training_curves.svg (see --report-dir).");
   struct Args {
-    std::string model_dir, checkpoint = "best", test, hyps, output, report_dir;
+    std::string model_dir, checkpoint = "best", test, hyps, output, report_dir, device = "cpu";
     std::vector<std::string> refs;
     decode::TranslatorOptions options;
     int threads = 0;
@@ -48,6 +48,7 @@ Command add_eval(CLI::App& app) {
   cmd->add_option("--refs", a->refs, "reference files, one per line each")->expected(1, -1);
   cmd->add_option("--output,-o", a->output, "also write the translations of --test here");
   cmd->add_option("--threads", a->threads, "CPU threads (0: all cores)");
+  add_device_option(cmd, a->device);
   cmd->add_option("--batch-tokens", a->options.batch_tokens, "source subwords per batch");
   cmd->add_option("--report-dir", a->report_dir,
                   "ViT models: folder for the SVG pictures (default: the model directory)");
@@ -55,8 +56,9 @@ Command add_eval(CLI::App& app) {
   add_search_options(cmd, a->options.search);
   return [a]() {
     set_num_threads(a->threads);
+    Device device = usable_device(a->device);
     if (!a->model_dir.empty() && eval::is_vit_dir(a->model_dir)) {  // image classification
-      eval::evaluate_image_model(a->model_dir, a->checkpoint, a->test, a->report_dir, 256);
+      eval::evaluate_image_model(a->model_dir, a->checkpoint, a->test, a->report_dir, 256, device);
       return 0;
     }
     std::vector<std::string> hyps;
@@ -65,6 +67,7 @@ Command add_eval(CLI::App& app) {
       if (a->model_dir.empty() || !a->hyps.empty())
         throw std::invalid_argument("--test needs --model-dir (and no --hyps)");
       decode::LoadedModel m = decode::load_model_dir(a->model_dir, a->checkpoint);
+      m.model->to(device);
       data::ParallelCorpus corpus = data::read_corpus(a->test);
       a->options.search.n_best = 1;
       decode::Translator translator(*m.model, *m.tokenizer, a->options);

@@ -15,7 +15,7 @@ Command add_score(CLI::App& app) {
       "Print, for each sentence pair, the total log-probability of the target (including "
       "<eos>) and its subword count, tab-separated, one line per pair in input order.");
   struct Args {
-    std::string model_dir, checkpoint = "best", input;
+    std::string model_dir, checkpoint = "best", input, device = "cpu";
     int64_t batch_tokens = 4096;
     int threads = 0;
   };
@@ -25,9 +25,12 @@ Command add_score(CLI::App& app) {
   cmd->add_option("--input,-i", a->input, "pairs: file.tsv[.xz] or src-file,tgt-file")->required();
   cmd->add_option("--batch-tokens", a->batch_tokens, "subwords per batch");
   cmd->add_option("--threads", a->threads, "CPU threads (0: all cores)");
+  add_device_option(cmd, a->device);
   return [a]() {
     set_num_threads(a->threads);
+    Device device = usable_device(a->device);
     decode::LoadedModel m = decode::load_model_dir(a->model_dir, a->checkpoint);
+    m.model->to(device);
     data::ParallelCorpus corpus = data::read_corpus(a->input);
     if (corpus.skipped_empty > 0)
       std::fprintf(stderr, "qkv: warning: %lld pair(s) with an empty side were skipped\n",

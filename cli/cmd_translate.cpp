@@ -13,7 +13,7 @@ namespace qkv::cli {
 
 namespace {
 struct TranslateArgs {
-  std::string model_dir, checkpoint = "best", input = "-", output = "-";
+  std::string model_dir, checkpoint = "best", input = "-", output = "-", device = "cpu";
   decode::TranslatorOptions options;
   int threads = 0;
   int64_t chunk_lines = 2000;
@@ -31,6 +31,11 @@ void add_search_options(CLI::App* cmd, decode::SearchOptions& o) {
   cmd->add_option("--max-length", o.max_length, "most output subwords in any sentence");
 }
 
+void add_device_option(CLI::App* cmd, std::string& device) {
+  cmd->add_option("--device", device, "cpu or cuda (a build with CUDA and a GPU)")
+      ->check(CLI::IsMember({"cpu", "cuda"}));
+}
+
 Command add_translate(CLI::App& app) {
   auto* cmd = app.add_subcommand(
       "translate",
@@ -46,10 +51,13 @@ Command add_translate(CLI::App& app) {
   cmd->add_option("--output,-o", a->output, "output file (- for stdout)");
   cmd->add_option("--batch-tokens", a->options.batch_tokens, "source subwords per batch");
   cmd->add_option("--threads", a->threads, "CPU threads (0: all cores)");
+  add_device_option(cmd, a->device);
   add_search_options(cmd, a->options.search);
   return [a]() {
     set_num_threads(a->threads);
+    Device device = usable_device(a->device);
     decode::LoadedModel m = decode::load_model_dir(a->model_dir, a->checkpoint);
+    m.model->to(device);
     a->options.search.n_best = std::min(a->options.search.n_best, a->options.search.beam);
     decode::Translator translator(*m.model, *m.tokenizer, a->options);
     std::ofstream file;

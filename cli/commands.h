@@ -22,5 +22,8 @@ Command add_convert(CLI::App& app);
 
 // --beam, --n-best, --length-penalty, ... shared by translate and eval.
 void add_search_options(CLI::App* cmd, decode::SearchOptions& options);
+// --device cpu|cuda for the commands that run a model (train and train-vit take `device` from
+// their configs instead).
+void add_device_option(CLI::App* cmd, std::string& device);
 
 }  // namespace qkv::cli

@@ -149,6 +149,24 @@ TEST(CliTranslate, BadModelDirectoriesGiveOneLineErrors) {
   EXPECT_EQ(no_weights.status, 1);
 }
 
+// Where no GPU can run it (a build without CUDA, or no device), --device cuda fails at once
+// with the reason; --device cpu is the default and gives the same output as no option.
+TEST(CliTranslate, DeviceOptionSaysWhyCudaCannotRun) {
+  CliResult cpu = qkv("translate --device cpu --model-dir " + model_dir(), "hola\n");
+  CliResult plain = qkv("translate --model-dir " + model_dir(), "hola\n");
+  EXPECT_EQ(cpu.status, 0) << cpu.err;
+  EXPECT_EQ(cpu.out, plain.out);
+  CliResult other = qkv("translate --device tpu --model-dir " + model_dir(), "hola\n");
+  EXPECT_NE(other.status, 0);
+  EXPECT_NE(other.err.find("tpu"), std::string::npos) << other.err;
+  if (cuda_device_count() > 0) GTEST_SKIP() << "a CUDA device is present";
+  for (std::string cmd : {"translate", "score -i x.tsv", "eval --test x.tsv"}) {
+    CliResult r = qkv(cmd + " --device cuda --model-dir " + model_dir(), "hola\n");
+    EXPECT_EQ(r.status, 1) << cmd;
+    EXPECT_NE(r.err.find("device cuda:"), std::string::npos) << cmd << ": " << r.err;
+  }
+}
+
 TEST(CliConvert, HuggingFaceRoundTripTranslatesTheSame) {
   std::string hf = temp_path("cli-hf"), back = temp_path("cli-back");
   CliResult to = qkv("convert --from qkv " + model_dir() + " --to hf " + hf);

@@ -47,7 +47,8 @@ TEST_P(DecodeTest, CachedStepsEqualTheFullDecoder) {
   nn::Context ctx;
   Var memory = model->encode(src, src_len, ctx);
   Tensor full = model->logits(model->decode(tgt, memory, src_len, ctx)).value();  // [2, 5, V]
-  decode::IncrementalDecoder dec(*model, memory, src_len, 8);
+  decode::PackedDecoder weights(*model);
+  decode::IncrementalDecoder dec(weights, memory, src_len, 8);
   for (int64_t t = 0; t < 5; ++t) {
     Tensor step_ids = ids({tgt.data<int32_t>()[t], tgt.data<int32_t>()[5 + t]}, {2});
     Tensor logits = dec.step(step_ids);  // [2, V]
@@ -61,6 +62,7 @@ TEST_P(DecodeTest, CachedStepsEqualTheFullDecoder) {
 
 TEST_P(DecodeTest, BatchedSearchEqualsOneByOne) {
   auto model = random_model(tiny_config(31, GetParam()), 4);
+  decode::PackedDecoder weights(*model);  // packed once, reused by every one-sentence search
   std::vector<std::vector<int32_t>> sources = {
       {5, 6, 7}, {9, 10, 11, 12, 13, 14, 15}, {20}, {8, 8, 9, 4}};
   for (int beam : {1, 4}) {
@@ -76,7 +78,7 @@ TEST_P(DecodeTest, BatchedSearchEqualsOneByOne) {
     auto batched = decode::search(*model, src, len, o);
     for (int64_t i = 0; i < b; ++i) {
       int64_t n = int64_t(sources[i].size());
-      auto single = decode::search(*model, ids(sources[i], {1, n}), ids({int32_t(n)}, {1}), o);
+      auto single = decode::search(weights, ids(sources[i], {1, n}), ids({int32_t(n)}, {1}), o);
       ASSERT_EQ(single[0].size(), batched[i].size()) << "sentence " << i << " beam " << beam;
       for (size_t h = 0; h < single[0].size(); ++h) {
         EXPECT_EQ(single[0][h].tokens, batched[i][h].tokens)
@@ -169,7 +171,8 @@ TEST_P(DecodeTest, DecodingLoopStopsCallingTheSystemAllocator) {
   Tensor src = ids({5, 6, 7, 8, 9, 10}, {2, 3}), len = ids({3, 3}, {2});
   nn::Context ctx;
   Var memory = model->encode(src, len, ctx);
-  decode::IncrementalDecoder dec(*model, memory, len, 32);
+  decode::PackedDecoder weights(*model);
+  decode::IncrementalDecoder dec(weights, memory, len, 32);
   Tensor tokens = ids({2, 2}, {2});
   for (int i = 0; i < 3; ++i) dec.step(tokens);  // warm-up
   size_t before = allocator_for(Device::cpu).stats().system_allocations;

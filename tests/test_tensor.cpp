@@ -293,5 +293,19 @@ TEST(Rng, UniformStaysInRange) {
   for (int i = 0; i < 1000; ++i) EXPECT_LT(rng.below(7), 7u);
 }
 
+TEST(Device, NamesAreCheckedAndCudaOnlyWhereAGpuIs) {
+  EXPECT_EQ(usable_device("cpu"), Device::cpu);
+  try {
+    usable_device("gpu");
+    FAIL() << "an unknown device was accepted";
+  } catch (const std::invalid_argument& e) {
+    EXPECT_NE(std::string(e.what()).find("'gpu'"), std::string::npos) << e.what();
+  }
+  if (cuda_device_count() > 0)
+    EXPECT_EQ(usable_device("cuda"), Device::cuda);
+  else
+    EXPECT_THROW(usable_device("cuda"), std::invalid_argument);
+}
+
 }  // namespace
 }  // namespace qkv

@@ -140,5 +140,20 @@ TEST(Train, ConfigErrorsNameTheFileAndKey) {
   EXPECT_THROW(train::train_seq2seq(bad), std::runtime_error);
 }
 
+// device: cuda where no GPU can run it fails before anything is written.
+TEST(Train, CudaWithoutAGpuFailsAtOnce) {
+  if (cuda_device_count() > 0) GTEST_SKIP() << "a CUDA device is present";
+  std::string dir = fresh_dir("cuda-without-gpu");
+  train::TrainConfig c = tiny_training(dir);
+  c.device = "cuda";
+  try {
+    train::train_seq2seq(c);
+    FAIL() << "training started on a missing device";
+  } catch (const std::invalid_argument& e) {
+    EXPECT_NE(std::string(e.what()).find("device cuda:"), std::string::npos) << e.what();
+  }
+  EXPECT_FALSE(fs::exists(dir));
+}
+
 }  // namespace
 }  // namespace qkv::test

@@ -46,6 +46,13 @@ int64_t longest(const std::vector<const std::vector<int32_t>*>& rows) {
 
 }  // namespace
 
+Batch Batch::to(Device device) const {
+  Batch b = *this;
+  for (Tensor* t : {&b.src, &b.src_lengths, &b.tgt_in, &b.tgt_out, &b.tgt_lengths})
+    if (t->defined()) *t = t->to(device);
+  return b;
+}
+
 int64_t fit_sources(std::vector<std::vector<int32_t>>& sources, int64_t max_len, int32_t eos) {
   const int64_t most = eos >= 0 ? max_len - 1 : max_len;
   int64_t cut = 0;

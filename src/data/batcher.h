@@ -43,6 +43,8 @@ struct Batch {
   std::vector<int64_t> indices;  // row b holds pair indices[b] of the batcher's input
   BatchPosition position;        // where next() took it from
   int64_t size() const { return int64_t(indices.size()); }
+  // The same batch with its tensors on `device`.
+  Batch to(Device device) const;
 };
 
 // Cuts every source to max_len tokens; with eos >= 0 (models with Seq2SeqConfig::source_eos)

@@ -5,39 +5,22 @@
 
 namespace qkv::decode {
 
-IncrementalDecoder::PackedLinear::PackedLinear(const Tensor& weight, const Tensor& bias)
-    : weight(ops::pack_linear_weight(weight)), bias(bias), out(weight.size(0)) {}
-
-IncrementalDecoder::PackedLinear::PackedLinear(const std::vector<const nn::Linear*>& layers) {
-  std::vector<Tensor> weights, biases;
-  for (const nn::Linear* l : layers) {
-    weights.push_back(l->weight.value());
-    biases.push_back(l->bias.defined() ? l->bias.value() : Tensor::zeros({l->weight.shape()[0]}));
-  }
-  *this = PackedLinear(ops::concat(weights, 0), ops::concat(biases, 0));
-}
-
-Var IncrementalDecoder::PackedLinear::operator()(const Var& x) const {
-  return Var(ops::linear_packed_forward(x.value(), weight, out, bias));
-}
-
-IncrementalDecoder::IncrementalDecoder(const nn::Seq2Seq& model, const Var& memory,
+IncrementalDecoder::IncrementalDecoder(const PackedDecoder& weights, const Var& memory,
                                        const Tensor& src_lengths, int64_t capacity, int64_t beam)
-    : model_(model), src_lengths_(src_lengths), capacity_(capacity), beam_(beam) {
-  const auto& c = model.config();
+    : weights_(weights),
+      model_(weights.model()),
+      src_lengths_(src_lengths),
+      capacity_(capacity),
+      beam_(beam) {
+  const auto& c = model_.config();
   int64_t n = memory.shape()[0] * beam, dh = c.d_model / c.heads;
-  output_ = PackedLinear(model.output_weight().value(), model.output_bias().value());
-  for (const auto& layer : model.decoder_layers()) {
-    const auto &self = layer.self_attn, &cross = layer.encoder_attn;
-    weights_.push_back({PackedLinear({&self.q_proj, &self.k_proj, &self.v_proj}),
-                        PackedLinear({&self.out_proj}), PackedLinear({&cross.q_proj}),
-                        PackedLinear({&cross.out_proj}), PackedLinear({&layer.ffn.fc1}),
-                        PackedLinear({&layer.ffn.fc2})});
+  Device device = model_.device();
+  for (const auto& layer : model_.decoder_layers()) {
     LayerCache cache;
     // Zeros, not garbage: masked positions must not turn into NaN when weighted by 0. Reorder
     // copies only written positions, so the others stay zero or hold an earlier finite value.
-    cache.self_k = Tensor::zeros({n, c.heads, capacity, dh});
-    cache.self_v = Tensor::zeros({n, c.heads, capacity, dh});
+    cache.self_k = Tensor::zeros({n, c.heads, capacity, dh}, DType::f32, device);
+    cache.self_v = Tensor::zeros({n, c.heads, capacity, dh}, DType::f32, device);
     cache.mem_k = layer.encoder_attn.split_heads(layer.encoder_attn.k_proj(memory)).value();
     cache.mem_v = layer.encoder_attn.split_heads(layer.encoder_attn.v_proj(memory)).value();
     layers_.push_back(std::move(cache));
@@ -45,7 +28,8 @@ IncrementalDecoder::IncrementalDecoder(const nn::Seq2Seq& model, const Var& memo
   self_lengths_ = Tensor::empty({n}, DType::i32);
 }
 
-Var IncrementalDecoder::self_attention(const LayerWeights& w, const Var& x, LayerCache& cache) {
+Var IncrementalDecoder::self_attention(const PackedDecoder::Layer& w, const Var& x,
+                                       LayerCache& cache) {
   int64_t n = x.shape()[0], h = cache.self_k.size(1), dh = cache.self_k.size(3);
   // With one position, [N, 1, H, Dh] and [N, H, 1, Dh] share a memory layout: no permute.
   Shape heads{n, h, 1, dh};
@@ -53,14 +37,14 @@ Var IncrementalDecoder::self_attention(const LayerWeights& w, const Var& x, Laye
   Var q(qkv[0].reshape(heads));
   ops::kv_cache_write(cache.self_k, qkv[1].reshape(heads), pos_);
   ops::kv_cache_write(cache.self_v, qkv[2].reshape(heads), pos_);
-  ops::AttentionMask mask{false, self_lengths_};
+  ops::AttentionMask mask{false, self_lengths_.to(q.value().device())};
   Var o = attention(q, Var(cache.self_k), Var(cache.self_v), mask, 1.f / std::sqrt(float(dh)));
   return w.self_out(reshape(o, {n, 1, h * dh}));
 }
 
 // The beam rows of a sentence are its queries: [B * beam, 1, d] -> [B, H, beam, Dh] against
 // the sentence's keys [B, H, S, Dh], and back.
-Var IncrementalDecoder::cross_attention(const LayerWeights& w, const Var& x,
+Var IncrementalDecoder::cross_attention(const PackedDecoder::Layer& w, const Var& x,
                                         const LayerCache& cache) {
   int64_t n = x.shape()[0], h = cache.mem_k.size(1), dh = cache.mem_k.size(3), b = n / beam_;
   Var q = reshape(w.cross_q(x), {b, beam_, h, dh});
@@ -77,11 +61,11 @@ Tensor IncrementalDecoder::step(const Tensor& tokens) {
   });
   int64_t n = rows();
   self_lengths_.fill(float(pos_ + 1));
-  Var x = model_.embed(tokens.reshape({n, 1}), pos_, ctx_);  // [N, 1, d]
+  Var x = model_.embed(tokens.reshape({n, 1}).to(model_.device()), pos_, ctx_);  // [N, 1, d]
   bool pre = model_.config().pre_norm;
   for (size_t i = 0; i < layers_.size(); ++i) {
     const nn::DecoderLayer& layer = model_.decoder_layers()[i];
-    const LayerWeights& w = weights_[i];
+    const PackedDecoder::Layer& w = weights_.layer(i);
     LayerCache& cache = layers_[i];
     x = nn::residual(x, layer.self_attn_layer_norm, pre, ctx_,
                      [&](const Var& y) { return self_attention(w, y, cache); });
@@ -92,20 +76,23 @@ Tensor IncrementalDecoder::step(const Tensor& tokens) {
   }
   if (model_.config().stack_norms()) x = model_.decoder_final_norm()(x);
   ++pos_;
-  return output_(x).value().reshape({n, model_.config().vocab_size});
+  return weights_.output()(x).value().reshape({n, model_.config().vocab_size});
 }
 
-void IncrementalDecoder::reorder(const Tensor& index, const Tensor& sentences) {
-  int64_t m = index.size(0);
-  const int32_t* idx = index.data<int32_t>();
+void IncrementalDecoder::reorder(const Tensor& index_host, const Tensor& sentences_host) {
+  int64_t m = index_host.size(0);
+  const int32_t* idx = index_host.data<int32_t>();
   bool in_place = true;  // rows only leave, in order: each moves down, none is read after
   for (int64_t i = 1; i < m; ++i) in_place = in_place && idx[i] > idx[i - 1];
+  Device device = model_.device();
+  Tensor index = index_host.to(device), sentences;
+  if (sentences_host.defined()) sentences = sentences_host.to(device);
   for (auto& cache : layers_) {
     for (auto [t, spare] :
          {std::pair{&cache.self_k, &cache.spare_k}, {&cache.self_v, &cache.spare_v}}) {
       Tensor out = *t;
       if (!in_place) {
-        if (!spare->defined()) *spare = Tensor::zeros(t->shape());
+        if (!spare->defined()) *spare = Tensor::zeros(t->shape(), DType::f32, device);
         out = *spare;
         *spare = *t;
       }

@@ -7,54 +7,41 @@
 #pragma once
 #include <vector>
 
-#include "nn/seq2seq.h"
+#include "decode/packed_decoder.h"
 
 namespace qkv::decode {
 
 class IncrementalDecoder {
  public:
-  // memory [B, S, d] and src_lengths i32 [B] from Seq2Seq::encode; N = B * beam rows, row r
-  // continues sentence r / beam; capacity: most steps.
-  IncrementalDecoder(const nn::Seq2Seq& model, const Var& memory, const Tensor& src_lengths,
+  // memory [B, S, d] and src_lengths i32 [B] from weights.model().encode; N = B * beam rows,
+  // row r continues sentence r / beam; capacity: most steps. `weights` must outlive this.
+  IncrementalDecoder(const PackedDecoder& weights, const Var& memory, const Tensor& src_lengths,
                      int64_t capacity, int64_t beam = 1);
-  // tokens i32 [N] at position position() -> logits [N, V]; then position() grows by one.
+  // tokens i32 [N] (on any device) at position position() -> logits [N, V] on the model's
+  // device; then position() grows by one.
   Tensor step(const Tensor& tokens);
-  // Keeps rows `index` (i32 [M], values in [0, N)) in that order, e.g. to follow beams. When
-  // sentences leave, `sentences` (i32 [M / beam]) are those that stay, in order, and rows
-  // j * beam .. j * beam + beam - 1 of `index` must belong to the j-th of them.
+  // Keeps rows `index` (i32 [M], values in [0, N), on the cpu) in that order, e.g. to follow
+  // beams. When sentences leave, `sentences` (i32 [M / beam], cpu) are those that stay, in
+  // order, and rows j * beam .. j * beam + beam - 1 of `index` must belong to the j-th of them.
   void reorder(const Tensor& index, const Tensor& sentences = Tensor());
   int64_t position() const { return pos_; }
   int64_t rows() const { return self_lengths_.size(0); }
 
  private:
-  // A Linear layer with its weight packed once for few-row products (ops::linear_packed).
-  struct PackedLinear {
-    Tensor weight, bias;  // [ceil(out / 16), in, 16], [out] or undefined
-    int64_t out = 0;
-    PackedLinear() = default;
-    PackedLinear(const Tensor& weight, const Tensor& bias);  // [out, in], [out] or undefined
-    // The layers side by side: their outputs concatenated in order.
-    explicit PackedLinear(const std::vector<const nn::Linear*>& layers);
-    Var operator()(const Var& x) const;
-  };
-  struct LayerWeights {
-    PackedLinear self_qkv, self_out, cross_q, cross_out, fc1, fc2;
-  };
   struct LayerCache {
     Tensor self_k, self_v;    // [N, H, capacity, Dh]: the first N rows of a buffer
     Tensor spare_k, spare_v;  // [>= N, H, capacity, Dh]: where reorder writes when not in place
     Tensor mem_k, mem_v;      // [B, H, S, Dh]
   };
-  Var self_attention(const LayerWeights& w, const Var& x, LayerCache& cache);
-  Var cross_attention(const LayerWeights& w, const Var& x, const LayerCache& cache);
+  Var self_attention(const PackedDecoder::Layer& w, const Var& x, LayerCache& cache);
+  Var cross_attention(const PackedDecoder::Layer& w, const Var& x, const LayerCache& cache);
 
+  const PackedDecoder& weights_;
   const nn::Seq2Seq& model_;
   nn::Context ctx_;
-  std::vector<LayerWeights> weights_;
-  PackedLinear output_;  // hidden -> logits
   std::vector<LayerCache> layers_;
-  Tensor src_lengths_;   // i32 [B]
-  Tensor self_lengths_;  // i32 [N], position + 1 during a step
+  Tensor src_lengths_;   // i32 [B], on the model's device
+  Tensor self_lengths_;  // i32 [N] on the cpu, position + 1 during a step
   int64_t capacity_, beam_, pos_ = 0;
 };
 

@@ -9,8 +9,10 @@ std::vector<double> score_batch(const nn::Seq2Seq& model, const Tensor& src,
                                 const Tensor& tgt_out, const Tensor& tgt_lengths) {
   nn::Context ctx;
   const int64_t vocab = model.config().vocab_size, rows = src.size(0), len = tgt_in.size(1);
-  Var logits = model.forward(src, src_lengths, tgt_in, ctx);  // [B, T, V]
-  Tensor lp = ops::log_softmax_forward(logits.value().reshape({-1, vocab}));
+  Device device = model.device();
+  Var logits = model.forward(src.to(device), src_lengths.to(device), tgt_in.to(device),
+                             ctx);  // [B, T, V]
+  Tensor lp = ops::log_softmax_forward(logits.value().reshape({-1, vocab})).to(Device::cpu);
   std::vector<double> out(size_t(rows), 0.0);
   for (int64_t r = 0; r < rows; ++r)
     for (int64_t t = 0; t < tgt_lengths.data<int32_t>()[r]; ++t)

@@ -29,24 +29,27 @@ struct Beam {
 };
 }  // namespace
 
-std::vector<std::vector<Hypothesis>> search(const nn::Seq2Seq& model, const Tensor& src,
+std::vector<std::vector<Hypothesis>> search(const PackedDecoder& weights, const Tensor& src,
                                             const Tensor& src_lengths,
                                             const SearchOptions& options) {
+  const nn::Seq2Seq& model = weights.model();
   const auto& c = model.config();
   const int64_t batch = src.size(0), k = std::max(1, options.beam);
   const int64_t vocab = c.vocab_size;
   std::vector<int64_t> limit(batch);
   int64_t longest = 0;
+  Tensor host_lengths = src_lengths.to(Device::cpu);
   for (int64_t b = 0; b < batch; ++b) {
-    limit[b] = max_steps(options, src_lengths.data<int32_t>()[b]);
+    limit[b] = max_steps(options, host_lengths.data<int32_t>()[b]);
     longest = std::max(longest, limit[b]);
   }
   nn::Context ctx;
-  Var memory = model.encode(src, src_lengths, ctx);  // [B, S, d]
+  Tensor lengths = src_lengths.to(model.device());
+  Var memory = model.encode(src.to(model.device()), lengths, ctx);  // [B, S, d]
 
   // Rows: k per sentence, sentence-major. All start from <bos>; only beam 0 is alive at first
   // so that the k copies do not fill the beam with duplicates.
-  IncrementalDecoder decoder(model, memory, src_lengths, longest, k);
+  IncrementalDecoder decoder(weights, memory, lengths, longest, k);
   std::vector<std::vector<Beam>> beams(batch, std::vector<Beam>(k));
   for (int64_t b = 0; b < batch; ++b)
     for (int64_t j = 1; j < k; ++j) beams[b][j].log_prob = kNegInf;
@@ -65,7 +68,7 @@ std::vector<std::vector<Hypothesis>> search(const nn::Seq2Seq& model, const Tens
   const std::vector<int32_t> never{c.pad_id, c.bos_id};
   BestTokens top;
   for (int64_t step = 0; step < longest && !active.empty(); ++step) {
-    best_tokens(decoder.step(tokens), 2 * k, never, c.eos_id, top);
+    best_tokens(decoder.step(tokens).to(Device::cpu), 2 * k, never, c.eos_id, top);
     next_rows.clear(), next_tokens.clear(), still_active.clear(), kept.clear();
     for (int64_t a = 0; a < int64_t(active.size()); ++a) {
       int64_t b = active[a];
@@ -135,6 +138,12 @@ std::vector<std::vector<Hypothesis>> search(const nn::Seq2Seq& model, const Tens
     out[b] = std::move(f);
   }
   return out;
+}
+
+std::vector<std::vector<Hypothesis>> search(const nn::Seq2Seq& model, const Tensor& src,
+                                            const Tensor& src_lengths,
+                                            const SearchOptions& options) {
+  return search(PackedDecoder(model), src, src_lengths, options);
 }
 
 }  // namespace qkv::decode

@@ -2,7 +2,7 @@
 #pragma once
 #include <vector>
 
-#include "nn/seq2seq.h"
+#include "decode/packed_decoder.h"
 
 namespace qkv::decode {
 
@@ -28,6 +28,10 @@ struct Hypothesis {
 };
 
 // src i32 [B, S], src_lengths i32 [B] -> for each sentence, up to n_best hypotheses, best first.
+std::vector<std::vector<Hypothesis>> search(const PackedDecoder& weights, const Tensor& src,
+                                            const Tensor& src_lengths,
+                                            const SearchOptions& options);
+// The same, packing the model's decoder weights for this search only.
 std::vector<std::vector<Hypothesis>> search(const nn::Seq2Seq& model, const Tensor& src,
                                             const Tensor& src_lengths,
                                             const SearchOptions& options);

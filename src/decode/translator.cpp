@@ -9,7 +9,7 @@ namespace qkv::decode {
 
 Translator::Translator(const nn::Seq2Seq& model, const data::Tokenizer& tokenizer,
                        const TranslatorOptions& options)
-    : model_(model), tokenizer_(tokenizer), options_(options) {
+    : model_(model), weights_(model), tokenizer_(tokenizer), options_(options) {
   int64_t most = model.config().max_positions;
   if (options_.max_source_tokens <= 0 || options_.max_source_tokens > most)
     options_.max_source_tokens = most;
@@ -36,7 +36,7 @@ std::vector<std::vector<Translation>> Translator::translate(const std::vector<st
     std::vector<std::vector<int32_t>> sources;
     for (size_t i = begin; i < end; ++i) sources.push_back(ids[order[i]]);
     data::Batch batch = data::make_source_batch(sources, c.pad_id);
-    auto hyps = search(model_, batch.src, batch.src_lengths, options_.search);
+    auto hyps = search(weights_, batch.src, batch.src_lengths, options_.search);
     for (size_t i = begin; i < end; ++i) {
       auto& dst = out[order[i]];
       dst.clear();

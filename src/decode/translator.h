@@ -34,6 +34,7 @@ class Translator {
 
  private:
   const nn::Seq2Seq& model_;
+  PackedDecoder weights_;  // packed once, for every batch
   const data::Tokenizer& tokenizer_;
   TranslatorOptions options_;
   int64_t truncated_ = 0;

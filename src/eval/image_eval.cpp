@@ -27,10 +27,12 @@ ImagePredictions predict_images(const nn::ViT& model, const data::ImageSet& set,
     std::vector<int64_t> indices;
     for (int64_t i = begin; i < std::min(n, begin + batch_size); ++i) indices.push_back(i);
     data::ImageBatch b = data::make_image_batch(set, indices, norm);
-    Tensor logits = model.forward(b.images, ctx).value();  // [B, classes]
+    Device device = model.device();
+    Tensor logits = model.forward(b.images.to(device), ctx).value();  // [B, classes]
     Tensor lse;
-    Tensor losses = ops::cross_entropy_forward(logits, b.labels, -1, 0.f, lse);
+    Tensor losses = ops::cross_entropy_forward(logits, b.labels.to(device), -1, 0.f, lse);
     for (float l : losses.to_vector()) loss += l;
+    logits = logits.to(Device::cpu);
     Tensor probs = ops::softmax_forward(logits);
     std::copy_n(probs.data<float>(), probs.numel(), out.probabilities.data<float>() + begin * k);
     Tensor best = ops::argmax_rows(logits);
@@ -132,8 +134,10 @@ std::unique_ptr<nn::ViT> load_vit_dir(const std::string& model_dir, const std::s
 ClassificationReport evaluate_image_model(const std::string& model_dir,
                                           const std::string& checkpoint,
                                           const std::string& test_spec,
-                                          const std::string& report_dir, int64_t batch_size) {
+                                          const std::string& report_dir, int64_t batch_size,
+                                          Device device) {
   std::unique_ptr<nn::ViT> model = load_vit_dir(model_dir, checkpoint);
+  model->to(device);
   const nn::ViTConfig& c = model->config();
   data::ImageSet test =
       data::open_image_set(test_spec, {c.channels, c.image_size, c.image_size}, c.classes);

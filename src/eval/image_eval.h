@@ -52,10 +52,12 @@ bool is_vit_dir(const std::string& model_dir);
 
 // `qkv eval` on images: classifies the test set `test_spec` (see data/image_set.h), prints
 // the report, and writes confusion.svg and (when the model directory has metrics.jsonl)
-// training_curves.svg into report_dir (created; empty: the model directory). Returns the report.
+// training_curves.svg into report_dir (created; empty: the model directory). The model runs on
+// `device`. Returns the report.
 ClassificationReport evaluate_image_model(const std::string& model_dir,
                                           const std::string& checkpoint,
                                           const std::string& test_spec,
-                                          const std::string& report_dir, int64_t batch_size);
+                                          const std::string& report_dir, int64_t batch_size,
+                                          Device device = Device::cpu);
 
 }  // namespace qkv::eval

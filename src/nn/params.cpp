@@ -53,6 +53,13 @@ void load_params(const ParamList& params, const NamedTensors& tensors, const std
         throw std::runtime_error(source + ": tensor '" + name + "' belongs to no parameter");
 }
 
+void move_params(const ParamList& params, Device device) {
+  for (const auto& [name, v] : params) {
+    Var(v).mutable_value() = v.value().to(device);
+    v.clear_grad();
+  }
+}
+
 int64_t count_params(const ParamList& params) {
   int64_t n = 0;
   for (const auto& [name, t] : param_tensors(params)) n += t.numel();

@@ -27,5 +27,8 @@ NamedTensors param_tensors(const ParamList& params);
 void load_params(const ParamList& params, const NamedTensors& tensors, const std::string& source,
                  bool allow_unused = false);
 int64_t count_params(const ParamList& params);
+// Moves every parameter's value to `device` (tied parameters stay tied: they share one Var).
+// Gradients are dropped; the next backward pass allocates them on the new device.
+void move_params(const ParamList& params, Device device);
 
 }  // namespace qkv::nn

@@ -128,6 +128,11 @@ ParamList Seq2Seq::params() const {
   return out;
 }
 
+void Seq2Seq::to(Device device) {
+  move_params(params(), device);
+  positions_ = positions_.to(device);
+}
+
 Var Seq2Seq::embed(const Tensor& ids, int64_t offset, const Context& ctx) const {
   int64_t len = ids.size(1);
   if (offset + len > config_.max_positions)

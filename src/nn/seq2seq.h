@@ -49,6 +49,9 @@ class Seq2Seq {
   // Random initialisation for training.
   void init(Rng& rng);
   ParamList params() const;
+  // Moves the parameters and the position table to `device`; inputs must live there too.
+  void to(Device device);
+  Device device() const { return shared_.value().device(); }
 
   // ids i32 [B, L] starting at position `offset` -> scaled embeddings + positions [B, L, d].
   Var embed(const Tensor& ids, int64_t offset, const Context& ctx) const;

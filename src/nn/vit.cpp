@@ -218,7 +218,7 @@ Var ViT::features(const Tensor& images, const Context& ctx) const {
   Var w = reshape(patch_weight_, {d, c.channels * c.patch_size * c.patch_size});
   Var tokens = linear(patches, w, patch_bias_);  // [B, N, d]
   // The class token repeated over the batch: zeros [B, 1, d] + cls [1, 1, d].
-  Var cls = add(Var(Tensor::zeros({b, 1, d})), cls_token_);
+  Var cls = add(Var(Tensor::zeros({b, 1, d}, DType::f32, device())), cls_token_);
   Var x = ctx.drop(add(concat({cls, tokens}, 1), positions_));  // [B, N + 1, d]
   for (const auto& layer : layers_) x = layer(x, ops::AttentionMask{}, ctx);
   Var first = split(x, {1, c.patches()}, 1)[0];  // [B, 1, d]: the class token

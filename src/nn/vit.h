@@ -51,6 +51,9 @@ class ViT {
   const ViTConfig& config() const { return config_; }
   void init(Rng& rng);
   ParamList params() const;
+  // Moves the parameters to `device`; images must live there too.
+  void to(Device device) { move_params(params(), device); }
+  Device device() const { return cls_token_.value().device(); }
 
   // images f32 [B, C, H, W], normalised -> class-token features after the final LayerNorm [B, d].
   Var features(const Tensor& images, const Context& ctx) const;

@@ -1,5 +1,6 @@
 // The Adam / AdamW update: checks here, the fused loop in ops/cpu/adam.cpp.
 #include "ops/cpu/kernels.h"
+#include "ops/cuda/kernels.h"
 #include "ops/dispatch.h"
 
 namespace qkv::ops {
@@ -18,9 +19,12 @@ void adam_update(Tensor& param, const Tensor& grad, Tensor& m, Tensor& v, const 
   QKV_REQUIRE(p.beta1 >= 0.f && p.beta1 < 1.f && p.beta2 >= 0.f && p.beta2 < 1.f, op,
               "betas must lie in [0, 1)");
   Device dev = common_device(op, {&param, &grad, &m, &v});
-  if (dev != Device::cpu) no_kernel(op, dev);
-  cpu::adam_update(param.data<float>(), grad.data<float>(), m.data<float>(), v.data<float>(),
-                   param.numel(), p, grad_scale);
+  if (dev == Device::cuda)
+    QKV_CUDA_KERNEL(op, cuda::adam_update(param.data<float>(), grad.data<float>(), m.data<float>(),
+                                          v.data<float>(), param.numel(), p, grad_scale));
+  else
+    cpu::adam_update(param.data<float>(), grad.data<float>(), m.data<float>(), v.data<float>(),
+                     param.numel(), p, grad_scale);
 }
 
 }  // namespace qkv::ops

@@ -1,9 +1,11 @@
 // Scaled dot-product attention: shape and mask checks, the choice between the naive and the
 // tiled kernel (ops/cpu/attention_{naive,tiled}.cpp), and what each keeps for the backward pass.
-// bf16 and f16 tensors on cuda go to the FlashAttention kernels (ops/flash_attention.cpp).
+// On cuda, f32 attention is the naive kernel (ops/cuda/attention.cu); bf16 and f16 go to the
+// FlashAttention kernels (ops/flash_attention.cpp).
 #include <cmath>
 
 #include "ops/cpu/kernels.h"
+#include "ops/cuda/kernels.h"
 #include "ops/dispatch.h"
 
 namespace qkv::ops {
@@ -14,8 +16,9 @@ namespace {
 // and its memory grows linearly with the lengths instead of with their product.
 constexpr int64_t kTiledFromKeys = 256;
 
-AttentionImpl resolve(AttentionImpl impl, int64_t k_len) {
+AttentionImpl resolve(AttentionImpl impl, int64_t k_len, Device dev) {
   if (impl != AttentionImpl::automatic) return impl;
+  if (dev == Device::cuda) return AttentionImpl::naive;  // no tiled f32 kernel on cuda
   return k_len >= kTiledFromKeys ? AttentionImpl::tiled : AttentionImpl::naive;
 }
 
@@ -38,13 +41,13 @@ cpu::AttentionDims attention_dims(const char* op, const Tensor& q, const Tensor&
                 "key_lengths must be I32 [" + std::to_string(d.batch) + "], got " +
                     shape_str(lengths.shape()));
     common_device(op, {&q, &lengths});
-    if (lengths.device() == Device::cpu) {
-      d.key_lengths = lengths.data<int32_t>();
-      for (int64_t b = 0; b < d.batch; ++b)
-        QKV_REQUIRE(d.key_lengths[b] >= 0 && d.key_lengths[b] <= d.k_len, op,
-                    "key_lengths[" + std::to_string(b) + "] = " + std::to_string(d.key_lengths[b]) +
-                        " outside [0, " + std::to_string(d.k_len) + "]");
-    }
+    Tensor host = on_host(lengths);
+    const int32_t* h = host.data<int32_t>();
+    for (int64_t b = 0; b < d.batch; ++b)
+      QKV_REQUIRE(h[b] >= 0 && h[b] <= d.k_len, op,
+                  "key_lengths[" + std::to_string(b) + "] = " + std::to_string(h[b]) +
+                      " outside [0, " + std::to_string(d.k_len) + "]");
+    d.key_lengths = lengths.data<int32_t>();  // on the device of q
   }
   return d;
 }
@@ -61,7 +64,7 @@ Tensor attention_forward(const Tensor& q, const Tensor& k, const Tensor& v,
   }
   cpu::AttentionDims d = attention_dims("attention", q, k, v, mask, scale);
   Device dev = common_device("attention", {&q, &k, &v});
-  impl = resolve(impl, d.k_len);
+  impl = resolve(impl, d.k_len, dev);
   Tensor out = Tensor::empty(q.shape(), DType::f32, dev);
   float* probs = nullptr;
   float* lse = nullptr;
@@ -75,19 +78,30 @@ Tensor attention_forward(const Tensor& q, const Tensor& k, const Tensor& v,
       lse = saved->lse.data<float>();
     }
   }
-  if (dev != Device::cpu) no_kernel("attention", dev);
+  if (dev == Device::cuda && impl != AttentionImpl::naive) no_kernel("attention (tiled)", dev);
   if (d.k_len == 0) {  // no key at all: every row sees nothing
     out.zero();
     if (saved && saved->probs.defined()) saved->probs.zero();
     if (saved && saved->lse.defined()) saved->lse.fill(-INFINITY);
     return out;
   }
-  if (impl == AttentionImpl::naive)
+  if (dev == Device::cuda) {
+    // The cuda kernel needs the probabilities as scratch when the caller keeps none.
+    Tensor scratch;
+    if (!probs) {
+      scratch = Tensor::empty({d.batch, d.heads, d.q_len, d.k_len}, DType::f32, dev);
+      probs = scratch.data<float>();
+    }
+    QKV_CUDA_KERNEL("attention",
+                    cuda::attention_naive_forward(d, q.data<float>(), k.data<float>(),
+                                                  v.data<float>(), out.data<float>(), probs));
+  } else if (impl == AttentionImpl::naive) {
     cpu::attention_naive_forward(d, q.data<float>(), k.data<float>(), v.data<float>(),
                                  out.data<float>(), probs);
-  else
+  } else {
     cpu::attention_tiled_forward(d, q.data<float>(), k.data<float>(), v.data<float>(),
                                  out.data<float>(), lse);
+  }
   return out;
 }
 
@@ -113,17 +127,24 @@ void attention_backward(const Tensor& dout, const Tensor& q, const Tensor& k, co
             : saved.lse.defined() && saved.lse.numel() == d.batch * d.heads * d.q_len,
       op, "saved state does not fit these shapes (was it made by attention_forward?)");
   Device dev = common_device(op, {&dout, &q, &k, &v, &out, &dq, &dk, &dv});
-  if (dev != Device::cpu) no_kernel(op, dev);
+  if (dev == Device::cuda && !naive) no_kernel("attention_backward (tiled)", dev);
   if (d.k_len == 0) return;
   auto ptr = [](Tensor& t) { return t.defined() ? t.data<float>() : nullptr; };
-  if (naive)
+  if (dev == Device::cuda) {
+    Tensor ds = Tensor::empty({d.batch, d.heads, d.q_len, d.k_len}, DType::f32, dev);  // dS
+    QKV_CUDA_KERNEL(op, cuda::attention_naive_backward(
+                            d, dout.data<float>(), q.data<float>(), k.data<float>(),
+                            v.data<float>(), out.data<float>(), saved.probs.data<float>(),
+                            ds.data<float>(), ptr(dq), ptr(dk), ptr(dv)));
+  } else if (naive) {
     cpu::attention_naive_backward(d, dout.data<float>(), q.data<float>(), k.data<float>(),
                                   v.data<float>(), out.data<float>(), saved.probs.data<float>(),
                                   ptr(dq), ptr(dk), ptr(dv));
-  else
+  } else {
     cpu::attention_tiled_backward(d, dout.data<float>(), q.data<float>(), k.data<float>(),
                                   v.data<float>(), out.data<float>(), saved.lse.data<float>(),
                                   ptr(dq), ptr(dk), ptr(dv));
+  }
 }
 
 }  // namespace qkv::ops

@@ -1,6 +1,7 @@
 // Softmax cross-entropy with label smoothing and an ignored target: checks here, the fused
 // row loops in ops/cpu/cross_entropy.cpp.
 #include "ops/cpu/kernels.h"
+#include "ops/cuda/kernels.h"
 #include "ops/dispatch.h"
 
 namespace qkv::ops {
@@ -15,9 +16,9 @@ void check_cross_entropy(const char* op, const Tensor& logits, const Tensor& tar
                   shape_str(targets.shape()));
   QKV_REQUIRE(label_smoothing >= 0.f && label_smoothing <= 1.f, op,
               "label_smoothing " + std::to_string(label_smoothing) + " outside [0, 1]");
-  Device dev = common_device(op, {&logits, &targets});
-  if (dev != Device::cpu) no_kernel(op, dev);
-  const int32_t* t = targets.data<int32_t>();
+  common_device(op, {&logits, &targets});
+  Tensor host_targets = on_host(targets);
+  const int32_t* t = host_targets.data<int32_t>();
   int64_t vocab = logits.size(1);
   for (int64_t i = 0; i < targets.numel(); ++i)
     QKV_REQUIRE(t[i] == ignore_index || (t[i] >= 0 && t[i] < vocab), op,
@@ -33,8 +34,15 @@ Tensor cross_entropy_forward(const Tensor& logits, const Tensor& targets, int ig
   int64_t n = logits.size(0);
   Tensor loss = Tensor::empty({n}, DType::f32, logits.device());
   lse = Tensor::empty({n}, DType::f32, logits.device());
-  cpu::cross_entropy_forward(logits.data<float>(), targets.data<int32_t>(), n, logits.size(1),
-                             ignore_index, label_smoothing, loss.data<float>(), lse.data<float>());
+  if (logits.device() == Device::cuda)
+    QKV_CUDA_KERNEL("cross_entropy",
+                    cuda::cross_entropy_forward(logits.data<float>(), targets.data<int32_t>(), n,
+                                                logits.size(1), ignore_index, label_smoothing,
+                                                loss.data<float>(), lse.data<float>()));
+  else
+    cpu::cross_entropy_forward(logits.data<float>(), targets.data<int32_t>(), n, logits.size(1),
+                               ignore_index, label_smoothing, loss.data<float>(),
+                               lse.data<float>());
   return loss;
 }
 
@@ -50,10 +58,15 @@ void cross_entropy_backward(const Tensor& dloss, const Tensor& logits, const Ten
                   " and dlogits " + shape_str(dlogits.shape()) + " do not fit logits " +
                   shape_str(logits.shape()));
   Device dev = common_device(op, {&dloss, &logits, &lse, &dlogits});
-  if (dev != Device::cpu) no_kernel(op, dev);
-  cpu::cross_entropy_backward(dloss.data<float>(), logits.data<float>(), targets.data<int32_t>(),
-                              logits.size(0), logits.size(1), ignore_index, label_smoothing,
-                              lse.data<float>(), dlogits.data<float>());
+  if (dev == Device::cuda)
+    QKV_CUDA_KERNEL(op, cuda::cross_entropy_backward(dloss.data<float>(), logits.data<float>(),
+                                                     targets.data<int32_t>(), logits.size(0),
+                                                     logits.size(1), ignore_index, label_smoothing,
+                                                     lse.data<float>(), dlogits.data<float>()));
+  else
+    cpu::cross_entropy_backward(dloss.data<float>(), logits.data<float>(), targets.data<int32_t>(),
+                                logits.size(0), logits.size(1), ignore_index, label_smoothing,
+                                lse.data<float>(), dlogits.data<float>());
 }
 
 }  // namespace qkv::ops

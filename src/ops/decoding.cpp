@@ -1,10 +1,23 @@
 // Small ops of incremental decoding: KV-cache writes, beam reordering, argmax.
 #include <cstring>
 
+#include "ops/cuda/kernels.h"
 #include "ops/dispatch.h"
 #include "ops/ops.h"
 
 namespace qkv::ops {
+
+namespace {
+// Every index in [0, rows); returns them on the host.
+Tensor check_indices(const char* op, const Tensor& index, int64_t rows) {
+  Tensor host = on_host(index);
+  const int32_t* idx = host.data<int32_t>();
+  for (int64_t i = 0; i < index.size(0); ++i)
+    QKV_REQUIRE(0 <= idx[i] && idx[i] < rows, op,
+                "index " + std::to_string(idx[i]) + " outside [0, " + std::to_string(rows) + ")");
+  return host;
+}
+}  // namespace
 
 void kv_cache_write(Tensor& cache, const Tensor& x, int64_t pos) {
   QKV_REQUIRE(cache.rank() == 4 && x.rank() == 4 && x.size(2) == 1 && x.size(0) == cache.size(0) &&
@@ -15,12 +28,18 @@ void kv_cache_write(Tensor& cache, const Tensor& x, int64_t pos) {
       0 <= pos && pos < cache.size(2), "kv_cache_write",
       "position " + std::to_string(pos) + " outside the cache's " + std::to_string(cache.size(2)));
   Device dev = common_device("kv_cache_write", {&cache, &x});
-  if (dev != Device::cpu) no_kernel("kv_cache_write", dev);
   int64_t rows = cache.size(0) * cache.size(1), cap = cache.size(2), d = cache.size(3);
   float* c = cache.data<float>();
   const float* src = x.data<float>();
+  int64_t row_bytes = d * int64_t(sizeof(float));
+  if (dev == Device::cuda) {
+    // Row r of x [rows, D] goes to row pos of the cache's [rows, cap, D].
+    QKV_CUDA_KERNEL("kv_cache_write",
+                    cuda::copy_rows(c + pos * d, cap * row_bytes, src, row_bytes, row_bytes, rows));
+    return;
+  }
   for (int64_t r = 0; r < rows; ++r)
-    std::memcpy(c + (r * cap + pos) * d, src + r * d, size_t(d) * sizeof(float));
+    std::memcpy(c + (r * cap + pos) * d, src + r * d, size_t(row_bytes));
 }
 
 void kv_cache_gather(const Tensor& cache, const Tensor& index, int64_t len, Tensor& out) {
@@ -32,19 +51,25 @@ void kv_cache_gather(const Tensor& cache, const Tensor& index, int64_t len, Tens
               "cache " + shape_str(cache.shape()) + ", out " + shape_str(out.shape()) +
                   " and index " + shape_str(index.shape()) + " do not fit");
   Device dev = common_device("kv_cache_gather", {&cache, &index, &out});
-  if (dev != Device::cpu) no_kernel("kv_cache_gather", dev);
+  Tensor host = check_indices("kv_cache_gather", index, cache.size(0));
   int64_t heads = cache.size(1), cap = cache.size(2), d = cache.size(3);
-  const int32_t* idx = index.data<int32_t>();
+  const int32_t* idx = host.data<int32_t>();
   const float* src = cache.data<float>();
   float* dst = out.data<float>();
+  int64_t plane = cap * d, plane_bytes = plane * int64_t(sizeof(float));  // one head [cap, D]
   for (int64_t i = 0; i < index.size(0); ++i) {
-    QKV_REQUIRE(
-        0 <= idx[i] && idx[i] < cache.size(0), "kv_cache_gather",
-        "index " + std::to_string(idx[i]) + " outside [0, " + std::to_string(cache.size(0)) + ")");
     if (src == dst && idx[i] == i) continue;
-    for (int64_t h = 0; h < heads; ++h)
-      std::memmove(dst + (i * heads + h) * cap * d, src + (idx[i] * heads + h) * cap * d,
-                   size_t(len * d) * sizeof(float));
+    // In order of i, as the in-place case needs (index strictly increasing: entry idx[i] >= i
+    // is still unwritten when entry i reads it).
+    if (dev == Device::cuda) {
+      QKV_CUDA_KERNEL("kv_cache_gather", cuda::copy_rows(dst + i * heads * plane, plane_bytes,
+                                                         src + idx[i] * heads * plane, plane_bytes,
+                                                         len * d * int64_t(sizeof(float)), heads));
+    } else {
+      for (int64_t h = 0; h < heads; ++h)
+        std::memmove(dst + (i * heads + h) * plane, src + (idx[i] * heads + h) * plane,
+                     size_t(len * d) * sizeof(float));
+    }
   }
 }
 
@@ -52,27 +77,31 @@ Tensor gather_rows(const Tensor& x, const Tensor& index) {
   QKV_REQUIRE(x.rank() >= 1 && index.rank() == 1 && index.dtype() == DType::i32, "gather_rows",
               "needs x [N, ...] and an i32 index [M]");
   Device dev = common_device("gather_rows", {&x, &index});
-  if (dev != Device::cpu) no_kernel("gather_rows", dev);
+  Tensor host = check_indices("gather_rows", index, x.size(0));
   Shape shape = x.shape();
   shape[0] = index.size(0);
   Tensor y = Tensor::empty(shape, x.dtype(), dev);
   size_t row = x.size(0) ? x.nbytes() / size_t(x.size(0)) : 0;
-  const int32_t* idx = index.data<int32_t>();
-  for (int64_t i = 0; i < index.size(0); ++i) {
-    QKV_REQUIRE(
-        0 <= idx[i] && idx[i] < x.size(0), "gather_rows",
-        "index " + std::to_string(idx[i]) + " outside [0, " + std::to_string(x.size(0)) + ")");
+  if (dev == Device::cuda) {
+    QKV_CUDA_KERNEL("gather_rows", cuda::gather_rows(x.raw(), index.data<int32_t>(), index.size(0),
+                                                     int64_t(row), y.raw()));
+    return y;
+  }
+  const int32_t* idx = host.data<int32_t>();
+  for (int64_t i = 0; i < index.size(0); ++i)
     std::memcpy(static_cast<char*>(y.raw()) + i * row,
                 static_cast<const char*>(x.raw()) + idx[i] * row, row);
-  }
   return y;
 }
 
 Tensor argmax_rows(const Tensor& x) {
   QKV_REQUIRE(x.rank() == 2 && x.dtype() == DType::f32, "argmax_rows", "needs F32 [N, V]");
-  if (x.device() != Device::cpu) no_kernel("argmax_rows", x.device());
   int64_t n = x.size(0), v = x.size(1);
-  Tensor y = Tensor::empty({n}, DType::i32);
+  Tensor y = Tensor::empty({n}, DType::i32, x.device());
+  if (x.device() == Device::cuda) {
+    QKV_CUDA_KERNEL("argmax_rows", cuda::argmax_rows(x.data<float>(), n, v, y.data<int32_t>()));
+    return y;
+  }
   const float* p = x.data<float>();
   for (int64_t i = 0; i < n; ++i) {
     int64_t best = 0;

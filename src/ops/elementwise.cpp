@@ -2,6 +2,7 @@
 #include <algorithm>
 
 #include "ops/cpu/kernels.h"
+#include "ops/cuda/kernels.h"
 #include "ops/dispatch.h"
 
 namespace qkv::ops {
@@ -25,10 +26,13 @@ Tensor binary(cpu::Binary op, const char* name, const Tensor& a, const Tensor& b
   Device dev = common_device(name, {&a, &b});
   Shape shape = broadcast_shape(a.shape(), b.shape());
   Tensor out = Tensor::empty(shape, DType::f32, dev);
-  if (dev != Device::cpu) no_kernel(name, dev);
   auto sa = broadcast_strides(a.shape(), shape), sb = broadcast_strides(b.shape(), shape);
-  cpu::binary(op, a.data<float>(), sa.data(), b.data<float>(), sb.data(), out.data<float>(),
-              shape.data(), int(shape.size()));
+  if (dev == Device::cuda)
+    QKV_CUDA_KERNEL(name, cuda::binary(op, a.data<float>(), sa.data(), b.data<float>(), sb.data(),
+                                       out.data<float>(), shape.data(), int(shape.size())));
+  else
+    cpu::binary(op, a.data<float>(), sa.data(), b.data<float>(), sb.data(), out.data<float>(),
+                shape.data(), int(shape.size()));
   return out;
 }
 
@@ -61,8 +65,10 @@ Tensor mul(const Tensor& a, const Tensor& b) {
 Tensor scale(const Tensor& x, float s) {
   QKV_REQUIRE(x.dtype() == DType::f32, "scale", "needs an F32 tensor");
   Tensor y = Tensor::empty(x.shape(), DType::f32, x.device());
-  if (x.device() != Device::cpu) no_kernel("scale", x.device());
-  cpu::scale(x.data<float>(), s, y.data<float>(), x.numel());
+  if (x.device() == Device::cuda)
+    QKV_CUDA_KERNEL("scale", cuda::scale(x.data<float>(), s, y.data<float>(), x.numel()));
+  else
+    cpu::scale(x.data<float>(), s, y.data<float>(), x.numel());
   return y;
 }
 
@@ -70,8 +76,10 @@ void axpy(float alpha, const Tensor& x, Tensor& y) {
   QKV_REQUIRE(x.numel() == y.numel(), "axpy",
               "sizes differ: " + shape_str(x.shape()) + " and " + shape_str(y.shape()));
   Device dev = common_device("axpy", {&x, &y});
-  if (dev != Device::cpu) no_kernel("axpy", dev);
-  cpu::axpy(alpha, x.data<float>(), y.data<float>(), x.numel());
+  if (dev == Device::cuda)
+    QKV_CUDA_KERNEL("axpy", cuda::axpy(alpha, x.data<float>(), y.data<float>(), x.numel()));
+  else
+    cpu::axpy(alpha, x.data<float>(), y.data<float>(), x.numel());
 }
 
 void reduce_to(const Tensor& dy, Tensor& da) {
@@ -79,41 +87,62 @@ void reduce_to(const Tensor& dy, Tensor& da) {
   if (dy.shape() == da.shape()) return axpy(1.f, dy, da);
   require_reducible("reduce_to", dy.shape(), da.shape());
   Device dev = common_device("reduce_to", {&dy, &da});
-  if (dev != Device::cpu) no_kernel("reduce_to", dev);
   // da's shape, leading 1s aside, ends dy's shape (a bias, a position table): dy is rows of
   // da.numel() elements, added row after row (the order of the general loop below).
   Shape inner(std::find_if(da.shape().begin(), da.shape().end(), [](int64_t s) { return s != 1; }),
               da.shape().end());
   if (inner.size() <= dy.shape().size() &&
       std::equal(inner.rbegin(), inner.rend(), dy.shape().rbegin())) {
-    int64_t n = da.numel();
-    return cpu::reduce_rows_add(dy.data<float>(), dy.numel() / n, n, da.data<float>());
+    int64_t n = da.numel(), rows = dy.numel() / n;
+    if (dev == Device::cuda)
+      QKV_CUDA_KERNEL("reduce_to",
+                      cuda::reduce_rows_add(dy.data<float>(), rows, n, da.data<float>()));
+    else
+      cpu::reduce_rows_add(dy.data<float>(), rows, n, da.data<float>());
+    return;
   }
   auto st = broadcast_strides(da.shape(), dy.shape());
-  cpu::reduce_add(dy.data<float>(), dy.shape().data(), dy.rank(), da.data<float>(), st.data());
+  if (dev == Device::cuda)
+    QKV_CUDA_KERNEL("reduce_to", cuda::reduce_add(dy.data<float>(), dy.shape().data(), dy.rank(),
+                                                  da.data<float>(), st.data()));
+  else
+    cpu::reduce_add(dy.data<float>(), dy.shape().data(), dy.rank(), da.data<float>(), st.data());
 }
 
 void mul_backward(const Tensor& dy, const Tensor& a, const Tensor& b, Tensor& da, Tensor& db) {
   Device dev = common_device("mul_backward", {&dy, &a, &b, &da, &db});
-  if (dev != Device::cpu) no_kernel("mul_backward", dev);
   const Shape& shape = dy.shape();
   auto sa = broadcast_strides(a.shape(), shape), sb = broadcast_strides(b.shape(), shape);
-  if (da.defined())
-    cpu::reduce_mul_add(dy.data<float>(), b.data<float>(), sb.data(), shape.data(), dy.rank(),
-                        da.data<float>(), sa.data());
-  if (db.defined())
-    cpu::reduce_mul_add(dy.data<float>(), a.data<float>(), sa.data(), shape.data(), dy.rank(),
-                        db.data<float>(), sb.data());
+  // d[...] += reduce(dy * other), other broadcast with strides so, d with strides sd.
+  auto reduce_product = [&](const Tensor& other, const std::vector<int64_t>& so, Tensor& d,
+                            const std::vector<int64_t>& sd) {
+    if (dev == Device::cuda)
+      QKV_CUDA_KERNEL("mul_backward",
+                      cuda::reduce_mul_add(dy.data<float>(), other.data<float>(), so.data(),
+                                           shape.data(), dy.rank(), d.data<float>(), sd.data()));
+    else
+      cpu::reduce_mul_add(dy.data<float>(), other.data<float>(), so.data(), shape.data(), dy.rank(),
+                          d.data<float>(), sd.data());
+  };
+  if (da.defined()) reduce_product(b, sb, da, sa);
+  if (db.defined()) reduce_product(a, sa, db, sb);
 }
 
 Tensor sum_all(const Tensor& x) {
-  if (x.device() != Device::cpu) no_kernel("sum_all", x.device());
-  return Tensor::full({1}, float(cpu::sum(x.data<float>(), x.numel())));
+  if (x.device() == Device::cpu)
+    return Tensor::full({1}, float(cpu::sum(x.data<float>(), x.numel())));
+  Tensor total = Tensor::empty({1}, DType::f32, x.device());
+  QKV_CUDA_KERNEL("sum_all", cuda::sum(x.data<float>(), x.numel(), total.data<float>()));
+  return total;
 }
 
 double sum_squares(const Tensor& x) {
-  if (x.device() != Device::cpu) no_kernel("sum_squares", x.device());
-  return cpu::sum_squares(x.data<float>(), x.numel());
+  double total = 0.0;
+  if (x.device() == Device::cuda)
+    QKV_CUDA_KERNEL("sum_squares", total = cuda::sum_squares(x.data<float>(), x.numel()));
+  else
+    total = cpu::sum_squares(x.data<float>(), x.numel());
+  return total;
 }
 
 }  // namespace qkv::ops

@@ -89,11 +89,8 @@ Tensor flash_attention_forward(const Tensor& q, const Tensor& k, const Tensor& v
   const cuda::FlashShape s = flash_shape(op, q, k, v, mask, scale, lengths);
   Tensor out = Tensor::empty(q.shape(), q.dtype(), Device::cuda);  // [B, H, Lq, D]
   lse = Tensor::empty({s.batch, s.heads, s.q_len}, DType::f32, Device::cuda);
-#ifdef QKV_WITH_CUDA
-  cuda::flash_forward(s, q.raw(), k.raw(), v.raw(), out.raw(), lse.data<float>());
-#else
-  no_kernel(op, Device::cuda);
-#endif
+  QKV_CUDA_KERNEL(op,
+                  cuda::flash_forward(s, q.raw(), k.raw(), v.raw(), out.raw(), lse.data<float>()));
   return out;
 }
 
@@ -121,17 +118,14 @@ void flash_attention_backward(const Tensor& dout, const Tensor& q, const Tensor&
   const bool dq_in_place = dq.defined() && dq.dtype() == DType::f32;
   Tensor dq32 = dq_in_place ? dq : Tensor::zeros(q.shape(), DType::f32, Device::cuda);
   Tensor delta = Tensor::empty({s.batch, s.heads, s.q_len}, DType::f32, Device::cuda);
-#ifdef QKV_WITH_CUDA
-  auto grad = [](const Tensor& g) {
+  [[maybe_unused]] auto grad = [](const Tensor& g) {  // (unused in a build without CUDA)
     return cuda::FlashGrad{g.defined() ? g.raw() : nullptr, g.defined() && g.dtype() == DType::f32};
   };
-  cuda::flash_backward(s, dout.raw(), q.raw(), k.raw(), v.raw(), out.raw(), lse.data<float>(),
-                       delta.data<float>(), dq32.data<float>(), grad(dk), grad(dv));
+  QKV_CUDA_KERNEL(op, cuda::flash_backward(s, dout.raw(), q.raw(), k.raw(), v.raw(), out.raw(),
+                                           lse.data<float>(), delta.data<float>(),
+                                           dq32.data<float>(), grad(dk), grad(dv)));
   if (dq.defined() && !dq_in_place)
-    cuda::add_f32_into_half(dq32.data<float>(), dq.raw(), dq.numel(), s.bf16);
-#else
-  no_kernel(op, Device::cuda);
-#endif
+    QKV_CUDA_KERNEL(op, cuda::add_f32_into_half(dq32.data<float>(), dq.raw(), dq.numel(), s.bf16));
 }
 
 }  // namespace qkv::ops

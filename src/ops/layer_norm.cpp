@@ -1,5 +1,6 @@
 // LayerNorm over the last axis: shape checks, then the device's kernel.
 #include "ops/cpu/kernels.h"
+#include "ops/cuda/kernels.h"
 #include "ops/dispatch.h"
 
 namespace qkv::ops {
@@ -21,13 +22,18 @@ Tensor layer_norm_forward(const Tensor& x, const Tensor& gamma, const Tensor& be
               "beta is " + shape_str(beta.shape()) + ", expected F32 " + shape_str(gamma.shape()));
   QKV_REQUIRE(eps >= 0.f, "layer_norm", "eps must be >= 0, got " + std::to_string(eps));
   Device dev = common_device("layer_norm", {&x, &gamma, &beta});
-  if (dev != Device::cpu) no_kernel("layer_norm", dev);
   int64_t rows = rows_of(x), d = x.size(-1);
   Tensor y = Tensor::empty(x.shape(), DType::f32, dev);  // [..., d]
   mean = Tensor::empty({rows}, DType::f32, dev);
   rstd = Tensor::empty({rows}, DType::f32, dev);
-  cpu::layer_norm_forward(x.data<float>(), gamma.data<float>(), beta.data<float>(), eps, rows, d,
-                          y.data<float>(), mean.data<float>(), rstd.data<float>());
+  if (dev == Device::cuda)
+    QKV_CUDA_KERNEL(
+        "layer_norm",
+        cuda::layer_norm_forward(x.data<float>(), gamma.data<float>(), beta.data<float>(), eps,
+                                 rows, d, y.data<float>(), mean.data<float>(), rstd.data<float>()));
+  else
+    cpu::layer_norm_forward(x.data<float>(), gamma.data<float>(), beta.data<float>(), eps, rows, d,
+                            y.data<float>(), mean.data<float>(), rstd.data<float>());
   return y;
 }
 
@@ -47,11 +53,16 @@ void layer_norm_backward(const Tensor& dy, const Tensor& x, const Tensor& gamma,
               "layer_norm_backward", "dgamma and dbeta must be " + shape_str(gamma.shape()));
   Device dev =
       common_device("layer_norm_backward", {&dy, &x, &gamma, &mean, &rstd, &dx, &dgamma, &dbeta});
-  if (dev != Device::cpu) no_kernel("layer_norm_backward", dev);
   auto ptr = [](Tensor& t) { return t.defined() ? t.data<float>() : nullptr; };
-  cpu::layer_norm_backward(dy.data<float>(), x.data<float>(), gamma.data<float>(),
-                           mean.data<float>(), rstd.data<float>(), rows, x.size(-1), ptr(dx),
-                           ptr(dgamma), ptr(dbeta));
+  if (dev == Device::cuda)
+    QKV_CUDA_KERNEL("layer_norm_backward",
+                    cuda::layer_norm_backward(
+                        dy.data<float>(), x.data<float>(), gamma.data<float>(), mean.data<float>(),
+                        rstd.data<float>(), rows, x.size(-1), ptr(dx), ptr(dgamma), ptr(dbeta)));
+  else
+    cpu::layer_norm_backward(dy.data<float>(), x.data<float>(), gamma.data<float>(),
+                             mean.data<float>(), rstd.data<float>(), rows, x.size(-1), ptr(dx),
+                             ptr(dgamma), ptr(dbeta));
 }
 
 }  // namespace qkv::ops

@@ -1,6 +1,7 @@
 // Layout ops: permute, concat, split. Shape rules here, copies in ops/cpu/layout.cpp.
 
 #include "ops/cpu/kernels.h"
+#include "ops/cuda/kernels.h"
 #include "ops/dispatch.h"
 
 namespace qkv::ops {
@@ -76,8 +77,11 @@ Tensor permute(const Tensor& x, const std::vector<int>& dims) {
   check_permutation("permute", x.shape(), dims);
   QKV_REQUIRE(x.dtype() == DType::f32, "permute", "needs an F32 tensor");
   Tensor y = Tensor::empty(permuted(x.shape(), dims), DType::f32, x.device());
-  if (x.device() != Device::cpu) no_kernel("permute", x.device());
-  cpu::permute(x.data<float>(), x.shape().data(), x.rank(), dims.data(), y.data<float>(), false);
+  if (x.device() == Device::cuda)
+    QKV_CUDA_KERNEL("permute", cuda::permute(x.data<float>(), x.shape().data(), x.rank(),
+                                             dims.data(), y.data<float>(), false));
+  else
+    cpu::permute(x.data<float>(), x.shape().data(), x.rank(), dims.data(), y.data<float>(), false);
   return y;
 }
 
@@ -89,9 +93,13 @@ void permute_backward(const Tensor& dy, const std::vector<int>& dims, Tensor& dx
   std::vector<int> inverse(dims.size());
   for (size_t i = 0; i < dims.size(); ++i) inverse[dims[i]] = int(i);
   Device dev = common_device("permute_backward", {&dy, &dx});
-  if (dev != Device::cpu) no_kernel("permute_backward", dev);
-  cpu::permute(dy.data<float>(), dy.shape().data(), dy.rank(), inverse.data(), dx.data<float>(),
-               true);
+  if (dev == Device::cuda)
+    QKV_CUDA_KERNEL("permute_backward",
+                    cuda::permute(dy.data<float>(), dy.shape().data(), dy.rank(), inverse.data(),
+                                  dx.data<float>(), true));
+  else
+    cpu::permute(dy.data<float>(), dy.shape().data(), dy.rank(), inverse.data(), dx.data<float>(),
+                 true);
 }
 
 Tensor concat(const std::vector<Tensor>& xs, int axis) {
@@ -105,13 +113,16 @@ Tensor concat(const std::vector<Tensor>& xs, int axis) {
   Device dev = xs[0].device();
   for (const Tensor& t : xs) QKV_REQUIRE(t.device() == dev, "concat", "parts on different devices");
   Tensor y = Tensor::empty(shape, DType::f32, dev);
-  if (dev != Device::cpu) no_kernel("concat", dev);
   for (const Tensor& t : xs) {
     data.push_back(t.data<float>());
     widths.push_back(t.size(axis) * numel_after(shape, axis));
   }
-  cpu::join_rows(data.data(), widths.data(), int(xs.size()), numel_before(shape, axis),
-                 y.data<float>(), false);
+  int64_t outer = numel_before(shape, axis);
+  if (dev == Device::cuda)
+    QKV_CUDA_KERNEL("concat", cuda::join_rows(data.data(), widths.data(), int(xs.size()), outer,
+                                              y.data<float>(), false));
+  else
+    cpu::join_rows(data.data(), widths.data(), int(xs.size()), outer, y.data<float>(), false);
   return y;
 }
 
@@ -119,7 +130,6 @@ std::vector<Tensor> split(const Tensor& x, const std::vector<int64_t>& sizes, in
   axis = normalize_axis("split", axis, x.rank());
   QKV_REQUIRE(x.dtype() == DType::f32, "split", "needs an F32 tensor");
   check_pieces("split", sizes, sizes.size(), x, axis);
-  if (x.device() != Device::cpu) no_kernel("split", x.device());
   std::vector<Tensor> ys;
   std::vector<float*> data;
   std::vector<int64_t> widths;
@@ -131,8 +141,12 @@ std::vector<Tensor> split(const Tensor& x, const std::vector<int64_t>& sizes, in
     data.push_back(ys.back().data<float>());
     widths.push_back(s * after);
   }
-  cpu::split_rows(x.data<float>(), widths.data(), int(sizes.size()), numel_before(x.shape(), axis),
-                  data.data(), false);
+  int64_t outer = numel_before(x.shape(), axis);
+  if (x.device() == Device::cuda)
+    QKV_CUDA_KERNEL("split", cuda::split_rows(x.data<float>(), widths.data(), int(sizes.size()),
+                                              outer, data.data(), false));
+  else
+    cpu::split_rows(x.data<float>(), widths.data(), int(sizes.size()), outer, data.data(), false);
   return ys;
 }
 
@@ -156,9 +170,13 @@ void concat_backward(const Tensor& dy, int axis, const std::vector<int64_t>& siz
     data.push_back(needed ? dx->data<float>() : nullptr);
     widths.push_back(sizes[i] * after);
   }
-  if (dy.device() != Device::cpu) no_kernel("concat_backward", dy.device());
-  cpu::split_rows(dy.data<float>(), widths.data(), int(sizes.size()),
-                  numel_before(dy.shape(), axis), data.data(), true);
+  int64_t outer = numel_before(dy.shape(), axis);
+  if (dy.device() == Device::cuda)
+    QKV_CUDA_KERNEL("concat_backward",
+                    cuda::split_rows(dy.data<float>(), widths.data(), int(sizes.size()), outer,
+                                     data.data(), true));
+  else
+    cpu::split_rows(dy.data<float>(), widths.data(), int(sizes.size()), outer, data.data(), true);
 }
 
 void split_backward(const std::vector<Tensor>& dys, const std::vector<int64_t>& sizes, int axis,
@@ -182,9 +200,12 @@ void split_backward(const std::vector<Tensor>& dys, const std::vector<int64_t>& 
     data.push_back(dy.defined() ? dy.data<float>() : nullptr);
     widths.push_back(sizes[i] * after);
   }
-  if (dx.device() != Device::cpu) no_kernel("split_backward", dx.device());
-  cpu::join_rows(data.data(), widths.data(), int(sizes.size()), numel_before(dx.shape(), axis),
-                 dx.data<float>(), true);
+  int64_t outer = numel_before(dx.shape(), axis);
+  if (dx.device() == Device::cuda)
+    QKV_CUDA_KERNEL("split_backward", cuda::join_rows(data.data(), widths.data(), int(sizes.size()),
+                                                      outer, dx.data<float>(), true));
+  else
+    cpu::join_rows(data.data(), widths.data(), int(sizes.size()), outer, dx.data<float>(), true);
 }
 
 }  // namespace qkv::ops

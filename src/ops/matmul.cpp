@@ -1,5 +1,6 @@
 // Matrix products and the linear layer: shape checks, then the device's GEMM.
 #include "ops/cpu/kernels.h"
+#include "ops/cuda/kernels.h"
 #include "ops/dispatch.h"
 
 namespace qkv::ops {
@@ -44,9 +45,14 @@ void batched_gemm(const Tensor& a, bool trans_a, const Tensor& b, bool trans_b, 
                   float alpha, float beta) {
   GemmDims d = gemm_dims("batched_gemm", a, trans_a, b, trans_b, c.shape());
   Device dev = common_device("batched_gemm", {&a, &b, &c});
-  if (dev != Device::cpu) no_kernel("batched_gemm", dev);
-  cpu::batched_gemm(trans_a, trans_b, d.batch, d.m, d.n, d.k, alpha, a.data<float>(), d.m * d.k,
-                    b.data<float>(), d.k * d.n, beta, c.data<float>(), d.m * d.n);
+  if (dev == Device::cuda)
+    QKV_CUDA_KERNEL("batched_gemm",
+                    cuda::batched_gemm(trans_a, trans_b, d.batch, d.m, d.n, d.k, alpha,
+                                       a.data<float>(), d.m * d.k, b.data<float>(), d.k * d.n, beta,
+                                       c.data<float>(), d.m * d.n));
+  else
+    cpu::batched_gemm(trans_a, trans_b, d.batch, d.m, d.n, d.k, alpha, a.data<float>(), d.m * d.k,
+                      b.data<float>(), d.k * d.n, beta, c.data<float>(), d.m * d.n);
 }
 
 Tensor matmul(const Tensor& a, bool trans_a, const Tensor& b, bool trans_b) {
@@ -76,8 +82,12 @@ Tensor linear_forward(const Tensor& x, const Tensor& w, const Tensor& bias) {
   float beta = 0.f;
   if (bias.defined()) {
     // y = bias in every row, then y += x w^T.
-    if (y.device() != Device::cpu) no_kernel("linear", y.device());
-    cpu::fill_rows(y2.data<float>(), bias.data<float>(), y2.size(0), y2.size(1));
+    common_device("linear", {&x, &w, &bias});
+    if (y.device() == Device::cuda)
+      QKV_CUDA_KERNEL(
+          "linear", cuda::fill_rows(y2.data<float>(), bias.data<float>(), y2.size(0), y2.size(1)));
+    else
+      cpu::fill_rows(y2.data<float>(), bias.data<float>(), y2.size(0), y2.size(1));
     beta = 1.f;
   }
   gemm(x2, false, w, true, y2, 1.f, beta);

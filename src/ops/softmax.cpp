@@ -1,5 +1,6 @@
 // Softmax and log-softmax over the last axis: checks, then the device's kernel.
 #include "ops/cpu/kernels.h"
+#include "ops/cuda/kernels.h"
 #include "ops/dispatch.h"
 
 namespace qkv::ops {
@@ -9,14 +10,17 @@ void check_input(const char* op, const Tensor& x) {
   QKV_REQUIRE(x.rank() >= 1 && x.dtype() == DType::f32, op,
               "needs an F32 tensor with at least one axis, got " + dtype_name(x.dtype()) + " " +
                   shape_str(x.shape()));
-  if (x.device() != Device::cpu) no_kernel(op, x.device());
 }
 }  // namespace
 
 Tensor softmax_forward(const Tensor& x) {
   check_input("softmax", x);
   Tensor y = Tensor::empty(x.shape(), DType::f32, x.device());
-  cpu::softmax_forward(x.data<float>(), rows_of(x), x.size(-1), y.data<float>());
+  if (x.device() == Device::cuda)
+    QKV_CUDA_KERNEL(
+        "softmax", cuda::softmax_forward(x.data<float>(), rows_of(x), x.size(-1), y.data<float>()));
+  else
+    cpu::softmax_forward(x.data<float>(), rows_of(x), x.size(-1), y.data<float>());
   return y;
 }
 
@@ -27,15 +31,24 @@ void softmax_backward(const Tensor& dy, const Tensor& y, Tensor& dx) {
               "softmax_backward",
               "dy " + shape_str(dy.shape()) + " and dx " + shape_str(dx.shape()) +
                   " must match y " + shape_str(y.shape()));
-  common_device("softmax_backward", {&dy, &y, &dx});
-  cpu::softmax_backward(dy.data<float>(), y.data<float>(), rows_of(y), y.size(-1),
-                        dx.data<float>());
+  Device dev = common_device("softmax_backward", {&dy, &y, &dx});
+  if (dev == Device::cuda)
+    QKV_CUDA_KERNEL("softmax_backward",
+                    cuda::softmax_backward(dy.data<float>(), y.data<float>(), rows_of(y),
+                                           y.size(-1), dx.data<float>()));
+  else
+    cpu::softmax_backward(dy.data<float>(), y.data<float>(), rows_of(y), y.size(-1),
+                          dx.data<float>());
 }
 
 Tensor log_softmax_forward(const Tensor& x) {
   check_input("log_softmax", x);
   Tensor y = Tensor::empty(x.shape(), DType::f32, x.device());
-  cpu::log_softmax_forward(x.data<float>(), rows_of(x), x.size(-1), y.data<float>());
+  if (x.device() == Device::cuda)
+    QKV_CUDA_KERNEL("log_softmax", cuda::log_softmax_forward(x.data<float>(), rows_of(x),
+                                                             x.size(-1), y.data<float>()));
+  else
+    cpu::log_softmax_forward(x.data<float>(), rows_of(x), x.size(-1), y.data<float>());
   return y;
 }
 

@@ -1,20 +1,15 @@
 // Device memory and copies for the CUDA build: plain cudaMalloc (never managed memory), used by
-// the caching allocator and Tensor. Compiled only with -DQKV_CUDA=ON.
+// the caching allocator and Tensor. Compiled only with -DQKV_CUDA=ON. Copies and memsets are
+// queued on the qkv stream, in order with the kernels (ops/cuda/context.h).
 #include <cuda_runtime.h>
 
-#include <stdexcept>
-#include <string>
-
+#include "ops/cuda/context.h"
 #include "tensor/dtype.h"
 
 namespace qkv {
 
-namespace {
-void check(cudaError_t status, const char* what) {
-  if (status != cudaSuccess)
-    throw std::runtime_error(std::string(what) + " failed: " + cudaGetErrorString(status));
-}
-}  // namespace
+using ops::cuda::check;
+using ops::cuda::stream;
 
 int cuda_device_count() {
   int count = 0;
@@ -40,11 +35,13 @@ void cuda_copy(void* dst, Device dst_device, const void* src, Device src_device,
       dst_device == Device::cuda
           ? (src_device == Device::cuda ? cudaMemcpyDeviceToDevice : cudaMemcpyHostToDevice)
           : cudaMemcpyDeviceToHost;
-  check(cudaMemcpy(dst, src, bytes, kind), "cudaMemcpy");
+  check(cudaMemcpyAsync(dst, src, bytes, kind, stream()), "cudaMemcpyAsync");
+  // The host side of a copy is pageable memory the caller may read or free at once.
+  if (kind != cudaMemcpyDeviceToDevice) check(cudaStreamSynchronize(stream()), "copy (wait)");
 }
 
 void cuda_memset_zero(void* dst, size_t bytes) {
-  check(cudaMemset(dst, 0, bytes), "cudaMemset");
+  check(cudaMemsetAsync(dst, 0, bytes, stream()), "cudaMemsetAsync");
 }
 
 }  // namespace qkv

@@ -51,6 +51,20 @@ std::string device_name(Device d) {
   return d == Device::cpu ? "cpu" : "cuda";
 }
 
+Device usable_device(const std::string& name) {
+  if (name == "cpu") return Device::cpu;
+  if (name != "cuda")
+    throw std::invalid_argument("unknown device '" + name + "' (expected cpu or cuda)");
+#ifndef QKV_WITH_CUDA
+  throw std::invalid_argument(
+      "device cuda: this qkv was built without CUDA (build it with "
+      "`cmake --preset cuda` on a machine with nvcc)");
+#endif
+  if (cuda_device_count() == 0)
+    throw std::invalid_argument("device cuda: no CUDA device is visible on this machine");
+  return Device::cuda;
+}
+
 #ifndef QKV_WITH_CUDA
 int cuda_device_count() {
   return 0;

@@ -16,6 +16,9 @@ std::string dtype_name(DType t);
 // Throws std::runtime_error naming `name` when it is not a dtype qkv knows.
 DType dtype_from_name(const std::string& name);
 std::string device_name(Device d);
+// "cpu" or "cuda"; throws std::invalid_argument naming anything else, and for "cuda" when this
+// build has no CUDA or the machine no GPU (so a run fails at once, not at its first kernel).
+Device usable_device(const std::string& name);
 // CUDA devices this process can use: 0 in a build without CUDA or on a machine without a GPU
 // (tests of CUDA kernels skip then).
 int cuda_device_count();

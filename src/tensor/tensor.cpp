@@ -10,6 +10,8 @@ namespace qkv {
 #ifdef QKV_WITH_CUDA
 void cuda_copy(void* dst, Device dst_device, const void* src, Device src_device, size_t bytes);
 void cuda_memset_zero(void* dst, size_t bytes);
+void cuda_cast(const void* src, DType from, void* dst, DType to, int64_t n);
+void cuda_fill(void* dst, DType dtype, float value, int64_t n);
 #endif
 
 namespace {
@@ -24,6 +26,12 @@ void copy_bytes(void* dst, Device dd, const void* src, Device sd, size_t bytes) 
 #else
   throw std::runtime_error("qkv was built without CUDA (configure with -DQKV_CUDA=ON)");
 #endif
+}
+
+bool cast_supported(DType from, DType to) {
+  auto is = [&](DType f, DType t) { return from == f && to == t; };
+  return is(DType::f32, DType::bf16) || is(DType::bf16, DType::f32) || is(DType::f32, DType::f16) ||
+         is(DType::f16, DType::f32) || is(DType::i32, DType::f32) || is(DType::i64, DType::i32);
 }
 }  // namespace
 
@@ -165,10 +173,17 @@ Tensor Tensor::to(Device device) const {
 
 Tensor Tensor::cast(DType dtype) const {
   if (dtype == dtype_) return *this;
-  check_shape(device_ == Device::cpu,
-              [&] { return "Tensor::cast runs on the cpu; use the cast op on cuda"; });
+  if (!cast_supported(dtype_, dtype))
+    throw std::invalid_argument("Tensor::cast from " + dtype_name(dtype_) + " to " +
+                                dtype_name(dtype) + " is not supported");
   Tensor t = empty(shape_, dtype, device_);
   int64_t n = numel();
+  if (device_ == Device::cuda) {
+#ifdef QKV_WITH_CUDA
+    cuda_cast(raw(), dtype_, t.raw(), dtype, n);
+#endif
+    return t;
+  }
   if (dtype_ == DType::f32 && dtype == DType::bf16) {
     const float* s = data<float>();
     bf16* d = t.data<bf16>();
@@ -189,28 +204,30 @@ Tensor Tensor::cast(DType dtype) const {
     const int32_t* s = data<int32_t>();
     float* d = t.data<float>();
     for (int64_t i = 0; i < n; ++i) d[i] = float(s[i]);
-  } else if (dtype_ == DType::i64 && dtype == DType::i32) {
+  } else {  // i64 -> i32
     const int64_t* s = data<int64_t>();
     int32_t* d = t.data<int32_t>();
     for (int64_t i = 0; i < n; ++i) d[i] = int32_t(s[i]);
-  } else {
-    throw std::invalid_argument("Tensor::cast from " + dtype_name(dtype_) + " to " +
-                                dtype_name(dtype) + " is not supported");
   }
   return t;
 }
 
 void Tensor::fill(float value) {
-  check_shape(device_ == Device::cpu, [&] { return "Tensor::fill runs on the cpu"; });
   int64_t n = numel();
+  if (dtype_ != DType::f32 && dtype_ != DType::i32)
+    throw std::invalid_argument("Tensor::fill supports F32 and I32");
+  if (device_ == Device::cuda) {
+#ifdef QKV_WITH_CUDA
+    cuda_fill(raw(), dtype_, value, n);
+#endif
+    return;
+  }
   if (dtype_ == DType::f32) {
     float* d = data<float>();
     for (int64_t i = 0; i < n; ++i) d[i] = value;
-  } else if (dtype_ == DType::i32) {
+  } else {
     int32_t* d = data<int32_t>();
     for (int64_t i = 0; i < n; ++i) d[i] = int32_t(value);
-  } else {
-    throw std::invalid_argument("Tensor::fill supports F32 and I32");
   }
 }
 

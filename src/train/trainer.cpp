@@ -80,7 +80,7 @@ std::vector<std::vector<int32_t>> sources_of(const data::ParallelCorpus& corpus,
 }
 
 Validation make_validation(const TrainConfig& cfg, const data::Tokenizer& tok,
-                           const nn::Seq2SeqConfig& mc) {
+                           const nn::Seq2SeqConfig& mc, Device device) {
   Validation v;
   if (cfg.valid_sets.empty()) return v;
   data::ParallelCorpus corpus = read_all(cfg.valid_sets);
@@ -91,7 +91,8 @@ Validation make_validation(const TrainConfig& cfg, const data::Tokenizer& tok,
   o.pad_id = mc.pad_id, o.bos_id = mc.bos_id, o.eos_id = mc.eos_id;
   data::Batcher batcher(sources_of(corpus, tok, mc, cfg.max_length),
                         tok.encode_all(corpus.tgt, data::Side::target), o);
-  for (const auto& plan : batcher.epoch_plan(0)) v.batches.push_back(batcher.make_batch(plan));
+  for (const auto& plan : batcher.epoch_plan(0))
+    v.batches.push_back(batcher.make_batch(plan).to(device));
   size_t n = cfg.valid_max_sentences > 0
                  ? std::min<size_t>(corpus.src.size(), size_t(cfg.valid_max_sentences))
                  : corpus.src.size();
@@ -131,8 +132,7 @@ Var batch_loss(const nn::Seq2Seq& model, const data::Batch& b, float smoothing,
 
 int64_t train_seq2seq(const TrainConfig& cfg) {
   cfg.validate();
-  if (cfg.device != "cpu")
-    throw std::invalid_argument("device '" + cfg.device + "' is not available in this build");
+  Device device = usable_device(cfg.device);
   set_num_threads(int(cfg.threads));
   check_no_foreign_model(cfg.model_dir);
   fs::create_directories(cfg.model_dir);
@@ -144,6 +144,7 @@ int64_t train_seq2seq(const TrainConfig& cfg) {
   nn::Seq2Seq model(mc);
   Rng init_rng(uint64_t(cfg.seed));
   model.init(init_rng);
+  model.to(device);  // before the loop: a resumed checkpoint is copied onto the device
   nn::ParamList params = model.params();
   TrainingLoop loop(cfg, cfg.model_dir, params, log);
   if (!loop.resumed())
@@ -167,7 +168,7 @@ int64_t train_seq2seq(const TrainConfig& cfg) {
                         tok.encode_all(corpus.tgt, data::Side::target), bo);
   data::report_batcher("train", batcher);
   batcher.seek({loop.progress().epoch, loop.progress().batch_in_epoch});
-  Validation valid = make_validation(cfg, tok, mc);
+  Validation valid = make_validation(cfg, tok, mc, device);
   nn::Context ctx = loop.context(mc.dropout);
 
   while (!loop.stopping()) {
@@ -175,7 +176,7 @@ int64_t train_seq2seq(const TrainConfig& cfg) {
     int64_t tokens = 0, sentences = 0;
     double loss_sum = 0;
     do {
-      data::Batch b = batcher.next();
+      data::Batch b = batcher.next().to(device);
       Tape tape;
       Var loss;
       {

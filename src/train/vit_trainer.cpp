@@ -45,8 +45,7 @@ nn::ViTConfig model_config_for(const ViTTrainConfig& cfg, const data::ImageSet& 
 
 int64_t train_vit(const ViTTrainConfig& cfg_in) {
   cfg_in.validate();
-  if (cfg_in.device != "cpu")
-    throw std::invalid_argument("device '" + cfg_in.device + "' is not available in this build");
+  Device device = usable_device(cfg_in.device);
   set_num_threads(int(cfg_in.threads));
   check_no_foreign_model(cfg_in.model_dir);
   fs::create_directories(cfg_in.model_dir);
@@ -71,6 +70,7 @@ int64_t train_vit(const ViTTrainConfig& cfg_in) {
   nn::ViT model(mc);
   Rng init_rng(uint64_t(cfg.seed));
   model.init(init_rng);
+  model.to(device);  // before the loop: a resumed checkpoint is copied onto the device
   nn::ParamList params = model.params();
 
   data::ImageLoaderOptions lo{
@@ -102,7 +102,8 @@ int64_t train_vit(const ViTTrainConfig& cfg_in) {
     Var loss;
     {
       Recording rec(tape);
-      loss = cross_entropy_sum(model.forward(b.images, ctx), b.labels, -1, cfg.label_smoothing);
+      loss = cross_entropy_sum(model.forward(b.images.to(device), ctx), b.labels.to(device), -1,
+                               cfg.label_smoothing);
     }
     double loss_sum = loss.value().item();
     tape.backward(loss);

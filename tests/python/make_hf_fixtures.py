@@ -82,10 +82,18 @@ def marian(out):
         for name, p in model.named_parameters():
             if name.endswith("bias") or "layer_norm" in name:
                 p.add_(torch.randn_like(p) * 0.1)
-    model.generation_config.bad_words_ids = [[v - 1]]
+    # Set here, not only in the config: transformers versions differ in what they copy from the
+    # model config into the generation config.
+    gen = model.generation_config
+    gen.decoder_start_token_id = gen.pad_token_id = v - 1
+    gen.eos_token_id = gen.forced_eos_token_id = 0
+    gen.bad_words_ids = [[v - 1]]
     model.save_pretrained(out)
 
-    sentences = [p[0] for p in pairs if len(p[0]) <= 60][:6]
+    # Sentences whose pieces are all known: newer MarianTokenizers map a piece missing from
+    # vocab.json to its SentencePiece id (an unrelated entry), qkv maps it to <unk>.
+    known = lambda s: src.unk_id() not in src.encode(s)
+    sentences = [p[0] for p in pairs if len(p[0]) <= 60 and known(p[0])][:6]
     batch = tok(sentences, return_tensors="pt", padding=True)
     g = torch.Generator().manual_seed(1)
     decoder_in = torch.randint(0, v, (len(sentences), 7), generator=g)
@@ -94,7 +102,8 @@ def marian(out):
         logits = model(**batch, decoder_input_ids=decoder_in).logits
         generated = model.generate(**batch, num_beams=1, do_sample=False,
                                    max_new_tokens=MAX_NEW_TOKENS)
-    texts = tok.batch_decode(generated, skip_special_tokens=True)
+    # Target pieces through target.spm (newer versions default to source.spm with one vocab).
+    texts = tok.batch_decode(generated, skip_special_tokens=True, use_source_tokenizer=False)
     safetensors_np.save(os.path.join(out, "expected.safetensors"), {
         "input_ids": batch["input_ids"].numpy().astype(np.int32),
         "attention_mask": batch["attention_mask"].numpy().astype(np.int32),

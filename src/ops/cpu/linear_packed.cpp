@@ -9,6 +9,10 @@
 
 #include "ops/cpu/kernels.h"
 
+// Without AVX (portable builds) GCC warns that these 32-byte vectors would pass between files
+// differently; they never leave this file.
+#pragma GCC diagnostic ignored "-Wpsabi"
+
 namespace qkv::ops::cpu {
 
 namespace {

@@ -1,7 +1,7 @@
 // Launchers of the FlashAttention kernels (ops/cuda/flash_attention_{forward,backward}.cu); the
 // checks live in ops/flash_attention.cpp. Plain C++: included by host code of every build, but
-// defined only in CUDA builds. All pointers are device pointers to contiguous tensors; they run
-// on the legacy default stream.
+// defined only in CUDA builds. All pointers are device pointers to contiguous tensors; the
+// kernels are queued on the qkv stream (ops/cuda/context.h).
 #pragma once
 #include <cstdint>
 

@@ -1,14 +1,11 @@
-// Launchers of the FlashAttention backward kernels (flash_attention_backward_kernel.cuh).
-#include <algorithm>
-
+// Launchers of the FlashAttention backward kernels (flash_attention_backward_kernel.cuh), and
+// the f32 -> bf16/f16 gradient add, on the qkv stream (ops/cuda/context.h).
+#include "ops/cuda/context.h"
 #include "ops/cuda/flash_attention_backward_kernel.cuh"
-#include "ops/cuda/flash_attention_ptx.cuh"
 
 namespace qkv::ops::cuda {
 
 namespace {
-
-using namespace flash_bwd;
 
 template <class T, int D>
 void launch_backward(const FlashShape& s, const void* dout, const void* q, const void* k,
@@ -16,27 +13,26 @@ void launch_backward(const FlashShape& s, const void* dout, const void* q, const
                      FlashGrad dk, FlashGrad dv) {
   const int64_t rows = int64_t(s.batch) * s.heads * s.q_len;
   constexpr int kDeltaThreads = 256;  // 8 rows per block
-  flash_delta_kernel<T, D><<<(rows * 32 + kDeltaThreads - 1) / kDeltaThreads, kDeltaThreads>>>(
-      static_cast<const T*>(dout), static_cast<const T*>(out), delta, rows);
-  check_cuda(cudaGetLastError(), "flash_backward delta kernel launch");
+  flash_bwd::flash_delta_kernel<T, D>
+      <<<(rows * 32 + kDeltaThreads - 1) / kDeltaThreads, kDeltaThreads, 0, stream()>>>(
+          static_cast<const T*>(dout), static_cast<const T*>(out), delta, rows);
+  check_launch("flash_delta_kernel");
 
-  constexpr int smem_bytes = kBackwardSmemBytes<D>;
-  auto kernel = flash_backward_kernel<T, D>;
+  constexpr int smem_bytes = flash_bwd::kBackwardSmemBytes<D>;
+  auto kernel = flash_bwd::flash_backward_kernel<T, D>;
   static const cudaError_t raised =
       cudaFuncSetAttribute(kernel, cudaFuncAttributeMaxDynamicSharedMemorySize, smem_bytes);
-  check_cuda(raised, "flash_backward: cudaFuncSetAttribute");
-  dim3 grid((s.k_len + kKeyTile - 1) / kKeyTile, s.batch * s.heads);
-  kernel<<<grid, kThreads, smem_bytes>>>(s, static_cast<const T*>(dout), static_cast<const T*>(q),
-                                         static_cast<const T*>(k), static_cast<const T*>(v), lse,
-                                         delta, dq, dk, dv);
-  check_cuda(cudaGetLastError(), "flash_backward kernel launch");
+  check(raised, "flash_backward: cudaFuncSetAttribute");
+  const dim3 grid((s.k_len + flash_bwd::kKeyTile - 1) / flash_bwd::kKeyTile, s.batch * s.heads);
+  kernel<<<grid, flash_bwd::kThreads, smem_bytes, stream()>>>(
+      s, static_cast<const T*>(dout), static_cast<const T*>(q), static_cast<const T*>(k),
+      static_cast<const T*>(v), lse, delta, dq, dk, dv);
+  check_launch("flash_backward_kernel");
 }
 
 template <class T>
 __global__ void add_f32_into_half_kernel(const float* src, T* dst, int64_t n) {
-  for (int64_t i = int64_t(blockIdx.x) * blockDim.x + threadIdx.x; i < n;
-       i += int64_t(gridDim.x) * blockDim.x)
-    dst[i] = T(float(dst[i]) + src[i]);
+  QKV_GRID_LOOP(i, n) dst[i] = T(float(dst[i]) + src[i]);
 }
 
 }  // namespace
@@ -55,13 +51,13 @@ void flash_backward(const FlashShape& s, const void* dout, const void* q, const 
 
 void add_f32_into_half(const float* src, void* dst, int64_t n, bool bf16) {
   if (n == 0) return;
-  const int threads = 256;
-  const int blocks = int(std::min<int64_t>((n + threads - 1) / threads, 4096));
   if (bf16)
-    add_f32_into_half_kernel<<<blocks, threads>>>(src, static_cast<__nv_bfloat16*>(dst), n);
+    add_f32_into_half_kernel<<<grid_for(n), kThreads, 0, stream()>>>(
+        src, static_cast<__nv_bfloat16*>(dst), n);
   else
-    add_f32_into_half_kernel<<<blocks, threads>>>(src, static_cast<__half*>(dst), n);
-  check_cuda(cudaGetLastError(), "add_f32_into_half kernel launch");
+    add_f32_into_half_kernel<<<grid_for(n), kThreads, 0, stream()>>>(src, static_cast<__half*>(dst),
+                                                                     n);
+  check_launch("add_f32_into_half_kernel");
 }
 
 }  // namespace qkv::ops::cuda

@@ -1,25 +1,25 @@
-// Launchers of the FlashAttention forward kernels (flash_attention_forward_kernel.cuh).
+// Launcher of the FlashAttention forward kernel (flash_attention_forward_kernel.cuh), on the qkv
+// stream (ops/cuda/context.h).
+#include "ops/cuda/context.h"
 #include "ops/cuda/flash_attention_forward_kernel.cuh"
-#include "ops/cuda/flash_attention_ptx.cuh"
 
 namespace qkv::ops::cuda {
 
 namespace {
 
-using namespace flash_fwd;
-
 template <class T, int D>
 void launch_forward(const FlashShape& s, const void* q, const void* k, const void* v, void* out,
                     float* lse) {
-  constexpr int smem_bytes = kForwardSmemBytes<D>;
-  auto kernel = flash_forward_kernel<T, D>;
+  constexpr int smem_bytes = flash_fwd::kForwardSmemBytes<D>;
+  auto kernel = flash_fwd::flash_forward_kernel<T, D>;
   static const cudaError_t raised =
       cudaFuncSetAttribute(kernel, cudaFuncAttributeMaxDynamicSharedMemorySize, smem_bytes);
-  check_cuda(raised, "flash_forward: cudaFuncSetAttribute");
-  dim3 grid((s.q_len + kQueryTile - 1) / kQueryTile, s.batch * s.heads);
-  kernel<<<grid, kThreads, smem_bytes>>>(s, static_cast<const T*>(q), static_cast<const T*>(k),
-                                         static_cast<const T*>(v), static_cast<T*>(out), lse);
-  check_cuda(cudaGetLastError(), "flash_forward kernel launch");
+  check(raised, "flash_forward: cudaFuncSetAttribute");
+  const dim3 grid((s.q_len + flash_fwd::kQueryTile - 1) / flash_fwd::kQueryTile, s.batch * s.heads);
+  kernel<<<grid, flash_fwd::kThreads, smem_bytes, stream()>>>(
+      s, static_cast<const T*>(q), static_cast<const T*>(k), static_cast<const T*>(v),
+      static_cast<T*>(out), lse);
+  check_launch("flash_forward_kernel");
 }
 
 }  // namespace

@@ -1,6 +1,6 @@
 // The PTX instructions of the FlashAttention kernels (tensor-core MMA, ldmatrix, cp.async,
-// ex2) as device functions, and check_cuda for their launchers. tests/support/
-// flash_emulation.h gives the same functions on the CPU, where the kernels run in a test.
+// ex2) as device functions. tests/support/flash_emulation.h gives the same functions on the
+// CPU, where the kernels run in a test.
 //
 // Fragment layouts of mma.sync.aligned.m16n8k16.row.col (PTX ISA, "Matrix fragments for
 // mma.m16n8k16"), with lane = threadIdx.x % 32, g = lane / 4 (group), t = lane % 4:
@@ -28,8 +28,6 @@
 #include <cuda_fp16.h>
 
 #include <cstdint>
-#include <stdexcept>
-#include <string>
 #include <type_traits>
 
 namespace qkv::ops::cuda {
@@ -116,12 +114,6 @@ __device__ __forceinline__ float exp2_approx(float x) {
   float y;
   asm("ex2.approx.ftz.f32 %0, %1;\n" : "=f"(y) : "f"(x));
   return y;
-}
-
-// Checks a CUDA call or the last launch; throws naming `what`.
-inline void check_cuda(cudaError_t status, const char* what) {
-  if (status != cudaSuccess)
-    throw std::runtime_error(std::string(what) + " failed: " + cudaGetErrorString(status));
 }
 
 }  // namespace qkv::ops::cuda

@@ -1,0 +1,39 @@
+// A Seq2Seq decoder's linear weights packed once for few-row products (ops::linear_packed):
+// packing costs about as much as a decoding step of one sentence, so a Translator packs once
+// per model and every search reuses the result. Holds a reference to the model, which must
+// outlive it and not change its weights meanwhile.
+#pragma once
+#include <vector>
+
+#include "nn/seq2seq.h"
+
+namespace qkv::decode {
+
+// A Linear layer, or several side by side (their outputs concatenated in order), packed. The
+// packed kernel is the CPU's; on cuda the weight stays as it is and cuBLAS runs the product.
+struct PackedLinear {
+  Tensor weight, bias;  // cpu: [ceil(out / 16), in, 16]; cuda: [out, in]. bias [out] or undefined
+  int64_t out = 0;
+  PackedLinear() = default;
+  PackedLinear(const Tensor& weight, const Tensor& bias);  // [out, in], [out] or undefined
+  explicit PackedLinear(const std::vector<const nn::Linear*>& layers);
+  Var operator()(const Var& x) const;  // [..., in] -> [..., out]
+};
+
+class PackedDecoder {
+ public:
+  struct Layer {
+    PackedLinear self_qkv, self_out, cross_q, cross_out, fc1, fc2;
+  };
+  explicit PackedDecoder(const nn::Seq2Seq& model);
+  const nn::Seq2Seq& model() const { return model_; }
+  const Layer& layer(size_t i) const { return layers_[i]; }
+  const PackedLinear& output() const { return output_; }  // hidden -> logits
+
+ private:
+  const nn::Seq2Seq& model_;
+  std::vector<Layer> layers_;
+  PackedLinear output_;
+};
+
+}  // namespace qkv::decode

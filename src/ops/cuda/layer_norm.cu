@@ -1,0 +1,88 @@
+// LayerNorm over the last axis, forward and backward: one block per row.
+#include "ops/cuda/block_reduce.cuh"
+#include "ops/cuda/context.h"
+#include "ops/cuda/kernels.h"
+
+namespace qkv::ops::cuda {
+
+namespace {
+// x, y [rows, d]; mean, rstd [rows]. Two passes over the row (mean, then squared deviations):
+// no cancellation when |mean| >> std.
+__global__ void layer_norm_forward_kernel(const float* x, const float* gamma, const float* beta,
+                                          float eps, int64_t d, float* y, float* mean,
+                                          float* rstd) {
+  int64_t r = blockIdx.x;
+  const float* xr = x + r * d;  // [d]
+  float* yr = y + r * d;        // [d]
+  float sum = 0.f;
+  for (int64_t c = threadIdx.x; c < d; c += blockDim.x) sum += xr[c];
+  float mu = block_sum(sum) / float(d);
+  float squares = 0.f;
+  for (int64_t c = threadIdx.x; c < d; c += blockDim.x) squares += (xr[c] - mu) * (xr[c] - mu);
+  float rs = 1.f / sqrtf(block_sum(squares) / float(d) + eps);
+  for (int64_t c = threadIdx.x; c < d; c += blockDim.x)
+    yr[c] = (xr[c] - mu) * rs * gamma[c] + beta[c];
+  if (threadIdx.x == 0) mean[r] = mu, rstd[r] = rs;
+}
+
+// dx += rstd * (g - mean(g) - xhat * mean(g * xhat)), g = dy * gamma, xhat = (x - mean) * rstd.
+__global__ void layer_norm_dx_kernel(const float* dy, const float* x, const float* gamma,
+                                     const float* mean, const float* rstd, int64_t d, float* dx) {
+  int64_t r = blockIdx.x;
+  const float* xr = x + r * d;    // [d]
+  const float* dyr = dy + r * d;  // [d]
+  float* dxr = dx + r * d;        // [d]
+  float mu = mean[r], rs = rstd[r];
+  float sum_g = 0.f, sum_gx = 0.f;
+  for (int64_t c = threadIdx.x; c < d; c += blockDim.x) {
+    float g = dyr[c] * gamma[c];
+    sum_g += g;
+    sum_gx += g * (xr[c] - mu) * rs;
+  }
+  float mean_g = block_sum(sum_g) / float(d), mean_gx = block_sum(sum_gx) / float(d);
+  for (int64_t c = threadIdx.x; c < d; c += blockDim.x)
+    dxr[c] += rs * (dyr[c] * gamma[c] - mean_g - (xr[c] - mu) * rs * mean_gx);
+}
+
+// dgamma[c] += sum_r dy * xhat, dbeta[c] += sum_r dy: one thread per column, rows in order.
+__global__ void layer_norm_params_kernel(const float* dy, const float* x, const float* mean,
+                                         const float* rstd, int64_t rows, int64_t d, float* dgamma,
+                                         float* dbeta) {
+  QKV_GRID_LOOP(c, d) {
+    float g = 0.f, b = 0.f;
+    for (int64_t r = 0; r < rows; ++r) {
+      float dyv = dy[r * d + c];
+      g += dyv * (x[r * d + c] - mean[r]) * rstd[r];
+      b += dyv;
+    }
+    if (dgamma) dgamma[c] += g;
+    if (dbeta) dbeta[c] += b;
+  }
+}
+}  // namespace
+
+void layer_norm_forward(const float* x, const float* gamma, const float* beta, float eps,
+                        int64_t rows, int64_t d, float* y, float* mean, float* rstd) {
+  if (rows == 0) return;
+  layer_norm_forward_kernel<<<unsigned(rows), kThreads, 0, stream()>>>(x, gamma, beta, eps, d, y,
+                                                                       mean, rstd);
+  check_launch("layer_norm_forward");
+}
+
+void layer_norm_backward(const float* dy, const float* x, const float* gamma, const float* mean,
+                         const float* rstd, int64_t rows, int64_t d, float* dx, float* dgamma,
+                         float* dbeta) {
+  if (rows == 0 || d == 0) return;
+  if (dx) {
+    layer_norm_dx_kernel<<<unsigned(rows), kThreads, 0, stream()>>>(dy, x, gamma, mean, rstd, d,
+                                                                    dx);
+    check_launch("layer_norm_backward (dx)");
+  }
+  if (dgamma || dbeta) {
+    layer_norm_params_kernel<<<grid_for(d), kThreads, 0, stream()>>>(dy, x, mean, rstd, rows, d,
+                                                                     dgamma, dbeta);
+    check_launch("layer_norm_backward (dgamma, dbeta)");
+  }
+}
+
+}  // namespace qkv::ops::cuda

@@ -18,6 +18,6 @@ for site in $(python3 -c "import site; print(' '.join(site.getsitepackages()))" 
   cublas_candidates+=("$site/nvidia/cublas/lib" "$site/nvidia/cu13/lib")
 done
 for d in /usr/local/cuda/lib64 /usr/local/cuda-*/lib64 "${cublas_candidates[@]}"; do
-  if ls "$d"/libcublas.so.13* > /dev/null 2>&1; then LD_LIBRARY_PATH="$LD_LIBRARY_PATH:$d"; fi
+  if ls "$d"/libcublas.so.13* > /dev/null 2>&1; then LD_LIBRARY_PATH="${LD_LIBRARY_PATH:+$LD_LIBRARY_PATH:}$d"; fi
 done
-export LD_LIBRARY_PATH
+export LD_LIBRARY_PATH="${LD_LIBRARY_PATH:-}"

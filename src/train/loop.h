@@ -113,7 +113,7 @@ class TrainingLoop {
   int64_t run_first_update_ = 0;
   double disp_loss_ = 0, disp_count_ = 0, disp_norm_ = 0;
   int64_t disp_updates_ = 0, disp_examples_ = 0;
-  int64_t skipped_ = 0;  // updates skipped in this run
+  int64_t skipped_ = 0;                          // updates skipped in this run
   int64_t last_validation_ = 0, last_save_ = 0;  // updates at which these were last done
 };
 

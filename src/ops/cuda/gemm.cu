@@ -40,8 +40,7 @@ class Bf16Copy {
  public:
   Bf16Copy(const float* x, int64_t n) : alloc_(allocator_for(Device::cuda)) {
     ptr_ = alloc_.allocate(size_t(n) * sizeof(__nv_bfloat16), &capacity_);
-    to_bf16_kernel<<<grid_for(n), kThreads, 0, stream()>>>(x, static_cast<__nv_bfloat16*>(ptr_),
-                                                           n);
+    to_bf16_kernel<<<grid_for(n), kThreads, 0, stream()>>>(x, static_cast<__nv_bfloat16*>(ptr_), n);
     check_launch("autocast to_bf16");
   }
   ~Bf16Copy() { alloc_.deallocate(ptr_, capacity_); }
@@ -68,11 +67,10 @@ void batched_gemm(bool trans_a, bool trans_b, int64_t batch, int64_t m, int64_t 
   int64_t lda = trans_a ? m : k, ldb = trans_b ? k : n;  // row-major, as cpu::batched_gemm
   if (k > 0 && matmul_precision() == MatmulPrecision::bf16) {
     Bf16Copy a16(a, span(batch, stride_a, m, k)), b16(b, span(batch, stride_b, k, n));
-    check(cublasGemmStridedBatchedEx(cublas(), op_of(trans_b), op_of(trans_a), int(n), int(m),
-                                     int(k), &alpha, b16.get(), CUDA_R_16BF, ld(ldb), stride_b,
-                                     a16.get(), CUDA_R_16BF, ld(lda), stride_a, &beta, c,
-                                     CUDA_R_32F, ld(n), stride_c, int(batch), CUBLAS_COMPUTE_32F,
-                                     CUBLAS_GEMM_DEFAULT),
+    check(cublasGemmStridedBatchedEx(
+              cublas(), op_of(trans_b), op_of(trans_a), int(n), int(m), int(k), &alpha, b16.get(),
+              CUDA_R_16BF, ld(ldb), stride_b, a16.get(), CUDA_R_16BF, ld(lda), stride_a, &beta, c,
+              CUDA_R_32F, ld(n), stride_c, int(batch), CUBLAS_COMPUTE_32F, CUBLAS_GEMM_DEFAULT),
           "cublasGemmStridedBatchedEx (bf16)");
     return;
   }

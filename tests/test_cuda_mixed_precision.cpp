@@ -75,8 +75,8 @@ TEST(CudaMixedPrecision, GemmAndMatmulUseBf16Operands) {
     got = ops::matmul(on_cuda(a), false, on_cuda(b), true);
   }
   EXPECT_TRUE(bf16_close(got, want)) << "batched matmul";
-  // Outside the scope the same product is f32 again.
-  EXPECT_TRUE(close_normwise(ops::matmul(on_cuda(a), false, on_cuda(b), true), want, 1e-6));
+  // Outside the scope the same product is f32 again (bf16 would miss 1e-5 by far).
+  EXPECT_TRUE(close_normwise(ops::matmul(on_cuda(a), false, on_cuda(b), true), want, 1e-5));
 }
 
 TEST(CudaMixedPrecision, LinearForwardAndBackward) {

@@ -1,6 +1,7 @@
 // Translation speed: greedy and beam search (decode::search, KV-cached) on random source ids,
 // every output exactly tgt_len tokens long (min_length = tgt_len, then the forced <eos>), on the
-// cpu or on cuda (f32, or bf16 products in an AutocastScope around each search). With
+// cpu or on cuda (f32, or bf16 products in an AutocastScope around each search; the sgemm
+// yardstick after each run on the cpu only). With
 // --model-dir, writes what torch_bench.py needs to run the same model on the same input:
 // weights.safetensors, config.json, sources.safetensors, and qkv's outputs for comparison.
 #include <filesystem>
@@ -61,7 +62,7 @@ Json bench_translate(const TranslateArgs& args) {
       decode::search(weights, src, src_lengths, warm);
       std::vector<std::vector<decode::Hypothesis>> hyps;
       Timing t = time_runs([&] { hyps = decode::search(weights, src, src_lengths, o); },
-                           {0, args.runs, 1, args.budget_s, true});
+                           {0, args.runs, 1, args.budget_s, device == Device::cpu});
       double tokens_per_s = double(batch * args.tgt_len) / t.median();
       std::string name =
           (beam == 1 ? "greedy" : "beam" + std::to_string(beam)) + "_b" + std::to_string(batch);

@@ -1,8 +1,8 @@
 // Translation speed: greedy and beam search (decode::search, KV-cached) on random source ids,
 // every output exactly tgt_len tokens long (min_length = tgt_len, then the forced <eos>), on the
 // cpu or on cuda (f32, or bf16 products in an AutocastScope around each search; the sgemm
-// yardstick after each run on the cpu only). With
-// --model-dir, writes what torch_bench.py needs to run the same model on the same input:
+// yardstick after each run on the cpu only). With --model-dir, writes what torch_bench.py needs
+// to run the same model on the same input:
 // weights.safetensors, config.json, sources.safetensors, and qkv's outputs for comparison.
 #include <filesystem>
 #include <fstream>

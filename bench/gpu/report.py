@@ -21,7 +21,7 @@ def load(d, name):
 def gpu_name(d):
     try:
         with open(os.path.join(d, "gpu.txt")) as f:
-            return f.read().strip()
+            return f.read().strip() or "unknown GPU"
     except OSError:
         return "unknown GPU"
 

@@ -26,7 +26,7 @@ def main():
     p.add_argument("--batches", type=int, nargs="+", default=[64, 1])
     p.add_argument("--beams", type=int, nargs="+", default=[1, 5])
     p.add_argument("--runs", type=int, default=5)
-    p.add_argument("--budget", type=float, default=10.0, help="seconds per case")
+    p.add_argument("--budget", type=float, default=5.0, help="seconds per case")
     p.add_argument("--json", required=True)
     a = p.parse_args()
     torch.backends.cuda.matmul.allow_tf32 = False

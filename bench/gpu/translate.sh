@@ -5,12 +5,12 @@
 # MarianMTModel.generate with the same shape (fp32 and bf16 weights) on the same GPU.
 # Runs on the GPU machine after scripts/device_pack.sh (qkv_bench from .device/bin):
 #   run(command="bench/gpu/translate.sh", carry=[".device"])  # about 3 minutes on an H100
-#   bench/gpu/translate.sh [--runs 5] [--budget 10]
+#   bench/gpu/translate.sh [--runs 5] [--budget 5]
 # Logs and JSON go to $OUT/translate (else /tmp/qkv-gpu-bench/translate); the table
 # (bench/gpu/report.py) is printed last.
 set -uo pipefail
 cd "$(dirname "$0")/../.."
-runs=5 budget=10
+runs=5 budget=5
 while (($#)); do
   case "$1" in
     --runs) runs=$2; shift 2 ;;

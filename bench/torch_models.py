@@ -66,7 +66,7 @@ class Seq2Seq(nn.Module):
         return self.drop(e)
 
     def encode(self, src, src_len):
-        src_pad = torch.arange(src.shape[1])[None, :] >= src_len[:, None]  # [B, S]
+        src_pad = torch.arange(src.shape[1], device=src.device)[None, :] >= src_len[:, None]  # [B, S]
         x = self.embed(src)
         for layer in self.enc:
             x = layer(x, src_key_padding_mask=src_pad)
@@ -74,7 +74,7 @@ class Seq2Seq(nn.Module):
 
     def decode(self, tgt_in, memory, src_pad):
         t = tgt_in.shape[1]
-        causal = torch.triu(torch.full((t, t), float("-inf")), diagonal=1)
+        causal = torch.triu(torch.full((t, t), float("-inf"), device=tgt_in.device), diagonal=1)
         y = self.embed(tgt_in)
         for layer in self.dec:
             y = layer(y, memory, tgt_mask=causal, memory_key_padding_mask=src_pad)

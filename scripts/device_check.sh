@@ -2,27 +2,17 @@
 # Runs on the GPU machine (CUDA 13 + driver, python3 with torch; none of qkv's other
 # dependencies), from the repo root, after scripts/device_pack.sh filled .device/ elsewhere:
 #   run(command="scripts/device_check.sh", carry=[".device"])
-# Unpacks the bundle, runs every CUDA test binary (gtest XML and logs to $OUT), runs
-# compute-sanitizer memcheck over the op tests, and prints a pass/fail table LAST (only the end
-# of the output comes back). About 3 minutes; every step has a time limit.
+# Unpacks the bundle (scripts/device_env.sh), runs every CUDA test binary (gtest XML and logs to
+# $OUT), runs compute-sanitizer memcheck over the op tests, and prints a pass/fail table LAST
+# (only the end of the output comes back). About 3 minutes; every step has a time limit. The benchmarks run in
+# a call of their own: scripts/device_bench.sh.
 set -uo pipefail
 cd "$(dirname "$0")/.."
 out=${OUT:-/tmp/qkv-device-check}
 mkdir -p "$out"
-work=$(mktemp -d)
-python3 -c "import sys, tarfile; tarfile.open(sys.argv[1]).extractall(sys.argv[2])" \
-  .device/bundle.tar.xz "$work" || { echo "device_check: cannot unpack .device/bundle.tar.xz"; exit 1; }
+source scripts/device_env.sh || exit 1
+work=$(dirname "$QKV_DEVICE_BIN")
 cat .device/MANIFEST 2>/dev/null | head -2
-
-# cuBLAS: the CUDA toolkit's, else the one in Python's nvidia wheels (PyTorch's).
-cublas_dirs=""
-for d in /usr/local/cuda/lib64 /usr/local/cuda-*/lib64 /usr/local/cuda*/targets/*/lib \
-  $(python3 -c "import site; print(' '.join(site.getsitepackages()))" 2>/dev/null | tr ' ' '\n' |
-    sed 's|$|/nvidia/cublas/lib|') $(python3 -c "import site; print(' '.join(site.getsitepackages()))" 2>/dev/null |
-    tr ' ' '\n' | sed 's|$|/nvidia/cu13/lib|'); do
-  if ls "$d"/libcublas.so.13* >/dev/null 2>&1; then cublas_dirs="$cublas_dirs:$d"; fi
-done
-export LD_LIBRARY_PATH="$work/lib$cublas_dirs${LD_LIBRARY_PATH:+:$LD_LIBRARY_PATH}"
 echo "LD_LIBRARY_PATH=$LD_LIBRARY_PATH"
 nvidia-smi --query-gpu=name,driver_version,memory.total --format=csv,noheader 2>&1 | head -1
 missing=$(ldd "$work"/bin/* 2>&1 | grep "not found" | sort -u)
@@ -83,4 +73,3 @@ done | head -150
 echo
 echo "==== qkv device check: $(date -u +%T) ===="
 printf '%s\n' "${table[@]}"
-rm -rf "$work"

@@ -1,22 +1,25 @@
 #!/usr/bin/env bash
 # Packs what the GPU machine runs: builds, with the cuda preset (portable host code), the CUDA
-# test binaries (tests/test_cuda_*), any GPU benchmarks (bench/gpu/) and `qkv`, and puts them
+# test binaries (tests/test_cuda_*), any GPU benchmarks (bench/gpu/), `qkv` and `qkv_bench` (the
+# training and translation benchmarks, bench/gpu/*.sh), and puts them
 # with the non-system shared libraries they need (OpenBLAS, gfortran, sentencepiece, yaml-cpp,
 # gomp, libstdc++, ...) into .device/bundle.tar.xz. Not packed: the C library and loader (the
 # machine's own) and the CUDA driver and cuBLAS (the machine's own; the CUDA runtime is linked
-# statically). scripts/device_check.sh unpacks and runs it there:
+# statically). scripts/device_check.sh unpacks and runs it there, scripts/device_bench.sh
+# runs the benchmarks (each its own call):
 #   run(command="scripts/device_check.sh", carry=[".device"])
+#   run(command="scripts/device_bench.sh train", carry=[".device"])
 set -euo pipefail
 cd "$(dirname "$0")/.."
 build=build/cuda
 jobs=${JOBS:-2}
 
 cmake --preset cuda >/dev/null
-targets=(qkv)
+targets=(qkv qkv_bench)
 for src in tests/test_cuda_*.cpp; do targets+=("$(basename "$src" .cpp)"); done
 cmake --build "$build" -j"$jobs" --target "${targets[@]}"
-bins=("$build/qkv")
-for t in "${targets[@]:1}"; do bins+=("$build/tests/$t"); done
+bins=("$build/qkv" "$build/bench/qkv_bench")
+for t in "${targets[@]:2}"; do bins+=("$build/tests/$t"); done
 if [ -d "$build/bench/gpu" ]; then  # a CMake subdirectory of bench/
   cmake --build "$build" -j"$jobs" --target bench/gpu/all
   while IFS= read -r exe; do bins+=("$exe"); done < <(find "$build/bench/gpu" -maxdepth 1 -type f -executable)

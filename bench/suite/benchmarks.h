@@ -11,6 +11,12 @@ namespace qkv::bench {
 // printf-style progress line on stderr (stdout may carry JSON).
 void log_line(const char* format, ...);
 
+// The device named by --device (usable_device: an error where cuda is missing) after checking
+// that --precision fits it: bf16 needs cuda.
+Device bench_device(const std::string& device, const std::string& precision);
+// Waits until the device has done all queued work (a no-op on the cpu).
+void wait_for(Device device);
+
 struct GemmArgs {
   double seconds_per_shape = 0.5;
 };
@@ -23,6 +29,8 @@ struct TrainArgs {
   int warmup = 1, steps = 5;
   double budget_s = 15;  // no more timed steps after this many seconds (but at least 3)
   std::string attention = "automatic";  // naive, tiled or automatic
+  std::string device = "cpu";           // cpu or cuda
+  std::string precision = "f32";        // f32, or bf16 matrix products (cuda only)
   uint64_t seed = 1;
 };
 Json bench_train(const TrainArgs& args);
@@ -34,8 +42,10 @@ struct TranslateArgs {
   std::vector<int64_t> batches = {32, 1};
   std::vector<int> beams = {1, 5};
   int runs = 5;
-  double budget_s = 5;    // per (batch, beam) case: no more runs after this (but at least 1)
-  std::string model_dir;  // where the weights, config and source ids go for torch_bench.py
+  double budget_s = 5;         // per (batch, beam) case: no more runs after this (but at least 1)
+  std::string model_dir;       // where the weights, config and source ids go for torch_bench.py
+  std::string device = "cpu";  // cpu or cuda
+  std::string precision = "f32";  // f32, or bf16 matrix products (cuda only)
   uint64_t seed = 1;
 };
 Json bench_translate(const TranslateArgs& args);

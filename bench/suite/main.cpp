@@ -8,6 +8,7 @@
 #include <iostream>
 
 #include "benchmarks.h"
+#include "ops/precision.h"
 #include "tensor/threads.h"
 
 namespace qkv::bench {
@@ -18,6 +19,16 @@ void log_line(const char* format, ...) {
   std::vfprintf(stderr, format, args);
   va_end(args);
   std::fputc('\n', stderr);
+}
+
+Device bench_device(const std::string& device, const std::string& precision) {
+  if (ops::precision_from_name(precision) == ops::MatmulPrecision::bf16 && device != "cuda")
+    throw std::invalid_argument("--precision bf16 needs --device cuda (the cpu computes in f32)");
+  return usable_device(device);
+}
+
+void wait_for(Device device) {
+  if (device == Device::cuda) filled_i32({1}, 0).to(device).to(Device::cpu);  // waits
 }
 
 }  // namespace qkv::bench
@@ -51,6 +62,10 @@ int main(int argc, char** argv) {
   train_cmd->add_option("--attention", train.attention, "naive, tiled or automatic")
       ->check(CLI::IsMember({"naive", "tiled", "automatic"}))
       ->capture_default_str();
+  train_cmd->add_option("--device", train.device, "cpu or cuda")->capture_default_str();
+  train_cmd->add_option("--precision", train.precision, "f32, or bf16 products (cuda)")
+      ->check(CLI::IsMember({"f32", "bf16"}))
+      ->capture_default_str();
 
   TranslateArgs translate;
   auto* translate_cmd = app.add_subcommand("translate", "greedy and beam search: target tokens/s");
@@ -66,6 +81,10 @@ int main(int argc, char** argv) {
       ->capture_default_str();
   translate_cmd->add_option("--model-dir", translate.model_dir,
                             "write weights, config and sources here for torch_bench.py");
+  translate_cmd->add_option("--device", translate.device, "cpu or cuda")->capture_default_str();
+  translate_cmd->add_option("--precision", translate.precision, "f32, or bf16 products (cuda)")
+      ->check(CLI::IsMember({"f32", "bf16"}))
+      ->capture_default_str();
 
   TestSplitArgs split;
   auto* split_cmd = app.add_subcommand(

@@ -1,6 +1,8 @@
 // Translation speed: greedy and beam search (decode::search, KV-cached) on random source ids,
-// every output exactly tgt_len tokens long (min_length = tgt_len, then the forced <eos>). With
-// --model-dir, writes what torch_bench.py needs to run the same model on the same input:
+// every output exactly tgt_len tokens long (min_length = tgt_len, then the forced <eos>), on the
+// cpu or on cuda (f32, or bf16 products in an AutocastScope around each search; the sgemm
+// yardstick after each run on the cpu only). With --model-dir, writes what torch_bench.py needs
+// to run the same model on the same input:
 // weights.safetensors, config.json, sources.safetensors, and qkv's outputs for comparison.
 #include <filesystem>
 #include <fstream>
@@ -8,6 +10,7 @@
 #include "benchmarks.h"
 #include "decode/search.h"
 #include "io/safetensors.h"
+#include "ops/precision.h"
 
 namespace qkv::bench {
 
@@ -33,12 +36,15 @@ Tensor best_tokens(const std::vector<std::vector<decode::Hypothesis>>& hyps, int
 
 Json bench_translate(const TranslateArgs& args) {
   nn::Seq2SeqConfig c = bench_config(args.preset, args.vocab);
+  const Device device = bench_device(args.device, args.precision);
+  ops::AutocastScope autocast(ops::precision_from_name(args.precision));
   nn::Seq2Seq model(c);
   Rng init_rng(args.seed);
   model.init(init_rng);
   int64_t most = *std::max_element(args.batches.begin(), args.batches.end());
   Tensor all_src = random_ids(most, args.src_len, c.vocab_size, args.seed + 10);  // [B, S]
   if (!args.model_dir.empty()) save_model(args.model_dir, model, all_src);
+  model.to(device);
   // Packed once, as decode::Translator (what `qkv translate` runs) does at model load.
   decode::PackedDecoder weights(model);
 
@@ -56,12 +62,13 @@ Json bench_translate(const TranslateArgs& args) {
       decode::search(weights, src, src_lengths, warm);
       std::vector<std::vector<decode::Hypothesis>> hyps;
       Timing t = time_runs([&] { hyps = decode::search(weights, src, src_lengths, o); },
-                           {0, args.runs, 1, args.budget_s, true});
+                           {0, args.runs, 1, args.budget_s, device == Device::cpu});
       double tokens_per_s = double(batch * args.tgt_len) / t.median();
       std::string name =
           (beam == 1 ? "greedy" : "beam" + std::to_string(beam)) + "_b" + std::to_string(batch);
       outputs.emplace_back(name, best_tokens(hyps, args.tgt_len));
-      log_line("translate %-10s qkv   %8.0f target tokens/s", name.c_str(), tokens_per_s);
+      log_line("translate %-10s qkv %s %s %8.0f target tokens/s", name.c_str(), args.device.c_str(),
+               args.precision.c_str(), tokens_per_s);
       cases.push_back({{"name", name},
                        {"batch", batch},
                        {"beam", beam},
@@ -71,10 +78,8 @@ Json bench_translate(const TranslateArgs& args) {
   }
   if (!args.model_dir.empty())
     save_safetensors(args.model_dir + "/qkv_outputs.safetensors", outputs);
-  return {{"preset", args.preset},
-          {"vocab", c.vocab_size},
-          {"src_len", args.src_len},
-          {"tgt_len", args.tgt_len},
+  return {{"preset", args.preset}, {"device", args.device},   {"precision", args.precision},
+          {"vocab", c.vocab_size}, {"src_len", args.src_len}, {"tgt_len", args.tgt_len},
           {"cases", cases}};
 }
 

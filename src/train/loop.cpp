@@ -1,6 +1,8 @@
 #include "train/loop.h"
 
+#include <algorithm>
 #include <cmath>
+#include <sstream>
 #include <stdexcept>
 
 namespace qkv::train {
@@ -32,6 +34,9 @@ void LoopConfig::bind_loop(Options& o) {
   o.add("seed", seed, "seed of initialisation, batching, augmentation and dropout");
   o.add("threads", threads, "CPU threads for OpenMP and BLAS (0: all cores)");
   o.add("device", device, "cpu or cuda");
+  o.add("precision", precision,
+        "matrix products: f32, or bf16 (cuda only: bf16 operands, f32 accumulation, f32 "
+        "weights and optimizer state)");
 }
 
 void LoopConfig::validate_loop() const {
@@ -44,6 +49,11 @@ void LoopConfig::validate_loop() const {
   need(optimizer == "adam" || optimizer == "adamw", "optimizer must be adam or adamw");
   optim::schedule_from_name(lr_schedule);
   need(device == "cpu" || device == "cuda", "device must be cpu or cuda");
+  need(precision == "f32" || precision == "bf16",
+       "precision must be f32 or bf16, got '" + precision + "'");
+  need(precision != "bf16" || device == "cuda",
+       "precision: bf16 needs device: cuda (device is " + device +
+           "); the cpu computes in f32, so use precision: f32 there");
   need(disp_freq > 0 && valid_freq > 0 && save_freq > 0,
        "disp-freq, valid-freq and save-freq must be positive");
 }
@@ -100,8 +110,12 @@ void TrainingLoop::update(double loss_sum, int64_t count, int64_t examples,
   optim::UpdateResult r =
       optim::clipped_update(adam_, params_, loss_sum, count, lr, float(config_.clip_norm));
   if (!r.applied) {
-    log_.note("skip", "update " + std::to_string(progress_.update + 1) +
-                          " skipped: the loss or gradient is not finite");
+    std::ostringstream what;
+    what << "update " << progress_.update + 1 << " skipped, weights and optimizer state unchanged: "
+         << (std::isfinite(loss_sum) ? "the gradient norm" : "the loss") << " is not finite (loss "
+         << loss_sum / double(std::max<int64_t>(count, 1)) << ", gradient norm " << r.grad_norm
+         << "); " << ++skipped_ << " skipped in this run";
+    log_.note("skip", what.str());
   } else {
     ++progress_.update;
     disp_loss_ += loss_sum, disp_count_ += double(count), disp_norm_ += r.grad_norm,

@@ -10,7 +10,8 @@
 // A trainer reads its data, builds its model and runs:
 //   TrainingLoop loop(config, model_dir, params, log);
 //   while (!loop.stopping()) {
-//     ... forward + backward over a batch (or several) with loop.context(dropout) ...
+//     { ops::AutocastScope scope(loop.precision());
+//       ... forward + backward over a batch (or several) with loop.context(dropout) ... }
 //     loop.update(loss_sum, count, examples, data_position);
 //     if (loop.validation_due()) loop.validated(stats, score);
 //     loop.checkpoint_if_due();
@@ -22,6 +23,7 @@
 
 #include "config/options.h"
 #include "nn/layers.h"
+#include "ops/precision.h"
 #include "optim/optimizer.h"
 #include "train/checkpoint.h"
 #include "train/train_log.h"
@@ -43,6 +45,9 @@ struct LoopConfig {
   int64_t disp_freq = 50, valid_freq = 500, save_freq = 500;
   int64_t seed = 1, threads = 0;
   std::string device = "cpu";
+  // Matrix products on cuda: f32, or bf16 operands with f32 accumulation (ops/precision.h);
+  // weights, gradients and Adam state stay f32 either way. bf16 needs device cuda.
+  std::string precision = "f32";
 
   // Registers these options (kebab-case keys) on `options`.
   void bind_loop(Options& options);
@@ -66,10 +71,14 @@ class TrainingLoop {
   const Progress& progress() const { return progress_; }
   // A training context with `dropout` and the run's dropout RNG (saved in checkpoints).
   nn::Context context(float dropout);
+  // The precision option, for the AutocastScope around forward and backward passes.
+  ops::MatmulPrecision precision() const { return ops::precision_from_name(config_.precision); }
 
   // One update from the gradients accumulated since the last one: their sum over `count`
   // items (target tokens, images) whose summed loss is loss_sum; `examples` sentences or
-  // images went in. Logs every disp-freq updates and decides whether to stop.
+  // images went in. Logs every disp-freq updates and decides whether to stop. A loss or
+  // gradient norm that is not finite (bf16 overflow, a bad batch) skips the update, leaving the
+  // weights and Adam state as they were, and logs a "skip" note saying which and how often.
   void update(double loss_sum, int64_t count, int64_t examples, const DataPosition& position);
   // Every valid-freq updates and when stopping (once per update).
   bool validation_due() const;
@@ -104,6 +113,7 @@ class TrainingLoop {
   int64_t run_first_update_ = 0;
   double disp_loss_ = 0, disp_count_ = 0, disp_norm_ = 0;
   int64_t disp_updates_ = 0, disp_examples_ = 0;
+  int64_t skipped_ = 0;                          // updates skipped in this run
   int64_t last_validation_ = 0, last_save_ = 0;  // updates at which these were last done
 };
 

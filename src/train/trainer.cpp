@@ -177,6 +177,7 @@ int64_t train_seq2seq(const TrainConfig& cfg) {
     double loss_sum = 0;
     do {
       data::Batch b = batcher.next().to(device);
+      ops::AutocastScope autocast(loop.precision());  // forward and backward
       Tape tape;
       Var loss;
       {
@@ -191,6 +192,7 @@ int64_t train_seq2seq(const TrainConfig& cfg) {
     data::BatchPosition pos = batcher.position();
     loop.update(loss_sum, tokens, sentences, {pos.epoch, pos.batch});
     if (!valid.sources.empty() && loop.validation_due()) {
+      ops::AutocastScope autocast(loop.precision());
       ValidStats s = validate(model, tok, valid, cfg);
       loop.validated(s, s.scores[0].second, "BLEU");
     }

@@ -98,18 +98,23 @@ int64_t train_vit(const ViTTrainConfig& cfg_in) {
 
   while (!loop.stopping()) {
     data::ImageBatch b = loader.next();
-    Tape tape;
-    Var loss;
+    double loss_sum = 0;
     {
-      Recording rec(tape);
-      loss = cross_entropy_sum(model.forward(b.images.to(device), ctx), b.labels.to(device), -1,
-                               cfg.label_smoothing);
+      ops::AutocastScope autocast(loop.precision());  // forward and backward
+      Tape tape;
+      Var loss;
+      {
+        Recording rec(tape);
+        loss = cross_entropy_sum(model.forward(b.images.to(device), ctx), b.labels.to(device), -1,
+                                 cfg.label_smoothing);
+      }
+      loss_sum = loss.value().item();
+      tape.backward(loss);
     }
-    double loss_sum = loss.value().item();
-    tape.backward(loss);
     data::ImagePosition pos = loader.position();
     loop.update(loss_sum, b.size(), b.size(), {pos.epoch, pos.batch});
     if (valid.size() > 0 && loop.validation_due()) {
+      ops::AutocastScope autocast(loop.precision());
       eval::ImagePredictions p = eval::predict_images(model, valid);
       eval::ClassificationReport r =
           eval::classification_report(valid.labels, p.predicted, valid.classes);

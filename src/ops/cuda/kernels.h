@@ -13,7 +13,8 @@ namespace qkv::ops::cuda {
 
 // Row-major sgemm through cuBLAS (fp32, no TF32), `batch` of them with element strides between
 // consecutive matrices (strided-batched): c[m, n] = alpha * op(a) @ op(b) + beta * c, with the
-// leading dimensions of cpu::batched_gemm.
+// leading dimensions of cpu::batched_gemm. Inside a bf16 AutocastScope (ops/precision.h) the
+// operands are rounded to bf16 and accumulated in f32 (see gemm.cu); attention's products too.
 void batched_gemm(bool trans_a, bool trans_b, int64_t batch, int64_t m, int64_t n, int64_t k,
                   float alpha, const float* a, int64_t stride_a, const float* b, int64_t stride_b,
                   float beta, float* c, int64_t stride_c);

@@ -1,0 +1,292 @@
+// bf16 autocast on cuda (ops/precision.h) against f32 on the CPU. Inside an AutocastScope each
+// matrix product rounds its operands to bf16 (8 significant bits: relative rounding error up
+// to 2^-9) and accumulates in f32, so a product of random operands is off by about 1e-3
+// norm-wise. Each product must be within 1e-2 of the CPU's f32 result AND further than 1e-6
+// from it: f32 cuBLAS agrees with the CPU to about 1e-7, so an error above 1e-6 shows that bf16
+// operands were really used. Then a tiny Seq2Seq trains 3 Adam steps under bf16 on cuda with
+// losses within 2e-2 of f32 on the CPU, and the training loop skips a poisoned update (infinite
+// gradient or loss) leaving the weights bit-identical. Skipped without a CUDA device.
+#include <unistd.h>
+
+#include <cmath>
+#include <filesystem>
+#include <fstream>
+#include <sstream>
+
+#include "autograd/functions.h"
+#include "autograd/tape.h"
+#include "nn/seq2seq.h"
+#include "ops/ops.h"
+#include "ops/precision.h"
+#include "optim/optimizer.h"
+#include "support/cuda_compare.h"
+#include "train/loop.h"
+
+namespace qkv::test {
+namespace {
+
+using ops::AutocastScope;
+using ops::MatmulPrecision;
+
+// ||got - want|| / ||want||, got from cuda, want from the CPU.
+double relative_error(const Tensor& got, const Tensor& want) {
+  std::vector<float> g = got.to_vector(), w = want.to_vector();
+  double diff = 0, norm = 0;
+  for (size_t i = 0; i < g.size(); ++i) {
+    diff += (double(g[i]) - w[i]) * (double(g[i]) - w[i]);
+    norm += double(w[i]) * w[i];
+  }
+  return std::sqrt(diff) / std::sqrt(norm);
+}
+
+// Within bf16's error of the f32 result, and not as close as f32 would be.
+::testing::AssertionResult bf16_close(const Tensor& got, const Tensor& want) {
+  if (got.shape() != want.shape() || got.dtype() != DType::f32)
+    return ::testing::AssertionFailure() << "shape " << shape_str(got.shape()) << " vs "
+                                         << shape_str(want.shape()) << " (or not F32)";
+  double err = relative_error(got, want);
+  if (err <= 1e-2 && err > 1e-6) return ::testing::AssertionSuccess();
+  return ::testing::AssertionFailure()
+         << "relative error " << err << " outside (1e-6, 1e-2] for " << shape_str(got.shape())
+         << (err <= 1e-6 ? ": as close as f32, so bf16 was not used" : "");
+}
+
+TEST(CudaMixedPrecision, GemmAndMatmulUseBf16Operands) {
+  QKV_SKIP_WITHOUT_CUDA();
+  Rng rng(1);
+  for (bool ta : {false, true}) {
+    for (bool tb : {false, true}) {
+      const int64_t m = 37, n = 53, k = 29;  // odd sizes: no tensor-core-friendly alignment
+      Tensor a = uniform(ta ? Shape{k, m} : Shape{m, k}, rng);
+      Tensor b = uniform(tb ? Shape{n, k} : Shape{k, n}, rng);
+      Tensor c = uniform({m, n}, rng), c_cuda = on_cuda(c);
+      ops::gemm(a, ta, b, tb, c, 0.5f, 1.f);  // beta = 1: accumulates into f32
+      {
+        AutocastScope scope(MatmulPrecision::bf16);
+        ops::gemm(on_cuda(a), ta, on_cuda(b), tb, c_cuda, 0.5f, 1.f);
+      }
+      EXPECT_TRUE(bf16_close(c_cuda, c)) << "gemm ta=" << ta << " tb=" << tb;
+    }
+  }
+  Tensor a = uniform({3, 2, 17, 65}, rng), b = uniform({3, 2, 33, 65}, rng);  // batched, b^T
+  Tensor want = ops::matmul(a, false, b, true), got;
+  {
+    AutocastScope scope(MatmulPrecision::bf16);
+    got = ops::matmul(on_cuda(a), false, on_cuda(b), true);
+  }
+  EXPECT_TRUE(bf16_close(got, want)) << "batched matmul";
+  // Outside the scope the same product is f32 again (bf16 would miss 1e-5 by far).
+  EXPECT_TRUE(close_normwise(ops::matmul(on_cuda(a), false, on_cuda(b), true), want, 1e-5));
+}
+
+TEST(CudaMixedPrecision, LinearForwardAndBackward) {
+  QKV_SKIP_WITHOUT_CUDA();
+  Rng rng(2);
+  for (int64_t rows : {1, 7, 130}) {
+    const int64_t in = 45, out = 71;
+    Tensor x = uniform({rows, 1, in}, rng), w = uniform({out, in}, rng), bias = uniform({out}, rng);
+    Tensor dy = uniform({rows, 1, out}, rng);
+    // Gradients start non-zero: backward accumulates (beta = 1) into the f32 gradients.
+    Tensor dx = uniform({rows, 1, in}, rng, -0.1f, 0.1f), dw = uniform({out, in}, rng, -0.1f, 0.1f);
+    Tensor db = uniform({out}, rng, -0.1f, 0.1f);
+    Tensor dx_c = on_cuda(dx), dw_c = on_cuda(dw), db_c = on_cuda(db), y_c;
+    Tensor y = ops::linear_forward(x, w, bias);
+    ops::linear_backward(dy, x, w, dx, dw, db);
+    {
+      AutocastScope scope(MatmulPrecision::bf16);
+      y_c = ops::linear_forward(on_cuda(x), on_cuda(w), on_cuda(bias));
+      ops::linear_backward(on_cuda(dy), on_cuda(x), on_cuda(w), dx_c, dw_c, db_c);
+    }
+    EXPECT_TRUE(bf16_close(y_c, y)) << "linear forward, rows " << rows;
+    EXPECT_TRUE(bf16_close(dx_c, dx)) << "dx, rows " << rows;
+    EXPECT_TRUE(bf16_close(dw_c, dw)) << "dw, rows " << rows;
+    EXPECT_TRUE(close_normwise(db_c, db, 1e-5)) << "dbias is an f32 sum, rows " << rows;
+  }
+}
+
+TEST(CudaMixedPrecision, AttentionProducts) {
+  QKV_SKIP_WITHOUT_CUDA();
+  Rng rng(3);
+  const int64_t b = 2, h = 3, lq = 11, lk = 19, d = 24;
+  Tensor q = uniform({b, h, lq, d}, rng), k = uniform({b, h, lk, d}, rng);
+  Tensor v = uniform({b, h, lk, d}, rng), dout = uniform({b, h, lq, d}, rng);
+  ops::AttentionMask mask{true, Tensor::from_vector(std::vector<int32_t>{19, 13}, {b})};
+  ops::AttentionMask mask_c{true, on_cuda(mask.key_lengths)};
+  const float scale = 1.f / std::sqrt(float(d));
+  ops::AttentionSaved saved, saved_c;
+  Tensor out = ops::attention_forward(q, k, v, mask, scale, &saved, ops::AttentionImpl::naive);
+  Tensor dq = Tensor::zeros(q.shape()), dk = Tensor::zeros(k.shape()),
+         dv = Tensor::zeros(v.shape());
+  ops::attention_backward(dout, q, k, v, out, mask, scale, saved, dq, dk, dv);
+  Tensor qc = on_cuda(q), kc = on_cuda(k), vc = on_cuda(v), out_c;
+  Tensor dq_c = on_cuda(Tensor::zeros(q.shape())), dk_c = on_cuda(Tensor::zeros(k.shape()));
+  Tensor dv_c = on_cuda(Tensor::zeros(v.shape()));
+  {
+    AutocastScope scope(MatmulPrecision::bf16);
+    out_c = ops::attention_forward(qc, kc, vc, mask_c, scale, &saved_c);
+    ops::attention_backward(on_cuda(dout), qc, kc, vc, out_c, mask_c, scale, saved_c, dq_c, dk_c,
+                            dv_c);
+  }
+  EXPECT_TRUE(bf16_close(out_c, out)) << "attention output";
+  EXPECT_TRUE(bf16_close(dq_c, dq)) << "dq";
+  EXPECT_TRUE(bf16_close(dk_c, dk)) << "dk";
+  EXPECT_TRUE(bf16_close(dv_c, dv)) << "dv";
+}
+
+nn::Seq2SeqConfig tiny_config() {
+  nn::Seq2SeqConfig c;
+  c.vocab_size = 53;
+  c.d_model = 32;
+  c.heads = 2;
+  c.d_ff = 56;
+  c.encoder_layers = 2;
+  c.decoder_layers = 2;
+  c.dropout = 0.1f;
+  c.max_positions = 64;
+  return c;
+}
+
+struct Batch {
+  Tensor src, src_lengths, tgt_in, tgt_out;
+  int64_t count = 0;  // target tokens that are not padding
+  Batch to(Device d) const {
+    return {src.to(d), src_lengths.to(d), tgt_in.to(d), tgt_out.to(d), count};
+  }
+};
+
+Batch make_batch(Rng& rng, int64_t vocab) {
+  const int64_t batch = 3, s = 9, t = 6;
+  Batch b;
+  b.src = random_ids({batch, s}, rng, 4, int(vocab));
+  b.src_lengths = Tensor::from_vector(std::vector<int32_t>{9, 5, 2}, {batch});
+  b.tgt_in = random_ids({batch, t}, rng, 4, int(vocab));
+  b.tgt_out = random_ids({batch, t}, rng, 4, int(vocab));
+  for (int64_t j = 4; j < t; ++j) b.tgt_out.data<int32_t>()[2 * t + j] = 0;  // padding: ignored
+  b.count = batch * t - 2;
+  return b;
+}
+
+// Summed label-smoothed cross-entropy over the targets that are not padding (id 0).
+Var loss_sum(const nn::Seq2Seq& model, const Batch& b, const nn::Context& ctx) {
+  Var logits = model.forward(b.src, b.src_lengths, b.tgt_in, ctx);  // [B, T, V]
+  int64_t v = logits.shape().back();
+  return cross_entropy_sum(reshape(logits, {-1, v}), b.tgt_out.reshape({-1}), 0, 0.1f);
+}
+
+TEST(CudaMixedPrecision, TinySeq2SeqTrainsInBf16LikeF32OnTheCpu) {
+  QKV_SKIP_WITHOUT_CUDA();
+  nn::Seq2SeqConfig config = tiny_config();
+  nn::Seq2Seq cpu_model(config), cuda_model(config);
+  Rng init_a(5), init_b(5);
+  cpu_model.init(init_a);
+  cuda_model.init(init_b);
+  cuda_model.to(Device::cuda);
+  nn::ParamList cpu_params = cpu_model.params(), cuda_params = cuda_model.params();
+  Rng data(6);
+  Batch batch = make_batch(data, config.vocab_size), batch_c = batch.to(Device::cuda);
+  optim::Adam adam_cpu(cpu_params, {0.9f, 0.98f, 1e-9f, 0.f});
+  optim::Adam adam_cuda(cuda_params, {0.9f, 0.98f, 1e-9f, 0.f});
+  Rng drop_cpu(7), drop_cuda(7);  // the same dropout masks on both devices
+  nn::Context ctx_cpu{true, config.dropout, &drop_cpu}, ctx_cuda{true, config.dropout, &drop_cuda};
+  for (int step = 0; step < 3; ++step) {
+    Tape tape_cpu, tape_cuda;
+    Var loss_cpu, loss_cuda;
+    {
+      Recording rec(tape_cpu);
+      loss_cpu = loss_sum(cpu_model, batch, ctx_cpu);
+    }
+    tape_cpu.backward(loss_cpu);
+    {
+      AutocastScope scope(MatmulPrecision::bf16);  // forward and backward, as the trainers
+      {
+        Recording rec(tape_cuda);
+        loss_cuda = loss_sum(cuda_model, batch_c, ctx_cuda);
+      }
+      tape_cuda.backward(loss_cuda);
+    }
+    double want = loss_cpu.value().item(), got = loss_cuda.value().item();
+    EXPECT_NEAR(got, want, 2e-2 * std::fabs(want)) << "loss at step " << step;
+    optim::UpdateResult rc =
+        optim::clipped_update(adam_cpu, cpu_params, want, batch.count, 1e-3f, 1.f);
+    optim::UpdateResult rg =
+        optim::clipped_update(adam_cuda, cuda_params, got, batch.count, 1e-3f, 1.f);
+    EXPECT_TRUE(rc.applied && rg.applied);
+    EXPECT_NEAR(rg.grad_norm, rc.grad_norm, 5e-2 * rc.grad_norm) << "gradient norm, step " << step;
+  }
+  for (const auto& [name, p] : cuda_params)
+    EXPECT_EQ(p.value().dtype(), DType::f32) << name << ": master weights stay f32";
+}
+
+// The training loop on cuda under bf16: an infinite gradient, then an infinite loss, skip their
+// updates and leave every weight bit for bit; a finite update after them is applied.
+TEST(CudaMixedPrecision, NonFiniteUpdateIsSkippedAndWeightsStayIdentical) {
+  QKV_SKIP_WITHOUT_CUDA();
+  namespace fs = std::filesystem;
+  fs::path dir = fs::temp_directory_path() / ("qkv_mixed_skip_" + std::to_string(::getpid()));
+  fs::remove_all(dir);
+  fs::create_directories(dir);
+  nn::Seq2SeqConfig config = tiny_config();
+  nn::Seq2Seq model(config);
+  Rng init(8);
+  model.init(init);
+  model.to(Device::cuda);
+  nn::ParamList params = model.params();
+  train::LoopConfig lc;
+  lc.device = "cuda", lc.precision = "bf16", lc.max_updates = 10, lc.warmup_steps = 1;
+  lc.validate_loop();
+  Rng data(9);
+  Batch batch = make_batch(data, config.vocab_size).to(Device::cuda);
+  int64_t updates = 0;
+  {
+    train::TrainLog log(dir.string());
+    train::TrainingLoop loop(lc, dir.string(), params, log);
+    nn::Context ctx = loop.context(config.dropout);
+    auto forward_backward = [&] {
+      AutocastScope scope(loop.precision());
+      Tape tape;
+      Var loss;
+      {
+        Recording rec(tape);
+        loss = loss_sum(model, batch, ctx);
+      }
+      tape.backward(loss);
+      return double(loss.value().item());
+    };
+    auto snapshot = [&] {
+      std::vector<Tensor> w;
+      for (const auto& [name, p] : params) w.push_back(p.value().to(Device::cpu));
+      return w;
+    };
+    std::vector<Tensor> before = snapshot();
+
+    double loss = forward_backward();
+    Tensor& g = params[0].second.grad();  // poison one gradient with +inf
+    Tensor ones = Tensor::empty(g.shape(), DType::f32, Device::cuda);
+    ones.fill(1.f);
+    ops::axpy(INFINITY, ones, g);
+    loop.update(loss, batch.count, 3, {0, 1});
+    forward_backward();
+    loop.update(INFINITY, batch.count, 3, {0, 2});  // a loss that overflowed
+    EXPECT_EQ(loop.progress().update, 0);
+    std::vector<Tensor> after = snapshot();
+    for (size_t i = 0; i < params.size(); ++i)
+      EXPECT_TRUE(identical(after[i], before[i])) << params[i].first << " changed";
+
+    loop.update(forward_backward(), batch.count, 3, {0, 3});
+    updates = loop.progress().update;
+    EXPECT_FALSE(identical(snapshot()[0], before[0])) << "a finite update must be applied";
+  }
+  EXPECT_EQ(updates, 1);
+  std::ifstream metrics(dir / "metrics.jsonl");
+  std::stringstream text;
+  text << metrics.rdbuf();
+  EXPECT_NE(text.str().find("update 1 skipped, weights and optimizer state unchanged: the "
+                            "gradient norm is not finite"),
+            std::string::npos)
+      << text.str();
+  EXPECT_NE(text.str().find("the loss is not finite"), std::string::npos) << text.str();
+  fs::remove_all(dir);
+}
+
+}  // namespace
+}  // namespace qkv::test

@@ -2,13 +2,13 @@
 # The FlashAttention checks for a GPU session in one call (a few minutes on an H100): the
 # tests, compute-sanitizer memcheck and racecheck on small cases, the tensor-core instructions
 # in the machine code (where cuobjdump exists), then the benchmark (bench/gpu/run_attention.sh).
-# Binaries from .device/bundle.tar.xz or build/cuda (bench/gpu/device_env.sh).
+# Binaries from .device/bundle.tar.xz (scripts/device_env.sh).
 #   bench/gpu/check_flash_attention.sh [--no-bench]
 #   run(command="bench/gpu/check_flash_attention.sh", carry=[".device"])
 set -uo pipefail
 cd "$(dirname "${BASH_SOURCE[0]}")/../.."
-source bench/gpu/device_env.sh
-test_bin=$gpu_bin/test_cuda_flash_attention
+source scripts/device_env.sh || exit 1
+test_bin=$QKV_DEVICE_BIN/test_cuda_flash_attention
 [[ -x $test_bin ]] || test_bin=build/cuda/tests/test_cuda_flash_attention
 [[ -x $test_bin ]] || { echo "no test_cuda_flash_attention" >&2; exit 1; }
 status=0

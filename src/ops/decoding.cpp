@@ -56,12 +56,13 @@ void kv_cache_gather(const Tensor& cache, const Tensor& index, int64_t len, Tens
   const int32_t* idx = host.data<int32_t>();
   const float* src = cache.data<float>();
   float* dst = out.data<float>();
-  int64_t plane = cap * d, plane_bytes = plane * int64_t(sizeof(float));  // one head [cap, D]
+  int64_t plane = cap * d;  // one head [cap, D]
   for (int64_t i = 0; i < index.size(0); ++i) {
     if (src == dst && idx[i] == i) continue;
     // In order of i, as the in-place case needs (index strictly increasing: entry idx[i] >= i
     // is still unwritten when entry i reads it).
     if (dev == Device::cuda) {
+      int64_t plane_bytes = plane * int64_t(sizeof(float));
       QKV_CUDA_KERNEL("kv_cache_gather", cuda::copy_rows(dst + i * heads * plane, plane_bytes,
                                                          src + idx[i] * heads * plane, plane_bytes,
                                                          len * d * int64_t(sizeof(float)), heads));

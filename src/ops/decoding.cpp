@@ -62,10 +62,10 @@ void kv_cache_gather(const Tensor& cache, const Tensor& index, int64_t len, Tens
     // In order of i, as the in-place case needs (index strictly increasing: entry idx[i] >= i
     // is still unwritten when entry i reads it).
     if (dev == Device::cuda) {
-      int64_t plane_bytes = plane * int64_t(sizeof(float));
-      QKV_CUDA_KERNEL("kv_cache_gather", cuda::copy_rows(dst + i * heads * plane, plane_bytes,
-                                                         src + idx[i] * heads * plane, plane_bytes,
-                                                         len * d * int64_t(sizeof(float)), heads));
+      QKV_CUDA_KERNEL("kv_cache_gather",
+                      cuda::copy_rows(dst + i * heads * plane, plane * int64_t(sizeof(float)),
+                                      src + idx[i] * heads * plane, plane * int64_t(sizeof(float)),
+                                      len * d * int64_t(sizeof(float)), heads));
     } else {
       for (int64_t h = 0; h < heads; ++h)
         std::memmove(dst + (i * heads + h) * plane, src + (idx[i] * heads + h) * plane,

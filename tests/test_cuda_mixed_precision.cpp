@@ -20,7 +20,9 @@
 #include "ops/precision.h"
 #include "optim/optimizer.h"
 #include "support/cuda_compare.h"
+#include "support/tiny_training.h"
 #include "train/loop.h"
+#include "train/trainer.h"
 
 namespace qkv::test {
 namespace {
@@ -133,49 +135,9 @@ TEST(CudaMixedPrecision, AttentionProducts) {
   EXPECT_TRUE(bf16_close(dv_c, dv)) << "dv";
 }
 
-nn::Seq2SeqConfig tiny_config() {
-  nn::Seq2SeqConfig c;
-  c.vocab_size = 53;
-  c.d_model = 32;
-  c.heads = 2;
-  c.d_ff = 56;
-  c.encoder_layers = 2;
-  c.decoder_layers = 2;
-  c.dropout = 0.1f;
-  c.max_positions = 64;
-  return c;
-}
-
-struct Batch {
-  Tensor src, src_lengths, tgt_in, tgt_out;
-  int64_t count = 0;  // target tokens that are not padding
-  Batch to(Device d) const {
-    return {src.to(d), src_lengths.to(d), tgt_in.to(d), tgt_out.to(d), count};
-  }
-};
-
-Batch make_batch(Rng& rng, int64_t vocab) {
-  const int64_t batch = 3, s = 9, t = 6;
-  Batch b;
-  b.src = random_ids({batch, s}, rng, 4, int(vocab));
-  b.src_lengths = Tensor::from_vector(std::vector<int32_t>{9, 5, 2}, {batch});
-  b.tgt_in = random_ids({batch, t}, rng, 4, int(vocab));
-  b.tgt_out = random_ids({batch, t}, rng, 4, int(vocab));
-  for (int64_t j = 4; j < t; ++j) b.tgt_out.data<int32_t>()[2 * t + j] = 0;  // padding: ignored
-  b.count = batch * t - 2;
-  return b;
-}
-
-// Summed label-smoothed cross-entropy over the targets that are not padding (id 0).
-Var loss_sum(const nn::Seq2Seq& model, const Batch& b, const nn::Context& ctx) {
-  Var logits = model.forward(b.src, b.src_lengths, b.tgt_in, ctx);  // [B, T, V]
-  int64_t v = logits.shape().back();
-  return cross_entropy_sum(reshape(logits, {-1, v}), b.tgt_out.reshape({-1}), 0, 0.1f);
-}
-
 TEST(CudaMixedPrecision, TinySeq2SeqTrainsInBf16LikeF32OnTheCpu) {
   QKV_SKIP_WITHOUT_CUDA();
-  nn::Seq2SeqConfig config = tiny_config();
+  nn::Seq2SeqConfig config = tiny_training_config();
   nn::Seq2Seq cpu_model(config), cuda_model(config);
   Rng init_a(5), init_b(5);
   cpu_model.init(init_a);
@@ -183,7 +145,8 @@ TEST(CudaMixedPrecision, TinySeq2SeqTrainsInBf16LikeF32OnTheCpu) {
   cuda_model.to(Device::cuda);
   nn::ParamList cpu_params = cpu_model.params(), cuda_params = cuda_model.params();
   Rng data(6);
-  Batch batch = make_batch(data, config.vocab_size), batch_c = batch.to(Device::cuda);
+  data::Batch batch = tiny_training_batch(data, config.vocab_size);
+  data::Batch batch_c = batch.to(Device::cuda);
   optim::Adam adam_cpu(cpu_params, {0.9f, 0.98f, 1e-9f, 0.f});
   optim::Adam adam_cuda(cuda_params, {0.9f, 0.98f, 1e-9f, 0.f});
   Rng drop_cpu(7), drop_cuda(7);  // the same dropout masks on both devices
@@ -193,23 +156,23 @@ TEST(CudaMixedPrecision, TinySeq2SeqTrainsInBf16LikeF32OnTheCpu) {
     Var loss_cpu, loss_cuda;
     {
       Recording rec(tape_cpu);
-      loss_cpu = loss_sum(cpu_model, batch, ctx_cpu);
+      loss_cpu = train::batch_loss(cpu_model, batch, 0.1f, ctx_cpu);
     }
     tape_cpu.backward(loss_cpu);
     {
       AutocastScope scope(MatmulPrecision::bf16);  // forward and backward, as the trainers
       {
         Recording rec(tape_cuda);
-        loss_cuda = loss_sum(cuda_model, batch_c, ctx_cuda);
+        loss_cuda = train::batch_loss(cuda_model, batch_c, 0.1f, ctx_cuda);
       }
       tape_cuda.backward(loss_cuda);
     }
     double want = loss_cpu.value().item(), got = loss_cuda.value().item();
     EXPECT_NEAR(got, want, 2e-2 * std::fabs(want)) << "loss at step " << step;
     optim::UpdateResult rc =
-        optim::clipped_update(adam_cpu, cpu_params, want, batch.count, 1e-3f, 1.f);
+        optim::clipped_update(adam_cpu, cpu_params, want, batch.n_tgt_tokens, 1e-3f, 1.f);
     optim::UpdateResult rg =
-        optim::clipped_update(adam_cuda, cuda_params, got, batch.count, 1e-3f, 1.f);
+        optim::clipped_update(adam_cuda, cuda_params, got, batch.n_tgt_tokens, 1e-3f, 1.f);
     EXPECT_TRUE(rc.applied && rg.applied);
     EXPECT_NEAR(rg.grad_norm, rc.grad_norm, 5e-2 * rc.grad_norm) << "gradient norm, step " << step;
   }
@@ -225,7 +188,7 @@ TEST(CudaMixedPrecision, NonFiniteUpdateIsSkippedAndWeightsStayIdentical) {
   fs::path dir = fs::temp_directory_path() / ("qkv_mixed_skip_" + std::to_string(::getpid()));
   fs::remove_all(dir);
   fs::create_directories(dir);
-  nn::Seq2SeqConfig config = tiny_config();
+  nn::Seq2SeqConfig config = tiny_training_config();
   nn::Seq2Seq model(config);
   Rng init(8);
   model.init(init);
@@ -235,7 +198,7 @@ TEST(CudaMixedPrecision, NonFiniteUpdateIsSkippedAndWeightsStayIdentical) {
   lc.device = "cuda", lc.precision = "bf16", lc.max_updates = 10, lc.warmup_steps = 1;
   lc.validate_loop();
   Rng data(9);
-  Batch batch = make_batch(data, config.vocab_size).to(Device::cuda);
+  data::Batch batch = tiny_training_batch(data, config.vocab_size).to(Device::cuda);
   int64_t updates = 0;
   {
     train::TrainLog log(dir.string());
@@ -247,7 +210,7 @@ TEST(CudaMixedPrecision, NonFiniteUpdateIsSkippedAndWeightsStayIdentical) {
       Var loss;
       {
         Recording rec(tape);
-        loss = loss_sum(model, batch, ctx);
+        loss = train::batch_loss(model, batch, 0.1f, ctx);
       }
       tape.backward(loss);
       return double(loss.value().item());
@@ -264,15 +227,15 @@ TEST(CudaMixedPrecision, NonFiniteUpdateIsSkippedAndWeightsStayIdentical) {
     Tensor ones = Tensor::empty(g.shape(), DType::f32, Device::cuda);
     ones.fill(1.f);
     ops::axpy(INFINITY, ones, g);
-    loop.update(loss, batch.count, 3, {0, 1});
+    loop.update(loss, batch.n_tgt_tokens, 3, {0, 1});
     forward_backward();
-    loop.update(INFINITY, batch.count, 3, {0, 2});  // a loss that overflowed
+    loop.update(INFINITY, batch.n_tgt_tokens, 3, {0, 2});  // a loss that overflowed
     EXPECT_EQ(loop.progress().update, 0);
     std::vector<Tensor> after = snapshot();
     for (size_t i = 0; i < params.size(); ++i)
       EXPECT_TRUE(identical(after[i], before[i])) << params[i].first << " changed";
 
-    loop.update(forward_backward(), batch.count, 3, {0, 3});
+    loop.update(forward_backward(), batch.n_tgt_tokens, 3, {0, 3});
     updates = loop.progress().update;
     EXPECT_FALSE(identical(snapshot()[0], before[0])) << "a finite update must be applied";
   }

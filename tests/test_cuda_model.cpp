@@ -8,50 +8,15 @@
 #include "nn/seq2seq.h"
 #include "optim/optimizer.h"
 #include "support/cuda_compare.h"
+#include "support/tiny_training.h"
+#include "train/trainer.h"
 
 namespace qkv::test {
 namespace {
 
-nn::Seq2SeqConfig tiny_config() {
-  nn::Seq2SeqConfig c;
-  c.vocab_size = 53;
-  c.d_model = 16;
-  c.heads = 2;
-  c.d_ff = 40;
-  c.encoder_layers = 2;
-  c.decoder_layers = 2;
-  c.dropout = 0.1f;
-  c.max_positions = 64;
-  return c;
-}
-
-struct Batch {
-  Tensor src, src_lengths, tgt_in, tgt_out;
-  Batch to(Device d) const { return {src.to(d), src_lengths.to(d), tgt_in.to(d), tgt_out.to(d)}; }
-};
-
-Batch make_batch(Rng& rng, int64_t vocab) {
-  const int64_t batch = 3, s = 9, t = 6;
-  Batch b;
-  b.src = random_ids({batch, s}, rng, 4, int(vocab));
-  b.src_lengths = Tensor::from_vector(std::vector<int32_t>{9, 5, 2}, {batch});
-  b.tgt_in = random_ids({batch, t}, rng, 4, int(vocab));
-  b.tgt_out = random_ids({batch, t}, rng, 4, int(vocab));
-  for (int64_t j = 4; j < t; ++j) b.tgt_out.data<int32_t>()[2 * t + j] = 0;  // padding: ignored
-  return b;
-}
-
-// Mean label-smoothed cross-entropy over the targets that are not padding (id 0).
-Var loss_of(const nn::Seq2Seq& model, const Batch& b, const nn::Context& ctx, int64_t count) {
-  Var logits = model.forward(b.src, b.src_lengths, b.tgt_in, ctx);  // [B, T, V]
-  int64_t v = logits.shape().back();
-  Var sum = cross_entropy_sum(reshape(logits, {-1, v}), b.tgt_out.reshape({-1}), 0, 0.1f);
-  return scale(sum, 1.f / float(count));
-}
-
 TEST(CudaModel, TinySeq2SeqTrainsLikeOnTheCpu) {
   QKV_SKIP_WITHOUT_CUDA();
-  nn::Seq2SeqConfig config = tiny_config();
+  nn::Seq2SeqConfig config = tiny_training_config();
   nn::Seq2Seq cpu_model(config), cuda_model(config);
   Rng init_a(5), init_b(5);
   cpu_model.init(init_a);
@@ -62,10 +27,10 @@ TEST(CudaModel, TinySeq2SeqTrainsLikeOnTheCpu) {
   EXPECT_EQ(cuda_params[0].second.value().device(), Device::cuda);
 
   Rng data(6);
-  Batch batch = make_batch(data, config.vocab_size), batch_c = batch.to(Device::cuda);
-  int64_t count = 0;
-  for (int64_t i = 0; i < batch.tgt_out.numel(); ++i)
-    count += batch.tgt_out.data<int32_t>()[i] != 0;
+  data::Batch batch = tiny_training_batch(data, config.vocab_size);
+  data::Batch batch_c = batch.to(Device::cuda);
+  // The mean label-smoothed cross-entropy over the targets that are not padding.
+  float per_token = 1.f / float(batch.n_tgt_tokens);
 
   optim::Adam adam_cpu(cpu_params, {0.9f, 0.98f, 1e-9f, 0.f});
   optim::Adam adam_cuda(cuda_params, {0.9f, 0.98f, 1e-9f, 0.f});
@@ -78,11 +43,11 @@ TEST(CudaModel, TinySeq2SeqTrainsLikeOnTheCpu) {
     Var loss_cpu, loss_cuda;
     {
       Recording rec(tape_cpu);
-      loss_cpu = loss_of(cpu_model, batch, ctx_cpu, count);
+      loss_cpu = scale(train::batch_loss(cpu_model, batch, 0.1f, ctx_cpu), per_token);
     }
     {
       Recording rec(tape_cuda);
-      loss_cuda = loss_of(cuda_model, batch_c, ctx_cuda, count);
+      loss_cuda = scale(train::batch_loss(cuda_model, batch_c, 0.1f, ctx_cuda), per_token);
     }
     EXPECT_EQ(loss_cuda.value().device(), Device::cuda);
     float want = loss_cpu.value().item(), got = loss_cuda.value().item();

@@ -49,8 +49,7 @@ void LoopConfig::validate_loop() const {
   need(optimizer == "adam" || optimizer == "adamw", "optimizer must be adam or adamw");
   optim::schedule_from_name(lr_schedule);
   need(device == "cpu" || device == "cuda", "device must be cpu or cuda");
-  need(precision == "f32" || precision == "bf16",
-       "precision must be f32 or bf16, got '" + precision + "'");
+  ops::precision_from_name(precision);
   need(precision != "bf16" || device == "cuda",
        "precision: bf16 needs device: cuda (device is " + device +
            "); the cpu computes in f32, so use precision: f32 there");

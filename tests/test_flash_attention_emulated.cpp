@@ -1,10 +1,10 @@
 // The FlashAttention kernels themselves (src/ops/cuda/flash_attention_*_kernel.cuh) run on the
-// CPU, CUDA emulated by tests/support/flash_emulation.h, against float64 on small shapes: their
-// tile indexing, fragment layouts, masks, tails and cp.async waits, in every build, no GPU.
+// CPU, CUDA emulated by tests/cuda_emulation, against float64 on small shapes: their tile
+// indexing, fragment layouts, masks, tails and cp.async waits, in every build, no GPU.
 // Tolerances as on the GPU (test_cuda_flash_attention): 1e-2 (bf16), 5e-3 (f16), lse 1e-4. The
 // outputs start as NaN and shared memory as 0xff bytes before each block.
-#include "support/flash_emulation.h"
-// The kernels, after the emulation.
+#include "cuda_emulation/cuda_emulation.h"
+// The kernels (as rewritten by cmake/cuda_emulation.cmake), after the emulation.
 #include "ops/cuda/flash_attention_backward_kernel.cuh"
 #include "ops/cuda/flash_attention_forward_kernel.cuh"
 // Then the rest.
@@ -15,16 +15,8 @@
 #include "support/attention_reference.h"
 
 namespace qkv::ops::cuda {
-constexpr size_t kEmulatedSmemBytes = 160 * 1024;
-static_assert(kEmulatedSmemBytes >= size_t(flash_bwd::kBackwardSmemBytes<128>));
-static_assert(kEmulatedSmemBytes >= size_t(flash_fwd::kForwardSmemBytes<128>));
-// The kernels' `extern __shared__ smem[]`.
-namespace flash_fwd {
-alignas(16) unsigned char smem[kEmulatedSmemBytes];
-}
-namespace flash_bwd {
-alignas(16) unsigned char smem[kEmulatedSmemBytes];
-}
+static_assert(cuda_emulation::kMaxDynamicShared >= size_t(flash_bwd::kBackwardSmemBytes<128>));
+static_assert(cuda_emulation::kMaxDynamicShared >= size_t(flash_fwd::kForwardSmemBytes<128>));
 }  // namespace qkv::ops::cuda
 
 namespace qkv {
@@ -37,10 +29,14 @@ namespace {
 #define SKIP_UNDER_ASAN()
 #endif
 
-using flash_emulation::emulate;
-using flash_emulation::from_float;
-using flash_emulation::to_float;
+using cuda_emulation::from_float;
+using cuda_emulation::to_float;
 namespace fwd = ops::cuda::flash_fwd;
+
+// Runs kernel() as every thread of `grid` blocks of `threads` threads.
+void emulate(dim3 grid, int threads, size_t shared_bytes, std::function<void()> kernel) {
+  cuda_emulation::run_grid(grid, dim3(threads), shared_bytes, "flash kernel", std::move(kernel));
+}
 namespace bwd = ops::cuda::flash_bwd;
 
 // Random values rounded to T: the bits and their values.
@@ -96,7 +92,7 @@ void expect_kernels_match(const test::AttentionCase& c, std::mt19937& rng) {
   std::vector<uint16_t> out_bits(q_size, 0xffff);  // NaN
   std::vector<float> lse(size_t(heads) * c.q_len, NAN);
   emulate({unsigned(c.q_len + fwd::kQueryTile - 1) / fwd::kQueryTile, unsigned(heads)},
-          fwd::kThreads, fwd::smem, sizeof fwd::smem, [&] {
+          fwd::kThreads, fwd::kForwardSmemBytes<D>, [&] {
             fwd::flash_forward_kernel<T, D>(s, as_t(q.bits), as_t(k.bits), as_t(v.bits),
                                             as_t(out_bits), lse.data());
           });
@@ -118,11 +114,11 @@ void expect_kernels_match(const test::AttentionCase& c, std::mt19937& rng) {
   const int64_t rows = int64_t(heads) * c.q_len;
   std::vector<float> delta(rows, NAN), dq(q_size, 0.f), dk(k_size, 0.f);
   std::vector<uint16_t> dv_bits(k_size, from_float<T>(0.f));
-  emulate({unsigned(rows * 32 + 255) / 256}, 256, bwd::smem, sizeof bwd::smem, [&] {
+  emulate({unsigned(rows * 32 + 255) / 256}, 256, 0, [&] {
     bwd::flash_delta_kernel<T, D>(as_t(dout.bits), as_t(out_bits), delta.data(), rows);
   });
   emulate({unsigned(c.k_len + bwd::kKeyTile - 1) / bwd::kKeyTile, unsigned(heads)}, bwd::kThreads,
-          bwd::smem, sizeof bwd::smem, [&] {
+          bwd::kBackwardSmemBytes<D>, [&] {
             bwd::flash_backward_kernel<T, D>(s, as_t(dout.bits), as_t(q.bits), as_t(k.bits),
                                              as_t(v.bits), lse.data(), delta.data(), dq.data(),
                                              ops::cuda::FlashGrad{dk.data(), true},
@@ -161,8 +157,8 @@ void expect_cases_match(const std::vector<test::AttentionCase>& all, uint32_t se
                            "warps in step, copies land at their wait",
                            "warps run ahead, copies land at once"};
     SCOPED_TRACE(names[schedule]);
-    flash_emulation::state.late_copies = schedule == 1;
-    flash_emulation::state.warps_run_ahead = schedule == 2;
+    cuda_emulation::state.late_copies = schedule == 1;
+    cuda_emulation::state.warps_run_ahead = schedule == 2;
     for (const auto& c : all) expect_kernels_match<T, D>(c, rng);
   }
 }

@@ -2,7 +2,7 @@
 // the key mask and tile loads into shared memory, over the PTX instructions of
 // flash_attention_ptx.cuh (whose comment gives the fragment layouts the kernels rely on).
 // With QKV_FLASH_EMULATION the includer has brought CPU versions of those instructions
-// (tests/support/flash_emulation.h), so the kernels run in a CPU test.
+// (tests/cuda_emulation/ptx.h), so the kernels run in a CPU test.
 #pragma once
 #include <cstdint>
 

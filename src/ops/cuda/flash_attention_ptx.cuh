@@ -1,5 +1,5 @@
 // The PTX instructions of the FlashAttention kernels (tensor-core MMA, ldmatrix, cp.async,
-// ex2) as device functions. tests/support/flash_emulation.h gives the same functions on the
+// ex2) as device functions. tests/cuda_emulation/ptx.h gives the same functions on the
 // CPU, where the kernels run in a test.
 //
 // Fragment layouts of mma.sync.aligned.m16n8k16.row.col (PTX ISA, "Matrix fragments for

@@ -1,0 +1,3 @@
+// f16 of the emulated build: __half is declared by ../cuda_emulation.h.
+#pragma once
+#include "cuda_runtime.h"

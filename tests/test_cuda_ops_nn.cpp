@@ -28,11 +28,15 @@ TEST(CudaEmbedding, ForwardAndDeterministicBackwardMatchCpu) {
       EXPECT_TRUE(close_elementwise(ops::embedding_forward(on_cuda(ids), on_cuda(table), s), y))
           << shape_str(ids_shape) << " vocab " << vocab;
       Tensor dy = uniform(y.shape(), rng), dtable = uniform(table.shape(), rng);
-      Tensor dtable_c = on_cuda(dtable);
+      Tensor dtable_c = on_cuda(dtable), again = on_cuda(dtable);
       ops::embedding_backward(dy, ids, dtable, s);
       ops::embedding_backward(on_cuda(dy), on_cuda(ids), dtable_c, s);
-      // The same order of additions per element as the CPU: equal up to FMA contraction.
-      EXPECT_TRUE(close_elementwise(dtable_c, dtable, 1e-6)) << shape_str(ids_shape);
+      ops::embedding_backward(on_cuda(dy), on_cuda(ids), again, s);
+      EXPECT_TRUE(identical(again, dtable_c)) << "not deterministic " << shape_str(ids_shape);
+      // The same order of additions per element as the CPU, but FMA contraction differs (nvcc
+      // contracts, the CPU's vector loop may not): an element's difference is in units of its
+      // partial sums, which can be far larger than the element; hence norm-wise.
+      EXPECT_TRUE(close_normwise(dtable_c, dtable, 1e-6)) << shape_str(ids_shape);
     }
 }
 

@@ -1,10 +1,19 @@
 #!/usr/bin/env bash
-# Builds qkv and runs the whole test suite (Release, then AddressSanitizer + UBSan unless
-# QKV_SKIP_ASAN=1).
+# Builds qkv and runs the whole test suite: Release; the CUDA tests on the CPU emulation of
+# tests/cuda_emulation (preset cuda-emulated, unless QKV_SKIP_CUDA_EMULATION=1); then
+# AddressSanitizer + UBSan (unless QKV_SKIP_ASAN=1).
 set -euo pipefail
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
 PRESET=release source scripts/setup.sh
 ctest --preset release -j "$(nproc)"
+if [ "${QKV_SKIP_CUDA_EMULATION:-0}" != 1 ]; then
+  # Only the tests of the CUDA backend: the rest is the Release build's.
+  cmake --preset cuda-emulated >/dev/null
+  mapfile -t targets < <(cd tests && ls test_cuda_*.cpp test_flash_attention_emulated.cpp | sed 's/\.cpp$//')
+  cmake --build build/cuda-emulated --target "${targets[@]}"
+  ctest --test-dir build/cuda-emulated -R '^(Cuda|FlashAttentionEmulated)' -j "$(nproc)" \
+    --output-on-failure
+fi
 if [ "${QKV_SKIP_ASAN:-0}" != 1 ]; then
   PRESET=asan source scripts/setup.sh
   ctest --preset asan -j "$(nproc)"

@@ -1,0 +1,51 @@
+// The emulated CUDA runtime's own guards (tests/cuda_emulation): what makes a pass of the CUDA
+// tests there mean something. Only in the cuda-emulated build; skipped elsewhere.
+#include <gtest/gtest.h>
+
+#include <stdexcept>
+#include <string>
+#include <vector>
+
+#include "ops/cuda/kernels.h"
+#include "tensor/tensor.h"
+
+namespace qkv {
+namespace {
+
+#ifdef QKV_CUDA_EMULATED
+
+TEST(CudaEmulation, HostCodeTouchingDeviceMemoryDies) {
+  GTEST_FLAG_SET(death_test_style, "threadsafe");
+  Tensor t = Tensor::zeros({4}).to(Device::cuda);
+  EXPECT_DEATH((void)*static_cast<volatile float*>(t.raw()), "host code .* touched device memory");
+}
+
+TEST(CudaEmulation, KernelRunningPastItsAllocationDies) {
+  GTEST_FLAG_SET(death_test_style, "threadsafe");
+  Tensor x = Tensor::zeros({64}).to(Device::cuda), y = Tensor::zeros({1}).to(Device::cuda);
+  // 64 floats into a one-float allocation: past its 256-byte rounding, into the guard page.
+  EXPECT_DEATH(ops::cuda::scale(x.data<float>(), 1.f, y.data<float>(), 1 << 12),
+               "scale_kernel touched device memory .* past the end of");
+}
+
+TEST(CudaEmulation, HostPointerAsKernelArgumentIsALaunchError) {
+  std::vector<float> host(8, 1.f);
+  Tensor y = Tensor::zeros({8}).to(Device::cuda);
+  try {
+    ops::cuda::scale(host.data(), 2.f, y.data<float>(), 8);
+    FAIL() << "a host pointer was accepted";
+  } catch (const std::runtime_error& e) {
+    EXPECT_NE(std::string(e.what()).find("scale"), std::string::npos) << e.what();
+  }
+}
+
+#else
+
+TEST(CudaEmulation, OnlyInTheEmulatedBuild) {
+  GTEST_SKIP() << "not the cuda-emulated build";
+}
+
+#endif
+
+}  // namespace
+}  // namespace qkv

@@ -3,9 +3,10 @@
 // to 2^-9) and accumulates in f32, so a product of random operands is off by about 1e-3
 // norm-wise. Each product must be within 1e-2 of the CPU's f32 result AND further than 1e-6
 // from it: f32 cuBLAS agrees with the CPU to about 1e-7, so an error above 1e-6 shows that bf16
-// operands were really used. Then a tiny Seq2Seq trains 3 Adam steps under bf16 on cuda with
-// losses within 2e-2 of f32 on the CPU, and the training loop skips a poisoned update (infinite
-// gradient or loss) leaving the weights bit-identical. Skipped without a CUDA device.
+// operands were really used. Attention with head dim 64 or 128 runs FlashAttention. Then a tiny
+// Seq2Seq trains 3 Adam steps under bf16 on cuda with losses within 2e-2 of f32 on the CPU, and the
+// training loop skips a poisoned update (infinite gradient or loss) leaving the weights
+// bit-identical. Skipped without a CUDA device.
 #include <unistd.h>
 
 #include <cmath>
@@ -133,6 +134,40 @@ TEST(CudaMixedPrecision, AttentionProducts) {
   EXPECT_TRUE(bf16_close(dq_c, dq)) << "dq";
   EXPECT_TRUE(bf16_close(dk_c, dk)) << "dk";
   EXPECT_TRUE(bf16_close(dv_c, dv)) << "dv";
+}
+
+// Head dims 64 and 128 go to FlashAttention on bf16 copies, with f32 gradients accumulated.
+TEST(CudaMixedPrecision, AttentionWithHeadDim64Or128RunsFlashAttention) {
+  QKV_SKIP_WITHOUT_CUDA();
+  Rng rng(4);
+  for (int64_t d : {64, 128}) {
+    const int64_t b = 2, h = 2, lq = 70, lk = 45;
+    Tensor q = uniform({b, h, lq, d}, rng), k = uniform({b, h, lk, d}, rng);
+    Tensor v = uniform({b, h, lk, d}, rng), dout = uniform({b, h, lq, d}, rng);
+    ops::AttentionMask mask{true, Tensor::from_vector(std::vector<int32_t>{45, 20}, {b})};
+    ops::AttentionMask mask_c{true, on_cuda(mask.key_lengths)};
+    const float scale = 1.f / std::sqrt(float(d));
+    ops::AttentionSaved saved, saved_c;
+    Tensor out = ops::attention_forward(q, k, v, mask, scale, &saved, ops::AttentionImpl::naive);
+    Tensor dq = uniform(q.shape(), rng), dk = uniform(k.shape(), rng), dv = uniform(v.shape(), rng);
+    Tensor dq_c = on_cuda(dq), dk_c = on_cuda(dk), dv_c = on_cuda(dv), out_c;
+    ops::attention_backward(dout, q, k, v, out, mask, scale, saved, dq, dk, dv);
+    Tensor qc = on_cuda(q), kc = on_cuda(k), vc = on_cuda(v);
+    {
+      AutocastScope scope(MatmulPrecision::bf16);
+      out_c = ops::attention_forward(qc, kc, vc, mask_c, scale, &saved_c);
+      ops::attention_backward(on_cuda(dout), qc, kc, vc, out_c, mask_c, scale, saved_c, dq_c, dk_c,
+                              dv_c);
+    }
+    EXPECT_TRUE(saved_c.q16.defined() && saved_c.q16.dtype() == DType::bf16 &&
+                !saved_c.probs.defined())
+        << "not FlashAttention, head dim " << d;
+    EXPECT_EQ(out_c.dtype(), DType::f32);
+    EXPECT_TRUE(bf16_close(out_c, out)) << "attention output, head dim " << d;
+    EXPECT_TRUE(bf16_close(dq_c, dq)) << "dq, head dim " << d;
+    EXPECT_TRUE(bf16_close(dk_c, dk)) << "dk, head dim " << d;
+    EXPECT_TRUE(bf16_close(dv_c, dv)) << "dv, head dim " << d;
+  }
 }
 
 TEST(CudaMixedPrecision, TinySeq2SeqTrainsInBf16LikeF32OnTheCpu) {

@@ -138,13 +138,23 @@ TEST(CudaElementwise, ReduceToAccumulatesOverBroadcastAxes) {
       {{1000, 3}, {1000, 1}}, {{2, 3, 4, 5}, {3, 1, 1}},
       {{5, 5}, {5, 5}},       {{1030, 513}, {513}},
       {{1, 1}, {1}},          {{2, 1, 2049}, {1, 1, 2049}},
-      {{33, 7}, {1}}};
+      {{33, 7}, {1}},         {{70, 2}, {2}}};  // rows in chunks of 64, a partial last one
   for (auto& [sy, sa] : cases) {
-    Tensor dy = uniform(sy, rng), da = uniform(sa, rng), da_c = on_cuda(da);
+    Tensor dy = uniform(sy, rng), da = uniform(sa, rng), da_c = on_cuda(da), again = on_cuda(da);
     ops::reduce_to(dy, da);
     ops::reduce_to(on_cuda(dy), da_c);
-    EXPECT_TRUE(close_elementwise(da_c, da)) << shape_str(sy) << " -> " << shape_str(sa);
+    ops::reduce_to(on_cuda(dy), again);
+    // Long column sums add in another order than the CPU's (row chunks): norm-wise.
+    EXPECT_TRUE(close_normwise(da_c, da)) << shape_str(sy) << " -> " << shape_str(sa);
+    EXPECT_TRUE(identical(again, da_c)) << "not reproducible: " << shape_str(sy);
   }
+  // Many chunks: small integers, whose sums are exact in any order (the CPU's own f32 sum of
+  // 300000 random floats would be off by more than the tolerance).
+  Tensor dy = random_ids({300000, 3}, rng, -4, 5).cast(DType::f32);
+  Tensor da = random_ids({3}, rng, -4, 5).cast(DType::f32), da_c = on_cuda(da);
+  ops::reduce_to(dy, da);
+  ops::reduce_to(on_cuda(dy), da_c);
+  EXPECT_TRUE(identical(da_c, da)) << "300000 rows";
 }
 
 TEST(CudaElementwise, ScaleAxpyAndSumsMatchCpu) {
@@ -163,6 +173,12 @@ TEST(CudaElementwise, ScaleAxpyAndSumsMatchCpu) {
     double sq = ops::sum_squares(on_cuda(x)), sq_cpu = ops::sum_squares(x);
     EXPECT_NEAR(sq, sq_cpu, 1e-10 * sq_cpu) << n;  // double sums in another order
   }
+  // A list (the gradient norm's): one wait on cuda, the same total.
+  std::vector<Tensor> xs = {uniform({3, 5}, rng), uniform({1}, rng), uniform({70001}, rng)};
+  std::vector<Tensor> xs_c = {on_cuda(xs[0]), on_cuda(xs[1]), on_cuda(xs[2])};
+  double want = ops::sum_squares(xs);
+  EXPECT_NEAR(ops::sum_squares(xs_c), want, 1e-10 * want);
+  EXPECT_EQ(ops::sum_squares(std::vector<Tensor>{}), 0.0);
 }
 
 // Floats that exercise rounding: halfway cases, subnormals, overflow, infinities, NaN, -0.

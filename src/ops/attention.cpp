@@ -1,12 +1,14 @@
 // Scaled dot-product attention: shape and mask checks, the choice between the naive and the
 // tiled kernel (ops/cpu/attention_{naive,tiled}.cpp), and what each keeps for the backward pass.
-// On cuda, f32 attention is the naive kernel (ops/cuda/attention.cu); bf16 and f16 go to the
-// FlashAttention kernels (ops/flash_attention.cpp).
+// On cuda, f32 attention is the naive kernel (ops/cuda/attention.cu), or under bf16 autocast the
+// FlashAttention kernels on bf16 copies; bf16 and f16 go to the FlashAttention kernels
+// (ops/flash_attention.cpp).
 #include <cmath>
 
 #include "ops/cpu/kernels.h"
 #include "ops/cuda/kernels.h"
 #include "ops/dispatch.h"
+#include "ops/precision.h"
 
 namespace qkv::ops {
 
@@ -51,6 +53,24 @@ cpu::AttentionDims attention_dims(const char* op, const Tensor& q, const Tensor&
   }
   return d;
 }
+// f32 cuda attention that a bf16 AutocastScope sends to FlashAttention: shapes it supports
+// (others stay on the naive kernel, whose products the scope makes bf16).
+bool autocast_to_flash(const Tensor& q, const Tensor& k, const Tensor& v) {
+  if (matmul_precision() != MatmulPrecision::bf16 || !q.defined() || !k.defined() || !v.defined())
+    return false;
+  for (const Tensor* t : {&q, &k, &v})
+    if (t->device() != Device::cuda || t->dtype() != DType::f32 || t->rank() != 4) return false;
+  return (q.size(3) == 64 || q.size(3) == 128) && q.size(0) * q.size(1) <= 65535 &&
+         q.size(2) >= 1 && k.size(2) >= 1;
+}
+
+Tensor autocast_flash_forward(const Tensor& q, const Tensor& k, const Tensor& v,
+                              const AttentionMask& mask, float scale, AttentionSaved* saved) {
+  Tensor q16 = q.cast(DType::bf16), k16 = k.cast(DType::bf16), v16 = v.cast(DType::bf16), lse;
+  Tensor out16 = flash_attention_forward(q16, k16, v16, mask, scale, lse);  // [B, H, Lq, D]
+  if (saved) *saved = AttentionSaved{AttentionImpl::tiled, Tensor(), lse, q16, k16, v16, out16};
+  return out16.cast(DType::f32);
+}
 }  // namespace
 
 Tensor attention_forward(const Tensor& q, const Tensor& k, const Tensor& v,
@@ -59,9 +79,14 @@ Tensor attention_forward(const Tensor& q, const Tensor& k, const Tensor& v,
   if (uses_flash_attention(q)) {  // bf16/f16 on cuda
     Tensor lse;
     Tensor out = flash_attention_forward(q, k, v, mask, scale, lse);
-    if (saved) *saved = AttentionSaved{AttentionImpl::tiled, Tensor(), lse};
+    if (saved) {
+      *saved = AttentionSaved{};
+      saved->impl = AttentionImpl::tiled;
+      saved->lse = lse;
+    }
     return out;
   }
+  if (autocast_to_flash(q, k, v)) return autocast_flash_forward(q, k, v, mask, scale, saved);
   cpu::AttentionDims d = attention_dims("attention", q, k, v, mask, scale);
   Device dev = common_device("attention", {&q, &k, &v});
   impl = resolve(impl, d.k_len, dev);
@@ -69,7 +94,8 @@ Tensor attention_forward(const Tensor& q, const Tensor& k, const Tensor& v,
   float* probs = nullptr;
   float* lse = nullptr;
   if (saved) {
-    *saved = AttentionSaved{impl, Tensor(), Tensor()};
+    *saved = AttentionSaved{};
+    saved->impl = impl;
     if (impl == AttentionImpl::naive) {
       saved->probs = Tensor::empty({d.batch, d.heads, d.q_len, d.k_len}, DType::f32, dev);
       probs = saved->probs.data<float>();
@@ -110,6 +136,13 @@ void attention_backward(const Tensor& dout, const Tensor& q, const Tensor& k, co
                         const AttentionSaved& saved, Tensor& dq, Tensor& dk, Tensor& dv) {
   if (uses_flash_attention(q)) {
     flash_attention_backward(dout, q, k, v, out, saved.lse, mask, scale, dq, dk, dv);
+    return;
+  }
+  if (saved.q16.defined()) {  // autocast to FlashAttention: f32 gradients from the bf16 copies
+    QKV_REQUIRE(dout.shape() == q.shape() && dout.dtype() == DType::f32, "attention_backward",
+                "dout must be F32 " + shape_str(q.shape()) + ", got " + shape_str(dout.shape()));
+    flash_attention_backward(dout.cast(DType::bf16), saved.q16, saved.k16, saved.v16, saved.out16,
+                             saved.lse, mask, scale, dq, dk, dv);
     return;
   }
   const char* op = "attention_backward";

@@ -137,11 +137,28 @@ Tensor sum_all(const Tensor& x) {
 }
 
 double sum_squares(const Tensor& x) {
+  return sum_squares(std::vector<Tensor>{x});
+}
+
+double sum_squares(const std::vector<Tensor>& xs) {
+  if (xs.empty()) return 0.0;
+  std::vector<double> totals(xs.size());
+  const Device dev = xs[0].device();
+  for (const Tensor& x : xs)
+    QKV_REQUIRE(x.dtype() == DType::f32 && x.device() == dev, "sum_squares",
+                "needs F32 tensors on one device, got " + dtype_name(x.dtype()) + " on " +
+                    device_name(x.device()) + " beside " + device_name(dev));
+  if (dev == Device::cuda) {
+    std::vector<const float*> ptrs;
+    std::vector<int64_t> sizes;
+    for (const Tensor& x : xs) ptrs.push_back(x.data<float>()), sizes.push_back(x.numel());
+    QKV_CUDA_KERNEL("sum_squares", cuda::sum_squares(ptrs, sizes, totals.data()));
+  } else {
+    for (size_t i = 0; i < xs.size(); ++i)
+      totals[i] = cpu::sum_squares(xs[i].data<float>(), xs[i].numel());
+  }
   double total = 0.0;
-  if (x.device() == Device::cuda)
-    QKV_CUDA_KERNEL("sum_squares", total = cuda::sum_squares(x.data<float>(), x.numel()));
-  else
-    total = cpu::sum_squares(x.data<float>(), x.numel());
+  for (double t : totals) total += t;
   return total;
 }
 

@@ -48,8 +48,10 @@ void mul_backward(const Tensor& dy, const Tensor& a, const Tensor& b, Tensor& da
 void axpy(float alpha, const Tensor& x, Tensor& y);
 // Sum of every element, as a [1] tensor (fixed summation order).
 Tensor sum_all(const Tensor& x);
-// Sum of squares of every element, in double.
+// Sum of squares of every element, in double; of a list of tensors on one device, the sum of
+// their sums in list order (on cuda with one wait for all of them).
 double sum_squares(const Tensor& x);
+double sum_squares(const std::vector<Tensor>& xs);
 
 // ---------------------------------------------------------------------------------------------
 // Embedding: ids i32 [...] index rows of table [vocab, dim]; y [..., dim] = table[ids] * scale.
@@ -115,11 +117,15 @@ struct AttentionMask {
 // automatic picks tiled when Lk >= 256, else naive (see ops/attention.cpp).
 enum class AttentionImpl { naive, tiled, automatic };
 // What the backward pass needs: naive keeps the probabilities [B, H, Lq, Lk]; tiled keeps the
-// log-sum-exp of each row [B, H, Lq] and recomputes the scores.
+// log-sum-exp of each row [B, H, Lq] and recomputes the scores. f32 cuda attention inside a bf16
+// AutocastScope (ops/precision.h) with head dim 64 or 128 runs FlashAttention on bf16 copies of
+// q, k, v (as PyTorch's autocast does for scaled_dot_product_attention) and keeps them, and the
+// bf16 output, for the backward pass, which then gives f32 gradients.
 struct AttentionSaved {
   AttentionImpl impl = AttentionImpl::naive;
   Tensor probs;
   Tensor lse;
+  Tensor q16, k16, v16, out16;  // bf16 (autocast to FlashAttention only)
 };
 Tensor attention_forward(const Tensor& q, const Tensor& k, const Tensor& v,
                          const AttentionMask& mask, float scale, AttentionSaved* saved,

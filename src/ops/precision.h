@@ -4,9 +4,10 @@
 // Inside a bf16 scope, on cuda, gemm / batched_gemm / matmul / linear_forward / linear_backward
 // and the products inside attention round their f32 operands to bf16 (a cast kernel per call,
 // into scratch from the caching allocator) and run cuBLAS with bf16 inputs, f32 accumulation
-// and f32 outputs (beta = 1 accumulates into f32 gradients). Tensors stay f32 everywhere:
-// activations, master weights, gradients and Adam state; every other op runs in f32.
-// The cpu ignores the scope: its products stay f32 (OpenBLAS has no bf16 GEMM worth using).
+// and f32 outputs (beta = 1 accumulates into f32 gradients). Attention with head dim 64 or 128
+// runs the FlashAttention kernels on bf16 copies of q, k, v instead (ops::AttentionSaved). Tensors
+// stay f32 everywhere: activations, master weights, gradients and Adam state; every other op runs
+// in f32. The cpu ignores the scope: its products stay f32 (OpenBLAS has no bf16 GEMM worth using).
 #pragma once
 #include <string>
 

@@ -67,11 +67,11 @@ void Adam::load_state(const NamedTensors& tensors, const Metadata& metadata,
 }
 
 double grad_norm(const nn::ParamList& params) {
-  double sq = 0;
+  std::vector<Tensor> grads;  // each shared (tied) parameter once
   std::set<const void*> seen;
   for (const auto& [name, v] : params)
-    if (v.has_grad() && seen.insert(v.value().raw()).second) sq += ops::sum_squares(v.grad());
-  return std::sqrt(sq);
+    if (v.has_grad() && seen.insert(v.value().raw()).second) grads.push_back(v.grad());
+  return std::sqrt(ops::sum_squares(grads));
 }
 
 void zero_grads(const nn::ParamList& params) {

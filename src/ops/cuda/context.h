@@ -35,6 +35,20 @@ inline unsigned grid_for(int64_t n) {
   return unsigned(blocks < 1 ? 1 : (blocks > 65535 * 8 ? 65535 * 8 : blocks));
 }
 
+// Column sums over many rows run in two passes (each block of a first pass sums `rows` rows
+// of its columns into a partial sum, a second pass adds the partial sums in order): one thread
+// per column over all rows would leave most of the GPU idle. The split depends only on the row
+// count, so results are reproducible.
+struct ColumnChunks {
+  int64_t count, rows;  // chunks, and rows per chunk (the last may have fewer)
+};
+inline ColumnChunks column_chunks(int64_t rows) {
+  constexpr int64_t kRowsPerChunk = 64, kMaxChunks = 4096;
+  int64_t count = (rows + kRowsPerChunk - 1) / kRowsPerChunk;
+  count = count < 1 ? 1 : (count > kMaxChunks ? kMaxChunks : count);
+  return {count, (rows + count - 1) / count};
+}
+
 // Grid-stride loop over [0, n) in int64.
 #define QKV_GRID_LOOP(i, n)                                                 \
   for (int64_t i = int64_t(blockIdx.x) * blockDim.x + threadIdx.x; i < (n); \

@@ -5,6 +5,7 @@
 #include "ops/cuda/block_reduce.cuh"
 #include "ops/cuda/context.h"
 #include "ops/cuda/kernels.h"
+#include "tensor/tensor.h"
 
 namespace qkv::ops::cuda {
 
@@ -111,11 +112,22 @@ void reduce(const char* op, const float* src, const float* other, const int64_t*
   check_launch(op);
 }
 
-// out[c] += sum over rows of src[r * n + c], rows in order.
-__global__ void reduce_rows_kernel(const float* src, int64_t rows, int64_t n, float* dst) {
+// partial[j, c] = sum of src[r * n + c] over the rows of chunk j (blockIdx.y), in order.
+__global__ void column_chunk_sums_kernel(const float* src, int64_t rows, int64_t n,
+                                         ColumnChunks chunks, float* partial) {
+  const int64_t j = blockIdx.y, r0 = j * chunks.rows, r1 = min(r0 + chunks.rows, rows);
+  QKV_GRID_LOOP(c, n) {
+    float acc = 0.f;
+    for (int64_t r = r0; r < r1; ++r) acc += src[r * n + c];
+    partial[j * n + c] = acc;
+  }
+}
+
+// dst[c] += the sum over chunks of partial[j, c], chunks in order.
+__global__ void add_chunk_sums_kernel(const float* partial, int64_t chunks, int64_t n, float* dst) {
   QKV_GRID_LOOP(c, n) {
     float acc = dst[c];
-    for (int64_t r = 0; r < rows; ++r) acc += src[r * n + c];
+    for (int64_t j = 0; j < chunks; ++j) acc += partial[j * n + c];
     dst[c] = acc;
   }
 }
@@ -191,8 +203,14 @@ void reduce_mul_add(const float* src, const float* other, const int64_t* stride_
 }
 
 void reduce_rows_add(const float* src, int64_t rows, int64_t n, float* dst) {
-  if (n == 0) return;
-  reduce_rows_kernel<<<grid_for(n), kThreads, 0, stream()>>>(src, rows, n, dst);
+  if (n == 0 || rows == 0) return;
+  const ColumnChunks chunks = column_chunks(rows);
+  Tensor partial = Tensor::empty({chunks.count, n}, DType::f32, Device::cuda);
+  column_chunk_sums_kernel<<<dim3(grid_for(n), unsigned(chunks.count)), kThreads, 0, stream()>>>(
+      src, rows, n, chunks, partial.data<float>());
+  check_launch("reduce_rows_add (chunks)");
+  add_chunk_sums_kernel<<<grid_for(n), kThreads, 0, stream()>>>(partial.data<float>(), chunks.count,
+                                                                n, dst);
   check_launch("reduce_rows_add");
 }
 
@@ -212,14 +230,17 @@ void sum(const float* x, int64_t n, float* out) {
   device_sum<false>(x, n, nullptr, out);
 }
 
-double sum_squares(const float* x, int64_t n) {
-  Tensor total = Tensor::empty({1}, DType::i64, Device::cuda);
-  device_sum<true>(x, n, static_cast<double*>(total.raw()), nullptr);
-  double host = 0;
-  check(cudaMemcpyAsync(&host, total.raw(), sizeof(double), cudaMemcpyDeviceToHost, stream()),
-        "sum_squares (copy to host)");
+void sum_squares(const std::vector<const float*>& xs, const std::vector<int64_t>& ns,
+                 double* totals) {
+  if (xs.empty()) return;
+  const int64_t count = int64_t(xs.size());
+  Tensor device_totals = Tensor::empty({count}, DType::i64, Device::cuda);  // 8-byte slots
+  double* t = static_cast<double*>(device_totals.raw());
+  for (int64_t i = 0; i < count; ++i) device_sum<true>(xs[i], ns[i], t + i, nullptr);
+  check(
+      cudaMemcpyAsync(totals, t, size_t(count) * sizeof(double), cudaMemcpyDeviceToHost, stream()),
+      "sum_squares (copy to host)");
   check(cudaStreamSynchronize(stream()), "sum_squares (wait)");
-  return host;
 }
 
 }  // namespace qkv::ops::cuda

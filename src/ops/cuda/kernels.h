@@ -6,6 +6,7 @@
 // *_backward kernel accumulates into its outputs.
 #pragma once
 #include <cstdint>
+#include <vector>
 
 #include "ops/cpu/kernels.h"
 
@@ -36,9 +37,11 @@ void reduce_mul_add(const float* src, const float* other, const int64_t* stride_
 void scale(const float* x, float s, float* y, int64_t n);
 void axpy(float alpha, const float* x, float* y, int64_t n);
 // Sums in double, in a fixed order; sum writes float(total) to out[0] on the device,
-// sum_squares waits for the result and returns it.
+// sum_squares writes the sum of squares of each xs[i] (ns[i] elements) to totals[i] on the host,
+// waiting once for all of them.
 void sum(const float* x, int64_t n, float* out);
-double sum_squares(const float* x, int64_t n);
+void sum_squares(const std::vector<const float*>& xs, const std::vector<int64_t>& ns,
+                 double* totals);
 
 // ---------------------------------------------------------------------------------------------
 // Embedding, LayerNorm, softmax, activations, dropout, cross-entropy, Adam. Shapes as in cpu::.

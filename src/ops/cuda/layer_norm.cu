@@ -2,6 +2,7 @@
 #include "ops/cuda/block_reduce.cuh"
 #include "ops/cuda/context.h"
 #include "ops/cuda/kernels.h"
+#include "tensor/tensor.h"
 
 namespace qkv::ops::cuda {
 
@@ -44,17 +45,31 @@ __global__ void layer_norm_dx_kernel(const float* dy, const float* x, const floa
     dxr[c] += rs * (dyr[c] * gamma[c] - mean_g - (xr[c] - mu) * rs * mean_gx);
 }
 
-// dgamma[c] += sum_r dy * xhat, dbeta[c] += sum_r dy: one thread per column, rows in order.
-__global__ void layer_norm_params_kernel(const float* dy, const float* x, const float* mean,
-                                         const float* rstd, int64_t rows, int64_t d, float* dgamma,
-                                         float* dbeta) {
+// partial_g[j, c], partial_b[j, c] = sums of dy * xhat and dy over the rows of chunk j
+// (blockIdx.y), in order (see column_chunks).
+__global__ void layer_norm_params_chunks_kernel(const float* dy, const float* x, const float* mean,
+                                                const float* rstd, int64_t rows, int64_t d,
+                                                ColumnChunks chunks, float* partial_g,
+                                                float* partial_b) {
+  const int64_t j = blockIdx.y, r0 = j * chunks.rows, r1 = min(r0 + chunks.rows, rows);
   QKV_GRID_LOOP(c, d) {
     float g = 0.f, b = 0.f;
-    for (int64_t r = 0; r < rows; ++r) {
+    for (int64_t r = r0; r < r1; ++r) {
       float dyv = dy[r * d + c];
       g += dyv * (x[r * d + c] - mean[r]) * rstd[r];
       b += dyv;
     }
+    partial_g[j * d + c] = g;
+    partial_b[j * d + c] = b;
+  }
+}
+
+// dgamma[c] += sum_j partial_g[j, c], dbeta[c] += sum_j partial_b[j, c], chunks in order.
+__global__ void layer_norm_params_kernel(const float* partial_g, const float* partial_b,
+                                         int64_t chunks, int64_t d, float* dgamma, float* dbeta) {
+  QKV_GRID_LOOP(c, d) {
+    float g = 0.f, b = 0.f;
+    for (int64_t j = 0; j < chunks; ++j) g += partial_g[j * d + c], b += partial_b[j * d + c];
     if (dgamma) dgamma[c] += g;
     if (dbeta) dbeta[c] += b;
   }
@@ -79,8 +94,16 @@ void layer_norm_backward(const float* dy, const float* x, const float* gamma, co
     check_launch("layer_norm_backward (dx)");
   }
   if (dgamma || dbeta) {
-    layer_norm_params_kernel<<<grid_for(d), kThreads, 0, stream()>>>(dy, x, mean, rstd, rows, d,
-                                                                     dgamma, dbeta);
+    const ColumnChunks chunks = column_chunks(rows);
+    Tensor partial = Tensor::empty({2, chunks.count, d}, DType::f32, Device::cuda);
+    float* partial_g = partial.data<float>();
+    float* partial_b = partial_g + chunks.count * d;
+    layer_norm_params_chunks_kernel<<<dim3(grid_for(d), unsigned(chunks.count)), kThreads, 0,
+                                      stream()>>>(dy, x, mean, rstd, rows, d, chunks, partial_g,
+                                                  partial_b);
+    check_launch("layer_norm_backward (dgamma, dbeta chunks)");
+    layer_norm_params_kernel<<<grid_for(d), kThreads, 0, stream()>>>(
+        partial_g, partial_b, chunks.count, d, dgamma, dbeta);
     check_launch("layer_norm_backward (dgamma, dbeta)");
   }
 }

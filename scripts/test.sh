@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Builds qkv and runs the whole test suite: Release; the CUDA tests on the CPU emulation of
-# tests/cuda_emulation (preset cuda-emulated, unless QKV_SKIP_CUDA_EMULATION=1); then
-# AddressSanitizer + UBSan (unless QKV_SKIP_ASAN=1).
+# tests/cuda_emulation (preset cuda-emulated, unless QKV_SKIP_CUDA_EMULATION=1); the CUDA
+# sources compiled with nvcc where it is installed; then AddressSanitizer + UBSan (unless
+# QKV_SKIP_ASAN=1).
 set -euo pipefail
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
 PRESET=release source scripts/setup.sh
@@ -13,6 +14,17 @@ if [ "${QKV_SKIP_CUDA_EMULATION:-0}" != 1 ]; then
   cmake --build build/cuda-emulated --target "${targets[@]}"
   ctest --test-dir build/cuda-emulated -R '^(Cuda|FlashAttentionEmulated)' -j "$(nproc)" \
     --output-on-failure
+fi
+# Where nvcc is installed (no GPU needed), every CUDA source is compiled for the GPU too: the
+# emulation compiles them as C++, which accepts what nvcc may not.
+NVCC=$(command -v nvcc || ls /usr/local/cuda/bin/nvcc 2>/dev/null || true)
+if [ -n "$NVCC" ]; then
+  cmake --preset cuda -DCMAKE_CUDA_COMPILER="$NVCC" >/dev/null
+  mapfile -t cuda_objects < <(ninja -C build/cuda -t targets all | grep -E '\.cu\.o:' | cut -d: -f1)
+  ninja -C build/cuda "${cuda_objects[@]}"
+  echo "qkv test: ${#cuda_objects[@]} CUDA sources compiled with $NVCC"
+else
+  echo "qkv test: no nvcc here, the CUDA sources were not compiled for the GPU"
 fi
 if [ "${QKV_SKIP_ASAN:-0}" != 1 ]; then
   PRESET=asan source scripts/setup.sh

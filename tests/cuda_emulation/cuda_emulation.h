@@ -5,10 +5,12 @@
 //
 // Each CUDA thread of a block is a fiber (its own stack); blocks run one after another. A warp
 // collective (shfl, and the PTX instructions of ptx.h) runs once all lanes of the warp have
-// reached it; __syncthreads waits for the whole block. A barrier or collective that some thread
-// can never reach (it returned, or waits elsewhere) is reported as a deadlock naming the kernel.
-// Shared memory: `__shared__` variables are statics (blocks do not overlap); dynamic shared
-// memory is one buffer filled with 0xff bytes (NaN) before each block.
+// reached it; __syncthreads waits for the whole block. Launched kernels run each warp ahead to
+// its next barrier before the next warp starts: block_reduce without its first barrier fails
+// the LayerNorm and softmax tests this way (and passes them with warps in lockstep). A barrier or
+// collective that some thread can never reach (it returned, or waits elsewhere) is reported as a
+// deadlock naming the kernel. Shared memory: `__shared__` variables are statics (blocks do not
+// overlap); dynamic shared memory is one buffer filled with 0xff bytes (NaN) before each block.
 // What this cannot show: races between threads that the hardware runs at once, timing, and a
 // misreading of CUDA or the PTX ISA that the emulation shares with the kernels.
 #pragma once
@@ -156,6 +158,10 @@ void run_grid(dim3 grid, dim3 block_dim, size_t dynamic_shared, const char* name
 
 unsigned char* dynamic_shared_memory();
 
+// The schedule of launched kernels: warps run ahead to their next barrier (the schedule that
+// shows a missing barrier), unless QKV_CUDA_EMULATION_SCHEDULE=lockstep.
+bool warps_run_ahead_by_default();
+
 // The launch configuration of `name<<<grid, block, smem, stream>>>`.
 struct Launch {
   const char* name;
@@ -194,6 +200,7 @@ void launch(const Launch& l, Kernel kernel, A&&... args) {
   if (!valid_launch(l)) return;
   std::apply([&](const auto&... p) { (check_argument(l.name, p), ...); }, params);
   DeviceAccess access(l.name);
+  state.warps_run_ahead = warps_run_ahead_by_default();
   run_grid(l.grid, l.block, l.shared_bytes, l.name, [&] {
     auto copy = params;
     std::apply(kernel, copy);

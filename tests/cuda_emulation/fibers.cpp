@@ -4,6 +4,7 @@
 // the bulk of a test's time.
 #include <cstdio>
 #include <cstdlib>
+#include <string>
 
 #include "cuda_emulation.h"
 
@@ -147,6 +148,14 @@ void run_grid(dim3 grid, dim3 block_dim, size_t dynamic_shared, const char* name
 
 unsigned char* dynamic_shared_memory() {
   return state.dynamic_shared;
+}
+
+bool warps_run_ahead_by_default() {
+  static const bool run_ahead = [] {
+    const char* schedule = std::getenv("QKV_CUDA_EMULATION_SCHEDULE");
+    return !(schedule && std::string(schedule) == "lockstep");
+  }();
+  return run_ahead;
 }
 
 }  // namespace cuda_emulation

@@ -16,10 +16,11 @@ function(qkv_translate_cuda out_dir sources_var)
     set_property(DIRECTORY APPEND PROPERTY CMAKE_CONFIGURE_DEPENDS ${path})
     file(READ ${path} text)
     set(name "([A-Za-z_][A-Za-z0-9_:]*(<[^<>;]*>)?)")
-    string(REGEX REPLACE "${name}[ \t\n]*<<<([^;]*)>>>\\(\\)"
-           "::cuda_emulation::launch({\"\\1\", \\3}, [&](auto... a) { \\1(a...); })" text "${text}")
-    string(REGEX REPLACE "${name}[ \t\n]*<<<([^;]*)>>>\\("
-           "::cuda_emulation::launch({\"\\1\", \\3}, [&](auto... a) { \\1(a...); }, " text "${text}")
+    # (A line break between a kernel's name and its <<< stays, inside the call.)
+    string(REGEX REPLACE "${name}([ \t\n]*)<<<([^;]*)>>>\\(\\)"
+           "::cuda_emulation::launch(\\3{\"\\1\", \\4}, [&](auto... a) { \\1(a...); })" text "${text}")
+    string(REGEX REPLACE "${name}([ \t\n]*)<<<([^;]*)>>>\\("
+           "::cuda_emulation::launch(\\3{\"\\1\", \\4}, [&](auto... a) { \\1(a...); }, " text "${text}")
     string(REGEX REPLACE
            "extern __shared__ (__align__\\([0-9]+\\) )?([^;\\[]*[^A-Za-z0-9_;\\[])([A-Za-z_][A-Za-z0-9_]*)\\[\\];"
            "\\2* \\3 = reinterpret_cast<\\2*>(::cuda_emulation::dynamic_shared_memory());" text "${text}")

@@ -10,7 +10,8 @@ ctest --preset release -j "$(nproc)"
 if [ "${QKV_SKIP_CUDA_EMULATION:-0}" != 1 ]; then
   # Only the tests of the CUDA backend: the rest is the Release build's.
   cmake --preset cuda-emulated >/dev/null
-  mapfile -t targets < <(cd tests && ls test_cuda_*.cpp test_flash_attention_emulated.cpp | sed 's/\.cpp$//')
+  mapfile -t targets < <(cd tests &&
+    ls test_cuda_*.cpp test_flash_attention_emulated.cpp | sed 's/\.cpp$//')
   cmake --build build/cuda-emulated --target "${targets[@]}"
   ctest --test-dir build/cuda-emulated -R '^(Cuda|FlashAttentionEmulated)' -j "$(nproc)" \
     --output-on-failure

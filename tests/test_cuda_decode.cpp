@@ -4,7 +4,9 @@
 // between two candidates could flip a token: these seeds have none). Skipped without a CUDA
 // device.
 #include <cmath>
+#include <span>
 
+#include "decode/best_tokens.h"
 #include "decode/search.h"
 #include "support/cuda_compare.h"
 #include "support/tiny_training.h"
@@ -45,6 +47,34 @@ TEST(CudaDecode, GreedyAndBeamSearchMatchCpu) {
         EXPECT_NEAR(got[b][h].log_prob, want[b][h].log_prob, 1e-4 * std::fabs(want[b][h].log_prob))
             << "sentence " << b << " hypothesis " << h;
       }
+    }
+  }
+}
+
+// A beam step's candidates chosen on the device equal the CPU's: logits in steps of 0.25 (many
+// ties, broken to the lower id), skipped ids and eos left out, fewer tokens than asked for.
+TEST(CudaDecode, BestTokensOnTheDeviceMatchCpu) {
+  QKV_SKIP_WITHOUT_CUDA();
+  Rng rng(23);
+  for (int64_t vocab : {5, 300, 8003}) {
+    for (int64_t n : {1, 2, 10, 32}) {
+      Tensor logits = uniform({7, vocab}, rng, -3.f, 3.f);
+      for (float& x : std::span(logits.data<float>(), size_t(logits.numel())))
+        x = std::round(x * 4.f) / 4.f;
+      decode::BestTokens want, got;
+      const std::vector<int32_t> skip{0, 2};
+      decode::best_tokens(logits, n, skip, 3, want);
+      decode::best_tokens(on_cuda(logits), n, skip, 3, got);
+      SCOPED_TRACE(testing::Message() << "vocab " << vocab << ", n " << n);
+      ASSERT_EQ(got.n, want.n);
+      for (size_t i = 0; i < want.best.size(); ++i) {
+        EXPECT_EQ(got.best[i].second, want.best[i].second) << "entry " << i;
+        if (want.best[i].second >= 0) {
+          EXPECT_NEAR(got.best[i].first, want.best[i].first, 1e-5) << "entry " << i;
+        }
+      }
+      for (size_t r = 0; r < want.eos_log_prob.size(); ++r)
+        EXPECT_NEAR(got.eos_log_prob[r], want.eos_log_prob[r], 1e-5) << "row " << r;
     }
   }
 }

@@ -5,6 +5,7 @@
 #include <limits>
 
 #include "ops/cpu/vec_math.h"
+#include "ops/ops.h"
 
 namespace qkv::decode {
 
@@ -35,6 +36,18 @@ void row_best(const float* x, int64_t vocab, float max, float log_sum, const int
     }
   }
 }
+
+// On cuda: the candidates chosen on the device (ops::best_tokens_rows), copied in one piece.
+void best_tokens_on_device(const Tensor& logits, int64_t n, const std::vector<int32_t>& skip,
+                           int32_t eos, BestTokens& out) {
+  const int64_t rows = logits.size(0);
+  const Tensor packed = ops::best_tokens_rows(logits, n, skip, eos).to(Device::cpu);
+  const float* p = packed.data<float>();  // [rows, 2n + 1]
+  for (int64_t r = 0; r < rows; ++r, p += 2 * n + 1) {
+    for (int64_t i = 0; i < n; ++i) out.best[size_t(r * n + i)] = {p[i], int32_t(p[n + i])};
+    out.eos_log_prob[size_t(r)] = p[2 * n];
+  }
+}
 }  // namespace
 
 void best_tokens(const Tensor& logits, int64_t n, const std::vector<int32_t>& skip, int32_t eos,
@@ -43,7 +56,10 @@ void best_tokens(const Tensor& logits, int64_t n, const std::vector<int32_t>& sk
   out.n = n;
   out.best.resize(size_t(rows * n));
   out.eos_log_prob.resize(size_t(rows));
-  const float* x = logits.data<float>();
+  if (logits.device() == Device::cuda && n >= 1 && n <= 32 && skip.size() <= 4)
+    return best_tokens_on_device(logits, n, skip, eos, out);
+  const Tensor host = logits.to(Device::cpu);
+  const float* x = host.data<float>();
 #pragma omp parallel for schedule(static) if (rows * vocab > kParallelMin)
   for (int64_t r = 0; r < rows; ++r) {
     const float* xr = x + r * vocab;  // [V]

@@ -68,7 +68,7 @@ std::vector<std::vector<Hypothesis>> search(const PackedDecoder& weights, const 
   const std::vector<int32_t> never{c.pad_id, c.bos_id};
   BestTokens top;
   for (int64_t step = 0; step < longest && !active.empty(); ++step) {
-    best_tokens(decoder.step(tokens).to(Device::cpu), 2 * k, never, c.eos_id, top);
+    best_tokens(decoder.step(tokens), 2 * k, never, c.eos_id, top);
     next_rows.clear(), next_tokens.clear(), still_active.clear(), kept.clear();
     for (int64_t a = 0; a < int64_t(active.size()); ++a) {
       int64_t b = active[a];

@@ -1,4 +1,5 @@
-// Small ops of incremental decoding: KV-cache writes, beam reordering, argmax.
+// Small ops of incremental decoding: KV-cache writes, beam reordering, argmax, a beam step's
+// best candidates on cuda.
 #include <cstring>
 
 #include "ops/cuda/kernels.h"
@@ -111,6 +112,25 @@ Tensor argmax_rows(const Tensor& x) {
     y.data<int32_t>()[i] = int32_t(best);
   }
   return y;
+}
+
+Tensor best_tokens_rows(const Tensor& logits, int64_t best, const std::vector<int32_t>& skip,
+                        int32_t eos) {
+  const char* op = "best_tokens_rows";
+  QKV_REQUIRE(logits.rank() == 2 && logits.dtype() == DType::f32, op,
+              "needs F32 logits [N, V], got " + shape_str(logits.shape()));
+  QKV_REQUIRE(best >= 1 && best <= cuda::kMaxBestTokens && skip.size() <= cuda::kMaxSkipTokens, op,
+              "supports 1 to 32 best tokens and at most 4 skipped ids");
+  const int64_t n = logits.size(0), v = logits.size(1);
+  QKV_REQUIRE(eos >= 0 && eos < v, op,
+              "eos id " + std::to_string(eos) + " outside the vocabulary of " + std::to_string(v));
+  QKV_REQUIRE(logits.device() == Device::cuda, op, "runs on cuda (decode::best_tokens on the cpu)");
+  cuda::SkipTokens s{{}, int(skip.size())};
+  std::copy(skip.begin(), skip.end(), s.ids);
+  Tensor out = Tensor::empty({n, 2 * best + 1}, DType::f32, Device::cuda);
+  QKV_CUDA_KERNEL(
+      op, cuda::best_tokens_rows(logits.data<float>(), n, v, int(best), s, eos, out.data<float>()));
+  return out;
 }
 
 }  // namespace qkv::ops

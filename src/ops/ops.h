@@ -183,5 +183,13 @@ void kv_cache_gather(const Tensor& cache, const Tensor& index, int64_t len, Tens
 Tensor gather_rows(const Tensor& x, const Tensor& index);
 // Per row of x [N, V]: the index of the largest element (the first on ties), i32 [N].
 Tensor argmax_rows(const Tensor& x);
+// A beam search step's candidates on the device, so that only they cross to the host (cuda
+// only: decode::best_tokens does the same on the cpu, and calls this for cuda logits). Per row of
+// logits f32 [N, V]: the log-probs (under the row's log-softmax) of the `best` largest entries
+// that are neither eos nor in skip, ties to the lower id, -inf where fewer exist; then their ids
+// as f32 (-1 where missing); then the log-prob of eos: f32 [N, 2 * best + 1] on cuda.
+// 1 <= best <= 32, at most 4 skipped ids, 0 <= eos < V.
+Tensor best_tokens_rows(const Tensor& logits, int64_t best, const std::vector<int32_t>& skip,
+                        int32_t eos);
 
 }  // namespace qkv::ops

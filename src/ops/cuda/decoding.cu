@@ -1,5 +1,5 @@
 // Small ops of incremental decoding on cuda: strided row copies (KV-cache writes and gathers),
-// beam reordering and argmax.
+// beam reordering, argmax and a beam step's best candidates.
 #include "ops/cuda/block_reduce.cuh"
 #include "ops/cuda/context.h"
 #include "ops/cuda/kernels.h"
@@ -40,7 +40,71 @@ __global__ void argmax_rows_kernel(const float* x, int64_t v, int32_t* y) {
     y[blockIdx.x] = int32_t(at < v ? at : 0);  // a row of NaN (or empty): 0, as the CPU
   }
 }
+// One block per row: the largest and the log of the sum of exp(x - max), then each thread's
+// `best` largest entries of its strided part of the row (sorted, in registers), then `best`
+// rounds that each take the largest head among the threads (the lower id on ties).
+template <int kBest>
+__global__ void best_tokens_kernel(const float* x, int64_t v, int best, SkipTokens skip,
+                                   int32_t eos, float* out) {
+  const float* row = x + int64_t(blockIdx.x) * v;  // [v]
+  float* o = out + int64_t(blockIdx.x) * (2 * best + 1);
+  float local_max = -INFINITY;
+  for (int64_t j = threadIdx.x; j < v; j += blockDim.x) local_max = fmaxf(local_max, row[j]);
+  const float max = block_max(local_max);
+  float local_sum = 0.f;
+  for (int64_t j = threadIdx.x; j < v; j += blockDim.x) local_sum += expf(row[j] - max);
+  const float log_sum = logf(block_sum(local_sum));
+
+  float value[kBest];
+  int32_t id[kBest];
+  int count = 0;
+  for (int64_t j = threadIdx.x; j < v; j += blockDim.x) {  // j grows: a later equal stays out
+    bool skipped = j == eos;
+    for (int s = 0; s < skip.count; ++s) skipped = skipped || j == skip.ids[s];
+    const float xj = row[j];
+    if (skipped || (count == best && !(xj > value[best - 1]))) continue;
+    int i = count < best ? count++ : best - 1;
+    for (; i > 0 && xj > value[i - 1]; --i) value[i] = value[i - 1], id[i] = id[i - 1];
+    value[i] = xj, id[i] = int32_t(j);
+  }
+
+  __shared__ float win_value[32];
+  __shared__ int32_t win_id[32];
+  const int lane = threadIdx.x % 32, warp = threadIdx.x / 32, warps = blockDim.x / 32;
+  int head = 0;
+  for (int round = 0; round < best; ++round) {
+    float hv = head < count ? value[head] : -INFINITY;
+    int32_t hid = head < count ? id[head] : INT32_MAX;
+    for (int offset = 16; offset > 0; offset /= 2) {  // the best (value, lower id) of the warp
+      float ov = __shfl_xor_sync(0xffffffffu, hv, offset);
+      int32_t oid = __shfl_xor_sync(0xffffffffu, hid, offset);
+      if (ov > hv || (ov == hv && oid < hid)) hv = ov, hid = oid;
+    }
+    __syncthreads();  // the previous round's winner has been read
+    if (lane == 0) win_value[warp] = hv, win_id[warp] = hid;
+    __syncthreads();
+    hv = win_value[0], hid = win_id[0];
+    for (int w = 1; w < warps; ++w)
+      if (win_value[w] > hv || (win_value[w] == hv && win_id[w] < hid))
+        hv = win_value[w], hid = win_id[w];
+    if (head < count && id[head] == hid) ++head;
+    if (threadIdx.x == 0) {
+      const bool found = hid != INT32_MAX;
+      o[round] = found ? (hv - max) - log_sum : -INFINITY;
+      o[best + round] = found ? float(hid) : -1.f;
+    }
+  }
+  if (threadIdx.x == 0) o[2 * best] = (row[eos] - max) - log_sum;
+}
 }  // namespace
+
+void best_tokens_rows(const float* x, int64_t rows, int64_t v, int best, SkipTokens skip,
+                      int32_t eos, float* out) {
+  if (rows == 0) return;
+  best_tokens_kernel<kMaxBestTokens>
+      <<<unsigned(rows), kThreads, 0, stream()>>>(x, v, best, skip, eos, out);
+  check_launch("best_tokens_rows");
+}
 
 void copy_rows(void* dst, int64_t dst_pitch, const void* src, int64_t src_pitch, int64_t width,
                int64_t height) {

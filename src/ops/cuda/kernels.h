@@ -111,5 +111,16 @@ void copy_rows(void* dst, int64_t dst_pitch, const void* src, int64_t src_pitch,
 void gather_rows(const void* x, const int32_t* index, int64_t m, int64_t row_bytes, void* y);
 // Per row of x [n, v]: the index of the largest element (the first on ties).
 void argmax_rows(const float* x, int64_t n, int64_t v, int32_t* y);
+// A beam search step's candidates (decode/best_tokens.h), per row of logits x [rows, v]: out
+// [rows, 2 * best + 1] f32 holds the log-probs of the `best` largest entries that are neither
+// `eos` nor in skip (ties to the lower id; missing ones -inf), then their ids as f32 values
+// (-1 when missing), then the log-prob of eos. best <= kMaxBestTokens, skip <= kMaxSkipTokens.
+constexpr int kMaxBestTokens = 32, kMaxSkipTokens = 4;
+struct SkipTokens {
+  int32_t ids[kMaxSkipTokens];
+  int count;
+};
+void best_tokens_rows(const float* x, int64_t rows, int64_t v, int best, SkipTokens skip,
+                      int32_t eos, float* out);
 
 }  // namespace qkv::ops::cuda

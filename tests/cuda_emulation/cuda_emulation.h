@@ -184,12 +184,16 @@ class DeviceAccess {
 void set_launch_error(const char* kernel, const char* why);
 bool valid_launch(const Launch& l);
 
+// False (and a launch error) for a pointer argument that is not device memory.
 template <class A>
-void check_argument(const char* kernel, const A& arg) {
+bool check_argument(const char* kernel, const A& arg) {
   if constexpr (std::is_pointer_v<A>) {
-    if (arg != nullptr && !is_device_pointer(arg))
+    if (arg != nullptr && !is_device_pointer(arg)) {
       set_launch_error(kernel, "a pointer argument is not device memory");
+      return false;
+    }
   }
+  return true;
 }
 
 // The kernel's arguments are copied once, as CUDA copies them to the device; each thread calls
@@ -198,7 +202,9 @@ template <class Kernel, class... A>
 void launch(const Launch& l, Kernel kernel, A&&... args) {
   std::tuple<std::decay_t<A>...> params(std::forward<A>(args)...);
   if (!valid_launch(l)) return;
-  std::apply([&](const auto&... p) { (check_argument(l.name, p), ...); }, params);
+  bool arguments_ok = true;
+  std::apply([&](const auto&... p) { ((arguments_ok &= check_argument(l.name, p)), ...); }, params);
+  if (!arguments_ok) return;  // (on a GPU: an illegal address when the kernel runs)
   DeviceAccess access(l.name);
   state.warps_run_ahead = warps_run_ahead_by_default();
   run_grid(l.grid, l.block, l.shared_bytes, l.name, [&] {

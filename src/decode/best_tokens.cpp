@@ -56,7 +56,8 @@ void best_tokens(const Tensor& logits, int64_t n, const std::vector<int32_t>& sk
   out.n = n;
   out.best.resize(size_t(rows * n));
   out.eos_log_prob.resize(size_t(rows));
-  if (logits.device() == Device::cuda && n >= 1 && n <= 32 && skip.size() <= 4)
+  if (logits.device() == Device::cuda && n >= 1 && n <= ops::kMaxBestTokens &&
+      int64_t(skip.size()) <= ops::kMaxSkippedTokens)
     return best_tokens_on_device(logits, n, skip, eos, out);
   const Tensor host = logits.to(Device::cpu);
   const float* x = host.data<float>();

@@ -119,7 +119,9 @@ Tensor best_tokens_rows(const Tensor& logits, int64_t best, const std::vector<in
   const char* op = "best_tokens_rows";
   QKV_REQUIRE(logits.rank() == 2 && logits.dtype() == DType::f32, op,
               "needs F32 logits [N, V], got " + shape_str(logits.shape()));
-  QKV_REQUIRE(best >= 1 && best <= cuda::kMaxBestTokens && skip.size() <= cuda::kMaxSkipTokens, op,
+  static_assert(kMaxBestTokens == cuda::kMaxBestTokens &&
+                kMaxSkippedTokens == cuda::kMaxSkipTokens);
+  QKV_REQUIRE(best >= 1 && best <= kMaxBestTokens && int64_t(skip.size()) <= kMaxSkippedTokens, op,
               "supports 1 to 32 best tokens and at most 4 skipped ids");
   const int64_t n = logits.size(0), v = logits.size(1);
   QKV_REQUIRE(eos >= 0 && eos < v, op,

@@ -189,6 +189,7 @@ Tensor argmax_rows(const Tensor& x);
 // that are neither eos nor in skip, ties to the lower id, -inf where fewer exist; then their ids
 // as f32 (-1 where missing); then the log-prob of eos: f32 [N, 2 * best + 1] on cuda.
 // 1 <= best <= 32, at most 4 skipped ids, 0 <= eos < V.
+constexpr int64_t kMaxBestTokens = 32, kMaxSkippedTokens = 4;
 Tensor best_tokens_rows(const Tensor& logits, int64_t best, const std::vector<int32_t>& skip,
                         int32_t eos);
 

@@ -1,6 +1,6 @@
 // qkv convert: models from Hugging Face and PyTorch into qkv model directories, and back.
 //   qkv convert --from hf HF_DIR --to QKV_DIR          (MarianMTModel, ViTForImageClassification)
-//   qkv convert --from torch FILE.safetensors --config FILE.yaml --spm spm.model --to QKV_DIR
+//   qkv convert --from torch FILE.pt|FILE.safetensors --config FILE.yaml --spm spm.model --to DIR
 //   qkv convert --from qkv QKV_DIR --to hf HF_DIR
 #include <iostream>
 
@@ -64,7 +64,8 @@ Command add_convert(CLI::App& app) {
   auto* cmd = app.add_subcommand(
       "convert", "Convert Hugging Face / PyTorch models to qkv model directories and back");
   auto a = std::make_shared<ConvertArgs>();
-  cmd->add_option("--from", a->from, "FORMAT PATH: hf DIR, torch FILE.safetensors or qkv DIR")
+  cmd->add_option("--from", a->from,
+                  "FORMAT PATH: hf DIR, torch FILE (.pt or .safetensors) or qkv DIR")
       ->required()
       ->expected(2);
   cmd->add_option("--to", a->to, "[FORMAT] DIR: the output directory (format qkv or hf)")

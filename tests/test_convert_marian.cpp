@@ -16,6 +16,7 @@
 #include "data/corpus.h"
 #include "decode/model_dir.h"
 #include "decode/translator.h"
+#include "io/atomic_file.h"
 #include "io/safetensors.h"
 #include "support/data_files.h"
 #include "support/python_script.h"
@@ -357,9 +358,30 @@ TEST_F(MarianFolder, OtherArchitectureOrOptions) {
   expect_failure({"config.json", "missing \"d_model\""});
 }
 
+// The same weights as torch.save writes them (transformers before safetensors, and the legacy
+// format of 2020's OPUS-MT conversions), tied embeddings sharing one storage: the same model.
+TEST_F(MarianFolder, ReadsPytorchModelBin) {
+  convert::marian_from_hf(hf_, dir_.file("from-safetensors"));
+  std::string want = read_file(dir_.file("from-safetensors/model.safetensors"));
+  for (const char* format : {"zip", "legacy"}) {
+    std::string bin = dir_.file(std::string("bin-") + format);
+    fs::copy(hf_, bin);
+    fs::remove(bin + "/model.safetensors");
+    run_python_script("torch_checkpoints.py",
+                      "from-safetensors " + hf_ + "/model.safetensors " + bin +
+                          "/pytorch_model.bin " + format +
+                          " model.shared.weight,model.encoder.embed_tokens.weight,"
+                          "model.decoder.embed_tokens.weight");
+    convert::marian_from_hf(bin, bin + "-qkv");
+    EXPECT_TRUE(read_file(bin + "-qkv/model.safetensors") == want) << format;
+  }
+}
+
 TEST_F(MarianFolder, MissingFiles) {
-  fs::rename(hf_ + "/model.safetensors", hf_ + "/pytorch_model.bin");
-  expect_failure({"no model.safetensors", "pytorch_model.bin"});
+  fs::rename(hf_ + "/model.safetensors", hf_ + "/model.bin");
+  expect_failure({"no model.safetensors, pytorch_model.bin"});
+  std::ofstream(hf_ + "/pytorch_model.bin") << "<html>an error page saved by mistake</html>";
+  expect_failure({"pytorch_model.bin", "not a torch.save checkpoint"});
   fs::remove(hf_ + "/vocab.json");
   expect_failure({"vocab.json", "cannot open"});
   std::ofstream(hf_ + "/config.json") << "{\"d_model\": ";

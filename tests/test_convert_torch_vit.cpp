@@ -14,6 +14,7 @@
 #include "data/corpus.h"
 #include "decode/model_dir.h"
 #include "eval/image_eval.h"
+#include "io/atomic_file.h"
 #include "io/safetensors.h"
 #include "nn/vit.h"
 #include "support/data_files.h"
@@ -73,6 +74,12 @@ TEST_P(TorchTransformer, ConvertsToTheSameLogits) {
     if (name == "logits") want = t;
   Var got = m.model->forward(src.src, src.src_lengths, tgt_in, nn::Context{});
   expect_close(got.value(), want, 1e-4, "logits");
+
+  // The same module saved by torch.save (float64 there, rounded to f32 as numpy does above).
+  convert::seq2seq_from_torch(dir.file("weights.pt"), dir.file("config.yaml"),
+                              dir.file("spm/spm.model"), dir.file("out-pt"));
+  EXPECT_TRUE(read_file(dir.file("out-pt/model.safetensors")) ==
+              read_file(dir.file("out/model.safetensors")));
 
   // The same checkpoint without one tensor, or with a vocabulary the config does not have.
   NamedTensors w = load_safetensors(dir.file("weights.safetensors"));

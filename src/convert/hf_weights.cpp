@@ -4,6 +4,7 @@
 #include <map>
 
 #include "convert/json_file.h"
+#include "io/torch_checkpoint.h"
 
 namespace qkv::convert {
 
@@ -12,25 +13,33 @@ namespace fs = std::filesystem;
 CheckpointTensors CheckpointTensors::read_file(const std::string& path) {
   CheckpointTensors c;
   c.origin_ = path;
-  for (auto& [name, t] : load_safetensors(path))
+  CheckpointFormat format = sniff_checkpoint_format(path);
+  if (format == CheckpointFormat::unknown)  // the error of the format its name suggests
+    format =
+        path.ends_with(".safetensors") ? CheckpointFormat::safetensors : CheckpointFormat::torch;
+  NamedTensors tensors =
+      format == CheckpointFormat::torch ? load_torch_checkpoint(path) : load_safetensors(path);
+  for (auto& [name, t] : tensors)
     c.tensors_[name] = t.dtype() == DType::f32 ? t : t.cast(DType::f32);
   return c;
 }
 
 CheckpointTensors CheckpointTensors::read_hf_folder(const std::string& dir) {
-  fs::path single = fs::path(dir) / "model.safetensors";
-  if (fs::exists(single)) return read_file(single.string());
-  fs::path index = fs::path(dir) / "model.safetensors.index.json";
-  if (!fs::exists(index)) {
-    std::string hint = fs::exists(fs::path(dir) / "pytorch_model.bin")
-                           ? " (only pytorch_model.bin, a pickle qkv does not read: save the model "
-                             "with save_pretrained(..., safe_serialization=True))"
-                           : "";
-    throw std::runtime_error(dir + ": no model.safetensors" + hint);
+  // What save_pretrained writes, in the order transformers looks for it.
+  for (const char* weights : {"model.safetensors", "pytorch_model.bin"}) {
+    fs::path single = fs::path(dir) / weights;
+    if (fs::exists(single)) return read_file(single.string());
+    fs::path index = fs::path(dir) / (std::string(weights) + ".index.json");
+    if (fs::exists(index)) return read_shards(dir, index.string());
   }
-  JsonFile map = JsonFile::read(index.string());
+  throw std::runtime_error(
+      dir + ": no model.safetensors, pytorch_model.bin or a sharded index of either");
+}
+
+CheckpointTensors CheckpointTensors::read_shards(const std::string& dir, const std::string& index) {
+  JsonFile map = JsonFile::read(index);
   if (!map.has("weight_map") || !map.json()["weight_map"].is_object())
-    throw std::runtime_error(index.string() + ": missing \"weight_map\"");
+    throw std::runtime_error(index + ": missing \"weight_map\"");
   std::set<std::string> shards;
   for (auto& [name, file] : map.json()["weight_map"].items())
     shards.insert(file.get<std::string>());
@@ -38,7 +47,7 @@ CheckpointTensors CheckpointTensors::read_hf_folder(const std::string& dir) {
   c.origin_ = dir;
   for (const auto& shard : shards) {
     if (shard.find('/') != std::string::npos || shard.find("..") != std::string::npos)
-      throw std::runtime_error(index.string() + ": shard name '" + shard + "' is not a file name");
+      throw std::runtime_error(index + ": shard name '" + shard + "' is not a file name");
     for (auto& [name, t] : read_file((fs::path(dir) / shard).string()).tensors_)
       c.tensors_[name] = t;
   }

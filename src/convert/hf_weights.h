@@ -1,5 +1,5 @@
-// Reading Hugging Face model folders: the weights (model.safetensors, or the shards that
-// model.safetensors.index.json lists; every tensor converted to f32) and activation names.
+// Reading Hugging Face model folders: the weights (model.safetensors or pytorch_model.bin, or
+// the shards their .index.json lists; every tensor converted to f32) and activation names.
 #pragma once
 #include <map>
 #include <set>
@@ -14,10 +14,10 @@ namespace qkv::convert {
 // taken so that finish() can reject what the conversion did not understand.
 class CheckpointTensors {
  public:
-  // Throws std::runtime_error naming the folder when it has no model.safetensors (nor an index),
-  // e.g. only pytorch_model.bin.
+  // model.safetensors, else pytorch_model.bin (each possibly sharded), as transformers prefers
+  // them. Throws std::runtime_error naming the folder when it has neither.
   static CheckpointTensors read_hf_folder(const std::string& dir);
-  // One safetensors file.
+  // One safetensors file or torch.save checkpoint (io/torch_checkpoint.h), told by its content.
   static CheckpointTensors read_file(const std::string& path);
 
   bool has(const std::string& name) const { return tensors_.count(name) > 0; }
@@ -30,6 +30,9 @@ class CheckpointTensors {
   const std::string& origin() const { return origin_; }
 
  private:
+  // The shards that `index` ({"weight_map": {tensor: file}}) names, files in `dir`.
+  static CheckpointTensors read_shards(const std::string& dir, const std::string& index);
+
   std::string origin_;
   std::map<std::string, Tensor> tensors_;
   std::set<std::string> taken_;

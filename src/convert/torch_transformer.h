@@ -1,6 +1,8 @@
 // A torch.nn.Transformer translation model -> a qkv model directory.
 //
-// The safetensors file holds the model's state_dict with these names (d = d-model, V = vocab):
+// The weights file is the model's state_dict, as torch.save(model.state_dict(), "model.pt")
+// writes it (io/torch_checkpoint.h) or as a safetensors file, with these names (d = d-model,
+// V = vocab):
 //   embedding.weight                [V, d]   token embeddings, shared by source and target
 //   generator.weight                [V, d]   output projection (absent: tied to embedding)
 //   generator.bias                  [V]      optional

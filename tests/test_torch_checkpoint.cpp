@@ -1,0 +1,122 @@
+// torch.save checkpoints (tests/python/torch_checkpoints.py writes them with PyTorch): both
+// formats and ZIP64 give PyTorch's tensors bit for bit (views, zero strides, every dtype qkv
+// reads); a pickle that calls anything else is refused without running it; damaged files give
+// a std::runtime_error naming the file (the suite also runs under ASan/UBSan, which would catch
+// an out-of-bounds read on the way).
+#include <gtest/gtest.h>
+
+#include <cstring>
+#include <filesystem>
+#include <map>
+
+#include "io/atomic_file.h"
+#include "io/torch_checkpoint.h"
+#include "support/data_files.h"
+#include "support/python_script.h"
+
+namespace qkv::test {
+namespace {
+
+namespace fs = std::filesystem;
+
+class TorchCheckpoint : public ::testing::Test {
+ protected:
+  static void SetUpTestSuite() {
+    dir_ = new ScratchDir("torch_checkpoint");
+    run_python_script("torch_checkpoints.py", "make " + dir_->file(""));
+  }
+  static void TearDownTestSuite() { delete dir_; }
+  static std::string file(const std::string& name) { return dir_->file(name); }
+
+  static void expect_failure(const std::string& name, const std::vector<std::string>& parts) {
+    std::vector<std::string> with_path = parts;
+    with_path.push_back(name);
+    expect_error<std::runtime_error>([&] { load_torch_checkpoint(file(name)); }, with_path);
+  }
+
+  static ScratchDir* dir_;
+};
+ScratchDir* TorchCheckpoint::dir_ = nullptr;
+
+TEST_F(TorchCheckpoint, GivesTorchsTensorsBitForBit) {
+  Metadata meta;
+  NamedTensors want = load_safetensors(file("expected.safetensors"), &meta);
+  std::map<std::string, Tensor> by_name(want.begin(), want.end());
+  for (const char* format : {"zip.pt", "legacy.pt", "zip64.pt"}) {
+    SCOPED_TRACE(format);
+    NamedTensors got = load_torch_checkpoint(file(format));
+    std::string order;
+    for (const auto& [name, t] : got) {
+      order += (order.empty() ? "" : ",") + name;
+      ASSERT_TRUE(by_name.count(name)) << name;
+      const Tensor& w = by_name[name];
+      EXPECT_EQ(t.dtype(), w.dtype()) << name;
+      EXPECT_EQ(t.shape(), w.shape()) << name;
+      EXPECT_EQ(t.nbytes(), w.nbytes()) << name;
+      if (t.nbytes() == w.nbytes()) {
+        EXPECT_EQ(std::memcmp(t.raw(), w.raw(), t.nbytes()), 0) << name;
+      }
+    }
+    EXPECT_EQ(order, meta.at("order"));  // the dict's order
+  }
+}
+
+TEST_F(TorchCheckpoint, IsToldFromSafetensorsByItsContent) {
+  EXPECT_EQ(sniff_checkpoint_format(file("zip.pt")), CheckpointFormat::torch);
+  EXPECT_EQ(sniff_checkpoint_format(file("legacy.pt")), CheckpointFormat::torch);
+  EXPECT_EQ(sniff_checkpoint_format(file("expected.safetensors")), CheckpointFormat::safetensors);
+  write_bytes(file("text.pt"), "{\"not\": \"weights\"}");
+  EXPECT_EQ(sniff_checkpoint_format(file("text.pt")), CheckpointFormat::unknown);
+  EXPECT_EQ(sniff_checkpoint_format(file("missing.pt")), CheckpointFormat::unknown);
+}
+
+TEST_F(TorchCheckpoint, RunsNoCodeFromTheFile) {
+  expect_failure("calls_system.pt", {"calls posix.system", "does not run"});
+  EXPECT_FALSE(fs::exists(file("pwned")));
+}
+
+TEST_F(TorchCheckpoint, NamesWhatItCannotRead) {
+  expect_failure("nested.pt", {"'model' holds a dict, not a tensor", "state_dict"});
+  expect_failure("deflated.pt", {"is compressed"});
+  expect_failure("complex.pt", {"storage type torch.ComplexFloatStorage"});
+  expect_failure("expected.safetensors", {"not a torch.save checkpoint"});
+  expect_failure("missing.pt", {"cannot open"});
+}
+
+TEST_F(TorchCheckpoint, CorruptZipEntriesFailTheirChecksum) {
+  std::string bytes = read_file(file("zip.pt"));
+  size_t at = bytes.find("data/0");  // the first storage's local header name; data follows
+  ASSERT_NE(at, std::string::npos);
+  bytes[at + 80] ^= 0x10;  // inside the data (the name, extra field and 64-byte padding)
+  write_bytes(file("flipped.pt"), bytes);
+  expect_failure("flipped.pt", {"CRC-32", "corrupt"});
+}
+
+TEST_F(TorchCheckpoint, EveryTruncationIsAnError) {
+  for (const char* format : {"zip.pt", "legacy.pt", "zip64.pt"}) {
+    std::string bytes = read_file(file(format));
+    for (size_t cut = 0; cut < bytes.size(); cut += 3) {
+      write_bytes(file("cut.pt"), bytes.substr(0, cut));
+      EXPECT_THROW(load_torch_checkpoint(file("cut.pt")), std::runtime_error)
+          << format << " cut to " << cut << " bytes";
+    }
+  }
+}
+
+// The legacy format has no checksum: a changed byte may still load, but never reads out of
+// bounds or fails other than with std::runtime_error.
+TEST_F(TorchCheckpoint, ChangedBytesNeverReadOutOfBounds) {
+  std::string bytes = read_file(file("legacy.pt"));
+  for (size_t at = 0; at < bytes.size(); ++at) {
+    std::string changed = bytes;
+    changed[at] = char(changed[at] ^ 0x41);
+    write_bytes(file("changed.pt"), changed);
+    try {
+      load_torch_checkpoint(file("changed.pt"));
+    } catch (const std::runtime_error&) {
+    }
+  }
+}
+
+}  // namespace
+}  // namespace qkv::test

@@ -6,6 +6,7 @@
 #include <string>
 #include <vector>
 
+#include "ops/cuda/flash_attention.h"
 #include "ops/cuda/kernels.h"
 #include "tensor/tensor.h"
 
@@ -26,6 +27,22 @@ TEST(CudaEmulation, KernelRunningPastItsAllocationDies) {
   // 64 floats into a one-float allocation: past its 256-byte rounding, into the guard page.
   EXPECT_DEATH(ops::cuda::scale(x.data<float>(), 1.f, y.data<float>(), 1 << 12),
                "scale_kernel touched device memory .* past the end of");
+}
+
+// A GPU faults on a misaligned access where x86 would load quietly; so does the emulation.
+TEST(CudaEmulation, MisalignedAccessDies) {
+  GTEST_FLAG_SET(death_test_style, "threadsafe");
+  Tensor x = Tensor::zeros({64}).to(Device::cuda), y = Tensor::zeros({64}).to(Device::cuda);
+  const float* odd = reinterpret_cast<const float*>(static_cast<const char*>(x.raw()) + 2);
+  EXPECT_DEATH(ops::cuda::scale(odd, 1.f, y.data<float>(), 16), "misaligned address");
+
+  // FlashAttention's 16-byte cp.async of a query row that starts one element late.
+  Tensor q = Tensor::zeros({1, 1, 16, 64}, DType::bf16, Device::cuda), k = q.clone(), v = q.clone(),
+         out = q.clone(), lse = Tensor::zeros({16}, DType::f32, Device::cuda);
+  ops::cuda::FlashShape s{1, 1, 15, 16, 64, false, nullptr, 0.125f, true};
+  const char* late = static_cast<const char*>(q.raw()) + 2;
+  EXPECT_DEATH(ops::cuda::flash_forward(s, late, k.raw(), v.raw(), out.raw(), lse.data<float>()),
+               "misaligned address in .*: a cp.async source");
 }
 
 TEST(CudaEmulation, HostPointerAsKernelArgumentIsALaunchError) {

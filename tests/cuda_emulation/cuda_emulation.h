@@ -45,13 +45,13 @@ struct __half {
 inline __nv_bfloat16 __float2bfloat16_rn(float f) {
   return __nv_bfloat16(f);
 }
-struct float2 {
+struct alignas(8) float2 {  // CUDA's vector types are aligned to their size
   float x, y;
 };
 inline float2 make_float2(float x, float y) {
   return {x, y};
 }
-struct uint4 {
+struct alignas(16) uint4 {
   uint32_t x, y, z, w;
 };
 inline uint4 make_uint4(uint32_t x, uint32_t y, uint32_t z, uint32_t w) {
@@ -130,7 +130,10 @@ inline Warp& warp() {
 inline int lane() {
   return int(thread().x % 32);
 }
-[[noreturn]] void deadlock();  // prints which kernel and aborts (runtime.cpp)
+[[noreturn]] void deadlock();  // prints which kernel and aborts (fibers.cpp)
+// Aborts, naming the kernel, unless `address` is a multiple of `bytes`: a GPU faults with
+// "misaligned address" where x86 would quietly load (fibers.cpp).
+void check_aligned(const void* address, int bytes, const char* what);
 
 // The last lane to arrive runs compute for the whole warp; every lane waits for it.
 template <class F>

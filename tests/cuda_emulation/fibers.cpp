@@ -92,6 +92,16 @@ void deadlock() {
   std::abort();
 }
 
+void check_aligned(const void* address, int bytes, const char* what) {
+  if (reinterpret_cast<uintptr_t>(address) % uintptr_t(bytes) == 0) return;
+  std::fprintf(stderr,
+               "cuda emulation: misaligned address in %s, block (%u, %u, %u) thread (%u, %u, %u): "
+               "%s at %p needs %d-byte alignment\n",
+               state.kernel_name, state.block.x, state.block.y, state.block.z, thread().x,
+               thread().y, thread().z, what, address, bytes);
+  std::abort();
+}
+
 void run_block(int threads) {
   const int warps = (threads + 31) / 32;
   for (int round = 0;; ++round) {

@@ -58,6 +58,7 @@ void mma_16816(float (&c)[4], const uint32_t (&a)[4], uint32_t b0, uint32_t b1) 
 // Lanes 8i..8i+7 address the rows of matrix i; lane l gets from each matrix (row l/4, cols
 // 2(l%4), +1), or with trans (rows 2(l%4), +1, col l/4).
 inline void ldmatrix(uint32_t (&r)[4], const void* row, bool trans) {
+  cuda_emulation::check_aligned(row, 16, "an ldmatrix row");
   cuda_emulation::Warp& w = cuda_emulation::warp();
   const int lane = cuda_emulation::lane();
   w.row[lane] = static_cast<const uint16_t*>(row);
@@ -79,6 +80,8 @@ inline void ldmatrix_x4_trans(uint32_t (&r)[4], const void* row) {
   ldmatrix(r, row, true);
 }
 inline void cp_async(void* smem, const void* gmem, int bytes, bool valid) {
+  cuda_emulation::check_aligned(smem, bytes, "a cp.async destination");
+  if (valid) cuda_emulation::check_aligned(gmem, bytes, "a cp.async source");
   const cuda_emulation::Copy copy{smem, gmem, bytes, valid};
   if (cuda_emulation::state.late_copies)
     cuda_emulation::state.fibers[cuda_emulation::state.current].groups.back().push_back(copy);

@@ -1,6 +1,7 @@
 # The CUDA sources rewritten for tests/cuda_emulation, which runs qkv's kernels on the CPU: each
 # launch `k<<<grid, block, smem, stream>>>(args)` becomes a call of cuda_emulation::launch, each
-# `extern __shared__ T name[]` the block's dynamic shared memory. Done at configure time (an edit
+# `extern __shared__ T name[]` the block's dynamic shared memory. A launch names one kernel: a
+# template's arguments are written out (its address is taken, for the shared memory limit). Done at configure time (an edit
 # of a CUDA source re-runs it); the rewritten files keep the original's line numbers.
 #
 # qkv_translate_cuda(OUT_DIR SOURCES_VAR): writes OUT_DIR/<path under src> for every src/*.cu
@@ -18,9 +19,9 @@ function(qkv_translate_cuda out_dir sources_var)
     set(name "([A-Za-z_][A-Za-z0-9_:]*(<[^<>;]*>)?)")
     # (A line break between a kernel's name and its <<< stays, inside the call.)
     string(REGEX REPLACE "${name}([ \t\n]*)<<<([^;]*)>>>\\(\\)"
-           "::cuda_emulation::launch(\\3{\"\\1\", \\4}, [&](auto... a) { \\1(a...); })" text "${text}")
+           "::cuda_emulation::launch(\\3{\"\\1\", ::cuda_emulation::address_of(\\1), \\4}, [&](auto... a) { \\1(a...); })" text "${text}")
     string(REGEX REPLACE "${name}([ \t\n]*)<<<([^;]*)>>>\\("
-           "::cuda_emulation::launch(\\3{\"\\1\", \\4}, [&](auto... a) { \\1(a...); }, " text "${text}")
+           "::cuda_emulation::launch(\\3{\"\\1\", ::cuda_emulation::address_of(\\1), \\4}, [&](auto... a) { \\1(a...); }, " text "${text}")
     string(REGEX REPLACE
            "extern __shared__ (__align__\\([0-9]+\\) )?([^;\\[]*[^A-Za-z0-9_;\\[])([A-Za-z_][A-Za-z0-9_]*)\\[\\];"
            "\\2* \\3 = reinterpret_cast<\\2*>(::cuda_emulation::dynamic_shared_memory());" text "${text}")

@@ -110,10 +110,10 @@ void cuda_cast(const void* src, DType from, void* dst, DType to, int64_t n) {
 void cuda_fill(void* dst, DType dtype, float value, int64_t n) {
   if (n == 0) return;
   if (dtype == DType::f32)
-    fill_kernel<<<grid_for(n), kThreads, 0, stream()>>>(static_cast<float*>(dst), value, n);
+    fill_kernel<float><<<grid_for(n), kThreads, 0, stream()>>>(static_cast<float*>(dst), value, n);
   else
-    fill_kernel<<<grid_for(n), kThreads, 0, stream()>>>(static_cast<int32_t*>(dst), int32_t(value),
-                                                        n);
+    fill_kernel<int32_t>
+        <<<grid_for(n), kThreads, 0, stream()>>>(static_cast<int32_t*>(dst), int32_t(value), n);
   check_launch("Tensor::fill");
 }
 

@@ -165,9 +165,10 @@ unsigned char* dynamic_shared_memory();
 // shows a missing barrier), unless QKV_CUDA_EMULATION_SCHEDULE=lockstep.
 bool warps_run_ahead_by_default();
 
-// The launch configuration of `name<<<grid, block, smem, stream>>>`.
+// The launch configuration of `name<<<grid, block, smem, stream>>>`; `kernel` is its address.
 struct Launch {
   const char* name;
+  const void* kernel;
   dim3 grid, block = dim3();
   size_t shared_bytes = 0;
   cudaStream_t stream = nullptr;
@@ -183,6 +184,14 @@ class DeviceAccess {
   DeviceAccess(const DeviceAccess&) = delete;
   DeviceAccess& operator=(const DeviceAccess&) = delete;
 };
+template <class F>
+const void* address_of(F* kernel) {
+  return reinterpret_cast<const void*>(kernel);
+}
+// A kernel may use 48 KiB of dynamic shared memory, or what cudaFuncSetAttribute raised its
+// limit to (runtime.cpp).
+constexpr size_t kDefaultDynamicShared = 48 * 1024;
+void set_dynamic_shared_limit(const void* kernel, size_t bytes);
 // A launch error for cudaGetLastError (bad configuration, a host pointer as an argument).
 void set_launch_error(const char* kernel, const char* why);
 bool valid_launch(const Launch& l);

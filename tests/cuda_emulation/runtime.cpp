@@ -111,6 +111,24 @@ void set_launch_error(const char* kernel, const char* why) {
   memory().last_error = cudaErrorInvalidConfiguration;
 }
 
+namespace {
+std::mutex dynamic_shared_mutex;
+std::map<const void*, size_t>& dynamic_shared_limits() {
+  static std::map<const void*, size_t> limits;
+  return limits;
+}
+size_t dynamic_shared_limit(const void* kernel) {
+  std::lock_guard<std::mutex> lock(dynamic_shared_mutex);
+  auto it = dynamic_shared_limits().find(kernel);
+  return it == dynamic_shared_limits().end() ? kDefaultDynamicShared : it->second;
+}
+}  // namespace
+
+void set_dynamic_shared_limit(const void* kernel, size_t bytes) {
+  std::lock_guard<std::mutex> lock(dynamic_shared_mutex);
+  dynamic_shared_limits()[kernel] = bytes;
+}
+
 bool valid_launch(const Launch& l) {
   const unsigned threads = l.block.x * l.block.y * l.block.z;
   const char* why = nullptr;
@@ -118,8 +136,11 @@ bool valid_launch(const Launch& l) {
     why = "a block of 0 or more than 1024 threads";
   else if (l.grid.x == 0 || l.grid.y == 0 || l.grid.z == 0 || l.grid.y > 65535 || l.grid.z > 65535)
     why = "an empty grid, or grid.y or grid.z above 65535";
-  else if (l.shared_bytes > kMaxDynamicShared)
-    why = "more dynamic shared memory than the device has";
+  else if (l.shared_bytes > dynamic_shared_limit(l.kernel))
+    why = l.shared_bytes > kMaxDynamicShared
+              ? "more dynamic shared memory than the device has"
+              : "more than 48 KiB of dynamic shared memory, and no cudaFuncSetAttribute("
+                "MaxDynamicSharedMemorySize) raised the kernel's limit that far";
   if (why) set_launch_error(l.name, why);
   return why == nullptr;
 }

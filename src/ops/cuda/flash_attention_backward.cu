@@ -52,11 +52,11 @@ void flash_backward(const FlashShape& s, const void* dout, const void* q, const 
 void add_f32_into_half(const float* src, void* dst, int64_t n, bool bf16) {
   if (n == 0) return;
   if (bf16)
-    add_f32_into_half_kernel<<<grid_for(n), kThreads, 0, stream()>>>(
-        src, static_cast<__nv_bfloat16*>(dst), n);
+    add_f32_into_half_kernel<__nv_bfloat16>
+        <<<grid_for(n), kThreads, 0, stream()>>>(src, static_cast<__nv_bfloat16*>(dst), n);
   else
-    add_f32_into_half_kernel<<<grid_for(n), kThreads, 0, stream()>>>(src, static_cast<__half*>(dst),
-                                                                     n);
+    add_f32_into_half_kernel<__half>
+        <<<grid_for(n), kThreads, 0, stream()>>>(src, static_cast<__half*>(dst), n);
   check_launch("add_f32_into_half_kernel");
 }
 

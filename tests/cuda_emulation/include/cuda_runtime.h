@@ -37,9 +37,10 @@ cudaError_t cudaStreamSynchronize(cudaStream_t stream);
 
 // Raising a kernel's dynamic shared memory limit: any value up to the H100's.
 template <class F>
-cudaError_t cudaFuncSetAttribute(F*, cudaFuncAttribute attribute, int value) {
-  return attribute == cudaFuncAttributeMaxDynamicSharedMemorySize && value >= 0 &&
-                 size_t(value) <= cuda_emulation::kMaxDynamicShared
-             ? cudaSuccess
-             : cudaErrorInvalidValue;
+cudaError_t cudaFuncSetAttribute(F* kernel, cudaFuncAttribute attribute, int value) {
+  if (attribute != cudaFuncAttributeMaxDynamicSharedMemorySize || value < 0 ||
+      size_t(value) > cuda_emulation::kMaxDynamicShared)
+    return cudaErrorInvalidValue;
+  cuda_emulation::set_dynamic_shared_limit(cuda_emulation::address_of(kernel), size_t(value));
+  return cudaSuccess;
 }

@@ -17,7 +17,7 @@ namespace {
 
 struct ConvertArgs {
   std::vector<std::string> from, to;
-  std::string config, spm, checkpoint = "best";
+  std::string config, spm, state_dict, checkpoint = "best";
 };
 
 std::vector<std::string> from_hf(const std::string& dir, const std::string& out) {
@@ -48,7 +48,7 @@ std::vector<std::string> run(const ConvertArgs& a) {
     need_to("qkv");
     if (a.config.empty() || a.spm.empty())
       throw std::invalid_argument("--from torch needs --config FILE.yaml and --spm FILE.model");
-    return convert::seq2seq_from_torch(source, a.config, a.spm, target);
+    return convert::seq2seq_from_torch(source, a.config, a.spm, target, a.state_dict);
   }
   if (format == "qkv") {
     need_to("hf");
@@ -73,6 +73,9 @@ Command add_convert(CLI::App& app) {
       ->expected(1, 2);
   cmd->add_option("--config", a->config, "--from torch: the model's qkv config.yaml");
   cmd->add_option("--spm", a->spm, "--from torch: its SentencePiece model");
+  cmd->add_option("--state-dict", a->state_dict,
+                  "--from torch: the entry of a checkpoint {\"model\": ..., \"optimizer\": ...} "
+                  "that holds the weights (default: the one dict of tensors)");
   cmd->add_option("--checkpoint", a->checkpoint, "--from qkv: best or last")
       ->check(CLI::IsMember({"best", "last"}));
   return [a]() {

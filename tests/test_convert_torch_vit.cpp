@@ -75,11 +75,17 @@ TEST_P(TorchTransformer, ConvertsToTheSameLogits) {
   Var got = m.model->forward(src.src, src.src_lengths, tgt_in, nn::Context{});
   expect_close(got.value(), want, 1e-4, "logits");
 
-  // The same module saved by torch.save (float64 there, rounded to f32 as numpy does above).
+  // The same module saved by torch.save (float64 there, rounded to f32 as numpy does above),
+  // alone or as the "model" of a training checkpoint.
+  std::string weights = read_file(dir.file("out/model.safetensors"));
   convert::seq2seq_from_torch(dir.file("weights.pt"), dir.file("config.yaml"),
                               dir.file("spm/spm.model"), dir.file("out-pt"));
-  EXPECT_TRUE(read_file(dir.file("out-pt/model.safetensors")) ==
-              read_file(dir.file("out/model.safetensors")));
+  EXPECT_TRUE(read_file(dir.file("out-pt/model.safetensors")) == weights);
+  auto training_notes =
+      convert::seq2seq_from_torch(dir.file("training.pt"), dir.file("config.yaml"),
+                                  dir.file("spm/spm.model"), dir.file("out-training"));
+  EXPECT_NE(training_notes.at(0).find("read the weights under 'model'"), std::string::npos);
+  EXPECT_TRUE(read_file(dir.file("out-training/model.safetensors")) == weights);
 
   // The same checkpoint without one tensor, or with a vocabulary the config does not have.
   NamedTensors w = load_safetensors(dir.file("weights.safetensors"));

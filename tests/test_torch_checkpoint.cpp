@@ -75,8 +75,30 @@ TEST_F(TorchCheckpoint, RunsNoCodeFromTheFile) {
   EXPECT_FALSE(fs::exists(file("pwned")));
 }
 
+// A training checkpoint's state dict is its one dict of tensors, or the entry named.
+TEST_F(TorchCheckpoint, FindsTheStateDictInACheckpointOfSeveralParts) {
+  std::string picked = "unset";
+  NamedTensors t = load_torch_checkpoint(file("training.pt"), "", &picked);
+  EXPECT_EQ(picked, "model");
+  ASSERT_EQ(t.size(), 1u);
+  EXPECT_EQ(t[0].first, "w");
+  EXPECT_EQ(t[0].second.to_vector(), (std::vector<float>{1, 1}));
+  load_torch_checkpoint(file("zip.pt"), "", &picked);
+  EXPECT_EQ(picked, "");
+
+  expect_failure("two_models.pt", {"several state dicts ('model', 'ema')", "name the one"});
+  t = load_torch_checkpoint(file("two_models.pt"), "ema");
+  EXPECT_EQ(t.at(0).second.to_vector(), (std::vector<float>{0, 0}));
+  auto fails = [&](const std::string& entry, const std::vector<std::string>& parts) {
+    expect_error<std::runtime_error>([&] { load_torch_checkpoint(file("two_models.pt"), entry); },
+                                     parts);
+  };
+  fails("step", {"'step' holds an int, not a dict of name -> tensor"});
+  fails("optimizer", {"has no entry 'optimizer' (it has 'model', 'ema', 'step')"});
+  expect_failure("mixed.pt", {"'epoch' holds an int, not a tensor", "no entry is a dict"});
+}
+
 TEST_F(TorchCheckpoint, NamesWhatItCannotRead) {
-  expect_failure("nested.pt", {"'model' holds a dict, not a tensor", "state_dict"});
   expect_failure("deflated.pt", {"is compressed"});
   expect_failure("complex.pt", {"storage type torch.ComplexFloatStorage"});
   expect_failure("expected.safetensors", {"not a torch.save checkpoint"});

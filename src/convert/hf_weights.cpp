@@ -10,15 +10,18 @@ namespace qkv::convert {
 
 namespace fs = std::filesystem;
 
-CheckpointTensors CheckpointTensors::read_file(const std::string& path) {
+CheckpointTensors CheckpointTensors::read_file(const std::string& path, const std::string& entry) {
   CheckpointTensors c;
   c.origin_ = path;
   CheckpointFormat format = sniff_checkpoint_format(path);
   if (format == CheckpointFormat::unknown)  // the error of the format its name suggests
     format =
         path.ends_with(".safetensors") ? CheckpointFormat::safetensors : CheckpointFormat::torch;
-  NamedTensors tensors =
-      format == CheckpointFormat::torch ? load_torch_checkpoint(path) : load_safetensors(path);
+  if (format == CheckpointFormat::safetensors && !entry.empty())
+    throw std::runtime_error(path + ": a safetensors file has no entry '" + entry + "' to pick");
+  NamedTensors tensors = format == CheckpointFormat::torch
+                             ? load_torch_checkpoint(path, entry, &c.entry_)
+                             : load_safetensors(path);
   for (auto& [name, t] : tensors)
     c.tensors_[name] = t.dtype() == DType::f32 ? t : t.cast(DType::f32);
   return c;

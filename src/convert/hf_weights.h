@@ -17,8 +17,9 @@ class CheckpointTensors {
   // model.safetensors, else pytorch_model.bin (each possibly sharded), as transformers prefers
   // them. Throws std::runtime_error naming the folder when it has neither.
   static CheckpointTensors read_hf_folder(const std::string& dir);
-  // One safetensors file or torch.save checkpoint (io/torch_checkpoint.h), told by its content.
-  static CheckpointTensors read_file(const std::string& path);
+  // One safetensors file or torch.save checkpoint (io/torch_checkpoint.h), told by its content;
+  // `entry` names the state dict inside a torch checkpoint of several parts.
+  static CheckpointTensors read_file(const std::string& path, const std::string& entry = "");
 
   bool has(const std::string& name) const { return tensors_.count(name) > 0; }
   // The tensor `name` (f32) with `shape`; throws naming it when missing or shaped otherwise.
@@ -28,12 +29,14 @@ class CheckpointTensors {
   // Throws when tensors remain that nothing took, naming them.
   void finish() const;
   const std::string& origin() const { return origin_; }
+  // The entry of a torch checkpoint of several parts that the tensors came from, or "".
+  const std::string& entry() const { return entry_; }
 
  private:
   // The shards that `index` ({"weight_map": {tensor: file}}) names, files in `dir`.
   static CheckpointTensors read_shards(const std::string& dir, const std::string& index);
 
-  std::string origin_;
+  std::string origin_, entry_;
   std::map<std::string, Tensor> tensors_;
   std::set<std::string> taken_;
 };

@@ -35,7 +35,8 @@ void take_pair(CheckpointTensors& w, const std::string& from, const std::string&
 std::vector<std::string> seq2seq_from_torch(const std::string& weights,
                                             const std::string& config_yaml,
                                             const std::string& spm_model,
-                                            const std::string& qkv_dir) {
+                                            const std::string& qkv_dir,
+                                            const std::string& state_dict) {
   check_output_dir(qkv_dir);
   std::vector<std::string> notes;
   nn::Seq2SeqConfig c = nn::Seq2SeqConfig::load(config_yaml);
@@ -44,7 +45,9 @@ std::vector<std::string> seq2seq_from_torch(const std::string& weights,
     throw std::runtime_error(spm_model + " has " + std::to_string(tok.vocab_size()) +
                              " pieces but " + config_yaml + " says vocab-size " +
                              std::to_string(c.vocab_size));
-  CheckpointTensors w = CheckpointTensors::read_file(weights);
+  CheckpointTensors w = CheckpointTensors::read_file(weights, state_dict);
+  if (state_dict.empty() && !w.entry().empty())
+    notes.push_back("read the weights under '" + w.entry() + "' of " + weights);
   std::string p =
       w.has("transformer.encoder.norm.weight") || w.has("transformer.decoder.layers.0.norm1.weight")
           ? "transformer."

@@ -23,11 +23,14 @@
 
 namespace qkv::convert {
 
+// `state_dict` names the entry that holds the weights in a torch.save checkpoint of several parts
+// ({"model": ..., "optimizer": ...}); empty: the file's dict, or its one dict of tensors.
 // Returns notes for the user; throws std::runtime_error naming the file and what is missing,
 // unexpected or wrongly shaped.
 std::vector<std::string> seq2seq_from_torch(const std::string& weights,
                                             const std::string& config_yaml,
                                             const std::string& spm_model,
-                                            const std::string& qkv_dir);
+                                            const std::string& qkv_dir,
+                                            const std::string& state_dict = "");
 
 }  // namespace qkv::convert

@@ -74,8 +74,10 @@ class Reader {
     return it == types_.end() ? nullptr : it->second;
   }
 
-  // The tensors of the dict `root`; `storage_bytes(key)` gives a storage's bytes.
-  NamedTensors tensors(const PickleRef& root,
+  // The state dict in `root` (see load_torch_checkpoint).
+  PickleRef state_dict(const PickleRef& root, const std::string& entry, std::string* picked) const;
+  // The tensors of the state dict `dict`; `storage_bytes(key)` gives a storage's bytes.
+  NamedTensors tensors(const PickleRef& dict,
                        const std::function<std::string_view(const std::string&)>& storage_bytes);
 
  private:
@@ -212,20 +214,61 @@ Tensor Reader::materialize(const std::string& name, const TensorRef& t,
   return out;
 }
 
-NamedTensors Reader::tensors(
-    const PickleRef& root,
-    const std::function<std::string_view(const std::string&)>& storage_bytes) {
+bool is_tensor(const PickleRef& v) {
+  return v->kind == Kind::object && v->object_type == "tensor";
+}
+
+// A dict of string -> tensor.
+bool is_state_dict(const PickleRef& v) {
+  if (v->kind != Kind::dict || v->entries.empty()) return false;
+  for (const auto& [key, value] : v->entries)
+    if (key->kind != Kind::string || !is_tensor(value)) return false;
+  return true;
+}
+
+PickleRef Reader::state_dict(const PickleRef& root, const std::string& entry,
+                             std::string* picked) const {
   if (root->kind != Kind::dict)
     fail("holds " + root->describe() +
          ", not a dict of name -> tensor (torch.save(model.state_dict(), ...))");
+  std::string entries, candidates, not_tensor;
+  for (const auto& [key, value] : root->entries) {
+    if (key->kind != Kind::string) continue;
+    entries += (entries.empty() ? "'" : ", '") + key->text + "'";
+    if (is_state_dict(value)) candidates += (candidates.empty() ? "'" : ", '") + key->text + "'";
+    if (!is_tensor(value) && not_tensor.empty())
+      not_tensor = "'" + key->text + "' holds " + value->describe();
+  }
+  std::string name = entry;
+  if (name.empty()) {
+    if (is_state_dict(root) || root->entries.empty()) {
+      if (picked) picked->clear();
+      return root;
+    }
+    if (candidates.empty())
+      fail(not_tensor +
+           ", not a tensor, and no entry is a dict of name -> tensor "
+           "(torch.save(model.state_dict(), ...) writes one)");
+    if (candidates.find(',') != std::string::npos)
+      fail("holds several state dicts (" + candidates + "): name the one to read");
+    name = candidates.substr(1, candidates.size() - 2);
+  }
+  for (const auto& [key, value] : root->entries) {
+    if (key->kind != Kind::string || key->text != name) continue;
+    if (!is_state_dict(value))
+      fail("'" + name + "' holds " + value->describe() + ", not a dict of name -> tensor");
+    if (picked) *picked = name;
+    return value;
+  }
+  fail("has no entry '" + name + "' (it has " + entries + ")");
+}
+
+NamedTensors Reader::tensors(
+    const PickleRef& dict,
+    const std::function<std::string_view(const std::string&)>& storage_bytes) {
   NamedTensors out;
   std::map<std::string, size_t> position;
-  for (const auto& [key, value] : root->entries) {
-    if (key->kind != Kind::string) fail("a key that is " + key->describe() + ", not a string");
-    if (value->kind != Kind::object || value->object_type != "tensor")
-      fail("'" + key->text + "' holds " + value->describe() +
-           ", not a tensor: qkv reads a dict of name -> tensor (torch.save(model.state_dict(), "
-           "...)), not a checkpoint of several parts");
+  for (const auto& [key, value] : dict->entries) {  // string -> tensor: state_dict() checked
     const auto& t = *std::static_pointer_cast<TensorRef>(value->object);
     Tensor tensor = materialize(key->text, t, storage_bytes(t.storage->key));
     auto [it, fresh] = position.emplace(key->text, out.size());
@@ -237,7 +280,8 @@ NamedTensors Reader::tensors(
   return out;
 }
 
-NamedTensors read_zip(const std::string& path, std::string_view bytes) {
+NamedTensors read_zip(const std::string& path, std::string_view bytes, const std::string& entry,
+                      std::string* picked) {
   ZipArchive zip(path, bytes);
   std::string prefix;
   int found = 0;
@@ -256,14 +300,15 @@ NamedTensors read_zip(const std::string& path, std::string_view bytes) {
   PickleRef root = unpickle(zip.read(prefix + "data.pkl"), &pos, reader.hooks(),
                             path + " (" + prefix + "data.pkl)");
   std::map<std::string, std::string_view> storages;  // each read (and CRC-checked) once
-  return reader.tensors(root, [&](const std::string& key) {
+  return reader.tensors(reader.state_dict(root, entry, picked), [&](const std::string& key) {
     auto it = storages.find(key);
     if (it == storages.end()) it = storages.emplace(key, zip.read(prefix + "data/" + key)).first;
     return it->second;
   });
 }
 
-NamedTensors read_legacy(const std::string& path, std::string_view bytes) {
+NamedTensors read_legacy(const std::string& path, std::string_view bytes, const std::string& entry,
+                         std::string* picked) {
   Reader reader(path);
   if (bytes.empty() || uint8_t(bytes[0]) != 0x80)
     reader.fail("neither a ZIP archive nor a pickle: not a torch.save checkpoint");
@@ -295,7 +340,7 @@ NamedTensors read_legacy(const std::string& path, std::string_view bytes) {
     storages[key->text] = bytes.substr(pos, count * type->file_bytes);
     pos += count * type->file_bytes;
   }
-  return reader.tensors(root, [&](const std::string& key) {
+  return reader.tensors(reader.state_dict(root, entry, picked), [&](const std::string& key) {
     auto it = storages.find(key);
     if (it == storages.end()) reader.fail("storage '" + key + "' is missing from the file");
     return it->second;
@@ -308,9 +353,11 @@ bool starts_as_zip(std::string_view head) {
 
 }  // namespace
 
-NamedTensors load_torch_checkpoint(const std::string& path) {
+NamedTensors load_torch_checkpoint(const std::string& path, const std::string& entry,
+                                   std::string* picked) {
   std::string bytes = read_file(path, "for reading");
-  return starts_as_zip(bytes) ? read_zip(path, bytes) : read_legacy(path, bytes);
+  return starts_as_zip(bytes) ? read_zip(path, bytes, entry, picked)
+                              : read_legacy(path, bytes, entry, picked);
 }
 
 CheckpointFormat sniff_checkpoint_format(const std::string& path) {

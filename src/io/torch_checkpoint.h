@@ -16,13 +16,18 @@
 
 namespace qkv {
 
-// The tensors of a checkpoint holding a dict of name -> tensor (model.state_dict(), Hugging
-// Face's pytorch_model.bin), in the dict's order, each contiguous on the CPU. dtypes: float32,
-// float16, bfloat16, int64, int32 and uint8 as they are, bool as u8, float64 rounded to f32
-// (qkv has no f64). Tensors that share a storage (tied weights, views) come out as copies.
-// Throws std::runtime_error naming the file and the problem: a value that is not a tensor
-// (naming its key), a storage type qkv lacks, a truncated or corrupt file.
-NamedTensors load_torch_checkpoint(const std::string& path);
+// The tensors of a state dict (name -> tensor: model.state_dict(), Hugging Face's
+// pytorch_model.bin), in the dict's order, each contiguous on the CPU. dtypes: float32, float16,
+// bfloat16, int64, int32 and uint8 as they are, bool as u8, float64 rounded to f32 (qkv has no
+// f64). Tensors that share a storage (tied weights, views) come out as copies.
+// The state dict is the file's dict when that holds only tensors. In a checkpoint of several
+// parts ({"model": state_dict, "optimizer": ..., "epoch": 3}) it is the entry named `entry`, or
+// with `entry` empty the one entry that is a dict of tensors only; `*picked` (if given) is set
+// to the entry read ("" for the file's dict).
+// Throws std::runtime_error naming the file and the problem: no or several candidate state
+// dicts (naming them), a storage type qkv lacks, a truncated or corrupt file.
+NamedTensors load_torch_checkpoint(const std::string& path, const std::string& entry = "",
+                                   std::string* picked = nullptr);
 
 enum class CheckpointFormat { torch, safetensors, unknown };
 // What the first bytes of `path` say: torch.save's (a ZIP archive, or a pickle), safetensors'

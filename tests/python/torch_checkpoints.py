@@ -6,9 +6,10 @@ conversion tests.
         views, dtypes and odd shapes; DIR/zip64.pt, zip.pt rewritten with ZIP64 records (as
         torch writes files over 4 GiB); DIR/expected.safetensors, the same tensors contiguous
         (float64 rounded to float32, bool as uint8), their order in its metadata "order";
-        DIR/calls_system.pt (a pickle that would run os.system), DIR/nested.pt (a training
-        checkpoint {"model": state_dict, "epoch": 3}), DIR/deflated.pt (zip.pt recompressed),
-        DIR/complex.pt (a complex tensor).
+        DIR/calls_system.pt (a pickle that would run os.system), DIR/training.pt (a training
+        checkpoint {"model": state_dict, "optimizer": ..., "epoch": 3}), DIR/two_models.pt
+        ({"model": ..., "ema": ..., "step": 7}), DIR/mixed.pt ({"w": tensor, "epoch": 3}),
+        DIR/deflated.pt (zip.pt recompressed), DIR/complex.pt (a complex tensor).
     torch_checkpoints.py from-safetensors IN OUT FORMAT [TIED,...]
         OUT: torch.save (FORMAT zip or legacy) of IN's tensors; the names in TIED after the first
         become the first's tensor (one storage), as tied weights are in Hugging Face's
@@ -113,7 +114,12 @@ def make(d):
                         {"order": ",".join(sd.keys())}, dtypes)
     torch.save({"w": torch.ones(2), "run": CallsSystem(os.path.join(d, "pwned"))},
                os.path.join(d, "calls_system.pt"))
-    torch.save({"model": {"w": torch.ones(2)}, "epoch": 3}, os.path.join(d, "nested.pt"))
+    optimizer = {"state": {0: {"step": torch.tensor(7.0)}}, "param_groups": [{"lr": 0.1}]}
+    torch.save({"model": {"w": torch.ones(2)}, "optimizer": optimizer, "epoch": 3},
+               os.path.join(d, "training.pt"))
+    torch.save({"model": {"w": torch.ones(2)}, "ema": {"w": torch.zeros(2)}, "step": 7},
+               os.path.join(d, "two_models.pt"))
+    torch.save({"w": torch.ones(2), "epoch": 3}, os.path.join(d, "mixed.pt"))
     with zipfile.ZipFile(os.path.join(d, "zip.pt")) as src, \
             zipfile.ZipFile(os.path.join(d, "deflated.pt"), "w", zipfile.ZIP_DEFLATED) as dst:
         for info in src.infolist():

@@ -6,7 +6,8 @@ DIR/spec.json: vocab, d_model, heads, d_ff, layers, activation, norm_first, seed
 DIR/io.safetensors: src (i32 [B, S]), src_len (i32 [B]), tgt_in (i32 [B, T]).
 Builds a module with `embedding` (nn.Embedding), `transformer` (nn.Transformer, batch_first) and
 `generator` (nn.Linear with bias), randomly initialised (LayerNorms too), writes its state_dict
-to DIR/weights.safetensors and, with torch.save, DIR/weights.pt (float64), and the logits (float64 computation) into io.safetensors. Inputs:
+to DIR/weights.safetensors and, with torch.save, DIR/weights.pt (float64) and DIR/training.pt
+({"model": state_dict, "epoch": 4}), and the logits (float64 computation) into io.safetensors. Inputs:
 embeddings x sqrt(d) plus interleaved sinusoids (sin in even columns, cos in odd ones).
 """
 import json
@@ -72,6 +73,7 @@ def main():
     safetensors_np.save(os.path.join(d, "weights.safetensors"),
                         {k: v.float().numpy() for k, v in model.state_dict().items()})
     torch.save(model.state_dict(), os.path.join(d, "weights.pt"))
+    torch.save({"model": model.state_dict(), "epoch": 4}, os.path.join(d, "training.pt"))
     safetensors_np.save(os.path.join(d, "io.safetensors"),
                         {**io, "logits": logits.float().numpy()})
 

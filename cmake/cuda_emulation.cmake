@@ -1,8 +1,9 @@
 # The CUDA sources rewritten for tests/cuda_emulation, which runs qkv's kernels on the CPU: each
 # launch `k<<<grid, block, smem, stream>>>(args)` becomes a call of cuda_emulation::launch, each
 # `extern __shared__ T name[]` the block's dynamic shared memory. A launch names one kernel: a
-# template's arguments are written out (its address is taken, for the shared memory limit). Done at configure time (an edit
-# of a CUDA source re-runs it); the rewritten files keep the original's line numbers.
+# template's arguments are written out (its address is taken, for the shared memory limit).
+# Done at configure time (an edit of a CUDA source re-runs it); the rewritten files keep the
+# original's line numbers.
 #
 # qkv_translate_cuda(OUT_DIR SOURCES_VAR): writes OUT_DIR/<path under src> for every src/*.cu
 # (as .cpp) and src/*.cuh, and sets SOURCES_VAR to the .cpp files.

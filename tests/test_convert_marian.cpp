@@ -377,6 +377,44 @@ TEST_F(MarianFolder, ReadsPytorchModelBin) {
   }
 }
 
+// Large models come in shards that NAME.index.json's "weight_map" lists, in either format.
+TEST_F(MarianFolder, ReadsShardedWeights) {
+  convert::marian_from_hf(hf_, dir_.file("single"));
+  std::string want = read_file(dir_.file("single/model.safetensors"));
+  NamedTensors all = load_safetensors(hf_ + "/model.safetensors");
+  for (std::string weights : {"model.safetensors", "pytorch_model.bin"}) {
+    std::string sharded = dir_.file("sharded-" + weights);
+    fs::copy(hf_, sharded);
+    fs::remove(sharded + "/model.safetensors");
+    json map;
+    for (int part = 0; part < 2; ++part) {  // tensors alternate between two shards
+      NamedTensors half;
+      for (size_t i = size_t(part); i < all.size(); i += 2) half.push_back(all[i]);
+      std::string name = weights + "-0000" + std::to_string(part + 1) + "-of-00002";
+      save_safetensors(sharded + "/part.safetensors", half);
+      if (weights == "model.safetensors")
+        fs::rename(sharded + "/part.safetensors", sharded + "/" + name);
+      else
+        run_python_script(
+            "torch_checkpoints.py",
+            "from-safetensors " + sharded + "/part.safetensors " + sharded + "/" + name + " zip");
+      fs::remove(sharded + "/part.safetensors");
+      for (const auto& [tensor, t] : half) map["weight_map"][tensor] = name;
+    }
+    std::ofstream(sharded + "/" + weights + ".index.json") << map.dump();
+    convert::marian_from_hf(sharded, sharded + "-qkv");
+    EXPECT_TRUE(read_file(sharded + "-qkv/model.safetensors") == want) << weights;
+  }
+  // A shard name that leaves the folder is refused.
+  std::ofstream(dir_.file("sharded-model.safetensors/model.safetensors.index.json"))
+      << R"({"weight_map": {"final_logits_bias": "../model.safetensors"}})";
+  expect_error<std::runtime_error>(
+      [&] {
+        convert::marian_from_hf(dir_.file("sharded-model.safetensors"), dir_.file("escaped"));
+      },
+      {"shard name '../model.safetensors' is not a file name"});
+}
+
 TEST_F(MarianFolder, MissingFiles) {
   fs::rename(hf_ + "/model.safetensors", hf_ + "/model.bin");
   expect_failure({"no model.safetensors, pytorch_model.bin"});

@@ -7,8 +7,8 @@ DIR/io.safetensors: src (i32 [B, S]), src_len (i32 [B]), tgt_in (i32 [B, T]).
 Builds a module with `embedding` (nn.Embedding), `transformer` (nn.Transformer, batch_first) and
 `generator` (nn.Linear with bias), randomly initialised (LayerNorms too), writes its state_dict
 to DIR/weights.safetensors and, with torch.save, DIR/weights.pt (float64) and DIR/training.pt
-({"model": state_dict, "epoch": 4}), and the logits (float64 computation) into io.safetensors. Inputs:
-embeddings x sqrt(d) plus interleaved sinusoids (sin in even columns, cos in odd ones).
+({"model": state_dict, "epoch": 4}), and the logits (float64 computation) into io.safetensors.
+Inputs: embeddings x sqrt(d) plus interleaved sinusoids (sin in even columns, cos in odd ones).
 """
 import json
 import math

@@ -1,13 +1,14 @@
 // qkv convert: models from Hugging Face and PyTorch into qkv model directories, and back.
-//   qkv convert --from hf HF_DIR --to QKV_DIR          (MarianMTModel, ViTForImageClassification)
-//   qkv convert --from torch FILE.pt|FILE.safetensors --config FILE.yaml --spm spm.model --to DIR
-//   qkv convert --from qkv QKV_DIR --to hf HF_DIR
+//   qkv convert --from hf HF_DIR --to QKV_DIR   (MarianMTModel, ViTForImageClassification, timm
+//   ViT) qkv convert --from torch FILE.pt|FILE.safetensors --config FILE.yaml --spm spm.model --to
+//   DIR qkv convert --from qkv QKV_DIR --to hf HF_DIR
 #include <iostream>
 
 #include "commands.h"
 #include "convert/hf_marian.h"
 #include "convert/hf_vit.h"
 #include "convert/json_file.h"
+#include "convert/timm_vit.h"
 #include "convert/torch_transformer.h"
 #include "eval/image_eval.h"
 
@@ -21,13 +22,14 @@ struct ConvertArgs {
 };
 
 std::vector<std::string> from_hf(const std::string& dir, const std::string& out) {
+  if (convert::is_timm_folder(dir)) return convert::vit_from_timm(dir, out);
   convert::JsonFile cfg = convert::JsonFile::read(dir + "/config.json");
   std::string type = cfg.get<std::string>("model_type", "");
   if (type == "marian") return convert::marian_from_hf(dir, out);
   if (type == "vit") return convert::vit_from_hf(dir, out);
   throw std::runtime_error(cfg.path() + ": model_type \"" + type +
-                           "\" is not supported (qkv converts marian (MarianMTModel) and vit "
-                           "(ViTForImageClassification))");
+                           "\" is not supported (qkv converts marian (MarianMTModel), vit "
+                           "(ViTForImageClassification) and timm's vit_* models)");
 }
 
 std::vector<std::string> run(const ConvertArgs& a) {

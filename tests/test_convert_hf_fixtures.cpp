@@ -1,7 +1,7 @@
 // Models that `transformers` itself wrote (tests/data/hf, made by tests/python/make_hf_fixtures.py
 // on a machine with transformers): converted to qkv, they must give transformers' tokens, logits
-// (relative 1e-4), greedy translations (token for token and as text) and ViT logits. Skipped,
-// with a message, where the fixtures have not been made yet.
+// (relative 1e-4), greedy translations (token for token and as text) and ViT logits (Hugging
+// Face's and timm's). Skipped, with a message, where the fixtures have not been made yet.
 #include <gtest/gtest.h>
 
 #include <filesystem>
@@ -10,6 +10,7 @@
 
 #include "convert/hf_marian.h"
 #include "convert/hf_vit.h"
+#include "convert/timm_vit.h"
 #include "data/batcher.h"
 #include "decode/model_dir.h"
 #include "decode/translator.h"
@@ -85,6 +86,17 @@ TEST(HfFixtures, ViTMatchesTransformers) {
   EXPECT_EQ(model->config().classes, (std::vector<std::string>{"cat", "dog", "bird"}));
   EXPECT_EQ(model->config().mean, (std::vector<float>{0.4f, 0.5f, 0.6f}));
   auto want = expected(hf);
+  expect_close(model->forward(want["pixel_values"], {}).value(), want["logits"], 1e-4, "logits");
+}
+
+TEST(HfFixtures, TimmViTMatchesTimm) {
+  std::string timm = kFixtures + "/timm_vit";
+  SKIP_WITHOUT(timm);
+  ScratchDir dir("hf_fixture_timm");
+  convert::vit_from_timm(timm, dir.file("qkv"));
+  auto model = eval::load_vit_dir(dir.file("qkv"));
+  EXPECT_EQ(model->config().classes, (std::vector<std::string>{"cat", "dog", "bird", "fish"}));
+  auto want = expected(timm);
   expect_close(model->forward(want["pixel_values"], {}).value(), want["logits"], 1e-4, "logits");
 }
 

@@ -67,6 +67,21 @@ Tensor CheckpointTensors::take(const std::string& name, const Shape& shape) {
   return it->second;
 }
 
+std::vector<Tensor> CheckpointTensors::take_row_blocks(const std::string& name, const Shape& shape,
+                                                       int64_t parts) {
+  Tensor packed = take(name, shape);
+  const int64_t rows = shape.at(0) / parts;
+  std::vector<Tensor> out;
+  for (int64_t k = 0; k < parts; ++k) out.push_back(packed.slice_rows(k * rows, (k + 1) * rows));
+  return out;
+}
+
+const Shape& CheckpointTensors::shape(const std::string& name) const {
+  auto it = tensors_.find(name);
+  if (it == tensors_.end()) throw std::runtime_error(origin_ + ": missing tensor '" + name + "'");
+  return it->second.shape();
+}
+
 void CheckpointTensors::finish() const {
   std::string unused;
   int n = 0;

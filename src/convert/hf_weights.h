@@ -4,6 +4,7 @@
 #include <map>
 #include <set>
 #include <string>
+#include <vector>
 
 #include "convert/json_file.h"
 #include "io/safetensors.h"
@@ -24,6 +25,11 @@ class CheckpointTensors {
   bool has(const std::string& name) const { return tensors_.count(name) > 0; }
   // The tensor `name` (f32) with `shape`; throws naming it when missing or shaped otherwise.
   Tensor take(const std::string& name, const Shape& shape);
+  // `parts` equal blocks of rows of `name` (shape checked as take does): packed projections
+  // such as torch's in_proj_weight or timm's qkv, [3d, d] -> three [d, d].
+  std::vector<Tensor> take_row_blocks(const std::string& name, const Shape& shape, int64_t parts);
+  // The shape of tensor `name`; throws naming it when missing.
+  const Shape& shape(const std::string& name) const;
   // Marks `name` as understood without using it (e.g. a tied copy or a fixed table).
   void skip(const std::string& name) { taken_.insert(name); }
   // Throws when tensors remain that nothing took, naming them.

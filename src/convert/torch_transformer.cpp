@@ -13,12 +13,12 @@ namespace {
 // Adds qkv's names for one torch attention block (in_proj split into q, k, v).
 void take_attention(CheckpointTensors& w, const std::string& from, const std::string& to, int64_t d,
                     NamedTensors& out) {
-  Tensor in_w = w.take(from + ".in_proj_weight", {3 * d, d});
-  Tensor in_b = w.take(from + ".in_proj_bias", {3 * d});
+  auto in_w = w.take_row_blocks(from + ".in_proj_weight", {3 * d, d}, 3);
+  auto in_b = w.take_row_blocks(from + ".in_proj_bias", {3 * d}, 3);
   const char* parts[] = {"q_proj", "k_proj", "v_proj"};
-  for (int64_t k = 0; k < 3; ++k) {
-    out.emplace_back(to + "." + parts[k] + ".weight", in_w.slice_rows(k * d, (k + 1) * d));
-    out.emplace_back(to + "." + parts[k] + ".bias", in_b.slice_rows(k * d, (k + 1) * d));
+  for (size_t k = 0; k < 3; ++k) {
+    out.emplace_back(to + "." + parts[k] + ".weight", in_w[k]);
+    out.emplace_back(to + "." + parts[k] + ".bias", in_b[k]);
   }
   out.emplace_back(to + ".out_proj.weight", w.take(from + ".out_proj.weight", {d, d}));
   out.emplace_back(to + ".out_proj.bias", w.take(from + ".out_proj.bias", {d}));

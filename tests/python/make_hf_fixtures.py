@@ -6,9 +6,10 @@ itself (run it where transformers, sentencepiece and torch are installed, e.g. t
 OUT/marian: a randomly initialised MarianMTModel from a small config (swish, scaled embeddings,
 tied, <pad> last in the vocabulary, as OPUS-MT) with a MarianTokenizer whose SentencePiece
 models are trained here on the bundled dev set; OUT/vit: a random ViTForImageClassification with
-its ViTImageProcessor. Each holds what save_pretrained wrote plus expected.safetensors and
-expected.json: the tokenizer's input ids, the logits for fixed decoder inputs (or images), and
-generate's greedy outputs and their text. About 1 MB in all.
+its ViTImageProcessor; OUT/timm_vit (where timm is installed): a random timm vit_tiny saved by
+timm's save_for_hf. Each holds what save_pretrained (save_for_hf) wrote plus
+expected.safetensors and expected.json: the tokenizer's input ids, the logits for fixed decoder
+inputs (or images), and generate's greedy outputs and their text. About 1 MB in all.
 """
 import io
 import json
@@ -140,6 +141,36 @@ def vit(out):
               open(os.path.join(out, "expected.json"), "w"))
 
 
+def timm_vit(out):
+    try:
+        import timm
+    except ImportError:
+        print("timm is not installed: no timm_vit fixture")
+        return
+    try:
+        from timm.models._hub import save_for_hf
+    except ImportError:
+        from timm.models.hub import save_for_hf
+    os.makedirs(out, exist_ok=True)
+    args = dict(img_size=16, patch_size=4, embed_dim=24, depth=2, num_heads=3, mlp_ratio=2.0)
+    torch.manual_seed(4)
+    model = timm.create_model("vit_tiny_patch16_224", pretrained=False, num_classes=4,
+                              **args).eval()
+    with torch.no_grad():
+        for name, p in model.named_parameters():
+            if name.endswith("bias") or "norm" in name:
+                p.add_(torch.randn_like(p) * 0.1)
+    save_for_hf(model, out, model_config={"label_names": ["cat", "dog", "bird", "fish"]},
+                model_args=args, safe_serialization=True)
+    pixels = torch.randn(2, 3, 16, 16, generator=torch.Generator().manual_seed(5))
+    with torch.no_grad():
+        logits = model(pixels)
+    safetensors_np.save(os.path.join(out, "expected.safetensors"),
+                        {"pixel_values": pixels.numpy(), "logits": logits.numpy()})
+    json.dump({"timm": timm.__version__}, open(os.path.join(out, "expected.json"), "w"))
+
+
 if __name__ == "__main__":
     marian(os.path.join(sys.argv[1], "marian"))
     vit(os.path.join(sys.argv[1], "vit"))
+    timm_vit(os.path.join(sys.argv[1], "timm_vit"))

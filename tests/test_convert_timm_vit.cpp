@@ -118,6 +118,12 @@ TEST(TimmViT, VariantsQkvLacksAreNamed) {
           if (name == "blocks.1.attn.qkv.weight") t = Tensor::zeros({70, 24});
       },
       {"blocks.1.attn.qkv.weight", "[70, 24]", "[72, 24]"});
+  fails(
+      [](json&, NamedTensors& w) {
+        for (auto& [name, t] : w)
+          if (name == "pos_embed") t = Tensor::zeros({1, 16, 24});  // no_embed_class
+      },
+      {"pos_embed holds 16 positions"});
   EXPECT_FALSE(convert::is_timm_folder(dir.file("nowhere")));
 }
 

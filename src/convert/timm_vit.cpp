@@ -67,7 +67,12 @@ std::vector<std::string> vit_from_timm(const std::string& dir, const std::string
   nn::ViTConfig c;
   const Shape patch = w.shape("patch_embed.proj.weight");  // [D, C, P, P]
   c.d_model = patch.at(0), c.channels = patch.at(1), c.patch_size = patch.at(2);
-  const int64_t grid = std::llround(std::sqrt(double(w.shape("pos_embed").at(1) - 1)));
+  const int64_t positions = w.shape("pos_embed").at(1);
+  const int64_t grid = std::llround(std::sqrt(double(positions - 1)));
+  if (grid * grid + 1 != positions)
+    throw std::runtime_error(w.origin() + ": pos_embed holds " + std::to_string(positions) +
+                             " positions, not a class token's and a square grid's (positions "
+                             "without the class token, or non-square inputs, are not supported)");
   c.image_size = grid * c.patch_size;
   c.layers = count_blocks(w);
   c.d_ff = c.layers ? w.shape("blocks.0.mlp.fc1.weight").at(0) : 0;

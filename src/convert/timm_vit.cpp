@@ -1,5 +1,6 @@
 #include "convert/timm_vit.h"
 
+#include <algorithm>
 #include <cmath>
 #include <filesystem>
 #include <map>
@@ -53,8 +54,7 @@ std::vector<std::string> vit_from_timm(const std::string& dir, const std::string
   const nlohmann::json args = object_at(cfg, "model_args");
   if (args.contains("num_heads") && !args["num_heads"].is_number_integer())
     throw std::runtime_error(cfg.path() + ": model_args.num_heads is not an integer");
-  std::string pool = cfg.get<std::string>("global_pool", args.value("global_pool", "token"));
-
+  const std::string pool = cfg.get<std::string>("global_pool", args.value("global_pool", "token"));
   if (pool != "token")
     throw std::runtime_error(cfg.path() + ": global_pool \"" + pool +
                              "\" is not supported (qkv classifies from the class token)");
@@ -68,8 +68,8 @@ std::vector<std::string> vit_from_timm(const std::string& dir, const std::string
   const Shape patch = w.shape("patch_embed.proj.weight");  // [D, C, P, P]
   c.d_model = patch.at(0), c.channels = patch.at(1), c.patch_size = patch.at(2);
   const int64_t positions = w.shape("pos_embed").at(1);
-  const int64_t grid = std::llround(std::sqrt(double(positions - 1)));
-  if (grid * grid + 1 != positions)
+  const int64_t grid = std::llround(std::sqrt(double(std::max<int64_t>(positions - 1, 0))));
+  if (grid == 0 || grid * grid + 1 != positions)
     throw std::runtime_error(w.origin() + ": pos_embed holds " + std::to_string(positions) +
                              " positions, not a class token's and a square grid's (positions "
                              "without the class token, or non-square inputs, are not supported)");

@@ -10,6 +10,7 @@
 #include <map>
 
 #include "io/atomic_file.h"
+#include "io/pickle.h"
 #include "io/torch_checkpoint.h"
 #include "support/data_files.h"
 #include "support/python_script.h"
@@ -138,6 +139,27 @@ TEST_F(TorchCheckpoint, ChangedBytesNeverReadOutOfBounds) {
     } catch (const std::runtime_error&) {
     }
   }
+}
+
+// A list nested a million deep (7 bytes a level through the memo) unpickles and is freed
+// without recursing once per level (which would overflow the stack).
+TEST(Pickle, DeepNestingIsFreedWithoutRecursion) {
+  std::string bytes = "\x80\x02]2";  // PROTO 2, the outer list, and it again as the deepest
+  for (int level = 0; level < 1000000; ++level)
+    bytes +=
+        "]q\x01"
+        "a0h\x01";  // new list, memo it, append, pop, get it back
+  bytes += "0.";
+  PickleHooks refuse{
+      [](const PickleRef&) -> PickleRef { throw std::runtime_error("pid"); },
+      [](const std::string& g, const PickleRef&) -> PickleRef { throw std::runtime_error(g); }};
+  size_t pos = 0;
+  PickleRef outer = unpickle(bytes, &pos, refuse, "deep");
+  EXPECT_EQ(pos, bytes.size());
+  ASSERT_EQ(outer->kind, PickleValue::Kind::list);
+  ASSERT_EQ(outer->items.size(), 1u);
+  EXPECT_EQ(outer->items[0]->items.size(), 1u);
+  outer.reset();
 }
 
 }  // namespace

@@ -13,6 +13,21 @@ PickleRef make_pickle_value(PickleValue::Kind kind) {
   return v;
 }
 
+PickleValue::~PickleValue() {
+  std::vector<PickleRef> pending = std::move(items);
+  for (auto& [key, value] : entries)
+    pending.push_back(std::move(key)), pending.push_back(std::move(value));
+  while (!pending.empty()) {
+    PickleRef v = std::move(pending.back());
+    pending.pop_back();
+    if (v.use_count() != 1) continue;  // still held elsewhere (or null): not freed here
+    for (auto& item : v->items) pending.push_back(std::move(item));
+    for (auto& [key, value] : v->entries)
+      pending.push_back(std::move(key)), pending.push_back(std::move(value));
+    v->items.clear(), v->entries.clear();
+  }  // each `v` is freed here with no children left to recurse into
+}
+
 std::string PickleValue::describe() const {
   switch (kind) {
     case Kind::none:

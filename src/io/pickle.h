@@ -46,6 +46,12 @@ struct PickleValue {
 
   // "a dict", "the global posix.system", ... for error messages.
   std::string describe() const;
+
+  PickleValue() = default;
+  PickleValue(const PickleValue&) = delete;
+  PickleValue& operator=(const PickleValue&) = delete;
+  // Frees nested containers with a work list, not recursion: a pickle may nest a million deep.
+  ~PickleValue();
 };
 
 PickleRef make_pickle_value(PickleValue::Kind kind);

@@ -1,7 +1,9 @@
 // qkv convert: models from Hugging Face and PyTorch into qkv model directories, and back.
-//   qkv convert --from hf HF_DIR --to QKV_DIR   (MarianMTModel, ViTForImageClassification, timm
-//   ViT) qkv convert --from torch FILE.pt|FILE.safetensors --config FILE.yaml --spm spm.model --to
-//   DIR qkv convert --from qkv QKV_DIR --to hf HF_DIR
+//   qkv convert --from hf HF_DIR --to QKV_DIR      (MarianMTModel, ViTForImageClassification,
+//                                                   timm vit_*)
+//   qkv convert --from torch FILE.pt --config FILE.yaml --spm spm.model --to QKV_DIR
+//                                                  (or FILE.safetensors; --state-dict KEY)
+//   qkv convert --from qkv QKV_DIR --to hf HF_DIR
 #include <iostream>
 
 #include "commands.h"

@@ -16,6 +16,7 @@
 #include "decode/translator.h"
 #include "eval/image_eval.h"
 #include "io/safetensors.h"
+#include "nn/vit.h"
 #include "support/data_files.h"
 #include "support/torch_ref.h"
 
@@ -77,27 +78,31 @@ TEST(HfFixtures, MarianMatchesTransformers) {
   }
 }
 
+// Converts the ViT fixture `fixture` with `from` (vit_from_hf or vit_from_timm), checks the
+// logits for its pixels, and returns the converted model's config.
+using ViTConverter = std::vector<std::string> (*)(const std::string&, const std::string&);
+nn::ViTConfig expect_vit_logits(const std::string& fixture, ViTConverter from) {
+  ScratchDir dir("hf_fixture_vit");
+  from(fixture, dir.file("qkv"));
+  auto model = eval::load_vit_dir(dir.file("qkv"));
+  auto want = expected(fixture);
+  expect_close(model->forward(want["pixel_values"], {}).value(), want["logits"], 1e-4, "logits");
+  return model->config();
+}
+
 TEST(HfFixtures, ViTMatchesTransformers) {
   std::string hf = kFixtures + "/vit";
   SKIP_WITHOUT(hf);
-  ScratchDir dir("hf_fixture_vit");
-  convert::vit_from_hf(hf, dir.file("qkv"));
-  auto model = eval::load_vit_dir(dir.file("qkv"));
-  EXPECT_EQ(model->config().classes, (std::vector<std::string>{"cat", "dog", "bird"}));
-  EXPECT_EQ(model->config().mean, (std::vector<float>{0.4f, 0.5f, 0.6f}));
-  auto want = expected(hf);
-  expect_close(model->forward(want["pixel_values"], {}).value(), want["logits"], 1e-4, "logits");
+  nn::ViTConfig c = expect_vit_logits(hf, convert::vit_from_hf);
+  EXPECT_EQ(c.classes, (std::vector<std::string>{"cat", "dog", "bird"}));
+  EXPECT_EQ(c.mean, (std::vector<float>{0.4f, 0.5f, 0.6f}));
 }
 
 TEST(HfFixtures, TimmViTMatchesTimm) {
   std::string timm = kFixtures + "/timm_vit";
   SKIP_WITHOUT(timm);
-  ScratchDir dir("hf_fixture_timm");
-  convert::vit_from_timm(timm, dir.file("qkv"));
-  auto model = eval::load_vit_dir(dir.file("qkv"));
-  EXPECT_EQ(model->config().classes, (std::vector<std::string>{"cat", "dog", "bird", "fish"}));
-  auto want = expected(timm);
-  expect_close(model->forward(want["pixel_values"], {}).value(), want["logits"], 1e-4, "logits");
+  nn::ViTConfig c = expect_vit_logits(timm, convert::vit_from_timm);
+  EXPECT_EQ(c.classes, (std::vector<std::string>{"cat", "dog", "bird", "fish"}));
 }
 
 }  // namespace

@@ -122,7 +122,8 @@ Tensor best_tokens_rows(const Tensor& logits, int64_t best, const std::vector<in
   static_assert(kMaxBestTokens == cuda::kMaxBestTokens &&
                 kMaxSkippedTokens == cuda::kMaxSkipTokens);
   QKV_REQUIRE(best >= 1 && best <= kMaxBestTokens && int64_t(skip.size()) <= kMaxSkippedTokens, op,
-              "supports 1 to 32 best tokens and at most 4 skipped ids");
+              "supports 1 to " + std::to_string(kMaxBestTokens) + " best tokens and at most " +
+                  std::to_string(kMaxSkippedTokens) + " skipped ids");
   const int64_t n = logits.size(0), v = logits.size(1);
   QKV_REQUIRE(eos >= 0 && eos < v, op,
               "eos id " + std::to_string(eos) + " outside the vocabulary of " + std::to_string(v));

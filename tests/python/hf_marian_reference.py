@@ -29,6 +29,7 @@ import torch
 import torch.nn.functional as F
 
 sys.path.insert(0, os.path.dirname(__file__))
+import random_weights  # noqa: E402
 import safetensors_np  # noqa: E402
 
 ACT = {"relu": F.relu, "gelu": F.gelu, "swish": F.silu, "silu": F.silu,
@@ -52,12 +53,10 @@ def make(d, spec):
     w = {"model.shared.weight": rng.normal(0, 0.5, (v, dm))}
 
     def lin(name, o, i):
-        w[name + ".weight"] = rng.normal(0, 1 / math.sqrt(i), (o, i))
-        w[name + ".bias"] = rng.normal(0, 0.1, (o,))
+        random_weights.linear(w, rng, name, o, i)
 
     def norm(name):
-        w[name + ".weight"] = 1 + rng.normal(0, 0.1, (dm,))
-        w[name + ".bias"] = rng.normal(0, 0.1, (dm,))
+        random_weights.layer_norm(w, rng, name, dm)
 
     def attn(name):
         for p in ("k_proj", "v_proj", "q_proj", "out_proj"):

@@ -27,6 +27,7 @@ import torch.nn as nn
 import torch.nn.functional as F
 
 sys.path.insert(0, os.path.dirname(__file__))
+import random_weights  # noqa: E402
 import safetensors_np  # noqa: E402
 
 
@@ -39,12 +40,10 @@ def make(d, s):
          "patch_embed.proj.bias": rng.normal(0, 0.1, (e,))}
 
     def lin(name, o, i):
-        w[name + ".weight"] = rng.normal(0, 1 / math.sqrt(i), (o, i))
-        w[name + ".bias"] = rng.normal(0, 0.1, (o,))
+        random_weights.linear(w, rng, name, o, i)
 
     def norm(name):
-        w[name + ".weight"] = 1 + rng.normal(0, 0.1, (e,))
-        w[name + ".bias"] = rng.normal(0, 0.1, (e,))
+        random_weights.layer_norm(w, rng, name, e)
 
     for i in range(s["depth"]):
         b = f"blocks.{i}"

@@ -78,15 +78,14 @@ void expect_kernels_match(const test::AttentionCase& c, std::mt19937& rng) {
   const test::AttentionReference ref =
       test::attention_reference(c, D, scale, q.values, k.values, v.values, dout.values);
   std::vector<int32_t> lengths = c.key_lengths;
-  const ops::cuda::FlashShape s{int(c.batch),
-                                int(c.heads),
-                                int(c.q_len),
-                                int(c.k_len),
-                                D,
-                                c.causal,
-                                lengths.empty() ? nullptr : lengths.data(),
-                                scale,
-                                std::is_same_v<T, __nv_bfloat16>};
+  const ops::FlashShape s{int(c.batch),
+                          int(c.heads),
+                          int(c.q_len),
+                          int(c.k_len),
+                          D,
+                          c.causal,
+                          lengths.empty() ? nullptr : lengths.data(),
+                          scale};
   auto as_t = [](std::vector<uint16_t>& x) { return reinterpret_cast<T*>(x.data()); };
 
   std::vector<uint16_t> out_bits(q_size, 0xffff);  // NaN
@@ -121,8 +120,8 @@ void expect_kernels_match(const test::AttentionCase& c, std::mt19937& rng) {
           bwd::kBackwardSmemBytes<D>, [&] {
             bwd::flash_backward_kernel<T, D>(s, as_t(dout.bits), as_t(q.bits), as_t(k.bits),
                                              as_t(v.bits), lse.data(), delta.data(), dq.data(),
-                                             ops::cuda::FlashGrad{dk.data(), true},
-                                             ops::cuda::FlashGrad{dv_bits.data(), false});
+                                             ops::FlashGrad{dk.data(), true},
+                                             ops::FlashGrad{dv_bits.data(), false});
           });
   EXPECT_LE(test::norm_relative_error(dq, {}, ref.dq), tol) << "dq";
   EXPECT_LE(test::norm_relative_error(dk, {}, ref.dk), tol) << "dk";

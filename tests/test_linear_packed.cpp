@@ -4,13 +4,15 @@
 
 #include <cmath>
 
-#include "ops/cpu/kernels.h"
+#include "ops/kernel_registry.h"
+#include "ops/kernels.h"
 #include "support/torch_ref.h"
 
 namespace qkv::test {
 namespace {
 
 TEST(LinearPacked, MatchesBlasOnOddSizes) {
+  auto* const fill_rows = ops::find_kernel<ops::kernels::fill_rows, float>(Device::cpu);
   Rng rng(11);
   struct Size {
     int64_t m, n, k;
@@ -24,7 +26,7 @@ TEST(LinearPacked, MatchesBlasOnOddSizes) {
     Tensor packed = ops::pack_linear_weight(w);
     for (const Tensor& b : {Tensor(), bias}) {
       Tensor want = Tensor::zeros({s.m, s.n});  // b + x @ w^T by the BLAS
-      if (b.defined()) ops::cpu::fill_rows(want.data<float>(), b.data<float>(), s.m, s.n);
+      if (b.defined()) fill_rows(want.data<float>(), b.data<float>(), s.m, s.n);
       ops::gemm(x.reshape({s.m, s.k}), false, w, true, want, 1.f, 1.f);
       Tensor got = ops::linear_packed_forward(x, packed, s.n, b);
       ASSERT_EQ(got.shape(), (Shape{s.m, 1, s.n}));

@@ -1,17 +1,16 @@
-// Activations and dropout: checks, then the device's kernel.
-#include "ops/cpu/kernels.h"
-#include "ops/cuda/kernels.h"
-#include "ops/dispatch.h"
+// Activations and dropout: checks, then the kernel of the tensors' device and dtype.
+#include "ops/checks.h"
+#include "ops/kernel_registry.h"
+#include "ops/kernels.h"
 
 namespace qkv::ops {
 
 namespace {
 void check_same(const char* op, const Tensor& dy, const Tensor& x, const Tensor& dx) {
-  QKV_REQUIRE(dy.shape() == x.shape() && dx.shape() == x.shape() && dy.dtype() == DType::f32 &&
-                  dx.dtype() == DType::f32,
-              op,
+  QKV_REQUIRE(dy.shape() == x.shape() && dx.shape() == x.shape(), op,
               "dy " + shape_str(dy.shape()) + " and dx " + shape_str(dx.shape()) +
-                  " must be F32 of the input's shape " + shape_str(x.shape()));
+                  " must have the input's shape " + shape_str(x.shape()));
+  common_dtype(op, {&dy, &dx});
 }
 }  // namespace
 
@@ -25,57 +24,45 @@ Activation activation_from_name(const std::string& name) {
 }
 
 Tensor activation_forward(Activation act, const Tensor& x) {
-  QKV_REQUIRE(x.dtype() == DType::f32, "activation", "needs an F32 tensor");
-  Tensor y = Tensor::empty(x.shape(), DType::f32, x.device());
-  if (x.device() == Device::cuda)
-    QKV_CUDA_KERNEL("activation",
-                    cuda::activation_forward(act, x.data<float>(), y.data<float>(), x.numel()));
-  else
-    cpu::activation_forward(act, x.data<float>(), y.data<float>(), x.numel());
+  Tensor y = Tensor::empty(x.shape(), x.dtype(), x.device());
+  dispatch<kernels::activation_forward>(x.device(), x.dtype(), [&]<typename T>(auto* kernel) {
+    kernel(act, x.data<T>(), y.data<T>(), x.numel());
+  });
   return y;
 }
 
 void activation_backward(Activation act, const Tensor& dy, const Tensor& x, Tensor& dx) {
+  const char* op = "activation_backward";
   if (!dx.defined()) return;
-  check_same("activation_backward", dy, x, dx);
-  Device dev = common_device("activation_backward", {&dy, &x, &dx});
-  if (dev == Device::cuda)
-    QKV_CUDA_KERNEL("activation_backward",
-                    cuda::activation_backward(act, dy.data<float>(), x.data<float>(),
-                                              dx.data<float>(), x.numel()));
-  else
-    cpu::activation_backward(act, dy.data<float>(), x.data<float>(), dx.data<float>(), x.numel());
+  check_same(op, dy, x, dx);
+  common_dtype(op, {&dy, &x});
+  Device dev = common_device(op, {&dy, &x, &dx});
+  dispatch<kernels::activation_backward>(dev, x.dtype(), [&]<typename T>(auto* kernel) {
+    kernel(act, dy.data<T>(), x.data<T>(), dx.data<T>(), x.numel());
+  });
 }
 
 Tensor dropout_forward(const Tensor& x, float p, Rng& rng, Tensor& mask) {
   QKV_REQUIRE(p >= 0.f && p < 1.f, "dropout", "p must be in [0, 1), got " + std::to_string(p));
-  QKV_REQUIRE(x.dtype() == DType::f32, "dropout", "needs an F32 tensor");
-  Tensor y = Tensor::empty(x.shape(), DType::f32, x.device());
+  Tensor y = Tensor::empty(x.shape(), x.dtype(), x.device());
   mask = Tensor::empty(x.shape(), DType::u8, x.device());
-  uint64_t base = p > 0.f ? rng.reserve(x.numel()) : 0;
-  if (x.device() == Device::cuda)
-    QKV_CUDA_KERNEL(
-        "dropout", cuda::dropout_forward(x.data<float>(), p, rng.seed(), base, mask.data<uint8_t>(),
-                                         y.data<float>(), x.numel()));
-  else
-    cpu::dropout_forward(x.data<float>(), p, rng, base, mask.data<uint8_t>(), y.data<float>(),
-                         x.numel());
+  dispatch<kernels::dropout_forward>(x.device(), x.dtype(), [&]<typename T>(auto* kernel) {
+    uint64_t base = p > 0.f ? rng.reserve(x.numel()) : 0;
+    kernel(x.data<T>(), p, rng.seed(), base, mask.data<uint8_t>(), y.data<T>(), x.numel());
+  });
   return y;
 }
 
 void dropout_backward(const Tensor& dy, const Tensor& mask, float p, Tensor& dx) {
+  const char* op = "dropout_backward";
   if (!dx.defined()) return;
-  QKV_REQUIRE(p >= 0.f && p < 1.f, "dropout_backward",
-              "p must be in [0, 1), got " + std::to_string(p));
-  QKV_REQUIRE(mask.dtype() == DType::u8, "dropout_backward", "mask must be U8");
-  check_same("dropout_backward", dy, mask, dx);
-  Device dev = common_device("dropout_backward", {&dy, &mask, &dx});
-  if (dev == Device::cuda)
-    QKV_CUDA_KERNEL("dropout_backward",
-                    cuda::dropout_backward(dy.data<float>(), mask.data<uint8_t>(), p,
-                                           dx.data<float>(), dy.numel()));
-  else
-    cpu::dropout_backward(dy.data<float>(), mask.data<uint8_t>(), p, dx.data<float>(), dy.numel());
+  QKV_REQUIRE(p >= 0.f && p < 1.f, op, "p must be in [0, 1), got " + std::to_string(p));
+  QKV_REQUIRE(mask.dtype() == DType::u8, op, "mask must be U8");
+  check_same(op, dy, mask, dx);
+  Device dev = common_device(op, {&dy, &mask, &dx});
+  dispatch<kernels::dropout_backward>(dev, dy.dtype(), [&]<typename T>(auto* kernel) {
+    kernel(dy.data<T>(), mask.data<uint8_t>(), p, dx.data<T>(), dy.numel());
+  });
 }
 
 }  // namespace qkv::ops

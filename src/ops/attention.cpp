@@ -1,13 +1,13 @@
 // Scaled dot-product attention: shape and mask checks, the choice between the naive and the
 // tiled kernel (ops/cpu/attention_{naive,tiled}.cpp), and what each keeps for the backward pass.
-// On cuda, f32 attention is the naive kernel (ops/cuda/attention.cu), or under bf16 autocast the
-// FlashAttention kernels on bf16 copies; bf16 and f16 go to the FlashAttention kernels
-// (ops/flash_attention.cpp).
+// On cuda, f32 attention is the naive kernel (ops/cuda/attention.cu; cuda has no tiled f32
+// kernel), or under bf16 autocast the FlashAttention kernels on bf16 copies; bf16 and f16 go to
+// the FlashAttention kernels (ops/flash_attention.cpp).
 #include <cmath>
 
-#include "ops/cpu/kernels.h"
-#include "ops/cuda/kernels.h"
-#include "ops/dispatch.h"
+#include "ops/checks.h"
+#include "ops/kernel_registry.h"
+#include "ops/kernels.h"
 #include "ops/precision.h"
 
 namespace qkv::ops {
@@ -18,25 +18,25 @@ namespace {
 // and its memory grows linearly with the lengths instead of with their product.
 constexpr int64_t kTiledFromKeys = 256;
 
-AttentionImpl resolve(AttentionImpl impl, int64_t k_len, Device dev) {
+AttentionImpl resolve(AttentionImpl impl, int64_t k_len, Device dev, DType dtype) {
   if (impl != AttentionImpl::automatic) return impl;
-  if (dev == Device::cuda) return AttentionImpl::naive;  // no tiled f32 kernel on cuda
-  return k_len >= kTiledFromKeys ? AttentionImpl::tiled : AttentionImpl::naive;
+  return k_len >= kTiledFromKeys && has_kernel<kernels::attention_tiled_forward>(dev, dtype)
+             ? AttentionImpl::tiled
+             : AttentionImpl::naive;
 }
 
-cpu::AttentionDims attention_dims(const char* op, const Tensor& q, const Tensor& k, const Tensor& v,
-                                  const AttentionMask& mask, float scale) {
-  QKV_REQUIRE(q.rank() == 4 && k.rank() == 4 && q.dtype() == DType::f32 &&
-                  k.dtype() == DType::f32 && v.dtype() == DType::f32,
-              op,
-              "needs F32 q [B, H, Lq, D] and k, v [B, H, Lk, D], got q " + shape_str(q.shape()));
+AttentionDims attention_dims(const char* op, const Tensor& q, const Tensor& k, const Tensor& v,
+                             const AttentionMask& mask, float scale) {
+  QKV_REQUIRE(q.rank() == 4 && k.rank() == 4, op,
+              "needs q [B, H, Lq, D] and k, v [B, H, Lk, D], got q " + shape_str(q.shape()));
+  common_dtype(op, {&q, &k, &v});
   QKV_REQUIRE(k.size(0) == q.size(0) && k.size(1) == q.size(1) && k.size(3) == q.size(3) &&
                   v.shape() == k.shape() && q.size(3) > 0,
               op,
               "q " + shape_str(q.shape()) + ", k " + shape_str(k.shape()) + " and v " +
                   shape_str(v.shape()) + " do not fit q [B, H, Lq, D], k and v [B, H, Lk, D]");
-  cpu::AttentionDims d{q.size(0), q.size(1),   q.size(2), k.size(2),
-                       q.size(3), mask.causal, nullptr,   scale};
+  AttentionDims d{q.size(0), q.size(1),   q.size(2), k.size(2),
+                  q.size(3), mask.causal, nullptr,   scale};
   const Tensor& lengths = mask.key_lengths;
   if (lengths.defined()) {
     QKV_REQUIRE(lengths.dtype() == DType::i32 && lengths.shape() == Shape{d.batch}, op,
@@ -87,47 +87,35 @@ Tensor attention_forward(const Tensor& q, const Tensor& k, const Tensor& v,
     return out;
   }
   if (autocast_to_flash(q, k, v)) return autocast_flash_forward(q, k, v, mask, scale, saved);
-  cpu::AttentionDims d = attention_dims("attention", q, k, v, mask, scale);
+  AttentionDims d = attention_dims("attention", q, k, v, mask, scale);
   Device dev = common_device("attention", {&q, &k, &v});
-  impl = resolve(impl, d.k_len, dev);
-  Tensor out = Tensor::empty(q.shape(), DType::f32, dev);
-  float* probs = nullptr;
-  float* lse = nullptr;
+  impl = resolve(impl, d.k_len, dev, q.dtype());
+  Tensor out = Tensor::empty(q.shape(), q.dtype(), dev);
   if (saved) {
     *saved = AttentionSaved{};
     saved->impl = impl;
-    if (impl == AttentionImpl::naive) {
-      saved->probs = Tensor::empty({d.batch, d.heads, d.q_len, d.k_len}, DType::f32, dev);
-      probs = saved->probs.data<float>();
-    } else {
+    if (impl == AttentionImpl::naive)
+      saved->probs = Tensor::empty({d.batch, d.heads, d.q_len, d.k_len}, q.dtype(), dev);
+    else
       saved->lse = Tensor::empty({d.batch, d.heads, d.q_len}, DType::f32, dev);
-      lse = saved->lse.data<float>();
-    }
   }
-  if (dev == Device::cuda && impl != AttentionImpl::naive) no_kernel("attention (tiled)", dev);
   if (d.k_len == 0) {  // no key at all: every row sees nothing
     out.zero();
     if (saved && saved->probs.defined()) saved->probs.zero();
     if (saved && saved->lse.defined()) saved->lse.fill(-INFINITY);
     return out;
   }
-  if (dev == Device::cuda) {
-    // The cuda kernel needs the probabilities as scratch when the caller keeps none.
-    Tensor scratch;
-    if (!probs) {
-      scratch = Tensor::empty({d.batch, d.heads, d.q_len, d.k_len}, DType::f32, dev);
-      probs = scratch.data<float>();
-    }
-    QKV_CUDA_KERNEL("attention",
-                    cuda::attention_naive_forward(d, q.data<float>(), k.data<float>(),
-                                                  v.data<float>(), out.data<float>(), probs));
-  } else if (impl == AttentionImpl::naive) {
-    cpu::attention_naive_forward(d, q.data<float>(), k.data<float>(), v.data<float>(),
-                                 out.data<float>(), probs);
-  } else {
-    cpu::attention_tiled_forward(d, q.data<float>(), k.data<float>(), v.data<float>(),
-                                 out.data<float>(), lse);
-  }
+  Tensor no_probs, no_lse;
+  Tensor& probs = saved ? saved->probs : no_probs;
+  Tensor& lse = saved ? saved->lse : no_lse;
+  if (impl == AttentionImpl::naive)
+    dispatch<kernels::attention_naive_forward>(dev, q.dtype(), [&]<typename T>(auto* kernel) {
+      kernel(d, q.data<T>(), k.data<T>(), v.data<T>(), out.data<T>(), data_or_null<T>(probs));
+    });
+  else
+    dispatch<kernels::attention_tiled_forward>(dev, q.dtype(), [&]<typename T>(auto* kernel) {
+      kernel(d, q.data<T>(), k.data<T>(), v.data<T>(), out.data<T>(), data_or_null<float>(lse));
+    });
   return out;
 }
 
@@ -146,7 +134,7 @@ void attention_backward(const Tensor& dout, const Tensor& q, const Tensor& k, co
     return;
   }
   const char* op = "attention_backward";
-  cpu::AttentionDims d = attention_dims(op, q, k, v, mask, scale);
+  AttentionDims d = attention_dims(op, q, k, v, mask, scale);
   QKV_REQUIRE(dout.shape() == q.shape() && out.shape() == q.shape(), op,
               "dout " + shape_str(dout.shape()) + " and out " + shape_str(out.shape()) +
                   " must have q's shape " + shape_str(q.shape()));
@@ -159,25 +147,20 @@ void attention_backward(const Tensor& dout, const Tensor& q, const Tensor& k, co
       naive ? saved.probs.defined() && saved.probs.numel() == d.batch * d.heads * d.q_len * d.k_len
             : saved.lse.defined() && saved.lse.numel() == d.batch * d.heads * d.q_len,
       op, "saved state does not fit these shapes (was it made by attention_forward?)");
+  common_dtype(op, {&dout, &q, &out, &dq, &dk, &dv, naive ? &saved.probs : nullptr});
   Device dev = common_device(op, {&dout, &q, &k, &v, &out, &dq, &dk, &dv});
-  if (dev == Device::cuda && !naive) no_kernel("attention_backward (tiled)", dev);
   if (d.k_len == 0) return;
-  auto ptr = [](Tensor& t) { return t.defined() ? t.data<float>() : nullptr; };
-  if (dev == Device::cuda) {
-    Tensor ds = Tensor::empty({d.batch, d.heads, d.q_len, d.k_len}, DType::f32, dev);  // dS
-    QKV_CUDA_KERNEL(op, cuda::attention_naive_backward(
-                            d, dout.data<float>(), q.data<float>(), k.data<float>(),
-                            v.data<float>(), out.data<float>(), saved.probs.data<float>(),
-                            ds.data<float>(), ptr(dq), ptr(dk), ptr(dv)));
-  } else if (naive) {
-    cpu::attention_naive_backward(d, dout.data<float>(), q.data<float>(), k.data<float>(),
-                                  v.data<float>(), out.data<float>(), saved.probs.data<float>(),
-                                  ptr(dq), ptr(dk), ptr(dv));
-  } else {
-    cpu::attention_tiled_backward(d, dout.data<float>(), q.data<float>(), k.data<float>(),
-                                  v.data<float>(), out.data<float>(), saved.lse.data<float>(),
-                                  ptr(dq), ptr(dk), ptr(dv));
-  }
+  if (naive)
+    dispatch<kernels::attention_naive_backward>(dev, q.dtype(), [&]<typename T>(auto* kernel) {
+      kernel(d, dout.data<T>(), q.data<T>(), k.data<T>(), v.data<T>(), out.data<T>(),
+             saved.probs.data<T>(), data_or_null<T>(dq), data_or_null<T>(dk), data_or_null<T>(dv));
+    });
+  else
+    dispatch<kernels::attention_tiled_backward>(dev, q.dtype(), [&]<typename T>(auto* kernel) {
+      kernel(d, dout.data<T>(), q.data<T>(), k.data<T>(), v.data<T>(), out.data<T>(),
+             saved.lse.data<float>(), data_or_null<T>(dq), data_or_null<T>(dk),
+             data_or_null<T>(dv));
+    });
 }
 
 }  // namespace qkv::ops

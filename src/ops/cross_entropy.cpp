@@ -1,16 +1,16 @@
-// Softmax cross-entropy with label smoothing and an ignored target: checks here, the fused
-// row loops in ops/cpu/cross_entropy.cpp.
-#include "ops/cpu/kernels.h"
-#include "ops/cuda/kernels.h"
-#include "ops/dispatch.h"
+// Softmax cross-entropy with label smoothing and an ignored target: checks here, the fused row
+// loops in the kernels (ops/cpu/cross_entropy.cpp, ops/cuda/cross_entropy.cu).
+#include "ops/checks.h"
+#include "ops/kernel_registry.h"
+#include "ops/kernels.h"
 
 namespace qkv::ops {
 
 namespace {
 void check_cross_entropy(const char* op, const Tensor& logits, const Tensor& targets,
                          int ignore_index, float label_smoothing) {
-  QKV_REQUIRE(logits.rank() == 2 && logits.dtype() == DType::f32 && logits.size(1) > 0, op,
-              "logits must be F32 [N, V] with V > 0, got " + shape_str(logits.shape()));
+  QKV_REQUIRE(logits.rank() == 2 && logits.size(1) > 0, op,
+              "logits must be [N, V] with V > 0, got " + shape_str(logits.shape()));
   QKV_REQUIRE(targets.dtype() == DType::i32 && targets.shape() == Shape{logits.size(0)}, op,
               "targets must be I32 [" + std::to_string(logits.size(0)) + "], got " +
                   shape_str(targets.shape()));
@@ -34,15 +34,11 @@ Tensor cross_entropy_forward(const Tensor& logits, const Tensor& targets, int ig
   int64_t n = logits.size(0);
   Tensor loss = Tensor::empty({n}, DType::f32, logits.device());
   lse = Tensor::empty({n}, DType::f32, logits.device());
-  if (logits.device() == Device::cuda)
-    QKV_CUDA_KERNEL("cross_entropy",
-                    cuda::cross_entropy_forward(logits.data<float>(), targets.data<int32_t>(), n,
-                                                logits.size(1), ignore_index, label_smoothing,
-                                                loss.data<float>(), lse.data<float>()));
-  else
-    cpu::cross_entropy_forward(logits.data<float>(), targets.data<int32_t>(), n, logits.size(1),
-                               ignore_index, label_smoothing, loss.data<float>(),
-                               lse.data<float>());
+  dispatch<kernels::cross_entropy_forward>(
+      logits.device(), logits.dtype(), [&]<typename T>(auto* kernel) {
+        kernel(logits.data<T>(), targets.data<int32_t>(), n, logits.size(1), ignore_index,
+               label_smoothing, loss.data<float>(), lse.data<float>());
+      });
   return loss;
 }
 
@@ -53,20 +49,18 @@ void cross_entropy_backward(const Tensor& dloss, const Tensor& logits, const Ten
   if (!dlogits.defined()) return;
   check_cross_entropy(op, logits, targets, ignore_index, label_smoothing);
   Shape rows{logits.size(0)};
-  QKV_REQUIRE(dloss.shape() == rows && lse.shape() == rows && dlogits.shape() == logits.shape(), op,
+  QKV_REQUIRE(dloss.shape() == rows && lse.shape() == rows && dlogits.shape() == logits.shape() &&
+                  dloss.dtype() == DType::f32 && lse.dtype() == DType::f32,
+              op,
               "dloss " + shape_str(dloss.shape()) + ", lse " + shape_str(lse.shape()) +
-                  " and dlogits " + shape_str(dlogits.shape()) + " do not fit logits " +
+                  " (F32) and dlogits " + shape_str(dlogits.shape()) + " do not fit logits " +
                   shape_str(logits.shape()));
+  common_dtype(op, {&logits, &dlogits});
   Device dev = common_device(op, {&dloss, &logits, &lse, &dlogits});
-  if (dev == Device::cuda)
-    QKV_CUDA_KERNEL(op, cuda::cross_entropy_backward(dloss.data<float>(), logits.data<float>(),
-                                                     targets.data<int32_t>(), logits.size(0),
-                                                     logits.size(1), ignore_index, label_smoothing,
-                                                     lse.data<float>(), dlogits.data<float>()));
-  else
-    cpu::cross_entropy_backward(dloss.data<float>(), logits.data<float>(), targets.data<int32_t>(),
-                                logits.size(0), logits.size(1), ignore_index, label_smoothing,
-                                lse.data<float>(), dlogits.data<float>());
+  dispatch<kernels::cross_entropy_backward>(dev, logits.dtype(), [&]<typename T>(auto* kernel) {
+    kernel(dloss.data<float>(), logits.data<T>(), targets.data<int32_t>(), logits.size(0),
+           logits.size(1), ignore_index, label_smoothing, lse.data<float>(), dlogits.data<T>());
+  });
 }
 
 }  // namespace qkv::ops

@@ -1,9 +1,10 @@
-// Broadcasting arithmetic: shape rules here, loops in ops/cpu/elementwise.cpp.
+// Broadcasting arithmetic: shape rules here, loops in the kernels (ops/cpu/elementwise.cpp,
+// ops/cuda/elementwise.cu).
 #include <algorithm>
 
-#include "ops/cpu/kernels.h"
-#include "ops/cuda/kernels.h"
-#include "ops/dispatch.h"
+#include "ops/checks.h"
+#include "ops/kernel_registry.h"
+#include "ops/kernels.h"
 
 namespace qkv::ops {
 
@@ -21,18 +22,16 @@ std::vector<int64_t> broadcast_strides(const Shape& s, const Shape& out) {
   return st;
 }
 
-Tensor binary(cpu::Binary op, const char* name, const Tensor& a, const Tensor& b) {
-  QKV_REQUIRE(a.dtype() == DType::f32 && b.dtype() == DType::f32, name, "needs F32 tensors");
+Tensor binary(Binary op, const char* name, const Tensor& a, const Tensor& b) {
+  DType dtype = common_dtype(name, {&a, &b});
   Device dev = common_device(name, {&a, &b});
   Shape shape = broadcast_shape(a.shape(), b.shape());
-  Tensor out = Tensor::empty(shape, DType::f32, dev);
+  Tensor out = Tensor::empty(shape, dtype, dev);
   auto sa = broadcast_strides(a.shape(), shape), sb = broadcast_strides(b.shape(), shape);
-  if (dev == Device::cuda)
-    QKV_CUDA_KERNEL(name, cuda::binary(op, a.data<float>(), sa.data(), b.data<float>(), sb.data(),
-                                       out.data<float>(), shape.data(), int(shape.size())));
-  else
-    cpu::binary(op, a.data<float>(), sa.data(), b.data<float>(), sb.data(), out.data<float>(),
-                shape.data(), int(shape.size()));
+  dispatch<kernels::binary>(dev, dtype, [&]<typename T>(auto* kernel) {
+    kernel(op, a.data<T>(), sa.data(), b.data<T>(), sb.data(), out.data<T>(), shape.data(),
+           int(shape.size()));
+  });
   return out;
 }
 
@@ -56,36 +55,35 @@ Shape broadcast_shape(const Shape& a, const Shape& b) {
 }
 
 Tensor add(const Tensor& a, const Tensor& b) {
-  return binary(cpu::Binary::add, "add", a, b);
+  return binary(Binary::add, "add", a, b);
 }
 Tensor mul(const Tensor& a, const Tensor& b) {
-  return binary(cpu::Binary::mul, "mul", a, b);
+  return binary(Binary::mul, "mul", a, b);
 }
 
 Tensor scale(const Tensor& x, float s) {
-  QKV_REQUIRE(x.dtype() == DType::f32, "scale", "needs an F32 tensor");
-  Tensor y = Tensor::empty(x.shape(), DType::f32, x.device());
-  if (x.device() == Device::cuda)
-    QKV_CUDA_KERNEL("scale", cuda::scale(x.data<float>(), s, y.data<float>(), x.numel()));
-  else
-    cpu::scale(x.data<float>(), s, y.data<float>(), x.numel());
+  Tensor y = Tensor::empty(x.shape(), x.dtype(), x.device());
+  dispatch<kernels::scale>(x.device(), x.dtype(), [&]<typename T>(auto* kernel) {
+    kernel(x.data<T>(), s, y.data<T>(), x.numel());
+  });
   return y;
 }
 
 void axpy(float alpha, const Tensor& x, Tensor& y) {
   QKV_REQUIRE(x.numel() == y.numel(), "axpy",
               "sizes differ: " + shape_str(x.shape()) + " and " + shape_str(y.shape()));
+  DType dtype = common_dtype("axpy", {&x, &y});
   Device dev = common_device("axpy", {&x, &y});
-  if (dev == Device::cuda)
-    QKV_CUDA_KERNEL("axpy", cuda::axpy(alpha, x.data<float>(), y.data<float>(), x.numel()));
-  else
-    cpu::axpy(alpha, x.data<float>(), y.data<float>(), x.numel());
+  dispatch<kernels::axpy>(dev, dtype, [&]<typename T>(auto* kernel) {
+    kernel(alpha, x.data<T>(), y.data<T>(), x.numel());
+  });
 }
 
 void reduce_to(const Tensor& dy, Tensor& da) {
   if (!da.defined()) return;
   if (dy.shape() == da.shape()) return axpy(1.f, dy, da);
   require_reducible("reduce_to", dy.shape(), da.shape());
+  DType dtype = common_dtype("reduce_to", {&dy, &da});
   Device dev = common_device("reduce_to", {&dy, &da});
   // da's shape, leading 1s aside, ends dy's shape (a bias, a position table): dy is rows of
   // da.numel() elements, added row after row (the order of the general loop below).
@@ -94,45 +92,39 @@ void reduce_to(const Tensor& dy, Tensor& da) {
   if (inner.size() <= dy.shape().size() &&
       std::equal(inner.rbegin(), inner.rend(), dy.shape().rbegin())) {
     int64_t n = da.numel(), rows = dy.numel() / n;
-    if (dev == Device::cuda)
-      QKV_CUDA_KERNEL("reduce_to",
-                      cuda::reduce_rows_add(dy.data<float>(), rows, n, da.data<float>()));
-    else
-      cpu::reduce_rows_add(dy.data<float>(), rows, n, da.data<float>());
+    dispatch<kernels::reduce_rows_add>(
+        dev, dtype, [&]<typename T>(auto* kernel) { kernel(dy.data<T>(), rows, n, da.data<T>()); });
     return;
   }
   auto st = broadcast_strides(da.shape(), dy.shape());
-  if (dev == Device::cuda)
-    QKV_CUDA_KERNEL("reduce_to", cuda::reduce_add(dy.data<float>(), dy.shape().data(), dy.rank(),
-                                                  da.data<float>(), st.data()));
-  else
-    cpu::reduce_add(dy.data<float>(), dy.shape().data(), dy.rank(), da.data<float>(), st.data());
+  dispatch<kernels::reduce_add>(dev, dtype, [&]<typename T>(auto* kernel) {
+    kernel(dy.data<T>(), dy.shape().data(), dy.rank(), da.data<T>(), st.data());
+  });
 }
 
 void mul_backward(const Tensor& dy, const Tensor& a, const Tensor& b, Tensor& da, Tensor& db) {
-  Device dev = common_device("mul_backward", {&dy, &a, &b, &da, &db});
+  const char* op = "mul_backward";
+  DType dtype = common_dtype(op, {&dy, &a, &b, &da, &db});
+  Device dev = common_device(op, {&dy, &a, &b, &da, &db});
   const Shape& shape = dy.shape();
   auto sa = broadcast_strides(a.shape(), shape), sb = broadcast_strides(b.shape(), shape);
   // d[...] += reduce(dy * other), other broadcast with strides so, d with strides sd.
   auto reduce_product = [&](const Tensor& other, const std::vector<int64_t>& so, Tensor& d,
                             const std::vector<int64_t>& sd) {
-    if (dev == Device::cuda)
-      QKV_CUDA_KERNEL("mul_backward",
-                      cuda::reduce_mul_add(dy.data<float>(), other.data<float>(), so.data(),
-                                           shape.data(), dy.rank(), d.data<float>(), sd.data()));
-    else
-      cpu::reduce_mul_add(dy.data<float>(), other.data<float>(), so.data(), shape.data(), dy.rank(),
-                          d.data<float>(), sd.data());
+    dispatch<kernels::reduce_mul_add>(dev, dtype, [&]<typename T>(auto* kernel) {
+      kernel(dy.data<T>(), other.data<T>(), so.data(), shape.data(), dy.rank(), d.data<T>(),
+             sd.data());
+    });
   };
   if (da.defined()) reduce_product(b, sb, da, sa);
   if (db.defined()) reduce_product(a, sa, db, sb);
 }
 
 Tensor sum_all(const Tensor& x) {
-  if (x.device() == Device::cpu)
-    return Tensor::full({1}, float(cpu::sum(x.data<float>(), x.numel())));
   Tensor total = Tensor::empty({1}, DType::f32, x.device());
-  QKV_CUDA_KERNEL("sum_all", cuda::sum(x.data<float>(), x.numel(), total.data<float>()));
+  dispatch<kernels::sum>(x.device(), x.dtype(), [&]<typename T>(auto* kernel) {
+    kernel(x.data<T>(), x.numel(), total.data<float>());
+  });
   return total;
 }
 
@@ -144,19 +136,18 @@ double sum_squares(const std::vector<Tensor>& xs) {
   if (xs.empty()) return 0.0;
   std::vector<double> totals(xs.size());
   const Device dev = xs[0].device();
+  const DType dtype = xs[0].dtype();
   for (const Tensor& x : xs)
-    QKV_REQUIRE(x.dtype() == DType::f32 && x.device() == dev, "sum_squares",
-                "needs F32 tensors on one device, got " + dtype_name(x.dtype()) + " on " +
-                    device_name(x.device()) + " beside " + device_name(dev));
-  if (dev == Device::cuda) {
-    std::vector<const float*> ptrs;
+    QKV_REQUIRE(x.dtype() == dtype && x.device() == dev, "sum_squares",
+                "needs tensors of one dtype on one device, got " + dtype_name(x.dtype()) + " on " +
+                    device_name(x.device()) + " beside " + dtype_name(dtype) + " on " +
+                    device_name(dev));
+  dispatch<kernels::sum_squares>(dev, dtype, [&]<typename T>(auto* kernel) {
+    std::vector<const T*> data;
     std::vector<int64_t> sizes;
-    for (const Tensor& x : xs) ptrs.push_back(x.data<float>()), sizes.push_back(x.numel());
-    QKV_CUDA_KERNEL("sum_squares", cuda::sum_squares(ptrs, sizes, totals.data()));
-  } else {
-    for (size_t i = 0; i < xs.size(); ++i)
-      totals[i] = cpu::sum_squares(xs[i].data<float>(), xs[i].numel());
-  }
+    for (const Tensor& x : xs) data.push_back(x.data<T>()), sizes.push_back(x.numel());
+    kernel(data, sizes, totals.data());
+  });
   double total = 0.0;
   for (double t : totals) total += t;
   return total;

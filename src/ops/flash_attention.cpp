@@ -1,10 +1,9 @@
 // FlashAttention on CUDA: argument checks, then the kernels of ops/cuda/flash_attention_*.cu.
-#include "ops/cuda/flash_attention.h"
-
 #include <climits>
 
-#include "ops/dispatch.h"
-#include "ops/ops.h"
+#include "ops/checks.h"
+#include "ops/kernel_registry.h"
+#include "ops/kernels.h"
 
 namespace qkv::ops {
 
@@ -12,8 +11,8 @@ namespace {
 
 // Shapes, dtypes and head dim first, the device last (so the first three are named even for
 // tensors on the cpu). key_lengths on the cpu are checked and copied into lengths_on_device.
-cuda::FlashShape flash_shape(const char* op, const Tensor& q, const Tensor& k, const Tensor& v,
-                             const AttentionMask& mask, float scale, Tensor& lengths_on_device) {
+FlashShape flash_shape(const char* op, const Tensor& q, const Tensor& k, const Tensor& v,
+                       const AttentionMask& mask, float scale, Tensor& lengths_on_device) {
   QKV_REQUIRE(q.rank() == 4 && k.rank() == 4 && v.rank() == 4, op,
               "needs q [B, H, Lq, D] and k, v [B, H, Lk, D], got q " + shape_str(q.shape()) +
                   ", k " + shape_str(k.shape()) + ", v " + shape_str(v.shape()));
@@ -53,15 +52,14 @@ cuda::FlashShape flash_shape(const char* op, const Tensor& q, const Tensor& k, c
       lengths_on_device = lengths;
     }
   }
-  return cuda::FlashShape{int(batch),
-                          int(heads),
-                          int(q_len),
-                          int(k_len),
-                          int(q.size(3)),
-                          mask.causal,
-                          lengths_on_device.defined() ? lengths_on_device.data<int32_t>() : nullptr,
-                          scale,
-                          t == DType::bf16};
+  return FlashShape{int(batch),
+                    int(heads),
+                    int(q_len),
+                    int(k_len),
+                    int(q.size(3)),
+                    mask.causal,
+                    lengths_on_device.defined() ? lengths_on_device.data<int32_t>() : nullptr,
+                    scale};
 }
 
 // A gradient tensor, if given, must be shaped like its input and be f32 or the input dtype.
@@ -86,11 +84,13 @@ Tensor flash_attention_forward(const Tensor& q, const Tensor& k, const Tensor& v
                                const AttentionMask& mask, float scale, Tensor& lse) {
   const char* op = "flash_attention_forward";
   Tensor lengths;
-  const cuda::FlashShape s = flash_shape(op, q, k, v, mask, scale, lengths);
+  const FlashShape s = flash_shape(op, q, k, v, mask, scale, lengths);
   Tensor out = Tensor::empty(q.shape(), q.dtype(), Device::cuda);  // [B, H, Lq, D]
   lse = Tensor::empty({s.batch, s.heads, s.q_len}, DType::f32, Device::cuda);
-  QKV_CUDA_KERNEL(op,
-                  cuda::flash_forward(s, q.raw(), k.raw(), v.raw(), out.raw(), lse.data<float>()));
+  dispatch<kernels::flash_attention_forward>(
+      Device::cuda, q.dtype(), [&]<typename T>(auto* kernel) {
+        kernel(s, q.data<T>(), k.data<T>(), v.data<T>(), out.data<T>(), lse.data<float>());
+      });
   return out;
 }
 
@@ -99,7 +99,7 @@ void flash_attention_backward(const Tensor& dout, const Tensor& q, const Tensor&
                               float scale, Tensor& dq, Tensor& dk, Tensor& dv) {
   const char* op = "flash_attention_backward";
   Tensor lengths;
-  const cuda::FlashShape s = flash_shape(op, q, k, v, mask, scale, lengths);
+  const FlashShape s = flash_shape(op, q, k, v, mask, scale, lengths);
   QKV_REQUIRE(dout.shape() == q.shape() && out.shape() == q.shape() && dout.dtype() == q.dtype() &&
                   out.dtype() == q.dtype(),
               op,
@@ -118,14 +118,18 @@ void flash_attention_backward(const Tensor& dout, const Tensor& q, const Tensor&
   const bool dq_in_place = dq.defined() && dq.dtype() == DType::f32;
   Tensor dq32 = dq_in_place ? dq : Tensor::zeros(q.shape(), DType::f32, Device::cuda);
   Tensor delta = Tensor::empty({s.batch, s.heads, s.q_len}, DType::f32, Device::cuda);
-  [[maybe_unused]] auto grad = [](const Tensor& g) {  // (unused in a build without CUDA)
-    return cuda::FlashGrad{g.defined() ? g.raw() : nullptr, g.defined() && g.dtype() == DType::f32};
+  auto grad = [](Tensor& g) {
+    return FlashGrad{g.defined() ? g.raw() : nullptr, g.defined() && g.dtype() == DType::f32};
   };
-  QKV_CUDA_KERNEL(op, cuda::flash_backward(s, dout.raw(), q.raw(), k.raw(), v.raw(), out.raw(),
-                                           lse.data<float>(), delta.data<float>(),
-                                           dq32.data<float>(), grad(dk), grad(dv)));
+  dispatch<kernels::flash_attention_backward>(
+      Device::cuda, q.dtype(), [&]<typename T>(auto* kernel) {
+        kernel(s, dout.data<T>(), q.data<T>(), k.data<T>(), v.data<T>(), out.data<T>(),
+               lse.data<float>(), delta.data<float>(), dq32.data<float>(), grad(dk), grad(dv));
+      });
   if (dq.defined() && !dq_in_place)
-    QKV_CUDA_KERNEL(op, cuda::add_f32_into_half(dq32.data<float>(), dq.raw(), dq.numel(), s.bf16));
+    dispatch<kernels::add_f32_into>(Device::cuda, dq.dtype(), [&]<typename T>(auto* kernel) {
+      kernel(dq32.data<float>(), dq.data<T>(), dq.numel());
+    });
 }
 
 }  // namespace qkv::ops

@@ -1,8 +1,8 @@
-// Layout ops: permute, concat, split. Shape rules here, copies in ops/cpu/layout.cpp.
-
-#include "ops/cpu/kernels.h"
-#include "ops/cuda/kernels.h"
-#include "ops/dispatch.h"
+// Layout ops: permute, concat, split. Shape rules here, copies in the kernels
+// (ops/cpu/layout.cpp, ops/cuda/layout.cu).
+#include "ops/checks.h"
+#include "ops/kernel_registry.h"
+#include "ops/kernels.h"
 
 namespace qkv::ops {
 
@@ -62,11 +62,11 @@ Shape joined_shape(const char* op, const std::vector<const Tensor*>& parts, int 
   out[axis] = 0;
   for (const Tensor* t : parts) {
     Shape s = t->shape();
-    bool fits = s.size() == ref.size() && t->dtype() == DType::f32;
+    bool fits = s.size() == ref.size() && t->dtype() == parts[0]->dtype();
     if (fits) s[axis] = ref[axis];
     QKV_REQUIRE(fits && s == ref, op,
-                "part " + shape_str(t->shape()) + " does not fit " + shape_str(ref) + " off axis " +
-                    std::to_string(axis) + " (F32 parts)");
+                "part " + dtype_name(t->dtype()) + " " + shape_str(t->shape()) + " does not fit " +
+                    shape_str(ref) + " off axis " + std::to_string(axis) + " (parts of one dtype)");
     out[axis] += t->size(axis);
   }
   return out;
@@ -75,117 +75,102 @@ Shape joined_shape(const char* op, const std::vector<const Tensor*>& parts, int 
 
 Tensor permute(const Tensor& x, const std::vector<int>& dims) {
   check_permutation("permute", x.shape(), dims);
-  QKV_REQUIRE(x.dtype() == DType::f32, "permute", "needs an F32 tensor");
-  Tensor y = Tensor::empty(permuted(x.shape(), dims), DType::f32, x.device());
-  if (x.device() == Device::cuda)
-    QKV_CUDA_KERNEL("permute", cuda::permute(x.data<float>(), x.shape().data(), x.rank(),
-                                             dims.data(), y.data<float>(), false));
-  else
-    cpu::permute(x.data<float>(), x.shape().data(), x.rank(), dims.data(), y.data<float>(), false);
+  Tensor y = Tensor::empty(permuted(x.shape(), dims), x.dtype(), x.device());
+  dispatch<kernels::permute>(x.device(), x.dtype(), [&]<typename T>(auto* kernel) {
+    kernel(x.data<T>(), x.shape().data(), x.rank(), dims.data(), y.data<T>(), false);
+  });
   return y;
 }
 
 void permute_backward(const Tensor& dy, const std::vector<int>& dims, Tensor& dx) {
+  const char* op = "permute_backward";
   if (!dx.defined()) return;
-  check_permutation("permute_backward", dx.shape(), dims);
-  QKV_REQUIRE(dy.shape() == permuted(dx.shape(), dims), "permute_backward",
+  check_permutation(op, dx.shape(), dims);
+  QKV_REQUIRE(dy.shape() == permuted(dx.shape(), dims), op,
               "gradient " + shape_str(dy.shape()) + " does not fit input " + shape_str(dx.shape()));
   std::vector<int> inverse(dims.size());
   for (size_t i = 0; i < dims.size(); ++i) inverse[dims[i]] = int(i);
-  Device dev = common_device("permute_backward", {&dy, &dx});
-  if (dev == Device::cuda)
-    QKV_CUDA_KERNEL("permute_backward",
-                    cuda::permute(dy.data<float>(), dy.shape().data(), dy.rank(), inverse.data(),
-                                  dx.data<float>(), true));
-  else
-    cpu::permute(dy.data<float>(), dy.shape().data(), dy.rank(), inverse.data(), dx.data<float>(),
-                 true);
+  DType dtype = common_dtype(op, {&dy, &dx});
+  Device dev = common_device(op, {&dy, &dx});
+  dispatch<kernels::permute>(dev, dtype, [&]<typename T>(auto* kernel) {
+    kernel(dy.data<T>(), dy.shape().data(), dy.rank(), inverse.data(), dx.data<T>(), true);
+  });
 }
 
 Tensor concat(const std::vector<Tensor>& xs, int axis) {
   QKV_REQUIRE(!xs.empty(), "concat", "needs at least one tensor");
   axis = normalize_axis("concat", axis, xs[0].rank());
   std::vector<const Tensor*> parts;
-  std::vector<const float*> data;
   std::vector<int64_t> widths;
   for (const Tensor& t : xs) parts.push_back(&t);
   Shape shape = joined_shape("concat", parts, axis, xs[0].shape());
   Device dev = xs[0].device();
   for (const Tensor& t : xs) QKV_REQUIRE(t.device() == dev, "concat", "parts on different devices");
-  Tensor y = Tensor::empty(shape, DType::f32, dev);
-  for (const Tensor& t : xs) {
-    data.push_back(t.data<float>());
-    widths.push_back(t.size(axis) * numel_after(shape, axis));
-  }
+  Tensor y = Tensor::empty(shape, xs[0].dtype(), dev);
+  for (const Tensor& t : xs) widths.push_back(t.size(axis) * numel_after(shape, axis));
   int64_t outer = numel_before(shape, axis);
-  if (dev == Device::cuda)
-    QKV_CUDA_KERNEL("concat", cuda::join_rows(data.data(), widths.data(), int(xs.size()), outer,
-                                              y.data<float>(), false));
-  else
-    cpu::join_rows(data.data(), widths.data(), int(xs.size()), outer, y.data<float>(), false);
+  dispatch<kernels::join_rows>(dev, y.dtype(), [&]<typename T>(auto* kernel) {
+    std::vector<const T*> data;
+    for (const Tensor& t : xs) data.push_back(t.data<T>());
+    kernel(data.data(), widths.data(), int(xs.size()), outer, y.data<T>(), false);
+  });
   return y;
 }
 
 std::vector<Tensor> split(const Tensor& x, const std::vector<int64_t>& sizes, int axis) {
   axis = normalize_axis("split", axis, x.rank());
-  QKV_REQUIRE(x.dtype() == DType::f32, "split", "needs an F32 tensor");
   check_pieces("split", sizes, sizes.size(), x, axis);
   std::vector<Tensor> ys;
-  std::vector<float*> data;
   std::vector<int64_t> widths;
   int64_t after = numel_after(x.shape(), axis);
   for (int64_t s : sizes) {
     Shape shape = x.shape();
     shape[axis] = s;
-    ys.push_back(Tensor::empty(shape, DType::f32, x.device()));
-    data.push_back(ys.back().data<float>());
+    ys.push_back(Tensor::empty(shape, x.dtype(), x.device()));
     widths.push_back(s * after);
   }
   int64_t outer = numel_before(x.shape(), axis);
-  if (x.device() == Device::cuda)
-    QKV_CUDA_KERNEL("split", cuda::split_rows(x.data<float>(), widths.data(), int(sizes.size()),
-                                              outer, data.data(), false));
-  else
-    cpu::split_rows(x.data<float>(), widths.data(), int(sizes.size()), outer, data.data(), false);
+  dispatch<kernels::split_rows>(x.device(), x.dtype(), [&]<typename T>(auto* kernel) {
+    std::vector<T*> data;
+    for (Tensor& y : ys) data.push_back(y.data<T>());
+    kernel(x.data<T>(), widths.data(), int(sizes.size()), outer, data.data(), false);
+  });
   return ys;
 }
 
 void concat_backward(const Tensor& dy, int axis, const std::vector<int64_t>& sizes,
                      std::vector<Tensor*> dxs) {
-  axis = normalize_axis("concat_backward", axis, dy.rank());
-  std::vector<float*> data;
+  const char* op = "concat_backward";
+  axis = normalize_axis(op, axis, dy.rank());
   std::vector<int64_t> widths;
   int64_t after = numel_after(dy.shape(), axis);
-  check_pieces("concat_backward", sizes, dxs.size(), dy, axis);
+  check_pieces(op, sizes, dxs.size(), dy, axis);
   for (size_t i = 0; i < sizes.size(); ++i) {
     Tensor* dx = dxs[i];
-    bool needed = dx && dx->defined();
-    if (needed) {
+    if (dx && dx->defined()) {
       Shape want = dy.shape();
       want[axis] = sizes[i];
-      QKV_REQUIRE(dx->shape() == want && dx->dtype() == DType::f32, "concat_backward",
-                  "gradient " + shape_str(dx->shape()) + ", expected F32 " + shape_str(want));
-      common_device("concat_backward", {&dy, dx});
+      QKV_REQUIRE(dx->shape() == want && dx->dtype() == dy.dtype(), op,
+                  "gradient " + dtype_name(dx->dtype()) + " " + shape_str(dx->shape()) +
+                      ", expected " + dtype_name(dy.dtype()) + " " + shape_str(want));
+      common_device(op, {&dy, dx});
     }
-    data.push_back(needed ? dx->data<float>() : nullptr);
     widths.push_back(sizes[i] * after);
   }
   int64_t outer = numel_before(dy.shape(), axis);
-  if (dy.device() == Device::cuda)
-    QKV_CUDA_KERNEL("concat_backward",
-                    cuda::split_rows(dy.data<float>(), widths.data(), int(sizes.size()), outer,
-                                     data.data(), true));
-  else
-    cpu::split_rows(dy.data<float>(), widths.data(), int(sizes.size()), outer, data.data(), true);
+  dispatch<kernels::split_rows>(dy.device(), dy.dtype(), [&]<typename T>(auto* kernel) {
+    std::vector<T*> data;
+    for (Tensor* dx : dxs) data.push_back(dx ? data_or_null<T>(*dx) : nullptr);
+    kernel(dy.data<T>(), widths.data(), int(sizes.size()), outer, data.data(), true);
+  });
 }
 
 void split_backward(const std::vector<Tensor>& dys, const std::vector<int64_t>& sizes, int axis,
                     Tensor& dx) {
+  const char* op = "split_backward";
   if (!dx.defined()) return;
-  axis = normalize_axis("split_backward", axis, dx.rank());
-  QKV_REQUIRE(dx.dtype() == DType::f32, "split_backward", "needs an F32 gradient");
-  check_pieces("split_backward", sizes, dys.size(), dx, axis);
-  std::vector<const float*> data;
+  axis = normalize_axis(op, axis, dx.rank());
+  check_pieces(op, sizes, dys.size(), dx, axis);
   std::vector<int64_t> widths;
   int64_t after = numel_after(dx.shape(), axis);
   for (size_t i = 0; i < sizes.size(); ++i) {
@@ -193,19 +178,19 @@ void split_backward(const std::vector<Tensor>& dys, const std::vector<int64_t>& 
     if (dy.defined()) {
       Shape want = dx.shape();
       want[axis] = sizes[i];
-      QKV_REQUIRE(dy.shape() == want && dy.dtype() == DType::f32, "split_backward",
-                  "gradient " + shape_str(dy.shape()) + ", expected F32 " + shape_str(want));
-      common_device("split_backward", {&dy, &dx});
+      QKV_REQUIRE(dy.shape() == want && dy.dtype() == dx.dtype(), op,
+                  "gradient " + dtype_name(dy.dtype()) + " " + shape_str(dy.shape()) +
+                      ", expected " + dtype_name(dx.dtype()) + " " + shape_str(want));
+      common_device(op, {&dy, &dx});
     }
-    data.push_back(dy.defined() ? dy.data<float>() : nullptr);
     widths.push_back(sizes[i] * after);
   }
   int64_t outer = numel_before(dx.shape(), axis);
-  if (dx.device() == Device::cuda)
-    QKV_CUDA_KERNEL("split_backward", cuda::join_rows(data.data(), widths.data(), int(sizes.size()),
-                                                      outer, dx.data<float>(), true));
-  else
-    cpu::join_rows(data.data(), widths.data(), int(sizes.size()), outer, dx.data<float>(), true);
+  dispatch<kernels::join_rows>(dx.device(), dx.dtype(), [&]<typename T>(auto* kernel) {
+    std::vector<const T*> data;
+    for (const Tensor& dy : dys) data.push_back(dy.defined() ? dy.data<T>() : nullptr);
+    kernel(data.data(), widths.data(), int(sizes.size()), outer, dx.data<T>(), true);
+  });
 }
 
 }  // namespace qkv::ops

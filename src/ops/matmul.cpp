@@ -1,7 +1,8 @@
-// Matrix products and the linear layer: shape checks, then the device's GEMM.
-#include "ops/cpu/kernels.h"
-#include "ops/cuda/kernels.h"
-#include "ops/dispatch.h"
+// Matrix products and the linear layer: shape checks, then the GEMM kernel of the tensors'
+// device and dtype.
+#include "ops/checks.h"
+#include "ops/kernel_registry.h"
+#include "ops/kernels.h"
 
 namespace qkv::ops {
 
@@ -14,7 +15,6 @@ GemmDims gemm_dims(const char* op, const Tensor& a, bool ta, const Tensor& b, bo
                    const Shape& c_shape_or_empty) {
   QKV_REQUIRE(a.rank() >= 2 && b.rank() >= 2, op,
               "needs matrices, got " + shape_str(a.shape()) + " and " + shape_str(b.shape()));
-  QKV_REQUIRE(a.dtype() == DType::f32 && b.dtype() == DType::f32, op, "needs F32 tensors");
   int64_t m = ta ? a.size(-1) : a.size(-2), ka = ta ? a.size(-2) : a.size(-1);
   int64_t kb = tb ? b.size(-1) : b.size(-2), n = tb ? b.size(-2) : b.size(-1);
   QKV_REQUIRE(ka == kb, op,
@@ -44,15 +44,12 @@ void gemm(const Tensor& a, bool trans_a, const Tensor& b, bool trans_b, Tensor& 
 void batched_gemm(const Tensor& a, bool trans_a, const Tensor& b, bool trans_b, Tensor& c,
                   float alpha, float beta) {
   GemmDims d = gemm_dims("batched_gemm", a, trans_a, b, trans_b, c.shape());
+  DType dtype = common_dtype("batched_gemm", {&a, &b, &c});
   Device dev = common_device("batched_gemm", {&a, &b, &c});
-  if (dev == Device::cuda)
-    QKV_CUDA_KERNEL("batched_gemm",
-                    cuda::batched_gemm(trans_a, trans_b, d.batch, d.m, d.n, d.k, alpha,
-                                       a.data<float>(), d.m * d.k, b.data<float>(), d.k * d.n, beta,
-                                       c.data<float>(), d.m * d.n));
-  else
-    cpu::batched_gemm(trans_a, trans_b, d.batch, d.m, d.n, d.k, alpha, a.data<float>(), d.m * d.k,
-                      b.data<float>(), d.k * d.n, beta, c.data<float>(), d.m * d.n);
+  dispatch<kernels::batched_gemm>(dev, dtype, [&]<typename T>(auto* kernel) {
+    kernel(trans_a, trans_b, d.batch, d.m, d.n, d.k, alpha, a.data<T>(), d.m * d.k, b.data<T>(),
+           d.k * d.n, beta, c.data<T>(), d.m * d.n);
+  });
 }
 
 Tensor matmul(const Tensor& a, bool trans_a, const Tensor& b, bool trans_b) {
@@ -60,7 +57,7 @@ Tensor matmul(const Tensor& a, bool trans_a, const Tensor& b, bool trans_b) {
   Shape shape(a.shape().begin(), a.shape().end() - 2);
   shape.push_back(d.m);
   shape.push_back(d.n);
-  Tensor c = Tensor::empty(shape, DType::f32, a.device());
+  Tensor c = Tensor::empty(shape, a.dtype(), a.device());
   batched_gemm(a, trans_a, b, trans_b, c);
   return c;
 }
@@ -70,24 +67,24 @@ Tensor linear_forward(const Tensor& x, const Tensor& w, const Tensor& bias) {
               "input " + shape_str(x.shape()) + " does not fit weight " + shape_str(w.shape()));
   QKV_REQUIRE(!bias.defined() || bias.shape() == Shape{w.size(0)}, "linear",
               "bias " + shape_str(bias.shape()) + " does not fit weight " + shape_str(w.shape()));
-  // Few rows (an encoder of one short sentence): the packed kernel, packing here. OpenBLAS packs
-  // as well, and its threads made such products up to 10x slower on a loaded machine.
-  if (x.numel() <= cpu::kPackedRowsMax * x.size(-1) &&
-      common_device("linear", {&x, &w, &bias}) == Device::cpu)
+  // Few rows (an encoder of one short sentence): the packed kernel where the device has one
+  // (the cpu), packing here. OpenBLAS packs as well, and its threads made such products up to
+  // 10x slower on a loaded machine.
+  if (x.numel() <= kPackedRowsMax * x.size(-1) &&
+      has_kernel<kernels::linear_packed>(common_device("linear", {&x, &w, &bias}), x.dtype()))
     return linear_packed_forward(x, pack_linear_weight(w), w.size(0), bias);
   Shape shape = x.shape();
   shape.back() = w.size(0);
-  Tensor y = Tensor::empty(shape, DType::f32, x.device());
+  Tensor y = Tensor::empty(shape, x.dtype(), x.device());
   Tensor x2 = x.reshape({-1, w.size(1)}), y2 = y.reshape({-1, w.size(0)});
   float beta = 0.f;
   if (bias.defined()) {
     // y = bias in every row, then y += x w^T.
-    common_device("linear", {&x, &w, &bias});
-    if (y.device() == Device::cuda)
-      QKV_CUDA_KERNEL(
-          "linear", cuda::fill_rows(y2.data<float>(), bias.data<float>(), y2.size(0), y2.size(1)));
-    else
-      cpu::fill_rows(y2.data<float>(), bias.data<float>(), y2.size(0), y2.size(1));
+    DType dtype = common_dtype("linear", {&x, &w, &bias});
+    Device dev = common_device("linear", {&x, &w, &bias});
+    dispatch<kernels::fill_rows>(dev, dtype, [&]<typename T>(auto* kernel) {
+      kernel(y2.data<T>(), bias.data<T>(), y2.size(0), y2.size(1));
+    });
     beta = 1.f;
   }
   gemm(x2, false, w, true, y2, 1.f, beta);
@@ -95,34 +92,37 @@ Tensor linear_forward(const Tensor& x, const Tensor& w, const Tensor& bias) {
 }
 
 Tensor pack_linear_weight(const Tensor& w) {
-  QKV_REQUIRE(w.rank() == 2 && w.dtype() == DType::f32, "pack_linear_weight",
-              "needs an F32 weight [out, in], got " + shape_str(w.shape()));
-  if (w.device() != Device::cpu) no_kernel("pack_linear_weight", w.device());
-  int64_t panels = (w.size(0) + cpu::kLinearPanel - 1) / cpu::kLinearPanel;
-  Tensor packed = Tensor::empty({panels, w.size(1), cpu::kLinearPanel});
-  cpu::pack_linear_weight(w.data<float>(), w.size(0), w.size(1), packed.data<float>());
+  QKV_REQUIRE(w.rank() == 2, "pack_linear_weight",
+              "needs a weight [out, in], got " + shape_str(w.shape()));
+  int64_t panels = (w.size(0) + kLinearPanel - 1) / kLinearPanel;
+  Tensor packed = Tensor::empty({panels, w.size(1), kLinearPanel}, w.dtype(), w.device());
+  dispatch<kernels::pack_linear_weight>(w.device(), w.dtype(), [&]<typename T>(auto* kernel) {
+    kernel(w.data<T>(), w.size(0), w.size(1), packed.data<T>());
+  });
   return packed;
 }
 
 Tensor linear_packed_forward(const Tensor& x, const Tensor& packed, int64_t out,
                              const Tensor& bias) {
-  QKV_REQUIRE(packed.rank() == 3 && packed.size(2) == cpu::kLinearPanel &&
-                  packed.size(0) == (out + cpu::kLinearPanel - 1) / cpu::kLinearPanel &&
-                  x.rank() >= 1 && x.size(-1) == packed.size(1) && x.dtype() == DType::f32,
-              "linear_packed",
+  const char* op = "linear_packed";
+  QKV_REQUIRE(packed.rank() == 3 && packed.size(2) == kLinearPanel &&
+                  packed.size(0) == (out + kLinearPanel - 1) / kLinearPanel && x.rank() >= 1 &&
+                  x.size(-1) == packed.size(1),
+              op,
               "input " + shape_str(x.shape()) + " does not fit packed weight " +
                   shape_str(packed.shape()) + " of " + std::to_string(out) + " outputs");
   QKV_REQUIRE(
-      !bias.defined() || bias.shape() == Shape{out}, "linear_packed",
+      !bias.defined() || bias.shape() == Shape{out}, op,
       "bias " + shape_str(bias.shape()) + " does not fit " + std::to_string(out) + " outputs");
-  Device dev = common_device("linear_packed", {&x, &packed, &bias});
-  if (dev != Device::cpu) no_kernel("linear_packed", dev);
+  DType dtype = common_dtype(op, {&x, &packed, &bias});
+  Device dev = common_device(op, {&x, &packed, &bias});
   Shape shape = x.shape();
   shape.back() = out;
-  Tensor y = Tensor::empty(shape);
-  cpu::linear_packed(x.data<float>(), packed.data<float>(),
-                     bias.defined() ? bias.data<float>() : nullptr, x.numel() / x.size(-1), out,
-                     x.size(-1), y.data<float>());
+  Tensor y = Tensor::empty(shape, dtype, dev);
+  dispatch<kernels::linear_packed>(dev, dtype, [&]<typename T>(auto* kernel) {
+    kernel(x.data<T>(), packed.data<T>(), bias.defined() ? bias.data<T>() : nullptr,
+           x.numel() / x.size(-1), out, x.size(-1), y.data<T>());
+  });
   return y;
 }
 

@@ -1,55 +1,47 @@
-// Softmax and log-softmax over the last axis: checks, then the device's kernel.
-#include "ops/cpu/kernels.h"
-#include "ops/cuda/kernels.h"
-#include "ops/dispatch.h"
+// Softmax and log-softmax over the last axis: checks, then the kernel of the tensor's device
+// and dtype.
+#include "ops/checks.h"
+#include "ops/kernel_registry.h"
+#include "ops/kernels.h"
 
 namespace qkv::ops {
 
 namespace {
 void check_input(const char* op, const Tensor& x) {
-  QKV_REQUIRE(x.rank() >= 1 && x.dtype() == DType::f32, op,
-              "needs an F32 tensor with at least one axis, got " + dtype_name(x.dtype()) + " " +
-                  shape_str(x.shape()));
+  QKV_REQUIRE(x.rank() >= 1, op, "needs a tensor with at least one axis, got a scalar");
+}
+
+template <typename Kernel>
+Tensor rowwise(const char* op, const Tensor& x) {
+  check_input(op, x);
+  Tensor y = Tensor::empty(x.shape(), x.dtype(), x.device());
+  dispatch<Kernel>(x.device(), x.dtype(), [&]<typename T>(auto* kernel) {
+    kernel(x.data<T>(), rows_of(x), x.size(-1), y.data<T>());
+  });
+  return y;
 }
 }  // namespace
 
 Tensor softmax_forward(const Tensor& x) {
-  check_input("softmax", x);
-  Tensor y = Tensor::empty(x.shape(), DType::f32, x.device());
-  if (x.device() == Device::cuda)
-    QKV_CUDA_KERNEL(
-        "softmax", cuda::softmax_forward(x.data<float>(), rows_of(x), x.size(-1), y.data<float>()));
-  else
-    cpu::softmax_forward(x.data<float>(), rows_of(x), x.size(-1), y.data<float>());
-  return y;
-}
-
-void softmax_backward(const Tensor& dy, const Tensor& y, Tensor& dx) {
-  if (!dx.defined()) return;
-  check_input("softmax_backward", y);
-  QKV_REQUIRE(dy.shape() == y.shape() && dx.shape() == y.shape() && dy.dtype() == DType::f32,
-              "softmax_backward",
-              "dy " + shape_str(dy.shape()) + " and dx " + shape_str(dx.shape()) +
-                  " must match y " + shape_str(y.shape()));
-  Device dev = common_device("softmax_backward", {&dy, &y, &dx});
-  if (dev == Device::cuda)
-    QKV_CUDA_KERNEL("softmax_backward",
-                    cuda::softmax_backward(dy.data<float>(), y.data<float>(), rows_of(y),
-                                           y.size(-1), dx.data<float>()));
-  else
-    cpu::softmax_backward(dy.data<float>(), y.data<float>(), rows_of(y), y.size(-1),
-                          dx.data<float>());
+  return rowwise<kernels::softmax_forward>("softmax", x);
 }
 
 Tensor log_softmax_forward(const Tensor& x) {
-  check_input("log_softmax", x);
-  Tensor y = Tensor::empty(x.shape(), DType::f32, x.device());
-  if (x.device() == Device::cuda)
-    QKV_CUDA_KERNEL("log_softmax", cuda::log_softmax_forward(x.data<float>(), rows_of(x),
-                                                             x.size(-1), y.data<float>()));
-  else
-    cpu::log_softmax_forward(x.data<float>(), rows_of(x), x.size(-1), y.data<float>());
-  return y;
+  return rowwise<kernels::log_softmax_forward>("log_softmax", x);
+}
+
+void softmax_backward(const Tensor& dy, const Tensor& y, Tensor& dx) {
+  const char* op = "softmax_backward";
+  if (!dx.defined()) return;
+  check_input(op, y);
+  QKV_REQUIRE(dy.shape() == y.shape() && dx.shape() == y.shape(), op,
+              "dy " + shape_str(dy.shape()) + " and dx " + shape_str(dx.shape()) +
+                  " must match y " + shape_str(y.shape()));
+  common_dtype(op, {&dy, &y, &dx});
+  Device dev = common_device(op, {&dy, &y, &dx});
+  dispatch<kernels::softmax_backward>(dev, y.dtype(), [&]<typename T>(auto* kernel) {
+    kernel(dy.data<T>(), y.data<T>(), rows_of(y), y.size(-1), dx.data<T>());
+  });
 }
 
 }  // namespace qkv::ops

@@ -9,7 +9,7 @@
 namespace qkv {
 
 #ifdef QKV_WITH_CUDA
-void* cuda_malloc(size_t bytes);  // defined in ops/cuda
+void* cuda_malloc(size_t bytes);  // defined in tensor/cuda_memory.cu
 void cuda_free(void* ptr);
 #endif
 

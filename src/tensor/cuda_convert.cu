@@ -1,15 +1,15 @@
 // Tensor::cast and Tensor::fill for tensors on cuda: the conversions of tensor/dtype.h, bit for
 // bit (the same rounding to nearest even and the same NaN and subnormal handling).
-#include "ops/cuda/context.h"
+#include "tensor/cuda_stream.h"
 #include "tensor/dtype.h"
 
 namespace qkv {
 
 namespace {
-using ops::cuda::check_launch;
-using ops::cuda::grid_for;
-using ops::cuda::kThreads;
-using ops::cuda::stream;
+using cuda::check_launch;
+using cuda::grid_for;
+using cuda::kThreads;
+using cuda::stream;
 
 __device__ uint16_t f32_to_bf16(float f) {
   uint32_t u = __float_as_uint(f);

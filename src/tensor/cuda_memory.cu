@@ -1,15 +1,15 @@
 // Device memory and copies for the CUDA build: plain cudaMalloc (never managed memory), used by
 // the caching allocator and Tensor. Compiled only with -DQKV_CUDA=ON. Copies and memsets are
-// queued on the qkv stream, in order with the kernels (ops/cuda/context.h).
+// queued on the qkv stream, in order with the kernels (tensor/cuda_stream.h).
 #include <cuda_runtime.h>
 
-#include "ops/cuda/context.h"
+#include "tensor/cuda_stream.h"
 #include "tensor/dtype.h"
 
 namespace qkv {
 
-using ops::cuda::check;
-using ops::cuda::stream;
+using cuda::check;
+using cuda::stream;
 
 int cuda_device_count() {
   int count = 0;

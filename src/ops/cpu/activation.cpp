@@ -1,8 +1,9 @@
 // Elementwise activations (relu, exact GELU, tanh GELU, SiLU) and inverted dropout.
 #include <algorithm>
 
-#include "ops/cpu/kernels.h"
 #include "ops/cpu/vec_math.h"
+#include "ops/kernel_registry.h"
+#include "ops/kernels.h"
 
 namespace qkv::ops::cpu {
 
@@ -75,8 +76,8 @@ void activation_backward(Activation act, const float* dy, const float* x, float*
   }
 }
 
-void dropout_forward(const float* x, float p, const Rng& rng, uint64_t base, uint8_t* mask,
-                     float* y, int64_t n) {
+void dropout_forward(const float* x, float p, uint64_t seed, uint64_t base, uint8_t* mask, float* y,
+                     int64_t n) {
   float keep_scale = 1.f / (1.f - p);
   if (p == 0.f) {
 #pragma omp parallel for simd schedule(static) if (n > kParallelMin)
@@ -89,6 +90,7 @@ void dropout_forward(const float* x, float p, const Rng& rng, uint64_t base, uin
   // Chunks of kChunk elements, each drawn with one vectorized call: element i takes the word
   // rng.bits(base, i) = rng.block(base + i / 4)[i % 4].
   constexpr int64_t kChunk = 256;
+  const Rng rng(seed);
   uint64_t threshold = uint64_t(double(p) * 4294967296.0);
   int64_t chunks = (n + kChunk - 1) / kChunk;
 #pragma omp parallel for schedule(static) if (n > kParallelMin)
@@ -110,5 +112,10 @@ void dropout_backward(const float* dy, const uint8_t* mask, float p, float* dx, 
 #pragma omp parallel for simd schedule(static) if (n > kParallelMin)
   for (int64_t i = 0; i < n; ++i) dx[i] += dy[i] * (float(mask[i]) * keep_scale);
 }
+
+QKV_REGISTER_KERNEL(activation_forward, Device::cpu, float, activation_forward);
+QKV_REGISTER_KERNEL(activation_backward, Device::cpu, float, activation_backward);
+QKV_REGISTER_KERNEL(dropout_forward, Device::cpu, float, dropout_forward);
+QKV_REGISTER_KERNEL(dropout_backward, Device::cpu, float, dropout_backward);
 
 }  // namespace qkv::ops::cpu

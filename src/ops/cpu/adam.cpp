@@ -1,7 +1,8 @@
 // Adam / AdamW step, one fused pass over the parameter.
 #include <cmath>
 
-#include "ops/cpu/kernels.h"
+#include "ops/kernel_registry.h"
+#include "ops/kernels.h"
 
 namespace qkv::ops::cpu {
 
@@ -24,5 +25,7 @@ void adam_update(float* param, const float* grad, float* m, float* v, int64_t n,
     param[i] = param[i] * decay - step_size * mi / (std::sqrt(vi) * inv_sqrt_c2 + eps);
   }
 }
+
+QKV_REGISTER_KERNEL(adam_update, Device::cpu, float, adam_update);
 
 }  // namespace qkv::ops::cpu

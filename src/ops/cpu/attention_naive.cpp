@@ -3,9 +3,11 @@
 #include <algorithm>
 #include <cmath>
 
-#include "ops/cpu/kernels.h"
+#include "ops/cpu/gemm.h"
 #include "ops/cpu/scratch.h"
 #include "ops/cpu/vec_math.h"
+#include "ops/kernel_registry.h"
+#include "ops/kernels.h"
 
 namespace qkv::ops::cpu {
 
@@ -114,5 +116,8 @@ void attention_naive_backward(const AttentionDims& d, const float* dout, const f
     }
   }
 }
+
+QKV_REGISTER_KERNEL(attention_naive_forward, Device::cpu, float, attention_naive_forward);
+QKV_REGISTER_KERNEL(attention_naive_backward, Device::cpu, float, attention_naive_backward);
 
 }  // namespace qkv::ops::cpu

@@ -7,9 +7,11 @@
 #include <algorithm>
 #include <cmath>
 
-#include "ops/cpu/kernels.h"
+#include "ops/cpu/gemm.h"
 #include "ops/cpu/scratch.h"
 #include "ops/cpu/vec_math.h"
+#include "ops/kernel_registry.h"
+#include "ops/kernels.h"
 
 namespace qkv::ops::cpu {
 
@@ -155,5 +157,8 @@ void attention_tiled_backward(const AttentionDims& d, const float* dout, const f
     }
   }
 }
+
+QKV_REGISTER_KERNEL(attention_tiled_forward, Device::cpu, float, attention_tiled_forward);
+QKV_REGISTER_KERNEL(attention_tiled_backward, Device::cpu, float, attention_tiled_backward);
 
 }  // namespace qkv::ops::cpu

@@ -2,8 +2,9 @@
 #include <algorithm>
 #include <cmath>
 
-#include "ops/cpu/kernels.h"
 #include "ops/cpu/vec_math.h"
+#include "ops/kernel_registry.h"
+#include "ops/kernels.h"
 
 namespace qkv::ops::cpu {
 
@@ -50,5 +51,8 @@ void cross_entropy_backward(const float* dloss, const float* logits, const int32
     dx[targets[i]] -= g * (1.f - label_smoothing);
   }
 }
+
+QKV_REGISTER_KERNEL(cross_entropy_forward, Device::cpu, float, cross_entropy_forward);
+QKV_REGISTER_KERNEL(cross_entropy_backward, Device::cpu, float, cross_entropy_backward);
 
 }  // namespace qkv::ops::cpu

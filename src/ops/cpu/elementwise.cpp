@@ -3,7 +3,8 @@
 #include <algorithm>
 #include <vector>
 
-#include "ops/cpu/kernels.h"
+#include "ops/kernel_registry.h"
+#include "ops/kernels.h"
 
 namespace qkv::ops::cpu {
 
@@ -111,27 +112,41 @@ void axpy(float alpha, const float* x, float* y, int64_t n) {
   for (int64_t i = 0; i < n; ++i) y[i] += alpha * x[i];
 }
 
-double sum(const float* x, int64_t n) {
+void sum(const float* x, int64_t n, float* out) {
   double s = 0;
   for (int64_t i = 0; i < n; ++i) s += x[i];
-  return s;
+  out[0] = float(s);
 }
 
-double sum_squares(const float* x, int64_t n) {
+void sum_squares(const std::vector<const float*>& xs, const std::vector<int64_t>& ns,
+                 double* totals) {
   // Fixed-size chunks summed in order: the same result for any thread count.
   constexpr int64_t kChunk = 1 << 14;
-  int64_t chunks = (n + kChunk - 1) / kChunk;
-  std::vector<double> partial(chunks, 0.0);
+  for (size_t t = 0; t < xs.size(); ++t) {
+    const float* x = xs[t];
+    const int64_t n = ns[t], chunks = (n + kChunk - 1) / kChunk;
+    std::vector<double> partial(chunks, 0.0);
 #pragma omp parallel for schedule(static) if (n > kParallelMin)
-  for (int64_t c = 0; c < chunks; ++c) {
+    for (int64_t c = 0; c < chunks; ++c) {
+      double s = 0;
+      int64_t end = std::min(n, (c + 1) * kChunk);
+      for (int64_t i = c * kChunk; i < end; ++i) s += double(x[i]) * x[i];
+      partial[c] = s;
+    }
     double s = 0;
-    int64_t end = std::min(n, (c + 1) * kChunk);
-    for (int64_t i = c * kChunk; i < end; ++i) s += double(x[i]) * x[i];
-    partial[c] = s;
+    for (double p : partial) s += p;
+    totals[t] = s;
   }
-  double s = 0;
-  for (double p : partial) s += p;
-  return s;
 }
+
+QKV_REGISTER_KERNEL(fill_rows, Device::cpu, float, fill_rows);
+QKV_REGISTER_KERNEL(binary, Device::cpu, float, binary);
+QKV_REGISTER_KERNEL(reduce_add, Device::cpu, float, reduce_add);
+QKV_REGISTER_KERNEL(reduce_rows_add, Device::cpu, float, reduce_rows_add);
+QKV_REGISTER_KERNEL(reduce_mul_add, Device::cpu, float, reduce_mul_add);
+QKV_REGISTER_KERNEL(scale, Device::cpu, float, scale);
+QKV_REGISTER_KERNEL(axpy, Device::cpu, float, axpy);
+QKV_REGISTER_KERNEL(sum, Device::cpu, float, sum);
+QKV_REGISTER_KERNEL(sum_squares, Device::cpu, float, sum_squares);
 
 }  // namespace qkv::ops::cpu

@@ -3,7 +3,8 @@
 
 #include <algorithm>
 
-#include "ops/cpu/kernels.h"
+#include "ops/kernel_registry.h"
+#include "ops/kernels.h"
 
 namespace qkv::ops::cpu {
 
@@ -11,12 +12,6 @@ namespace {
 constexpr int64_t kParallelMin = 1 << 15;  // elements; below this one thread is faster
 constexpr int64_t kMinColumns = 16;        // one task's slice of a row: a 64-byte cache line
 }  // namespace
-
-int64_t first_bad_id(const int32_t* ids, int64_t n, int64_t vocab) {
-  for (int64_t i = 0; i < n; ++i)
-    if (ids[i] < 0 || ids[i] >= vocab) return i;
-  return -1;
-}
 
 void embedding_forward(const int32_t* ids, int64_t n, const float* table, int64_t dim, float scale,
                        float* y) {
@@ -29,8 +24,8 @@ void embedding_forward(const int32_t* ids, int64_t n, const float* table, int64_
   }
 }
 
-void embedding_backward(const float* dy, const int32_t* ids, int64_t n, int64_t dim, float scale,
-                        float* dtable) {
+void embedding_backward(const float* dy, const int32_t* ids, const int32_t* /*host_ids*/, int64_t n,
+                        int64_t dim, float scale, float* dtable) {
   // Tasks split the table by columns (blocks of at least kMinColumns) and, when there are fewer
   // blocks than threads, by rows (id % groups). A task owns its table elements alone and adds
   // into each in the order of i, so repeated ids accumulate without races and the result is the
@@ -52,5 +47,8 @@ void embedding_backward(const float* dy, const int32_t* ids, int64_t n, int64_t 
     }
   }
 }
+
+QKV_REGISTER_KERNEL(embedding_forward, Device::cpu, float, embedding_forward);
+QKV_REGISTER_KERNEL(embedding_backward, Device::cpu, float, embedding_backward);
 
 }  // namespace qkv::ops::cpu

@@ -1,6 +1,9 @@
+#include "ops/cpu/gemm.h"
+
 #include <cblas.h>
 
-#include "ops/cpu/kernels.h"
+#include "ops/kernel_registry.h"
+#include "ops/kernels.h"
 
 namespace qkv::ops::cpu {
 
@@ -20,5 +23,6 @@ void batched_gemm(bool trans_a, bool trans_b, int64_t batch, int64_t m, int64_t 
     gemm(trans_a, trans_b, m, n, k, alpha, a + i * stride_a, lda, b + i * stride_b, ldb, beta,
          c + i * stride_c, n);
 }
+QKV_REGISTER_KERNEL(batched_gemm, Device::cpu, float, batched_gemm);
 
 }  // namespace qkv::ops::cpu

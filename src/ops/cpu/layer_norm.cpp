@@ -3,7 +3,8 @@
 #include <cmath>
 #include <vector>
 
-#include "ops/cpu/kernels.h"
+#include "ops/kernel_registry.h"
+#include "ops/kernels.h"
 
 namespace qkv::ops::cpu {
 
@@ -88,5 +89,8 @@ void layer_norm_backward(const float* dy, const float* x, const float* gamma, co
     }
   }
 }
+
+QKV_REGISTER_KERNEL(layer_norm_forward, Device::cpu, float, layer_norm_forward);
+QKV_REGISTER_KERNEL(layer_norm_backward, Device::cpu, float, layer_norm_backward);
 
 }  // namespace qkv::ops::cpu

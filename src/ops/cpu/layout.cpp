@@ -1,7 +1,8 @@
 // Layout kernels: permute (axes reordered) and concatenation / splitting along an axis.
 #include <cstring>
 
-#include "ops/cpu/kernels.h"
+#include "ops/kernel_registry.h"
+#include "ops/kernels.h"
 
 namespace qkv::ops::cpu {
 
@@ -104,5 +105,9 @@ void split_rows(const float* src, const int64_t* widths, int n, int64_t outer, f
     }
   }
 }
+
+QKV_REGISTER_KERNEL(permute, Device::cpu, float, permute);
+QKV_REGISTER_KERNEL(join_rows, Device::cpu, float, join_rows);
+QKV_REGISTER_KERNEL(split_rows, Device::cpu, float, split_rows);
 
 }  // namespace qkv::ops::cpu

@@ -7,7 +7,8 @@
 #include <algorithm>
 #include <cstring>
 
-#include "ops/cpu/kernels.h"
+#include "ops/kernel_registry.h"
+#include "ops/kernels.h"
 
 // Without AVX (portable builds) GCC warns that these 32-byte vectors would pass between files
 // differently; they never leave this file.
@@ -101,5 +102,8 @@ void linear_packed(const float* x, const float* packed, const float* bias, int64
     }
   }
 }
+
+QKV_REGISTER_KERNEL(pack_linear_weight, Device::cpu, float, pack_linear_weight);
+QKV_REGISTER_KERNEL(linear_packed, Device::cpu, float, linear_packed);
 
 }  // namespace qkv::ops::cpu

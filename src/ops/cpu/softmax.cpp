@@ -3,8 +3,9 @@
 #include <cmath>
 #include <limits>
 
-#include "ops/cpu/kernels.h"
 #include "ops/cpu/vec_math.h"
+#include "ops/kernel_registry.h"
+#include "ops/kernels.h"
 
 namespace qkv::ops::cpu {
 
@@ -90,5 +91,9 @@ void log_softmax_forward(const float* x, int64_t rows, int64_t cols, float* y) {
     for (int64_t c = 0; c < cols; ++c) yr[c] = (xr[c] - m) - log_sum;
   }
 }
+
+QKV_REGISTER_KERNEL(softmax_forward, Device::cpu, float, softmax_forward);
+QKV_REGISTER_KERNEL(softmax_backward, Device::cpu, float, softmax_backward);
+QKV_REGISTER_KERNEL(log_softmax_forward, Device::cpu, float, log_softmax_forward);
 
 }  // namespace qkv::ops::cpu

@@ -1,6 +1,6 @@
 // Elementwise activations (relu, exact GELU, tanh GELU, SiLU) and inverted dropout.
 #include "ops/cuda/context.h"
-#include "ops/cuda/kernels.h"
+#include "ops/kernel_registry.h"
 
 namespace qkv::ops::cuda {
 
@@ -145,5 +145,10 @@ void dropout_backward(const float* dy, const uint8_t* mask, float p, float* dx, 
   dropout_backward_kernel<<<grid_for(n), kThreads, 0, stream()>>>(dy, mask, 1.f / (1.f - p), dx, n);
   check_launch("dropout_backward");
 }
+
+QKV_REGISTER_KERNEL(activation_forward, Device::cuda, float, activation_forward);
+QKV_REGISTER_KERNEL(activation_backward, Device::cuda, float, activation_backward);
+QKV_REGISTER_KERNEL(dropout_forward, Device::cuda, float, dropout_forward);
+QKV_REGISTER_KERNEL(dropout_backward, Device::cuda, float, dropout_backward);
 
 }  // namespace qkv::ops::cuda

@@ -2,7 +2,7 @@
 #include <cmath>
 
 #include "ops/cuda/context.h"
-#include "ops/cuda/kernels.h"
+#include "ops/kernel_registry.h"
 
 namespace qkv::ops::cuda {
 
@@ -34,5 +34,7 @@ void adam_update(float* param, const float* grad, float* m, float* v, int64_t n,
                                                       step_size, inv_sqrt_c2, decay, grad_scale);
   check_launch("adam_update");
 }
+
+QKV_REGISTER_KERNEL(adam_update, Device::cuda, float, adam_update);
 
 }  // namespace qkv::ops::cuda

@@ -3,13 +3,13 @@
 // probabilities (the arithmetic of ops/cpu/attention_naive.cpp).
 #include "ops/cuda/block_reduce.cuh"
 #include "ops/cuda/context.h"
-#include "ops/cuda/kernels.h"
+#include "ops/kernel_registry.h"
 
 namespace qkv::ops::cuda {
 
 namespace {
 // Query i of batch b sees keys [0, end): the padding length, cut by the causal mask aligned at
-// the end (query i sees keys j <= i + k_len - q_len). As cpu::AttentionDims::key_end.
+// the end (query i sees keys j <= i + k_len - q_len). As AttentionDims::key_end.
 __device__ int64_t key_end(const int32_t* key_lengths, bool causal, int64_t b, int64_t i,
                            int64_t q_len, int64_t k_len) {
   int64_t end = key_lengths ? key_lengths[b] : k_len;
@@ -53,10 +53,16 @@ __global__ void softmax_grad_rows_kernel(const float* p, const float* dout, cons
 }
 }  // namespace
 
-void attention_naive_forward(const cpu::AttentionDims& d, const float* q, const float* k,
-                             const float* v, float* out, float* probs) {
+void attention_naive_forward(const AttentionDims& d, const float* q, const float* k, const float* v,
+                             float* out, float* probs) {
   const int64_t bh = d.batch * d.heads, lq = d.q_len, lk = d.k_len, hd = d.head_dim;
   if (bh * lq == 0) return;
+  // The probabilities are where the softmax runs: scratch when the caller keeps none.
+  Tensor scratch;
+  if (!probs) {
+    scratch = Tensor::empty({bh, lq, lk}, DType::f32, Device::cuda);
+    probs = scratch.data<float>();
+  }
   // probs [BH, Lq, Lk] = scale * q [BH, Lq, D] @ k [BH, Lk, D]^T
   batched_gemm(false, true, bh, lq, lk, hd, d.scale, q, lq * hd, k, lk * hd, 0.f, probs, lq * lk);
   masked_softmax_kernel<<<unsigned(bh * lq), kThreads, 0, stream()>>>(probs, d.heads, lq, lk,
@@ -66,9 +72,9 @@ void attention_naive_forward(const cpu::AttentionDims& d, const float* q, const 
   batched_gemm(false, false, bh, lq, hd, lk, 1.f, probs, lq * lk, v, lk * hd, 0.f, out, lq * hd);
 }
 
-void attention_naive_backward(const cpu::AttentionDims& d, const float* dout, const float* q,
+void attention_naive_backward(const AttentionDims& d, const float* dout, const float* q,
                               const float* k, const float* v, const float* out, const float* probs,
-                              float* scratch, float* dq, float* dk, float* dv) {
+                              float* dq, float* dk, float* dv) {
   const int64_t bh = d.batch * d.heads, lq = d.q_len, lk = d.k_len, hd = d.head_dim;
   if (bh * lq == 0) return;
   // dv [BH, Lk, D] += probs^T @ dout
@@ -76,6 +82,8 @@ void attention_naive_backward(const cpu::AttentionDims& d, const float* dout, co
     batched_gemm(true, false, bh, lk, hd, lq, 1.f, probs, lq * lk, dout, lq * hd, 1.f, dv, lk * hd);
   if (!dq && !dk) return;
   // dP [BH, Lq, Lk] = dout @ v^T, then dS in place.
+  Tensor ds = Tensor::empty({bh, lq, lk}, DType::f32, Device::cuda);
+  float* scratch = ds.data<float>();
   batched_gemm(false, true, bh, lq, lk, hd, 1.f, dout, lq * hd, v, lk * hd, 0.f, scratch, lq * lk);
   softmax_grad_rows_kernel<<<unsigned(bh * lq), kThreads, 0, stream()>>>(probs, dout, out, lk, hd,
                                                                          scratch);
@@ -88,5 +96,8 @@ void attention_naive_backward(const cpu::AttentionDims& d, const float* dout, co
     batched_gemm(true, false, bh, lk, hd, lq, d.scale, scratch, lq * lk, q, lq * hd, 1.f, dk,
                  lk * hd);
 }
+
+QKV_REGISTER_KERNEL(attention_naive_forward, Device::cuda, float, attention_naive_forward);
+QKV_REGISTER_KERNEL(attention_naive_backward, Device::cuda, float, attention_naive_backward);
 
 }  // namespace qkv::ops::cuda

@@ -5,10 +5,6 @@
 
 namespace qkv::ops::cuda {
 
-cudaStream_t stream() {
-  return nullptr;  // the legacy default stream: see context.h
-}
-
 cublasHandle_t cublas() {
   // One handle per thread (cuBLAS handles must not be shared by threads running at once);
   // created on first use, on the current device.
@@ -24,20 +20,10 @@ cublasHandle_t cublas() {
   return handle.h;
 }
 
-void check(cudaError_t status, const char* what) {
-  if (status != cudaSuccess)
-    throw std::runtime_error(std::string(what) + " failed: " + cudaGetErrorName(status) + " (" +
-                             cudaGetErrorString(status) + ")");
-}
-
 void check(cublasStatus_t status, const char* what) {
   if (status != CUBLAS_STATUS_SUCCESS)
     throw std::runtime_error(std::string(what) + " failed: " + cublasGetStatusName(status) + " (" +
                              cublasGetStatusString(status) + ")");
-}
-
-void check_launch(const char* kernel) {
-  check(cudaGetLastError(), kernel);
 }
 
 }  // namespace qkv::ops::cuda

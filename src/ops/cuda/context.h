@@ -1,39 +1,24 @@
-// The CUDA context every qkv kernel, cuBLAS call and Tensor copy shares. Included by .cu files
-// only (it names CUDA types); ops/cuda/kernels.h is the plain C++ side.
-//
-// Streams: all qkv work runs in order on ONE stream, stream(). Kernels and cuBLAS calls are
-// queued on it; Tensor copies (tensor/cuda_memory.cu) and memsets are queued on it too, and a
-// copy to the host waits for it before returning. The caching allocator (tensor/allocator.h)
-// hands a freed block to the next request at once, with no event: that is safe only because
-// every use of every block is ordered on this one stream. Today stream() is the legacy default
-// stream (nullptr); a later switch to a created stream (or CUDA graphs) changes this file only.
+// What the CUDA kernels of ops/cuda share beyond the stream (tensor/cuda_stream.h): the cuBLAS
+// handle, and the split of column sums. Included by .cu files only (it names CUDA types).
 #pragma once
 #include <cublas_v2.h>
-#include <cuda_runtime.h>
 
-#include <cstdint>
+#include "ops/kernels.h"
+#include "tensor/cuda_stream.h"
 
 namespace qkv::ops::cuda {
 
-cudaStream_t stream();
+using qkv::cuda::check;
+using qkv::cuda::check_launch;
+using qkv::cuda::grid_for;
+using qkv::cuda::kThreads;
+using qkv::cuda::stream;
+
 // One cuBLAS handle on stream(), in the default math mode: fp32 products in full fp32 (no TF32),
 // so they agree with the CPU's BLAS to about 1e-6.
 cublasHandle_t cublas();
-
-// Throw std::runtime_error naming `what` and the CUDA / cuBLAS error.
-void check(cudaError_t status, const char* what);
+// Throws std::runtime_error naming `what` and the cuBLAS error.
 void check(cublasStatus_t status, const char* what);
-// After each launch: a bad configuration (too many threads, too much shared memory) is reported
-// here, naming the kernel; errors during the run surface at the next synchronizing call.
-void check_launch(const char* kernel);
-
-// Threads per block of the row and elementwise kernels, and a grid that covers n elements
-// (capped; the kernels loop with a grid stride).
-constexpr int kThreads = 256;
-inline unsigned grid_for(int64_t n) {
-  int64_t blocks = (n + kThreads - 1) / kThreads;
-  return unsigned(blocks < 1 ? 1 : (blocks > 65535 * 8 ? 65535 * 8 : blocks));
-}
 
 // Column sums over many rows run in two passes (each block of a first pass sums `rows` rows
 // of its columns into a partial sum, a second pass adds the partial sums in order): one thread
@@ -49,9 +34,7 @@ inline ColumnChunks column_chunks(int64_t rows) {
   return {count, (rows + count - 1) / count};
 }
 
-// Grid-stride loop over [0, n) in int64.
-#define QKV_GRID_LOOP(i, n)                                                 \
-  for (int64_t i = int64_t(blockIdx.x) * blockDim.x + threadIdx.x; i < (n); \
-       i += int64_t(blockDim.x) * gridDim.x)
+// The strided-batched f32 GEMM kernel (ops/cuda/gemm.cu), for the other kernels' products.
+kernels::batched_gemm::fn<float> batched_gemm;
 
 }  // namespace qkv::ops::cuda

@@ -1,7 +1,7 @@
 // Fused log-softmax + label-smoothed cross-entropy, one block per row of logits [n, vocab].
 #include "ops/cuda/block_reduce.cuh"
 #include "ops/cuda/context.h"
-#include "ops/cuda/kernels.h"
+#include "ops/kernel_registry.h"
 
 namespace qkv::ops::cuda {
 
@@ -69,5 +69,8 @@ void cross_entropy_backward(const float* dloss, const float* logits, const int32
       dloss, logits, targets, vocab, ignore_index, label_smoothing, lse, dlogits);
   check_launch("cross_entropy_backward");
 }
+
+QKV_REGISTER_KERNEL(cross_entropy_forward, Device::cuda, float, cross_entropy_forward);
+QKV_REGISTER_KERNEL(cross_entropy_backward, Device::cuda, float, cross_entropy_backward);
 
 }  // namespace qkv::ops::cuda

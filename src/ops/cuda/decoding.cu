@@ -2,7 +2,7 @@
 // beam reordering, argmax and a beam step's best candidates.
 #include "ops/cuda/block_reduce.cuh"
 #include "ops/cuda/context.h"
-#include "ops/cuda/kernels.h"
+#include "ops/kernel_registry.h"
 
 namespace qkv::ops::cuda {
 
@@ -106,18 +106,22 @@ void best_tokens_rows(const float* x, int64_t rows, int64_t v, int best, SkipTok
   check_launch("best_tokens_rows");
 }
 
-void copy_rows(void* dst, int64_t dst_pitch, const void* src, int64_t src_pitch, int64_t width,
+template <typename T>
+void copy_rows(T* dst, int64_t dst_pitch, const T* src, int64_t src_pitch, int64_t width,
                int64_t height) {
   if (width == 0 || height == 0) return;
-  check(cudaMemcpy2DAsync(dst, size_t(dst_pitch), src, size_t(src_pitch), size_t(width),
-                          size_t(height), cudaMemcpyDeviceToDevice, stream()),
+  constexpr size_t size = sizeof(T);
+  check(cudaMemcpy2DAsync(dst, size_t(dst_pitch) * size, src, size_t(src_pitch) * size,
+                          size_t(width) * size, size_t(height), cudaMemcpyDeviceToDevice, stream()),
         "copy_rows (cudaMemcpy2DAsync)");
 }
 
-void gather_rows(const void* x, const int32_t* index, int64_t m, int64_t row_bytes, void* y) {
+template <typename T>
+void gather_rows(const T* x, const int32_t* index, int64_t m, int64_t row, T* y) {
+  const int64_t row_bytes = row * int64_t(sizeof(T));
   if (m * row_bytes == 0) return;
   gather_rows_kernel<<<grid_for(m * row_bytes), kThreads, 0, stream()>>>(
-      static_cast<const uint8_t*>(x), index, m, row_bytes, static_cast<uint8_t*>(y));
+      reinterpret_cast<const uint8_t*>(x), index, m, row_bytes, reinterpret_cast<uint8_t*>(y));
   check_launch("gather_rows");
 }
 
@@ -126,5 +130,17 @@ void argmax_rows(const float* x, int64_t n, int64_t v, int32_t* y) {
   argmax_rows_kernel<<<unsigned(n), kThreads, 0, stream()>>>(x, v, y);
   check_launch("argmax_rows");
 }
+
+QKV_REGISTER_KERNEL(best_tokens_rows, Device::cuda, float, best_tokens_rows);
+QKV_REGISTER_KERNEL(argmax_rows, Device::cuda, float, argmax_rows);
+QKV_REGISTER_KERNEL(copy_rows, Device::cuda, float, copy_rows<float>);
+QKV_REGISTER_KERNEL(copy_rows, Device::cuda, bf16, copy_rows<bf16>);
+QKV_REGISTER_KERNEL(copy_rows, Device::cuda, f16, copy_rows<f16>);
+QKV_REGISTER_KERNEL(gather_rows, Device::cuda, float, gather_rows<float>);
+QKV_REGISTER_KERNEL(gather_rows, Device::cuda, bf16, gather_rows<bf16>);
+QKV_REGISTER_KERNEL(gather_rows, Device::cuda, f16, gather_rows<f16>);
+QKV_REGISTER_KERNEL(gather_rows, Device::cuda, int32_t, gather_rows<int32_t>);
+QKV_REGISTER_KERNEL(gather_rows, Device::cuda, int64_t, gather_rows<int64_t>);
+QKV_REGISTER_KERNEL(gather_rows, Device::cuda, uint8_t, gather_rows<uint8_t>);
 
 }  // namespace qkv::ops::cuda

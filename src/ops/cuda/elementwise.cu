@@ -4,12 +4,14 @@
 
 #include "ops/cuda/block_reduce.cuh"
 #include "ops/cuda/context.h"
-#include "ops/cuda/kernels.h"
+#include "ops/kernel_registry.h"
 #include "tensor/tensor.h"
 
 namespace qkv::ops::cuda {
 
 namespace {
+constexpr int kMaxRank = 8;  // of the broadcast operands, carried to the kernels by value
+
 void check_rank(const char* op, int rank) {
   if (rank > kMaxRank)
     throw std::invalid_argument(std::string(op) + ": rank " + std::to_string(rank) +
@@ -22,7 +24,7 @@ struct BinaryLayout {
   int64_t shape[kMaxRank], stride_a[kMaxRank], stride_b[kMaxRank];
 };
 
-template <cpu::Binary op>
+template <Binary op>
 __global__ void binary_kernel(const float* a, const float* b, float* out, BinaryLayout l,
                               int64_t n) {
   QKV_GRID_LOOP(i, n) {
@@ -33,7 +35,7 @@ __global__ void binary_kernel(const float* a, const float* b, float* out, Binary
       ia += idx * l.stride_a[d];
       ib += idx * l.stride_b[d];
     }
-    out[i] = op == cpu::Binary::add ? a[ia] + b[ib] : a[ia] * b[ib];
+    out[i] = op == Binary::add ? a[ia] + b[ib] : a[ia] * b[ib];
   }
 }
 
@@ -172,9 +174,9 @@ void device_sum(const float* x, int64_t n, double* total, float* total_f32) {
 }
 }  // namespace
 
-void binary(cpu::Binary op, const float* a, const int64_t* stride_a, const float* b,
+void binary(Binary op, const float* a, const int64_t* stride_a, const float* b,
             const int64_t* stride_b, float* out, const int64_t* shape, int rank) {
-  check_rank(op == cpu::Binary::add ? "add" : "mul", rank);
+  check_rank(op == Binary::add ? "add" : "mul", rank);
   BinaryLayout l{};
   l.rank = rank;
   int64_t n = 1;
@@ -185,10 +187,10 @@ void binary(cpu::Binary op, const float* a, const int64_t* stride_a, const float
     n *= shape[d];
   }
   if (n == 0) return;
-  if (op == cpu::Binary::add)
-    binary_kernel<cpu::Binary::add><<<grid_for(n), kThreads, 0, stream()>>>(a, b, out, l, n);
+  if (op == Binary::add)
+    binary_kernel<Binary::add><<<grid_for(n), kThreads, 0, stream()>>>(a, b, out, l, n);
   else
-    binary_kernel<cpu::Binary::mul><<<grid_for(n), kThreads, 0, stream()>>>(a, b, out, l, n);
+    binary_kernel<Binary::mul><<<grid_for(n), kThreads, 0, stream()>>>(a, b, out, l, n);
   check_launch("binary");
 }
 
@@ -242,5 +244,14 @@ void sum_squares(const std::vector<const float*>& xs, const std::vector<int64_t>
       "sum_squares (copy to host)");
   check(cudaStreamSynchronize(stream()), "sum_squares (wait)");
 }
+
+QKV_REGISTER_KERNEL(binary, Device::cuda, float, binary);
+QKV_REGISTER_KERNEL(reduce_add, Device::cuda, float, reduce_add);
+QKV_REGISTER_KERNEL(reduce_rows_add, Device::cuda, float, reduce_rows_add);
+QKV_REGISTER_KERNEL(reduce_mul_add, Device::cuda, float, reduce_mul_add);
+QKV_REGISTER_KERNEL(scale, Device::cuda, float, scale);
+QKV_REGISTER_KERNEL(axpy, Device::cuda, float, axpy);
+QKV_REGISTER_KERNEL(sum, Device::cuda, float, sum);
+QKV_REGISTER_KERNEL(sum_squares, Device::cuda, float, sum_squares);
 
 }  // namespace qkv::ops::cuda

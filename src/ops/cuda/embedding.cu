@@ -6,7 +6,7 @@
 #include <vector>
 
 #include "ops/cuda/context.h"
-#include "ops/cuda/kernels.h"
+#include "ops/kernel_registry.h"
 
 namespace qkv::ops::cuda {
 
@@ -40,8 +40,8 @@ void embedding_forward(const int32_t* ids, int64_t n, const float* table, int64_
   check_launch("embedding_forward");
 }
 
-void embedding_backward(const float* dy, const int32_t* host_ids, int64_t n, int64_t dim,
-                        float scale, float* dtable) {
+void embedding_backward(const float* dy, const int32_t* /*ids*/, const int32_t* host_ids, int64_t n,
+                        int64_t dim, float scale, float* dtable) {
   if (n == 0 || dim == 0) return;
   // Positions sorted by id (stable: each id's positions stay in increasing order).
   std::vector<int32_t> order(n);
@@ -66,5 +66,8 @@ void embedding_backward(const float* dy, const int32_t* host_ids, int64_t n, int
       dy, d + n, d + n + segments, d, dim, scale, dtable);
   check_launch("embedding_backward");
 }
+
+QKV_REGISTER_KERNEL(embedding_forward, Device::cuda, float, embedding_forward);
+QKV_REGISTER_KERNEL(embedding_backward, Device::cuda, float, embedding_backward);
 
 }  // namespace qkv::ops::cuda

@@ -2,6 +2,7 @@
 // the f32 -> bf16/f16 gradient add, on the qkv stream (ops/cuda/context.h).
 #include "ops/cuda/context.h"
 #include "ops/cuda/flash_attention_backward_kernel.cuh"
+#include "ops/kernel_registry.h"
 
 namespace qkv::ops::cuda {
 
@@ -31,33 +32,33 @@ void launch_backward(const FlashShape& s, const void* dout, const void* q, const
 }
 
 template <class T>
-__global__ void add_f32_into_half_kernel(const float* src, T* dst, int64_t n) {
+__global__ void add_f32_into_kernel(const float* src, T* dst, int64_t n) {
   QKV_GRID_LOOP(i, n) dst[i] = T(float(dst[i]) + src[i]);
 }
 
 }  // namespace
 
-void flash_backward(const FlashShape& s, const void* dout, const void* q, const void* k,
-                    const void* v, const void* out, const float* lse, float* delta, float* dq,
-                    FlashGrad dk, FlashGrad dv) {
-  if (s.bf16)
-    s.head_dim == 64
-        ? launch_backward<__nv_bfloat16, 64>(s, dout, q, k, v, out, lse, delta, dq, dk, dv)
-        : launch_backward<__nv_bfloat16, 128>(s, dout, q, k, v, out, lse, delta, dq, dk, dv);
-  else
-    s.head_dim == 64 ? launch_backward<__half, 64>(s, dout, q, k, v, out, lse, delta, dq, dk, dv)
-                     : launch_backward<__half, 128>(s, dout, q, k, v, out, lse, delta, dq, dk, dv);
+// T: bf16 or f16.
+template <class T>
+void flash_backward(const FlashShape& s, const T* dout, const T* q, const T* k, const T* v,
+                    const T* out, const float* lse, float* delta, float* dq, FlashGrad dk,
+                    FlashGrad dv) {
+  using N = typename Native<T>::type;
+  s.head_dim == 64 ? launch_backward<N, 64>(s, dout, q, k, v, out, lse, delta, dq, dk, dv)
+                   : launch_backward<N, 128>(s, dout, q, k, v, out, lse, delta, dq, dk, dv);
 }
 
-void add_f32_into_half(const float* src, void* dst, int64_t n, bool bf16) {
+template <class T>
+void add_f32_into(const float* src, T* dst, int64_t n) {
+  using N = typename Native<T>::type;
   if (n == 0) return;
-  if (bf16)
-    add_f32_into_half_kernel<__nv_bfloat16>
-        <<<grid_for(n), kThreads, 0, stream()>>>(src, static_cast<__nv_bfloat16*>(dst), n);
-  else
-    add_f32_into_half_kernel<__half>
-        <<<grid_for(n), kThreads, 0, stream()>>>(src, static_cast<__half*>(dst), n);
-  check_launch("add_f32_into_half_kernel");
+  add_f32_into_kernel<N><<<grid_for(n), kThreads, 0, stream()>>>(src, reinterpret_cast<N*>(dst), n);
+  check_launch("add_f32_into_kernel");
 }
+
+QKV_REGISTER_KERNEL(flash_attention_backward, Device::cuda, bf16, flash_backward<bf16>);
+QKV_REGISTER_KERNEL(flash_attention_backward, Device::cuda, f16, flash_backward<f16>);
+QKV_REGISTER_KERNEL(add_f32_into, Device::cuda, bf16, add_f32_into<bf16>);
+QKV_REGISTER_KERNEL(add_f32_into, Device::cuda, f16, add_f32_into<f16>);
 
 }  // namespace qkv::ops::cuda

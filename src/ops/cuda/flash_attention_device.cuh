@@ -6,12 +6,24 @@
 #pragma once
 #include <cstdint>
 
-#include "ops/cuda/flash_attention.h"
+#include "ops/kernels.h"
 #ifndef QKV_FLASH_EMULATION
 #include "ops/cuda/flash_attention_ptx.cuh"
 #endif
 
 namespace qkv::ops::cuda {
+
+// qkv's 16-bit element types (tensor/dtype.h) as CUDA's: the same bits.
+template <class T>
+struct Native;
+template <>
+struct Native<bf16> {
+  using type = __nv_bfloat16;
+};
+template <>
+struct Native<f16> {
+  using type = __half;
+};
 
 constexpr float kLog2e = 1.4426950408889634f;
 constexpr float kLn2 = 0.6931471805599453f;

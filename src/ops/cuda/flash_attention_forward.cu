@@ -2,6 +2,7 @@
 // stream (ops/cuda/context.h).
 #include "ops/cuda/context.h"
 #include "ops/cuda/flash_attention_forward_kernel.cuh"
+#include "ops/kernel_registry.h"
 
 namespace qkv::ops::cuda {
 
@@ -24,14 +25,14 @@ void launch_forward(const FlashShape& s, const void* q, const void* k, const voi
 
 }  // namespace
 
-void flash_forward(const FlashShape& s, const void* q, const void* k, const void* v, void* out,
-                   float* lse) {
-  if (s.bf16)
-    s.head_dim == 64 ? launch_forward<__nv_bfloat16, 64>(s, q, k, v, out, lse)
-                     : launch_forward<__nv_bfloat16, 128>(s, q, k, v, out, lse);
-  else
-    s.head_dim == 64 ? launch_forward<__half, 64>(s, q, k, v, out, lse)
-                     : launch_forward<__half, 128>(s, q, k, v, out, lse);
+// T: bf16 or f16.
+template <class T>
+void flash_forward(const FlashShape& s, const T* q, const T* k, const T* v, T* out, float* lse) {
+  using N = typename Native<T>::type;
+  s.head_dim == 64 ? launch_forward<N, 64>(s, q, k, v, out, lse)
+                   : launch_forward<N, 128>(s, q, k, v, out, lse);
 }
+QKV_REGISTER_KERNEL(flash_attention_forward, Device::cuda, bf16, flash_forward<bf16>);
+QKV_REGISTER_KERNEL(flash_attention_forward, Device::cuda, f16, flash_forward<f16>);
 
 }  // namespace qkv::ops::cuda

@@ -14,7 +14,7 @@
 #include <algorithm>
 
 #include "ops/cuda/context.h"
-#include "ops/cuda/kernels.h"
+#include "ops/kernel_registry.h"
 #include "ops/precision.h"
 #include "tensor/allocator.h"
 
@@ -91,5 +91,8 @@ void fill_rows(float* y, const float* row, int64_t rows, int64_t cols) {
   fill_rows_kernel<<<grid_for(rows * cols), kThreads, 0, stream()>>>(y, row, rows, cols);
   check_launch("fill_rows");
 }
+
+QKV_REGISTER_KERNEL(batched_gemm, Device::cuda, float, batched_gemm);
+QKV_REGISTER_KERNEL(fill_rows, Device::cuda, float, fill_rows);
 
 }  // namespace qkv::ops::cuda

@@ -1,7 +1,7 @@
 // LayerNorm over the last axis, forward and backward: one block per row.
 #include "ops/cuda/block_reduce.cuh"
 #include "ops/cuda/context.h"
-#include "ops/cuda/kernels.h"
+#include "ops/kernel_registry.h"
 #include "tensor/tensor.h"
 
 namespace qkv::ops::cuda {
@@ -107,5 +107,8 @@ void layer_norm_backward(const float* dy, const float* x, const float* gamma, co
     check_launch("layer_norm_backward (dgamma, dbeta)");
   }
 }
+
+QKV_REGISTER_KERNEL(layer_norm_forward, Device::cuda, float, layer_norm_forward);
+QKV_REGISTER_KERNEL(layer_norm_backward, Device::cuda, float, layer_norm_backward);
 
 }  // namespace qkv::ops::cuda

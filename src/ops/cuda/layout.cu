@@ -1,6 +1,6 @@
 // Layout kernels: permute (axes reordered) and concatenation / splitting along an axis.
 #include "ops/cuda/context.h"
-#include "ops/cuda/kernels.h"
+#include "ops/kernel_registry.h"
 
 namespace qkv::ops::cuda {
 
@@ -92,5 +92,9 @@ void split_rows(const float* src, const int64_t* widths, int n, int64_t outer, f
     column += widths[i];
   }
 }
+
+QKV_REGISTER_KERNEL(permute, Device::cuda, float, permute);
+QKV_REGISTER_KERNEL(join_rows, Device::cuda, float, join_rows);
+QKV_REGISTER_KERNEL(split_rows, Device::cuda, float, split_rows);
 
 }  // namespace qkv::ops::cuda

@@ -2,7 +2,7 @@
 // zeros, as on the CPU.
 #include "ops/cuda/block_reduce.cuh"
 #include "ops/cuda/context.h"
-#include "ops/cuda/kernels.h"
+#include "ops/kernel_registry.h"
 
 namespace qkv::ops::cuda {
 
@@ -82,5 +82,9 @@ void log_softmax_forward(const float* x, int64_t rows, int64_t cols, float* y) {
   log_softmax_forward_kernel<<<unsigned(rows), kThreads, 0, stream()>>>(x, cols, y);
   check_launch("log_softmax_forward");
 }
+
+QKV_REGISTER_KERNEL(softmax_forward, Device::cuda, float, softmax_forward);
+QKV_REGISTER_KERNEL(softmax_backward, Device::cuda, float, softmax_backward);
+QKV_REGISTER_KERNEL(log_softmax_forward, Device::cuda, float, log_softmax_forward);
 
 }  // namespace qkv::ops::cuda

@@ -1,4 +1,5 @@
-// Helpers the op front ends (ops/*.cpp) use to check their arguments and pick a device.
+// Helpers the op front ends (ops/*.cpp) use to check their arguments before they dispatch to a
+// kernel (ops/kernel_registry.h).
 #pragma once
 #include <string>
 
@@ -15,18 +16,8 @@ namespace qkv::ops {
 [[noreturn]] void fail_argument(const char* op, const std::string& what);
 // All defined tensors must live on one device; returns it.
 Device common_device(const char* op, std::initializer_list<const Tensor*> tensors);
-// Throws for a device this build has no kernel for.
-[[noreturn]] void no_kernel(const char* op, Device device);
-
-// The one dispatch idiom of the front ends:
-//   if (dev == Device::cuda) QKV_CUDA_KERNEL("op", cuda::kernel(...)); else cpu::kernel(...);
-// In a CUDA build it runs the cuda:: kernel (ops/cuda/kernels.h); in a build without CUDA the
-// call is left out (nothing to link) and the op throws no_kernel.
-#ifdef QKV_WITH_CUDA
-#define QKV_CUDA_KERNEL(op, ...) (__VA_ARGS__)
-#else
-#define QKV_CUDA_KERNEL(op, ...) ::qkv::ops::no_kernel(op, ::qkv::Device::cuda)
-#endif
+// All defined tensors must have one dtype; returns it (F32 when none is defined).
+DType common_dtype(const char* op, std::initializer_list<const Tensor*> tensors);
 // A host copy of a small index tensor (ids, targets, lengths) for checks that read it: the
 // tensor itself on the cpu, a copy (which waits for the device) on cuda.
 inline Tensor on_host(const Tensor& t) {
@@ -35,6 +26,11 @@ inline Tensor on_host(const Tensor& t) {
 // Rows of x when its last axis is the feature axis: numel / size(-1).
 inline int64_t rows_of(const Tensor& x) {
   return x.size(-1) ? x.numel() / x.size(-1) : 0;
+}
+// t's data as T, or null when t is undefined (an output that is not needed).
+template <typename T>
+T* data_or_null(Tensor& t) {
+  return t.defined() ? t.data<T>() : nullptr;
 }
 
 }  // namespace qkv::ops

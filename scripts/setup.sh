@@ -1,6 +1,8 @@
 #!/usr/bin/env bash
 # Installs what qkv needs on Debian 12 (when missing) and builds it. Sourced by demo.sh and
-# test.sh; `PRESET=asan` picks another CMake preset.
+# test.sh; `PRESET=asan` picks another CMake preset. Arguments name the targets to build
+# (`source scripts/setup.sh qkv` builds only the command); without any, every target is built
+# (all tests and benchmarks).
 set -euo pipefail
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
 
@@ -24,4 +26,8 @@ fi
 
 PRESET=${PRESET:-release}
 cmake --preset "$PRESET" >/dev/null
-cmake --build --preset "$PRESET"
+if (($#)); then
+  cmake --build --preset "$PRESET" --target "$@"
+else
+  cmake --build --preset "$PRESET"
+fi

@@ -39,7 +39,7 @@ class ZipArchive {
   std::map<std::string, Entry> entries_;
 };
 
-// The CRC-32 (ISO-HDLC, as ZIP and gzip use) of `data`.
+// The CRC-32 (ISO-HDLC, as ZIP and gzip use) of `data`, by zlib.
 uint32_t crc32(std::string_view data);
 
 }  // namespace qkv

@@ -5,7 +5,8 @@
 # Run it again to continue training the same model from its last checkpoint.
 set -euo pipefail
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
-PRESET=release source scripts/setup.sh
+# Builds only the `qkv` command: the tests and benchmarks are scripts/test.sh's.
+PRESET=release source scripts/setup.sh qkv
 # OpenMP threads that spin while waiting make a shared CPU several times slower; passive
 # waiting costs little on an idle one.
 export OMP_WAIT_POLICY=${OMP_WAIT_POLICY:-passive}

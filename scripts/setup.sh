@@ -1,13 +1,15 @@
 #!/usr/bin/env bash
 # Installs what qkv needs on Debian 12 (when missing) and builds it. Sourced by demo.sh and
-# test.sh; `PRESET=asan` picks another CMake preset.
+# test.sh; `PRESET=asan` picks another CMake preset. Arguments name the targets to build
+# (`source scripts/setup.sh qkv` builds only the command); without any, every target is built
+# (all tests and benchmarks).
 set -euo pipefail
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
 
 QKV_PACKAGES=(build-essential cmake ninja-build pkg-config git xz-utils
   libopenblas-openmp-dev libgtest-dev libgmock-dev libbenchmark-dev
   nlohmann-json3-dev libyaml-cpp-dev libcli11-dev libsentencepiece-dev liblzma-dev
-  zlib1g-dev libstb-dev dataset-fashion-mnist
+  zlib1g-dev libzip-dev libstb-dev dataset-fashion-mnist
   python3-torch python3-numpy)
 
 missing=()
@@ -24,4 +26,8 @@ fi
 
 PRESET=${PRESET:-release}
 cmake --preset "$PRESET" >/dev/null
-cmake --build --preset "$PRESET"
+if (($#)); then
+  cmake --build --preset "$PRESET" --target "$@"
+else
+  cmake --build --preset "$PRESET"
+fi

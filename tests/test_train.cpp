@@ -1,6 +1,6 @@
-// Training: a resumed run equals an unbroken one bit for bit, a run killed at any moment
-// (also while writing a checkpoint) resumes from its last complete checkpoint, and bad
-// configuration gives clear errors.
+// Training: a resumed run equals an unbroken one bit for bit (and keeps a max-time schedule's
+// length), a run killed at any moment (also while writing a checkpoint) resumes from its last
+// complete checkpoint, and bad configuration gives clear errors.
 #include <gtest/gtest.h>
 #include <signal.h>
 #include <sys/wait.h>
@@ -8,6 +8,7 @@
 
 #include <filesystem>
 #include <fstream>
+#include <nlohmann/json.hpp>
 
 #include "data/corpus.h"
 #include "io/safetensors.h"
@@ -67,6 +68,37 @@ TEST(Train, ResumedRunEqualsUnbrokenRun) {
     EXPECT_EQ(std::memcmp(a[i].second.raw(), b[i].second.raw(), a[i].second.nbytes()), 0)
         << a[i].first << " differs after resuming";
   }
+}
+
+// The newest checkpoint's progress.json.
+std::string progress_path(const std::string& model_dir) {
+  std::ifstream latest_file(model_dir + "/checkpoint/latest");
+  std::string latest;
+  std::getline(latest_file, latest);
+  return model_dir + "/checkpoint/" + latest + "/progress.json";
+}
+
+nlohmann::json read_progress(const std::string& model_dir) {
+  return nlohmann::json::parse(std::ifstream(progress_path(model_dir)));
+}
+
+// A translation run resumed with max-time keeps the cosine schedule's length that the
+// checkpoint recorded (tests/test_train_vit.cpp checks the learning rates too).
+TEST(Train, ResumedMaxTimeRunKeepsTheScheduleLength) {
+  train::TrainConfig c = tiny_training(fresh_dir("max_time"));
+  c.lr_schedule = "cosine", c.warmup_steps = 2, c.max_time = 0.02;  // 1.2 s
+  c.save_freq = 100000;
+  const int64_t first = train::train_seq2seq(c);
+  ASSERT_GE(first, 1);
+  EXPECT_EQ(read_progress(c.model_dir).at("schedule_updates"), first);
+
+  // As a run killed 4 updates before the end of its schedule leaves its checkpoint.
+  nlohmann::json progress = read_progress(c.model_dir);
+  progress["schedule_updates"] = first + 4;
+  std::ofstream(progress_path(c.model_dir)) << progress.dump(2) << "\n";
+  c.max_time = 0.2;  // 12 s, far more than 4 updates
+  EXPECT_EQ(train::train_seq2seq(c), first + 4);
+  EXPECT_EQ(read_progress(c.model_dir).at("schedule_updates"), first + 4);
 }
 
 TEST(Train, LeftoversOfAKilledCheckpointWriteAreIgnored) {

@@ -1,4 +1,5 @@
-// ViT training end to end: a resumed run equals an unbroken one bit for bit; the built `qkv`
+// ViT training end to end: a resumed run equals an unbroken one bit for bit, and one resumed
+// with max-time keeps the schedule length the first run fixed; the built `qkv`
 // trains on an image folder (train-vit), classifies files (classify) and evaluates a labelled
 // folder (eval: accuracy, confusion matrix, SVG pictures); bad images give one-line errors.
 #include <gtest/gtest.h>
@@ -9,10 +10,12 @@
 #include <cstring>
 #include <filesystem>
 #include <fstream>
+#include <nlohmann/json.hpp>
 #include <sstream>
 
 #include "data/image_set.h"
 #include "io/safetensors.h"
+#include "optim/optimizer.h"
 #include "support/torch_ref.h"
 #include "train/vit_trainer.h"
 
@@ -95,6 +98,68 @@ TEST(TrainViT, ResumedRunEqualsUnbrokenRun) {
     EXPECT_EQ(std::memcmp(a[i].second.raw(), b[i].second.raw(), a[i].second.nbytes()), 0)
         << a[i].first << " differs after resuming";
   }
+}
+
+std::string read_text(const std::string& path) {
+  std::ifstream in(path);
+  std::stringstream s;
+  s << in.rdbuf();
+  return s.str();
+}
+
+// The newest checkpoint's progress.json.
+std::string progress_path(const std::string& model_dir) {
+  std::string latest = read_text(model_dir + "/checkpoint/latest");
+  latest.pop_back();  // the newline
+  return model_dir + "/checkpoint/" + latest + "/progress.json";
+}
+
+nlohmann::json read_progress(const std::string& model_dir) {
+  return nlohmann::json::parse(read_text(progress_path(model_dir)));
+}
+
+// With max-time the cosine schedule's length comes from the clock (the updates expected in that
+// time); a resumed run keeps the length the interrupted run recorded instead of measuring its
+// own (which would restart the decay), and stops at its end.
+TEST(TrainViT, ResumedMaxTimeRunKeepsTheScheduleLength) {
+  train::ViTTrainConfig c = tiny_training(fresh_dir("vit_max_time"));
+  c.lr_schedule = "cosine", c.warmup_steps = 2, c.max_time = 0.02;  // 1.2 s
+  c.disp_freq = 1, c.valid_freq = c.save_freq = 100000;
+  const int64_t first = train::train_vit(c);
+  ASSERT_GE(first, 2);
+  // It stopped on the clock: the length it fixed is what it did.
+  EXPECT_EQ(read_progress(c.model_dir).at("schedule_updates"), first);
+
+  // As a run killed 6 updates before the end of its schedule leaves its checkpoint.
+  const int64_t length = first + 6;
+  nlohmann::json progress = read_progress(c.model_dir);
+  progress["schedule_updates"] = length;
+  std::ofstream(progress_path(c.model_dir)) << progress.dump(2) << "\n";
+
+  c.max_time = 0.2;  // 12 s: far more than 6 updates; a length measured on this run's clock
+                     // would be far longer
+  EXPECT_EQ(train::train_vit(c), length);
+  EXPECT_EQ(read_progress(c.model_dir).at("schedule_updates"), length);
+  std::istringstream metrics(read_text(c.model_dir + "/metrics.jsonl"));
+  int64_t resumed_updates = 0;
+  for (std::string line; std::getline(metrics, line);) {
+    nlohmann::json j = nlohmann::json::parse(line);
+    if (j.at("event") != "update" || j.at("update").get<int64_t>() <= first) continue;
+    int64_t u = j.at("update");
+    EXPECT_FLOAT_EQ(j.at("lr").get<float>(),
+                    optim::learning_rate(optim::Schedule::cosine, float(c.learning_rate), u,
+                                         c.warmup_steps, length))
+        << "update " << u;
+    ++resumed_updates;
+  }
+  EXPECT_EQ(resumed_updates, 6);
+
+  // Run again: the schedule is complete, so nothing more is trained.
+  EXPECT_EQ(train::train_vit(c), length);
+  EXPECT_NE(
+      read_text(c.model_dir + "/metrics.jsonl")
+          .find("cosine schedule of " + std::to_string(length) + " updates that max-time fixed"),
+      std::string::npos);
 }
 
 TEST(TrainViT, ResumingWithOtherClassesIsAnError) {

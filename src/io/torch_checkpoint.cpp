@@ -19,9 +19,8 @@ using Kind = PickleValue::Kind;
 constexpr char kLegacyMagic[] = "\x6c\xfc\x9c\x46\xf9\x20\x6a\xa8\x50\x19";
 constexpr int64_t kLegacyVersion = 1001;
 
-NamedTensors read_zip(const std::string& path, std::string_view bytes, const std::string& entry,
-                      std::string* picked) {
-  ZipArchive zip(path, bytes);
+NamedTensors read_zip(const std::string& path, const std::string& entry, std::string* picked) {
+  ZipArchive zip(path);
   std::string prefix;
   int found = 0;
   for (const auto& name : zip.names()) {
@@ -38,11 +37,11 @@ NamedTensors read_zip(const std::string& path, std::string_view bytes, const std
   size_t pos = 0;
   PickleRef root = unpickle(zip.read(prefix + "data.pkl"), &pos, reader.hooks(),
                             path + " (" + prefix + "data.pkl)");
-  std::map<std::string, std::string_view> storages;  // each read (and CRC-checked) once
+  std::map<std::string, std::string> storages;  // each read (and CRC-checked) once
   return reader.tensors(reader.state_dict(root, entry, picked), [&](const std::string& key) {
     auto it = storages.find(key);
     if (it == storages.end()) it = storages.emplace(key, zip.read(prefix + "data/" + key)).first;
-    return it->second;
+    return std::string_view(it->second);
   });
 }
 
@@ -90,20 +89,24 @@ bool starts_as_zip(std::string_view head) {
   return head.substr(0, 4) == "PK\x03\x04";
 }
 
+// The first 9 bytes of the file at `path` (fewer when it is shorter or cannot be read).
+std::string read_head(const std::string& path) {
+  char head[9] = {};
+  std::ifstream in(path, std::ios::binary);
+  in.read(head, sizeof head);
+  return std::string(head, size_t(in.gcount()));
+}
+
 }  // namespace
 
 NamedTensors load_torch_checkpoint(const std::string& path, const std::string& entry,
                                    std::string* picked) {
-  std::string bytes = read_file(path, "for reading");
-  return starts_as_zip(bytes) ? read_zip(path, bytes, entry, picked)
-                              : read_legacy(path, bytes, entry, picked);
+  if (starts_as_zip(read_head(path))) return read_zip(path, entry, picked);  // read by entry
+  return read_legacy(path, read_file(path, "for reading"), entry, picked);
 }
 
 CheckpointFormat sniff_checkpoint_format(const std::string& path) {
-  char head[9] = {};
-  std::ifstream in(path, std::ios::binary);
-  in.read(head, sizeof head);
-  std::string_view h(head, size_t(in.gcount()));
+  std::string h = read_head(path);
   if (h.size() == 9 && h.substr(4, 4) == std::string_view("\0\0\0\0", 4) && h[8] == '{')
     return CheckpointFormat::safetensors;
   if (starts_as_zip(h) || (!h.empty() && uint8_t(h[0]) == 0x80)) return CheckpointFormat::torch;

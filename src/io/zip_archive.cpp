@@ -1,138 +1,75 @@
 #include "io/zip_archive.h"
 
-#include <array>
+#include <zip.h>
+
 #include <stdexcept>
 
 namespace qkv {
 
 namespace {
 
-constexpr uint32_t kLocalHeader = 0x04034b50, kCentralHeader = 0x02014b50;
-constexpr uint32_t kEndOfDirectory = 0x06054b50, kZip64End = 0x06064b50;
-constexpr uint32_t kZip64Locator = 0x07064b50;
-constexpr uint16_t kZip64Extra = 0x0001;
-constexpr size_t kEndRecordBytes = 22, kMaxComment = 0xffff;
-
-// Little-endian integers at `at`; the caller has checked the bounds.
-uint64_t le(std::string_view b, uint64_t at, int bytes) {
-  uint64_t v = 0;
-  for (int i = bytes - 1; i >= 0; --i) v = (v << 8) | uint8_t(b[at + uint64_t(i)]);
-  return v;
+std::string libzip_message(int code) {
+  zip_error_t error;
+  zip_error_init_with_code(&error, code);
+  std::string message = zip_error_strerror(&error);
+  zip_error_fini(&error);
+  return message;
 }
 
 }  // namespace
-
-uint32_t crc32(std::string_view data) {
-  // Slice-by-8: table[k][b] is the CRC of byte b followed by k zero bytes, so eight bytes fold
-  // in with eight lookups (about 4x the byte-at-a-time loop; checkpoints run to gigabytes).
-  using Tables = std::array<std::array<uint32_t, 256>, 8>;
-  static const Tables table = [] {
-    Tables t{};
-    for (uint32_t i = 0; i < 256; ++i) {
-      uint32_t c = i;
-      for (int k = 0; k < 8; ++k) c = (c & 1) ? 0xedb88320u ^ (c >> 1) : c >> 1;
-      t[0][i] = c;
-    }
-    for (size_t k = 1; k < 8; ++k)
-      for (size_t i = 0; i < 256; ++i) t[k][i] = (t[k - 1][i] >> 8) ^ t[0][t[k - 1][i] & 0xff];
-    return t;
-  }();
-  uint32_t c = 0xffffffffu;
-  size_t i = 0;
-  for (; i + 8 <= data.size(); i += 8) {
-    uint32_t lo = c ^ uint32_t(le(data, i, 4)), hi = uint32_t(le(data, i + 4, 4));
-    c = table[7][lo & 0xff] ^ table[6][(lo >> 8) & 0xff] ^ table[5][(lo >> 16) & 0xff] ^
-        table[4][lo >> 24] ^ table[3][hi & 0xff] ^ table[2][(hi >> 8) & 0xff] ^
-        table[1][(hi >> 16) & 0xff] ^ table[0][hi >> 24];
-  }
-  for (; i < data.size(); ++i) c = table[0][(c ^ uint8_t(data[i])) & 0xff] ^ (c >> 8);
-  return c ^ 0xffffffffu;
-}
 
 void ZipArchive::fail(const std::string& what) const {
   throw std::runtime_error(path_ + ": not a valid ZIP archive: " + what);
 }
 
-ZipArchive::ZipArchive(std::string path, std::string_view bytes)
-    : path_(std::move(path)), bytes_(bytes) {
-  // The end-of-directory record: the last 22 bytes, unless a comment (at most 64 KiB) follows.
-  if (bytes_.size() < kEndRecordBytes) fail("shorter than its end record");
-  uint64_t end = bytes_.size() - kEndRecordBytes;
-  uint64_t lowest = end > kMaxComment ? end - kMaxComment : 0;
-  while (le(bytes_, end, 4) != kEndOfDirectory) {
-    if (end == lowest) fail("no end-of-directory record (truncated?)");
-    --end;
+ZipArchive::ZipArchive(std::string path) : path_(std::move(path)), zip_(nullptr, zip_discard) {
+  int code = 0;
+  // ZIP_CHECKCONS: each entry's local header must agree with the central directory.
+  zip_t* z = zip_open(path_.c_str(), ZIP_RDONLY | ZIP_CHECKCONS, &code);
+  if (!z) {
+    if (code == ZIP_ER_OPEN || code == ZIP_ER_NOENT)
+      throw std::runtime_error(path_ + ": cannot open for reading");
+    fail(code == ZIP_ER_NOZIP ? "no readable end record or central directory (truncated?)"
+                              : "libzip: " + libzip_message(code));
   }
-  uint64_t count = le(bytes_, end + 10, 2), offset = le(bytes_, end + 16, 4);
-  if (count == 0xffff || offset == 0xffffffff) {  // ZIP64: the locator just before the record
-    if (end < 20 || le(bytes_, end - 20, 4) != kZip64Locator) fail("no ZIP64 locator");
-    uint64_t record = le(bytes_, end - 12, 8);
-    if (record > end - 20 || end - 20 - record < 56 || le(bytes_, record, 4) != kZip64End)
-      fail("bad ZIP64 end record");
-    count = le(bytes_, record + 32, 8);
-    offset = le(bytes_, record + 48, 8);
-  }
-  read_directory(offset, count);
-}
-
-void ZipArchive::read_directory(uint64_t at, uint64_t count) {
-  for (uint64_t i = 0; i < count; ++i) {
-    if (at > bytes_.size() || bytes_.size() - at < 46 || le(bytes_, at, 4) != kCentralHeader)
-      fail("central directory entry " + std::to_string(i) + " is damaged");
-    Entry e;
-    e.method = uint16_t(le(bytes_, at + 10, 2));
-    e.crc = uint32_t(le(bytes_, at + 16, 4));
-    e.size = le(bytes_, at + 20, 4);
-    uint64_t plain_size = le(bytes_, at + 24, 4);
-    uint64_t name_len = le(bytes_, at + 28, 2), extra_len = le(bytes_, at + 30, 2);
-    uint64_t comment_len = le(bytes_, at + 32, 2);
-    e.header_offset = le(bytes_, at + 42, 4);
-    if (bytes_.size() - at - 46 < name_len + extra_len + comment_len)
-      fail("central directory entry " + std::to_string(i) + " runs past the end");
-    std::string name(bytes_.substr(at + 46, name_len));
-    // ZIP64 extra field: the 8-byte values of those fields that hold 0xffffffff, in order.
-    uint64_t x = at + 46 + name_len, x_end = x + extra_len;
-    while (x + 4 <= x_end) {
-      uint64_t id = le(bytes_, x, 2), len = le(bytes_, x + 2, 2), v = x + 4;
-      if (len > x_end - v) fail("extra field of '" + name + "' runs past its entry");
-      if (id == kZip64Extra) {
-        for (uint64_t* field : {&plain_size, &e.size, &e.header_offset}) {
-          if (*field != 0xffffffff) continue;
-          if (v + 8 > x + 4 + len) fail("short ZIP64 field in '" + name + "'");
-          *field = le(bytes_, v, 8);
-          v += 8;
-        }
-      }
-      x += 4 + len;
-    }
-    if (e.method == 0 && plain_size != e.size) fail("stored entry '" + name + "' changes size");
-    entries_[name] = e;
-    at = x_end + comment_len;
-  }
+  zip_.reset(z);
 }
 
 std::vector<std::string> ZipArchive::names() const {
   std::vector<std::string> out;
-  for (const auto& [name, e] : entries_) out.push_back(name);
+  zip_int64_t count = zip_get_num_entries(zip_.get(), 0);
+  for (zip_int64_t i = 0; i < count; ++i)
+    if (const char* name = zip_get_name(zip_.get(), zip_uint64_t(i), ZIP_FL_ENC_RAW))
+      out.emplace_back(name);
   return out;
 }
 
-std::string_view ZipArchive::read(const std::string& name) const {
-  auto it = entries_.find(name);
-  if (it == entries_.end()) fail("no entry '" + name + "'");
-  const Entry& e = it->second;
-  if (e.method != 0)
+bool ZipArchive::has(const std::string& name) const {
+  return zip_name_locate(zip_.get(), name.c_str(), ZIP_FL_ENC_RAW) >= 0;
+}
+
+std::string ZipArchive::read(const std::string& name) const {
+  zip_int64_t index = zip_name_locate(zip_.get(), name.c_str(), ZIP_FL_ENC_RAW);
+  if (index < 0) fail("no entry '" + name + "'");
+  zip_stat_t st;
+  if (zip_stat_index(zip_.get(), zip_uint64_t(index), 0, &st) != 0)
+    fail("entry '" + name + "': libzip: " + zip_strerror(zip_.get()));
+  if (st.comp_method != ZIP_CM_STORE)
     throw std::runtime_error(path_ + ": entry '" + name + "' is compressed (method " +
-                             std::to_string(e.method) +
+                             std::to_string(st.comp_method) +
                              "); torch.save writes entries uncompressed and qkv reads only those");
-  uint64_t h = e.header_offset;
-  if (h > bytes_.size() || bytes_.size() - h < 30 || le(bytes_, h, 4) != kLocalHeader)
-    fail("the local header of '" + name + "' is damaged");
-  uint64_t data = h + 30 + le(bytes_, h + 26, 2) + le(bytes_, h + 28, 2);
-  if (data > bytes_.size() || bytes_.size() - data < e.size)
-    fail("entry '" + name + "' runs past the end of the file (truncated?)");
-  std::string_view out = bytes_.substr(data, e.size);
-  if (crc32(out) != e.crc) fail("entry '" + name + "' fails its CRC-32 check (corrupt file)");
+  std::unique_ptr<zip_file_t, int (*)(zip_file_t*)> file(
+      zip_fopen_index(zip_.get(), zip_uint64_t(index), 0), zip_fclose);
+  if (!file) fail("entry '" + name + "': libzip: " + zip_strerror(zip_.get()));
+  std::string out(st.size, '\0');
+  // Reading up to the end (the extra byte) is what makes libzip compare the CRC-32.
+  char past_end;
+  if (zip_fread(file.get(), out.data(), st.size) != zip_int64_t(st.size) ||
+      zip_fread(file.get(), &past_end, 1) != 0) {
+    if (zip_error_code_zip(zip_file_get_error(file.get())) == ZIP_ER_CRC)
+      fail("entry '" + name + "' fails its CRC-32 check (corrupt file)");
+    fail("entry '" + name + "' cannot be read (" + zip_file_strerror(file.get()) + "; truncated?)");
+  }
   return out;
 }
 

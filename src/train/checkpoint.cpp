@@ -22,7 +22,8 @@ nlohmann::json to_json(const Progress& p) {
           {"rng_offset", p.rng_offset},
           {"best_score", p.best_score},
           {"validations_without_improvement", p.validations_without_improvement},
-          {"elapsed_s", p.elapsed_s}};
+          {"elapsed_s", p.elapsed_s},
+          {"schedule_updates", p.schedule_updates}};
 }
 
 Progress from_json(const nlohmann::json& j) {
@@ -37,6 +38,7 @@ Progress from_json(const nlohmann::json& j) {
   p.best_score = j.at("best_score");
   p.validations_without_improvement = j.at("validations_without_improvement");
   p.elapsed_s = j.at("elapsed_s");
+  p.schedule_updates = j.value("schedule_updates", int64_t(0));  // absent before it was kept
   return p;
 }
 

@@ -25,6 +25,9 @@ struct Progress {
   double best_score = -1;                    // best validation score so far (BLEU, accuracy)
   int64_t validations_without_improvement = 0;
   double elapsed_s = 0;  // training time over all runs
+  // The updates the learning-rate schedule decays over, as the runs so far fixed it with
+  // max-time (which measures it on the clock); 0 when none did.
+  int64_t schedule_updates = 0;
 };
 
 void save_checkpoint(const std::string& model_dir, const nn::ParamList& params,

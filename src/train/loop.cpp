@@ -14,7 +14,8 @@ void LoopConfig::bind_loop(Options& o) {
   o.add("max-epochs", max_epochs, "stop after this many epochs (0: no limit)");
   o.add("max-time", max_time,
         "stop this run after this many minutes (0: no limit); a cosine schedule then decays "
-        "to the updates expected in that time");
+        "to the updates expected in that time, a length that resumed runs keep (they stop at "
+        "its end)");
   o.add("early-stopping", early_stopping,
         "stop after this many validations without a better score (0: never)");
   o.add("optimizer", optimizer, "adam or adamw");
@@ -70,9 +71,15 @@ TrainingLoop::TrainingLoop(const LoopConfig& config, const std::string& model_di
   if (auto resumed = load_checkpoint(model_dir, params, adam_)) {
     progress_ = *resumed;
     resumed_ = true;
+    if (config_.max_time > 0) kept_schedule_ = progress_.schedule_updates;
+    std::string kept = kept_schedule_ > 0 && schedule_ == optim::Schedule::cosine
+                           ? "; the cosine schedule keeps its length of " +
+                                 std::to_string(kept_schedule_) + " updates"
+                           : "";
     log.note("resume", "resuming from update " + std::to_string(progress_.update) + " (epoch " +
                            std::to_string(progress_.epoch + 1) + ", batch " +
-                           std::to_string(progress_.batch_in_epoch) + ")");
+                           std::to_string(progress_.batch_in_epoch) + ")" + kept);
+    stop_if_schedule_done();
   }
   last_validation_ = last_save_ = progress_.update;  // done already, or nothing to do yet
   dropout_rng_.set_state(progress_.rng_seed, progress_.rng_offset);
@@ -94,6 +101,8 @@ double TrainingLoop::elapsed() const {
 }
 
 int64_t TrainingLoop::schedule_length() const {
+  if (kept_schedule_ > 0)
+    return config_.max_updates > 0 ? std::min(config_.max_updates, kept_schedule_) : kept_schedule_;
   int64_t done = progress_.update - run_first_update_;
   if (config_.max_time <= 0 || done < 1) return config_.max_updates;
   double seconds_per_update = run_seconds() / double(done);
@@ -138,6 +147,18 @@ void TrainingLoop::update(double loss_sum, int64_t count, int64_t examples,
   bool out_of_time = config_.max_time > 0 && run_seconds() >= config_.max_time * 60.0;
   stop_ = (config_.max_updates > 0 && progress_.update >= config_.max_updates) ||
           (config_.max_epochs > 0 && progress_.epoch >= config_.max_epochs) || out_of_time;
+  stop_if_schedule_done();
+}
+
+void TrainingLoop::stop_if_schedule_done() {
+  // Past its end a cosine schedule's learning rate is 0: more updates would change nothing.
+  if (stop_ || kept_schedule_ == 0 || schedule_ != optim::Schedule::cosine ||
+      progress_.update < kept_schedule_)
+    return;
+  log_.note("stop", "the cosine schedule of " + std::to_string(kept_schedule_) +
+                        " updates that max-time fixed in an earlier run is complete (train into "
+                        "a new model directory to start another)");
+  stop_ = true;
 }
 
 bool TrainingLoop::validation_due() const {
@@ -172,6 +193,7 @@ void TrainingLoop::checkpoint_if_due() {
   last_save_ = progress_.update;
   progress_.rng_offset = dropout_rng_.offset();
   progress_.elapsed_s = elapsed();
+  progress_.schedule_updates = config_.max_time > 0 ? schedule_length() : 0;
   save_checkpoint(model_dir_, params_, adam_, progress_);
 }
 

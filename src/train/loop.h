@@ -96,8 +96,13 @@ class TrainingLoop {
   double elapsed() const;  // training seconds over all runs
   double run_seconds() const;
   // The updates the schedule decays over (cosine): max-updates, or with max-time the updates
-  // expected by the end of this run at its pace so far, whichever is fewer.
+  // expected by the end of this run at its pace so far, whichever is fewer. A run resumed with
+  // max-time keeps the length the checkpoint recorded instead of measuring a new one on its
+  // own clock, so that it continues the schedule it was interrupted in.
   int64_t schedule_length() const;
+  // Stops (with a note) a resumed max-time run that has reached the end of the cosine
+  // schedule it keeps.
+  void stop_if_schedule_done();
 
   LoopConfig config_;
   std::string model_dir_;
@@ -111,6 +116,7 @@ class TrainingLoop {
   std::chrono::steady_clock::time_point run_start_, disp_start_;
   double elapsed_before_ = 0;
   int64_t run_first_update_ = 0;
+  int64_t kept_schedule_ = 0;  // the schedule length a resumed max-time run keeps (0: none)
   double disp_loss_ = 0, disp_count_ = 0, disp_norm_ = 0;
   int64_t disp_updates_ = 0, disp_examples_ = 0;
   int64_t skipped_ = 0;                          // updates skipped in this run

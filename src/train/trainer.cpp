@@ -8,6 +8,7 @@
 #include "decode/translator.h"
 #include "eval/metrics.h"
 #include "io/atomic_file.h"
+#include "model_dir/seq2seq_dir.h"
 #include "tensor/threads.h"
 #include "train/loop.h"
 
@@ -51,9 +52,9 @@ data::Tokenizer tokenizer_for(const TrainConfig& cfg, const data::ParallelCorpus
 }
 
 nn::Seq2SeqConfig model_config_for(const TrainConfig& cfg, const data::Tokenizer& tok) {
-  std::string path = cfg.model_dir + "/config.yaml";
+  std::string path = model_dir::config_path(cfg.model_dir);
   if (fs::exists(path)) {
-    nn::Seq2SeqConfig saved = nn::Seq2SeqConfig::load(path);
+    nn::Seq2SeqConfig saved = model_dir::read_seq2seq_config(path);
     if (saved.vocab_size != tok.vocab_size())
       throw std::runtime_error(path + ": vocab-size " + std::to_string(saved.vocab_size) +
                                " differs from spm.model's " + std::to_string(tok.vocab_size()));
@@ -61,7 +62,7 @@ nn::Seq2SeqConfig model_config_for(const TrainConfig& cfg, const data::Tokenizer
     return saved;
   }
   nn::Seq2SeqConfig c = cfg.model_config(tok.vocab_size());
-  c.save(path);
+  model_dir::write_config(path, c);
   return c;
 }
 

@@ -1,14 +1,17 @@
-// Model directories (src/model_dir/): which family a folder holds, and config.yaml files as
-// earlier versions wrote them.
+// Model directories (src/model_dir/): which family a folder holds, config.yaml files as earlier
+// versions wrote them, and the one set of model keys that training options share with them.
 #include <gtest/gtest.h>
 
 #include <filesystem>
 #include <fstream>
 
+#include "config/options.h"
 #include "model_dir/model_dir.h"
 #include "model_dir/seq2seq_dir.h"
 #include "model_dir/vit_dir.h"
 #include "support/data_files.h"
+#include "train/train_config.h"
+#include "train/vit_train_config.h"
 
 namespace qkv {
 namespace {
@@ -123,6 +126,45 @@ TEST(ModelDir, WeightsOfBestOrLast) {
   EXPECT_EQ(model_dir::weights_path(dir.file(""), "best"), dir.file("model.best.safetensors"));
   EXPECT_EQ(model_dir::weights_path(dir.file(""), "last"), dir.file("model.safetensors"));
   EXPECT_THROW(model_dir::weights_path(dir.file(""), "first"), std::invalid_argument);
+}
+
+// The training options and config.yaml share the model's keys; a preset is changed by the
+// ones given, wherever given, and 0 (as train.yaml records an unset one) keeps the preset's.
+TEST(ModelDir, TrainingPresetsWithOverrides) {
+  ScratchDir dir("model_dir_presets");
+  std::string yaml = write_bytes(dir.file("train.yaml"),
+                                 "preset: small\nd-model: 1024\nheads: 0\nmax-positions: 300\n");
+  train::TrainConfig t;
+  Options o;
+  t.bind(o);
+  o.load_yaml(yaml);
+  nn::Seq2SeqConfig c = t.model_config(5000);
+  EXPECT_EQ(c.d_model, 1024);
+  EXPECT_EQ(c.heads, 8);
+  EXPECT_EQ(c.d_ff, 2048);
+  EXPECT_EQ(c.encoder_layers, 3);
+  EXPECT_EQ(c.activation, "relu");
+  EXPECT_EQ(c.max_positions, 300);
+  EXPECT_EQ(c.vocab_size, 5000);
+  EXPECT_TRUE(c.source_eos);
+
+  train::TrainConfig defaults;
+  nn::Seq2SeqConfig tiny = defaults.model_config(8000);
+  EXPECT_EQ(tiny.d_model, 256);
+  EXPECT_EQ(tiny.max_positions, 512);
+  EXPECT_EQ(defaults.model.vocab_size, 8000);  // of the SentencePiece model trained
+
+  std::string vit_yaml = write_bytes(dir.file("vit.yaml"), "preset: vit-b16\npatch-size: 32\n");
+  train::ViTTrainConfig v;
+  Options vo;
+  v.bind(vo);
+  vo.load_yaml(vit_yaml);
+  nn::ViTConfig vc = v.model_config();
+  EXPECT_EQ(vc.patch_size, 32);
+  EXPECT_EQ(vc.image_size, 224);
+  EXPECT_EQ(vc.channels, 3);
+  EXPECT_EQ(vc.layer_norm_eps, 1e-12f);
+  EXPECT_EQ(vc.mean.size(), 3u);
 }
 
 }  // namespace

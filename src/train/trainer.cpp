@@ -38,10 +38,10 @@ data::Tokenizer tokenizer_for(const TrainConfig& cfg, const data::ParallelCorpus
   if (fs::exists(saved)) return data::Tokenizer::load(saved);
   data::Tokenizer tok = [&] {
     if (!cfg.spm_model.empty()) return data::Tokenizer::load(cfg.spm_model);
-    log.note("spm", "training a " + std::to_string(cfg.vocab_size) + "-subword " + cfg.spm_type +
-                        " SentencePiece model on both sides of the training data");
+    log.note("spm", "training a " + std::to_string(cfg.model.vocab_size) + "-subword " +
+                        cfg.spm_type + " SentencePiece model on both sides of the training data");
     data::TokenizerOptions o;
-    o.vocab_size = int(cfg.vocab_size);
+    o.vocab_size = int(cfg.model.vocab_size);
     o.model_type = cfg.spm_type;
     o.seed = uint64_t(cfg.seed);
     o.max_sentences = cfg.spm_max_sentences;

@@ -127,7 +127,7 @@ ClassificationReport evaluate_image_model(const std::string& model_dir,
   fs::create_directories(dir);
   write_file_atomic(dir + "/confusion.svg", confusion_svg(report));
   std::cout << "wrote " << dir << "/confusion.svg\n";
-  std::string metrics = model_dir + "/metrics.jsonl";
+  std::string metrics = (fs::path(model_dir) / model_dir::kMetricsFile).string();
   if (fs::exists(metrics)) {
     write_file_atomic(dir + "/training_curves.svg", training_curves_svg(metrics));
     std::cout << "wrote " << dir << "/training_curves.svg\n";

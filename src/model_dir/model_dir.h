@@ -25,6 +25,9 @@ const char* family_name(Family family);
 inline constexpr const char* kConfigFile = "config.yaml";
 inline constexpr const char* kWeightsFile = "model.safetensors";
 inline constexpr const char* kBestWeightsFile = "model.best.safetensors";
+// Written by training, read by `qkv eval` (training curves) and by users.
+inline constexpr const char* kTrainOptionsFile = "train.yaml";  // every option of the run
+inline constexpr const char* kMetricsFile = "metrics.jsonl";    // one JSON line per log entry
 
 std::string config_path(const std::string& dir);
 // config_path(dir), or std::runtime_error when dir or its config.yaml does not exist.

@@ -153,7 +153,7 @@ int64_t train_seq2seq(const TrainConfig& cfg) {
                           std::to_string(mc.decoder_layers) + "-layer model, d-model " +
                           std::to_string(mc.d_model) + ", " +
                           std::to_string(nn::count_params(params)) + " parameters");
-  write_file_atomic(cfg.model_dir + "/train.yaml", [&] {
+  write_file_atomic((fs::path(cfg.model_dir) / model_dir::kTrainOptionsFile).string(), [&] {
     TrainConfig copy = cfg;
     Options o;
     copy.bind(o);

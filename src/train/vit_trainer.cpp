@@ -88,7 +88,7 @@ int64_t train_vit(const ViTTrainConfig& cfg_in) {
                           " patches of " + std::to_string(mc.patch_size) + "x" +
                           std::to_string(mc.patch_size) + ", " +
                           std::to_string(nn::count_params(params)) + " parameters");
-  write_file_atomic(cfg.model_dir + "/train.yaml", [&] {
+  write_file_atomic((fs::path(cfg.model_dir) / model_dir::kTrainOptionsFile).string(), [&] {
     ViTTrainConfig copy = cfg_in;
     Options o;
     copy.bind(o);

@@ -7,6 +7,7 @@
 #include "data/image_folder.h"
 #include "data/image_loader.h"
 #include "eval/image_eval.h"
+#include "model_dir/vit_dir.h"
 #include "tensor/threads.h"
 
 namespace qkv::cli {
@@ -33,7 +34,7 @@ Command add_classify(CLI::App& app) {
   return [a]() {
     set_num_threads(a->threads);
     Device device = usable_device(a->device);
-    std::unique_ptr<nn::ViT> model = eval::load_vit_dir(a->model_dir, a->checkpoint);
+    std::unique_ptr<nn::ViT> model = model_dir::load_vit_dir(a->model_dir, a->checkpoint);
     model->to(device);
     const nn::ViTConfig& c = model->config();
     data::ImageShape shape{c.channels, c.image_size, c.image_size};

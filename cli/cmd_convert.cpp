@@ -12,7 +12,7 @@
 #include "convert/json_file.h"
 #include "convert/timm_vit.h"
 #include "convert/torch_transformer.h"
-#include "eval/image_eval.h"
+#include "model_dir/model_dir.h"
 
 namespace qkv::cli {
 
@@ -56,8 +56,12 @@ std::vector<std::string> run(const ConvertArgs& a) {
   }
   if (format == "qkv") {
     need_to("hf");
-    if (eval::is_vit_dir(source)) return convert::vit_to_hf(source, target, a.checkpoint);
-    return convert::marian_to_hf(source, target, a.checkpoint);
+    switch (model_dir::family(source)) {
+      case model_dir::Family::seq2seq:
+        return convert::marian_to_hf(source, target, a.checkpoint);
+      case model_dir::Family::vit:
+        return convert::vit_to_hf(source, target, a.checkpoint);
+    }
   }
   throw std::invalid_argument("--from must be hf, torch or qkv, not '" + format + "'");
 }

@@ -6,10 +6,11 @@
 #include "commands.h"
 #include "data/corpus.h"
 #include "data/line_reader.h"
-#include "decode/model_dir.h"
 #include "decode/translator.h"
 #include "eval/image_eval.h"
 #include "eval/metrics.h"
+#include "model_dir/model_dir.h"
+#include "model_dir/seq2seq_dir.h"
 #include "tensor/threads.h"
 
 namespace qkv::cli {
@@ -57,7 +58,8 @@ Command add_eval(CLI::App& app) {
   return [a]() {
     set_num_threads(a->threads);
     Device device = usable_device(a->device);
-    if (!a->model_dir.empty() && eval::is_vit_dir(a->model_dir)) {  // image classification
+    if (!a->model_dir.empty() &&
+        model_dir::recognise(a->model_dir) == model_dir::Family::vit) {  // image classification
       eval::evaluate_image_model(a->model_dir, a->checkpoint, a->test, a->report_dir, 256, device);
       return 0;
     }
@@ -66,7 +68,7 @@ Command add_eval(CLI::App& app) {
     if (!a->test.empty()) {
       if (a->model_dir.empty() || !a->hyps.empty())
         throw std::invalid_argument("--test needs --model-dir (and no --hyps)");
-      decode::LoadedModel m = decode::load_model_dir(a->model_dir, a->checkpoint);
+      model_dir::TranslationModel m = model_dir::load_translation_dir(a->model_dir, a->checkpoint);
       m.model->to(device);
       data::ParallelCorpus corpus = data::read_corpus(a->test);
       a->options.search.n_best = 1;

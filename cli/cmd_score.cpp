@@ -3,8 +3,8 @@
 
 #include "commands.h"
 #include "data/corpus.h"
-#include "decode/model_dir.h"
 #include "decode/score.h"
+#include "model_dir/seq2seq_dir.h"
 #include "tensor/threads.h"
 
 namespace qkv::cli {
@@ -29,7 +29,7 @@ Command add_score(CLI::App& app) {
   return [a]() {
     set_num_threads(a->threads);
     Device device = usable_device(a->device);
-    decode::LoadedModel m = decode::load_model_dir(a->model_dir, a->checkpoint);
+    model_dir::TranslationModel m = model_dir::load_translation_dir(a->model_dir, a->checkpoint);
     m.model->to(device);
     data::ParallelCorpus corpus = data::read_corpus(a->input);
     if (corpus.skipped_empty > 0)

@@ -5,8 +5,8 @@
 #include "commands.h"
 #include "data/line_reader.h"
 #include "data/utf8.h"
-#include "decode/model_dir.h"
 #include "decode/translator.h"
+#include "model_dir/seq2seq_dir.h"
 #include "tensor/threads.h"
 
 namespace qkv::cli {
@@ -56,7 +56,7 @@ Command add_translate(CLI::App& app) {
   return [a]() {
     set_num_threads(a->threads);
     Device device = usable_device(a->device);
-    decode::LoadedModel m = decode::load_model_dir(a->model_dir, a->checkpoint);
+    model_dir::TranslationModel m = model_dir::load_translation_dir(a->model_dir, a->checkpoint);
     m.model->to(device);
     a->options.search.n_best = std::min(a->options.search.n_best, a->options.search.beam);
     decode::Translator translator(*m.model, *m.tokenizer, a->options);

@@ -12,10 +12,10 @@
 #include "convert/hf_vit.h"
 #include "convert/timm_vit.h"
 #include "data/batcher.h"
-#include "decode/model_dir.h"
 #include "decode/translator.h"
-#include "eval/image_eval.h"
 #include "io/safetensors.h"
+#include "model_dir/seq2seq_dir.h"
+#include "model_dir/vit_dir.h"
 #include "nn/vit.h"
 #include "support/data_files.h"
 #include "support/torch_ref.h"
@@ -43,7 +43,7 @@ TEST(HfFixtures, MarianMatchesTransformers) {
   SKIP_WITHOUT(hf);
   ScratchDir dir("hf_fixture_marian");
   convert::marian_from_hf(hf, dir.file("qkv"));
-  decode::LoadedModel m = decode::load_model_dir(dir.file("qkv"));
+  model_dir::TranslationModel m = model_dir::load_translation_dir(dir.file("qkv"));
   const nn::Seq2SeqConfig& c = m.model->config();
   auto want = expected(hf);
   nlohmann::json info = nlohmann::json::parse(std::ifstream(hf + "/expected.json"));
@@ -84,7 +84,7 @@ using ViTConverter = std::vector<std::string> (*)(const std::string&, const std:
 nn::ViTConfig expect_vit_logits(const std::string& fixture, ViTConverter from) {
   ScratchDir dir("hf_fixture_vit");
   from(fixture, dir.file("qkv"));
-  auto model = eval::load_vit_dir(dir.file("qkv"));
+  auto model = model_dir::load_vit_dir(dir.file("qkv"));
   auto want = expected(fixture);
   expect_close(model->forward(want["pixel_values"], {}).value(), want["logits"], 1e-4, "logits");
   return model->config();

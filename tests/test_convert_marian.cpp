@@ -14,10 +14,10 @@
 #include "convert/json_file.h"
 #include "data/batcher.h"
 #include "data/corpus.h"
-#include "decode/model_dir.h"
 #include "decode/translator.h"
 #include "io/atomic_file.h"
 #include "io/safetensors.h"
+#include "model_dir/seq2seq_dir.h"
 #include "support/data_files.h"
 #include "support/python_script.h"
 #include "support/torch_ref.h"
@@ -136,7 +136,7 @@ Reference reference(const std::string& hf_dir, const data::Batch& src, const Ten
 
 // qkv's logits and greedy translations of `lines` (at most max_new tokens with <eos>) against
 // the reference on the Hugging Face folder.
-void expect_same_as_reference(const std::string& hf_dir, const decode::LoadedModel& m,
+void expect_same_as_reference(const std::string& hf_dir, const model_dir::TranslationModel& m,
                               const std::vector<std::string>& lines, Rng& rng) {
   const nn::Seq2SeqConfig& c = m.model->config();
   auto ids = m.tokenizer->encode_all(lines);
@@ -176,7 +176,7 @@ TEST_P(MarianFromHf, GivesTheReferenceLogitsAndTranslations) {
   spec.update(GetParam().options);
   make_marian(hf, spec);
   convert::marian_from_hf(hf, out);
-  decode::LoadedModel m = decode::load_model_dir(out);
+  model_dir::TranslationModel m = model_dir::load_translation_dir(out);
   const nn::Seq2SeqConfig& c = m.model->config();
   EXPECT_TRUE(c.source_eos);
   EXPECT_EQ(c.position_layout, "halves");
@@ -210,10 +210,7 @@ std::string make_qkv_model(const ScratchDir& dir, Rng& rng) {
   for (auto& [name, p] : model.params())
     if (name == "final_logits_bias" || name.ends_with(".bias"))
       p.mutable_value().copy_from(randn(p.value().shape(), rng, 0.3f));
-  fs::create_directories(out);
-  c.save(out + "/config.yaml");
-  tok.save(out);
-  save_safetensors(out + "/model.safetensors", nn::param_tensors(model.params()));
+  model_dir::save_translation_dir(out, c, tok, model.params());
   return out;
 }
 
@@ -227,11 +224,11 @@ TEST(MarianToHf, GivesTheSameOutputsThereAndReadsBackBitIdentical) {
        {"config.json", "generation_config.json", "tokenizer_config.json", "special_tokens_map.json",
         "vocab.json", "source.spm", "target.spm", "model.safetensors"})
     EXPECT_TRUE(fs::exists(hf + "/" + f)) << f;
-  decode::LoadedModel m = decode::load_model_dir(qkv_dir);
+  model_dir::TranslationModel m = model_dir::load_translation_dir(qkv_dir);
   expect_same_as_reference(hf, m, sentences(10, 5), rng);
 
   convert::marian_from_hf(hf, back);
-  decode::LoadedModel again = decode::load_model_dir(back);
+  model_dir::TranslationModel again = model_dir::load_translation_dir(back);
   EXPECT_TRUE(again.tokenizer->joint());
   EXPECT_EQ(again.tokenizer->serialized(), m.tokenizer->serialized());
   EXPECT_EQ(again.model->config().position_layout, "interleaved");
@@ -250,9 +247,9 @@ TEST(MarianToHf, RefusesWhatMarianCannotExpress) {
   ScratchDir dir("marian_to_hf_bad");
   Rng rng(9);
   std::string qkv_dir = make_qkv_model(dir, rng);
-  nn::Seq2SeqConfig c = nn::Seq2SeqConfig::load(qkv_dir + "/config.yaml");
+  nn::Seq2SeqConfig c = model_dir::read_seq2seq_config(qkv_dir + "/config.yaml");
   c.pre_norm = true;
-  c.save(qkv_dir + "/config.yaml");
+  model_dir::write_config(qkv_dir + "/config.yaml", c);
   nn::Seq2Seq pre(c);
   pre.init(rng);
   save_safetensors(qkv_dir + "/model.safetensors", nn::param_tensors(pre.params()));

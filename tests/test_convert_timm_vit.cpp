@@ -10,8 +10,8 @@
 #include <nlohmann/json.hpp>
 
 #include "convert/timm_vit.h"
-#include "eval/image_eval.h"
 #include "io/safetensors.h"
+#include "model_dir/vit_dir.h"
 #include "nn/vit.h"
 #include "support/data_files.h"
 #include "support/python_script.h"
@@ -59,7 +59,7 @@ TEST(TimmViT, GivesTheReferenceLogits) {
     make_timm(timm, spec);
     ASSERT_TRUE(convert::is_timm_folder(timm));
     auto notes = convert::vit_from_timm(timm, timm + "-qkv");
-    auto model = eval::load_vit_dir(timm + "-qkv");
+    auto model = model_dir::load_vit_dir(timm + "-qkv");
     const nn::ViTConfig& c = model->config();
     EXPECT_EQ(c.heads, spec["num_heads"].get<int64_t>());
     EXPECT_EQ(c.layer_norm_eps, 1e-6f);

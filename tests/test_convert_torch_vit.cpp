@@ -12,10 +12,10 @@
 #include "convert/torch_transformer.h"
 #include "data/batcher.h"
 #include "data/corpus.h"
-#include "decode/model_dir.h"
-#include "eval/image_eval.h"
 #include "io/atomic_file.h"
 #include "io/safetensors.h"
+#include "model_dir/seq2seq_dir.h"
+#include "model_dir/vit_dir.h"
 #include "nn/vit.h"
 #include "support/data_files.h"
 #include "support/python_script.h"
@@ -48,7 +48,7 @@ TEST_P(TorchTransformer, ConvertsToTheSameLogits) {
   c.vocab_size = tok.vocab_size(), c.d_model = 16, c.heads = 2, c.d_ff = 24;
   c.encoder_layers = c.decoder_layers = 2, c.activation = GetParam().activation;
   c.pre_norm = GetParam().norm_first, c.tie_embeddings = false, c.max_positions = 32;
-  c.save(dir.file("config.yaml"));
+  model_dir::write_config(dir.file("config.yaml"), c);
   std::ofstream(dir.file("spec.json")) << json{
       {"vocab", c.vocab_size},
       {"d_model", c.d_model},
@@ -67,7 +67,7 @@ TEST_P(TorchTransformer, ConvertsToTheSameLogits) {
   auto notes = convert::seq2seq_from_torch(dir.file("weights.safetensors"), dir.file("config.yaml"),
                                            dir.file("spm/spm.model"), dir.file("out"));
   EXPECT_EQ(notes.size(), c.pre_norm ? 0u : 1u);  // post-norm: nn.Transformer's final norms
-  decode::LoadedModel m = decode::load_model_dir(dir.file("out"));
+  model_dir::TranslationModel m = model_dir::load_translation_dir(dir.file("out"));
   EXPECT_TRUE(m.model->config().stack_norms());
   Tensor want;
   for (auto& [name, t] : load_safetensors(dir.file("io.safetensors")))
@@ -98,7 +98,7 @@ TEST_P(TorchTransformer, ConvertsToTheSameLogits) {
       },
       {"missing tensor 'transformer.decoder.layers.1.norm3.weight'"});
   c.vocab_size += 1;
-  c.save(dir.file("config.yaml"));
+  model_dir::write_config(dir.file("config.yaml"), c);
   expect_error<std::runtime_error>(
       [&] {
         convert::seq2seq_from_torch(dir.file("weights.safetensors"), dir.file("config.yaml"),
@@ -130,9 +130,7 @@ TEST(ViTConvert, HuggingFaceRoundTripIsBitIdentical) {
   nn::ViT model(c);
   Rng rng(6);
   model.init(rng);
-  fs::create_directories(dir.file("qkv"));
-  c.save(dir.file("qkv/config.yaml"));
-  save_safetensors(dir.file("qkv/model.safetensors"), nn::param_tensors(model.params()));
+  model_dir::save_vit_dir(dir.file("qkv"), c, model.params());
   convert::vit_to_hf(dir.file("qkv"), dir.file("hf"));
   json cfg = json::parse(std::ifstream(dir.file("hf/config.json")));
   EXPECT_EQ(cfg["architectures"][0], "ViTForImageClassification");
@@ -142,7 +140,7 @@ TEST(ViTConvert, HuggingFaceRoundTripIsBitIdentical) {
   EXPECT_FLOAT_EQ(pre["image_std"][2].get<float>(), 0.3f);
 
   convert::vit_from_hf(dir.file("hf"), dir.file("back"));
-  auto back = eval::load_vit_dir(dir.file("back"));
+  auto back = model_dir::load_vit_dir(dir.file("back"));
   const nn::ViTConfig& b = back->config();
   EXPECT_EQ(b.classes, c.classes);
   EXPECT_EQ(b.activation, c.activation);
@@ -165,9 +163,7 @@ TEST(ViTConvert, HuggingFaceRoundTripIsBitIdentical) {
 TEST(ViTConvert, BadFoldersAreNamed) {
   ScratchDir dir("convert_vit_bad");
   nn::ViT model(vit_config());
-  fs::create_directories(dir.file("qkv"));
-  vit_config().save(dir.file("qkv/config.yaml"));
-  save_safetensors(dir.file("qkv/model.safetensors"), nn::param_tensors(model.params()));
+  model_dir::save_vit_dir(dir.file("qkv"), vit_config(), model.params());
   convert::vit_to_hf(dir.file("qkv"), dir.file("hf"));
   std::string cfg_path = dir.file("hf/config.json");
   json cfg = json::parse(std::ifstream(cfg_path));

@@ -49,8 +49,9 @@ train::TrainConfig tiny_cuda_training(const std::string& name, const std::string
   fs::remove_all(c.model_dir);
   c.device = device;
   c.train_sets = {synthetic_corpus()};
-  c.d_model = 32, c.heads = 2, c.d_ff = 64, c.encoder_layers = 1, c.decoder_layers = 1;
-  c.vocab_size = 60, c.batch_tokens = 200, c.max_length = 30;
+  c.model.d_model = 32, c.model.heads = 2, c.model.d_ff = 64;
+  c.model.encoder_layers = 1, c.model.decoder_layers = 1;
+  c.model.vocab_size = 60, c.batch_tokens = 200, c.max_length = 30;
   c.warmup_steps = 5, c.learning_rate = 1e-3, c.dropout = 0.1f, c.clip_norm = 1.f;
   c.disp_freq = 2, c.save_freq = 3, c.valid_freq = 1000, c.threads = 2;
   return c;

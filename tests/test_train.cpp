@@ -35,8 +35,9 @@ train::TrainConfig tiny_training(const std::string& dir) {
   train::TrainConfig c;
   c.model_dir = dir;
   c.train_sets = {small_corpus(300)};
-  c.d_model = 32, c.heads = 2, c.d_ff = 64, c.encoder_layers = 1, c.decoder_layers = 1;
-  c.vocab_size = 300, c.batch_tokens = 400, c.max_length = 60;
+  c.model.d_model = 32, c.model.heads = 2, c.model.d_ff = 64;
+  c.model.encoder_layers = 1, c.model.decoder_layers = 1;
+  c.model.vocab_size = 300, c.batch_tokens = 400, c.max_length = 60;
   c.warmup_steps = 10, c.learning_rate = 1e-3, c.dropout = 0.1f;
   c.disp_freq = 10, c.save_freq = 20, c.valid_freq = 1000, c.threads = 2;
   return c;

@@ -69,7 +69,8 @@ train::ViTTrainConfig tiny_training(const std::string& dir) {
   c.model_dir = dir;
   c.train_set = fashion_subset(400);
   c.valid_split = 80;
-  c.patch_size = 7, c.d_model = 16, c.heads = 2, c.d_ff = 32, c.layers = 1;
+  c.model.patch_size = 7, c.model.d_model = 16, c.model.heads = 2, c.model.d_ff = 32;
+  c.model.layers = 1;
   c.batch_size = 32, c.warmup_steps = 5, c.learning_rate = 3e-3;
   c.disp_freq = 5, c.valid_freq = 10, c.save_freq = 10, c.threads = 2;
   return c;

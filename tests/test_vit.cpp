@@ -8,6 +8,7 @@
 #include <nlohmann/json.hpp>
 
 #include "io/safetensors.h"
+#include "model_dir/vit_dir.h"
 #include "nn/vit.h"
 #include "optim/optimizer.h"
 #include "support/python_script.h"
@@ -90,8 +91,8 @@ TEST(ViT, ConfigFileRoundTripsAndRejectsBadValues) {
   c.classes = {"T-shirt/top", "Ankle boot"};
   c.mean = {0.28604063f, 0.1f, 0.2f};
   std::string path = temp_path("vit_config.yaml");
-  c.save(path);
-  nn::ViTConfig r = nn::ViTConfig::load(path);
+  model_dir::write_config(path, c);
+  nn::ViTConfig r = model_dir::read_vit_config(path);
   EXPECT_EQ(r.classes, c.classes);
   EXPECT_EQ(r.mean, c.mean);
   EXPECT_EQ(r.stddev, c.stddev);
@@ -99,7 +100,7 @@ TEST(ViT, ConfigFileRoundTripsAndRejectsBadValues) {
   EXPECT_EQ(r.layer_norm_eps, 1e-6f);
   std::ofstream(path, std::ios::app) << "patch-size: 5\n";
   try {
-    nn::ViTConfig::load(path);
+    model_dir::read_vit_config(path);
     ADD_FAILURE() << "no error for patch 5 on 12-pixel images";
   } catch (const std::exception& e) {
     EXPECT_NE(std::string(e.what()).find("multiple of patch-size"), std::string::npos) << e.what();

@@ -12,9 +12,9 @@
 
 #include "benchmarks.h"
 #include "data/corpus.h"
-#include "decode/model_dir.h"
 #include "decode/translator.h"
 #include "io/safetensors.h"
+#include "model_dir/seq2seq_dir.h"
 
 namespace qkv::bench {
 
@@ -39,7 +39,7 @@ std::string case_name(int beam) {
 }  // namespace
 
 Json bench_test_split(const TestSplitArgs& args) {
-  decode::LoadedModel m = decode::load_model_dir(args.model_dir, args.checkpoint);
+  model_dir::TranslationModel m = model_dir::load_translation_dir(args.model_dir, args.checkpoint);
   const nn::Seq2SeqConfig& c = m.model->config();
   std::vector<std::string> lines = data::read_corpus(args.test).src;
   if (args.sentences > 0 && int64_t(lines.size()) > args.sentences)

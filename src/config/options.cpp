@@ -71,6 +71,24 @@ void Options::add(const std::string& key, float& field, const std::string& help)
             [&field] { return std::vector<std::string>{number_text(field)}; }});
 }
 
+void Options::add(const std::string& key, std::vector<float>& field, const std::string& help) {
+  add_spec({key, help, true,
+            [&field](auto& v, auto& w) {
+              std::vector<float> parsed;
+              for (const auto& s : v) parsed.push_back(parse_number<float>(s, w));
+              field = std::move(parsed);
+            },
+            [&field] {
+              std::vector<std::string> texts;
+              for (float x : field) {
+                char buf[32];
+                auto [end, ec] = std::to_chars(buf, buf + sizeof buf, x);
+                texts.emplace_back(buf, end);
+              }
+              return texts;
+            }});
+}
+
 void Options::add(const std::string& key, bool& field, const std::string& help) {
   add_spec({key, help, false,
             [&field](auto& v, auto& w) {

@@ -19,6 +19,8 @@ class Options {
   void add(const std::string& key, int32_t& field, const std::string& help);
   void add(const std::string& key, double& field, const std::string& help);
   void add(const std::string& key, float& field, const std::string& help);
+  // A list of numbers, each written as the shortest text that reads back to the same float.
+  void add(const std::string& key, std::vector<float>& field, const std::string& help);
   void add(const std::string& key, bool& field, const std::string& help);
 
   // Registers every option as `--key` on `app`, recording what the user typed.

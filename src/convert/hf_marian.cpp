@@ -7,8 +7,8 @@
 
 #include "convert/hf_weights.h"
 #include "convert/json_file.h"
-#include "decode/model_dir.h"
 #include "io/atomic_file.h"
+#include "model_dir/seq2seq_dir.h"
 
 namespace qkv::convert {
 
@@ -188,10 +188,7 @@ std::vector<std::string> marian_from_hf(const std::string& hf_dir, const std::st
     permute_residual(named, inverse(halves_from_interleaved(d)));
   nn::load_params(model.params(), named, w.origin());
 
-  fs::create_directories(qkv_dir);
-  c.save(qkv_dir + "/config.yaml");
-  tok.save(qkv_dir);
-  save_safetensors(qkv_dir + "/model.safetensors", nn::param_tensors(model.params()));
+  model_dir::save_translation_dir(qkv_dir, c, tok, model.params());
   return notes;
 }
 
@@ -199,7 +196,7 @@ std::vector<std::string> marian_to_hf(const std::string& qkv_dir, const std::str
                                       const std::string& which) {
   check_output_dir(hf_dir);
   std::vector<std::string> notes;
-  decode::LoadedModel m = decode::load_model_dir(qkv_dir, which);
+  model_dir::TranslationModel m = model_dir::load_translation_dir(qkv_dir, which);
   const nn::Seq2SeqConfig& c = m.model->config();
   if (c.pre_norm || c.final_norm)
     throw std::runtime_error(qkv_dir + ": MarianMTModel is post-norm without final LayerNorms; " +

@@ -6,8 +6,7 @@
 
 #include "convert/hf_weights.h"
 #include "convert/json_file.h"
-#include "eval/image_eval.h"
-#include "nn/vit.h"
+#include "model_dir/vit_dir.h"
 
 namespace qkv::convert {
 
@@ -88,16 +87,14 @@ std::vector<std::string> vit_from_hf(const std::string& hf_dir, const std::strin
     named.emplace_back(name, w.take(name, param.value().shape()));
   w.finish();
   nn::load_params(model.params(), named, w.origin());
-  fs::create_directories(qkv_dir);
-  c.save(qkv_dir + "/config.yaml");
-  save_safetensors(qkv_dir + "/model.safetensors", nn::param_tensors(model.params()));
+  model_dir::save_vit_dir(qkv_dir, c, model.params());
   return notes;
 }
 
 std::vector<std::string> vit_to_hf(const std::string& qkv_dir, const std::string& hf_dir,
                                    const std::string& which) {
   check_output_dir(hf_dir);
-  std::unique_ptr<nn::ViT> model = eval::load_vit_dir(qkv_dir, which);
+  std::unique_ptr<nn::ViT> model = model_dir::load_vit_dir(qkv_dir, which);
   const nn::ViTConfig& c = model->config();
   nlohmann::ordered_json id2label = nlohmann::ordered_json::object(),
                          label2id = nlohmann::ordered_json::object();

@@ -2,16 +2,13 @@
 
 #include <algorithm>
 #include <cmath>
-#include <filesystem>
 #include <map>
 
 #include "convert/hf_weights.h"
 #include "convert/json_file.h"
-#include "nn/vit.h"
+#include "model_dir/vit_dir.h"
 
 namespace qkv::convert {
-
-namespace fs = std::filesystem;
 
 namespace {
 
@@ -147,9 +144,7 @@ std::vector<std::string> vit_from_timm(const std::string& dir, const std::string
     named.emplace_back(name, it->second);
   }
   nn::load_params(model.params(), named, w.origin());
-  fs::create_directories(qkv_dir);
-  c.save(qkv_dir + "/config.yaml");
-  save_safetensors(qkv_dir + "/model.safetensors", nn::param_tensors(model.params()));
+  model_dir::save_vit_dir(qkv_dir, c, model.params());
   return notes;
 }
 

@@ -1,10 +1,8 @@
 #include "convert/torch_transformer.h"
 
-#include <filesystem>
-
 #include "convert/hf_weights.h"
 #include "data/tokenizer.h"
-#include "nn/seq2seq.h"
+#include "model_dir/seq2seq_dir.h"
 
 namespace qkv::convert {
 
@@ -39,7 +37,7 @@ std::vector<std::string> seq2seq_from_torch(const std::string& weights,
                                             const std::string& state_dict) {
   check_output_dir(qkv_dir);
   std::vector<std::string> notes;
-  nn::Seq2SeqConfig c = nn::Seq2SeqConfig::load(config_yaml);
+  nn::Seq2SeqConfig c = model_dir::read_seq2seq_config(config_yaml);
   data::Tokenizer tok = data::Tokenizer::load(spm_model);
   if (tok.vocab_size() != c.vocab_size)
     throw std::runtime_error(spm_model + " has " + std::to_string(tok.vocab_size()) +
@@ -106,10 +104,7 @@ std::vector<std::string> seq2seq_from_torch(const std::string& weights,
   w.finish();
   nn::load_params(model.params(), named, weights);
 
-  std::filesystem::create_directories(qkv_dir);
-  c.save(qkv_dir + "/config.yaml");
-  tok.save(qkv_dir);
-  save_safetensors(qkv_dir + "/model.safetensors", nn::param_tensors(model.params()));
+  model_dir::save_translation_dir(qkv_dir, c, tok, model.params());
   return notes;
 }
 

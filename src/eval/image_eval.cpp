@@ -8,7 +8,7 @@
 
 #include "data/image_loader.h"
 #include "io/atomic_file.h"
-#include "io/safetensors.h"
+#include "model_dir/vit_dir.h"
 
 namespace qkv::eval {
 
@@ -109,34 +109,12 @@ ClassificationReport classification_report(const std::vector<int32_t>& labels,
   return r;
 }
 
-bool is_vit_dir(const std::string& model_dir) {
-  std::ifstream in(model_dir + "/config.yaml");
-  std::string line;
-  while (std::getline(in, line))
-    if (line.starts_with("model-type:")) return line.find("vit") != std::string::npos;
-  return false;
-}
-
-std::unique_ptr<nn::ViT> load_vit_dir(const std::string& model_dir, const std::string& checkpoint) {
-  if (checkpoint != "best" && checkpoint != "last")
-    throw std::invalid_argument("checkpoint must be best or last, not '" + checkpoint + "'");
-  std::string config = model_dir + "/config.yaml";
-  if (!fs::exists(config))
-    throw std::runtime_error(config + ": not found (is " + model_dir +
-                             " a model directory written by qkv train-vit?)");
-  auto model = std::make_unique<nn::ViT>(nn::ViTConfig::load(config));
-  std::string weights = model_dir + "/model.best.safetensors";
-  if (checkpoint == "last" || !fs::exists(weights)) weights = model_dir + "/model.safetensors";
-  nn::load_params(model->params(), load_safetensors(weights), weights);
-  return model;
-}
-
 ClassificationReport evaluate_image_model(const std::string& model_dir,
                                           const std::string& checkpoint,
                                           const std::string& test_spec,
                                           const std::string& report_dir, int64_t batch_size,
                                           Device device) {
-  std::unique_ptr<nn::ViT> model = load_vit_dir(model_dir, checkpoint);
+  std::unique_ptr<nn::ViT> model = model_dir::load_vit_dir(model_dir, checkpoint);
   model->to(device);
   const nn::ViTConfig& c = model->config();
   data::ImageSet test =
@@ -149,7 +127,7 @@ ClassificationReport evaluate_image_model(const std::string& model_dir,
   fs::create_directories(dir);
   write_file_atomic(dir + "/confusion.svg", confusion_svg(report));
   std::cout << "wrote " << dir << "/confusion.svg\n";
-  std::string metrics = model_dir + "/metrics.jsonl";
+  std::string metrics = (fs::path(model_dir) / model_dir::kMetricsFile).string();
   if (fs::exists(metrics)) {
     write_file_atomic(dir + "/training_curves.svg", training_curves_svg(metrics));
     std::cout << "wrote " << dir << "/training_curves.svg\n";

@@ -2,7 +2,6 @@
 // per-class accuracy, a confusion matrix (as text and as an SVG picture), and the training
 // curves of a model directory's metrics.jsonl (SVG).
 #pragma once
-#include <memory>
 #include <string>
 #include <vector>
 
@@ -42,13 +41,6 @@ std::string confusion_svg(const ClassificationReport& report);
 // Loss per update, and validation loss and scores, from metrics.jsonl as an SVG line chart.
 // A missing file or one without update lines is an error naming it.
 std::string training_curves_svg(const std::string& metrics_jsonl);
-
-// A trained ViT from a model directory (config.yaml + model.best.safetensors when
-// checkpoint is "best" and it exists, else model.safetensors).
-std::unique_ptr<nn::ViT> load_vit_dir(const std::string& model_dir,
-                                      const std::string& checkpoint = "best");
-// True when model_dir's config.yaml says model-type: vit.
-bool is_vit_dir(const std::string& model_dir);
 
 // `qkv eval` on images: classifies the test set `test_spec` (see data/image_set.h), prints
 // the report, and writes confusion.svg and (when the model directory has metrics.jsonl)

@@ -3,8 +3,6 @@
 #include <cmath>
 #include <stdexcept>
 
-#include "io/atomic_file.h"
-
 namespace qkv::nn {
 
 Seq2SeqConfig Seq2SeqConfig::preset(const std::string& name) {
@@ -21,53 +19,44 @@ Seq2SeqConfig Seq2SeqConfig::preset(const std::string& name) {
   return c;
 }
 
-namespace {
-void bind(Options& o, Seq2SeqConfig& c, std::string& model_type) {
-  o.add("model-type", model_type, "seq2seq");
-  o.add("vocab-size", c.vocab_size, "subword vocabulary size");
-  o.add("d-model", c.d_model, "model width");
-  o.add("heads", c.heads, "attention heads");
-  o.add("d-ff", c.d_ff, "feed-forward width");
-  o.add("encoder-layers", c.encoder_layers, "encoder layers");
-  o.add("decoder-layers", c.decoder_layers, "decoder layers");
-  o.add("activation", c.activation, "feed-forward activation");
-  o.add("pre-norm", c.pre_norm, "LayerNorm before each sub-layer");
-  o.add("tie-embeddings", c.tie_embeddings, "output projection = embeddings");
-  o.add("dropout", c.dropout, "dropout used in training");
-  o.add("max-positions", c.max_positions, "longest sequence");
-  o.add("pad-id", c.pad_id, "padding id");
-  o.add("unk-id", c.unk_id, "unknown-subword id");
-  o.add("bos-id", c.bos_id, "begin-of-sentence id");
-  o.add("eos-id", c.eos_id, "end-of-sentence id");
-  o.add("scale-embeddings", c.scale_embeddings, "embeddings x sqrt(d-model)");
-  o.add("position-layout", c.position_layout, "sinusoids interleaved or halves (Marian)");
-  o.add("final-norm", c.final_norm, "LayerNorm after each post-norm stack");
-  o.add("source-eos", c.source_eos, "sources end with <eos>");
-}
-}  // namespace
-
-void Seq2SeqConfig::save(const std::string& path) const {
-  Seq2SeqConfig copy = *this;
-  std::string type = "seq2seq";
-  Options o;
-  bind(o, copy, type);
-  write_file_atomic(path, o.to_yaml());
+void Seq2SeqConfig::override_shape(const Seq2SeqConfig& given) {
+  if (given.d_model) d_model = given.d_model;
+  if (given.heads) heads = given.heads;
+  if (given.d_ff) d_ff = given.d_ff;
+  if (given.encoder_layers) encoder_layers = given.encoder_layers;
+  if (given.decoder_layers) decoder_layers = given.decoder_layers;
+  if (!given.activation.empty()) activation = given.activation;
+  vocab_size = given.vocab_size;
+  pre_norm = given.pre_norm;
+  tie_embeddings = given.tie_embeddings;
+  max_positions = given.max_positions;
 }
 
-Seq2SeqConfig Seq2SeqConfig::load(const std::string& path) {
-  Seq2SeqConfig c;
-  std::string type;
-  Options o;
-  bind(o, c, type);
-  o.load_yaml(path);
-  if (type != "seq2seq")
-    throw std::runtime_error(path + ": model-type is '" + type + "', expected seq2seq");
-  try {
-    c.check(path);
-  } catch (const std::invalid_argument& e) {
-    throw std::runtime_error(e.what());
-  }
-  return c;
+void Seq2SeqConfig::bind_shape(Options& o) {
+  // The help texts are what `qkv train --help` shows.
+  o.add("vocab-size", vocab_size, "SentencePiece vocabulary size when one is trained");
+  o.add("d-model", d_model, "model width (0: the preset's)");
+  o.add("heads", heads, "attention heads (0: the preset's)");
+  o.add("d-ff", d_ff, "feed-forward width (0: the preset's)");
+  o.add("encoder-layers", encoder_layers, "encoder layers (0: the preset's)");
+  o.add("decoder-layers", decoder_layers, "decoder layers (0: the preset's)");
+  o.add("activation", activation, "feed-forward activation: relu, gelu or gelu_tanh");
+  o.add("pre-norm", pre_norm, "LayerNorm before each sub-layer instead of after");
+  o.add("tie-embeddings", tie_embeddings, "output projection shares the embedding matrix");
+  o.add("max-positions", max_positions, "longest sequence in subwords the model accepts");
+}
+
+void Seq2SeqConfig::bind(Options& o) {
+  bind_shape(o);
+  o.add("dropout", dropout, "dropout used in training");
+  o.add("pad-id", pad_id, "padding id");
+  o.add("unk-id", unk_id, "unknown-subword id");
+  o.add("bos-id", bos_id, "begin-of-sentence id");
+  o.add("eos-id", eos_id, "end-of-sentence id");
+  o.add("scale-embeddings", scale_embeddings, "embeddings x sqrt(d-model)");
+  o.add("position-layout", position_layout, "sinusoids interleaved or halves (Marian)");
+  o.add("final-norm", final_norm, "LayerNorm after each post-norm stack");
+  o.add("source-eos", source_eos, "sources end with <eos>");
 }
 
 void Seq2SeqConfig::check(const std::string& where) const {

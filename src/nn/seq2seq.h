@@ -28,13 +28,21 @@ struct Seq2SeqConfig {
   bool final_norm = false;  // a LayerNorm after each post-norm stack too (torch.nn.Transformer)
   bool source_eos = false;  // every source sentence ends with <eos> (Marian)
 
-  // config.yaml of a model directory: every field under its kebab-case key.
-  void save(const std::string& path) const;
-  // Throws std::runtime_error naming the file for a missing file, unknown key or bad value.
-  static Seq2SeqConfig load(const std::string& path);
+  // The fields a user chooses when training (vocab-size, d-model, heads, d-ff,
+  // encoder-layers, decoder-layers, activation, pre-norm, tie-embeddings, max-positions) under
+  // the kebab-case keys that `qkv train`'s options, a training YAML and a model directory's
+  // config.yaml share.
+  void bind_shape(Options& options);
+  // Every field: bind_shape's, then those a trained or converted model fixes (dropout, the
+  // special ids, embedding scale, position layout, ...). The keys of config.yaml (see
+  // model_dir/seq2seq_dir.h, which adds model-type).
+  void bind(Options& options);
 
   // "tiny", "small" or "base" (unknown names are an error listing these).
   static Seq2SeqConfig preset(const std::string& name);
+  // Takes `given`'s bind_shape fields, except that d-model, heads, d-ff, encoder-layers and
+  // decoder-layers given as 0 and activation given as "" keep this config's (a preset's).
+  void override_shape(const Seq2SeqConfig& given);
   LayerShape layer_shape() const;
   // Whether each stack ends with a LayerNorm (always for pre-norm).
   bool stack_norms() const { return pre_norm || final_norm; }

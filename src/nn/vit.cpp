@@ -1,12 +1,8 @@
 #include "nn/vit.h"
 
-#include <charconv>
 #include <cmath>
 #include <stdexcept>
 #include <utility>
-
-#include "config/options.h"
-#include "io/atomic_file.h"
 
 namespace qkv::nn {
 
@@ -56,79 +52,35 @@ ViTConfig ViTConfig::preset(const std::string& name) {
   return c;
 }
 
-namespace {
-
-// Floats as the shortest text that reads back to the same value.
-std::vector<std::string> float_texts(const std::vector<float>& v) {
-  std::vector<std::string> out;
-  for (float x : v) {
-    char buf[32];
-    auto [end, ec] = std::to_chars(buf, buf + sizeof buf, x);
-    out.emplace_back(buf, end);
-  }
-  return out;
+void ViTConfig::override_shape(const ViTConfig& given) {
+  if (given.channels) channels = given.channels;
+  if (given.image_size) image_size = given.image_size;
+  if (given.patch_size) patch_size = given.patch_size;
+  if (given.d_model) d_model = given.d_model;
+  if (given.heads) heads = given.heads;
+  if (given.d_ff) d_ff = given.d_ff;
+  if (given.layers) layers = given.layers;
 }
 
-std::vector<float> parse_floats(const std::vector<std::string>& v, const std::string& where) {
-  std::vector<float> out;
-  for (const auto& s : v) {
-    float x = 0;
-    auto [end, ec] = std::from_chars(s.data(), s.data() + s.size(), x);
-    if (ec != std::errc() || end != s.data() + s.size())
-      throw std::runtime_error(where + ": '" + s + "' is not a number");
-    out.push_back(x);
-  }
-  return out;
+void ViTConfig::bind_shape(Options& o) {
+  // The help texts are what `qkv train-vit --help` shows.
+  o.add("channels", channels, "image channels, 1 or 3 (0: the preset's)");
+  o.add("image-size", image_size, "image height and width (0: the preset's)");
+  o.add("patch-size", patch_size, "patch height and width (0: the preset's)");
+  o.add("d-model", d_model, "model width (0: the preset's)");
+  o.add("heads", heads, "attention heads (0: the preset's)");
+  o.add("d-ff", d_ff, "MLP width (0: the preset's)");
+  o.add("layers", layers, "encoder layers (0: the preset's)");
 }
 
-struct ConfigFields {
-  std::string model_type = "vit";
-  std::vector<std::string> mean, stddev;
-};
-
-void bind(Options& o, ViTConfig& c, ConfigFields& f) {
-  o.add("model-type", f.model_type, "vit");
-  o.add("channels", c.channels, "image channels: 1 (grayscale) or 3 (RGB)");
-  o.add("image-size", c.image_size, "image height and width in pixels");
-  o.add("patch-size", c.patch_size, "patch height and width in pixels");
-  o.add("d-model", c.d_model, "model width");
-  o.add("heads", c.heads, "attention heads");
-  o.add("d-ff", c.d_ff, "MLP width");
-  o.add("layers", c.layers, "encoder layers");
-  o.add("classes", c.classes, "class names, in label order");
-  o.add("dropout", c.dropout, "dropout used in training");
-  o.add("layer-norm-eps", c.layer_norm_eps, "LayerNorm epsilon");
-  o.add("activation", c.activation, "MLP activation");
-  o.add("mean", f.mean, "per-channel mean of the pixels scaled to [0, 1]");
-  o.add("std", f.stddev, "per-channel standard deviation of the pixels scaled to [0, 1]");
-}
-
-}  // namespace
-
-void ViTConfig::save(const std::string& path) const {
-  ViTConfig copy = *this;
-  ConfigFields f{"vit", float_texts(mean), float_texts(stddev)};
-  Options o;
-  bind(o, copy, f);
-  write_file_atomic(path, o.to_yaml());
-}
-
-ViTConfig ViTConfig::load(const std::string& path) {
-  ViTConfig c;
-  ConfigFields f;
-  Options o;
-  bind(o, c, f);
-  o.load_yaml(path);
-  if (f.model_type != "vit")
-    throw std::runtime_error(path + ": model-type is '" + f.model_type + "', expected vit");
-  c.mean = parse_floats(f.mean, path + ": mean");
-  c.stddev = parse_floats(f.stddev, path + ": std");
-  try {
-    c.check(path);
-  } catch (const std::invalid_argument& e) {
-    throw std::runtime_error(e.what());
-  }
-  return c;
+void ViTConfig::bind(Options& o) {
+  bind_shape(o);
+  o.add("classes", classes, "class names, in label order");
+  o.add("dropout", dropout, "dropout used in training");
+  o.add("layer-norm-eps", layer_norm_eps, "LayerNorm epsilon");
+  o.add("activation", activation, "MLP activation");
+  o.add("mean", mean, "per-channel mean of the pixels scaled to [0, 1]");
+  o.add("std", stddev, "per-channel standard deviation of the pixels scaled to [0, 1]");
 }
 
 Tensor patchify(const Tensor& images, int64_t patch) {

@@ -12,6 +12,7 @@
 #include <string>
 #include <vector>
 
+#include "config/options.h"
 #include "nn/transformer.h"
 
 namespace qkv::nn {
@@ -36,9 +37,16 @@ struct ViTConfig {
   // parameters, about 15 minutes of training on two CPU cores) or "vit-b16" (ViT-Base/16,
   // 224 x 224 x 3); unknown names are an error listing these.
   static ViTConfig preset(const std::string& name);
-  // config.yaml of a model directory (model-type: vit).
-  void save(const std::string& path) const;
-  static ViTConfig load(const std::string& path);
+  // Takes `given`'s bind_shape fields that are not 0 (training options leave unset ones 0).
+  void override_shape(const ViTConfig& given);
+
+  // The fields a user chooses when training (channels, image-size, patch-size, d-model, heads,
+  // d-ff, layers) under the kebab-case keys that `qkv train-vit`'s options, a training YAML
+  // and a model directory's config.yaml share.
+  void bind_shape(Options& options);
+  // Every field: bind_shape's, then classes, dropout, layer-norm-eps, activation, mean and
+  // std. The keys of config.yaml (see model_dir/vit_dir.h, which adds model-type).
+  void bind(Options& options);
 };
 
 // images f32 [B, C, H, W] -> patches [B, (H/P)*(W/P), C*P*P], row-major over the patch grid,

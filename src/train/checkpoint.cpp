@@ -6,6 +6,7 @@
 #include <sstream>
 
 #include "io/atomic_file.h"
+#include "model_dir/model_dir.h"
 
 namespace qkv::train {
 
@@ -67,7 +68,7 @@ void save_checkpoint(const std::string& model_dir, const nn::ParamList& params,
   fs::remove_all(final_dir);
   fs::rename(tmp, final_dir);
   write_file_atomic((root / "latest").string(), name + "\n");
-  copy_atomic(final_dir / "model.safetensors", fs::path(model_dir) / "model.safetensors");
+  copy_atomic(final_dir / "model.safetensors", fs::path(model_dir) / model_dir::kWeightsFile);
   for (const auto& entry : fs::directory_iterator(root))
     if (entry.is_directory() && entry.path().filename() != name) fs::remove_all(entry.path());
 }
@@ -99,7 +100,7 @@ std::optional<Progress> load_checkpoint(const std::string& model_dir, const nn::
 
 void save_best(const std::string& model_dir, const nn::ParamList& params,
                const Progress& progress) {
-  save_safetensors((fs::path(model_dir) / "model.best.safetensors").string(),
+  save_safetensors((fs::path(model_dir) / model_dir::kBestWeightsFile).string(),
                    nn::param_tensors(params),
                    {{"update", std::to_string(progress.update)},
                     {"score", std::to_string(progress.best_score)}});
@@ -107,7 +108,7 @@ void save_best(const std::string& model_dir, const nn::ParamList& params,
 
 void check_no_foreign_model(const std::string& model_dir) {
   fs::path dir(model_dir);
-  if (fs::exists(dir / "model.safetensors") && !fs::exists(dir / "checkpoint" / "latest"))
+  if (fs::exists(dir / model_dir::kWeightsFile) && !fs::exists(dir / "checkpoint" / "latest"))
     throw std::runtime_error(model_dir +
                              " holds a model.safetensors but no training checkpoint (a converted "
                              "model?): training would replace it; use another --model-dir");

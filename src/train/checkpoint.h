@@ -1,7 +1,8 @@
 // Training checkpoints, safe against a kill at any moment.
 //
-// A model directory holds what a user needs (config.yaml, spm.model, model.safetensors, and
-// model.best.safetensors once validated) and, under checkpoint/, what resuming needs:
+// A model directory (model_dir/model_dir.h) holds what a user needs (config.yaml, spm.model,
+// model.safetensors, and model.best.safetensors once validated) and, under checkpoint/, what
+// resuming needs:
 //   checkpoint/state-<update>/{model,optimizer}.safetensors, progress.json
 //   checkpoint/latest          the name of the newest complete state folder
 // A state is written into a temporary folder, renamed into place, and only then does `latest`

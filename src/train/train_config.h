@@ -13,14 +13,13 @@ namespace qkv::train {
 struct TrainConfig : LoopConfig {
   std::string model_dir;
   std::vector<std::string> train_sets, valid_sets;
-  // Model shape: a preset, then any of these (0 / "" keep the preset's value).
+  // Model shape: a preset, then the options of nn::Seq2SeqConfig::bind_shape (the keys of a
+  // model directory's config.yaml) held in `model`. Its d-model, heads, d-ff, encoder-layers,
+  // decoder-layers (0) and activation ("") start unset and take the preset's; vocab-size is
+  // that of the SentencePiece model trained (the model gets the tokenizer's).
   std::string preset = "tiny";
-  int64_t d_model = 0, heads = 0, d_ff = 0, encoder_layers = 0, decoder_layers = 0;
-  std::string activation;
-  bool pre_norm = false, tie_embeddings = true;
-  int64_t max_positions = 512;
+  nn::Seq2SeqConfig model;
   // Subwords.
-  int64_t vocab_size = 8000;
   std::string spm_type = "unigram", spm_model;
   int64_t spm_max_sentences = 200000;
   // Batches.
@@ -29,6 +28,7 @@ struct TrainConfig : LoopConfig {
   // Stopping, optimisation and reporting: the fields of LoopConfig (train/loop.h).
   std::string config;  // the YAML file these came from, if any
 
+  TrainConfig();  // the training defaults of `model` (shape unset, max-positions 512)
   // Registers every option on `options`, bound to this object's fields.
   void bind(Options& options);
   // The model shape this config asks for (preset + overrides), for `vocab` subwords.

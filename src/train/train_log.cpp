@@ -5,8 +5,11 @@
 #include <cctype>
 #include <chrono>
 #include <ctime>
+#include <filesystem>
 #include <nlohmann/json.hpp>
 #include <stdexcept>
+
+#include "model_dir/model_dir.h"
 
 namespace qkv::train {
 
@@ -23,13 +26,17 @@ std::string format(const char* fmt, auto... args) {
   std::snprintf(buf, sizeof buf, fmt, args...);
   return buf;
 }
+
+std::string metrics_path(const std::string& model_dir) {
+  return (std::filesystem::path(model_dir) / model_dir::kMetricsFile).string();
+}
 }  // namespace
 
 TrainLog::TrainLog(const std::string& model_dir, LogUnits units)
     : units_(std::move(units)),
-      metrics_(std::fopen((model_dir + "/metrics.jsonl").c_str(), "a")),
+      metrics_(std::fopen(metrics_path(model_dir).c_str(), "a")),
       terminal_(isatty(fileno(stderr))) {
-  if (!metrics_) throw std::runtime_error(model_dir + "/metrics.jsonl: cannot open for writing");
+  if (!metrics_) throw std::runtime_error(metrics_path(model_dir) + ": cannot open for writing");
 }
 
 TrainLog::~TrainLog() {

@@ -8,6 +8,7 @@
 #include "decode/translator.h"
 #include "eval/metrics.h"
 #include "io/atomic_file.h"
+#include "model_dir/seq2seq_dir.h"
 #include "tensor/threads.h"
 #include "train/loop.h"
 
@@ -37,10 +38,10 @@ data::Tokenizer tokenizer_for(const TrainConfig& cfg, const data::ParallelCorpus
   if (fs::exists(saved)) return data::Tokenizer::load(saved);
   data::Tokenizer tok = [&] {
     if (!cfg.spm_model.empty()) return data::Tokenizer::load(cfg.spm_model);
-    log.note("spm", "training a " + std::to_string(cfg.vocab_size) + "-subword " + cfg.spm_type +
-                        " SentencePiece model on both sides of the training data");
+    log.note("spm", "training a " + std::to_string(cfg.model.vocab_size) + "-subword " +
+                        cfg.spm_type + " SentencePiece model on both sides of the training data");
     data::TokenizerOptions o;
-    o.vocab_size = int(cfg.vocab_size);
+    o.vocab_size = int(cfg.model.vocab_size);
     o.model_type = cfg.spm_type;
     o.seed = uint64_t(cfg.seed);
     o.max_sentences = cfg.spm_max_sentences;
@@ -51,9 +52,9 @@ data::Tokenizer tokenizer_for(const TrainConfig& cfg, const data::ParallelCorpus
 }
 
 nn::Seq2SeqConfig model_config_for(const TrainConfig& cfg, const data::Tokenizer& tok) {
-  std::string path = cfg.model_dir + "/config.yaml";
+  std::string path = model_dir::config_path(cfg.model_dir);
   if (fs::exists(path)) {
-    nn::Seq2SeqConfig saved = nn::Seq2SeqConfig::load(path);
+    nn::Seq2SeqConfig saved = model_dir::read_seq2seq_config(path);
     if (saved.vocab_size != tok.vocab_size())
       throw std::runtime_error(path + ": vocab-size " + std::to_string(saved.vocab_size) +
                                " differs from spm.model's " + std::to_string(tok.vocab_size()));
@@ -61,7 +62,7 @@ nn::Seq2SeqConfig model_config_for(const TrainConfig& cfg, const data::Tokenizer
     return saved;
   }
   nn::Seq2SeqConfig c = cfg.model_config(tok.vocab_size());
-  c.save(path);
+  model_dir::write_config(path, c);
   return c;
 }
 
@@ -152,7 +153,7 @@ int64_t train_seq2seq(const TrainConfig& cfg) {
                           std::to_string(mc.decoder_layers) + "-layer model, d-model " +
                           std::to_string(mc.d_model) + ", " +
                           std::to_string(nn::count_params(params)) + " parameters");
-  write_file_atomic(cfg.model_dir + "/train.yaml", [&] {
+  write_file_atomic((fs::path(cfg.model_dir) / model_dir::kTrainOptionsFile).string(), [&] {
     TrainConfig copy = cfg;
     Options o;
     copy.bind(o);

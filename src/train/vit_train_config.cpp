@@ -12,6 +12,8 @@ ViTTrainConfig::ViTTrainConfig() {
   label_smoothing = 0.1f, dropout = 0.f;  // short CPU runs underfit rather than overfit
   disp_freq = 50, valid_freq = 500, save_freq = 500;
   early_stopping = 0;
+  model.channels = model.image_size = model.patch_size = 0;
+  model.d_model = model.heads = model.d_ff = model.layers = 0;
 }
 
 void ViTTrainConfig::bind(Options& o) {
@@ -22,13 +24,7 @@ void ViTTrainConfig::bind(Options& o) {
   o.add("valid-set", valid_set, "validation images (same forms); empty: hold out valid-split");
   o.add("valid-split", valid_split, "images held out of train-set for validation (seeded)");
   o.add("preset", preset, "model shape: vit-fashion or vit-b16");
-  o.add("channels", channels, "image channels, 1 or 3 (0: the preset's)");
-  o.add("image-size", image_size, "image height and width (0: the preset's)");
-  o.add("patch-size", patch_size, "patch height and width (0: the preset's)");
-  o.add("d-model", d_model, "model width (0: the preset's)");
-  o.add("heads", heads, "attention heads (0: the preset's)");
-  o.add("d-ff", d_ff, "MLP width (0: the preset's)");
-  o.add("layers", layers, "encoder layers (0: the preset's)");
+  model.bind_shape(o);
   o.add("batch-size", batch_size, "images per update");
   o.add("crop-padding", crop_padding, "random crop of the image padded by this (0: no crop)");
   o.add("horizontal-flip", horizontal_flip, "flip training images left-right at random");
@@ -49,13 +45,7 @@ void ViTTrainConfig::validate() const {
 
 nn::ViTConfig ViTTrainConfig::model_config() const {
   nn::ViTConfig c = nn::ViTConfig::preset(preset);
-  if (channels) c.channels = channels;
-  if (image_size) c.image_size = image_size;
-  if (patch_size) c.patch_size = patch_size;
-  if (d_model) c.d_model = d_model;
-  if (heads) c.heads = heads;
-  if (d_ff) c.d_ff = d_ff;
-  if (layers) c.layers = layers;
+  c.override_shape(model);
   c.mean.resize(size_t(c.channels), 0.5f);
   c.stddev.resize(size_t(c.channels), 0.5f);
   c.dropout = dropout;

@@ -15,17 +15,18 @@ struct ViTTrainConfig : LoopConfig {
   std::string model_dir;
   std::string train_set = "fashion-mnist:train", valid_set;
   int64_t valid_split = 5000;  // held out of train-set when no valid-set is given
-  // Model shape: a preset, then any of these (0 keeps the preset's value).
+  // Model shape: a preset, then the options of nn::ViTConfig::bind_shape (the keys of a model
+  // directory's config.yaml) held in `model`; they start at 0, which takes the preset's.
   std::string preset = "vit-fashion";
-  int64_t channels = 0, image_size = 0, patch_size = 0, d_model = 0, heads = 0, d_ff = 0,
-          layers = 0;
+  nn::ViTConfig model;
   // Batches and augmentation.
   int64_t batch_size = 128;
   int64_t crop_padding = 2;
   bool horizontal_flip = true;
   std::string config;  // the YAML file these came from, if any
 
-  ViTTrainConfig();  // the ViT defaults of the LoopConfig fields (AdamW, cosine, ...)
+  // The ViT defaults of the LoopConfig fields (AdamW, cosine, ...); `model`'s shape unset.
+  ViTTrainConfig();
   void bind(Options& options);
   void validate() const;
   // The model shape asked for (preset + overrides), without classes and normalisation.

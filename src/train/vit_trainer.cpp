@@ -6,6 +6,7 @@
 #include "data/image_loader.h"
 #include "eval/image_eval.h"
 #include "io/atomic_file.h"
+#include "model_dir/vit_dir.h"
 #include "tensor/threads.h"
 #include "train/loop.h"
 
@@ -24,9 +25,9 @@ void report_set(const std::string& what, const data::ImageSet& set) {
 // The model directory's config.yaml when resuming; else the configured shape with the
 // training data's classes and pixel statistics, saved there.
 nn::ViTConfig model_config_for(const ViTTrainConfig& cfg, const data::ImageSet& train) {
-  std::string path = cfg.model_dir + "/config.yaml";
+  std::string path = model_dir::config_path(cfg.model_dir);
   if (fs::exists(path)) {
-    nn::ViTConfig saved = nn::ViTConfig::load(path);
+    nn::ViTConfig saved = model_dir::read_vit_config(path);
     if (saved.classes != train.classes)
       throw std::runtime_error(path + ": the model's classes differ from " + cfg.train_set + "'s");
     saved.dropout = cfg.dropout;
@@ -37,7 +38,7 @@ nn::ViTConfig model_config_for(const ViTTrainConfig& cfg, const data::ImageSet& 
   data::ChannelStats stats = data::channel_stats(train);
   c.mean = stats.mean, c.stddev = stats.stddev;
   c.check(cfg.model_dir);
-  c.save(path);
+  model_dir::write_config(path, c);
   return c;
 }
 
@@ -53,9 +54,9 @@ int64_t train_vit(const ViTTrainConfig& cfg_in) {
 
   // Data: the shape comes from the saved config when resuming, else from the options.
   ViTTrainConfig cfg = cfg_in;
-  std::string saved_config = cfg.model_dir + "/config.yaml";
+  std::string saved_config = model_dir::config_path(cfg.model_dir);
   nn::ViTConfig shape =
-      fs::exists(saved_config) ? nn::ViTConfig::load(saved_config) : cfg.model_config();
+      fs::exists(saved_config) ? model_dir::read_vit_config(saved_config) : cfg.model_config();
   data::ImageShape image_shape{shape.channels, shape.image_size, shape.image_size};
   data::ImageSet train = data::open_image_set(cfg.train_set, image_shape);
   data::ImageSet valid = !cfg.valid_set.empty()
@@ -87,7 +88,7 @@ int64_t train_vit(const ViTTrainConfig& cfg_in) {
                           " patches of " + std::to_string(mc.patch_size) + "x" +
                           std::to_string(mc.patch_size) + ", " +
                           std::to_string(nn::count_params(params)) + " parameters");
-  write_file_atomic(cfg.model_dir + "/train.yaml", [&] {
+  write_file_atomic((fs::path(cfg.model_dir) / model_dir::kTrainOptionsFile).string(), [&] {
     ViTTrainConfig copy = cfg_in;
     Options o;
     copy.bind(o);

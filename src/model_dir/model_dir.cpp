@@ -1,0 +1,91 @@
+#include "model_dir/model_dir.h"
+
+#include <yaml-cpp/yaml.h>
+
+#include <filesystem>
+#include <stdexcept>
+
+namespace qkv::model_dir {
+
+namespace fs = std::filesystem;
+
+namespace {
+constexpr Family kFamilies[] = {Family::seq2seq, Family::vit};
+}  // namespace
+
+const char* family_name(Family family) {
+  switch (family) {
+    case Family::seq2seq:
+      return "seq2seq";
+    case Family::vit:
+      return "vit";
+  }
+  return "?";
+}
+
+std::string config_path(const std::string& dir) {
+  return (fs::path(dir) / kConfigFile).string();
+}
+
+std::string existing_config_path(const std::string& dir) {
+  if (!fs::is_directory(dir)) throw std::runtime_error(dir + ": no such model directory");
+  std::string path = config_path(dir);
+  if (!fs::exists(path))
+    throw std::runtime_error(dir + ": not a qkv model directory (no " + kConfigFile + ")");
+  return path;
+}
+
+void check_which(const std::string& which) {
+  if (which != "best" && which != "last")
+    throw std::invalid_argument("--checkpoint must be best or last, not '" + which + "'");
+}
+
+std::string weights_path(const std::string& dir, const std::string& which) {
+  check_which(which);
+  fs::path best = fs::path(dir) / kBestWeightsFile, last = fs::path(dir) / kWeightsFile;
+  if (which == "best" && fs::exists(best)) return best.string();
+  if (!fs::exists(last))
+    throw std::runtime_error(dir + ": no " + kWeightsFile +
+                             " (has training written a checkpoint?)");
+  return last.string();
+}
+
+std::string model_type_of(const std::string& config_file) {
+  YAML::Node root;
+  try {
+    root = YAML::LoadFile(config_file);
+  } catch (const YAML::BadFile&) {
+    throw std::runtime_error(config_file + ": cannot open the config file");
+  } catch (const YAML::Exception& e) {
+    throw std::runtime_error(config_file + ": not valid YAML: " + e.what());
+  }
+  if (!root.IsMap() || !root["model-type"] || !root["model-type"].IsScalar()) return "";
+  return root["model-type"].as<std::string>();
+}
+
+std::optional<Family> recognise(const std::string& dir) {
+  std::string path = config_path(dir);
+  if (!fs::is_regular_file(path)) return std::nullopt;
+  std::string type;
+  try {
+    type = model_type_of(path);
+  } catch (const std::runtime_error&) {
+    return std::nullopt;
+  }
+  for (Family f : kFamilies)
+    if (type == family_name(f)) return f;
+  return std::nullopt;
+}
+
+Family family(const std::string& dir) {
+  std::string path = existing_config_path(dir);
+  std::string type = model_type_of(path);
+  for (Family f : kFamilies)
+    if (type == family_name(f)) return f;
+  std::string known;
+  for (Family f : kFamilies) known += std::string(known.empty() ? "" : ", ") + family_name(f);
+  throw std::runtime_error(path + ": model-type '" + type + "' is not one qkv knows (" + known +
+                           ")");
+}
+
+}  // namespace qkv::model_dir

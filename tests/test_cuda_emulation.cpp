@@ -1,5 +1,6 @@
 // The emulated CUDA runtime's own guards (tests/cuda_emulation): what makes a pass of the CUDA
-// tests there mean something. Only in the cuda-emulated build; skipped elsewhere.
+// tests there mean something. Built only in the cuda-emulated build (tests/CMakeLists.txt): it
+// tests nothing elsewhere.
 #include <gtest/gtest.h>
 
 #include <stdexcept>
@@ -13,7 +14,10 @@
 namespace qkv {
 namespace {
 
-#ifdef QKV_CUDA_EMULATED
+#ifndef QKV_CUDA_EMULATED
+#error \
+    "test_cuda_emulation.cpp tests the emulated CUDA runtime: only the cuda-emulated build has it"
+#endif
 
 TEST(CudaEmulation, HostCodeTouchingDeviceMemoryDies) {
   GTEST_FLAG_SET(death_test_style, "threadsafe");
@@ -55,14 +59,6 @@ TEST(CudaEmulation, HostPointerAsKernelArgumentIsALaunchError) {
     EXPECT_NE(std::string(e.what()).find("scale"), std::string::npos) << e.what();
   }
 }
-
-#else
-
-TEST(CudaEmulation, OnlyInTheEmulatedBuild) {
-  GTEST_SKIP() << "not the cuda-emulated build";
-}
-
-#endif
 
 }  // namespace
 }  // namespace qkv

@@ -6,7 +6,8 @@
 // operands were really used. Attention with head dim 64 or 128 runs FlashAttention. Then a tiny
 // Seq2Seq trains 3 Adam steps under bf16 on cuda with losses within 2e-2 of f32 on the CPU, and the
 // training loop skips a poisoned update (infinite gradient or loss) leaving the weights
-// bit-identical. Skipped without a CUDA device.
+// bit-identical. Skipped in builds without CUDA
+// (fails in one with CUDA but no device).
 #include <unistd.h>
 
 #include <cmath>

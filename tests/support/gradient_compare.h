@@ -48,6 +48,16 @@ inline ::testing::AssertionResult gradient_close(const std::string& name, const 
   return failure << " = " << err << " above " << tol;
 }
 
+// The gradient of the parameter `name` of params (a list of (name, Var) pairs); fails the
+// test and gives an empty tensor if there is none.
+template <class ParamList>
+Tensor grad_of(const ParamList& params, const std::string& name) {
+  for (const auto& [n, v] : params)
+    if (n == name) return v.grad();
+  ADD_FAILURE() << "no parameter " << name;
+  return Tensor::zeros({1});
+}
+
 // The Euclidean norm of a tensor (on any device).
 inline double tensor_norm(const Tensor& t) {
   double s = 0;

@@ -1,8 +1,8 @@
 // Decoding on cuda against the CPU: a tiny random Seq2Seq (the cuda training tests' model), the
 // same weights on both devices, greedy and beam search over sentences of different lengths.
 // The hypotheses' tokens agree exactly and their log-probabilities to 1e-4 relative (a near tie
-// between two candidates could flip a token: these seeds have none). Skipped without a CUDA
-// device.
+// between two candidates could flip a token: these seeds have none). Skipped in builds without CUDA
+// (fails in one with CUDA but no device).
 #include <cmath>
 #include <span>
 

@@ -1,5 +1,6 @@
 // The emulated CUDA runtime's own guards (tests/cuda_emulation): what makes a pass of the CUDA
-// tests there mean something. Only in the cuda-emulated build; skipped elsewhere.
+// tests there mean something. Built only in the cuda-emulated build (tests/CMakeLists.txt): it
+// tests nothing elsewhere.
 #include <gtest/gtest.h>
 
 #include <stdexcept>
@@ -13,7 +14,10 @@
 namespace qkv {
 namespace {
 
-#ifdef QKV_CUDA_EMULATED
+#ifndef QKV_CUDA_EMULATED
+#error \
+    "test_cuda_emulation.cpp tests the emulated CUDA runtime: only the cuda-emulated build has it"
+#endif
 
 // The cuda kernels, called directly (past the ops' checks).
 void cuda_scale(const float* x, float s, float* y, int64_t n) {
@@ -62,14 +66,6 @@ TEST(CudaEmulation, HostPointerAsKernelArgumentIsALaunchError) {
     EXPECT_NE(std::string(e.what()).find("scale"), std::string::npos) << e.what();
   }
 }
-
-#else
-
-TEST(CudaEmulation, OnlyInTheEmulatedBuild) {
-  GTEST_SKIP() << "not the cuda-emulated build";
-}
-
-#endif
 
 }  // namespace
 }  // namespace qkv

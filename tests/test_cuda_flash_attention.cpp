@@ -5,8 +5,8 @@
 // start as NaN (poisoned allocator blocks), so an element the kernel does not write fails;
 // gradients accumulate into random non-zero values; rows that see no key give exact zeros and
 // keys that no query sees get exactly nothing. Repeated runs must agree bit for bit (dq: its
-// atomic adds may round in another order). Without a GPU these tests skip; the argument checks
-// run everywhere.
+// atomic adds may round in another order). In a build without CUDA these tests skip (in one
+// with CUDA a missing device fails them); the argument checks run everywhere.
 #include <gtest/gtest.h>
 
 #include <cmath>
@@ -17,6 +17,7 @@
 
 #include "ops/ops.h"
 #include "support/attention_reference.h"
+#include "support/cuda_compare.h"
 #include "tensor/allocator.h"
 #include "tensor/rng.h"
 
@@ -27,9 +28,6 @@ using test::AttentionCase;
 using test::AttentionReference;
 
 constexpr int64_t kBatch = 2, kHeads = 3;
-
-#define SKIP_WITHOUT_GPU() \
-  if (cuda_device_count() == 0) GTEST_SKIP() << "no CUDA device: FlashAttention runs on cuda"
 
 std::string describe(const AttentionCase& c, DType dtype, int64_t head_dim) {
   std::string s = dtype_name(dtype) + " D" + std::to_string(head_dim) + " Lq" +
@@ -170,26 +168,26 @@ void run_cases(DType dtype, int64_t d, uint64_t seed) {
 }
 
 TEST(CudaFlashAttention, Bf16HeadDim64) {
-  SKIP_WITHOUT_GPU();
+  QKV_SKIP_WITHOUT_CUDA();
   run_cases(DType::bf16, 64, 71);
 }
 TEST(CudaFlashAttention, Bf16HeadDim128) {
-  SKIP_WITHOUT_GPU();
+  QKV_SKIP_WITHOUT_CUDA();
   run_cases(DType::bf16, 128, 72);
 }
 TEST(CudaFlashAttention, F16HeadDim64) {
-  SKIP_WITHOUT_GPU();
+  QKV_SKIP_WITHOUT_CUDA();
   run_cases(DType::f16, 64, 73);
 }
 TEST(CudaFlashAttention, F16HeadDim128) {
-  SKIP_WITHOUT_GPU();
+  QKV_SKIP_WITHOUT_CUDA();
   run_cases(DType::f16, 128, 74);
 }
 
 // Gradients in the input dtype: summed in f32, then added to dq, dk, dv once; and gradients
 // not needed.
 TEST(CudaFlashAttention, GradientsInTheInputDtypeAccumulate) {
-  SKIP_WITHOUT_GPU();
+  QKV_SKIP_WITHOUT_CUDA();
   Rng rng(75);
   const AttentionCase c{kBatch, kHeads, 100, 300, true, {300, 120}};
   const int64_t d = 64;
@@ -227,7 +225,7 @@ TEST(CudaFlashAttention, GradientsInTheInputDtypeAccumulate) {
 
 // A result that moves between runs on the same inputs is a race.
 TEST(CudaFlashAttention, RepeatedRunsAgree) {
-  SKIP_WITHOUT_GPU();
+  QKV_SKIP_WITHOUT_CUDA();
   Rng rng(76);
   for (int64_t d : {64, 128}) {
     SCOPED_TRACE(testing::Message() << "D" << d);

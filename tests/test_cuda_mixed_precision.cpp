@@ -4,9 +4,11 @@
 // norm-wise. Each product must be within 1e-2 of the CPU's f32 result AND further than 1e-6
 // from it: f32 cuBLAS agrees with the CPU to about 1e-7, so an error above 1e-6 shows that bf16
 // operands were really used. Attention with head dim 64 or 128 runs FlashAttention. Then a tiny
-// Seq2Seq trains 3 Adam steps under bf16 on cuda with losses within 2e-2 of f32 on the CPU, and the
+// Seq2Seq trains 3 Adam steps under bf16 on cuda with losses within 5e-3 of f32 on the CPU and
+// first-step gradients within 0.25 of each tensor's norm (kBf16GradTol), and the
 // training loop skips a poisoned update (infinite gradient or loss) leaving the weights
-// bit-identical. Skipped without a CUDA device.
+// bit-identical. Skipped in builds without CUDA
+// (fails in one with CUDA but no device).
 #include <unistd.h>
 
 #include <cmath>
@@ -21,6 +23,7 @@
 #include "ops/precision.h"
 #include "optim/optimizer.h"
 #include "support/cuda_compare.h"
+#include "support/gradient_compare.h"
 #include "support/tiny_training.h"
 #include "train/loop.h"
 #include "train/trainer.h"
@@ -142,6 +145,18 @@ TEST(CudaMixedPrecision, Attention) {
   }
 }
 
+// bf16 on cuda against f32 on the CPU. The first step's gradients (same weights, same dropout
+// masks) are compared per tensor, relative to each one's own norm: bf16 keeps 8 significant
+// bits (unit roundoff 2^-9 = 2e-3) and every matmul operand is rounded, forward and backward,
+// and in this post-norm model with head dim 16 the LayerNorm and softmax backward passes
+// subtract nearly equal rounded terms. Measured (emulated build): 1.7e-3 (final_logits_bias)
+// near the loss, a median of 5.5e-2, at most 0.143 (decoder layer 0's cross-attention
+// q_proj.weight); the key biases, zero in exact arithmetic, 2e-3 of their weights' gradient.
+// So 0.25 per tensor: loose, but a gradient that is a quarter off, zero or of the wrong sign
+// fails, which the one gradient norm over all tensors (dominated by the embedding) let pass.
+// Losses: measured at most 1.6e-3 relative, tolerance 5e-3; gradient norms 2.3e-2, 5e-2.
+constexpr double kBf16GradTol = 0.25, kBf16LossTol = 5e-3, kBf16GradNormTol = 5e-2;
+
 TEST(CudaMixedPrecision, TinySeq2SeqTrainsInBf16LikeF32OnTheCpu) {
   QKV_SKIP_WITHOUT_CUDA();
   nn::Seq2SeqConfig config = tiny_training_config();
@@ -175,13 +190,22 @@ TEST(CudaMixedPrecision, TinySeq2SeqTrainsInBf16LikeF32OnTheCpu) {
       tape_cuda.backward(loss_cuda);
     }
     double want = loss_cpu.value().item(), got = loss_cuda.value().item();
-    EXPECT_NEAR(got, want, 2e-2 * std::fabs(want)) << "loss at step " << step;
+    EXPECT_NEAR(got, want, kBf16LossTol * std::fabs(want)) << "loss at step " << step;
+    for (size_t i = 0; i < cpu_params.size() && step == 0; ++i) {
+      const std::string& name = cpu_params[i].first;
+      double floor = 1e-30;
+      if (name.ends_with("k_proj.bias"))  // noise, beside the key weights' gradient
+        floor = tensor_norm(grad_of(cpu_params, name.substr(0, name.size() - 4) + "weight"));
+      EXPECT_TRUE(gradient_close(name, cuda_params[i].second.grad(), cpu_params[i].second.grad(),
+                                 kBf16GradTol, floor));
+    }
     optim::UpdateResult rc =
         optim::clipped_update(adam_cpu, cpu_params, want, batch.n_tgt_tokens, 1e-3f, 1.f);
     optim::UpdateResult rg =
         optim::clipped_update(adam_cuda, cuda_params, got, batch.n_tgt_tokens, 1e-3f, 1.f);
     EXPECT_TRUE(rc.applied && rg.applied);
-    EXPECT_NEAR(rg.grad_norm, rc.grad_norm, 5e-2 * rc.grad_norm) << "gradient norm, step " << step;
+    EXPECT_NEAR(rg.grad_norm, rc.grad_norm, kBf16GradNormTol * rc.grad_norm)
+        << "gradient norm, step " << step;
   }
   for (const auto& [name, p] : cuda_params)
     EXPECT_EQ(p.value().dtype(), DType::f32) << name << ": master weights stay f32";

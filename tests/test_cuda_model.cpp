@@ -5,7 +5,8 @@
 // Except the key projections' biases: adding a constant to every key adds the same amount to a
 // query's scores, which softmax ignores, so their gradient is zero in exact arithmetic and
 // rounding noise on either device; Adam then turns that noise into steps of the full learning
-// rate. Their gradients are only checked to be noise. Skipped without a CUDA device.
+// rate. Their gradients are only checked to be noise. Skipped in builds without CUDA
+// (fails in one with CUDA but no device).
 #include <algorithm>
 #include <cmath>
 #include <string>

@@ -2,7 +2,8 @@
 // their backward passes), naive f32 attention with causal and padding masks, and the decoding
 // helpers (KV-cache write and gather, gather_rows, argmax_rows). Tolerance unless a test says
 // otherwise: elementwise |cuda - cpu| <= 1e-5 * (|cpu| + 1); copies bit for bit. Gradients
-// start random (backward kernels accumulate). Skipped without a CUDA device.
+// start random (backward kernels accumulate). Skipped in builds without CUDA
+// (fails in one with CUDA but no device).
 #include "ops/ops.h"
 #include "support/cuda_compare.h"
 

@@ -2,7 +2,8 @@
 // broadcast arithmetic and its reductions, whole-tensor sums, Tensor::cast / fill on cuda.
 // Tolerance unless a test says otherwise: elementwise |cuda - cpu| <= 1e-5 * (|cpu| + 1).
 // Outputs the kernel must overwrite start as NaN; gradients start random (backward kernels
-// accumulate). Skipped without a CUDA device.
+// accumulate). Skipped in builds without CUDA
+// (fails in one with CUDA but no device).
 #include <cstring>
 
 #include "ops/ops.h"

@@ -1,7 +1,8 @@
 // CUDA kernels against the CPU kernels, through ops/ops.h: embedding, LayerNorm, softmax,
 // log-softmax, activations, dropout, cross-entropy and Adam. Tolerance unless a test says
 // otherwise: elementwise |cuda - cpu| <= 1e-5 * (|cpu| + 1). Dropout masks: bit for bit.
-// Gradients start random (backward kernels accumulate). Skipped without a CUDA device.
+// Gradients start random (backward kernels accumulate). Skipped in builds without CUDA
+// (fails in one with CUDA but no device).
 #include <cmath>
 
 #include "ops/ops.h"

@@ -2,7 +2,8 @@
 // checkpoints written from device tensors and read back, metrics. 6 updates of a tiny model
 // on cuda log the same losses and gradient norms as on the CPU (1e-3 relative: the two
 // devices round differently and 6 Adam steps compound it), and a run stopped at 3 and
-// resumed equals an unbroken one. Skipped without a CUDA device.
+// resumed equals an unbroken one. Skipped in builds without CUDA
+// (fails in one with CUDA but no device).
 #include <filesystem>
 #include <fstream>
 #include <nlohmann/json.hpp>

@@ -1,6 +1,7 @@
 // The FlashAttention kernels themselves (src/ops/cuda/flash_attention_*_kernel.cuh) run on the
 // CPU, CUDA emulated by tests/cuda_emulation, against float64 on small shapes: their tile
-// indexing, fragment layouts, masks, tails and cp.async waits, in every build, no GPU.
+// indexing, fragment layouts, masks, tails and cp.async waits, in every build (AddressSanitizer's
+// too: the fiber scheduler tells it of each stack switch), no GPU.
 // Tolerances as on the GPU (test_cuda_flash_attention): 1e-2 (bf16), 5e-3 (f16), lse 1e-4. The
 // outputs start as NaN and shared memory as 0xff bytes before each block.
 #include "cuda_emulation/cuda_emulation.h"
@@ -21,13 +22,6 @@ static_assert(cuda_emulation::kMaxDynamicShared >= size_t(flash_fwd::kForwardSme
 
 namespace qkv {
 namespace {
-
-// Fibers switch stacks behind AddressSanitizer's back (false reports); the release run covers it.
-#ifdef __SANITIZE_ADDRESS__
-#define SKIP_UNDER_ASAN() GTEST_SKIP() << "the fiber emulation does not run under AddressSanitizer"
-#else
-#define SKIP_UNDER_ASAN()
-#endif
 
 using cuda_emulation::from_float;
 using cuda_emulation::to_float;
@@ -163,15 +157,12 @@ void expect_cases_match(const std::vector<test::AttentionCase>& all, uint32_t se
 }
 
 TEST(FlashAttentionEmulated, Bf16HeadDim64) {
-  SKIP_UNDER_ASAN();
   expect_cases_match<__nv_bfloat16, 64>(cases(), 81);
 }
 TEST(FlashAttentionEmulated, F16HeadDim128) {
-  SKIP_UNDER_ASAN();
   expect_cases_match<__half, 128>(cases(), 82);
 }
 TEST(FlashAttentionEmulated, OtherPairings) {
-  SKIP_UNDER_ASAN();
   expect_cases_match<__half, 64>({cases()[5]}, 83);
   expect_cases_match<__nv_bfloat16, 128>({cases()[4]}, 84);
 }

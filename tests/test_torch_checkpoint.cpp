@@ -127,7 +127,9 @@ TEST_F(TorchCheckpoint, EveryTruncationIsAnError) {
 }
 
 // The legacy format has no checksum: a changed byte may still load, but never reads out of
-// bounds or fails other than with std::runtime_error.
+// bounds or fails other than with std::runtime_error. Only AddressSanitizer sees an
+// out-of-bounds read, so the test exists only in the sanitized build (preset asan).
+#ifdef __SANITIZE_ADDRESS__
 TEST_F(TorchCheckpoint, ChangedBytesNeverReadOutOfBounds) {
   std::string bytes = read_file(file("legacy.pt"));
   for (size_t at = 0; at < bytes.size(); ++at) {
@@ -140,6 +142,7 @@ TEST_F(TorchCheckpoint, ChangedBytesNeverReadOutOfBounds) {
     }
   }
 }
+#endif
 
 // A list nested a million deep (7 bytes a level through the memo) unpickles and is freed
 // without recursing once per level (which would overflow the stack).

@@ -12,6 +12,20 @@
 #error "tests/cuda_emulation switches fibers for x86-64 only"
 #endif
 
+// AddressSanitizer must be told of each switch (which stack is current), or it takes the
+// fibers' frames for the scheduler's and reports false errors.
+#if defined(__SANITIZE_ADDRESS__)
+#define QKV_FIBERS_ASAN 1
+#elif defined(__has_feature)
+#if __has_feature(address_sanitizer)
+#define QKV_FIBERS_ASAN 1
+#endif
+#endif
+#ifdef QKV_FIBERS_ASAN
+#include <sanitizer/asan_interface.h>
+#include <sanitizer/common_interface_defs.h>
+#endif
+
 // switch_stack(save, next): saves this context's stack pointer in *save, continues at next.
 extern "C" void cuda_emulation_switch_stack(void** save, void* next);
 asm(R"(
@@ -42,12 +56,41 @@ namespace {
 
 constexpr size_t kStackBytes = 128 * 1024;
 
+#ifdef QKV_FIBERS_ASAN
+// The scheduler's stack, as AddressSanitizer reports it when a fiber first runs.
+const void* scheduler_stack_bottom = nullptr;
+size_t scheduler_stack_size = 0;
+#endif
+
+// Around each switch: before it, the stack switched to (fake_stack: where this context's
+// fake stack is kept; nullptr when this context ends); after it, on the stack switched to.
+inline void before_switch(void** fake_stack, const void* bottom, size_t size) {
+#ifdef QKV_FIBERS_ASAN
+  __sanitizer_start_switch_fiber(fake_stack, bottom, size);
+#endif
+}
+inline void after_switch(void* fake_stack) {
+#ifdef QKV_FIBERS_ASAN
+  __sanitizer_finish_switch_fiber(fake_stack, &scheduler_stack_bottom, &scheduler_stack_size);
+#endif
+}
+// The scheduler's side: which of the stacks was left is known (a fiber's).
+inline void after_switch_to_scheduler(void* fake_stack) {
+#ifdef QKV_FIBERS_ASAN
+  __sanitizer_finish_switch_fiber(fake_stack, nullptr, nullptr);
+#endif
+}
+
 [[noreturn]] void run_fiber() {
+  after_switch(nullptr);  // a fresh fiber: no fake stack of its own yet
   state.kernel();
   Fiber& f = state.fibers[state.current];
   f.done = true;
   ++state.progress;
   void* unused;
+#ifdef QKV_FIBERS_ASAN
+  before_switch(nullptr, scheduler_stack_bottom, scheduler_stack_size);  // this fiber ends
+#endif
   cuda_emulation_switch_stack(&unused, state.scheduler_stack_pointer);
   __builtin_unreachable();
 }
@@ -56,6 +99,10 @@ constexpr size_t kStackBytes = 128 * 1024;
 // address, then a null return address, so that run_fiber starts with the stack aligned as
 // after a call.
 void* new_fiber_stack(char* stack) {
+#ifdef QKV_FIBERS_ASAN
+  // The frames of the fiber that ran here last never returned: their redzones are poisoned.
+  ASAN_UNPOISON_MEMORY_REGION(stack, kStackBytes);
+#endif
   auto top = reinterpret_cast<uintptr_t>(stack + kStackBytes) & ~uintptr_t(15);
   auto* slot = reinterpret_cast<void**>(top);
   *--slot = nullptr;
@@ -66,7 +113,10 @@ void* new_fiber_stack(char* stack) {
 
 void resume(int fiber) {
   state.current = fiber;
+  void* fake_stack = nullptr;
+  before_switch(&fake_stack, state.stacks[size_t(fiber)].get(), kStackBytes);
   cuda_emulation_switch_stack(&state.scheduler_stack_pointer, state.fibers[fiber].stack_pointer);
+  after_switch_to_scheduler(fake_stack);
 }
 
 bool all_done() {
@@ -78,8 +128,13 @@ bool all_done() {
 }  // namespace
 
 void yield() {
+  void* fake_stack = nullptr;
+#ifdef QKV_FIBERS_ASAN
+  before_switch(&fake_stack, scheduler_stack_bottom, scheduler_stack_size);
+#endif
   cuda_emulation_switch_stack(&state.fibers[state.current].stack_pointer,
                               state.scheduler_stack_pointer);
+  after_switch(fake_stack);
 }
 
 void deadlock() {

@@ -5,7 +5,8 @@
 
 DIR holds what the C++ test wrote: config.json, weights.safetensors (qkv's parameter names) and
 batch.safetensors. The script writes reference.safetensors ("logits", "losses", and for seq2seq "scores": the
-summed log-probability of each row's target) into DIR.
+summed log-probability of each row's target; "grad.<name>": the gradient of each of qkv's tensors in the first
+training step) into DIR.
 qkv's q_proj/k_proj/v_proj map onto torch's packed in_proj_weight; post-norm stacks have no
 final LayerNorm (torch.nn.Transformer would add one), as in Vaswani et al.
 """
@@ -21,6 +22,7 @@ import torch.nn.functional as F
 
 sys.path.insert(0, os.path.dirname(__file__))
 import safetensors_np  # noqa: E402
+from qkv_gradients import qkv_gradients  # noqa: E402
 
 
 def sinusoidal(n, d):
@@ -152,16 +154,20 @@ class Block(nn.Module):
         return self.head(x)
 
 
-def train(model, c, loss_fn, steps):
+def train(model, c, loss_fn, steps, first_gradients):
+    """Adam steps; returns the losses before each, and first_gradients() after the first
+    backward pass (the gradients of the weights as loaded)."""
     opt = torch.optim.Adam(model.parameters(), lr=c["lr"], betas=(0.9, 0.98), eps=1e-9)
-    losses = []
+    losses, grads = [], {}
     for _ in range(steps):
         opt.zero_grad()
         loss = loss_fn()
         loss.backward()
+        if not losses:
+            grads = first_gradients()
         opt.step()
         losses.append(loss.item())
-    return losses
+    return losses, grads
 
 
 def main():
@@ -176,20 +182,23 @@ def main():
         logits.reshape(-1, logits.shape[-1]), tgt.reshape(-1), ignore_index=0,
         label_smoothing=c["label_smoothing"], reduction="sum") / (tgt != 0).sum()
     extra = {}
+    build = (lambda weights: Block(c, weights)) if mode == "block" else (lambda weights: Seq2Seq(c, weights))
+    model = build(w)
+    first_gradients = lambda: qkv_gradients(build, model, w)  # noqa: E731
     if mode == "block":
-        model = Block(c, w)
         logits = model(b["x"], b["lengths"])
-        losses = train(model, c, lambda: ce(model(b["x"], b["lengths"]), b["targets"]), c["steps"])
+        losses, grads = train(model, c, lambda: ce(model(b["x"], b["lengths"]), b["targets"]), c["steps"],
+                              first_gradients)
     else:
-        model = Seq2Seq(c, w)
         logits = model(b["src"], b["src_lengths"], b["tgt_in"])
         lp = torch.log_softmax(logits.double(), -1).gather(-1, b["tgt_out"][..., None])[..., 0]
         extra["scores"] = (lp * (b["tgt_out"] != 0)).sum(-1).detach().numpy().astype(np.float32)
-        losses = train(model, c, lambda: ce(model(b["src"], b["src_lengths"], b["tgt_in"]), b["tgt_out"]),
-                       c["steps"])
+        losses, grads = train(model, c, lambda: ce(model(b["src"], b["src_lengths"], b["tgt_in"]), b["tgt_out"]),
+                              c["steps"], first_gradients)
     safetensors_np.save(os.path.join(d, "reference.safetensors"),
                         {"logits": logits.detach().numpy().astype(np.float32),
-                         "losses": np.array(losses, dtype=np.float32), **extra})
+                         "losses": np.array(losses, dtype=np.float32), **extra,
+                         **{"grad." + name: g for name, g in grads.items()}})
 
 
 if __name__ == "__main__":

@@ -7,7 +7,8 @@ ViTForImageClassification names, as qkv saves them) and batch.safetensors (image
 The model: a Conv2d patch embedding (kernel = stride = patch), a class token, learned position
 embeddings, nn.TransformerEncoderLayer(norm_first=True, activation="gelu"), a final LayerNorm and
 a linear classifier on the class token. Writes reference.safetensors into DIR: "logits" of the
-first forward pass and "losses" before each of `steps` AdamW updates.
+first forward pass, "losses" before each of `steps` AdamW updates and "grad.<name>", the gradient of
+each of qkv's tensors in the first update.
 """
 import json
 import os
@@ -20,6 +21,7 @@ import torch.nn.functional as F
 
 sys.path.insert(0, os.path.dirname(__file__))
 import safetensors_np  # noqa: E402
+from qkv_gradients import qkv_gradients  # noqa: E402
 
 
 class ViT(nn.Module):
@@ -83,6 +85,7 @@ def main():
     images, labels = torch.tensor(b["images"]), torch.tensor(b["labels"].astype(np.int64))
     model = ViT(c, w)
     logits = model(images)
+    grads = {}
     # Decay on the weight matrices only, as qkv (optim::decays): not on biases, LayerNorms,
     # the class token or the position embeddings.
     decay = [p for n, p in model.named_parameters() if p.dim() >= 2 and n not in ("cls", "pos")]
@@ -95,11 +98,14 @@ def main():
         opt.zero_grad()
         loss = F.cross_entropy(model(images), labels, label_smoothing=c["label_smoothing"])
         loss.backward()
+        if not losses:
+            grads = qkv_gradients(lambda weights: ViT(c, weights), model, w)
         opt.step()
         losses.append(loss.item())
     safetensors_np.save(os.path.join(d, "reference.safetensors"),
                         {"logits": logits.detach().numpy().astype(np.float32),
-                         "losses": np.array(losses, dtype=np.float32)})
+                         "losses": np.array(losses, dtype=np.float32),
+                         **{"grad." + name: g for name, g in grads.items()}})
 
 
 if __name__ == "__main__":

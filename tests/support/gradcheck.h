@@ -12,7 +12,9 @@ namespace qkv::test {
 
 struct GradcheckOptions {
   float eps = 1e-2f;
-  double tol = 1e-2;  // norm-wise relative error over the checked coordinates
+  // Norm-wise relative error over the checked coordinates, each input on its own. Measured:
+  // at most 3.7e-5 over the checks of test_{attention,cross_entropy,layout,linear_ops,nn_ops}.
+  double tol = 1e-3;
   int max_coords = 48;
   uint64_t seed = 7;
 };

@@ -8,14 +8,15 @@ cd "$(dirname "${BASH_SOURCE[0]}")/.."
 PRESET=release source scripts/setup.sh
 ctest --preset release -j "$(nproc)"
 if [ "${QKV_SKIP_CUDA_EMULATION:-0}" != 1 ]; then
-  # Only the tests of the CUDA backend: the rest is the Release build's.
+  # Only the tests of the CUDA backend, and the op dispatch (its cuda registrations): the rest
+  # is the Release build's.
   cmake --preset cuda-emulated >/dev/null
   mapfile -t targets < <(cd tests &&
-    ls test_cuda_*.cpp test_flash_attention_emulated.cpp | sed 's/\.cpp$//')
+    ls test_cuda_*.cpp test_flash_attention_emulated.cpp test_op_dispatch.cpp | sed 's/\.cpp$//')
   cmake --build build/cuda-emulated --target "${targets[@]}"
   # A CUDA test fails here rather than skip without a device (support/cuda_compare.h); no
   # tests at all (a filter that matches nothing) is an error too.
-  ctest --test-dir build/cuda-emulated -R '^(Cuda|FlashAttentionEmulated)' -j "$(nproc)" \
+  ctest --test-dir build/cuda-emulated -R '^(Cuda|FlashAttentionEmulated|OpDispatch)' -j "$(nproc)" \
     --output-on-failure --no-tests=error
 fi
 # Where nvcc is installed (no GPU needed), every CUDA source is compiled for the GPU too: the

@@ -116,6 +116,20 @@ TEST(ModelDir, ConfigFilesOfBeforeLoadAndRoundTrip) {
                                          {"bad.yaml", "mean", "'zero'"});
 }
 
+// A config.yaml without model-type (hand-written, or from before the key) is a translation
+// model, as qkv has always read it.
+TEST(ModelDir, ConfigWithoutModelTypeIsTranslation) {
+  ScratchDir dir("model_dir_untyped");
+  std::string text = kSeq2SeqConfigOfBefore;
+  const std::string type_line = "model-type: seq2seq\n";
+  ASSERT_EQ(text.find(type_line), 0u);
+  fs::create_directories(dir.file("mt"));
+  std::string path = write_bytes(dir.file("mt/config.yaml"), text.substr(type_line.size()));
+  EXPECT_EQ(model_dir::read_seq2seq_config(path).d_model, 32);
+  EXPECT_EQ(model_dir::recognise(dir.file("mt")), model_dir::Family::seq2seq);
+  EXPECT_EQ(model_dir::family(dir.file("mt")), model_dir::Family::seq2seq);
+}
+
 TEST(ModelDir, WeightsOfBestOrLast) {
   ScratchDir dir("model_dir_weights");
   test::expect_error<std::runtime_error>([&] { model_dir::weights_path(dir.file(""), "best"); },

@@ -118,15 +118,26 @@ void Options::add_to_cli(CLI::App& app) {
   }
 }
 
-void Options::load_yaml(const std::string& path) {
-  YAML::Node root;
+namespace {
+YAML::Node load_yaml_file(const std::string& path) {
   try {
-    root = YAML::LoadFile(path);
+    return YAML::LoadFile(path);
   } catch (const YAML::BadFile&) {
     throw std::runtime_error(path + ": cannot open the config file");
   } catch (const YAML::Exception& e) {
     throw std::runtime_error(path + ": not valid YAML: " + e.what());
   }
+}
+}  // namespace
+
+std::string read_yaml_scalar(const std::string& path, const std::string& key) {
+  YAML::Node root = load_yaml_file(path);
+  if (!root.IsMap() || !root[key] || !root[key].IsScalar()) return "";
+  return root[key].as<std::string>();
+}
+
+void Options::load_yaml(const std::string& path) {
+  YAML::Node root = load_yaml_file(path);
   if (root.IsNull()) return;
   if (!root.IsMap())
     throw std::runtime_error(path + ": a config file must be a mapping of key: value");

@@ -45,4 +45,8 @@ class Options {
   std::map<std::string, std::vector<std::string>> cli_;
 };
 
+// The scalar value of `key` in the YAML mapping at path ("" when it has none); std::runtime_error
+// naming the file when it cannot be read as YAML.
+std::string read_yaml_scalar(const std::string& path, const std::string& key);
+
 }  // namespace qkv

@@ -1,9 +1,9 @@
 #include "model_dir/model_dir.h"
 
-#include <yaml-cpp/yaml.h>
-
 #include <filesystem>
 #include <stdexcept>
+
+#include "config/options.h"
 
 namespace qkv::model_dir {
 
@@ -51,37 +51,34 @@ std::string weights_path(const std::string& dir, const std::string& which) {
 }
 
 std::string model_type_of(const std::string& config_file) {
-  YAML::Node root;
-  try {
-    root = YAML::LoadFile(config_file);
-  } catch (const YAML::BadFile&) {
-    throw std::runtime_error(config_file + ": cannot open the config file");
-  } catch (const YAML::Exception& e) {
-    throw std::runtime_error(config_file + ": not valid YAML: " + e.what());
-  }
-  if (!root.IsMap() || !root["model-type"] || !root["model-type"].IsScalar()) return "";
-  return root["model-type"].as<std::string>();
+  return read_yaml_scalar(config_file, "model-type");
 }
+
+namespace {
+// The family a model-type names. A config.yaml without one is a translation model, as qkv has
+// always read such files.
+std::optional<Family> family_of_type(const std::string& type) {
+  if (type.empty()) return Family::seq2seq;
+  for (Family f : kFamilies)
+    if (type == family_name(f)) return f;
+  return std::nullopt;
+}
+}  // namespace
 
 std::optional<Family> recognise(const std::string& dir) {
   std::string path = config_path(dir);
   if (!fs::is_regular_file(path)) return std::nullopt;
-  std::string type;
   try {
-    type = model_type_of(path);
+    return family_of_type(model_type_of(path));
   } catch (const std::runtime_error&) {
     return std::nullopt;
   }
-  for (Family f : kFamilies)
-    if (type == family_name(f)) return f;
-  return std::nullopt;
 }
 
 Family family(const std::string& dir) {
   std::string path = existing_config_path(dir);
   std::string type = model_type_of(path);
-  for (Family f : kFamilies)
-    if (type == family_name(f)) return f;
+  if (std::optional<Family> f = family_of_type(type)) return *f;
   std::string known;
   for (Family f : kFamilies) known += std::string(known.empty() ? "" : ", ") + family_name(f);
   throw std::runtime_error(path + ": model-type '" + type + "' is not one qkv knows (" + known +

@@ -13,7 +13,11 @@
 // name, and a <family>_dir.h with read/write of its config and load/save of the directory.
 #pragma once
 #include <optional>
+#include <stdexcept>
 #include <string>
+
+#include "config/options.h"
+#include "io/atomic_file.h"
 
 namespace qkv::model_dir {
 
@@ -38,8 +42,8 @@ void check_which(const std::string& which);
 // Throws std::invalid_argument for another `which`, std::runtime_error when neither exists.
 std::string weights_path(const std::string& dir, const std::string& which);
 
-// The family named by dir's config.yaml; nothing when dir has no readable config.yaml with a
-// model-type qkv knows.
+// The family named by dir's config.yaml (one without a model-type is seq2seq); nothing when dir
+// has no readable config.yaml with a model-type qkv knows.
 std::optional<Family> recognise(const std::string& dir);
 // The same, or std::runtime_error naming the directory or file: no such directory, no
 // config.yaml, or a model-type qkv does not know.
@@ -48,5 +52,37 @@ Family family(const std::string& dir);
 // The model-type of a config file ("" when the file has none); std::runtime_error naming the
 // file when it cannot be read as YAML.
 std::string model_type_of(const std::string& config_file);
+
+// A family's config file: its model-type, then the keys Config::bind registers (written
+// atomically). Reading checks the model-type first, so another family's file is named as such,
+// not by its first key; a file without one is read as this family, as before model-type
+// existed. Errors are std::runtime_error naming the file (and line).
+template <class Config>
+void write_family_config(const std::string& path, Family family, Config config) {
+  std::string type = family_name(family);
+  Options o;
+  o.add("model-type", type, "the model family");
+  config.bind(o);
+  write_file_atomic(path, o.to_yaml());
+}
+
+template <class Config>
+Config read_family_config(const std::string& path, Family family) {
+  std::string type = model_type_of(path);
+  if (!type.empty() && type != family_name(family))
+    throw std::runtime_error(path + ": model-type is '" + type + "', expected " +
+                             family_name(family));
+  Config c;
+  Options o;
+  o.add("model-type", type, "the model family");
+  c.bind(o);
+  try {
+    o.load_yaml(path);
+    c.check(path);
+  } catch (const std::invalid_argument& e) {
+    throw std::runtime_error(e.what());
+  }
+  return c;
+}
 
 }  // namespace qkv::model_dir

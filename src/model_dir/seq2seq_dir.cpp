@@ -3,7 +3,6 @@
 #include <filesystem>
 #include <stdexcept>
 
-#include "io/atomic_file.h"
 #include "io/safetensors.h"
 
 namespace qkv::model_dir {
@@ -11,30 +10,11 @@ namespace qkv::model_dir {
 namespace fs = std::filesystem;
 
 void write_config(const std::string& path, const nn::Seq2SeqConfig& config) {
-  nn::Seq2SeqConfig copy = config;
-  std::string type = family_name(Family::seq2seq);
-  Options o;
-  o.add("model-type", type, "the model family");
-  copy.bind(o);
-  write_file_atomic(path, o.to_yaml());
+  write_family_config(path, Family::seq2seq, config);
 }
 
 nn::Seq2SeqConfig read_seq2seq_config(const std::string& path) {
-  // The family first, so that another family's file is named as such, not by its first key.
-  std::string type = model_type_of(path);
-  if (type != family_name(Family::seq2seq))
-    throw std::runtime_error(path + ": model-type is '" + type + "', expected seq2seq");
-  nn::Seq2SeqConfig c;
-  Options o;
-  o.add("model-type", type, "the model family");
-  c.bind(o);
-  try {
-    o.load_yaml(path);
-    c.check(path);
-  } catch (const std::invalid_argument& e) {
-    throw std::runtime_error(e.what());
-  }
-  return c;
+  return read_family_config<nn::Seq2SeqConfig>(path, Family::seq2seq);
 }
 
 TranslationModel load_translation_dir(const std::string& dir, const std::string& which) {

@@ -3,7 +3,6 @@
 #include <filesystem>
 #include <stdexcept>
 
-#include "io/atomic_file.h"
 #include "io/safetensors.h"
 
 namespace qkv::model_dir {
@@ -11,31 +10,11 @@ namespace qkv::model_dir {
 namespace fs = std::filesystem;
 
 void write_config(const std::string& path, const nn::ViTConfig& config) {
-  nn::ViTConfig copy = config;
-  std::string type = family_name(Family::vit);
-  Options o;
-  o.add("model-type", type, "the model family");
-  copy.bind(o);
-  write_file_atomic(path, o.to_yaml());
+  write_family_config(path, Family::vit, config);
 }
 
 nn::ViTConfig read_vit_config(const std::string& path) {
-  // The family first, so that another family's file is named as such, not by its first key
-  // (a ViT config.yaml without model-type loads, as it did).
-  std::string type = model_type_of(path);
-  if (!type.empty() && type != family_name(Family::vit))
-    throw std::runtime_error(path + ": model-type is '" + type + "', expected vit");
-  nn::ViTConfig c;
-  Options o;
-  o.add("model-type", type, "the model family");
-  c.bind(o);
-  try {
-    o.load_yaml(path);
-    c.check(path);
-  } catch (const std::invalid_argument& e) {
-    throw std::runtime_error(e.what());
-  }
-  return c;
+  return read_family_config<nn::ViTConfig>(path, Family::vit);
 }
 
 std::unique_ptr<nn::ViT> load_vit_dir(const std::string& dir, const std::string& which) {

@@ -10,7 +10,7 @@ namespace qkv::model_dir {
 namespace fs = std::filesystem;
 
 namespace {
-constexpr Family kFamilies[] = {Family::seq2seq, Family::vit};
+constexpr Family kFamilies[] = {Family::seq2seq, Family::vit, Family::gpt};
 }  // namespace
 
 const char* family_name(Family family) {
@@ -19,6 +19,8 @@ const char* family_name(Family family) {
       return "seq2seq";
     case Family::vit:
       return "vit";
+    case Family::gpt:
+      return "gpt";
   }
   return "?";
 }

@@ -4,13 +4,14 @@
 //                            (nn::Seq2SeqConfig::bind, nn::ViTConfig::bind)
 //   model.safetensors        the weights (training: of the last checkpoint)
 //   model.best.safetensors   training: the weights with the best validation score
-//   the tokenizer            translation models: spm.model, or source.spm, target.spm and
+//   the tokenizer            language models: tokenizer.yaml and its files (data/lm_tokenizer.h);
+//                            translation models: spm.model, or source.spm, target.spm and
 //                            vocab.json for a converted Marian model (data::Tokenizer)
 // Training adds train.yaml, metrics.jsonl and checkpoint/ (train/checkpoint.h).
 //
 // This layer sits above nn, data and io and below train, decode, eval, convert and cli; each
-// family has its file here (seq2seq_dir.h, vit_dir.h). A new family (GPT) adds a Family, its
-// name, and a <family>_dir.h with read/write of its config and load/save of the directory.
+// family has its file here (seq2seq_dir.h, vit_dir.h, gpt_dir.h). A new family adds a Family,
+// its name, and a <family>_dir.h with read/write of its config and load/save of the directory.
 #pragma once
 #include <optional>
 #include <stdexcept>
@@ -21,9 +22,9 @@
 
 namespace qkv::model_dir {
 
-enum class Family { seq2seq, vit };
+enum class Family { seq2seq, vit, gpt };
 
-// The family's model-type in config.yaml: "seq2seq" or "vit".
+// The family's model-type in config.yaml: "seq2seq", "vit" or "gpt".
 const char* family_name(Family family);
 
 inline constexpr const char* kConfigFile = "config.yaml";

@@ -1,0 +1,91 @@
+// GptConfig: presets, options and checks (the model is in gpt.cpp).
+#include <cmath>
+#include <stdexcept>
+
+#include "nn/gpt.h"
+
+namespace qkv::nn {
+
+int64_t GptConfig::ff_width() const {
+  if (d_ff > 0) return d_ff;
+  if (!swiglu()) return 4 * d_model;
+  int64_t width = (8 * d_model + 2) / 3;  // Llama: 2/3 of 4 d, a multiple of 64 above
+  return (width + 63) / 64 * 64;
+}
+
+GptConfig GptConfig::preset(const std::string& name) {
+  GptConfig c;
+  if (name == "gpt-nano") {  // nanoGPT's CPU "baby GPT"
+    c.context_length = 64, c.layers = 4, c.heads = 4, c.d_model = 128;
+  } else if (name == "gpt-mini") {  // nanoGPT's shakespeare_char model
+    c.context_length = 256, c.layers = 6, c.heads = 6, c.d_model = 384, c.dropout = 0.2f;
+  } else if (name == "gpt2") {  // GPT-2 small, 124M parameters with its 50257 tokens
+    c.context_length = 1024, c.layers = 12, c.heads = 12, c.d_model = 768;
+    c.mlp = "gelu_tanh";
+  } else if (name == "llama-tiny") {
+    c.context_length = 256, c.layers = 4, c.heads = 8, c.kv_heads = 2, c.d_model = 256;
+    c.positions = "rope", c.norm = "rmsnorm", c.mlp = "swiglu", c.bias = false;
+    c.tie_embeddings = false;
+  } else {
+    throw std::invalid_argument("unknown GPT preset '" + name +
+                                "' (expected gpt-nano, gpt-mini, gpt2 or llama-tiny)");
+  }
+  return c;
+}
+
+void GptConfig::bind_shape(Options& o) {
+  o.add("context-length", context_length, "longest sequence in tokens the model sees");
+  o.add("d-model", d_model, "model width");
+  o.add("layers", layers, "decoder blocks");
+  o.add("heads", heads, "query heads");
+  o.add("kv-heads", kv_heads, "key/value heads (0: heads; 1: multi-query; else grouped-query)");
+  o.add("d-ff", d_ff, "MLP width (0: 4 d-model, or Llama's 8/3 d-model for swiglu)");
+  o.add("positions", positions, "position encoding: learned or rope");
+  o.add("rope-theta", rope_theta, "RoPE base frequency");
+  o.add("norm", norm, "layernorm or rmsnorm");
+  o.add("norm-eps", norm_eps, "epsilon of the norms");
+  o.add("mlp", mlp, "MLP: gelu, gelu_tanh or swiglu");
+  o.add("bias", bias, "biases in the attention and MLP projections");
+  o.add("tie-embeddings", tie_embeddings, "output projection shares the embedding matrix");
+}
+
+void GptConfig::bind(Options& o) {
+  bind_shape(o);
+  o.add("vocab-size", vocab_size, "tokens in the vocabulary");
+  o.add("dropout", dropout, "dropout used in training");
+  o.add("bos-id", bos_id, "begin-of-sequence id (-1: none)");
+  o.add("eos-id", eos_id, "end-of-text id (-1: none)");
+}
+
+void GptConfig::check(const std::string& where) const {
+  auto fail = [&](const std::string& what) { throw std::invalid_argument(where + ": " + what); };
+  auto positive = [&](const char* name, int64_t value) {
+    if (value <= 0) fail(std::string(name) + " must be positive, not " + std::to_string(value));
+  };
+  positive("vocab-size", vocab_size);
+  positive("context-length", context_length);
+  positive("d-model", d_model);
+  positive("layers", layers);
+  positive("heads", heads);
+  if (d_model % heads != 0)
+    fail("d-model " + std::to_string(d_model) + " is not a multiple of heads " +
+         std::to_string(heads));
+  if (kv_heads < 0 || heads % kv_head_count() != 0)
+    fail("kv-heads " + std::to_string(kv_heads) + " must divide heads " + std::to_string(heads));
+  if (d_ff < 0) fail("d-ff must not be negative, not " + std::to_string(d_ff));
+  if (positions != "learned" && positions != "rope")
+    fail("positions must be learned or rope, not '" + positions + "'");
+  if (rope() && (head_dim() % 2 != 0 || !(rope_theta > 0)))
+    fail("rope needs an even head size and rope-theta > 0");
+  if (norm != "layernorm" && norm != "rmsnorm")
+    fail("norm must be layernorm or rmsnorm, not '" + norm + "'");
+  if (!(norm_eps > 0)) fail("norm-eps must be positive");
+  if (mlp != "gelu" && mlp != "gelu_tanh" && mlp != "swiglu")
+    fail("mlp must be gelu, gelu_tanh or swiglu, not '" + mlp + "'");
+  if (!(dropout >= 0 && dropout < 1)) fail("dropout must be in [0, 1)");
+  for (auto [name, id] : {std::pair{"bos-id", bos_id}, {"eos-id", eos_id}})
+    if (id < -1 || id >= vocab_size)
+      fail(std::string(name) + " " + std::to_string(id) + " is outside the vocabulary");
+}
+
+}  // namespace qkv::nn

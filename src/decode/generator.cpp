@@ -47,11 +47,11 @@ void GenerationOptions::check() const {
 }
 
 struct Generator::Sequence {
-  size_t index = 0;              // into generate's result
-  std::vector<int32_t> tokens;   // the prompt (cut to the context), then what was generated
-  std::string prompt_bytes;      // the prompt's text as the tokenizer decodes it
-  std::string bytes;             // the continuation's bytes so far
-  size_t emitted = 0;            // bytes of it passed on
+  size_t index = 0;             // into generate's result
+  std::vector<int32_t> tokens;  // the prompt (cut to the context), then what was generated
+  std::string prompt_bytes;     // the prompt's text as the tokenizer decodes it
+  std::string bytes;            // the continuation's bytes so far
+  size_t emitted = 0;           // bytes of it passed on
   TokenSampler sampler;
   Generation result;
   bool done = false;
@@ -70,7 +70,12 @@ std::vector<Generation> Generator::generate(const std::vector<std::string>& prom
   std::vector<Generation> results(prompts.size() * samples);
   std::vector<Sequence> batch;
   for (size_t p = 0; p < prompts.size(); ++p) {
-    std::vector<int32_t> ids = tokenizer_.encode(prompts[p]);
+    std::vector<int32_t> ids;
+    try {
+      ids = tokenizer_.encode(prompts[p]);
+    } catch (const std::invalid_argument& e) {
+      throw std::invalid_argument("prompt " + std::to_string(p + 1) + ": " + e.what());
+    }
     if (tokenizer_.add_bos()) ids.insert(ids.begin(), tokenizer_.bos_id());
     if (ids.empty()) {
       // GPT-2's convention: an empty prompt starts from the end-of-text token.
@@ -82,13 +87,13 @@ std::vector<Generation> Generator::generate(const std::vector<std::string>& prom
     bool cut = int64_t(ids.size()) > c.context_length - 1 && c.context_length > 1;
     if (cut) {  // keep the end, and the bos the model always saw first
       size_t keep = size_t(c.context_length - 1), head = tokenizer_.add_bos() ? 1 : 0;
-      ids.erase(ids.begin() + std::ptrdiff_t(head),
-                ids.end() - std::ptrdiff_t(keep - head));
+      ids.erase(ids.begin() + std::ptrdiff_t(head), ids.end() - std::ptrdiff_t(keep - head));
     }
     for (size_t j = 0; j < samples; ++j) {
       size_t index = p * samples + j;
-      Sequence s{index, ids, tokenizer_.decode_bytes(ids), "", 0,
-                 TokenSampler(options_.sampling, index), {}, false};
+      Sequence s{index, ids,  tokenizer_.decode_bytes(ids),
+                 "",    0,    TokenSampler(options_.sampling, index),
+                 {},    false};
       s.result.prompt_tokens = int64_t(ids.size());
       s.result.prompt_cut = cut;
       batch.push_back(std::move(s));
@@ -194,8 +199,8 @@ void Generator::run_batch(std::vector<Sequence>& batch, const TextCallback& on_t
     std::vector<int32_t> next;
     for (size_t i : active) next.push_back(batch[i].tokens.back());
     int64_t m = int64_t(next.size());
-    logits = model_.step(Tensor::from_vector(next, {m, 1}), std::vector<int64_t>(size_t(m), 1),
-                         cache);
+    logits =
+        model_.step(Tensor::from_vector(next, {m, 1}), std::vector<int64_t>(size_t(m), 1), cache);
   }
 }
 

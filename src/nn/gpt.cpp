@@ -224,8 +224,8 @@ void copy_cache_row(const KvCache& source, int64_t from, KvCache& cache, int64_t
   check_shape(source.capacity == cache.capacity && source.k.size() == cache.k.size(),
               "copy_cache_row: caches of different shapes");
   int64_t len = source.lengths[size_t(from)];
-  Tensor index = Tensor::from_vector(std::vector<int32_t>{int32_t(from)}, {1})
-                     .to(cache.k[0].device());
+  Tensor index =
+      Tensor::from_vector(std::vector<int32_t>{int32_t(from)}, {1}).to(cache.k[0].device());
   for (size_t i = 0; i < cache.k.size(); ++i) {
     Tensor k_row = cache.k[i].slice_rows(to, to + 1), v_row = cache.v[i].slice_rows(to, to + 1);
     ops::kv_cache_gather(source.k[i], index, len, k_row);

@@ -194,6 +194,11 @@ TEST(Sampling, FiltersMatchTheReferenceDefinitions) {
       if (mask[i]) want_removed.push_back(int32_t(i));
     EXPECT_EQ(removed_tokens(x), want_removed);
   }
+  // The penalty moves greedy's choice somewhere, so the greedy cases check it.
+  int moved = 0;
+  for (const auto& [set, x] : sets)
+    moved += elements<int32_t>(ref.at("greedy." + set + ".greedy"))[0] != argmax(x);
+  EXPECT_GT(moved, 0);
 }
 
 TEST(Sampling, GreedyIsTheFirstLargestLogit) {

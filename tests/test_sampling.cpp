@@ -201,6 +201,21 @@ TEST(Sampling, FiltersMatchTheReferenceDefinitions) {
   EXPECT_GT(moved, 0);
 }
 
+// 40 tokens of each value 0..4: the 3rd largest is 4 (found by a heap), the 100th 2 (by
+// selection on a copy); the ties with it stay.
+TEST(Sampling, TopKKeepsTheTiesOfTheKth) {
+  std::vector<float> x(200);
+  for (size_t i = 0; i < x.size(); ++i) x[i] = float(i % 5);
+  for (auto [k, kth] : std::vector<std::pair<int64_t, float>>{{3, 4.f}, {100, 2.f}}) {
+    SamplingOptions o;
+    o.top_k = k;
+    std::vector<float> y = x;
+    decode::process_logits(y, {}, o);
+    for (size_t i = 0; i < x.size(); ++i)
+      EXPECT_EQ(y[i], x[i] < kth ? -kInf : x[i]) << "k = " << k << ", token " << i;
+  }
+}
+
 TEST(Sampling, GreedyIsTheFirstLargestLogit) {
   std::vector<float> x = {-kInf, 2.f, -1.f, 3.f, 3.f, -kInf};
   EXPECT_EQ(decode::greedy_token(x), 3);

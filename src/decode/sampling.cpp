@@ -60,11 +60,29 @@ void repetition_penalty(std::span<float> logits, std::span<const int32_t> sequen
   for (int32_t t : window) logits[t] = logits[t] < 0 ? logits[t] * penalty : logits[t] / penalty;
 }
 
+// The k-th largest logit (0 < k < V). While k is small next to V, a min-heap of the k largest
+// seen so far, whose top most logits fail to beat at one comparison; else nth_element on a copy.
+float kth_largest(std::span<const float> logits, int64_t k, std::vector<float>& values) {
+  const auto greater = std::greater<float>();
+  if (32 * k > int64_t(logits.size())) {
+    values.assign(logits.begin(), logits.end());
+    std::nth_element(values.begin(), values.begin() + (k - 1), values.end(), greater);
+    return values[size_t(k - 1)];
+  }
+  values.assign(logits.begin(), logits.begin() + k);
+  std::make_heap(values.begin(), values.end(), greater);
+  for (size_t v = size_t(k); v < logits.size(); ++v)
+    if (logits[v] > values.front()) {
+      std::pop_heap(values.begin(), values.end(), greater);
+      values.back() = logits[v];
+      std::push_heap(values.begin(), values.end(), greater);
+    }
+  return values.front();
+}
+
 void top_k(std::span<float> logits, int64_t k, std::vector<float>& values) {
   if (k == 0 || k >= int64_t(logits.size())) return;
-  values.assign(logits.begin(), logits.end());
-  std::nth_element(values.begin(), values.begin() + (k - 1), values.end(), std::greater<>());
-  const float kth = values[size_t(k - 1)];
+  const float kth = kth_largest(logits, k, values);
   for (float& x : logits)
     if (x < kth) x = kNegInf;
 }
@@ -170,9 +188,8 @@ int32_t token_at(std::span<const float> logits, double u, std::vector<float>& we
   weights.resize(logits.size());
   float* w = weights.data();
   double total = 0;
-#pragma omp simd reduction(+ : total)
-  for (int64_t v = 0; v < n; ++v) {
-    w[v] = ops::cpu::exp_approx(x[v] - max);  // 0 at -inf
+  for (int64_t v = 0; v < n; ++v) {  // after the filters most logits are -inf: no exp for them
+    w[v] = x[v] == kNegInf ? 0.f : ops::cpu::exp_approx(x[v] - max);
     total += double(w[v]);
   }
   const double target = u * total;

@@ -28,7 +28,7 @@ struct SamplingOptions {
 // Scratch space of the filters, kept between calls so that decoding allocates nothing per step.
 struct SamplingBuffers {
   std::vector<int32_t> window;                  // distinct tokens the penalty applies to
-  std::vector<float> values;                    // [V] copy for the top-k selection
+  std::vector<float> values;                    // top-k's selection: [k] heap or [V] copy
   std::vector<std::pair<float, int32_t>> kept;  // (logit, id) of the tokens left, for top-p
   std::vector<float> weights;                   // [V] exp(logit - max)
 };

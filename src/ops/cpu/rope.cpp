@@ -4,6 +4,7 @@
 #include <numbers>
 #include <vector>
 
+#include "ops/cpu/scratch.h"
 #include "ops/kernel_registry.h"
 #include "ops/kernels.h"
 
@@ -11,6 +12,21 @@ namespace qkv::ops::cpu {
 
 namespace {
 constexpr int64_t kParallelMin = 1 << 15;  // elements; below this one thread is faster
+
+// inv_freq [D / 2]: theta^(-2i / D), as Hugging Face's 1 / theta^(2i / D), in double. Kept per
+// thread for the (theta, D) of its last call: a model asks for the same table at every layer and
+// decoding step, which then allocates nothing.
+const std::vector<double>& inverse_frequencies(double theta, int64_t dim) {
+  thread_local std::vector<double> table;
+  thread_local double table_theta = 0;
+  if (theta != table_theta || int64_t(table.size()) != dim / 2) {
+    table.resize(size_t(dim / 2));
+    for (int64_t i = 0; i < dim / 2; ++i)
+      table[size_t(i)] = 1.0 / std::pow(theta, double(2 * i) / double(dim));
+    table_theta = theta;
+  }
+  return table;
+}
 
 // cos_sin [2, half] for the token at `position`: the angle position * inv_freq[i] in double,
 // reduced to [-pi, pi] there (so that float keeps its digits for any position), then cos and
@@ -32,18 +48,15 @@ template <bool kBackward>
 void rotate(const float* x, const int32_t* positions, int64_t batch, int64_t heads, int64_t len,
             int64_t dim, double theta, float* y) {
   const int64_t half = dim / 2;
-  std::vector<double> inv_freq(static_cast<size_t>(half));  // [half]: theta^(-2i / D)
-  for (int64_t i = 0; i < half; ++i)
-    inv_freq[size_t(i)] = 1.0 / std::pow(theta, double(2 * i) / double(dim));
+  const std::vector<double>& inv_freq = inverse_frequencies(theta, dim);  // [half]
 #pragma omp parallel if (batch * heads * len * dim > kParallelMin)
   {
-    std::vector<float> cos_sin(static_cast<size_t>(dim));  // [2, half]
+    float* cs = thread_scratch(size_t(dim));  // [2, half]: cos, then sin
+    const float* sn = cs + half;
 #pragma omp for schedule(static)
     for (int64_t token = 0; token < batch * len; ++token) {
       const int64_t b = token / len, l = token % len;
-      token_cos_sin(positions[token], inv_freq, cos_sin.data());
-      const float* cs = cos_sin.data();
-      const float* sn = cs + half;
+      token_cos_sin(positions[token], inv_freq, cs);
       for (int64_t h = 0; h < heads; ++h) {
         const int64_t offset = ((b * heads + h) * len + l) * dim;
         const float* x1 = x + offset;  // [half]: the first half of the row

@@ -81,6 +81,11 @@ std::vector<std::string> bpe_texts() {
                                               "\u200b", "\x7f",
                                               "\x01",   "\v",
                                               "\f",     "'s"};
+  // Long runs: every occurrence of a pair merged, left to right, pass after pass.
+  texts.push_back(std::string(37, 'a') + " " + std::string(64, 'a') + " " + std::string(40, '='));
+  std::string abc;
+  for (int i = 0; i < 60; ++i) abc += i % 7 ? "ab" : "abc";
+  texts.push_back(abc + " " + abc + "\n\n\n\n\n\n\n");
   std::mt19937 rng(5);
   for (int i = 0; i < 300; ++i) {
     std::string text;
@@ -236,6 +241,17 @@ TEST_F(ByteBpeTest, EncodesFiveMegabytesInAFewSeconds) {
   std::printf("byte-bpe: %.1f MB -> %zu tokens in %.2f s\n", text.size() / 1e6, ids.size(),
               seconds);
   EXPECT_EQ(tokenizer_->decode(ids), text);
+  EXPECT_LT(seconds, 10.0);
+
+  std::string word;  // one word of a megabyte: merging must not be quadratic in its length
+  std::mt19937 rng(3);
+  while (word.size() < (1u << 20)) word += "abc"[rng() % 3];
+  start = std::chrono::steady_clock::now();
+  ids = tokenizer_->encode(word);
+  seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
+  std::printf("byte-bpe: a word of %.1f MB -> %zu tokens in %.2f s\n", word.size() / 1e6,
+              ids.size(), seconds);
+  EXPECT_EQ(tokenizer_->decode(ids), word);
   EXPECT_LT(seconds, 10.0);
 }
 

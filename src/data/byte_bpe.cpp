@@ -3,6 +3,7 @@
 #include <algorithm>
 #include <array>
 #include <filesystem>
+#include <map>
 #include <nlohmann/json.hpp>
 #include <stdexcept>
 
@@ -124,7 +125,6 @@ void ByteBpe::read_merges(const std::string& path) {
     return it->second;
   };
   std::string_view rest = merges_txt_;
-  int32_t rank = 0;
   for (size_t line = 1; !rest.empty(); ++line) {
     size_t end = rest.find('\n');
     std::string_view text = rest.substr(0, end);
@@ -139,36 +139,58 @@ void ByteBpe::read_merges(const std::string& path) {
                                std::string(text) + "\"");
     std::string a(text.substr(0, space)), b(text.substr(space + 1));
     // A merge listed twice keeps its last rank, as encoder.py's dict does.
-    merges_[pair_key(id_of(a, line), id_of(b, line))] = Merge{rank++, id_of(a + b, line)};
+    Merge merge{id_of(a, line), id_of(b, line), id_of(a + b, line)};
+    ranks_[pair_key(merge.first, merge.second)] = int32_t(merges_.size());
+    merges_.push_back(merge);
   }
 }
 
+int32_t ByteBpe::rank_of(int32_t first, int32_t second) const {
+  auto it = ranks_.find(pair_key(first, second));
+  return it == ranks_.end() ? -1 : it->second;
+}
+
+// encoder.py's loop (merge every occurrence of the lowest-ranked pair, left to right, until no
+// pair has a rank) in O(n log n): the word is a linked list of symbols, each kept at the byte
+// position where it starts, and the pairs wait in buckets by rank. A bucket is taken whole, in
+// position order, checking each pair still stands; a merge files the two pairs it makes (never
+// of the bucket's own rank: a merged symbol is longer than either part).
 std::vector<int32_t> ByteBpe::bpe(std::string_view word) const {
-  std::vector<int32_t> symbols;  // [symbols of the word]
-  symbols.reserve(word.size());
-  for (char c : word) symbols.push_back(byte_ids_[uint8_t(c)]);
-  while (symbols.size() > 1) {
-    // The pair of the lowest rank, then every occurrence of it merged, left to right.
-    const Merge* best = nullptr;
-    int32_t first = -1, second = -1;
-    for (size_t i = 0; i + 1 < symbols.size(); ++i) {
-      auto it = merges_.find(pair_key(symbols[i], symbols[i + 1]));
-      if (it != merges_.end() && (!best || it->second.rank < best->rank))
-        best = &it->second, first = symbols[i], second = symbols[i + 1];
-    }
-    if (!best) break;
-    size_t out = 0;
-    for (size_t i = 0; i < symbols.size(); ++i) {
-      if (i + 1 < symbols.size() && symbols[i] == first && symbols[i + 1] == second) {
-        symbols[out++] = best->merged_id;
-        ++i;
-      } else {
-        symbols[out++] = symbols[i];
-      }
-    }
-    symbols.resize(out);
+  const int32_t n = int32_t(word.size());
+  std::vector<int32_t> symbol(n), next(n), prev(n);  // [n] each, valid where alive
+  std::vector<bool> alive(n, true);
+  for (int32_t i = 0; i < n; ++i) {
+    symbol[i] = byte_ids_[uint8_t(word[i])];
+    next[i] = i + 1;  // n: none
+    prev[i] = i - 1;  // -1: none
   }
-  return symbols;
+  std::map<int32_t, std::vector<int32_t>> buckets;  // rank -> positions of pairs of that rank
+  auto file_pair = [&](int32_t i) {
+    if (i < 0 || next[i] >= n) return;
+    int32_t rank = rank_of(symbol[i], symbol[next[i]]);
+    if (rank >= 0) buckets[rank].push_back(i);
+  };
+  for (int32_t i = 0; i + 1 < n; ++i) file_pair(i);
+  while (!buckets.empty()) {
+    auto bucket = buckets.extract(buckets.begin());
+    const Merge& merge = merges_[size_t(bucket.key())];
+    std::vector<int32_t>& positions = bucket.mapped();
+    std::sort(positions.begin(), positions.end());
+    for (int32_t i : positions) {
+      if (!alive[i] || next[i] >= n || symbol[i] != merge.first || symbol[next[i]] != merge.second)
+        continue;
+      int32_t j = next[i];
+      symbol[i] = merge.merged;
+      alive[j] = false;
+      next[i] = next[j];
+      if (next[j] < n) prev[next[j]] = i;
+      file_pair(prev[i]);
+      file_pair(i);
+    }
+  }
+  std::vector<int32_t> ids;
+  for (int32_t i = 0; i < n; i = next[i]) ids.push_back(symbol[i]);
+  return ids;
 }
 
 void ByteBpe::encode_plain(std::string_view text, std::vector<int32_t>& ids) const {

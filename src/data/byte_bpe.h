@@ -27,7 +27,7 @@ class ByteBpe : public LmTokenizer {
 
  private:
   struct Merge {
-    int32_t rank, merged_id;
+    int32_t first, second, merged;  // ids
   };
   ByteBpe(std::vector<std::string> tokens, int32_t bos_id, int32_t eos_id, bool add_bos,
           const std::string& vocab_path);
@@ -36,14 +36,16 @@ class ByteBpe : public LmTokenizer {
   }
   // Ranks the merges of merges.txt; std::runtime_error naming the file and line.
   void read_merges(const std::string& path);
+  int32_t rank_of(int32_t first, int32_t second) const;   // -1: no merge
   std::vector<int32_t> bpe(std::string_view word) const;  // ids of one word
   void encode_plain(std::string_view text, std::vector<int32_t>& ids) const;
 
-  std::string vocab_json_, merges_txt_;         // the files as read
-  std::vector<std::string> tokens_;             // id -> token
-  std::vector<std::string> bytes_;              // id -> the bytes it stands for
-  int32_t byte_ids_[256];                       // byte -> id of its one-character token
-  std::unordered_map<uint64_t, Merge> merges_;  // pair_key(a, b) -> rank and result
+  std::string vocab_json_, merges_txt_;          // the files as read
+  std::vector<std::string> tokens_;              // id -> token
+  std::vector<std::string> bytes_;               // id -> the bytes it stands for
+  int32_t byte_ids_[256];                        // byte -> id of its one-character token
+  std::vector<Merge> merges_;                    // rank -> merge
+  std::unordered_map<uint64_t, int32_t> ranks_;  // pair_key(first, second) -> rank
   mutable std::mutex cache_mutex_;
   mutable std::unordered_map<std::string, std::vector<int32_t>> cache_;  // word -> ids
 };

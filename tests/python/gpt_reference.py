@@ -99,8 +99,8 @@ def main():
     with open(os.path.join(d, "config.json")) as f:
         c = json.load(f)
     w = {k: torch.tensor(v, dtype=torch.float64, requires_grad=True)
-         for k, v in safetensors_np.load(os.path.join(d, "weights.safetensors")).items()}
-    batch = safetensors_np.load(os.path.join(d, "batch.safetensors"))
+         for k, v in safetensors_np.load(os.path.join(d, "weights.safetensors"))[0].items()}
+    batch, _ = safetensors_np.load(os.path.join(d, "batch.safetensors"))
     inputs = torch.tensor(batch["inputs"], dtype=torch.long)
     targets = torch.tensor(batch["targets"], dtype=torch.long)
     out = {"logits": forward(c, w, inputs).detach().numpy().astype(np.float32)}

@@ -4,6 +4,7 @@
 //                             [--steps 5] [--warmup 1] [--seed 1]
 //   bench_gpt --mode generate [--preset gpt-nano] [--vocab 65] [--batch 1] [--threads 2]
 //                             [--prompt-tokens 32] [--new-tokens 128] [--steps 3] [--warmup 1]
+//                             [--dump DIR]
 // train: what `qkv train-lm` runs per update: nanoGPT-style random windows of the preset's
 // context from a random token stream (data::WindowSampler), forward on a tape with the preset's
 // dropout, summed cross-entropy (eval::lm_loss_sum), backward, then optim::clipped_update (mean
@@ -16,6 +17,9 @@
 // logit is positive (the JSON counts such stops; they should be 0). gpt-nano's context (64) is
 // shorter than 32 + 128: the generator's context shift (a full row keeps its newest half and
 // goes on) is part of the measured work. Rate: new tokens per second of the generate calls.
+// --dump DIR writes DIR/weights.safetensors (the model's parameters, Llama's names) and
+// DIR/tokens.safetensors ("prompt" i32 [batch, prompt-tokens], "generated" i32 [batch, new-tokens]
+// of the last run), for bench_gpt.py to check that PyTorch's model decodes the same tokens.
 #include <chrono>
 #include <cstdio>
 #include <cstdlib>
@@ -26,6 +30,7 @@
 #include "data/lm_windows.h"
 #include "decode/generator.h"
 #include "eval/lm_eval.h"
+#include "io/safetensors.h"
 #include "nn/gpt.h"
 #include "optim/optimizer.h"
 #include "tensor/threads.h"
@@ -36,7 +41,7 @@ using namespace qkv;
 using Clock = std::chrono::steady_clock;
 
 struct Args {
-  std::string mode = "train", preset = "gpt-nano";
+  std::string mode = "train", preset = "gpt-nano", dump;
   int64_t vocab = 65, batch = 12, threads = 2, steps = 5, warmup = 1, seed = 1;
   int64_t prompt_tokens = 32, new_tokens = 128;
 };
@@ -72,6 +77,8 @@ Args parse(int argc, char** argv) {
       a.prompt_tokens = std::atoll(v);
     else if (k == "--new-tokens")
       a.new_tokens = std::atoll(v);
+    else if (k == "--dump")
+      a.dump = v;
     else
       usage_error("unknown option " + k);
   }
@@ -150,6 +157,25 @@ void bench_train(const Args& a, const nn::GptConfig& c) {
              ", \"dropout\": " + std::to_string(c.dropout));
 }
 
+// Writes the weights and the token ids of prompts and generations (see --dump above); a
+// generation stopped early is padded with -1.
+void dump(const Args& a, const nn::Gpt& model, const data::LmTokenizer& tokenizer,
+          const std::vector<std::string>& prompts, const std::vector<decode::Generation>& out) {
+  NamedTensors weights;
+  for (const auto& [name, v] : model.params()) weights.emplace_back(name, v.value());
+  save_safetensors(a.dump + "/weights.safetensors", weights);
+  std::vector<int32_t> prompt_ids, generated_ids;
+  for (size_t r = 0; r < prompts.size(); ++r) {
+    std::vector<int32_t> p = tokenizer.encode(prompts[r]), g = tokenizer.encode(out[r].text);
+    g.resize(size_t(a.new_tokens), -1);
+    prompt_ids.insert(prompt_ids.end(), p.begin(), p.end());
+    generated_ids.insert(generated_ids.end(), g.begin(), g.end());
+  }
+  save_safetensors(a.dump + "/tokens.safetensors",
+                   {{"prompt", Tensor::from_vector(prompt_ids, {a.batch, a.prompt_tokens})},
+                    {"generated", Tensor::from_vector(generated_ids, {a.batch, a.new_tokens})}});
+}
+
 void bench_generate(const Args& a, nn::GptConfig c) {
   std::vector<std::string> characters = distinct_characters(a.vocab - 1);
   std::string alphabet;
@@ -179,9 +205,10 @@ void bench_generate(const Args& a, nn::GptConfig c) {
 
   int64_t new_tokens = 0, eos_stops = 0;
   double seconds = 0;
+  std::vector<decode::Generation> out;
   for (int64_t i = 0; i < a.warmup + a.steps; ++i) {
     auto start = Clock::now();
-    std::vector<decode::Generation> out = generator.generate(prompts);
+    out = generator.generate(prompts);
     double s = std::chrono::duration<double>(Clock::now() - start).count();
     if (i < a.warmup) continue;
     seconds += s;
@@ -190,6 +217,7 @@ void bench_generate(const Args& a, nn::GptConfig c) {
       eos_stops += g.finish_reason == "eos";
     }
   }
+  if (!a.dump.empty()) dump(a, model, *tokenizer, prompts, out);
   print_json(a, model, double(new_tokens) / seconds, new_tokens, seconds,
              ", \"prompt_tokens\": " + std::to_string(a.prompt_tokens) + ", \"new_tokens\": " +
                  std::to_string(a.new_tokens) + ", \"eos_stops\": " + std::to_string(eos_stops));

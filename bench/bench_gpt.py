@@ -26,6 +26,7 @@ import os
 import statistics
 import subprocess
 import sys
+import tempfile
 import time
 
 os.environ.setdefault("OMP_WAIT_POLICY", "passive")  # before torch starts OpenMP
@@ -33,7 +34,10 @@ os.environ.setdefault("OMP_WAIT_POLICY", "passive")  # before torch starts OpenM
 import torch  # noqa: E402
 import torch.nn.functional as F  # noqa: E402
 
-sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+HERE = os.path.dirname(os.path.abspath(__file__))
+sys.path.insert(0, HERE)
+sys.path.insert(0, os.path.join(os.path.dirname(HERE), "tests/python"))
+import safetensors_np  # noqa: E402
 import torch_gpt  # noqa: E402
 
 GOALS = {("train", "gpt-nano"): 1.5, ("train", "gpt-mini"): 1.5}  # generate at batch 1: 3
@@ -81,12 +85,27 @@ def torch_generate(a, preset, batch, steps):
     return tokens / (time.perf_counter() - start)
 
 
-def qkv_rate(a, mode, preset, batch, steps):
+def same_tokens(a, preset, folder):
+    """Greedy decoding of qkv's prompts with qkv's weights in PyTorch: (rows whose 128 tokens
+    equal qkv's, the mean number of leading tokens that agree)."""
+    weights, _ = safetensors_np.load(os.path.join(folder, "weights.safetensors"))
+    tokens, _ = safetensors_np.load(os.path.join(folder, "tokens.safetensors"))
+    model = torch_gpt.Gpt(shape(preset, a.vocab)).eval()
+    torch_gpt.load_qkv_weights(model, {k: torch.from_numpy(v) for k, v in weights.items()})
+    ours = torch_gpt.greedy_with_cache(model, torch.from_numpy(tokens["prompt"]).long(), NEW_TOKENS)
+    equal = ours == torch.from_numpy(tokens["generated"]).long()  # [B, new tokens]
+    agreeing = equal.long().cumprod(dim=1).sum(dim=1).float()
+    return int(equal.all(dim=1).sum()), agreeing.mean().item()
+
+
+def qkv_rate(a, mode, preset, batch, steps, dump=None):
     cmd = [a.qkv_bench, "--mode", mode, "--preset", preset, "--vocab", str(a.vocab), "--batch",
            str(batch), "--threads", str(a.threads), "--steps", str(steps), "--warmup", "1",
            "--seed", str(a.seed)]
     if mode == "generate":
         cmd += ["--prompt-tokens", str(PROMPT_TOKENS), "--new-tokens", str(NEW_TOKENS)]
+    if dump:
+        cmd += ["--dump", dump]
     out = subprocess.run(cmd, check=True, capture_output=True, text=True).stdout
     result = json.loads(out.strip().splitlines()[-1])
     if result.get("eos_stops", 0):
@@ -134,7 +153,15 @@ def main():
     for mode, preset, batch, steps in settings:
         qkv, ref = [], []
         for r in range(a.rounds):
-            qkv.append(qkv_rate(a, mode, preset, batch, steps))
+            if mode == "generate" and r == 0:
+                with tempfile.TemporaryDirectory() as folder:
+                    qkv.append(qkv_rate(a, mode, preset, batch, steps, folder))
+                    rows_equal, agreeing = same_tokens(a, preset, folder)
+                print(f"{mode} {preset} batch {batch}: PyTorch with qkv's weights decodes the "
+                      f"same {NEW_TOKENS} tokens in {rows_equal} of {batch} rows (on average the "
+                      f"first {agreeing:.1f} agree)", flush=True)
+            else:
+                qkv.append(qkv_rate(a, mode, preset, batch, steps))
             ref.append(torch_train(a, preset, steps) if mode == "train"
                        else torch_generate(a, preset, batch, steps))
             print(f"{mode} {preset} batch {batch} round {r + 1}: qkv {qkv[-1]:.0f} tokens/s, "

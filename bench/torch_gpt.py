@@ -257,3 +257,42 @@ def greedy_with_cache(model, prompt, new_tokens):
         logits = model(token, cache.length, cache)[:, -1]
         cache.length += 1
     return torch.cat(out, dim=1)
+
+
+def load_qkv_weights(model, weights):
+    """Copies qkv's parameters ({name: tensor}, nn::Gpt's Llama names) into `model`."""
+    s = model.s
+    take = dict(weights)
+
+    def put(param, name):
+        value = take.pop(name)
+        if tuple(value.shape) != tuple(param.shape):
+            raise ValueError(f"{name}: shape {tuple(value.shape)}, expected {tuple(param.shape)}")
+        with torch.no_grad():
+            param.copy_(value)
+
+    put(model.embed.weight, "model.embed_tokens.weight")
+    if not s.llama:
+        put(model.positions.weight, "model.embed_positions.weight")
+    kinds = ["weight", "bias"] if s.bias else ["weight"]
+    norm_kinds = ["weight"] if s.llama else kinds
+    for i, b in enumerate(model.blocks):
+        p = f"model.layers.{i}."
+        for kind in kinds:
+            fused = [take.pop(f"{p}self_attn.{x}_proj.{kind}") for x in "qkv"]
+            with torch.no_grad():
+                getattr(b.attn.qkv, kind).copy_(torch.cat(fused, dim=0))
+            put(getattr(b.attn.out, kind), f"{p}self_attn.o_proj.{kind}")
+            if s.llama:
+                put(getattr(b.mlp.gate, kind), f"{p}mlp.gate_proj.{kind}")
+            put(getattr(b.mlp.up, kind), f"{p}mlp.up_proj.{kind}")
+            put(getattr(b.mlp.down, kind), f"{p}mlp.down_proj.{kind}")
+        for kind in norm_kinds:
+            put(getattr(b.norm1, kind), f"{p}input_layernorm.{kind}")
+            put(getattr(b.norm2, kind), f"{p}post_attention_layernorm.{kind}")
+    for kind in norm_kinds:
+        put(getattr(model.norm, kind), f"model.norm.{kind}")
+    if s.llama:
+        put(model.head.weight, "lm_head.weight")
+    if take:
+        raise ValueError(f"qkv weights the PyTorch model lacks: {sorted(take)}")

@@ -23,6 +23,7 @@
 #include <chrono>
 #include <cstdio>
 #include <cstdlib>
+#include <filesystem>
 #include <string>
 #include <vector>
 
@@ -161,6 +162,7 @@ void bench_train(const Args& a, const nn::GptConfig& c) {
 // generation stopped early is padded with -1.
 void dump(const Args& a, const nn::Gpt& model, const data::LmTokenizer& tokenizer,
           const std::vector<std::string>& prompts, const std::vector<decode::Generation>& out) {
+  std::filesystem::create_directories(a.dump);
   NamedTensors weights;
   for (const auto& [name, v] : model.params()) weights.emplace_back(name, v.value());
   save_safetensors(a.dump + "/weights.safetensors", weights);

@@ -101,10 +101,10 @@ int64_t train_lm(const LmTrainConfig& cfg) {
   Device device = usable_device(cfg.device);
   set_num_threads(int(cfg.threads));
   check_no_foreign_model(cfg.model_dir);
+  // The data first: a bad file stops the run before anything is written.
+  std::vector<std::string> documents = read_all(cfg.train_sets, cfg);
   fs::create_directories(cfg.model_dir);
   TrainLog log(cfg.model_dir, {"Seq.", "sequences", "tokens", "tokens_per_s"});
-
-  std::vector<std::string> documents = read_all(cfg.train_sets, cfg);
   auto tok = tokenizer_for(cfg, documents, log);
   nn::GptConfig mc = model_config_for(cfg, *tok);
   data::TokenStream train_stream = stream_of(documents, *tok);

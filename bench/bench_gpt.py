@@ -13,7 +13,9 @@ backward, gradient norm clipped to 1.0, AdamW (lr 1e-3, betas 0.9/0.99, weight d
 generate: new tokens/s of greedy decoding, a 32-token random prompt -> 128 new tokens per row,
 batch 1 and 16, random seeded weights. PyTorch decodes with a KV cache (the prompt in one forward,
 then one token per step) and shifts a full context as qkv's decode::Generator does (gpt-nano:
-context 64 < 32 + 128). PyTorch's models: bench/torch_gpt.py.
+context 64 < 32 + 128). PyTorch's models: bench/torch_gpt.py. In the first round of each generate
+setting, qkv also writes its weights and tokens (bench_gpt --dump) and PyTorch decodes the same
+prompts with those weights: the line printed counts the rows whose 128 tokens are all equal.
 
 Rounds alternate between the two sides so both see the same machine load; each side's median is
 reported with the ratio qkv / PyTorch and the goal of issue #16 (training >= 1.5x for gpt-nano

@@ -77,6 +77,10 @@ struct GptCase {
   json spec;         // format, prefix, buffers (hf_gpt_fixtures.py)
 };
 
+void PrintTo(const GptCase& c, std::ostream* os) {
+  *os << c.name;
+}
+
 // Writes the Hugging Face folder of `c` into hf (with expected.safetensors).
 void make_folder(const std::string& hf, const GptCase& c, int seed) {
   json spec = {{"arch", c.arch}, {"seed", seed}, {"format", "safetensors"}};

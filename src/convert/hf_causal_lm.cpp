@@ -78,6 +78,9 @@ std::unique_ptr<data::LmTokenizer> tokenizer_from_hf(const std::string& hf_dir,
   if (tc && tc->get<bool>("add_eos_token", false))
     notes.push_back(tc->path() +
                     ": add_eos_token true is ignored: qkv adds no eos to the text it encodes");
+  if (tc && tc->get<bool>("add_prefix_space", false))
+    notes.push_back(tc->path() +
+                    ": add_prefix_space true is ignored: qkv encodes the text as it is given");
 
   YAML::Emitter out;  // tokenizer.yaml, as data::LmTokenizer writes it
   out << YAML::BeginMap;
@@ -87,7 +90,11 @@ std::unique_ptr<data::LmTokenizer> tokenizer_from_hf(const std::string& hf_dir,
   out << YAML::Key << "eos-token" << YAML::Value << YAML::DoubleQuoted << eos;
   out << YAML::EndMap;
   write_file_atomic(qkv_dir + "/tokenizer.yaml", std::string(out.c_str()) + "\n");
-  return data::LmTokenizer::load_dir(qkv_dir);
+  try {
+    return data::LmTokenizer::load_dir(qkv_dir);
+  } catch (const std::runtime_error& e) {  // names the files written from hf_dir's
+    throw std::runtime_error(hf_dir + ": its tokenizer does not convert: " + e.what());
+  }
 }
 
 // config.json's bos_token_id / eos_token_id against the tokenizer's: a note when they differ.
@@ -147,7 +154,6 @@ void discard_output(const std::string& qkv_dir, bool existed) {
 std::vector<std::string> lm_from_hf(const std::string& hf_dir, const JsonFile& cfg, nn::GptConfig c,
                                     const std::string& tokenizer_type, const WeightsFromHf& weights,
                                     const std::string& qkv_dir, std::vector<std::string> notes) {
-  check_output_dir(qkv_dir);
   bool existed = fs::exists(qkv_dir);
   try {
     fs::create_directories(qkv_dir);

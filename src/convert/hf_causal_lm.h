@@ -33,8 +33,8 @@ using WeightsFromHf = std::function<NamedTensors(CheckpointTensors& hf, const nn
 // "sentencepiece") into qkv_dir with the special ids it gives, config.json's bos_token_id and
 // eos_token_id compared with them (a note when they differ), the checkpoint's tensors mapped by
 // `weights` (every tensor must be used), then config.yaml and model.safetensors. Throws
-// std::runtime_error naming the file for a missing tokenizer file or tensor; qkv_dir (new or
-// empty, check_output_dir) is removed again when anything fails.
+// std::runtime_error naming the file for a missing tokenizer file or tensor. qkv_dir must be new
+// or empty (the caller's check_output_dir); it is removed again when anything fails.
 std::vector<std::string> lm_from_hf(const std::string& hf_dir, const JsonFile& cfg,
                                     nn::GptConfig config, const std::string& tokenizer_type,
                                     const WeightsFromHf& weights, const std::string& qkv_dir,

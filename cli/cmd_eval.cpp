@@ -1,14 +1,19 @@
 // qkv eval: BLEU and chrF as sacreBLEU computes them, of a model on a test set or of existing
 // translations against references.
+#include <cstdio>
 #include <iostream>
 #include <nlohmann/json.hpp>
+#include <optional>
 
 #include "commands.h"
 #include "data/corpus.h"
 #include "data/line_reader.h"
+#include "data/lm_text.h"
 #include "decode/translator.h"
 #include "eval/image_eval.h"
+#include "eval/lm_eval.h"
 #include "eval/metrics.h"
+#include "model_dir/gpt_dir.h"
 #include "model_dir/model_dir.h"
 #include "model_dir/seq2seq_dir.h"
 #include "tensor/threads.h"
@@ -23,6 +28,29 @@ std::vector<std::string> read_lines(const std::string& path) {
   while (reader.next(line)) lines.push_back(line);
   return lines;
 }
+// Loss, perplexity and bits per character of a language model on --test.
+template <class Args>
+void evaluate_language_model(const Args& a, Device device) {
+  if (a.test.empty()) throw std::invalid_argument("--model-dir of a language model needs --test");
+  model_dir::LanguageModel m = model_dir::load_language_model_dir(a.model_dir, a.checkpoint);
+  m.model->to(device);
+  data::DocumentCorpus corpus = data::read_documents(a.test, a.documents);
+  eval::LmEvaluation e = eval::evaluate_lm(*m.model, *m.tokenizer, corpus.documents, 16);
+  if (a.json) {
+    nlohmann::json j = {{"loss", e.loss},
+                        {"perplexity", e.perplexity()},
+                        {"bits_per_character", e.bits_per_character()},
+                        {"tokens", e.tokens},
+                        {"characters", e.characters},
+                        {"documents", corpus.documents.size()}};
+    std::cout << j.dump(2) << "\n";
+  } else {
+    std::printf("loss %.4f  perplexity %.3f  bits/char %.4f  (%lld tokens, %lld characters)\n",
+                e.loss, e.perplexity(), e.bits_per_character(), (long long)e.tokens,
+                (long long)e.characters);
+  }
+}
+
 }  // namespace
 
 Command add_eval(CLI::App& app) {
@@ -33,13 +61,16 @@ Command add_eval(CLI::App& app) {
       "  qkv eval --hyps FILE --refs FILE [FILE...]    score existing translations\n"
       "For a ViT model directory, --test names labelled images (fashion-mnist:test, an image\n"
       "folder, idx:IMAGES,LABELS): prints accuracy, per-class accuracy and the confusion matrix\n"
-      "and writes confusion.svg and training_curves.svg (see --report-dir).");
+      "and writes confusion.svg and training_curves.svg (see --report-dir).\n"
+      "For a language model, --test names text (one document per line, or see\n"
+      "--document-separator / --text-column): prints loss, perplexity and bits per character.");
   struct Args {
     std::string model_dir, checkpoint = "best", test, hyps, output, report_dir, device = "cpu";
     std::vector<std::string> refs;
     decode::TranslatorOptions options;
     int threads = 0;
     bool json = false;
+    data::DocumentOptions documents;
   };
   auto a = std::make_shared<Args>();
   cmd->add_option("--model-dir", a->model_dir, "a directory written by qkv train");
@@ -53,14 +84,22 @@ Command add_eval(CLI::App& app) {
   cmd->add_option("--batch-tokens", a->options.batch_tokens, "source subwords per batch");
   cmd->add_option("--report-dir", a->report_dir,
                   "ViT models: folder for the SVG pictures (default: the model directory)");
+  cmd->add_option("--document-separator", a->documents.separator,
+                  "language models: documents are split on this string (default: lines)");
+  cmd->add_option("--text-column", a->documents.text_column,
+                  "language models: take this column of tab-separated lines (1-based)");
   cmd->add_flag("--json", a->json, "print one JSON object instead of sacreBLEU's text lines");
   add_search_options(cmd, a->options.search);
   return [a]() {
     set_num_threads(a->threads);
     Device device = usable_device(a->device);
-    if (!a->model_dir.empty() &&
-        model_dir::recognise(a->model_dir) == model_dir::Family::vit) {  // image classification
+    auto family = a->model_dir.empty() ? std::nullopt : model_dir::recognise(a->model_dir);
+    if (family == model_dir::Family::vit) {  // image classification
       eval::evaluate_image_model(a->model_dir, a->checkpoint, a->test, a->report_dir, 256, device);
+      return 0;
+    }
+    if (family == model_dir::Family::gpt) {
+      evaluate_language_model(*a, device);
       return 0;
     }
     std::vector<std::string> hyps;

@@ -3,7 +3,10 @@
 
 #include "commands.h"
 #include "data/corpus.h"
+#include "data/line_reader.h"
 #include "decode/score.h"
+#include "eval/lm_eval.h"
+#include "model_dir/gpt_dir.h"
 #include "model_dir/seq2seq_dir.h"
 #include "tensor/threads.h"
 
@@ -13,7 +16,10 @@ Command add_score(CLI::App& app) {
   auto* cmd = app.add_subcommand(
       "score",
       "Print, for each sentence pair, the total log-probability of the target (including "
-      "<eos>) and its subword count, tab-separated, one line per pair in input order.");
+      "<eos>) and its subword count, tab-separated, one line per pair in input order.\n"
+      "For a language model, --input is text, one line per input: prints the sum of\n"
+      "log P(token | tokens before it) over its tokens after the first (after <s> where the\n"
+      "tokenizer adds one) and their count, as transformers computes with labels=input_ids.");
   struct Args {
     std::string model_dir, checkpoint = "best", input, device = "cpu";
     int64_t batch_tokens = 4096;
@@ -29,6 +35,16 @@ Command add_score(CLI::App& app) {
   return [a]() {
     set_num_threads(a->threads);
     Device device = usable_device(a->device);
+    if (model_dir::recognise(a->model_dir) == model_dir::Family::gpt) {
+      model_dir::LanguageModel lm = model_dir::load_language_model_dir(a->model_dir, a->checkpoint);
+      lm.model->to(device);
+      std::vector<std::string> lines;
+      data::LineReader reader(a->input);
+      for (std::string line; reader.next(line);) lines.push_back(line);
+      for (const auto& s : eval::score_lines(*lm.model, *lm.tokenizer, lines, 16))
+        std::printf("%.6f\t%lld\n", s.log_prob, (long long)s.tokens);
+      return 0;
+    }
     model_dir::TranslationModel m = model_dir::load_translation_dir(a->model_dir, a->checkpoint);
     m.model->to(device);
     data::ParallelCorpus corpus = data::read_corpus(a->input);

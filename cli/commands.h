@@ -17,6 +17,8 @@ Command add_translate(CLI::App& app);
 Command add_score(CLI::App& app);
 Command add_eval(CLI::App& app);
 Command add_train_vit(CLI::App& app);
+Command add_train_lm(CLI::App& app);
+Command add_generate(CLI::App& app);
 Command add_classify(CLI::App& app);
 Command add_convert(CLI::App& app);
 

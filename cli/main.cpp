@@ -15,7 +15,9 @@ int main(int argc, char** argv) {
   };
   add(qkv::cli::add_train);
   add(qkv::cli::add_train_vit);
+  add(qkv::cli::add_train_lm);
   add(qkv::cli::add_translate);
+  add(qkv::cli::add_generate);
   add(qkv::cli::add_eval);
   add(qkv::cli::add_classify);
   add(qkv::cli::add_score);

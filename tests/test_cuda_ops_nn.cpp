@@ -1,8 +1,8 @@
-// CUDA kernels against the CPU kernels, through ops/ops.h: embedding, LayerNorm, softmax,
-// log-softmax, activations, dropout, cross-entropy and Adam. Tolerance unless a test says
-// otherwise: elementwise |cuda - cpu| <= 1e-5 * (|cpu| + 1). Dropout masks: bit for bit.
-// Gradients start random (backward kernels accumulate). Skipped in builds without CUDA
-// (fails in one with CUDA but no device).
+// CUDA kernels against the CPU kernels, through ops/ops.h: embedding, LayerNorm, RMSNorm, rotary
+// position embeddings, softmax, log-softmax, activations, dropout, cross-entropy and Adam.
+// Tolerance unless a test says otherwise: elementwise |cuda - cpu| <= 1e-5 * (|cpu| + 1). Dropout
+// masks: bit for bit. Gradients start random (backward kernels accumulate). Skipped in builds
+// without CUDA (fails in one with CUDA but no device).
 #include <cmath>
 
 #include "ops/ops.h"
@@ -91,6 +91,73 @@ TEST(CudaLayerNorm, ForwardSavedStatsAndBackwardMatchCpu) {
                                on_cuda(rstd), none, none, dbeta_only);
       EXPECT_TRUE(close_normwise(dbeta_only, dbeta_cpu)) << "dbeta alone " << shape_str(shape);
     }
+}
+
+TEST(CudaRmsNorm, ForwardSavedStatsAndBackwardMatchCpu) {
+  QKV_SKIP_WITHOUT_CUDA();
+  Rng rng(17);
+  for (const Shape& shape : kRowShapes)
+    for (float eps : {1e-6f, 0.1f}) {
+      Tensor x = uniform(shape, rng, -3.f, 3.f);
+      int64_t d = shape.back();
+      Tensor gamma = uniform({d}, rng, 0.5f, 1.5f), rstd, rstd_c;
+      Tensor y = ops::rms_norm_forward(x, gamma, eps, rstd);
+      Tensor y_c = ops::rms_norm_forward(on_cuda(x), on_cuda(gamma), eps, rstd_c);
+      EXPECT_TRUE(close_elementwise(y_c, y)) << shape_str(shape) << " eps " << eps;
+      EXPECT_TRUE(close_elementwise(rstd_c, rstd)) << shape_str(shape) << " eps " << eps;
+      Tensor dy = uniform(shape, rng), dx = uniform(shape, rng), dgamma = uniform({d}, rng);
+      Tensor dx_c = on_cuda(dx), dgamma_c = on_cuda(dgamma);
+      ops::rms_norm_backward(dy, x, gamma, rstd, dx, dgamma);
+      // The CPU's saved statistics, so that only the backward kernel is compared.
+      ops::rms_norm_backward(on_cuda(dy), on_cuda(x), on_cuda(gamma), on_cuda(rstd), dx_c,
+                             dgamma_c);
+      EXPECT_TRUE(close_elementwise(dx_c, dx)) << "dx " << shape_str(shape);
+      EXPECT_TRUE(close_normwise(dgamma_c, dgamma)) << "dgamma " << shape_str(shape);
+      // dgamma alone (no dx), twice from the same start: the same bits, and the CPU's sums.
+      Tensor none, dgamma_cpu = dgamma.clone();
+      Tensor dgamma_once = on_cuda(dgamma), dgamma_twice = on_cuda(dgamma);
+      ops::rms_norm_backward(dy, x, gamma, rstd, none, dgamma_cpu);
+      for (Tensor* dg : {&dgamma_once, &dgamma_twice})
+        ops::rms_norm_backward(on_cuda(dy), on_cuda(x), on_cuda(gamma), on_cuda(rstd), none, *dg);
+      EXPECT_TRUE(identical(dgamma_once, dgamma_twice)) << "not deterministic " << shape_str(shape);
+      EXPECT_TRUE(close_normwise(dgamma_once, dgamma_cpu)) << "dgamma alone " << shape_str(shape);
+    }
+  Tensor rstd;
+  EXPECT_THROW(ops::rms_norm_forward(on_cuda(Tensor::zeros({2, 4})), on_cuda(Tensor::zeros({3})),
+                                     1e-6f, rstd),
+               std::invalid_argument);
+}
+
+TEST(CudaRope, ForwardAndBackwardMatchCpu) {
+  QKV_SKIP_WITHOUT_CUDA();
+  Rng rng(18);
+  // {B, H, L, D}: D = 2, D / 2 odd, decoding steps (L = 1), and Llama's head dim 128.
+  const std::vector<Shape> shapes = {{1, 1, 1, 2}, {2, 3, 5, 6}, {3, 4, 1, 64}, {2, 8, 70, 128}};
+  for (const Shape& shape : shapes)
+    for (double theta : {10000.0, 500000.0})
+      for (int high : {1000, 1 << 17}) {
+        // Positions differ per row, in no order; an angle near 2^17 radians tests the double
+        // angle (in float it would be off by about 1e-2).
+        Tensor positions = random_ids({shape[0], shape[2]}, rng, 0, high);
+        Tensor x = uniform(shape, rng);
+        Tensor y = ops::rope_forward(x, positions, theta);
+        Tensor y_c = ops::rope_forward(on_cuda(x), on_cuda(positions), theta);
+        EXPECT_TRUE(close_elementwise(y_c, y)) << shape_str(shape) << " theta " << theta;
+        Tensor dy = uniform(shape, rng), dx = uniform(shape, rng), dx_c = on_cuda(dx);
+        ops::rope_backward(dy, positions, theta, dx);
+        ops::rope_backward(on_cuda(dy), on_cuda(positions), theta, dx_c);
+        EXPECT_TRUE(close_elementwise(dx_c, dx)) << "dx " << shape_str(shape);
+      }
+  // Positions must be on x's device.
+  Tensor positions = Tensor::zeros({1, 3}, DType::i32);
+  try {
+    ops::rope_forward(on_cuda(Tensor::zeros({1, 2, 3, 4})), positions, 1e4);
+    FAIL() << "positions on the cpu accepted for x on cuda";
+  } catch (const std::invalid_argument& e) {
+    EXPECT_NE(std::string(e.what()).find("positions must be on x's device (cuda), got cpu"),
+              std::string::npos)
+        << e.what();
+  }
 }
 
 TEST(CudaSoftmax, ForwardBackwardAndLogSoftmaxMatchCpu) {

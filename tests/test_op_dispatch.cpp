@@ -59,6 +59,8 @@ TEST(OpDispatch, EveryOpHasItsCpuF32Kernel) {
               cpu_f32(log_softmax_forward{}) && cpu_f32(activation_forward{}) &&
               cpu_f32(activation_backward{}) && cpu_f32(dropout_forward{}) &&
               cpu_f32(dropout_backward{}));
+  EXPECT_TRUE(cpu_f32(rms_norm_forward{}) && cpu_f32(rms_norm_backward{}) &&
+              cpu_f32(rope_forward{}) && cpu_f32(rope_backward{}));
   EXPECT_TRUE(cpu_f32(permute{}) && cpu_f32(join_rows{}) && cpu_f32(split_rows{}) &&
               cpu_f32(attention_naive_forward{}) && cpu_f32(attention_naive_backward{}) &&
               cpu_f32(attention_tiled_forward{}) && cpu_f32(attention_tiled_backward{}) &&

@@ -22,6 +22,11 @@ Var reshape(const Var& x, const Shape& shape);
 
 Var embedding(const Tensor& ids, const Var& table, float scale = 1.f);
 Var layer_norm(const Var& x, const Var& gamma, const Var& beta, float eps = 1e-5f);
+// Llama's RMSNorm over the last axis: x [..., d], gamma [d].
+Var rms_norm(const Var& x, const Var& gamma, float eps = 1e-6f);
+// Rotary position embeddings (rotate-half layout): x [B, H, L, D], positions i32 [B, L] on x's
+// device. See ops::rope_forward.
+Var rope(const Var& x, const Tensor& positions, double theta);
 Var softmax(const Var& x);
 Var activation(ops::Activation act, const Var& x);
 inline Var relu(const Var& x) {

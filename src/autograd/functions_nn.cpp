@@ -1,5 +1,6 @@
-// Embedding, LayerNorm, softmax, activations and dropout: forward op and backward step side by
-// side. Each backward step keeps only what its kernel needs (inputs, saved statistics, masks).
+// Embedding, LayerNorm, RMSNorm, rotary position embeddings, softmax, activations and dropout:
+// forward op and backward step side by side. Each backward step keeps only what its kernel needs
+// (inputs, saved statistics, masks).
 #include "autograd/functions.h"
 
 namespace qkv {
@@ -29,6 +30,27 @@ Var layer_norm(const Var& x, const Var& gamma, const Var& beta, float eps) {
     if (!out.has_grad()) return;
     Tensor dx = grad_or_none(x), dgamma = grad_or_none(gamma), dbeta = grad_or_none(beta);
     ops::layer_norm_backward(out.grad(), x.value(), gamma.value(), mean, rstd, dx, dgamma, dbeta);
+  });
+  return out;
+}
+
+Var rms_norm(const Var& x, const Var& gamma, float eps) {
+  Tensor rstd;  // [rows]
+  Var out(ops::rms_norm_forward(x.value(), gamma.value(), eps, rstd), needs_tape(x, gamma));
+  if (!out.requires_grad()) return out;
+  Tape::active()->record([x, gamma, out, rstd]() mutable {
+    if (!out.has_grad()) return;
+    Tensor dx = grad_or_none(x), dgamma = grad_or_none(gamma);
+    ops::rms_norm_backward(out.grad(), x.value(), gamma.value(), rstd, dx, dgamma);
+  });
+  return out;
+}
+
+Var rope(const Var& x, const Tensor& positions, double theta) {
+  Var out(ops::rope_forward(x.value(), positions, theta), needs_tape(x));  // [B, H, L, D]
+  if (!out.requires_grad()) return out;
+  Tape::active()->record([x, positions, theta, out]() mutable {
+    if (out.has_grad()) ops::rope_backward(out.grad(), positions, theta, x.grad());
   });
   return out;
 }

@@ -109,8 +109,8 @@ Tokenizer::Tokenizer(Tokenizer&&) noexcept = default;
 Tokenizer& Tokenizer::operator=(Tokenizer&&) noexcept = default;
 Tokenizer::~Tokenizer() = default;
 
-Tokenizer Tokenizer::train(const std::vector<std::string_view>& sentences,
-                           const TokenizerOptions& options) {
+std::string train_sentencepiece_model(const std::vector<std::string_view>& sentences,
+                                      const TokenizerOptions& options, const SpecialIds& ids) {
   if (sentences.empty()) throw std::invalid_argument("tokenizer training: no sentences");
   std::vector<std::string_view> chosen = sentences;
   if (options.max_sentences > 0 && options.max_sentences < int64_t(sentences.size()))
@@ -121,20 +121,30 @@ Tokenizer Tokenizer::train(const std::vector<std::string_view>& sentences,
       {"model_type", options.model_type},
       {"vocab_size", std::to_string(options.vocab_size)},
       {"character_coverage", coverage.str()},
-      {"pad_id", std::to_string(pad_id)},
-      {"unk_id", std::to_string(unk_id)},
-      {"bos_id", std::to_string(bos_id)},
-      {"eos_id", std::to_string(eos_id)},
+      {"pad_id", std::to_string(ids.pad)},
+      {"unk_id", std::to_string(ids.unk)},
+      {"bos_id", std::to_string(ids.bos)},
+      {"eos_id", std::to_string(ids.eos)},
       {"input_sentence_size", "0"},  // use every sentence given (sampling happened above)
       {"shuffle_input_sentence", "false"},
       {"num_threads", std::to_string(std::max(1, options.threads))},
       {"minloglevel", options.verbose ? "0" : "2"},
   };
+  // Only what differs from SentencePiece's defaults, so that a translation model's file stays
+  // the same bytes as before these options existed.
+  if (options.byte_fallback) args["byte_fallback"] = "true";
+  if (options.normalization != "nmt_nfkc") args["normalization_rule_name"] = options.normalization;
+  if (!options.remove_extra_whitespaces) args["remove_extra_whitespaces"] = "false";
   SentenceList input(chosen);
   std::string serialized;
   auto status = sentencepiece::SentencePieceTrainer::Train(args, &input, &serialized);
   if (!status.ok()) throw std::runtime_error("SentencePiece training failed: " + status.ToString());
-  return Tokenizer(std::move(serialized), "trained model");
+  return serialized;
+}
+
+Tokenizer Tokenizer::train(const std::vector<std::string_view>& sentences,
+                           const TokenizerOptions& options) {
+  return Tokenizer(train_sentencepiece_model(sentences, options, SpecialIds{}), "trained model");
 }
 
 Tokenizer Tokenizer::train_joint(const ParallelCorpus& corpus, const TokenizerOptions& options) {

@@ -41,7 +41,20 @@ struct TokenizerOptions {
   // split by thread), a bpe model does not: keep it fixed to reproduce a model.
   int threads = 2;
   bool verbose = false;  // SentencePiece's own progress log on standard error
+  // Characters outside the vocabulary become their UTF-8 bytes (pieces <0x00>..<0xFF>)
+  // instead of <unk>.
+  bool byte_fallback = false;
+  // SentencePiece's normalization rule ("identity" keeps the text as it is) and whether runs
+  // of whitespace are folded into one space.
+  std::string normalization = "nmt_nfkc";
+  bool remove_extra_whitespaces = true;
 };
+
+// Trains a SentencePiece model on `sentences` with the special ids `ids` (-1: none) and returns
+// its file's bytes. The same sentences and options (seed and threads included) give the same
+// bytes. std::runtime_error with SentencePiece's message on failure.
+std::string train_sentencepiece_model(const std::vector<std::string_view>& sentences,
+                                      const TokenizerOptions& options, const SpecialIds& ids);
 
 class Tokenizer {
  public:

@@ -1,5 +1,6 @@
 #include "nn/gpt.h"
 
+#include <algorithm>
 #include <cmath>
 #include <stdexcept>
 
@@ -201,6 +202,36 @@ KvCache Gpt::new_cache(int64_t rows, int64_t capacity) const {
     cache.v.push_back(Tensor::zeros(shape, DType::f32, device()));
   }
   return cache;
+}
+
+void keep_cache_rows(KvCache& cache, const std::vector<int32_t>& rows) {
+  int64_t m = int64_t(rows.size()), longest = 0;
+  std::vector<int64_t> lengths;
+  for (int32_t r : rows) {
+    lengths.push_back(cache.lengths[size_t(r)]);
+    longest = std::max(longest, lengths.back());
+  }
+  Tensor index = Tensor::from_vector(rows, {m}).to(cache.k[0].device());
+  for (auto* tensors : {&cache.k, &cache.v})
+    for (Tensor& t : *tensors) {
+      ops::kv_cache_gather(t, index, longest, t);  // in place: rows only move down
+      t = t.slice_rows(0, m);
+    }
+  cache.lengths = std::move(lengths);
+}
+
+void copy_cache_row(const KvCache& source, int64_t from, KvCache& cache, int64_t to) {
+  check_shape(source.capacity == cache.capacity && source.k.size() == cache.k.size(),
+              "copy_cache_row: caches of different shapes");
+  int64_t len = source.lengths[size_t(from)];
+  Tensor index =
+      Tensor::from_vector(std::vector<int32_t>{int32_t(from)}, {1}).to(cache.k[0].device());
+  for (size_t i = 0; i < cache.k.size(); ++i) {
+    Tensor k_row = cache.k[i].slice_rows(to, to + 1), v_row = cache.v[i].slice_rows(to, to + 1);
+    ops::kv_cache_gather(source.k[i], index, len, k_row);
+    ops::kv_cache_gather(source.v[i], index, len, v_row);
+  }
+  cache.lengths[size_t(to)] = len;
 }
 
 Tensor Gpt::step(const Tensor& ids, const std::vector<int64_t>& lengths, KvCache& cache) const {

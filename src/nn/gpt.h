@@ -53,9 +53,9 @@ struct GptConfig {
 
   // The fields a user picks when training, under the kebab-case keys a training YAML and
   // config.yaml share (context-length, d-model, layers, heads, kv-heads, d-ff, positions,
-  // rope-theta, norm, norm-eps, mlp, bias, tie-embeddings).
+  // rope-theta, norm, norm-eps, mlp).
   void bind_shape(Options& options);
-  // Every field: bind_shape's, then vocab-size, dropout, bos-id, eos-id.
+  // Every field: bind_shape's, then bias, tie-embeddings, vocab-size, dropout, bos-id, eos-id.
   void bind(Options& options);
   // "gpt-nano", "gpt-mini", "gpt2" or "llama-tiny"; an unknown name is an error listing them.
   static GptConfig preset(const std::string& name);
@@ -89,6 +89,12 @@ struct KvCache {
   std::vector<int64_t> new_lengths;  // during a step: each row's real new tokens
   int64_t capacity = 0;
 };
+
+// Keeps the cache rows `rows` (strictly increasing), in that order.
+void keep_cache_rows(KvCache& cache, const std::vector<int32_t>& rows);
+// Copies row `from` of `source` (its keys, values and length) into row `to` of `cache`; both
+// have the same layers and capacity.
+void copy_cache_row(const KvCache& source, int64_t from, KvCache& cache, int64_t to);
 
 class Gpt {
  public:

@@ -45,12 +45,12 @@ void GptConfig::bind_shape(Options& o) {
   o.add("norm", norm, "layernorm or rmsnorm");
   o.add("norm-eps", norm_eps, "epsilon of the norms");
   o.add("mlp", mlp, "MLP: gelu, gelu_tanh or swiglu");
-  o.add("bias", bias, "biases in the attention and MLP projections");
-  o.add("tie-embeddings", tie_embeddings, "output projection shares the embedding matrix");
 }
 
 void GptConfig::bind(Options& o) {
   bind_shape(o);
+  o.add("bias", bias, "biases in the attention and MLP projections");
+  o.add("tie-embeddings", tie_embeddings, "output projection shares the embedding matrix");
   o.add("vocab-size", vocab_size, "tokens in the vocabulary");
   o.add("dropout", dropout, "dropout used in training");
   o.add("bos-id", bos_id, "begin-of-sequence id (-1: none)");

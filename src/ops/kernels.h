@@ -125,6 +125,21 @@ QKV_KERNEL(layer_norm_backward,
            (const T* dy, const T* x, const T* gamma, const float* mean, const float* rstd,
             int64_t rows, int64_t d, T* dx, T* dgamma, T* dbeta));
 
+// RMSNorm: x, y [rows, d]; gamma [d]; rstd f32 [rows].
+QKV_KERNEL(rms_norm_forward,
+           (const T* x, const T* gamma, float eps, int64_t rows, int64_t d, T* y, float* rstd));
+QKV_KERNEL(rms_norm_backward, (const T* dy, const T* x, const T* gamma, const float* rstd,
+                               int64_t rows, int64_t d, T* dx, T* dgamma));
+
+// Rotary position embeddings (see ops::rope_forward): x, y [batch, heads, len, dim] with dim
+// even, positions [batch, len]. Each angle is computed in double, reduced to [-pi, pi] there,
+// then its cos and sin taken in float.
+QKV_KERNEL(rope_forward, (const T* x, const int32_t* positions, int64_t batch, int64_t heads,
+                          int64_t len, int64_t dim, double theta, T* y));
+// dx += dy rotated by the opposite angles.
+QKV_KERNEL(rope_backward, (const T* dy, const int32_t* positions, int64_t batch, int64_t heads,
+                           int64_t len, int64_t dim, double theta, T* dx));
+
 // Softmax over the last axis of [rows, cols]; a row of only -inf gives zeros.
 QKV_KERNEL(softmax_forward, (const T* x, int64_t rows, int64_t cols, T* y));
 QKV_KERNEL(softmax_backward, (const T* dy, const T* y, int64_t rows, int64_t cols, T* dx));

@@ -68,6 +68,21 @@ Tensor layer_norm_forward(const Tensor& x, const Tensor& gamma, const Tensor& be
 void layer_norm_backward(const Tensor& dy, const Tensor& x, const Tensor& gamma, const Tensor& mean,
                          const Tensor& rstd, Tensor& dx, Tensor& dgamma, Tensor& dbeta);
 
+// RMSNorm over the last axis (Llama's LlamaRMSNorm), in f32: y = x * rsqrt(mean(x^2) + eps) *
+// gamma, x [..., d], gamma [d]. Saves 1/rms per row (rstd [rows] f32) for the backward pass.
+Tensor rms_norm_forward(const Tensor& x, const Tensor& gamma, float eps, Tensor& rstd);
+void rms_norm_backward(const Tensor& dy, const Tensor& x, const Tensor& gamma, const Tensor& rstd,
+                       Tensor& dx, Tensor& dgamma);
+
+// ---------------------------------------------------------------------------------------------
+// Rotary position embeddings, rotate-half layout (Hugging Face Llama's apply_rotary_pos_emb):
+// x [B, H, L, D] (D even), positions i32 [B, L] on x's device. With h = D / 2, for i < h,
+// inv_freq[i] = theta^(-2i / D), a = positions[b, l] * inv_freq[i]:
+//   y[..., i] = x[i] cos a - x[i + h] sin a,   y[..., i + h] = x[i + h] cos a + x[i] sin a.
+Tensor rope_forward(const Tensor& x, const Tensor& positions, double theta);
+// dx += dy rotated by -a (the transpose of the rotation).
+void rope_backward(const Tensor& dy, const Tensor& positions, double theta, Tensor& dx);
+
 // ---------------------------------------------------------------------------------------------
 // Softmax over the last axis.
 Tensor softmax_forward(const Tensor& x);

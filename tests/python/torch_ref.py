@@ -37,6 +37,24 @@ def attention(t, a):
     return probs @ v
 
 
+def rms_norm(t, a):
+    """Hugging Face's LlamaRMSNorm (torch.nn.functional.rms_norm), here in float64."""
+    x = t["x"]
+    variance = x.pow(2).mean(-1, keepdim=True)
+    return t["gamma"] * (x * torch.rsqrt(variance + a.get("eps", 1e-6)))
+
+
+def rope(t, a):
+    """Hugging Face Llama's rotary embedding (LlamaRotaryEmbedding, apply_rotary_pos_emb), here in
+    float64: x [B, H, L, D], positions [B, L]."""
+    x, d = t["x"], t["x"].shape[-1]
+    inv_freq = 1.0 / (a["theta"] ** (torch.arange(0, d, 2, dtype=torch.int64).double() / d))
+    freqs = t["positions"].double()[..., None] * inv_freq  # [B, L, D/2]
+    emb = torch.cat((freqs, freqs), dim=-1)[:, None]  # [B, 1, L, D]
+    rotated_half = torch.cat((-x[..., d // 2:], x[..., :d // 2]), dim=-1)
+    return x * emb.cos() + rotated_half * emb.sin()
+
+
 def cross_entropy(t, a):
     return F.cross_entropy(t["logits"], t["targets"], ignore_index=a["ignore_index"],
                            label_smoothing=a["label_smoothing"], reduction="none")
@@ -67,6 +85,8 @@ OPS = {
     "embedding": lambda t, a: F.embedding(t["ids"], t["table"]) * a.get("scale", 1.0),
     "layer_norm": lambda t, a: F.layer_norm(t["x"], t["x"].shape[-1:], t["gamma"], t["beta"],
                                             a.get("eps", 1e-5)),
+    "rms_norm": rms_norm,
+    "rope": rope,
     "softmax": lambda t, a: torch.softmax(t["x"], -1),
     "log_softmax": lambda t, a: torch.log_softmax(t["x"], -1),
     "relu": lambda t, a: F.relu(t["x"]),

@@ -1,0 +1,172 @@
+#include "train/lm_trainer.h"
+
+#include <cmath>
+#include <filesystem>
+
+#include "data/lm_tokenizer.h"
+#include "data/lm_windows.h"
+#include "decode/generator.h"
+#include "eval/lm_eval.h"
+#include "io/atomic_file.h"
+#include "model_dir/gpt_dir.h"
+#include "tensor/threads.h"
+#include "train/loop.h"
+
+namespace qkv::train {
+
+namespace fs = std::filesystem;
+
+namespace {
+
+std::vector<std::string> read_all(const std::vector<std::string>& paths, const LmTrainConfig& cfg) {
+  std::vector<std::string> all;
+  for (const auto& path : paths) {
+    data::DocumentCorpus c =
+        data::read_documents(path, {cfg.document_separator, int32_t(cfg.text_column)});
+    all.insert(all.end(), std::make_move_iterator(c.documents.begin()),
+               std::make_move_iterator(c.documents.end()));
+  }
+  return all;
+}
+
+// The model directory's tokenizer, or a new one trained on the training documents.
+std::unique_ptr<data::LmTokenizer> tokenizer_for(const LmTrainConfig& cfg,
+                                                 const std::vector<std::string>& documents,
+                                                 TrainLog& log) {
+  if (data::LmTokenizer::exists_in(cfg.model_dir))
+    return data::LmTokenizer::load_dir(cfg.model_dir);
+  data::LmTokenizerOptions o;
+  o.vocab_size = int(cfg.vocab_size);
+  o.max_sentences = cfg.tokenizer_max_documents;
+  o.seed = uint64_t(cfg.seed);
+  log.note("tokenizer", cfg.tokenizer == "chars"
+                            ? std::string("one token per character of the training text")
+                            : "training a " + std::to_string(cfg.vocab_size) +
+                                  "-token SentencePiece BPE model with byte fallback");
+  auto tok = data::LmTokenizer::train(cfg.tokenizer, documents, o);
+  tok->save(cfg.model_dir);
+  return tok;
+}
+
+// The saved config.yaml of a resumed run (its dropout from this run's options), or a new one.
+nn::GptConfig model_config_for(const LmTrainConfig& cfg, const data::LmTokenizer& tok) {
+  nn::GptConfig asked = cfg.model_config(tok.vocab_size(), tok.bos_id(), tok.eos_id());
+  std::string path = model_dir::config_path(cfg.model_dir);
+  if (!fs::exists(path)) {
+    model_dir::write_config(path, asked);
+    return asked;
+  }
+  nn::GptConfig saved = model_dir::read_gpt_config(path);
+  if (saved.vocab_size != tok.vocab_size())
+    throw std::runtime_error(path + ": vocab-size " + std::to_string(saved.vocab_size) +
+                             " differs from the tokenizer's " + std::to_string(tok.vocab_size()));
+  saved.dropout = asked.dropout;
+  return saved;
+}
+
+data::TokenStream stream_of(const std::vector<std::string>& documents,
+                            const data::LmTokenizer& tok) {
+  return data::build_token_stream(
+      documents, [&](std::string_view text) { return tok.encode(text); },
+      tok.add_bos() ? tok.bos_id() : -1, tok.eos_id());
+}
+
+// The validation text: its first documents up to about max_tokens tokens (0: all).
+data::EvalWindows make_validation(const LmTrainConfig& cfg, const data::LmTokenizer& tok,
+                                  const nn::GptConfig& mc) {
+  std::vector<std::string> documents = read_all(cfg.valid_sets, cfg);
+  if (cfg.valid_max_tokens > 0) {
+    size_t n = 0;
+    for (int64_t tokens = 0; n < documents.size() && tokens < cfg.valid_max_tokens; ++n)
+      tokens += int64_t(tok.encode(documents[n]).size()) + 1;
+    documents.resize(n);
+  }
+  data::TokenStream stream = stream_of(documents, tok);
+  return data::eval_windows(stream, mc.context_length, cfg.batch_size);
+}
+
+std::string sample(const nn::Gpt& model, const data::LmTokenizer& tok, const LmTrainConfig& cfg) {
+  decode::GenerationOptions o;
+  o.max_new_tokens = cfg.sample_tokens;
+  o.sampling.temperature = 0.8f, o.sampling.top_k = 200;  // nanoGPT's sample.py
+  o.sampling.seed = uint64_t(cfg.seed);
+  decode::Generator generator(model, tok, o);
+  return cfg.sample_prompt + generator.generate({cfg.sample_prompt})[0].text;
+}
+
+}  // namespace
+
+int64_t train_lm(const LmTrainConfig& cfg) {
+  cfg.validate();
+  Device device = usable_device(cfg.device);
+  set_num_threads(int(cfg.threads));
+  check_no_foreign_model(cfg.model_dir);
+  // The data first: a bad file stops the run before anything is written.
+  std::vector<std::string> documents = read_all(cfg.train_sets, cfg);
+  fs::create_directories(cfg.model_dir);
+  TrainLog log(cfg.model_dir, {"Seq.", "sequences", "tokens", "tokens_per_s"});
+  auto tok = tokenizer_for(cfg, documents, log);
+  nn::GptConfig mc = model_config_for(cfg, *tok);
+  data::TokenStream train_stream = stream_of(documents, *tok);
+  documents = {};
+  log.note("data", std::to_string(train_stream.documents) + " documents, " +
+                       std::to_string(train_stream.tokens.size()) + " tokens, " +
+                       std::to_string(train_stream.characters) + " characters");
+  data::WindowSampler sampler(std::move(train_stream.tokens), mc.context_length, cfg.batch_size,
+                              uint64_t(cfg.seed));
+
+  nn::Gpt model(mc);
+  Rng init_rng(uint64_t(cfg.seed));
+  model.init(init_rng);
+  model.to(device);  // before the loop: a resumed checkpoint is copied onto the device
+  nn::ParamList params = model.params();
+  TrainingLoop loop(cfg, cfg.model_dir, params, log);
+  if (!loop.resumed())
+    log.note("start", "new GPT: " + std::to_string(mc.layers) + " layers, d-model " +
+                          std::to_string(mc.d_model) + ", context " +
+                          std::to_string(mc.context_length) + ", " +
+                          std::to_string(nn::count_params(params)) + " parameters");
+  write_file_atomic((fs::path(cfg.model_dir) / model_dir::kTrainOptionsFile).string(), [&] {
+    LmTrainConfig copy = cfg;
+    Options o;
+    copy.bind(o);
+    return o.to_yaml();
+  }());
+  sampler.seek(loop.progress().batch_in_epoch);
+  data::EvalWindows valid;
+  if (!cfg.valid_sets.empty()) valid = make_validation(cfg, *tok, mc);
+  nn::Context ctx = loop.context(mc.dropout);
+
+  while (!loop.stopping()) {
+    int64_t tokens = 0, sequences = 0;
+    double loss_sum = 0;
+    for (int64_t i = 0; i < cfg.accumulate; ++i) {
+      data::LmBatch b = sampler.next();
+      ops::AutocastScope autocast(loop.precision());  // forward and backward
+      Tape tape;
+      Var loss;
+      {
+        Recording rec(tape);
+        loss = eval::lm_loss_sum(model, b.inputs.to(device), b.targets.to(device),
+                                 cfg.label_smoothing, ctx);
+      }
+      loss_sum += loss.value().item();
+      tape.backward(loss);
+      tokens += b.scored_tokens, sequences += b.rows();
+    }
+    loop.update(loss_sum, tokens, sequences, {0, sampler.position()});
+    if (!valid.batches.empty() && loop.validation_due()) {
+      ops::AutocastScope autocast(loop.precision());
+      double loss = eval::summed_loss(model, valid);
+      ValidStats s;
+      s.loss = loss / double(valid.scored_tokens);
+      s.scores = {{"perplexity", std::exp(s.loss)}, {"bpc", valid.bits_per_character(loss)}};
+      loop.validated(s, -s.loss, "loss");
+      if (cfg.sample_tokens > 0) log.note("sample", sample(model, *tok, cfg));
+    }
+    loop.checkpoint_if_due();
+  }
+  return loop.finish();
+}
+
+}  // namespace qkv::train

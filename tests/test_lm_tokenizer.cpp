@@ -1,0 +1,432 @@
+// The language models' tokenizers (data/lm_tokenizer.h): GPT-2's byte-level BPE against a Python
+// reference written from openai/gpt-2's encoder.py (pre-tokenisation, ids, U+FFFD repair), the
+// character and SentencePiece tokenizers, round trips, the model-directory files and errors.
+#include <gtest/gtest.h>
+
+#include <chrono>
+#include <filesystem>
+#include <fstream>
+#include <nlohmann/json.hpp>
+#include <random>
+
+#include "data/corpus.h"
+#include "data/gpt2_pretokenizer.h"
+#include "data/lm_tokenizer.h"
+#include "eval/unicode_text.h"
+#include "io/atomic_file.h"
+#include "support/data_files.h"
+#include "support/python_script.h"
+
+namespace qkv::test {
+namespace {
+
+using namespace qkv::data;
+
+nlohmann::json read_json(const std::string& path) {
+  return nlohmann::json::parse(read_file(path));
+}
+void write_json(const std::string& path, const nlohmann::json& j) {
+  write_bytes(path, j.dump());
+}
+
+// Texts of the cases GPT-2's pattern distinguishes, then random mixtures of such fragments.
+std::vector<std::string> bpe_texts() {
+  std::vector<std::string> texts = {
+      "Hello world",
+      "I'm sure they'll say it's what we've done, isn't it? You're right, I'd say.",
+      "'s 't 're 've 'm 'll 'd ''s 'S 'LL",
+      "a  b   c    d",
+      "trailing spaces   ",
+      "   leading spaces",
+      "line one\nline two\n\nline four\n",
+      "tab\tseparated\t\tvalues \t x",
+      "windows\r\nline end",
+      "1234567890 3.14159 2024-01-01 +42",
+      "El niño comió piñas con Ángel, ¿verdad? ¡Sí! Él está aquí.",
+      "café vs cafe\u0301",
+      "我爱自然语言处理。日本語のテキスト、한국어",
+      "emoji 👍🏽 family 👨‍👩‍👧 smile 🙂!",
+      "first document<|endoftext|>second document",
+      "<|endoftext|>",
+      " <|endoftext|> spaced <|endoftext|><|endoftext|>",
+      "nbsp\u00a0here ideographic\u3000space line\u2028sep",
+      "arabic ٣٤٥ roman Ⅻ half ½ superscript ²",
+      "",
+  };
+  const std::vector<std::string> fragments = {"Hello",  " world",
+                                              "I",      "'m",
+                                              "can",    "'t",
+                                              " we",    "'ll",
+                                              "'",      "''",
+                                              "'re",    "  ",
+                                              "   ",    " ",
+                                              "\n",     "\n\n",
+                                              "\t",     " \t ",
+                                              "\r\n",   "123",
+                                              " 4567",  "3.14",
+                                              "niño",   " piñata",
+                                              "¿Qué?",  "¡Sí!",
+                                              "é",      "e\u0301",
+                                              "我爱",   "日本語",
+                                              "。",     "👍🏽",
+                                              " 🙂",  "<|endoftext|>",
+                                              "\u00a0", "\u3000",
+                                              "\u2028", "\x1c",
+                                              "\u0085", "٣٤",
+                                              "Ⅻ",      "½",
+                                              "$",      "--",
+                                              "...",    " !",
+                                              "x",      "A",
+                                              "ß",      "Ω",
+                                              "\u200b", "\x7f",
+                                              "\x01",   "\v",
+                                              "\f",     "'s"};
+  // Long runs: every occurrence of a pair merged, left to right, pass after pass.
+  texts.push_back(std::string(37, 'a') + " " + std::string(64, 'a') + " " + std::string(40, '='));
+  std::string abc;
+  for (int i = 0; i < 60; ++i) abc += i % 7 ? "ab" : "abc";
+  texts.push_back(abc + " " + abc + "\n\n\n\n\n\n\n");
+  std::mt19937 rng(5);
+  for (int i = 0; i < 300; ++i) {
+    std::string text;
+    for (int k = int(rng() % 12); k >= 0; --k) text += fragments[rng() % fragments.size()];
+    texts.push_back(text);
+  }
+  return texts;
+}
+
+class ByteBpeTest : public ::testing::Test {
+ protected:
+  static void SetUpTestSuite() {
+    dir_ = new ScratchDir("lm_bpe");
+    texts_ = new std::vector<std::string>(bpe_texts());
+    write_json(dir_->file("texts.json"), *texts_);
+    run_python_script("gpt2_bpe_reference.py",
+                      "make " + dir_->file("") + " 3 400 " + dir_->file("texts.json"));
+    tokenizer_ = LmTokenizer::load_dir(dir_->file("")).release();
+  }
+  static void TearDownTestSuite() {
+    delete tokenizer_;
+    delete texts_;
+    delete dir_;
+  }
+  static ScratchDir* dir_;
+  static std::vector<std::string>* texts_;
+  static LmTokenizer* tokenizer_;
+};
+ScratchDir* ByteBpeTest::dir_ = nullptr;
+std::vector<std::string>* ByteBpeTest::texts_ = nullptr;
+LmTokenizer* ByteBpeTest::tokenizer_ = nullptr;
+
+TEST_F(ByteBpeTest, PreTokenisationMatchesTheRegexModule) {
+  run_python_script("gpt2_bpe_reference.py",
+                    "split " + dir_->file("texts.json") + " " + dir_->file("words.json"));
+  auto expected = read_json(dir_->file("words.json"));
+  ASSERT_EQ(expected.size(), texts_->size());
+  for (size_t i = 0; i < texts_->size(); ++i) {
+    std::vector<std::string_view> words;
+    gpt2_pretokenize((*texts_)[i], words);
+    EXPECT_EQ(std::vector<std::string>(words.begin(), words.end()),
+              expected[i].get<std::vector<std::string>>())
+        << "text " << i << ": " << nlohmann::json((*texts_)[i]).dump();
+  }
+}
+
+TEST_F(ByteBpeTest, IdsMatchTheReference) {
+  run_python_script(
+      "gpt2_bpe_reference.py",
+      "encode " + dir_->file("") + " " + dir_->file("texts.json") + " " + dir_->file("ids.json"));
+  auto expected = read_json(dir_->file("ids.json"));
+  const LmTokenizer& tok = *tokenizer_;
+  EXPECT_EQ(tok.type(), "byte-bpe");
+  EXPECT_FALSE(tok.add_bos());
+  EXPECT_EQ(tok.piece(tok.eos_id()), "<|endoftext|>");
+  EXPECT_EQ(tok.bos_id(), tok.eos_id());
+  size_t merged = 0;
+  for (size_t i = 0; i < texts_->size(); ++i) {
+    auto ids = tok.encode((*texts_)[i]);
+    EXPECT_EQ(ids, expected[i].get<std::vector<int32_t>>())
+        << "text " << i << ": " << nlohmann::json((*texts_)[i]).dump();
+    for (int32_t id : ids) merged += tok.decode_bytes({id}).size() > 1;
+  }
+  EXPECT_GT(merged, 500u);  // the merges do apply
+}
+
+TEST_F(ByteBpeTest, DecodeGivesTheTextBackAndSkipsSpecialTokens) {
+  const LmTokenizer& tok = *tokenizer_;
+  for (const auto& text : *texts_) {
+    if (text.find("<|endoftext|>") != std::string::npos) continue;
+    EXPECT_EQ(tok.decode(tok.encode(text)), text);
+  }
+  EXPECT_EQ(tok.decode(tok.encode("one<|endoftext|>two")), "onetwo");
+}
+
+TEST_F(ByteBpeTest, DecodeRepairsInvalidUtf8AsPython) {
+  const LmTokenizer& tok = *tokenizer_;
+  std::vector<int32_t> byte_id(256, -1);
+  for (int32_t id = 0; id < tok.vocab_size(); ++id) {
+    std::string bytes = tok.decode_bytes({id});
+    if (bytes.size() == 1) byte_id[uint8_t(bytes[0])] = id;
+  }
+  for (int b = 0; b < 256; ++b) ASSERT_GE(byte_id[b], 0) << "byte " << b;
+  // Byte strings rich in lead and continuation bytes, plus the classic cases.
+  std::vector<std::string> cases = {"\xe4\xb8",
+                                    "\xe4\xb8"
+                                    "A",
+                                    "\xf0\x80\x80",
+                                    "\xed\xa0\x80",
+                                    "\xc0\xaf",
+                                    "\xf4\x90\x80\x80",
+                                    "\xff",
+                                    "ok\xe2\x82"};
+  const uint8_t pool[] = {'a',  ' ',  0x80, 0xBF, 0x9F, 0xA0, 0x8F, 0x90, 0xC2, 0xC3,
+                          0xDF, 0xE0, 0xE4, 0xED, 0xEF, 0xF0, 0xF4, 0xF5, 0xC0, 0xFF};
+  std::mt19937 rng(11);
+  for (int i = 0; i < 300; ++i) {
+    std::string bytes;
+    for (int k = int(rng() % 8); k >= 0; --k) bytes.push_back(char(pool[rng() % sizeof pool]));
+    cases.push_back(bytes);
+  }
+  nlohmann::json hex = nlohmann::json::array();
+  std::vector<std::vector<int32_t>> ids(cases.size());
+  for (size_t i = 0; i < cases.size(); ++i) {
+    std::string h;
+    char buf[3];
+    for (char c : cases[i]) {
+      std::snprintf(buf, sizeof buf, "%02x", unsigned(uint8_t(c)));
+      h += buf;
+      ids[i].push_back(byte_id[uint8_t(c)]);
+    }
+    hex.push_back(h);
+  }
+  write_json(dir_->file("bytes.json"), hex);
+  run_python_script("gpt2_bpe_reference.py",
+                    "replace " + dir_->file("bytes.json") + " " + dir_->file("replaced.json"));
+  auto expected = read_json(dir_->file("replaced.json"));
+  for (size_t i = 0; i < cases.size(); ++i) {
+    EXPECT_EQ(tok.decode_bytes(ids[i]), cases[i]);
+    std::string h;
+    char buf[3];
+    for (char c : tok.decode(ids[i])) {
+      std::snprintf(buf, sizeof buf, "%02x", unsigned(uint8_t(c)));
+      h += buf;
+    }
+    EXPECT_EQ(h, expected[i].get<std::string>()) << "bytes " << hex[i].get<std::string>();
+  }
+}
+
+TEST_F(ByteBpeTest, SaveWritesTheFilesVerbatim) {
+  ScratchDir copy("lm_bpe_copy");
+  tokenizer_->save(copy.file(""));
+  for (const char* name : {"vocab.json", "merges.txt"})
+    EXPECT_EQ(read_file(copy.file(name)), read_file(dir_->file(name))) << name;
+  auto loaded = LmTokenizer::load_dir(copy.file(""));
+  EXPECT_EQ(loaded->type(), "byte-bpe");
+  EXPECT_EQ(loaded->vocab_size(), tokenizer_->vocab_size());
+  EXPECT_EQ(loaded->eos_id(), tokenizer_->eos_id());
+  EXPECT_EQ(loaded->bos_id(), tokenizer_->bos_id());
+  EXPECT_EQ(loaded->add_bos(), tokenizer_->add_bos());
+  for (const auto& text : *texts_) EXPECT_EQ(loaded->encode(text), tokenizer_->encode(text));
+}
+
+TEST_F(ByteBpeTest, EncodesFiveMegabytesInAFewSeconds) {
+  ParallelCorpus corpus =
+      read_corpus(std::string(QKV_SOURCE_DIR) + "/data/bible.es-en.train.tsv.xz");
+  std::string text;
+  for (size_t i = 0; text.size() < (5u << 20); i = (i + 1) % corpus.src.size())
+    text += corpus.src[i] + "\n" + corpus.tgt[i] + "\n";
+  auto start = std::chrono::steady_clock::now();
+  auto ids = tokenizer_->encode(text);
+  double seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
+  std::printf("byte-bpe: %.1f MB -> %zu tokens in %.2f s\n", text.size() / 1e6, ids.size(),
+              seconds);
+  EXPECT_EQ(tokenizer_->decode(ids), text);
+  EXPECT_LT(seconds, 10.0);
+
+  std::string word;  // one word of a megabyte: merging must not be quadratic in its length
+  std::mt19937 rng(3);
+  while (word.size() < (1u << 20)) word += "abc"[rng() % 3];
+  start = std::chrono::steady_clock::now();
+  ids = tokenizer_->encode(word);
+  seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
+  std::printf("byte-bpe: a word of %.1f MB -> %zu tokens in %.2f s\n", word.size() / 1e6,
+              ids.size(), seconds);
+  EXPECT_EQ(tokenizer_->decode(ids), word);
+  EXPECT_LT(seconds, 10.0);
+}
+
+TEST(LmTokenizerTest, CharsTokenizerOfNanoGpt) {
+  auto tok = LmTokenizer::train("chars", {"hello world", "¡olé!\n"}, {});
+  EXPECT_EQ(tok->type(), "chars");
+  EXPECT_EQ(tok->eos_id(), 0);
+  EXPECT_EQ(tok->bos_id(), -1);
+  EXPECT_FALSE(tok->add_bos());
+  std::vector<std::string> pieces;
+  for (int32_t id = 0; id < tok->vocab_size(); ++id) pieces.push_back(tok->piece(id));
+  EXPECT_EQ(pieces, (std::vector<std::string>{"<|endoftext|>", "\n", " ", "!", "d", "e", "h", "l",
+                                              "o", "r", "w", "¡", "é"}));
+  EXPECT_EQ(tok->encode("hole<|endoftext|>"), (std::vector<int32_t>{6, 8, 7, 5, 0}));
+  for (std::string text : {"hello world", "¡olé!\n", "", "  wow\n\n"})
+    EXPECT_EQ(tok->decode(tok->encode(text)), text);
+
+  ScratchDir dir("lm_chars");
+  tok->save(dir.file(""));
+  EXPECT_TRUE(LmTokenizer::exists_in(dir.file("")));
+  auto loaded = LmTokenizer::load_dir(dir.file(""));
+  EXPECT_EQ(loaded->type(), "chars");
+  EXPECT_EQ(loaded->eos_id(), 0);
+  EXPECT_EQ(loaded->bos_id(), -1);
+  EXPECT_EQ(loaded->encode("hello world\n¡olé!"), tok->encode("hello world\n¡olé!"));
+  EXPECT_EQ(read_json(dir.file("chars.json")), nlohmann::json(pieces));
+  EXPECT_EQ(read_file(dir.file("tokenizer.yaml")),
+            "type: chars\nadd-bos: false\nbos-token: \"\"\neos-token: \"<|endoftext|>\"\n");
+}
+
+TEST(LmTokenizerTest, NamedErrors) {
+  auto tok = LmTokenizer::train("chars", {"abc"}, {});
+  expect_error<std::invalid_argument>([&] { tok->encode("ab中"); }, {"U+4E2D", "'中'"});
+  expect_error<std::invalid_argument>([&] { tok->encode("abc\xff"); }, {"invalid UTF-8", "byte 3"});
+  expect_error<std::invalid_argument>([&] { tok->decode({1, 4}); }, {"token id 4"});
+  expect_error<std::invalid_argument>([&] { tok->decode({-1}); }, {"token id -1"});
+  expect_error<std::invalid_argument>(
+      [&] {
+        LmTokenizer::train("chars", {"ok", "a\xc3"}, {});
+      },
+      {"document 1", "byte 1"});
+  expect_error<std::invalid_argument>([&] { LmTokenizer::train("byte-bpe", {"a"}, {}); },
+                                      {"byte-bpe"});
+}
+
+// Writes a chars tokenizer and a byte-bpe one ("<|endoftext|>" and bytes, no merges) to check
+// that load_dir names the file a broken directory is missing or has corrupt.
+TEST(LmTokenizerTest, LoadDirNamesTheMissingOrCorruptFile) {
+  ScratchDir dir("lm_broken");
+  std::string d = dir.file("");
+  expect_error<std::runtime_error>([&] { LmTokenizer::load_dir(d); }, {dir.file("tokenizer.yaml")});
+  EXPECT_FALSE(LmTokenizer::exists_in(d));
+  auto yaml = [&](const std::string& type, const std::string& eos) {
+    write_bytes(
+        dir.file("tokenizer.yaml"),
+        "type: " + type + "\nadd-bos: false\nbos-token: \"\"\neos-token: \"" + eos + "\"\n");
+  };
+  yaml("chars", "<|endoftext|>");
+  expect_error<std::runtime_error>([&] { LmTokenizer::load_dir(d); }, {dir.file("chars.json")});
+  write_bytes(dir.file("chars.json"), "[\"<|endoftext|>\", \"a\", ");
+  expect_error<std::runtime_error>([&] { LmTokenizer::load_dir(d); },
+                                   {dir.file("chars.json"), "JSON"});
+  write_bytes(dir.file("chars.json"), "[\"<|endoftext|>\", \"ab\"]");
+  expect_error<std::runtime_error>([&] { LmTokenizer::load_dir(d); },
+                                   {dir.file("chars.json"), "\"ab\""});
+  write_bytes(dir.file("chars.json"), "[\"<eos>\", \"a\"]");
+  expect_error<std::runtime_error>([&] { LmTokenizer::load_dir(d); },
+                                   {dir.file("tokenizer.yaml"), "<|endoftext|>"});
+
+  yaml("byte-bpe", "<|endoftext|>");
+  expect_error<std::runtime_error>([&] { LmTokenizer::load_dir(d); }, {dir.file("vocab.json")});
+  // GPT-2's byte tokens: printable Latin-1 bytes stand for themselves, the others for U+0100...
+  nlohmann::json vocab = {{"<|endoftext|>", 0}};
+  char32_t next = 256;
+  for (int b = 0; b < 256; ++b) {
+    bool printable = (b >= '!' && b <= '~') || (b >= 0xA1 && b <= 0xAC) || b >= 0xAE;
+    vocab[encode_utf8(std::u32string(1, printable ? char32_t(b) : next++))] = vocab.size();
+  }
+  vocab["ab"] = vocab.size();
+  write_json(dir.file("vocab.json"), vocab);
+  expect_error<std::runtime_error>([&] { LmTokenizer::load_dir(d); }, {dir.file("merges.txt")});
+  write_bytes(dir.file("merges.txt"), "#version: 0.2\na b\nab c\n");
+  expect_error<std::runtime_error>([&] { LmTokenizer::load_dir(d); },
+                                   {dir.file("merges.txt") + ":3", "\"abc\" is not in vocab.json"});
+  write_bytes(dir.file("merges.txt"), "#version: 0.2\na b c\n");
+  expect_error<std::runtime_error>([&] { LmTokenizer::load_dir(d); },
+                                   {dir.file("merges.txt") + ":2", "two tokens"});
+  write_bytes(dir.file("merges.txt"), "#version: 0.2\na b\n");
+  EXPECT_EQ(LmTokenizer::load_dir(d)->encode("cab<|endoftext|>"),
+            (std::vector<int32_t>{vocab["c"].get<int32_t>(), vocab["ab"].get<int32_t>(), 0}));
+  vocab["zz"] = vocab["\xc4\x80"];  // the token of byte 0 renamed
+  vocab.erase("\xc4\x80");
+  write_json(dir.file("vocab.json"), vocab);
+  expect_error<std::runtime_error>([&] { LmTokenizer::load_dir(d); },
+                                   {dir.file("vocab.json"), "no token for byte 0"});
+  write_bytes(dir.file("vocab.json"), "{\"a\": 0, \"b\": 2}");
+  expect_error<std::runtime_error>([&] { LmTokenizer::load_dir(d); }, {dir.file("vocab.json")});
+
+  yaml("sentencepiece", "</s>");
+  expect_error<std::runtime_error>([&] { LmTokenizer::load_dir(d); }, {dir.file("spm.model")});
+  write_bytes(dir.file("spm.model"), "not a model");
+  expect_error<std::runtime_error>([&] { LmTokenizer::load_dir(d); },
+                                   {dir.file("spm.model"), "not a SentencePiece model"});
+
+  yaml("wordpiece", "");
+  expect_error<std::runtime_error>([&] { LmTokenizer::load_dir(d); },
+                                   {dir.file("tokenizer.yaml"), "wordpiece"});
+  write_bytes(dir.file("tokenizer.yaml"), "type: chars\nadd-bos: maybe\n");
+  expect_error<std::runtime_error>([&] { LmTokenizer::load_dir(d); },
+                                   {dir.file("tokenizer.yaml"), "add-bos"});
+  write_bytes(dir.file("tokenizer.yaml"), "type: [chars\n");
+  expect_error<std::runtime_error>([&] { LmTokenizer::load_dir(d); },
+                                   {dir.file("tokenizer.yaml"), "YAML"});
+}
+
+std::vector<std::string> bible_documents(const std::string& split, size_t count) {
+  ParallelCorpus corpus =
+      read_corpus(std::string(QKV_SOURCE_DIR) + "/data/bible.es-en." + split + ".tsv.xz");
+  std::vector<std::string> documents;  // a few verses, both languages, per document
+  for (size_t i = 0; i + 4 <= corpus.src.size() && documents.size() < count; i += 4) {
+    std::string doc;
+    for (size_t k = i; k < i + 4; ++k) doc += corpus.src[k] + "\n" + corpus.tgt[k] + "\n";
+    documents.push_back(doc);
+  }
+  return documents;
+}
+
+LmTokenizerOptions spm_options(uint64_t seed) {
+  LmTokenizerOptions options;
+  options.vocab_size = 1200;
+  options.max_sentences = 3000;  // lines, of 16,000
+  options.seed = seed;
+  return options;
+}
+
+TEST(LmTokenizerTest, SentencePieceOfLlamasLayout) {
+  auto documents = bible_documents("train", 2000);
+  auto tok = LmTokenizer::train("sentencepiece", documents, spm_options(4));
+  EXPECT_EQ(tok->type(), "sentencepiece");
+  EXPECT_EQ(tok->vocab_size(), 1200);
+  EXPECT_EQ(tok->piece(0), "<unk>");
+  EXPECT_EQ(tok->bos_id(), 1);
+  EXPECT_EQ(tok->piece(1), "<s>");
+  EXPECT_EQ(tok->eos_id(), 2);
+  EXPECT_EQ(tok->piece(2), "</s>");
+  EXPECT_TRUE(tok->add_bos());
+  EXPECT_EQ(tok->piece(3), "<0x00>");
+
+  // Round trips: whitespace and newlines kept, unseen characters as bytes.
+  for (const auto& doc : bible_documents("dev", 50)) EXPECT_EQ(tok->decode(tok->encode(doc)), doc);
+  for (std::string text : {"  two  spaces\tand a tab\n\n", "中文 🙂 ☃ ß", "", " x"})
+    EXPECT_EQ(tok->decode(tok->encode(text)), text);
+  auto ids = tok->encode("中");
+  ASSERT_EQ(ids.size(), 4u);  // "▁" then the three bytes of U+4E2D
+  EXPECT_EQ(tok->piece(ids[1]), "<0xE4>");
+  EXPECT_EQ(tok->piece(ids[3]), "<0xAD>");
+  EXPECT_EQ(tok->decode_bytes({ids[1], ids[2]}), "\xE4\xB8");
+  EXPECT_EQ(tok->decode({ids[1], ids[2]}), "\uFFFD");
+  EXPECT_EQ(tok->decode({1, ids[0], ids[1], ids[2], ids[3], 2}), "中");
+  expect_error<std::invalid_argument>([&] { tok->encode("a\xC3("); }, {"byte 1"});
+  expect_error<std::invalid_argument>([&] { tok->decode({1200}); }, {"token id 1200"});
+
+  // The same seed gives the same model file; save and load keep everything.
+  ScratchDir first("lm_spm_1"), second("lm_spm_2");
+  tok->save(first.file(""));
+  LmTokenizer::train("sentencepiece", documents, spm_options(4))->save(second.file(""));
+  EXPECT_EQ(read_file(first.file("spm.model")), read_file(second.file("spm.model")));
+  auto loaded = LmTokenizer::load_dir(first.file(""));
+  EXPECT_EQ(loaded->type(), "sentencepiece");
+  EXPECT_EQ(loaded->bos_id(), 1);
+  EXPECT_EQ(loaded->eos_id(), 2);
+  EXPECT_TRUE(loaded->add_bos());
+  for (const auto& doc : bible_documents("dev", 20))
+    EXPECT_EQ(loaded->encode(doc), tok->encode(doc));
+}
+
+}  // namespace
+}  // namespace qkv::test

@@ -59,7 +59,7 @@ const std::string& model_dir() {
     fs::remove_all(d);
     CliResult r = qkv("train-lm --model-dir " + d + " --train-sets " + text_file() +
                       " --valid-sets " + text_file() +
-                      " --tokenizer sentencepiece --vocab-size 300 --context-length 32"
+                      " --tokenizer sentencepiece --vocab-size 400 --context-length 32"
                       " --d-model 32 --layers 1 --heads 2 --batch-size 4 --max-updates 8"
                       " --valid-freq 8 --sample-tokens 8 --threads 2");
     EXPECT_EQ(r.status, 0) << r.err;
@@ -124,7 +124,7 @@ TEST(CliLm, BadInputIsNamed) {
   std::string gen = "generate --model-dir " + model_dir() + " ";
   expect_error(qkv(gen + "--prompt x --top-p 0"), "top-p");
   expect_error(qkv(gen + "--prompt x --temperature -1"), "temperature");
-  expect_error(qkv(gen + "--prompt $'\\xff\\xfeabc'"), "UTF-8");
+  expect_error(qkv(gen + "--prompt \"$(printf '\\377\\376abc')\""), "UTF-8");
   expect_error(qkv(gen + "--prompt x --max-new-tokens 0"), "max-new-tokens");
   std::string empty = temp_path("lm-empty.txt"), dir = temp_path("lm-cli-empty");
   std::ofstream(empty).close();

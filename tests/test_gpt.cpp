@@ -150,10 +150,11 @@ void expect_cache_matches_forward(const nn::GptConfig& c) {
   }
   std::vector<int64_t> prompt{5, 2};
   nn::KvCache cache = model.new_cache(2, 12);
+  nn::PackedGpt packed = model.pack();
   std::vector<int32_t> ids(2 * 5, 0);
   for (int r = 0; r < 2; ++r)
     for (int64_t j = 0; j < prompt[r]; ++j) ids[r * 5 + j] = seqs[r][j];
-  Tensor logits = model.step(Tensor::from_vector(ids, {2, 5}), prompt, cache);
+  Tensor logits = model.step(Tensor::from_vector(ids, {2, 5}), prompt, cache, packed);
   int64_t v = c.vocab_size;
   for (int r = 0; r < 2; ++r) {
     std::vector<float> all = logits.to_vector();
@@ -162,7 +163,7 @@ void expect_cache_matches_forward(const nn::GptConfig& c) {
   }
   for (int step = 0; step < 6; ++step) {
     std::vector<int32_t> next{seqs[0][prompt[0] + step], seqs[1][prompt[1] + step]};
-    logits = model.step(Tensor::from_vector(next, {2, 1}), {1, 1}, cache);
+    logits = model.step(Tensor::from_vector(next, {2, 1}), {1, 1}, cache, packed);
     std::vector<float> all = logits.to_vector();
     for (int r = 0; r < 2; ++r)
       expect_rows_close(std::vector<float>(all.begin() + r * v, all.begin() + (r + 1) * v),
@@ -176,7 +177,8 @@ void expect_cache_matches_forward(const nn::GptConfig& c) {
   EXPECT_EQ(other.lengths[0], prompt[1] + 6);
   int32_t token = seqs[1][prompt[1] + 6];
   std::vector<float> kept =
-      model.step(Tensor::from_vector(std::vector<int32_t>{token}, {1, 1}), {1}, other).to_vector();
+      model.step(Tensor::from_vector(std::vector<int32_t>{token}, {1, 1}), {1}, other, packed)
+          .to_vector();
   expect_rows_close(kept, forward_row(model, seqs[1], size_t(prompt[1] + 6)), "copied row");
 }
 
@@ -188,12 +190,13 @@ TEST(Gpt, KvCacheStepsGiveTheLogitsOfTheFullForwardPass) {
 TEST(Gpt, CacheRefusesToOverflowAndSeveralTokensAfterThePrefill) {
   nn::Gpt model = random_model(small("gpt2"), 1);
   nn::KvCache cache = model.new_cache(1, 4);
+  nn::PackedGpt packed = model.pack();
   Tensor three = Tensor::from_vector(std::vector<int32_t>{1, 2, 3}, {1, 3});
-  model.step(three, {3}, cache);
-  EXPECT_THROW(model.step(three, {3}, cache), std::invalid_argument);
+  model.step(three, {3}, cache, packed);
+  EXPECT_THROW(model.step(three, {3}, cache, packed), std::invalid_argument);
   Tensor one = Tensor::from_vector(std::vector<int32_t>{1}, {1, 1});
-  model.step(one, {1}, cache);
-  EXPECT_THROW(model.step(one, {1}, cache), std::invalid_argument);
+  model.step(one, {1}, cache, packed);
+  EXPECT_THROW(model.step(one, {1}, cache, packed), std::invalid_argument);
   EXPECT_THROW(model.new_cache(1, 17), std::invalid_argument);  // beyond the context
 }
 

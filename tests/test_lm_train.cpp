@@ -35,9 +35,10 @@ train::LmTrainConfig tiny(const std::string& name, const std::string& tokenizer)
   c.model_dir = temp_path(name);
   fs::remove_all(c.model_dir);
   c.train_sets = {small_text(300)};
-  c.tokenizer = tokenizer, c.vocab_size = 200;
+  c.tokenizer = tokenizer, c.vocab_size = 400;  // 256 byte pieces and the characters
   c.model.context_length = 24, c.model.d_model = 32, c.model.layers = 2, c.model.heads = 2;
   c.batch_size = 4, c.warmup_steps = 5, c.dropout = 0.1f;
+  c.lr_schedule = "inverse-sqrt";  // cosine would decay over each run's max-updates
   c.disp_freq = 5, c.save_freq = 10, c.valid_freq = 1000, c.threads = 2;
   c.sample_tokens = 0;
   return c;
@@ -72,6 +73,7 @@ TEST(LmTrain, ValidationLogsPerplexityBitsPerCharacterAndASample) {
   train::LmTrainConfig c = tiny("lm_valid", "chars");
   c.valid_sets = {small_text(300)};
   c.max_updates = 10, c.valid_freq = 5, c.sample_tokens = 12, c.sample_prompt = "And God";
+  c.valid_max_tokens = 3000;
   train::train_lm(c);
   std::stringstream metrics;
   metrics << std::ifstream(c.model_dir + "/metrics.jsonl").rdbuf();

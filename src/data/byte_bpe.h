@@ -46,6 +46,8 @@ class ByteBpe : public LmTokenizer {
   int32_t byte_ids_[256];                        // byte -> id of its one-character token
   std::vector<Merge> merges_;                    // rank -> merge
   std::unordered_map<uint64_t, int32_t> ranks_;  // pair_key(first, second) -> rank
+  // The ids of the words met so far (emptied past 2^20 words), shared by the threads that
+  // encode at once under cache_mutex_.
   mutable std::mutex cache_mutex_;
   mutable std::unordered_map<std::string, std::vector<int32_t>> cache_;  // word -> ids
 };

@@ -32,7 +32,8 @@ struct Generation {
 
 class Generator {
  public:
-  // `model` and `tokenizer` must outlive the generator.
+  // `model` and `tokenizer` must outlive the generator, and the model's weights must not change
+  // meanwhile (they are packed here once).
   Generator(const nn::Gpt& model, const data::LmTokenizer& tokenizer, GenerationOptions options);
   // One Generation per prompt and sample: result[i * num_samples + j] is sample j of prompt i.
   // on_text(sequence, text) receives each sequence's continuation as it becomes final (whole
@@ -49,6 +50,7 @@ class Generator {
   const nn::Gpt& model_;
   const data::LmTokenizer& tokenizer_;
   GenerationOptions options_;
+  nn::PackedGpt packed_;  // the model's weights as they were when the generator was made
 };
 
 }  // namespace qkv::decode

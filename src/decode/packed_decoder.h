@@ -5,20 +5,12 @@
 #pragma once
 #include <vector>
 
+#include "nn/packed_linear.h"
 #include "nn/seq2seq.h"
 
 namespace qkv::decode {
 
-// A Linear layer, or several side by side (their outputs concatenated in order), packed. The
-// packed kernel is the CPU's; on cuda the weight stays as it is and cuBLAS runs the product.
-struct PackedLinear {
-  Tensor weight, bias;  // cpu: [ceil(out / 16), in, 16]; cuda: [out, in]. bias [out] or undefined
-  int64_t out = 0;
-  PackedLinear() = default;
-  PackedLinear(const Tensor& weight, const Tensor& bias);  // [out, in], [out] or undefined
-  explicit PackedLinear(const std::vector<const nn::Linear*>& layers);
-  Var operator()(const Var& x) const;  // [..., in] -> [..., out]
-};
+using nn::PackedLinear;
 
 class PackedDecoder {
  public:

@@ -107,67 +107,93 @@ void Gpt::to(Device device) {
   move_params(params(), device);
 }
 
-Var Gpt::attention(const GptBlock& b, const Var& x, const Tensor& positions, const Context& ctx,
-                   KvCache* cache, size_t layer) const {
+Var Gpt::attention(size_t layer, const Var& x, const Tensor& positions, const Context& ctx,
+                   const Inference* inference) const {
   const GptConfig& c = config_;
+  const GptBlock& b = layers_[layer];
   int64_t batch = x.shape()[0], len = x.shape()[1], dh = c.head_dim();
   int64_t heads = c.heads, kv_heads = c.kv_head_count();
-  // Projections in [B, L, H, Dh]; RoPE needs only each vector's position, so it rotates them
-  // as [B * L, H, 1, Dh] with positions [B * L, 1].
-  auto project = [&](const Linear& proj, int64_t h, bool rotate) {
-    Var y = reshape(proj(x), {batch * len, h, 1, dh});
-    if (rotate) y = rope(y, positions.reshape({batch * len, 1}), c.rope_theta);
-    return reshape(y, {batch, len, h, dh});
+  Var q_lin, k_lin, v_lin;  // [B, L, H * Dh], [B, L, Hkv * Dh] twice
+  if (inference) {
+    std::vector<Var> qkv = split(inference->packed->layers[layer].qkv(x),
+                                 {heads * dh, kv_heads * dh, kv_heads * dh}, 2);
+    q_lin = qkv[0], k_lin = qkv[1], v_lin = qkv[2];
+  } else {
+    q_lin = b.q_proj(x), k_lin = b.k_proj(x), v_lin = b.v_proj(x);
+  }
+  // Heads in [B, L, H, Dh]; RoPE needs only each vector's position, so it rotates them as
+  // [B * L, H, 1, Dh] with positions [B * L, 1].
+  auto to_heads_rotated = [&](const Var& y, int64_t h, bool rotate) {
+    Var r = reshape(y, {batch * len, h, 1, dh});
+    if (rotate) r = rope(r, positions.reshape({batch * len, 1}), c.rope_theta);
+    return reshape(r, {batch, len, h, dh});
   };
-  Var q = project(b.q_proj, heads, c.rope());
-  Var k = project(b.k_proj, kv_heads, c.rope());
-  Var v = project(b.v_proj, kv_heads, false);
+  Var q = to_heads_rotated(q_lin, heads, c.rope());
+  Var k = to_heads_rotated(k_lin, kv_heads, c.rope());
+  Var v = to_heads_rotated(v_lin, kv_heads, false);
   auto to_heads = [](const Var& y) { return permute(y, {0, 2, 1, 3}); };  // [B, H, L, Dh]
   ops::AttentionMask mask{true, Tensor()};
   Var keys = to_heads(k), values = to_heads(v);
-  if (cache) {
+  if (inference) {
     // Rows write their new keys and values at their own lengths; a prefill (every row empty)
     // attends to its own keys, a step (one token) to the cache up to each row's new length.
+    KvCache& cache = *inference->cache;
     Tensor k_rows = k.value().reshape({batch * len, kv_heads * dh});
     Tensor v_rows = v.value().reshape({batch * len, kv_heads * dh});
     std::vector<int32_t> key_lengths;
     for (int64_t r = 0; r < batch; ++r) {
-      Tensor k_cache = cache->k[layer].slice_rows(r, r + 1);
-      Tensor v_cache = cache->v[layer].slice_rows(r, r + 1);
+      Tensor k_cache = cache.k[layer].slice_rows(r, r + 1);
+      Tensor v_cache = cache.v[layer].slice_rows(r, r + 1);
       for (int64_t l = 0; l < len; ++l) {
         Shape one{1, kv_heads, 1, dh};
-        int64_t row = r * len + l, pos = cache->lengths[size_t(r)] + l;
+        int64_t row = r * len + l, pos = cache.lengths[size_t(r)] + l;
         ops::kv_cache_write(k_cache, k_rows.slice_rows(row, row + 1).reshape(one), pos);
         ops::kv_cache_write(v_cache, v_rows.slice_rows(row, row + 1).reshape(one), pos);
       }
-      key_lengths.push_back(int32_t(cache->lengths[size_t(r)] + cache->new_lengths[size_t(r)]));
+      key_lengths.push_back(int32_t(cache.lengths[size_t(r)] + cache.new_lengths[size_t(r)]));
     }
     mask.key_lengths = Tensor::from_vector(key_lengths, {batch}).to(x.value().device());
     if (len == 1) {
       mask.causal = false;
-      keys = Var(cache->k[layer]), values = Var(cache->v[layer]);
+      keys = Var(cache.k[layer]), values = Var(cache.v[layer]);
     }
   }
   Var o = qkv::attention(to_heads(q), repeat_heads(keys, heads / kv_heads),
                          repeat_heads(values, heads / kv_heads), mask, 1.f / std::sqrt(float(dh)),
                          ctx.attention);  // [B, H, L, Dh]
-  return b.o_proj(reshape(permute(o, {0, 2, 1, 3}), {batch, len, c.d_model}));
+  Var merged = reshape(permute(o, {0, 2, 1, 3}), {batch, len, c.d_model});
+  return inference ? inference->packed->layers[layer].o_proj(merged) : b.o_proj(merged);
 }
 
-Var Gpt::mlp(const GptBlock& b, const Var& x) const {
-  if (config_.swiglu())
-    return b.down_proj(mul(activation(ops::Activation::silu, b.gate_proj(x)), b.up_proj(x)));
-  return b.down_proj(activation(ops::activation_from_name(config_.mlp), b.up_proj(x)));
+Var Gpt::mlp(size_t layer, const Var& x, const Inference* inference) const {
+  const GptBlock& b = layers_[layer];
+  bool swiglu = config_.swiglu();
+  ops::Activation act = swiglu ? ops::Activation::silu : ops::activation_from_name(config_.mlp);
+  if (inference) {
+    const PackedGpt::Layer& p = inference->packed->layers[layer];
+    Var h = p.gate_up(x);  // [B, L, 2 ff] (gate, up) or [B, L, ff]
+    if (swiglu) {
+      int64_t ff = config_.ff_width();
+      std::vector<Var> gate_up = split(h, {ff, ff}, 2);
+      h = mul(activation(act, gate_up[0]), gate_up[1]);
+    } else {
+      h = activation(act, h);
+    }
+    return p.down_proj(h);
+  }
+  if (swiglu) return b.down_proj(mul(activation(act, b.gate_proj(x)), b.up_proj(x)));
+  return b.down_proj(activation(act, b.up_proj(x)));
 }
 
-Var Gpt::run(const Tensor& ids, const Tensor& positions, const Context& ctx, KvCache* cache) const {
+Var Gpt::run(const Tensor& ids, const Tensor& positions, const Context& ctx,
+             const Inference* inference) const {
   Var x = embedding(ids, embed_tokens_);  // [B, L, d]
   if (embed_positions_.defined()) x = add(x, embedding(positions, embed_positions_));
   x = ctx.drop(x);
   for (size_t i = 0; i < layers_.size(); ++i) {
     const GptBlock& b = layers_[i];
-    x = add(x, ctx.drop(attention(b, b.input_layernorm(x), positions, ctx, cache, i)));
-    x = add(x, ctx.drop(mlp(b, b.post_attention_layernorm(x))));
+    x = add(x, ctx.drop(attention(i, b.input_layernorm(x), positions, ctx, inference)));
+    x = add(x, ctx.drop(mlp(i, b.post_attention_layernorm(x), inference)));
   }
   return norm_(x);
 }
@@ -234,7 +260,20 @@ void copy_cache_row(const KvCache& source, int64_t from, KvCache& cache, int64_t
   cache.lengths[size_t(to)] = len;
 }
 
-Tensor Gpt::step(const Tensor& ids, const std::vector<int64_t>& lengths, KvCache& cache) const {
+PackedGpt Gpt::pack() const {
+  PackedGpt p;
+  for (const GptBlock& b : layers_) {
+    std::vector<const Linear*> gate_up{&b.up_proj};
+    if (config_.swiglu()) gate_up = {&b.gate_proj, &b.up_proj};
+    p.layers.push_back({PackedLinear({&b.q_proj, &b.k_proj, &b.v_proj}), PackedLinear({&b.o_proj}),
+                        PackedLinear(gate_up), PackedLinear({&b.down_proj})});
+  }
+  p.lm_head = PackedLinear(output_weight().value(), Tensor());
+  return p;
+}
+
+Tensor Gpt::step(const Tensor& ids, const std::vector<int64_t>& lengths, KvCache& cache,
+                 const PackedGpt& packed) const {
   int64_t batch = ids.size(0), len = ids.size(1);
   check_shape(ids.rank() == 2 && size_t(batch) == cache.lengths.size() &&
                   lengths.size() == cache.lengths.size(),
@@ -252,14 +291,15 @@ Tensor Gpt::step(const Tensor& ids, const std::vector<int64_t>& lengths, KvCache
   check_shape(prefill || len == 1, "Gpt::step: several tokens per row only into an empty cache");
   cache.new_lengths = lengths;
   Context ctx;  // inference
-  Var h = run(ids.to(device()), position_ids(cache.lengths, len, device()), ctx, &cache);
+  Inference inference{&cache, &packed};
+  Var h = run(ids.to(device()), position_ids(cache.lengths, len, device()), ctx, &inference);
   // Each row's last real token: [B * L, d] rows r * L + lengths[r] - 1.
   std::vector<int32_t> last;
   for (int64_t r = 0; r < batch; ++r) last.push_back(int32_t(r * len + lengths[size_t(r)] - 1));
   Tensor index = Tensor::from_vector(last, {batch}).to(device());
   Tensor rows = ops::gather_rows(h.value().reshape({batch * len, config_.d_model}), index);
   for (size_t r = 0; r < lengths.size(); ++r) cache.lengths[r] += lengths[r];
-  return logits(Var(rows)).value();  // [B, V]
+  return packed.lm_head(Var(rows)).value();  // [B, V]
 }
 
 }  // namespace qkv::nn

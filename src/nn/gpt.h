@@ -23,6 +23,7 @@
 
 #include "config/options.h"
 #include "nn/layers.h"
+#include "nn/packed_linear.h"
 
 namespace qkv::nn {
 
@@ -90,6 +91,16 @@ struct KvCache {
   int64_t capacity = 0;
 };
 
+// A model's linear weights packed once for inference steps (Gpt::pack): the query, key and value
+// projections side by side, and swiglu's gate and up. Valid while the weights do not change.
+struct PackedGpt {
+  struct Layer {
+    PackedLinear qkv, o_proj, gate_up, down_proj;  // gate_up: up alone without swiglu
+  };
+  std::vector<Layer> layers;
+  PackedLinear lm_head;
+};
+
 // Keeps the cache rows `rows` (strictly increasing), in that order.
 void keep_cache_rows(KvCache& cache, const std::vector<int32_t>& rows);
 // Copies row `from` of `source` (its keys, values and length) into row `to` of `cache`; both
@@ -116,23 +127,31 @@ class Gpt {
 
   // An empty cache for `rows` sequences of up to `capacity` positions on the model's device.
   KvCache new_cache(int64_t rows, int64_t capacity) const;
-  // Inference with a cache: ids i32 [B, L] continue each row r at position cache.lengths[r];
-  // only the first lengths[r] of them are real (i32 [B] on the cpu, each in [1, L]), the rest
-  // padding. Returns the logits [B, V] of each row's last real token; the cache grows by them.
-  Tensor step(const Tensor& ids, const std::vector<int64_t>& lengths, KvCache& cache) const;
+  PackedGpt pack() const;
+  // Inference with a cache and this model's packed weights: ids i32 [B, L] continue each row r
+  // at position cache.lengths[r]; only the first lengths[r] of them are real (each in [1, L]),
+  // the rest padding. Several tokens per row only into an empty cache (a prefill), else one.
+  // Returns the logits [B, V] of each row's last real token; the cache grows by them.
+  Tensor step(const Tensor& ids, const std::vector<int64_t>& lengths, KvCache& cache,
+              const PackedGpt& packed) const;
 
   const Var& output_weight() const {
     return config_.tie_embeddings ? embed_tokens_ : lm_head_.weight;
   }
 
  private:
-  // x [B, L, d] -> [B, L, d]; positions i32 [B, L] on the model's device; the cache in
-  // inference (null in training).
-  Var attention(const GptBlock& b, const Var& x, const Tensor& positions, const Context& ctx,
-                KvCache* cache, size_t layer) const;
-  Var mlp(const GptBlock& b, const Var& x) const;
+  // What a step adds to a forward pass: the cache and the packed weights (null in training).
+  struct Inference {
+    KvCache* cache;
+    const PackedGpt* packed;
+  };
+  // x [B, L, d] -> [B, L, d]; positions i32 [B, L] on the model's device.
+  Var attention(size_t layer, const Var& x, const Tensor& positions, const Context& ctx,
+                const Inference* inference) const;
+  Var mlp(size_t layer, const Var& x, const Inference* inference) const;
   // ids i32 [B, L] at positions i32 [B, L] -> hidden [B, L, d] after the final norm.
-  Var run(const Tensor& ids, const Tensor& positions, const Context& ctx, KvCache* cache) const;
+  Var run(const Tensor& ids, const Tensor& positions, const Context& ctx,
+          const Inference* inference) const;
 
   GptConfig config_;
   Var embed_tokens_, embed_positions_;

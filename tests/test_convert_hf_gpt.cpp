@@ -142,15 +142,16 @@ std::vector<int32_t> argmax_rows(const Tensor& logits) {  // [B, V] -> B ids
 std::vector<std::vector<int32_t>> greedy(const nn::Gpt& model, const Tensor& prompts,
                                          const std::vector<int64_t>& lengths, int64_t steps) {
   int64_t n = prompts.size(0);
+  nn::PackedGpt packed = model.pack();
   nn::KvCache cache = model.new_cache(n, prompts.size(1) + steps);
-  Tensor logits = model.step(prompts, lengths, cache);
+  Tensor logits = model.step(prompts, lengths, cache, packed);
   std::vector<std::vector<int32_t>> out(static_cast<size_t>(n));
   for (int64_t s = 0; s < steps; ++s) {
     std::vector<int32_t> next = argmax_rows(logits);
     for (size_t r = 0; r < next.size(); ++r) out[r].push_back(next[r]);
     if (s + 1 < steps)
-      logits =
-          model.step(Tensor::from_vector(next, {n, 1}), std::vector<int64_t>(size_t(n), 1), cache);
+      logits = model.step(Tensor::from_vector(next, {n, 1}), std::vector<int64_t>(size_t(n), 1),
+                          cache, packed);
   }
   return out;
 }
@@ -161,12 +162,13 @@ std::vector<std::vector<int32_t>> greedy(const nn::Gpt& model, const Tensor& pro
 void expect_cache_matches_forward(const nn::Gpt& model, const Tensor& ids) {
   Tensor full = model.forward(ids, nn::Context{}).value();  // [B, L, V]
   int64_t len = ids.size(1);
+  nn::PackedGpt packed = model.pack();
   nn::KvCache one = model.new_cache(1, len);
-  Tensor got = model.step(rows(ids, 0, 1, 5), {5}, one);
+  Tensor got = model.step(rows(ids, 0, 1, 5), {5}, one, packed);
   expect_close(got.reshape({full.size(2)}), logits_at(full, 0, 4), 1e-4, "prefill of row 0");
   for (int64_t pos = 5; pos < len; ++pos) {
     Tensor token = Tensor::from_vector(std::vector<int32_t>{ids.data<int32_t>()[pos]}, {1, 1});
-    got = model.step(token, {1}, one);
+    got = model.step(token, {1}, one, packed);
     expect_close(got.reshape({full.size(2)}), logits_at(full, 0, pos), 1e-4,
                  "row 0, step at position " + std::to_string(pos));
   }
@@ -174,7 +176,7 @@ void expect_cache_matches_forward(const nn::Gpt& model, const Tensor& ids) {
   nn::KvCache two = model.new_cache(2, len);
   Tensor prefill = rows(ids, 1, 2, 6);
   for (int64_t j = 3; j < 6; ++j) prefill.data<int32_t>()[6 + j] = 0;  // row 2's padding
-  got = model.step(prefill, at, two);
+  got = model.step(prefill, at, two, packed);
   for (int64_t s = 0; s <= 4; ++s) {
     for (int64_t r = 0; r < 2; ++r)
       expect_close(got.slice_rows(r, r + 1).reshape({full.size(2)}),
@@ -185,7 +187,7 @@ void expect_cache_matches_forward(const nn::Gpt& model, const Tensor& ids) {
     std::vector<int32_t> next;
     for (int64_t r = 0; r < 2; ++r)
       next.push_back(ids.data<int32_t>()[(1 + r) * len + at[size_t(r)]]);
-    got = model.step(Tensor::from_vector(next, {2, 1}), {1, 1}, two);
+    got = model.step(Tensor::from_vector(next, {2, 1}), {1, 1}, two, packed);
     for (auto& a : at) ++a;
   }
 }

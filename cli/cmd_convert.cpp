@@ -1,17 +1,21 @@
 // qkv convert: models from Hugging Face and PyTorch into qkv model directories, and back.
 //   qkv convert --from hf HF_DIR --to QKV_DIR      (MarianMTModel, ViTForImageClassification,
-//                                                   timm vit_*)
+//                                                   GPT2LMHeadModel, LlamaForCausalLM, timm vit_*)
 //   qkv convert --from torch FILE.pt --config FILE.yaml --spm spm.model --to QKV_DIR
 //                                                  (or FILE.safetensors; --state-dict KEY)
 //   qkv convert --from qkv QKV_DIR --to hf HF_DIR
 #include <iostream>
+#include <map>
 
 #include "commands.h"
+#include "convert/hf_gpt2.h"
+#include "convert/hf_llama.h"
 #include "convert/hf_marian.h"
 #include "convert/hf_vit.h"
 #include "convert/json_file.h"
 #include "convert/timm_vit.h"
 #include "convert/torch_transformer.h"
+#include "model_dir/gpt_dir.h"
 #include "model_dir/model_dir.h"
 
 namespace qkv::cli {
@@ -23,15 +27,39 @@ struct ConvertArgs {
   std::string config, spm, state_dict, checkpoint = "best";
 };
 
+using Converter = std::vector<std::string> (*)(const std::string&, const std::string&);
+
+// The converter for config.json's first architecture qkv knows, else for its model_type.
 std::vector<std::string> from_hf(const std::string& dir, const std::string& out) {
   if (convert::is_timm_folder(dir)) return convert::vit_from_timm(dir, out);
   convert::JsonFile cfg = convert::JsonFile::read(dir + "/config.json");
+  static const std::map<std::string, Converter> by_architecture = {
+      {"MarianMTModel", convert::marian_from_hf},
+      {"ViTForImageClassification", convert::vit_from_hf},
+      {"GPT2LMHeadModel", convert::gpt2_from_hf},
+      {"GPT2Model", convert::gpt2_from_hf},
+      {"LlamaForCausalLM", convert::llama_from_hf}};
+  static const std::map<std::string, Converter> by_model_type = {
+      {"marian", convert::marian_from_hf},
+      {"vit", convert::vit_from_hf},
+      {"gpt2", convert::gpt2_from_hf},
+      {"llama", convert::llama_from_hf}};
+  for (const auto& arch : cfg.get<std::vector<std::string>>("architectures", {}))
+    if (by_architecture.count(arch)) return by_architecture.at(arch)(dir, out);
   std::string type = cfg.get<std::string>("model_type", "");
-  if (type == "marian") return convert::marian_from_hf(dir, out);
-  if (type == "vit") return convert::vit_from_hf(dir, out);
+  if (by_model_type.count(type)) return by_model_type.at(type)(dir, out);
   throw std::runtime_error(cfg.path() + ": model_type \"" + type +
                            "\" is not supported (qkv converts marian (MarianMTModel), vit "
-                           "(ViTForImageClassification) and timm's vit_* models)");
+                           "(ViTForImageClassification), gpt2 (GPT2LMHeadModel), llama "
+                           "(LlamaForCausalLM) and timm's vit_* models)");
+}
+
+// A gpt model directory as the architecture its options make: RoPE -> LlamaForCausalLM,
+// learned positions -> GPT2LMHeadModel (each refuses, naming it, an option it cannot express).
+std::vector<std::string> gpt_to_hf(const std::string& dir, const std::string& out,
+                                   const std::string& which) {
+  nn::GptConfig c = model_dir::read_gpt_config(model_dir::existing_config_path(dir));
+  return c.rope() ? convert::llama_to_hf(dir, out, which) : convert::gpt2_to_hf(dir, out, which);
 }
 
 std::vector<std::string> run(const ConvertArgs& a) {
@@ -61,6 +89,8 @@ std::vector<std::string> run(const ConvertArgs& a) {
         return convert::marian_to_hf(source, target, a.checkpoint);
       case model_dir::Family::vit:
         return convert::vit_to_hf(source, target, a.checkpoint);
+      case model_dir::Family::gpt:
+        return gpt_to_hf(source, target, a.checkpoint);
     }
   }
   throw std::invalid_argument("--from must be hf, torch or qkv, not '" + format + "'");

@@ -1,0 +1,214 @@
+#include "convert/hf_causal_lm.h"
+
+#include <yaml-cpp/yaml.h>
+
+#include <algorithm>
+#include <charconv>
+#include <cstdlib>
+#include <filesystem>
+#include <optional>
+
+#include "io/atomic_file.h"
+#include "io/safetensors.h"
+
+namespace qkv::convert {
+
+namespace fs = std::filesystem;
+using nlohmann::ordered_json;
+
+namespace {
+
+const char* kEndOfText = "<|endoftext|>";  // GPT-2's one special token
+
+// Copies hf_dir/from to qkv_dir/to byte for byte; std::runtime_error naming a missing file.
+void copy_tokenizer_file(const std::string& from_dir, const std::string& from,
+                         const std::string& to_dir, const std::string& to,
+                         const std::string& what) {
+  std::string bytes = read_file((fs::path(from_dir) / from).string(), what);
+  write_file_atomic((fs::path(to_dir) / to).string(), bytes);
+}
+
+// A special token of tokenizer_config.json: a string, {"content": "..."}, or null ("": none);
+// `fallback` when the file or the key is absent.
+std::string special_token(const std::optional<JsonFile>& config, const std::string& key,
+                          const std::string& fallback) {
+  if (!config || !config->json().contains(key)) return fallback;
+  const nlohmann::json& v = config->json()[key];
+  if (v.is_null()) return "";
+  if (v.is_string()) return v.get<std::string>();
+  if (v.is_object() && v.contains("content") && v["content"].is_string())
+    return v["content"].get<std::string>();
+  throw std::runtime_error(config->path() + ": \"" + key +
+                           "\" must be a string or {\"content\": \"...\"}, not " + v.dump());
+}
+
+// Which tokenizer hf_dir holds: `preferred` (the architecture's) unless only the other's files
+// are there (a qkv model exported with the other kind).
+std::string tokenizer_type_in(const std::string& hf_dir, const std::string& preferred) {
+  bool bpe = fs::exists(hf_dir + "/vocab.json") || fs::exists(hf_dir + "/merges.txt");
+  bool spm = fs::exists(hf_dir + "/tokenizer.model");
+  if (preferred == "byte-bpe") return bpe || !spm ? "byte-bpe" : "sentencepiece";
+  return spm || !bpe ? "sentencepiece" : "byte-bpe";
+}
+
+// Writes tokenizer.yaml and the tokenizer's files into qkv_dir; returns the tokenizer read back.
+std::unique_ptr<data::LmTokenizer> tokenizer_from_hf(const std::string& hf_dir,
+                                                     const std::string& preferred,
+                                                     const std::string& qkv_dir,
+                                                     std::vector<std::string>& notes) {
+  auto tc = JsonFile::read_if_exists(hf_dir + "/tokenizer_config.json");
+  std::string type = tokenizer_type_in(hf_dir, preferred), bos, eos;
+  bool add_bos = false;
+  if (type == "byte-bpe") {
+    const char* what = "tokenizer file (GPT-2's tokenizer is vocab.json and merges.txt)";
+    copy_tokenizer_file(hf_dir, "vocab.json", qkv_dir, "vocab.json", what);
+    copy_tokenizer_file(hf_dir, "merges.txt", qkv_dir, "merges.txt", what);
+    bool has_end = JsonFile::read(hf_dir + "/vocab.json").json().contains(kEndOfText);
+    bos = special_token(tc, "bos_token", has_end ? kEndOfText : "");
+    eos = special_token(tc, "eos_token", has_end ? kEndOfText : "");
+  } else {
+    std::string what = "tokenizer file (a SentencePiece model, as Llama 1 and 2 have";
+    if (fs::exists(hf_dir + "/tokenizer.json")) what += "; tokenizer.json alone is not supported";
+    copy_tokenizer_file(hf_dir, "tokenizer.model", qkv_dir, "spm.model", what + ")");
+    add_bos = true;
+    bos = special_token(tc, "bos_token", "<s>");
+    eos = special_token(tc, "eos_token", "</s>");
+  }
+  if (tc) add_bos = tc->get<bool>("add_bos_token", add_bos);
+  if (tc && tc->get<bool>("add_eos_token", false))
+    notes.push_back(tc->path() +
+                    ": add_eos_token true is ignored: qkv adds no eos to the text it encodes");
+  if (tc && tc->get<bool>("add_prefix_space", false))
+    notes.push_back(tc->path() +
+                    ": add_prefix_space true is ignored: qkv encodes the text as it is given");
+
+  YAML::Emitter out;  // tokenizer.yaml, as data::LmTokenizer writes it
+  out << YAML::BeginMap;
+  out << YAML::Key << "type" << YAML::Value << type;
+  out << YAML::Key << "add-bos" << YAML::Value << add_bos;
+  out << YAML::Key << "bos-token" << YAML::Value << YAML::DoubleQuoted << bos;
+  out << YAML::Key << "eos-token" << YAML::Value << YAML::DoubleQuoted << eos;
+  out << YAML::EndMap;
+  write_file_atomic(qkv_dir + "/tokenizer.yaml", std::string(out.c_str()) + "\n");
+  try {
+    return data::LmTokenizer::load_dir(qkv_dir);
+  } catch (const std::runtime_error& e) {  // names the files written from hf_dir's
+    throw std::runtime_error(hf_dir + ": its tokenizer does not convert: " + e.what());
+  }
+}
+
+// config.json's bos_token_id / eos_token_id against the tokenizer's: a note when they differ.
+void compare_special_id(const JsonFile& cfg, const std::string& key, int32_t tokenizer_id,
+                        const data::LmTokenizer& tok, std::vector<std::string>& notes) {
+  if (!cfg.has(key)) return;
+  const nlohmann::json& v = cfg.json()[key];
+  // A list (Llama 3's eos_token_id [128001, 128009]): its first id is compared; qkv stops
+  // generating at the tokenizer's one eos.
+  const nlohmann::json& first = v.is_array() && !v.empty() ? v[0] : v;
+  if (!first.is_number_integer())
+    throw std::runtime_error(cfg.path() + ": \"" + key + "\" must be a token id, not " + v.dump());
+  int64_t id = first.get<int64_t>();
+  if (id == tokenizer_id) return;
+  std::string piece = tokenizer_id >= 0 ? "\"" + tok.piece(tokenizer_id) + "\"" : "none";
+  notes.push_back(cfg.path() + ": " + key + " " + v.dump() + " is not the tokenizer's id " +
+                  std::to_string(tokenizer_id) + " (" + piece + "): qkv uses the tokenizer's");
+}
+
+// The tokenizer files of qkv_dir in hf_dir, with tokenizer_config.json and
+// special_tokens_map.json.
+void tokenizer_to_hf(const std::string& qkv_dir, const data::LmTokenizer& tok,
+                     const std::string& hf_dir, int64_t max_length) {
+  auto piece = [&](int32_t id) { return id >= 0 ? ordered_json(tok.piece(id)) : ordered_json(); };
+  ordered_json specials = {{"bos_token", piece(tok.bos_id())}, {"eos_token", piece(tok.eos_id())}};
+  ordered_json config;
+  const char* what = "tokenizer file";
+  if (tok.type() == "byte-bpe") {
+    copy_tokenizer_file(qkv_dir, "vocab.json", hf_dir, "vocab.json", what);
+    copy_tokenizer_file(qkv_dir, "merges.txt", hf_dir, "merges.txt", what);
+    specials["unk_token"] = specials["eos_token"];  // GPT-2's: <|endoftext|> for everything
+    config = {{"tokenizer_class", "GPT2Tokenizer"}, {"add_bos_token", tok.add_bos()}};
+  } else {
+    copy_tokenizer_file(qkv_dir, "spm.model", hf_dir, "tokenizer.model", what);
+    config = {{"tokenizer_class", "LlamaTokenizer"},
+              {"add_bos_token", tok.add_bos()},
+              {"add_eos_token", false}};
+  }
+  config.update(specials);
+  config["model_max_length"] = max_length;
+  write_json(hf_dir + "/tokenizer_config.json", config);
+  write_json(hf_dir + "/special_tokens_map.json", specials);
+}
+
+// Removes what a failed conversion wrote into qkv_dir (which was new, or empty).
+void discard_output(const std::string& qkv_dir, bool existed) {
+  std::error_code ec;
+  if (!existed) {
+    fs::remove_all(qkv_dir, ec);
+    return;
+  }
+  for (const auto& entry : fs::directory_iterator(qkv_dir, ec)) fs::remove_all(entry.path(), ec);
+}
+
+}  // namespace
+
+std::vector<std::string> lm_from_hf(const std::string& hf_dir, const JsonFile& cfg, nn::GptConfig c,
+                                    const std::string& tokenizer_type, const WeightsFromHf& weights,
+                                    const std::string& qkv_dir, std::vector<std::string> notes) {
+  bool existed = fs::exists(qkv_dir);
+  try {
+    fs::create_directories(qkv_dir);
+    auto tok = tokenizer_from_hf(hf_dir, tokenizer_type, qkv_dir, notes);
+    if (tok->vocab_size() > c.vocab_size)
+      throw std::runtime_error(hf_dir + ": the tokenizer has " + std::to_string(tok->vocab_size()) +
+                               " tokens, more than config.json's vocab_size " +
+                               std::to_string(c.vocab_size));
+    compare_special_id(cfg, "bos_token_id", tok->bos_id(), *tok, notes);
+    compare_special_id(cfg, "eos_token_id", tok->eos_id(), *tok, notes);
+    c.bos_id = tok->bos_id(), c.eos_id = tok->eos_id();
+    CheckpointTensors hf = CheckpointTensors::read_hf_folder(hf_dir);
+    nn::Gpt model(c);
+    nn::load_params(model.params(), weights(hf, model), hf.origin());
+    hf.finish();
+    model_dir::save_gpt_dir(qkv_dir, c, model.params());
+  } catch (...) {
+    discard_output(qkv_dir, existed);
+    throw;
+  }
+  return notes;
+}
+
+void write_hf_lm_folder(const std::string& qkv_dir, const model_dir::LanguageModel& m,
+                        const std::string& hf_dir, const nlohmann::ordered_json& config,
+                        const NamedTensors& weights) {
+  const data::LmTokenizer& tok = *m.tokenizer;
+  if (tok.type() != "byte-bpe" && tok.type() != "sentencepiece")
+    throw std::runtime_error(qkv_dir + ": Hugging Face has no tokenizer class for a " + tok.type() +
+                             " tokenizer (byte-bpe and sentencepiece convert)");
+  const nn::GptConfig& c = m.model->config();
+  auto id = [](int32_t id) { return id >= 0 ? ordered_json(id) : ordered_json(); };
+  fs::create_directories(hf_dir);
+  write_json(hf_dir + "/config.json", config);
+  write_json(hf_dir + "/generation_config.json",
+             {{"bos_token_id", id(c.bos_id)}, {"eos_token_id", id(c.eos_id)}});
+  tokenizer_to_hf(qkv_dir, tok, hf_dir, c.context_length);
+  save_safetensors(hf_dir + "/model.safetensors", weights, {{"format", "pt"}});
+}
+
+void require_option(const std::string& where, const std::string& architecture,
+                    const std::string& option, const std::string& actual,
+                    const std::vector<std::string>& allowed) {
+  if (std::find(allowed.begin(), allowed.end(), actual) != allowed.end()) return;
+  std::string wanted;
+  for (const auto& a : allowed) wanted += (wanted.empty() ? "" : " or ") + a;
+  throw std::runtime_error(where + ": " + architecture + " needs " + option + " " + wanted +
+                           ", not " + actual);
+}
+
+double json_float(float value) {
+  char text[32];
+  auto [end, ec] = std::to_chars(text, text + sizeof text, value);
+  *end = '\0';
+  return std::strtod(text, nullptr);
+}
+
+}  // namespace qkv::convert

@@ -10,38 +10,12 @@
 #include <sstream>
 
 #include "data/corpus.h"
-#include "support/torch_ref.h"
+#include "support/cli_run.h"
 
 namespace qkv::test {
 namespace {
 
 namespace fs = std::filesystem;
-
-struct CliResult {
-  int status;
-  std::string out, err;
-};
-
-// Runs `qkv args` with `input` on stdin.
-CliResult qkv(const std::string& args, const std::string& input = "") {
-  std::string in = temp_path("cli.in"), out = temp_path("cli.out"), err = temp_path("cli.err");
-  std::ofstream(in) << input;
-  std::string cmd = std::string(QKV_BINARY) + " " + args + " < " + in + " > " + out + " 2> " + err;
-  int status = std::system(cmd.c_str());
-  auto slurp = [](const std::string& p) {
-    std::stringstream ss;
-    ss << std::ifstream(p).rdbuf();
-    return ss.str();
-  };
-  return {WEXITSTATUS(status), slurp(out), slurp(err)};
-}
-
-std::vector<std::string> lines_of(const std::string& text) {
-  std::vector<std::string> lines;
-  std::stringstream ss(text);
-  for (std::string l; std::getline(ss, l);) lines.push_back(l);
-  return lines;
-}
 
 // A small model trained for a few updates (once per test binary).
 const std::string& model_dir() {
@@ -53,10 +27,10 @@ const std::string& model_dir() {
     for (size_t i = 0; i < 400; ++i) out << "r\t" << c.src[i] << "\t" << c.tgt[i] << "\n";
     out.close();
     CliResult r =
-        qkv("train --model-dir " + d + " --train-sets " + corpus + " --valid-sets " + corpus +
-            " --d-model 32 --heads 2 --d-ff 64 --encoder-layers 1 --decoder-layers 1"
-            " --vocab-size 300 --max-positions 40 --max-length 39 --batch-tokens 400"
-            " --max-updates 6 --valid-freq 6 --valid-max-sentences 20 --threads 2");
+        run_qkv("train --model-dir " + d + " --train-sets " + corpus + " --valid-sets " + corpus +
+                " --d-model 32 --heads 2 --d-ff 64 --encoder-layers 1 --decoder-layers 1"
+                " --vocab-size 300 --max-positions 40 --max-length 39 --batch-tokens 400"
+                " --max-updates 6 --valid-freq 6 --valid-max-sentences 20 --threads 2");
     EXPECT_EQ(r.status, 0) << r.err;
     return d;
   }();
@@ -67,7 +41,7 @@ TEST(CliTranslate, OneOutputLinePerInputLineWhateverTheInput) {
   std::string long_line;
   for (int i = 0; i < 80; ++i) long_line += "palabra" + std::to_string(i) + " ";
   std::string input = "En el principio.\n\nY dijo Dios\xff\xfe luz.\n" + long_line + "\nfin";
-  CliResult r = qkv("translate --model-dir " + model_dir(), input);
+  CliResult r = run_qkv("translate --model-dir " + model_dir(), input);
   ASSERT_EQ(r.status, 0) << r.err;
   auto out = lines_of(r.out);
   ASSERT_EQ(out.size(), 5u) << r.out;
@@ -77,7 +51,8 @@ TEST(CliTranslate, OneOutputLinePerInputLineWhateverTheInput) {
 }
 
 TEST(CliTranslate, NBestGivesKLinesPerSentence) {
-  CliResult r = qkv("translate --model-dir " + model_dir() + " --beam 3 --n-best 2", "uno\ndos\n");
+  CliResult r =
+      run_qkv("translate --model-dir " + model_dir() + " --beam 3 --n-best 2", "uno\ndos\n");
   ASSERT_EQ(r.status, 0) << r.err;
   auto out = lines_of(r.out);
   ASSERT_EQ(out.size(), 4u) << r.out;
@@ -89,7 +64,7 @@ TEST(CliTranslate, ScorePrintsOneNegativeLogProbPerPair) {
   std::string pairs = temp_path("pairs.tsv");
   std::ofstream(pairs)
       << "a\tEn el principio.\tIn the beginning.\nb\tY dijo Dios.\tAnd God said.\n";
-  CliResult r = qkv("score --model-dir " + model_dir() + " --input " + pairs);
+  CliResult r = run_qkv("score --model-dir " + model_dir() + " --input " + pairs);
   ASSERT_EQ(r.status, 0) << r.err;
   auto out = lines_of(r.out);
   ASSERT_EQ(out.size(), 2u);
@@ -104,7 +79,7 @@ TEST(CliTranslate, EvalScoresExistingTranslationsLikeSacrebleu) {
   std::string hyps = temp_path("hyps.txt"), refs = temp_path("refs.txt");
   std::ofstream(hyps) << "The cat sat on the mat.\nHello world!\n";
   std::ofstream(refs) << "The cat sat on the mat.\nHello world!\n";
-  CliResult r = qkv("eval --hyps " + hyps + " --refs " + refs);
+  CliResult r = run_qkv("eval --hyps " + hyps + " --refs " + refs);
   ASSERT_EQ(r.status, 0) << r.err;
   EXPECT_NE(r.out.find("BLEU|nrefs:1|case:mixed|eff:no|tok:13a|smooth:exp|version:2.6.0 = 100.00"),
             std::string::npos)
@@ -113,20 +88,20 @@ TEST(CliTranslate, EvalScoresExistingTranslationsLikeSacrebleu) {
       r.out.find("chrF2|nrefs:1|case:mixed|eff:yes|nc:6|nw:0|space:no|version:2.6.0 = 100.00"),
       std::string::npos)
       << r.out;
-  CliResult j = qkv("eval --json --hyps " + hyps + " --refs " + refs);
+  CliResult j = run_qkv("eval --json --hyps " + hyps + " --refs " + refs);
   EXPECT_NE(j.out.find("\"bleu\": 100.0"), std::string::npos) << j.out;
 }
 
 TEST(CliTranslate, EvalTranslatesATestSet) {
   std::string test = temp_path("test.tsv");
   std::ofstream(test) << "a\tEn el principio.\tIn the beginning.\n";
-  CliResult r = qkv("eval --model-dir " + model_dir() + " --test " + test);
+  CliResult r = run_qkv("eval --model-dir " + model_dir() + " --test " + test);
   ASSERT_EQ(r.status, 0) << r.err;
   EXPECT_NE(r.out.find("BLEU|"), std::string::npos) << r.out;
 }
 
 TEST(CliTranslate, BadModelDirectoriesGiveOneLineErrors) {
-  CliResult missing = qkv("translate --model-dir " + temp_path("nowhere"), "hola\n");
+  CliResult missing = run_qkv("translate --model-dir " + temp_path("nowhere"), "hola\n");
   EXPECT_EQ(missing.status, 1);
   EXPECT_NE(missing.err.find("no such model directory"), std::string::npos) << missing.err;
 
@@ -139,30 +114,30 @@ TEST(CliTranslate, BadModelDirectoriesGiveOneLineErrors) {
   std::string text = ss.str();
   text.replace(text.find("vocab-size: 300"), 15, "vocab-size: 301");
   std::ofstream(config) << text;
-  CliResult mismatched = qkv("translate --model-dir " + broken, "hola\n");
+  CliResult mismatched = run_qkv("translate --model-dir " + broken, "hola\n");
   EXPECT_EQ(mismatched.status, 1);
   EXPECT_NE(mismatched.err.find("vocab-size"), std::string::npos) << mismatched.err;
 
   fs::remove(broken + "/model.best.safetensors");
   fs::remove(broken + "/model.safetensors");
-  CliResult no_weights = qkv("translate --model-dir " + broken, "hola\n");
+  CliResult no_weights = run_qkv("translate --model-dir " + broken, "hola\n");
   EXPECT_EQ(no_weights.status, 1);
 }
 
 // Where no GPU can run it (a build without CUDA, or no device), --device cuda fails at once
 // with the reason; --device cpu is the default and gives the same output as no option.
 TEST(CliTranslate, DeviceOptionSaysWhyCudaCannotRun) {
-  CliResult cpu = qkv("translate --device cpu --model-dir " + model_dir(), "hola\n");
-  CliResult plain = qkv("translate --model-dir " + model_dir(), "hola\n");
+  CliResult cpu = run_qkv("translate --device cpu --model-dir " + model_dir(), "hola\n");
+  CliResult plain = run_qkv("translate --model-dir " + model_dir(), "hola\n");
   EXPECT_EQ(cpu.status, 0) << cpu.err;
   EXPECT_EQ(cpu.out, plain.out);
-  CliResult other = qkv("translate --device tpu --model-dir " + model_dir(), "hola\n");
+  CliResult other = run_qkv("translate --device tpu --model-dir " + model_dir(), "hola\n");
   EXPECT_NE(other.status, 0);
   EXPECT_NE(other.err.find("tpu"), std::string::npos) << other.err;
 #ifndef QKV_WITH_CUDA  // without CUDA, --device cuda is refused (with it, tests/test_cuda_*)
   ASSERT_EQ(cuda_device_count(), 0) << "a CUDA device in a build without CUDA";
   for (std::string cmd : {"translate", "score -i x.tsv", "eval --test x.tsv"}) {
-    CliResult r = qkv(cmd + " --device cuda --model-dir " + model_dir(), "hola\n");
+    CliResult r = run_qkv(cmd + " --device cuda --model-dir " + model_dir(), "hola\n");
     EXPECT_EQ(r.status, 1) << cmd;
     EXPECT_NE(r.err.find("device cuda:"), std::string::npos) << cmd << ": " << r.err;
   }
@@ -171,14 +146,14 @@ TEST(CliTranslate, DeviceOptionSaysWhyCudaCannotRun) {
 
 TEST(CliConvert, HuggingFaceRoundTripTranslatesTheSame) {
   std::string hf = temp_path("cli-hf"), back = temp_path("cli-back");
-  CliResult to = qkv("convert --from qkv " + model_dir() + " --to hf " + hf);
+  CliResult to = run_qkv("convert --from qkv " + model_dir() + " --to hf " + hf);
   ASSERT_EQ(to.status, 0) << to.err;
   EXPECT_TRUE(fs::exists(hf + "/config.json"));
-  CliResult from = qkv("convert --from hf " + hf + " --to " + back);
+  CliResult from = run_qkv("convert --from hf " + hf + " --to " + back);
   ASSERT_EQ(from.status, 0) << from.err;
   std::string input = "En el principio creó Dios los cielos y la tierra.\nY la luz.\n";
-  CliResult a = qkv("translate --model-dir " + model_dir(), input),
-            b = qkv("translate --model-dir " + back, input);
+  CliResult a = run_qkv("translate --model-dir " + model_dir(), input),
+            b = run_qkv("translate --model-dir " + back, input);
   ASSERT_EQ(a.status, 0) << a.err;
   ASSERT_EQ(b.status, 0) << b.err;
   EXPECT_EQ(a.out, b.out);
@@ -191,20 +166,21 @@ TEST(CliConvert, HuggingFaceRoundTripTranslatesTheSame) {
     return names;
   };
   std::vector<std::string> before = listing();
-  CliResult train = qkv("train --model-dir " + back + " --train-sets x.tsv --max-updates 1");
+  CliResult train = run_qkv("train --model-dir " + back + " --train-sets x.tsv --max-updates 1");
   EXPECT_EQ(train.status, 1);
   EXPECT_NE(train.err.find("no training checkpoint"), std::string::npos) << train.err;
   EXPECT_EQ(listing(), before);
 }
 
 TEST(CliConvert, BadArgumentsAreNamed) {
-  CliResult r = qkv("convert --from hf " + temp_path("no-such-dir") + " --to " + temp_path("x"));
+  CliResult r =
+      run_qkv("convert --from hf " + temp_path("no-such-dir") + " --to " + temp_path("x"));
   EXPECT_EQ(r.status, 1);
   EXPECT_NE(r.err.find("no-such-dir/config.json: cannot open"), std::string::npos) << r.err;
-  r = qkv("convert --from onnx a.onnx --to " + temp_path("x"));
+  r = run_qkv("convert --from onnx a.onnx --to " + temp_path("x"));
   EXPECT_EQ(r.status, 1);
   EXPECT_NE(r.err.find("--from must be hf, torch or qkv"), std::string::npos) << r.err;
-  r = qkv("convert --from torch w.safetensors --to " + temp_path("x"));
+  r = run_qkv("convert --from torch w.safetensors --to " + temp_path("x"));
   EXPECT_EQ(r.status, 1);
   EXPECT_NE(r.err.find("--config"), std::string::npos) << r.err;
 }

@@ -142,16 +142,10 @@ int64_t train_lm(const LmTrainConfig& cfg) {
     double loss_sum = 0;
     for (int64_t i = 0; i < cfg.accumulate; ++i) {
       data::LmBatch b = sampler.next();
-      ops::AutocastScope autocast(loop.precision());  // forward and backward
-      Tape tape;
-      Var loss;
-      {
-        Recording rec(tape);
-        loss = eval::lm_loss_sum(model, b.inputs.to(device), b.targets.to(device),
+      loss_sum += loop.forward_backward([&] {
+        return eval::lm_loss_sum(model, b.inputs.to(device), b.targets.to(device),
                                  cfg.label_smoothing, ctx);
-      }
-      loss_sum += loss.value().item();
-      tape.backward(loss);
+      });
       tokens += b.scored_tokens, sequences += b.rows();
     }
     loop.update(loss_sum, tokens, sequences, {0, sampler.position()});

@@ -10,8 +10,7 @@
 // A trainer reads its data, builds its model and runs:
 //   TrainingLoop loop(config, model_dir, params, log);
 //   while (!loop.stopping()) {
-//     { ops::AutocastScope scope(loop.precision());
-//       ... forward + backward over a batch (or several) with loop.context(dropout) ... }
+//     loss_sum += loop.forward_backward([&] { return ... loss over a batch ...; });  (or several)
 //     loop.update(loss_sum, count, examples, data_position);
 //     if (loop.validation_due()) loop.validated(stats, score);
 //     loop.checkpoint_if_due();
@@ -21,6 +20,7 @@
 #include <chrono>
 #include <string>
 
+#include "autograd/tape.h"
 #include "config/options.h"
 #include "nn/layers.h"
 #include "ops/precision.h"
@@ -73,6 +73,21 @@ class TrainingLoop {
   nn::Context context(float dropout);
   // The precision option, for the AutocastScope around forward and backward passes.
   ops::MatmulPrecision precision() const { return ops::precision_from_name(config_.precision); }
+  // One forward pass recorded on a tape (loss_fn returns a [1] loss Var) and its backward
+  // pass, in the run's precision; returns the loss. Gradients add up until update().
+  template <class LossFn>
+  double forward_backward(LossFn&& loss_fn) {
+    ops::AutocastScope autocast(precision());
+    Tape tape;
+    Var loss;
+    {
+      Recording rec(tape);
+      loss = loss_fn();
+    }
+    double value = loss.value().item();
+    tape.backward(loss);
+    return value;
+  }
 
   // One update from the gradients accumulated since the last one: their sum over `count`
   // items (target tokens, images) whose summed loss is loss_sum; `examples` sentences or

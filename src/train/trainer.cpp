@@ -178,15 +178,8 @@ int64_t train_seq2seq(const TrainConfig& cfg) {
     double loss_sum = 0;
     do {
       data::Batch b = batcher.next().to(device);
-      ops::AutocastScope autocast(loop.precision());  // forward and backward
-      Tape tape;
-      Var loss;
-      {
-        Recording rec(tape);
-        loss = batch_loss(model, b, cfg.label_smoothing, ctx);
-      }
-      loss_sum += loss.value().item();
-      tape.backward(loss);
+      loss_sum +=
+          loop.forward_backward([&] { return batch_loss(model, b, cfg.label_smoothing, ctx); });
       tokens += b.n_tgt_tokens;
       sentences += b.size();
     } while (tokens < cfg.update_tokens);

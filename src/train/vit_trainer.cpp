@@ -99,19 +99,10 @@ int64_t train_vit(const ViTTrainConfig& cfg_in) {
 
   while (!loop.stopping()) {
     data::ImageBatch b = loader.next();
-    double loss_sum = 0;
-    {
-      ops::AutocastScope autocast(loop.precision());  // forward and backward
-      Tape tape;
-      Var loss;
-      {
-        Recording rec(tape);
-        loss = cross_entropy_sum(model.forward(b.images.to(device), ctx), b.labels.to(device), -1,
-                                 cfg.label_smoothing);
-      }
-      loss_sum = loss.value().item();
-      tape.backward(loss);
-    }
+    double loss_sum = loop.forward_backward([&] {
+      return cross_entropy_sum(model.forward(b.images.to(device), ctx), b.labels.to(device), -1,
+                               cfg.label_smoothing);
+    });
     data::ImagePosition pos = loader.position();
     loop.update(loss_sum, b.size(), b.size(), {pos.epoch, pos.batch});
     if (valid.size() > 0 && loop.validation_due()) {

@@ -2,6 +2,8 @@
 // so that loops under `#pragma omp simd` vectorize them (the C library's expf and erff do not).
 // Accuracy against double (checked in tests/test_nn_ops.cpp): exp within 2e-7 relative, tanh
 // within 2e-7 absolute, x * Phi(x) (the exact GELU) within 1e-6 relative, in both tails.
+// Measured through vectorized loops on every third float with |x| <= 100 (GCC 12): exp 7.9e-8
+// (1.0e-7 without FMA, x86-64-v2), tanh 9.0e-8 (9.3e-8), x * Phi(x) 9.2e-7 (9.4e-7).
 //
 // Why branch-free matters: GCC turns a float `c ? a : b` into jumps, and under the default
 // -ftrapping-math it will not if-convert (and so not vectorize) a loop where a float operation or

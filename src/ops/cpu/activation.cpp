@@ -1,5 +1,6 @@
 // Elementwise activations (relu, exact GELU, tanh GELU, SiLU) and inverted dropout.
 #include <algorithm>
+#include <cmath>
 
 #include "ops/cpu/vec_math.h"
 #include "ops/kernel_registry.h"
@@ -14,9 +15,9 @@ constexpr float kSqrt2OverPi = 0.79788456080286536f, kGeluCubic = 0.044715f;
 
 // 1 / (1 + exp(-x)) without overflow: exp of -|x| only.
 inline float sigmoid(float x) {
-  float e = exp_approx(x < 0.f ? x : -x);
+  float e = exp_approx(-std::fabs(x));
   float r = 1.f / (1.f + e);
-  return x < 0.f ? e * r : r;
+  return select(x < 0.f, e * r, r);
 }
 }  // namespace
 

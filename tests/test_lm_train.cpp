@@ -80,6 +80,9 @@ TEST(LmTrain, ValidationLogsPerplexityBitsPerCharacterAndASample) {
   EXPECT_NE(metrics.str().find("\"perplexity\""), std::string::npos) << metrics.str();
   EXPECT_NE(metrics.str().find("\"bpc\""), std::string::npos) << metrics.str();
   EXPECT_NE(metrics.str().find("And God"), std::string::npos) << "no sample in the log";
+  // The lower loss is the better: the first validation is the best so far.
+  EXPECT_TRUE(fs::exists(c.model_dir + "/model.best.safetensors"));
+  EXPECT_EQ(metrics.str().find("\"stalled\": 2"), std::string::npos) << metrics.str();
   model_dir::LanguageModel m = model_dir::load_language_model_dir(c.model_dir);
   EXPECT_EQ(m.tokenizer->type(), "chars");
   EXPECT_EQ(m.model->config().context_length, 24);

@@ -9,6 +9,7 @@
 // (replaced atomically) point at it; older states are removed afterwards. A run killed at any
 // point leaves `latest` naming a complete state.
 #pragma once
+#include <limits>
 #include <optional>
 #include <string>
 
@@ -23,7 +24,9 @@ struct Progress {
   int64_t update = 0;                        // optimizer updates done
   int64_t sentences = 0, target_tokens = 0;  // examples and loss items (images for a classifier)
   uint64_t rng_seed = 0, rng_offset = 0;     // dropout RNG state
-  double best_score = -1;                    // best validation score so far (BLEU, accuracy)
+  // The best validation score so far (BLEU, accuracy, minus a language model's loss); the
+  // lowest double before the first, so that any score is better.
+  double best_score = std::numeric_limits<double>::lowest();
   int64_t validations_without_improvement = 0;
   double elapsed_s = 0;  // training time over all runs
   // The updates the learning-rate schedule decays over, as the runs so far fixed it with

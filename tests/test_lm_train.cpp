@@ -20,11 +20,17 @@ namespace {
 namespace fs = std::filesystem;
 
 // The English side of the first `n` dev pairs, one verse per line.
+std::string read_text(const std::string& path) {
+  std::stringstream ss;
+  ss << std::ifstream(path).rdbuf();
+  return ss.str();
+}
+
 std::string small_text(size_t n) {
   std::string path = temp_path("lm_small.txt");
   if (fs::exists(path)) return path;
-  data::DocumentCorpus c = data::read_documents(
-      std::string(QKV_SOURCE_DIR) + "/data/bible.es-en.dev.tsv.xz", {"", 3});
+  data::DocumentCorpus c =
+      data::read_documents(std::string(QKV_SOURCE_DIR) + "/data/bible.es-en.dev.tsv.xz", {"", 3});
   std::ofstream out(path);
   for (size_t i = 0; i < n; ++i) out << c.documents[i] << "\n";
   return path;
@@ -71,7 +77,10 @@ TEST(LmTrain, ResumedRunEqualsUnbrokenRun) {
 
 TEST(LmTrain, ValidationLogsPerplexityBitsPerCharacterAndASample) {
   train::LmTrainConfig c = tiny("lm_valid", "chars");
-  c.valid_sets = {small_text(300)};
+  // Validation text with characters the training text lacks: the chars tokenizer has them.
+  std::string valid = temp_path("lm_valid.txt");
+  std::ofstream(valid) << read_text(small_text(300)) << "Zürich ¿¡ 東京\n";
+  c.valid_sets = {valid};
   c.max_updates = 10, c.valid_freq = 5, c.sample_tokens = 12, c.sample_prompt = "And God";
   c.valid_max_tokens = 3000;
   train::train_lm(c);

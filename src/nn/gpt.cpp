@@ -278,6 +278,10 @@ Tensor Gpt::step(const Tensor& ids, const std::vector<int64_t>& lengths, KvCache
   check_shape(ids.rank() == 2 && size_t(batch) == cache.lengths.size() &&
                   lengths.size() == cache.lengths.size(),
               "Gpt::step: ids [rows, length] and lengths must match the cache's rows");
+  if (len > cache.capacity)  // padding is written too
+    throw std::invalid_argument("Gpt::step: " + std::to_string(len) +
+                                " tokens per row exceed the " + std::to_string(cache.capacity) +
+                                "-position cache");
   bool prefill = true;
   for (size_t r = 0; r < lengths.size(); ++r) {
     if (lengths[r] < 1 || lengths[r] > len)

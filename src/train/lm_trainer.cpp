@@ -29,9 +29,12 @@ std::vector<std::string> read_all(const std::vector<std::string>& paths, const L
   return all;
 }
 
-// The model directory's tokenizer, or a new one trained on the training documents.
+// The model directory's tokenizer, or a new one trained on the training documents (a chars
+// tokenizer also on the validation documents, as nanoGPT's vocabulary is every character of its
+// text: one it lacks could not be encoded; sentencepiece falls back to bytes).
 std::unique_ptr<data::LmTokenizer> tokenizer_for(const LmTrainConfig& cfg,
                                                  const std::vector<std::string>& documents,
+                                                 const std::vector<std::string>& valid_documents,
                                                  TrainLog& log) {
   if (data::LmTokenizer::exists_in(cfg.model_dir))
     return data::LmTokenizer::load_dir(cfg.model_dir);
@@ -39,11 +42,17 @@ std::unique_ptr<data::LmTokenizer> tokenizer_for(const LmTrainConfig& cfg,
   o.vocab_size = int(cfg.vocab_size);
   o.max_sentences = cfg.tokenizer_max_documents;
   o.seed = uint64_t(cfg.seed);
-  log.note("tokenizer", cfg.tokenizer == "chars"
-                            ? std::string("one token per character of the training text")
-                            : "training a " + std::to_string(cfg.vocab_size) +
-                                  "-token SentencePiece BPE model with byte fallback");
-  auto tok = data::LmTokenizer::train(cfg.tokenizer, documents, o);
+  std::unique_ptr<data::LmTokenizer> tok;
+  if (cfg.tokenizer == "chars") {
+    log.note("tokenizer", "one token per character of the training and validation text");
+    std::vector<std::string> all = documents;
+    all.insert(all.end(), valid_documents.begin(), valid_documents.end());
+    tok = data::LmTokenizer::train("chars", all, o);
+  } else {
+    log.note("tokenizer", "training a " + std::to_string(cfg.vocab_size) +
+                              "-token SentencePiece BPE model with byte fallback");
+    tok = data::LmTokenizer::train(cfg.tokenizer, documents, o);
+  }
   tok->save(cfg.model_dir);
   return tok;
 }
@@ -71,18 +80,16 @@ data::TokenStream stream_of(const std::vector<std::string>& documents,
       tok.add_bos() ? tok.bos_id() : -1, tok.eos_id());
 }
 
-// The validation text: its first documents up to about max_tokens tokens (0: all).
-data::EvalWindows make_validation(const LmTrainConfig& cfg, const data::LmTokenizer& tok,
-                                  const nn::GptConfig& mc) {
-  std::vector<std::string> documents = read_all(cfg.valid_sets, cfg);
+// The validation windows: the first validation documents up to about max_tokens tokens (0: all).
+data::EvalWindows make_validation(std::vector<std::string> documents, const LmTrainConfig& cfg,
+                                  const data::LmTokenizer& tok, const nn::GptConfig& mc) {
   if (cfg.valid_max_tokens > 0) {
     size_t n = 0;
     for (int64_t tokens = 0; n < documents.size() && tokens < cfg.valid_max_tokens; ++n)
       tokens += int64_t(tok.encode(documents[n]).size()) + 1;
     documents.resize(n);
   }
-  data::TokenStream stream = stream_of(documents, tok);
-  return data::eval_windows(stream, mc.context_length, cfg.batch_size);
+  return data::eval_windows(stream_of(documents, tok), mc.context_length, cfg.batch_size);
 }
 
 std::string sample(const nn::Gpt& model, const data::LmTokenizer& tok, const LmTrainConfig& cfg) {
@@ -103,9 +110,10 @@ int64_t train_lm(const LmTrainConfig& cfg) {
   check_no_foreign_model(cfg.model_dir);
   // The data first: a bad file stops the run before anything is written.
   std::vector<std::string> documents = read_all(cfg.train_sets, cfg);
+  std::vector<std::string> valid_documents = read_all(cfg.valid_sets, cfg);
   fs::create_directories(cfg.model_dir);
   TrainLog log(cfg.model_dir, {"Seq.", "sequences", "tokens", "tokens_per_s"});
-  auto tok = tokenizer_for(cfg, documents, log);
+  auto tok = tokenizer_for(cfg, documents, valid_documents, log);
   nn::GptConfig mc = model_config_for(cfg, *tok);
   data::TokenStream train_stream = stream_of(documents, *tok);
   documents = {};
@@ -134,7 +142,7 @@ int64_t train_lm(const LmTrainConfig& cfg) {
   }());
   sampler.seek(loop.progress().batch_in_epoch);
   data::EvalWindows valid;
-  if (!cfg.valid_sets.empty()) valid = make_validation(cfg, *tok, mc);
+  if (!valid_documents.empty()) valid = make_validation(std::move(valid_documents), cfg, *tok, mc);
   nn::Context ctx = loop.context(mc.dropout);
 
   while (!loop.stopping()) {

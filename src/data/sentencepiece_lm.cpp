@@ -13,15 +13,6 @@ namespace {
 
 constexpr const char* kModelFile = "spm.model";
 
-std::unique_ptr<sentencepiece::SentencePieceProcessor> load_processor(const std::string& serialized,
-                                                                      const std::string& origin) {
-  auto p = std::make_unique<sentencepiece::SentencePieceProcessor>();
-  auto status = p->LoadFromSerializedProto(serialized);
-  if (!status.ok())
-    throw std::runtime_error(origin + ": not a SentencePiece model: " + status.ToString());
-  return p;
-}
-
 // The byte of a byte-fallback piece "<0xAB>".
 char byte_of(const std::string& piece) {
   return char(std::stoi(piece.substr(3, 2), nullptr, 16));
@@ -61,7 +52,7 @@ std::unique_ptr<SentencePieceLm> SentencePieceLm::train(const std::vector<std::s
   spm.normalization = "identity";
   spm.remove_extra_whitespaces = false;
   std::string serialized = train_sentencepiece_model(lines, spm, SpecialIds{-1, 0, 1, 2});
-  auto processor = load_processor(serialized, "trained model");
+  auto processor = load_sentencepiece(serialized, "trained model");
   int32_t bos = processor->bos_id(), eos = processor->eos_id();
   return std::unique_ptr<SentencePieceLm>(
       new SentencePieceLm(std::move(serialized), bos, eos, true, std::move(processor)));
@@ -72,7 +63,7 @@ std::unique_ptr<SentencePieceLm> SentencePieceLm::load(const std::string& model_
   std::filesystem::path dir(model_dir);
   std::string path = (dir / kModelFile).string();
   std::string serialized = read_file(path, "SentencePiece model");
-  auto processor = load_processor(serialized, path);
+  auto processor = load_sentencepiece(serialized, path);
   auto find_special = [&](const std::string& token, const char* what) {
     if (token.empty()) return -1;
     int32_t id = processor->PieceToId(token);

@@ -56,15 +56,6 @@ std::vector<std::string_view> sample(const std::vector<std::string_view>& senten
   return chosen;
 }
 
-std::unique_ptr<sentencepiece::SentencePieceProcessor> load_processor(const std::string& serialized,
-                                                                      const std::string& origin) {
-  auto p = std::make_unique<sentencepiece::SentencePieceProcessor>();
-  auto status = p->LoadFromSerializedProto(serialized);
-  if (!status.ok())
-    throw std::runtime_error(origin + ": not a SentencePiece model: " + status.ToString());
-  return p;
-}
-
 // vocab.json: {"piece": id, ...} with ids 0..n-1, each once -> id -> piece.
 std::vector<std::string> read_vocabulary(const std::string& path) {
   nlohmann::json j;
@@ -91,8 +82,17 @@ std::vector<std::string> read_vocabulary(const std::string& path) {
 
 }  // namespace
 
+std::unique_ptr<sentencepiece::SentencePieceProcessor> load_sentencepiece(
+    const std::string& serialized, const std::string& origin) {
+  auto p = std::make_unique<sentencepiece::SentencePieceProcessor>();
+  auto status = p->LoadFromSerializedProto(serialized);
+  if (!status.ok())
+    throw std::runtime_error(origin + ": not a SentencePiece model: " + status.ToString());
+  return p;
+}
+
 Tokenizer::Tokenizer(std::string serialized, const std::string& origin, bool check_specials)
-    : serialized_(std::move(serialized)), processor_(load_processor(serialized_, origin)) {
+    : serialized_(std::move(serialized)), processor_(load_sentencepiece(serialized_, origin)) {
   if (!check_specials) return;
   const std::pair<int32_t, const char*> specials[] = {
       {pad_id, "pad"}, {unk_id, "unk"}, {bos_id, "bos"}, {eos_id, "eos"}};
@@ -163,7 +163,7 @@ Tokenizer Tokenizer::load_mapped(const std::string& source_spm, const std::strin
                                  const std::string& vocab_json) {
   Tokenizer t(read_file(source_spm, "SentencePiece model"), source_spm, false);
   t.target_serialized_ = read_file(target_spm, "SentencePiece model");
-  t.target_processor_ = load_processor(t.target_serialized_, target_spm);
+  t.target_processor_ = load_sentencepiece(t.target_serialized_, target_spm);
   t.vocab_ = read_vocabulary(vocab_json);
   for (size_t i = 0; i < t.vocab_.size(); ++i) t.piece_ids_[t.vocab_[i]] = int32_t(i);
   auto id_of = [&](const char* piece) {

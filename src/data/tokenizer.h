@@ -56,6 +56,11 @@ struct TokenizerOptions {
 std::string train_sentencepiece_model(const std::vector<std::string_view>& sentences,
                                       const TokenizerOptions& options, const SpecialIds& ids);
 
+// A SentencePiece processor of a model file's bytes; std::runtime_error naming `origin` (a path)
+// when they are not a SentencePiece model.
+std::unique_ptr<sentencepiece::SentencePieceProcessor> load_sentencepiece(
+    const std::string& serialized, const std::string& origin);
+
 class Tokenizer {
  public:
   static constexpr int32_t pad_id = 0, unk_id = 1, bos_id = 2, eos_id = 3;

@@ -43,4 +43,12 @@ void no_kernel(const char* op, Device device, DType dtype) {
                            dtype_name(dtype) + " in this build");
 }
 
+void check_norm_params(const char* op, const Tensor& x, const Tensor& gamma) {
+  QKV_REQUIRE(x.rank() >= 1, op, "x must be [..., d], got " + shape_str(x.shape()));
+  QKV_REQUIRE(gamma.shape() == Shape{x.size(-1)} && gamma.dtype() == x.dtype(), op,
+              "gamma is " + dtype_name(gamma.dtype()) + " " + shape_str(gamma.shape()) +
+                  ", expected " + dtype_name(x.dtype()) + " [" + std::to_string(x.size(-1)) +
+                  "] for x " + shape_str(x.shape()));
+}
+
 }  // namespace qkv::ops

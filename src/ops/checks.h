@@ -18,6 +18,8 @@ namespace qkv::ops {
 Device common_device(const char* op, std::initializer_list<const Tensor*> tensors);
 // All defined tensors must have one dtype; returns it (F32 when none is defined).
 DType common_dtype(const char* op, std::initializer_list<const Tensor*> tensors);
+// A norm's x [..., d] and its gamma [d] of x's dtype (layer_norm, rms_norm).
+void check_norm_params(const char* op, const Tensor& x, const Tensor& gamma);
 // A host copy of a small index tensor (ids, targets, lengths) for checks that read it: the
 // tensor itself on the cpu, a copy (which waits for the device) on cuda.
 inline Tensor on_host(const Tensor& t) {

@@ -5,19 +5,9 @@
 
 namespace qkv::ops {
 
-namespace {
-void check_params(const char* op, const Tensor& x, const Tensor& gamma) {
-  QKV_REQUIRE(x.rank() >= 1, op, "x must be [..., d], got " + shape_str(x.shape()));
-  QKV_REQUIRE(gamma.shape() == Shape{x.size(-1)} && gamma.dtype() == x.dtype(), op,
-              "gamma is " + dtype_name(gamma.dtype()) + " " + shape_str(gamma.shape()) +
-                  ", expected " + dtype_name(x.dtype()) + " [" + std::to_string(x.size(-1)) +
-                  "] for x " + shape_str(x.shape()));
-}
-}  // namespace
-
 Tensor layer_norm_forward(const Tensor& x, const Tensor& gamma, const Tensor& beta, float eps,
                           Tensor& mean, Tensor& rstd) {
-  check_params("layer_norm", x, gamma);
+  check_norm_params("layer_norm", x, gamma);
   QKV_REQUIRE(beta.shape() == gamma.shape() && beta.dtype() == x.dtype(), "layer_norm",
               "beta is " + shape_str(beta.shape()) + ", expected " + dtype_name(x.dtype()) + " " +
                   shape_str(gamma.shape()));
@@ -37,7 +27,7 @@ Tensor layer_norm_forward(const Tensor& x, const Tensor& gamma, const Tensor& be
 void layer_norm_backward(const Tensor& dy, const Tensor& x, const Tensor& gamma, const Tensor& mean,
                          const Tensor& rstd, Tensor& dx, Tensor& dgamma, Tensor& dbeta) {
   const char* op = "layer_norm_backward";
-  check_params(op, x, gamma);
+  check_norm_params(op, x, gamma);
   int64_t rows = rows_of(x);
   QKV_REQUIRE(dy.shape() == x.shape() && (!dx.defined() || dx.shape() == x.shape()), op,
               "dy " + shape_str(dy.shape()) + " and dx " + shape_str(dx.shape()) +

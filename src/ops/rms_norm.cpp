@@ -5,18 +5,8 @@
 
 namespace qkv::ops {
 
-namespace {
-void check_params(const char* op, const Tensor& x, const Tensor& gamma) {
-  QKV_REQUIRE(x.rank() >= 1, op, "x must be [..., d], got " + shape_str(x.shape()));
-  QKV_REQUIRE(gamma.shape() == Shape{x.size(-1)} && gamma.dtype() == x.dtype(), op,
-              "gamma is " + dtype_name(gamma.dtype()) + " " + shape_str(gamma.shape()) +
-                  ", expected " + dtype_name(x.dtype()) + " [" + std::to_string(x.size(-1)) +
-                  "] for x " + shape_str(x.shape()));
-}
-}  // namespace
-
 Tensor rms_norm_forward(const Tensor& x, const Tensor& gamma, float eps, Tensor& rstd) {
-  check_params("rms_norm", x, gamma);
+  check_norm_params("rms_norm", x, gamma);
   QKV_REQUIRE(eps >= 0.f, "rms_norm", "eps must be >= 0, got " + std::to_string(eps));
   Device dev = common_device("rms_norm", {&x, &gamma});
   int64_t rows = rows_of(x), d = x.size(-1);
@@ -31,7 +21,7 @@ Tensor rms_norm_forward(const Tensor& x, const Tensor& gamma, float eps, Tensor&
 void rms_norm_backward(const Tensor& dy, const Tensor& x, const Tensor& gamma, const Tensor& rstd,
                        Tensor& dx, Tensor& dgamma) {
   const char* op = "rms_norm_backward";
-  check_params(op, x, gamma);
+  check_norm_params(op, x, gamma);
   int64_t rows = rows_of(x);
   QKV_REQUIRE(dy.shape() == x.shape() && (!dx.defined() || dx.shape() == x.shape()), op,
               "dy " + shape_str(dy.shape()) + " and dx " + shape_str(dx.shape()) +

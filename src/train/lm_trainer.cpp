@@ -7,7 +7,6 @@
 #include "data/lm_windows.h"
 #include "decode/generator.h"
 #include "eval/lm_eval.h"
-#include "io/atomic_file.h"
 #include "model_dir/gpt_dir.h"
 #include "tensor/threads.h"
 #include "train/loop.h"
@@ -134,12 +133,7 @@ int64_t train_lm(const LmTrainConfig& cfg) {
                           std::to_string(mc.d_model) + ", context " +
                           std::to_string(mc.context_length) + ", " +
                           std::to_string(nn::count_params(params)) + " parameters");
-  write_file_atomic((fs::path(cfg.model_dir) / model_dir::kTrainOptionsFile).string(), [&] {
-    LmTrainConfig copy = cfg;
-    Options o;
-    copy.bind(o);
-    return o.to_yaml();
-  }());
+  save_train_options(cfg.model_dir, cfg);
   sampler.seek(loop.progress().batch_in_epoch);
   data::EvalWindows valid;
   if (!valid_documents.empty()) valid = make_validation(std::move(valid_documents), cfg, *tok, mc);

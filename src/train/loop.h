@@ -22,6 +22,8 @@
 
 #include "autograd/tape.h"
 #include "config/options.h"
+#include "io/atomic_file.h"
+#include "model_dir/model_dir.h"
 #include "nn/layers.h"
 #include "ops/precision.h"
 #include "optim/optimizer.h"
@@ -60,6 +62,14 @@ struct DataPosition {
   int64_t epoch = 0;           // epochs completed
   int64_t batch_in_epoch = 0;  // batches of the current epoch consumed
 };
+
+// Writes every option of a run (Config::bind's keys) to <model_dir>/train.yaml, atomically.
+template <class Config>
+void save_train_options(const std::string& model_dir, Config config) {
+  Options o;
+  config.bind(o);
+  write_file_atomic(model_dir + "/" + model_dir::kTrainOptionsFile, o.to_yaml());
+}
 
 class TrainingLoop {
  public:

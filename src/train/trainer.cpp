@@ -7,7 +7,6 @@
 #include "data/tokenizer.h"
 #include "decode/translator.h"
 #include "eval/metrics.h"
-#include "io/atomic_file.h"
 #include "model_dir/seq2seq_dir.h"
 #include "tensor/threads.h"
 #include "train/loop.h"
@@ -153,12 +152,7 @@ int64_t train_seq2seq(const TrainConfig& cfg) {
                           std::to_string(mc.decoder_layers) + "-layer model, d-model " +
                           std::to_string(mc.d_model) + ", " +
                           std::to_string(nn::count_params(params)) + " parameters");
-  write_file_atomic((fs::path(cfg.model_dir) / model_dir::kTrainOptionsFile).string(), [&] {
-    TrainConfig copy = cfg;
-    Options o;
-    copy.bind(o);
-    return o.to_yaml();
-  }());
+  save_train_options(cfg.model_dir, cfg);
 
   data::BatcherOptions bo;
   bo.max_tokens = cfg.batch_tokens;

@@ -5,7 +5,6 @@
 
 #include "data/image_loader.h"
 #include "eval/image_eval.h"
-#include "io/atomic_file.h"
 #include "model_dir/vit_dir.h"
 #include "tensor/threads.h"
 #include "train/loop.h"
@@ -88,12 +87,7 @@ int64_t train_vit(const ViTTrainConfig& cfg_in) {
                           " patches of " + std::to_string(mc.patch_size) + "x" +
                           std::to_string(mc.patch_size) + ", " +
                           std::to_string(nn::count_params(params)) + " parameters");
-  write_file_atomic((fs::path(cfg.model_dir) / model_dir::kTrainOptionsFile).string(), [&] {
-    ViTTrainConfig copy = cfg_in;
-    Options o;
-    copy.bind(o);
-    return o.to_yaml();
-  }());
+  save_train_options(cfg.model_dir, cfg_in);
   loader.seek({loop.progress().epoch, loop.progress().batch_in_epoch});
   nn::Context ctx = loop.context(mc.dropout);
 

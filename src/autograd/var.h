@@ -20,6 +20,9 @@ class Var {
   Tensor& mutable_value() { return node_->value; }
   const Shape& shape() const { return node_->value.shape(); }
   bool requires_grad() const { return node_ && node_->requires_grad; }
+  // Freezes (false) or unfreezes a parameter; a frozen one gets no gradient and no tape step
+  // needs it. Var is a handle: every copy sees the change.
+  void set_requires_grad(bool on) const { node_->requires_grad = on; }
 
   bool has_grad() const { return node_ && node_->grad.defined(); }
   // The gradient, allocated as zeros (shape and device of the value) on first use.

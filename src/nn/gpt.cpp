@@ -55,6 +55,16 @@ void GptBlock::params(const std::string& prefix, ParamList& out) const {
   down_proj.params(prefix + ".mlp.down_proj", out);
 }
 
+void GptBlock::linears(const std::string& prefix, LinearList& out) {
+  out.emplace_back(prefix + ".self_attn.q_proj", &q_proj);
+  out.emplace_back(prefix + ".self_attn.k_proj", &k_proj);
+  out.emplace_back(prefix + ".self_attn.v_proj", &v_proj);
+  out.emplace_back(prefix + ".self_attn.o_proj", &o_proj);
+  if (gate_proj.weight.defined()) out.emplace_back(prefix + ".mlp.gate_proj", &gate_proj);
+  out.emplace_back(prefix + ".mlp.up_proj", &up_proj);
+  out.emplace_back(prefix + ".mlp.down_proj", &down_proj);
+}
+
 Gpt::Gpt(const GptConfig& config)
     : config_(config),
       embed_tokens_(make_param({config.vocab_size, config.d_model})),
@@ -103,6 +113,13 @@ ParamList Gpt::params() const {
   return out;
 }
 
+LinearList Gpt::linears() {
+  LinearList out;
+  for (size_t i = 0; i < layers_.size(); ++i)
+    layers_[i].linears("model.layers." + std::to_string(i), out);
+  return out;
+}
+
 void Gpt::to(Device device) {
   move_params(params(), device);
 }
@@ -119,7 +136,7 @@ Var Gpt::attention(size_t layer, const Var& x, const Tensor& positions, const Co
                                  {heads * dh, kv_heads * dh, kv_heads * dh}, 2);
     q_lin = qkv[0], k_lin = qkv[1], v_lin = qkv[2];
   } else {
-    q_lin = b.q_proj(x), k_lin = b.k_proj(x), v_lin = b.v_proj(x);
+    q_lin = b.q_proj(x, ctx), k_lin = b.k_proj(x, ctx), v_lin = b.v_proj(x, ctx);
   }
   // Heads in [B, L, H, Dh]; RoPE needs only each vector's position, so it rotates them as
   // [B * L, H, 1, Dh] with positions [B * L, 1].
@@ -162,10 +179,10 @@ Var Gpt::attention(size_t layer, const Var& x, const Tensor& positions, const Co
                          repeat_heads(values, heads / kv_heads), mask, 1.f / std::sqrt(float(dh)),
                          ctx.attention);  // [B, H, L, Dh]
   Var merged = reshape(permute(o, {0, 2, 1, 3}), {batch, len, c.d_model});
-  return inference ? inference->packed->layers[layer].o_proj(merged) : b.o_proj(merged);
+  return inference ? inference->packed->layers[layer].o_proj(merged) : b.o_proj(merged, ctx);
 }
 
-Var Gpt::mlp(size_t layer, const Var& x, const Inference* inference) const {
+Var Gpt::mlp(size_t layer, const Var& x, const Context& ctx, const Inference* inference) const {
   const GptBlock& b = layers_[layer];
   bool swiglu = config_.swiglu();
   ops::Activation act = swiglu ? ops::Activation::silu : ops::activation_from_name(config_.mlp);
@@ -181,8 +198,8 @@ Var Gpt::mlp(size_t layer, const Var& x, const Inference* inference) const {
     }
     return p.down_proj(h);
   }
-  if (swiglu) return b.down_proj(mul(activation(act, b.gate_proj(x)), b.up_proj(x)));
-  return b.down_proj(activation(act, b.up_proj(x)));
+  if (swiglu) return b.down_proj(mul(activation(act, b.gate_proj(x, ctx)), b.up_proj(x, ctx)), ctx);
+  return b.down_proj(activation(act, b.up_proj(x, ctx)), ctx);
 }
 
 Var Gpt::run(const Tensor& ids, const Tensor& positions, const Context& ctx,
@@ -193,7 +210,7 @@ Var Gpt::run(const Tensor& ids, const Tensor& positions, const Context& ctx,
   for (size_t i = 0; i < layers_.size(); ++i) {
     const GptBlock& b = layers_[i];
     x = add(x, ctx.drop(attention(i, b.input_layernorm(x), positions, ctx, inference)));
-    x = add(x, ctx.drop(mlp(i, b.post_attention_layernorm(x), inference)));
+    x = add(x, ctx.drop(mlp(i, b.post_attention_layernorm(x), ctx, inference)));
   }
   return norm_(x);
 }

@@ -80,6 +80,7 @@ struct GptBlock {
   Linear q_proj, k_proj, v_proj, o_proj;
   Linear gate_proj, up_proj, down_proj;  // gate_proj: swiglu only
   void params(const std::string& prefix, ParamList& out) const;
+  void linears(const std::string& prefix, LinearList& out);
 };
 
 // Keys and values of the positions seen so far, per layer [B, kv-heads, capacity, Dh], and
@@ -115,6 +116,8 @@ class Gpt {
   // (o_proj, down_proj) N(0, 0.02 / sqrt(2 * layers)), biases 0, norms 1.
   void init(Rng& rng);
   ParamList params() const;
+  // The hidden linear layers (not lm_head), for LoRA.
+  LinearList linears();
   void to(Device device);
   Device device() const { return embed_tokens_.value().device(); }
 
@@ -148,7 +151,7 @@ class Gpt {
   // x [B, L, d] -> [B, L, d]; positions i32 [B, L] on the model's device.
   Var attention(size_t layer, const Var& x, const Tensor& positions, const Context& ctx,
                 const Inference* inference) const;
-  Var mlp(size_t layer, const Var& x, const Inference* inference) const;
+  Var mlp(size_t layer, const Var& x, const Context& ctx, const Inference* inference) const;
   // ids i32 [B, L] at positions i32 [B, L] -> hidden [B, L, d] after the final norm.
   Var run(const Tensor& ids, const Tensor& positions, const Context& ctx,
           const Inference* inference) const;

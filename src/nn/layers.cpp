@@ -12,6 +12,18 @@ void Linear::init(Rng& rng) {
   if (bias.defined()) bias.mutable_value().zero();
 }
 
+Var Linear::operator()(const Var& x) const {
+  return (*this)(x, Context{});
+}
+
+Var Linear::operator()(const Var& x, const Context& ctx) const {
+  Var y = linear(x, weight, bias);
+  if (!lora) return y;
+  Var in = ctx.training && lora->dropout > 0.f ? dropout(x, lora->dropout, *ctx.rng) : x;
+  Var update = linear(linear(in, lora->a, Var()), lora->b, Var());  // [..., r] -> [..., out]
+  return add(y, scale(update, lora->scaling));
+}
+
 void Linear::params(const std::string& prefix, ParamList& out) const {
   out.emplace_back(prefix + ".weight", weight);
   if (bias.defined()) out.emplace_back(prefix + ".bias", bias);
@@ -55,11 +67,11 @@ Var MultiHeadAttention::merge_heads(const Var& x) const {
 
 Var MultiHeadAttention::operator()(const Var& query, const Var& memory,
                                    const ops::AttentionMask& mask, const Context& ctx) const {
-  Var q = split_heads(q_proj(query));   // [B, H, Lq, Dh]
-  Var k = split_heads(k_proj(memory));  // [B, H, Lk, Dh]
-  Var v = split_heads(v_proj(memory));  // [B, H, Lk, Dh]
+  Var q = split_heads(q_proj(query, ctx));   // [B, H, Lq, Dh]
+  Var k = split_heads(k_proj(memory, ctx));  // [B, H, Lk, Dh]
+  Var v = split_heads(v_proj(memory, ctx));  // [B, H, Lk, Dh]
   float scale = 1.f / std::sqrt(float(d_model / heads));
-  return out_proj(merge_heads(attention(q, k, v, mask, scale, ctx.attention)));
+  return out_proj(merge_heads(attention(q, k, v, mask, scale, ctx.attention)), ctx);
 }
 
 void MultiHeadAttention::params(const std::string& prefix, ParamList& out) const {
@@ -67,6 +79,13 @@ void MultiHeadAttention::params(const std::string& prefix, ParamList& out) const
   k_proj.params(prefix + ".k_proj", out);
   v_proj.params(prefix + ".v_proj", out);
   out_proj.params(prefix + ".out_proj", out);
+}
+
+void MultiHeadAttention::linears(const std::string& prefix, LinearList& out) {
+  out.emplace_back(prefix + ".q_proj", &q_proj);
+  out.emplace_back(prefix + ".k_proj", &k_proj);
+  out.emplace_back(prefix + ".v_proj", &v_proj);
+  out.emplace_back(prefix + ".out_proj", &out_proj);
 }
 
 FeedForward::FeedForward(int64_t d_model, int64_t d_ff, ops::Activation act)
@@ -78,12 +97,17 @@ void FeedForward::init(Rng& rng) {
 }
 
 Var FeedForward::operator()(const Var& x, const Context& ctx) const {
-  return fc2(ctx.drop(activation(act, fc1(x))));
+  return fc2(ctx.drop(activation(act, fc1(x, ctx))), ctx);
 }
 
 void FeedForward::params(const std::string& prefix, ParamList& out) const {
   fc1.params(prefix + ".fc1", out);
   fc2.params(prefix + ".fc2", out);
+}
+
+void FeedForward::linears(const std::string& prefix, LinearList& out) {
+  out.emplace_back(prefix + ".fc1", &fc1);
+  out.emplace_back(prefix + ".fc2", &fc2);
 }
 
 Tensor sinusoidal_positions(int64_t len, int64_t d, PositionLayout layout) {

@@ -1,7 +1,10 @@
 // The building blocks of a Transformer: Linear, LayerNorm, multi-head attention and the
 // position-wise feed-forward network. Activations are batch-first [batch, len, d_model].
 #pragma once
+#include <memory>
 #include <string>
+#include <utility>
+#include <vector>
 
 #include "autograd/functions.h"
 #include "nn/params.h"
@@ -22,15 +25,31 @@ struct Context {
   }
 };
 
+// A LoRA update of one Linear (nn/lora.h): y += scaling * B (A dropout(x)).
+struct LoraWeights {
+  Var a;  // [r, in]
+  Var b;  // [out, r]
+  float scaling = 1.f;
+  float dropout = 0.f;  // on the update's input, while training
+};
+
 struct Linear {
   Var weight;  // [out, in]
   Var bias;    // [out], or undefined
+  // The active LoRA adapter's update of this layer (nn/lora.h attaches it), or null.
+  std::shared_ptr<const LoraWeights> lora;
   Linear() = default;
   Linear(int64_t in, int64_t out, bool with_bias = true);
   void init(Rng& rng);  // Xavier-uniform weight, zero bias
-  Var operator()(const Var& x) const { return linear(x, weight, bias); }
+  // x [..., in] -> [..., out], with the LoRA update when one is attached (no dropout).
+  Var operator()(const Var& x) const;
+  // The same with the LoRA dropout of a training context.
+  Var operator()(const Var& x, const Context& ctx) const;
   void params(const std::string& prefix, ParamList& out) const;
 };
+
+// Linear layers by module name (a parameter's name without ".weight"), for LoRA.
+using LinearList = std::vector<std::pair<std::string, Linear*>>;
 
 struct LayerNorm {
   Var weight;  // [d], ones
@@ -56,6 +75,7 @@ struct MultiHeadAttention {
   Var split_heads(const Var& x) const;
   Var merge_heads(const Var& x) const;
   void params(const std::string& prefix, ParamList& out) const;
+  void linears(const std::string& prefix, LinearList& out);
 };
 
 // fc2(dropout(act(fc1(x)))).
@@ -67,6 +87,7 @@ struct FeedForward {
   void init(Rng& rng);
   Var operator()(const Var& x, const Context& ctx) const;
   void params(const std::string& prefix, ParamList& out) const;
+  void linears(const std::string& prefix, LinearList& out);
 };
 
 // Sinusoidal position encodings [len, d] (Vaswani et al.) with frequencies

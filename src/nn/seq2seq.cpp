@@ -117,6 +117,15 @@ ParamList Seq2Seq::params() const {
   return out;
 }
 
+LinearList Seq2Seq::linears() {
+  LinearList out;
+  for (size_t i = 0; i < encoder_.size(); ++i)
+    encoder_[i].linears("model.encoder.layers." + std::to_string(i), out);
+  for (size_t i = 0; i < decoder_.size(); ++i)
+    decoder_[i].linears("model.decoder.layers." + std::to_string(i), out);
+  return out;
+}
+
 void Seq2Seq::to(Device device) {
   move_params(params(), device);
   positions_ = positions_.to(device);

@@ -57,6 +57,8 @@ class Seq2Seq {
   // Random initialisation for training.
   void init(Rng& rng);
   ParamList params() const;
+  // The hidden linear layers (not lm_head), for LoRA.
+  LinearList linears();
   // Moves the parameters and the position table to `device`; inputs must live there too.
   void to(Device device);
   Device device() const { return shared_.value().device(); }

@@ -29,6 +29,11 @@ void EncoderLayer::params(const std::string& prefix, ParamList& out) const {
   final_layer_norm.params(prefix + ".final_layer_norm", out);
 }
 
+void EncoderLayer::linears(const std::string& prefix, LinearList& out) {
+  self_attn.linears(prefix + ".self_attn", out);
+  ffn.linears(prefix, out);
+}
+
 DecoderLayer::DecoderLayer(const LayerShape& s)
     : shape(s),
       self_attn(s.d_model, s.heads),
@@ -61,6 +66,12 @@ void DecoderLayer::params(const std::string& prefix, ParamList& out) const {
   encoder_attn_layer_norm.params(prefix + ".encoder_attn_layer_norm", out);
   ffn.params(prefix, out);
   final_layer_norm.params(prefix + ".final_layer_norm", out);
+}
+
+void DecoderLayer::linears(const std::string& prefix, LinearList& out) {
+  self_attn.linears(prefix + ".self_attn", out);
+  encoder_attn.linears(prefix + ".encoder_attn", out);
+  ffn.linears(prefix, out);
 }
 
 }  // namespace qkv::nn

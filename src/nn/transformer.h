@@ -26,6 +26,7 @@ struct EncoderLayer {
   // x [B, S, d]; mask: padding of the source.
   Var operator()(const Var& x, const ops::AttentionMask& mask, const Context& ctx) const;
   void params(const std::string& prefix, ParamList& out) const;
+  void linears(const std::string& prefix, LinearList& out);
 };
 
 struct DecoderLayer {
@@ -44,6 +45,7 @@ struct DecoderLayer {
   Var operator()(const Var& x, const Var& memory, const ops::AttentionMask& self_mask,
                  const ops::AttentionMask& memory_mask, const Context& ctx) const;
   void params(const std::string& prefix, ParamList& out) const;
+  void linears(const std::string& prefix, LinearList& out);
 };
 
 // One residual sub-block in the layer's norm position: post-norm LN(x + drop(f(x))) or

@@ -158,6 +158,20 @@ ParamList ViT::params() const {
   return out;
 }
 
+LinearList ViT::linears() {
+  LinearList out;
+  for (size_t i = 0; i < layers_.size(); ++i) {
+    LinearList layer;
+    layers_[i].linears("", layer);  // names start with "."
+    for (auto& [name, linear] : layer) {
+      std::string hf = hf_vit_layer_name(name.substr(1) + ".");  // ends with "."
+      hf.pop_back();
+      out.emplace_back("vit.encoder.layer." + std::to_string(i) + "." + hf, linear);
+    }
+  }
+  return out;
+}
+
 Var ViT::features(const Tensor& images, const Context& ctx) const {
   const ViTConfig& c = config_;
   check_shape(images.rank() == 4 && images.size(1) == c.channels &&

@@ -59,6 +59,8 @@ class ViT {
   const ViTConfig& config() const { return config_; }
   void init(Rng& rng);
   ParamList params() const;
+  // The hidden linear layers (not the classifier), under Hugging Face's module names, for LoRA.
+  LinearList linears();
   // Moves the parameters to `device`; images must live there too.
   void to(Device device) { move_params(params(), device); }
   Device device() const { return cls_token_.value().device(); }

@@ -52,14 +52,15 @@ void copy_atomic(const fs::path& src, const fs::path& dst) {
 }  // namespace
 
 void save_checkpoint(const std::string& model_dir, const nn::ParamList& params,
-                     const optim::Adam& adam, const Progress& progress) {
+                     const optim::Adam& adam, const Progress& progress, const WeightFiles& files) {
   fs::path root = fs::path(model_dir) / "checkpoint";
   fs::create_directories(root);
   std::string name = "state-" + std::to_string(progress.update);
   fs::path tmp = root / (".tmp-" + name), final_dir = root / name;
   fs::remove_all(tmp);
   fs::create_directories(tmp);
-  Metadata meta{{"update", std::to_string(progress.update)}};
+  Metadata meta = files.metadata;
+  meta["update"] = std::to_string(progress.update);
   save_safetensors((tmp / "model.safetensors").string(), nn::param_tensors(params), meta);
   Metadata opt_meta = adam.state_metadata();
   opt_meta["update"] = meta["update"];
@@ -68,7 +69,7 @@ void save_checkpoint(const std::string& model_dir, const nn::ParamList& params,
   fs::remove_all(final_dir);
   fs::rename(tmp, final_dir);
   write_file_atomic((root / "latest").string(), name + "\n");
-  copy_atomic(final_dir / "model.safetensors", fs::path(model_dir) / model_dir::kWeightsFile);
+  copy_atomic(final_dir / "model.safetensors", fs::path(model_dir) / files.last);
   for (const auto& entry : fs::directory_iterator(root))
     if (entry.is_directory() && entry.path().filename() != name) fs::remove_all(entry.path());
 }
@@ -98,12 +99,12 @@ std::optional<Progress> load_checkpoint(const std::string& model_dir, const nn::
   return p;
 }
 
-void save_best(const std::string& model_dir, const nn::ParamList& params,
-               const Progress& progress) {
-  save_safetensors((fs::path(model_dir) / model_dir::kBestWeightsFile).string(),
-                   nn::param_tensors(params),
-                   {{"update", std::to_string(progress.update)},
-                    {"score", std::to_string(progress.best_score)}});
+void save_best(const std::string& model_dir, const nn::ParamList& params, const Progress& progress,
+               const WeightFiles& files) {
+  Metadata meta = files.metadata;
+  meta["update"] = std::to_string(progress.update);
+  meta["score"] = std::to_string(progress.best_score);
+  save_safetensors((fs::path(model_dir) / files.best).string(), nn::param_tensors(params), meta);
 }
 
 void check_no_foreign_model(const std::string& model_dir) {

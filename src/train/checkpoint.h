@@ -1,8 +1,8 @@
 // Training checkpoints, safe against a kill at any moment.
 //
 // A model directory (model_dir/model_dir.h) holds what a user needs (config.yaml, spm.model,
-// model.safetensors, and model.best.safetensors once validated) and, under checkpoint/, what
-// resuming needs:
+// model.safetensors, and model.best.safetensors once validated; a LoRA run its adapter files) and,
+// under checkpoint/, what resuming needs:
 //   checkpoint/state-<update>/{model,optimizer}.safetensors, progress.json
 //   checkpoint/latest          the name of the newest complete state folder
 // A state is written into a temporary folder, renamed into place, and only then does `latest`
@@ -13,6 +13,7 @@
 #include <optional>
 #include <string>
 
+#include "model_dir/model_dir.h"
 #include "nn/params.h"
 #include "optim/optimizer.h"
 
@@ -34,13 +35,24 @@ struct Progress {
   int64_t schedule_updates = 0;
 };
 
+// The files a run's weights are published under in the model directory: a model's
+// (model.safetensors, model.best.safetensors) or a LoRA adapter's
+// (adapter_model.safetensors, adapter_model.best.safetensors, model_dir/adapter_dir.h), with
+// `metadata` added to theirs.
+struct WeightFiles {
+  std::string last = model_dir::kWeightsFile, best = model_dir::kBestWeightsFile;
+  Metadata metadata;
+};
+
 void save_checkpoint(const std::string& model_dir, const nn::ParamList& params,
-                     const optim::Adam& adam, const Progress& progress);
+                     const optim::Adam& adam, const Progress& progress,
+                     const WeightFiles& files = {});
 // Loads the newest complete state into params and adam; nullopt when there is none.
 std::optional<Progress> load_checkpoint(const std::string& model_dir, const nn::ParamList& params,
                                         optim::Adam& adam);
 // model.best.safetensors (atomically).
-void save_best(const std::string& model_dir, const nn::ParamList& params, const Progress& progress);
+void save_best(const std::string& model_dir, const nn::ParamList& params, const Progress& progress,
+               const WeightFiles& files = {});
 
 // Throws std::runtime_error when model_dir holds a model.safetensors without a training
 // checkpoint (a converted model, or one whose checkpoint/ was removed): training there would

@@ -59,11 +59,12 @@ void LoopConfig::validate_loop() const {
 }
 
 TrainingLoop::TrainingLoop(const LoopConfig& config, const std::string& model_dir,
-                           const nn::ParamList& params, TrainLog& log)
+                           const nn::ParamList& params, TrainLog& log, const WeightFiles& files)
     : config_(config),
       model_dir_(model_dir),
       params_(params),
       log_(log),
+      files_(files),
       adam_(params, {float(config.beta1), float(config.beta2), float(config.epsilon),
                      config.optimizer == "adamw" ? float(config.weight_decay) : 0.f}),
       schedule_(optim::schedule_from_name(config.lr_schedule)) {
@@ -173,7 +174,7 @@ void TrainingLoop::validated(ValidStats& s, double score, const std::string& sco
   if (s.best) {
     progress_.best_score = score;
     progress_.validations_without_improvement = 0;
-    save_best(model_dir_, params_, progress_);
+    save_best(model_dir_, params_, progress_, files_);
   } else {
     ++progress_.validations_without_improvement;
   }
@@ -194,7 +195,7 @@ void TrainingLoop::checkpoint_if_due() {
   progress_.rng_offset = dropout_rng_.offset();
   progress_.elapsed_s = elapsed();
   progress_.schedule_updates = config_.max_time > 0 ? schedule_length() : 0;
-  save_checkpoint(model_dir_, params_, adam_, progress_);
+  save_checkpoint(model_dir_, params_, adam_, progress_, files_);
 }
 
 int64_t TrainingLoop::finish() {

@@ -75,8 +75,9 @@ class TrainingLoop {
  public:
   // Resumes params, the optimizer and the progress from model_dir's newest checkpoint when
   // there is one (logging a "resume" note).
+  // `params` are the trained parameters (a LoRA run's adapter), published as `files`.
   TrainingLoop(const LoopConfig& config, const std::string& model_dir, const nn::ParamList& params,
-               TrainLog& log);
+               TrainLog& log, const WeightFiles& files = {});
   bool resumed() const { return resumed_; }
   const Progress& progress() const { return progress_; }
   // A training context with `dropout` and the run's dropout RNG (saved in checkpoints).
@@ -133,6 +134,7 @@ class TrainingLoop {
   std::string model_dir_;
   nn::ParamList params_;
   TrainLog& log_;
+  WeightFiles files_;
   optim::Adam adam_;
   optim::Schedule schedule_;
   Progress progress_;

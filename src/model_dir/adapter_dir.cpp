@@ -22,10 +22,24 @@ const T* pattern_value(const std::map<std::string, T>& patterns, const std::stri
   return nullptr;
 }
 
+// target_modules as peft reads them: the module names, or the string "all-linear" (peft takes
+// a list's items as names).
+json target_modules(const std::vector<std::string>& targets) {
+  std::vector<std::string> names = nn::split_lora_targets(targets);
+  for (const auto& n : names)
+    if (n == "all-linear") return n;
+  return names;
+}
+
 json number(double x) {
   return x == std::floor(x) && std::abs(x) < 1e15 ? json(int64_t(x)) : json(x);
 }
 }  // namespace
+
+int64_t AdapterConfig::rank(const std::string& module) const {
+  const int64_t* r = pattern_value(rank_pattern, module);
+  return r ? *r : options.rank;
+}
 
 float AdapterConfig::scaling(const std::string& module, int64_t r) const {
   const double* a = pattern_value(alpha_pattern, module);
@@ -48,7 +62,7 @@ void write_adapter_config(const std::string& dir, const AdapterConfig& c) {
             {"r", c.options.rank},
             {"lora_alpha", number(c.options.alpha_or_rank())},
             {"lora_dropout", c.options.dropout},
-            {"target_modules", c.options.targets},
+            {"target_modules", target_modules(c.options.targets)},
             {"use_rslora", c.options.rslora},
             {"rank_pattern", rank_pattern},
             {"alpha_pattern", alpha_pattern},
@@ -139,7 +153,14 @@ nn::LoraAdapter load_adapter(const std::string& dir, const std::string& which,
   nn::LoraAdapter adapter = nn::lora_adapter_from_tensors(
       tensors, linears,
       [&](const std::string& module, int64_t r) { return config.scaling(module, r); }, path);
-  for (auto& [module, w] : adapter.modules) w.dropout = config.options.dropout;
+  for (auto& [module, w] : adapter.modules) {
+    if (w.a.shape()[0] != config.rank(module))
+      throw std::runtime_error(path + ": module '" + module + "' has rank " +
+                               std::to_string(w.a.shape()[0]) + ", but " + kAdapterConfigFile +
+                               " gives it " + std::to_string(config.rank(module)) +
+                               " (r or rank_pattern)");
+    w.dropout = config.options.dropout;
+  }
   std::string normal = fs::path(dir).lexically_normal().string();
   while (normal.size() > 1 && normal.back() == '/') normal.pop_back();
   adapter.name = fs::path(normal).filename().string();

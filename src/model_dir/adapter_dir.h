@@ -32,6 +32,8 @@ struct AdapterConfig {
   std::map<std::string, int64_t> rank_pattern;
   std::map<std::string, double> alpha_pattern;
 
+  // The rank of `module`'s update: r, or its rank_pattern's.
+  int64_t rank(const std::string& module) const;
   // The update's scaling for `module` with rank r: alpha (or its pattern's) / r, or / sqrt(r)
   // with use_rslora.
   float scaling(const std::string& module, int64_t r) const;

@@ -11,18 +11,6 @@ namespace qkv::nn {
 namespace {
 constexpr const char* kKeyPrefix = "base_model.model.";
 
-// targets with comma-separated lists split, empty items dropped.
-std::vector<std::string> split_targets(const std::vector<std::string>& targets) {
-  std::vector<std::string> out;
-  for (const auto& t : targets) {
-    std::stringstream s(t);
-    std::string item;
-    while (std::getline(s, item, ','))
-      if (!item.empty()) out.push_back(item);
-  }
-  return out;
-}
-
 bool matches(const std::string& module, const std::string& target) {
   return target == "all-linear" || module == target ||
          (module.size() > target.size() && module.ends_with("." + target));
@@ -58,6 +46,17 @@ void LoraOptions::check() const {
   if (dropout < 0 || dropout >= 1) throw std::invalid_argument("lora-dropout must be in [0, 1)");
 }
 
+std::vector<std::string> split_lora_targets(const std::vector<std::string>& targets) {
+  std::vector<std::string> out;
+  for (const auto& t : targets) {
+    std::stringstream s(t);
+    std::string item;
+    while (std::getline(s, item, ','))
+      if (!item.empty()) out.push_back(item);
+  }
+  return out;
+}
+
 std::string lora_key(const std::string& module, char which) {
   return kKeyPrefix + module + ".lora_" + which + ".weight";
 }
@@ -77,7 +76,7 @@ int64_t LoraAdapter::parameter_count() const {
 
 std::vector<std::string> match_lora_targets(const LinearList& linears,
                                             const std::vector<std::string>& targets) {
-  std::vector<std::string> wanted = split_targets(targets);
+  std::vector<std::string> wanted = split_lora_targets(targets);
   if (wanted.empty()) throw std::invalid_argument("lora-targets names no module");
   for (const auto& t : wanted) {
     bool found = false;

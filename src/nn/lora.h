@@ -50,6 +50,9 @@ struct LoraAdapter {
   int64_t parameter_count() const;
 };
 
+// The targets with comma-separated lists split into their items (empty items dropped).
+std::vector<std::string> split_lora_targets(const std::vector<std::string>& targets);
+
 // peft's key of module's lora_A ("A") or lora_B ("B") weight.
 std::string lora_key(const std::string& module, char which);
 

@@ -188,5 +188,29 @@ TEST(LoraMerge, TranslationSearchGivesTheMergedModelsHypotheses) {
   }
 }
 
+TEST(LoraMerge, AttachingReplacesTheAdapterAndDetachingRestoresTheBase) {
+  nn::Gpt model = random_gpt("gpt2");
+  nn::LinearList linears = model.linears();
+  Rng rng(12);
+  Tensor ids = rand_ids({2, 6}, 37, rng);
+  Tensor base = model.forward(ids, {}).value();
+  nn::LoraAdapter on_q = trained_adapter(linears, {"q_proj"}, 2, rng);
+  nn::LoraAdapter on_v = trained_adapter(linears, {"v_proj"}, 2, rng);
+  nn::attach_lora(linears, on_q);
+  Tensor with_q = model.forward(ids, {}).value();
+  nn::attach_lora(linears, on_v);  // the other adapter's updates go
+  for (const auto& [name, linear] : linears)
+    EXPECT_EQ(bool(linear->lora), name.ends_with("v_proj")) << name;
+  nn::LoraAdapter elsewhere = on_q;
+  elsewhere.modules["model.layers.0.mlp.gate_proj"] = on_q.modules.begin()->second;
+  EXPECT_THROW(nn::attach_lora(linears, elsewhere), std::invalid_argument);  // gpt2 has no gate
+  EXPECT_TRUE(linears[2].second->lora) << "a failed attach removed the attached adapter";
+  nn::attach_lora(linears, on_q);
+  expect_close(model.forward(ids, {}).value(), with_q, 0, "q adapter attached again");
+  nn::detach_lora(linears);
+  expect_close(model.forward(ids, {}).value(), base, 0, "detached");
+  EXPECT_GT(relative_error(with_q, base), 1e-3);
+}
+
 }  // namespace
 }  // namespace qkv::test

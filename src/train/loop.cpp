@@ -56,6 +56,9 @@ void LoopConfig::validate_loop() const {
            "); the cpu computes in f32, so use precision: f32 there");
   need(disp_freq > 0 && valid_freq > 0 && save_freq > 0,
        "disp-freq, valid-freq and save-freq must be positive");
+  lora.check();
+  need(!lora.enabled() || !init_from.empty(),
+       "lora-rank needs init-from: LoRA adapts a trained model");
 }
 
 TrainingLoop::TrainingLoop(const LoopConfig& config, const std::string& model_dir,

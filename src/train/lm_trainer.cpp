@@ -128,7 +128,7 @@ int64_t train_lm(const LmTrainConfig& cfg) {
       base ? std::move(base->tokenizer) : tokenizer_for(cfg, documents, valid_documents, log);
   nn::GptConfig mc = base ? base->model->config() : model_config_for(cfg, *tok);
   if (base) {
-    mc.dropout = cfg.dropout;
+    if (cfg.dropout >= 0) mc.dropout = cfg.dropout;  // else the base's
     if (!lora) {  // full fine-tuning: the model directory is a complete one
       model_dir::write_config(model_dir::config_path(cfg.model_dir), mc);
       tok->save(cfg.model_dir);

@@ -38,6 +38,9 @@ void LoopConfig::bind_loop(Options& o) {
   o.add("precision", precision,
         "matrix products: f32, or bf16 (cuda only: bf16 operands, f32 accumulation, f32 "
         "weights and optimizer state)");
+  o.add("init-from", init_from,
+        "start from this trained model directory: its config, tokenizer and weights (best)");
+  lora.bind(o);
 }
 
 void LoopConfig::validate_loop() const {

@@ -81,9 +81,10 @@ int64_t train_vit(const ViTTrainConfig& cfg_in) {
   report_set("train", train);
   if (valid.size() > 0) report_set("valid", valid);
 
-  nn::ViTConfig mc = base ? shape : model_config_for(cfg, train);
+  bool from_base = base != nullptr;
+  nn::ViTConfig mc = from_base ? shape : model_config_for(cfg, train);
   std::unique_ptr<nn::ViT> owned;
-  if (base) {
+  if (from_base) {
     owned = std::move(base);
     mc.dropout = cfg.dropout;
     if (!lora) model_dir::write_config(saved_config, mc);  // full fine-tuning
@@ -105,8 +106,8 @@ int64_t train_vit(const ViTTrainConfig& cfg_in) {
     cfg.max_updates = cfg.max_epochs * loader.batches_per_epoch();
 
   TrainingLoop loop(cfg, cfg.model_dir, params, log, lora ? lora->files() : WeightFiles{});
-  if (!loop.resumed() && base) note_init_from(cfg, log);
-  if (!loop.resumed() && !base)
+  if (!loop.resumed() && from_base) note_init_from(cfg, log);
+  if (!loop.resumed() && !from_base)
     log.note("start", "new ViT: " + std::to_string(mc.layers) + " layers, d-model " +
                           std::to_string(mc.d_model) + ", " + std::to_string(mc.patches()) +
                           " patches of " + std::to_string(mc.patch_size) + "x" +

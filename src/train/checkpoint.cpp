@@ -6,6 +6,7 @@
 #include <sstream>
 
 #include "io/atomic_file.h"
+#include "model_dir/adapter_dir.h"
 #include "model_dir/model_dir.h"
 
 namespace qkv::train {
@@ -107,12 +108,21 @@ void save_best(const std::string& model_dir, const nn::ParamList& params, const 
   save_safetensors((fs::path(model_dir) / files.best).string(), nn::param_tensors(params), meta);
 }
 
-void check_no_foreign_model(const std::string& model_dir) {
+void check_no_foreign_model(const std::string& model_dir, bool lora) {
   fs::path dir(model_dir);
-  if (fs::exists(dir / model_dir::kWeightsFile) && !fs::exists(dir / "checkpoint" / "latest"))
-    throw std::runtime_error(model_dir +
-                             " holds a model.safetensors but no training checkpoint (a converted "
-                             "model?): training would replace it; use another --model-dir");
+  bool checkpoint = fs::exists(dir / "checkpoint" / "latest");
+  for (const char* weights : {model_dir::kWeightsFile, model_dir::kAdapterWeightsFile})
+    if (fs::exists(dir / weights) && !checkpoint)
+      throw std::runtime_error(model_dir + " holds a " + weights +
+                               " but no training checkpoint (a converted model?): training would "
+                               "replace it; use another --model-dir");
+  if (lora && fs::exists(dir / model_dir::kConfigFile))
+    throw std::runtime_error(model_dir + " holds a model (" + model_dir::kConfigFile +
+                             "): a LoRA run writes only an adapter; use another --model-dir");
+  if (!lora && fs::exists(dir / model_dir::kAdapterConfigFile))
+    throw std::runtime_error(model_dir + " holds a LoRA adapter (" + model_dir::kAdapterConfigFile +
+                             "): resume it with its lora-rank and init-from, or use another "
+                             "--model-dir");
 }
 
 }  // namespace qkv::train

@@ -54,9 +54,10 @@ std::optional<Progress> load_checkpoint(const std::string& model_dir, const nn::
 void save_best(const std::string& model_dir, const nn::ParamList& params, const Progress& progress,
                const WeightFiles& files = {});
 
-// Throws std::runtime_error when model_dir holds a model.safetensors without a training
-// checkpoint (a converted model, or one whose checkpoint/ was removed): training there would
-// overwrite it with a new model.
-void check_no_foreign_model(const std::string& model_dir);
+// Throws std::runtime_error when model_dir holds a model.safetensors or adapter_model.safetensors
+// without a training checkpoint (a converted model, or one whose checkpoint/ was removed):
+// training there would overwrite it. A LoRA run (`lora`) also refuses a directory holding a
+// model (config.yaml), and another run one holding an adapter (adapter_config.json).
+void check_no_foreign_model(const std::string& model_dir, bool lora = false);
 
 }  // namespace qkv::train

@@ -2,6 +2,7 @@
 
 #include <cmath>
 #include <filesystem>
+#include <optional>
 
 #include "data/lm_tokenizer.h"
 #include "data/lm_windows.h"
@@ -9,6 +10,7 @@
 #include "eval/lm_eval.h"
 #include "model_dir/gpt_dir.h"
 #include "tensor/threads.h"
+#include "train/fine_tune.h"
 #include "train/loop.h"
 
 namespace qkv::train {
@@ -106,14 +108,32 @@ int64_t train_lm(const LmTrainConfig& cfg) {
   cfg.validate();
   Device device = usable_device(cfg.device);
   set_num_threads(int(cfg.threads));
-  check_no_foreign_model(cfg.model_dir);
+  std::optional<model_dir::LanguageModel> base;
+  std::optional<LoraRun> lora;
+  if (!cfg.init_from.empty()) {
+    check_init_from(cfg, cfg.model_dir, model_dir::Family::gpt);
+    base = model_dir::load_language_model_dir(cfg.init_from);
+    base->model->to(device);
+    if (cfg.lora.enabled())
+      lora = start_lora(cfg, cfg.model_dir, base->model->params(), base->model->linears(),
+                        {"q_proj", "v_proj"});
+  }
+  check_no_foreign_model(cfg.model_dir, lora.has_value());
   // The data first: a bad file stops the run before anything is written.
   std::vector<std::string> documents = read_all(cfg.train_sets, cfg);
   std::vector<std::string> valid_documents = read_all(cfg.valid_sets, cfg);
   fs::create_directories(cfg.model_dir);
   TrainLog log(cfg.model_dir, {"Seq.", "sequences", "tokens", "tokens_per_s"});
-  auto tok = tokenizer_for(cfg, documents, valid_documents, log);
-  nn::GptConfig mc = model_config_for(cfg, *tok);
+  auto tok =
+      base ? std::move(base->tokenizer) : tokenizer_for(cfg, documents, valid_documents, log);
+  nn::GptConfig mc = base ? base->model->config() : model_config_for(cfg, *tok);
+  if (base) {
+    if (cfg.dropout >= 0) mc.dropout = cfg.dropout;  // else the base's
+    if (!lora) {  // full fine-tuning: the model directory is a complete one
+      model_dir::write_config(model_dir::config_path(cfg.model_dir), mc);
+      tok->save(cfg.model_dir);
+    }
+  }
   data::TokenStream train_stream = stream_of(documents, *tok);
   documents = {};
   log.note("data", std::to_string(train_stream.documents) + " documents, " +
@@ -122,13 +142,22 @@ int64_t train_lm(const LmTrainConfig& cfg) {
   data::WindowSampler sampler(std::move(train_stream.tokens), mc.context_length, cfg.batch_size,
                               uint64_t(cfg.seed));
 
-  nn::Gpt model(mc);
-  Rng init_rng(uint64_t(cfg.seed));
-  model.init(init_rng);
-  model.to(device);  // before the loop: a resumed checkpoint is copied onto the device
-  nn::ParamList params = model.params();
-  TrainingLoop loop(cfg, cfg.model_dir, params, log);
-  if (!loop.resumed())
+  std::unique_ptr<nn::Gpt> owned;
+  if (base) {
+    owned = std::move(base->model);
+  } else {
+    owned = std::make_unique<nn::Gpt>(mc);
+    Rng init_rng(uint64_t(cfg.seed));
+    owned->init(init_rng);
+    owned->to(device);  // before the loop: a resumed checkpoint is copied onto the device
+  }
+  nn::Gpt& model = *owned;
+  if (lora)
+    publish_lora(cfg, cfg.model_dir, *lora, "CAUSAL_LM", nn::count_params(model.params()), log);
+  nn::ParamList params = lora ? lora->adapter.params() : model.params();
+  TrainingLoop loop(cfg, cfg.model_dir, params, log, lora ? lora->files() : WeightFiles{});
+  if (!loop.resumed() && base) note_init_from(cfg, log);
+  if (!loop.resumed() && !base)
     log.note("start", "new GPT: " + std::to_string(mc.layers) + " layers, d-model " +
                           std::to_string(mc.d_model) + ", context " +
                           std::to_string(mc.context_length) + ", " +

@@ -38,6 +38,9 @@ void LoopConfig::bind_loop(Options& o) {
   o.add("precision", precision,
         "matrix products: f32, or bf16 (cuda only: bf16 operands, f32 accumulation, f32 "
         "weights and optimizer state)");
+  o.add("init-from", init_from,
+        "start from this trained model directory: its config, tokenizer and weights (best)");
+  lora.bind(o);
 }
 
 void LoopConfig::validate_loop() const {
@@ -56,6 +59,9 @@ void LoopConfig::validate_loop() const {
            "); the cpu computes in f32, so use precision: f32 there");
   need(disp_freq > 0 && valid_freq > 0 && save_freq > 0,
        "disp-freq, valid-freq and save-freq must be positive");
+  lora.check();
+  need(!lora.enabled() || !init_from.empty(),
+       "lora-rank needs init-from: LoRA adapts a trained model");
 }
 
 TrainingLoop::TrainingLoop(const LoopConfig& config, const std::string& model_dir,

@@ -25,6 +25,7 @@
 #include "io/atomic_file.h"
 #include "model_dir/model_dir.h"
 #include "nn/layers.h"
+#include "nn/lora.h"
 #include "ops/precision.h"
 #include "optim/optimizer.h"
 #include "train/checkpoint.h"
@@ -50,6 +51,10 @@ struct LoopConfig {
   // Matrix products on cuda: f32, or bf16 operands with f32 accumulation (ops/precision.h);
   // weights, gradients and Adam state stay f32 either way. bf16 needs device cuda.
   std::string precision = "f32";
+  // Fine-tuning (train/fine_tune.h): the trained model directory a run starts from, and a LoRA
+  // adapter trained on it instead of the whole model (lora.rank > 0).
+  std::string init_from;
+  nn::LoraOptions lora;
 
   // Registers these options (kebab-case keys) on `options`.
   void bind_loop(Options& options);

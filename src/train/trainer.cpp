@@ -1,6 +1,7 @@
 #include "train/trainer.h"
 
 #include <filesystem>
+#include <optional>
 
 #include "data/batcher.h"
 #include "data/corpus.h"
@@ -9,6 +10,7 @@
 #include "eval/metrics.h"
 #include "model_dir/seq2seq_dir.h"
 #include "tensor/threads.h"
+#include "train/fine_tune.h"
 #include "train/loop.h"
 
 namespace qkv::train {
@@ -134,20 +136,44 @@ int64_t train_seq2seq(const TrainConfig& cfg) {
   cfg.validate();
   Device device = usable_device(cfg.device);
   set_num_threads(int(cfg.threads));
-  check_no_foreign_model(cfg.model_dir);
+  std::optional<model_dir::TranslationModel> base;
+  std::optional<LoraRun> lora;
+  if (!cfg.init_from.empty()) {
+    check_init_from(cfg, cfg.model_dir, model_dir::Family::seq2seq);
+    base = model_dir::load_translation_dir(cfg.init_from);
+    base->model->to(device);
+    if (cfg.lora.enabled())
+      lora = start_lora(cfg, cfg.model_dir, base->model->params(), base->model->linears(),
+                        {"q_proj", "v_proj"});
+  }
+  check_no_foreign_model(cfg.model_dir, lora.has_value());
   fs::create_directories(cfg.model_dir);
   TrainLog log(cfg.model_dir);
 
   data::ParallelCorpus corpus = read_all(cfg.train_sets);
-  data::Tokenizer tok = tokenizer_for(cfg, corpus, log);
-  nn::Seq2SeqConfig mc = model_config_for(cfg, tok);
-  nn::Seq2Seq model(mc);
-  Rng init_rng(uint64_t(cfg.seed));
-  model.init(init_rng);
-  model.to(device);  // before the loop: a resumed checkpoint is copied onto the device
-  nn::ParamList params = model.params();
-  TrainingLoop loop(cfg, cfg.model_dir, params, log);
-  if (!loop.resumed())
+  data::Tokenizer tok = base ? std::move(*base->tokenizer) : tokenizer_for(cfg, corpus, log);
+  nn::Seq2SeqConfig mc = base ? base->model->config() : model_config_for(cfg, tok);
+  std::unique_ptr<nn::Seq2Seq> owned;
+  if (base) {
+    owned = std::move(base->model);
+    mc.dropout = cfg.dropout;
+    if (!lora) {  // full fine-tuning: the model directory is a complete one
+      model_dir::write_config(model_dir::config_path(cfg.model_dir), mc);
+      tok.save(cfg.model_dir);
+    }
+  } else {
+    owned = std::make_unique<nn::Seq2Seq>(mc);
+    Rng init_rng(uint64_t(cfg.seed));
+    owned->init(init_rng);
+    owned->to(device);  // before the loop: a resumed checkpoint is copied onto the device
+  }
+  nn::Seq2Seq& model = *owned;
+  if (lora)
+    publish_lora(cfg, cfg.model_dir, *lora, "SEQ_2_SEQ_LM", nn::count_params(model.params()), log);
+  nn::ParamList params = lora ? lora->adapter.params() : model.params();
+  TrainingLoop loop(cfg, cfg.model_dir, params, log, lora ? lora->files() : WeightFiles{});
+  if (!loop.resumed() && base) note_init_from(cfg, log);
+  if (!loop.resumed() && !base)
     log.note("start", "new " + std::to_string(mc.encoder_layers) + "+" +
                           std::to_string(mc.decoder_layers) + "-layer model, d-model " +
                           std::to_string(mc.d_model) + ", " +

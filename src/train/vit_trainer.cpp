@@ -2,11 +2,13 @@
 
 #include <cstdio>
 #include <filesystem>
+#include <optional>
 
 #include "data/image_loader.h"
 #include "eval/image_eval.h"
 #include "model_dir/vit_dir.h"
 #include "tensor/threads.h"
+#include "train/fine_tune.h"
 #include "train/loop.h"
 
 namespace qkv::train {
@@ -47,17 +49,30 @@ int64_t train_vit(const ViTTrainConfig& cfg_in) {
   cfg_in.validate();
   Device device = usable_device(cfg_in.device);
   set_num_threads(int(cfg_in.threads));
-  check_no_foreign_model(cfg_in.model_dir);
+  std::unique_ptr<nn::ViT> base;
+  std::optional<LoraRun> lora;
+  if (!cfg_in.init_from.empty()) {
+    check_init_from(cfg_in, cfg_in.model_dir, model_dir::Family::vit);
+    base = model_dir::load_vit_dir(cfg_in.init_from);
+    base->to(device);
+    if (cfg_in.lora.enabled())
+      lora =
+          start_lora(cfg_in, cfg_in.model_dir, base->params(), base->linears(), {"query", "value"});
+  }
+  check_no_foreign_model(cfg_in.model_dir, lora.has_value());
   fs::create_directories(cfg_in.model_dir);
   TrainLog log(cfg_in.model_dir, {"Img.", "images", "images", "images_per_s"});
 
-  // Data: the shape comes from the saved config when resuming, else from the options.
+  // Data: the shape comes from the base, or the saved config when resuming, else the options;
+  // a base's classes label the training set.
   ViTTrainConfig cfg = cfg_in;
   std::string saved_config = model_dir::config_path(cfg.model_dir);
-  nn::ViTConfig shape =
-      fs::exists(saved_config) ? model_dir::read_vit_config(saved_config) : cfg.model_config();
+  nn::ViTConfig shape = base                       ? base->config()
+                        : fs::exists(saved_config) ? model_dir::read_vit_config(saved_config)
+                                                   : cfg.model_config();
   data::ImageShape image_shape{shape.channels, shape.image_size, shape.image_size};
-  data::ImageSet train = data::open_image_set(cfg.train_set, image_shape);
+  data::ImageSet train = data::open_image_set(cfg.train_set, image_shape,
+                                              base ? shape.classes : std::vector<std::string>{});
   data::ImageSet valid = !cfg.valid_set.empty()
                              ? data::open_image_set(cfg.valid_set, image_shape, train.classes)
                              : (cfg.valid_split > 0 ? data::split_validation(train, cfg.valid_split,
@@ -66,12 +81,22 @@ int64_t train_vit(const ViTTrainConfig& cfg_in) {
   report_set("train", train);
   if (valid.size() > 0) report_set("valid", valid);
 
-  nn::ViTConfig mc = model_config_for(cfg, train);
-  nn::ViT model(mc);
-  Rng init_rng(uint64_t(cfg.seed));
-  model.init(init_rng);
-  model.to(device);  // before the loop: a resumed checkpoint is copied onto the device
-  nn::ParamList params = model.params();
+  bool from_base = base != nullptr;
+  nn::ViTConfig mc = from_base ? shape : model_config_for(cfg, train);
+  std::unique_ptr<nn::ViT> owned;
+  if (from_base) {
+    owned = std::move(base);
+    mc.dropout = cfg.dropout;
+    if (!lora) model_dir::write_config(saved_config, mc);  // full fine-tuning
+  } else {
+    owned = std::make_unique<nn::ViT>(mc);
+    Rng init_rng(uint64_t(cfg.seed));
+    owned->init(init_rng);
+    owned->to(device);  // before the loop: a resumed checkpoint is copied onto the device
+  }
+  nn::ViT& model = *owned;
+  if (lora) publish_lora(cfg, cfg.model_dir, *lora, "", nn::count_params(model.params()), log);
+  nn::ParamList params = lora ? lora->adapter.params() : model.params();
 
   data::ImageLoaderOptions lo{
       cfg.batch_size, true, uint64_t(cfg.seed), {cfg.crop_padding, cfg.horizontal_flip}};
@@ -80,8 +105,9 @@ int64_t train_vit(const ViTTrainConfig& cfg_in) {
   if (cfg.max_updates == 0 && cfg.max_epochs > 0)
     cfg.max_updates = cfg.max_epochs * loader.batches_per_epoch();
 
-  TrainingLoop loop(cfg, cfg.model_dir, params, log);
-  if (!loop.resumed())
+  TrainingLoop loop(cfg, cfg.model_dir, params, log, lora ? lora->files() : WeightFiles{});
+  if (!loop.resumed() && from_base) note_init_from(cfg, log);
+  if (!loop.resumed() && !from_base)
     log.note("start", "new ViT: " + std::to_string(mc.layers) + " layers, d-model " +
                           std::to_string(mc.d_model) + ", " + std::to_string(mc.patches()) +
                           " patches of " + std::to_string(mc.patch_size) + "x" +

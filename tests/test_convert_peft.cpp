@@ -1,8 +1,9 @@
 // qkv convert with LoRA adapters: peft folders written from the format
 // (tests/python/peft_fixtures.py) for random Hugging Face GPT-2 and Llama models
-// (hf_gpt_fixtures.py), read with their converted models, give the logits of the float64
-// references with the updates merged (relative 1e-4): GPT-2's fused c_attn, Llama's q_proj and
-// v_proj with rsLoRA, a rank_pattern and an alpha_pattern. Written back as peft folders of the
+// (hf_gpt_fixtures.py) and ViT models, read with their converted models, give the logits of the
+// float64 references with the updates merged (relative 1e-4): GPT-2's fused c_attn, Llama's
+// q_proj and v_proj with rsLoRA, a rank_pattern and an alpha_pattern, ViT's query, value and
+// intermediate.dense. Written back as peft folders of the
 // exported Hugging Face models, the reference gives qkv's logits there, and read back they give
 // the same logits (1e-6) with the same modules and ranks. A qkv adapter whose q and v projections
 // differ in rank and scaling becomes one c_attn update of GPT-2. Bad input is named and
@@ -15,6 +16,7 @@
 
 #include "convert/hf_gpt2.h"
 #include "convert/hf_llama.h"
+#include "convert/hf_vit.h"
 #include "convert/peft_adapter.h"
 #include "data/corpus.h"
 #include "data/lm_tokenizer.h"
@@ -22,6 +24,7 @@
 #include "io/safetensors.h"
 #include "model_dir/adapter_dir.h"
 #include "model_dir/gpt_dir.h"
+#include "model_dir/vit_dir.h"
 #include "support/data_files.h"
 #include "support/python_script.h"
 #include "support/torch_ref.h"
@@ -47,8 +50,10 @@ const std::string& spm_model() {
   return path;
 }
 
-// A random Hugging Face folder of arch (gpt2 or llama) in hf (hf_gpt_fixtures.py).
+// A random Hugging Face folder of arch (gpt2, llama: hf_gpt_fixtures.py; vit: peft_fixtures.py)
+// in hf.
 void make_hf(const std::string& hf, const std::string& arch) {
+  if (arch == "vit") return run_python_script("peft_fixtures.py", "vit " + hf + " 5");
   json spec = {{"arch", arch}, {"seed", 3}, {"format", "safetensors"}};
   if (arch == "gpt2") {
     spec["config"] = {{"n_embd", 32},
@@ -80,33 +85,60 @@ void make_peft(const std::string& hf, const std::string& peft, const json& spec)
   run_python_script("peft_fixtures.py", "make " + hf + " " + peft + " " + peft + ".spec.json");
 }
 
-Tensor ids_of(const std::string& hf) {
+using Converter = std::vector<std::string> (*)(const std::string&, const std::string&);
+Converter from_hf(const std::string& arch) {
+  return arch == "gpt2"    ? convert::gpt2_from_hf
+         : arch == "llama" ? convert::llama_from_hf
+                           : convert::vit_from_hf;
+}
+using Exporter = std::vector<std::string> (*)(const std::string&, const std::string&,
+                                              const std::string&);
+Exporter to_hf(const std::string& arch) {
+  return arch == "gpt2"    ? convert::gpt2_to_hf
+         : arch == "llama" ? convert::llama_to_hf
+                           : convert::vit_to_hf;
+}
+
+// The model's input in hf's expected.safetensors: "ids" (language models) or "images" (ViT).
+std::pair<std::string, Tensor> input_of(const std::string& hf) {
   for (auto& [name, t] : load_safetensors(hf + "/expected.safetensors"))
-    if (name == "ids") return t;
-  throw std::runtime_error("no ids");
+    if (name == "ids" || name == "images") return {name, t};
+  throw std::runtime_error(hf + ": no ids or images");
 }
 
 // The reference's logits of hf's model with peft's updates merged.
-Tensor reference_logits(const std::string& hf, const std::string& peft, const Tensor& ids) {
+Tensor reference_logits(const std::string& hf, const std::string& peft,
+                        const std::pair<std::string, Tensor>& input) {
   std::string io = peft + ".io.safetensors";
-  save_safetensors(io, {{"ids", ids}});
+  save_safetensors(io, {input});
   run_python_script("peft_fixtures.py", "run " + hf + " " + peft + " " + io);
   for (auto& [name, t] : load_safetensors(io))
     if (name == "logits") return t;
   throw std::runtime_error("no logits");
 }
 
-// A converted model with an adapter directory's update attached, as inference loads them.
+// A converted model (GPT or ViT) with an adapter directory's update attached, as inference
+// loads them, or none when adapter_dir is "".
 struct AdaptedModel {
-  model_dir::LanguageModel lm;
+  std::unique_ptr<nn::Gpt> gpt;
+  std::unique_ptr<nn::ViT> vit;
   nn::LoraAdapter adapter;
-  AdaptedModel(const std::string& model, const std::string& adapter_dir)
-      : lm(model_dir::load_language_model_dir(model)) {
-    adapter = model_dir::load_adapter(adapter_dir, "best", lm.model->linears(), model,
-                                      nn::weights_checksum(lm.model->params()));
-    nn::attach_lora(lm.model->linears(), adapter);
+  AdaptedModel(const std::string& model, const std::string& adapter_dir) {
+    bool is_vit = model_dir::family(model) == model_dir::Family::vit;
+    if (is_vit)
+      vit = model_dir::load_vit_dir(model);
+    else
+      gpt = std::move(model_dir::load_language_model_dir(model).model);
+    if (adapter_dir.empty()) return;
+    nn::LinearList linears = is_vit ? vit->linears() : gpt->linears();
+    std::string checksum = nn::weights_checksum(is_vit ? vit->params() : gpt->params());
+    adapter = model_dir::load_adapter(adapter_dir, "best", linears, model, checksum);
+    nn::attach_lora(linears, adapter);
   }
-  Tensor logits(const Tensor& ids) const { return lm.model->forward(ids, nn::Context{}).value(); }
+  // ids [B, L] -> [B, L, V], or images [B, C, H, W] -> [B, classes].
+  Tensor logits(const Tensor& input) const {
+    return (vit ? vit->forward(input, nn::Context{}) : gpt->forward(input, nn::Context{})).value();
+  }
 };
 
 // module -> rank of an adapter.
@@ -135,37 +167,35 @@ TEST_P(PeftFolder, GivesTheReferenceLogitsAndRoundTrips) {
   const PeftCase& c = GetParam();
   ScratchDir dir("peft_" + c.name);
   auto f = [&](const char* name) { return dir.file(name); };
-  auto from_hf = c.arch == "gpt2" ? convert::gpt2_from_hf : convert::llama_from_hf;
-  auto to_hf = c.arch == "gpt2" ? convert::gpt2_to_hf : convert::llama_to_hf;
   make_hf(f("hf"), c.arch);
   make_peft(f("hf"), f("peft"), c.spec);
-  Tensor ids = ids_of(f("hf"));
+  auto input = input_of(f("hf"));
 
-  from_hf(f("hf"), f("qkv"));
+  from_hf(c.arch)(f("hf"), f("qkv"));
   convert::peft_adapter_from_hf(f("peft"), f("qkv"), f("adapter"));
   AdaptedModel qkv(f("qkv"), f("adapter"));
-  Tensor logits = qkv.logits(ids);
-  expect_close(logits, reference_logits(f("hf"), f("peft"), ids), 1e-4, "logits with adapter");
-  Tensor base_logits =
-      model_dir::load_language_model_dir(f("qkv")).model->forward(ids, nn::Context{}).value();
-  EXPECT_GT(relative_error(logits, base_logits), 1e-2) << "the adapter hardly changes the model";
+  Tensor logits = qkv.logits(input.second);
+  expect_close(logits, reference_logits(f("hf"), f("peft"), input), 1e-4, "logits with adapter");
+  EXPECT_GT(relative_error(logits, AdaptedModel(f("qkv"), "").logits(input.second)), 1e-2)
+      << "the adapter hardly changes the model";
   EXPECT_EQ(model_dir::read_adapter_config(f("adapter")).base_model, f("qkv"));
 
   // To a peft folder of the exported model: the reference gives qkv's logits there.
-  to_hf(f("qkv"), f("back_hf"), "best");
+  to_hf(c.arch)(f("qkv"), f("back_hf"), "best");
   convert::peft_adapter_to_hf(f("adapter"), f("qkv"), "best", f("back_hf"), f("back_peft"));
   json written = read_json(f("back_peft") + "/adapter_config.json");
   EXPECT_EQ(written["base_model_name_or_path"], f("back_hf"));
   EXPECT_EQ(written["target_modules"], c.spec["config"]["target_modules"]);
-  expect_close(logits, reference_logits(f("back_hf"), f("back_peft"), ids), 1e-4,
+  EXPECT_EQ(written["task_type"], c.arch == "vit" ? json() : json("CAUSAL_LM"));
+  expect_close(logits, reference_logits(f("back_hf"), f("back_peft"), input), 1e-4,
                "the exported adapter's logits");
 
   // And back to qkv: the same modules and ranks, the same logits.
-  from_hf(f("back_hf"), f("back_qkv"));
+  from_hf(c.arch)(f("back_hf"), f("back_qkv"));
   convert::peft_adapter_from_hf(f("back_peft"), f("back_qkv"), f("back_adapter"));
   AdaptedModel back(f("back_qkv"), f("back_adapter"));
   EXPECT_EQ(ranks(back.adapter), ranks(qkv.adapter));
-  expect_close(back.logits(ids), logits, 1e-6, "logits after qkv -> hf -> qkv");
+  expect_close(back.logits(input.second), logits, 1e-6, "logits after qkv -> hf -> qkv");
 }
 
 INSTANTIATE_TEST_SUITE_P(
@@ -187,7 +217,15 @@ INSTANTIATE_TEST_SUITE_P(
                     {"use_rslora", true},
                     {"target_modules", {"q_proj", "v_proj"}},
                     {"rank_pattern", {{"q_proj", 6}}},
-                    {"alpha_pattern", {{"v_proj", 12}}}}}}}),
+                    {"alpha_pattern", {{"v_proj", 12}}}}}}},
+        PeftCase{"vit_query_value_intermediate",
+                 "vit",
+                 {{"seed", 3},
+                  {"format", "safetensors"},
+                  {"config",
+                   {{"r", 4},
+                    {"lora_alpha", 16},
+                    {"target_modules", {"query", "value", "intermediate.dense"}}}}}}),
     [](const auto& info) { return info.param.name; });
 
 // One GPT-2 folder, its qkv model and a peft adapter, made once; each test writes elsewhere.
@@ -254,8 +292,8 @@ TEST_F(PeftGpt2, QAndVOfDifferentRankAndScalingBecomeOneCAttnUpdate) {
   }
   model_dir::save_adapter(dir_.file("adapter"), config, adapter, checksum);
   AdaptedModel qkv(shared("qkv"), dir_.file("adapter"));
-  Tensor ids = ids_of(shared("hf"));
-  Tensor logits = qkv.logits(ids);
+  auto input = input_of(shared("hf"));
+  Tensor logits = qkv.logits(input.second);
 
   convert::gpt2_to_hf(shared("qkv"), dir_.file("hf"), "best");
   convert::peft_adapter_to_hf(dir_.file("adapter"), shared("qkv"), "best", dir_.file("hf"),
@@ -267,14 +305,14 @@ TEST_F(PeftGpt2, QAndVOfDifferentRankAndScalingBecomeOneCAttnUpdate) {
   EXPECT_EQ(peft["rank_pattern"], json({{"c_attn", 5}}));    // 2 + 3
   EXPECT_EQ(peft["alpha_pattern"], json({{"c_attn", 10}}));  // q's scaling 2 at rank 5
   EXPECT_EQ(peft["task_type"], "CAUSAL_LM");
-  expect_close(logits, reference_logits(dir_.file("hf"), dir_.file("peft"), ids), 1e-4,
+  expect_close(logits, reference_logits(dir_.file("hf"), dir_.file("peft"), input), 1e-4,
                "the peft folder's logits");
 
   convert::gpt2_from_hf(dir_.file("hf"), dir_.file("back_qkv"));
   convert::peft_adapter_from_hf(dir_.file("peft"), dir_.file("back_qkv"), dir_.file("back"));
   AdaptedModel back(dir_.file("back_qkv"), dir_.file("back"));
   EXPECT_EQ(ranks(back.adapter), ranks(qkv.adapter));  // k_proj's empty block gives no update
-  expect_close(back.logits(ids), logits, 1e-6, "logits after qkv -> hf -> qkv");
+  expect_close(back.logits(input.second), logits, 1e-6, "logits after qkv -> hf -> qkv");
 }
 
 TEST_F(PeftGpt2, RefusesWhatIsNotTheModelsOrNotImplementedByName) {

@@ -1,9 +1,14 @@
-"""peft LoRA adapter folders for the Hugging Face GPT-2 and Llama folders of hf_gpt_fixtures.py,
-written by hand from peft's format, and the logits of the float64 references (gpt2_reference.py,
-llama_reference.py) with the adapter's updates merged, for tests/test_convert_peft.cpp.
+"""peft LoRA adapter folders for the Hugging Face GPT-2 and Llama folders of hf_gpt_fixtures.py
+and the ViTForImageClassification folders made here, written by hand from peft's format, and the
+logits of the float64 references (gpt2_reference.py, llama_reference.py, vit_reference.py) with
+the adapter's updates merged, for tests/test_convert_peft.cpp.
 
+    peft_fixtures.py vit DIR SEED
     peft_fixtures.py make HF_DIR PEFT_DIR SPEC.json
     peft_fixtures.py run HF_DIR PEFT_DIR IO.safetensors
+
+vit: a random ViTForImageClassification folder (config.json, model.safetensors; 16x16 images of 4x4
+patches, 3 classes) and DIR/expected.safetensors with random "images" f32 [2, 3, 16, 16].
 
 make: SPEC holds "seed", "format" (safetensors, or bin: a torch.save adapter_model.bin) and
 "config": adapter_config.json's fields (r, lora_alpha, target_modules, use_rslora, rank_pattern,
@@ -11,7 +16,8 @@ alpha_pattern, ...). Writes PEFT_DIR/adapter_config.json (peft_type LORA) and th
 peft's save_pretrained names them, base_model.model.<module>.lora_A.weight [r, in] and
 .lora_B.weight [out, r], for every Linear / Conv1D module of the model's layers that
 target_modules selects, both random (B is not zero, unlike a fresh adapter's).
-run: IO holds "ids" i32 [B, L]; writes back "logits" f32 [B, L, V] of HF_DIR's model with every
+run: IO holds "ids" i32 [B, L] (ViT: "images"); writes back "logits" f32 [B, L, V] ([B, classes])
+of HF_DIR's model with every
 update of PEFT_DIR merged into its weight, W += scaling B A (GPT-2's Conv1D stores W [in, out]:
 it gains (B A)^T).
 
@@ -34,6 +40,7 @@ import safetensors_np  # noqa: E402
 from hf_gpt_fixtures import load_weights  # noqa: E402
 from gpt2_reference import GPT2  # noqa: E402
 from llama_reference import Llama  # noqa: E402
+from vit_reference import ViT  # noqa: E402
 
 PREFIX = "base_model.model."
 
@@ -47,8 +54,8 @@ def layer_modules(weights, gpt2):
     out = {}
     for key, w in weights.items():
         module = key[:-len(".weight")]
-        if not key.endswith(".weight") or w.dim() != 2 or not re.search(r"\.(h|layers)\.\d+\.",
-                                                                          key):
+        in_layer = re.search(r"\.(h|layers|layer)\.\d+\.", key)
+        if not key.endswith(".weight") or w.dim() != 2 or not in_layer:
             continue
         out[module] = (w.shape[0], w.shape[1]) if gpt2 else (w.shape[1], w.shape[0])
     return out
@@ -74,7 +81,8 @@ def rank_alpha(cfg, module):
 def make(hf, peft, spec):
     config = json.load(open(os.path.join(hf, "config.json")))
     modules = layer_modules(load_weights(hf), is_gpt2(config))
-    cfg = {"peft_type": "LORA", "task_type": "CAUSAL_LM", "base_model_name_or_path": hf,
+    task = None if config["architectures"][0] == "ViTForImageClassification" else "CAUSAL_LM"
+    cfg = {"peft_type": "LORA", "task_type": task, "base_model_name_or_path": hf,
            "bias": "none", "lora_dropout": 0.0, "use_rslora": False, "rank_pattern": {},
            "alpha_pattern": {}, "fan_in_fan_out": is_gpt2(config), **spec["config"]}
     rng = np.random.default_rng(spec["seed"])
@@ -123,19 +131,77 @@ def merged_model(hf, peft):
         scaling = alpha / (math.sqrt(r) if cfg.get("use_rslora") else r)
         delta = scaling * (b @ a)  # [out, in]
         weights[module + ".weight"] += delta.T if gpt2 else delta
+    if config["architectures"][0] == "ViTForImageClassification":
+        return vit_model(config, weights)
     return GPT2(config, weights) if gpt2 else Llama(config, weights)
+
+
+def vit_model(config, weights):
+    c = {"d_model": config["hidden_size"], "layers": config["num_hidden_layers"],
+         "heads": config["num_attention_heads"], "d_ff": config["intermediate_size"],
+         "patch_size": config["patch_size"], "image_size": config["image_size"],
+         "channels": config["num_channels"], "layer_norm_eps": config["layer_norm_eps"],
+         "classes": len(config["id2label"])}
+    torch.set_default_dtype(torch.float64)
+    model = ViT(c, {k: w.numpy() for k, w in weights.items()})
+    return lambda images: model(torch.tensor(images, dtype=torch.float64))
+
+
+def make_vit(d, seed):
+    rng = np.random.default_rng(seed)
+    dm, ff, layers, patch, size, classes = 32, 64, 2, 4, 16, 3
+    config = {"architectures": ["ViTForImageClassification"], "model_type": "vit",
+              "hidden_size": dm, "num_hidden_layers": layers, "num_attention_heads": 4,
+              "intermediate_size": ff, "image_size": size, "patch_size": patch,
+              "num_channels": 3, "layer_norm_eps": 1e-12, "hidden_act": "gelu",
+              "qkv_bias": True, "id2label": {str(i): f"class{i}" for i in range(classes)}}
+    e = "vit.embeddings."
+    w = {e + "patch_embeddings.projection.weight": rng.normal(0, 0.2, (dm, 3, patch, patch)),
+         e + "patch_embeddings.projection.bias": rng.normal(0, 0.1, (dm,)),
+         e + "cls_token": rng.normal(0, 0.5, (1, 1, dm)),
+         e + "position_embeddings": rng.normal(0, 0.5, (1, (size // patch) ** 2 + 1, dm))}
+
+    def linear(name, o, i):
+        w[name + ".weight"] = rng.normal(0, 1 / np.sqrt(i), (o, i))
+        w[name + ".bias"] = rng.normal(0, 0.1, (o,))
+
+    def norm(name):
+        w[name + ".weight"] = 1 + rng.normal(0, 0.1, (dm,))
+        w[name + ".bias"] = rng.normal(0, 0.1, (dm,))
+
+    for i in range(layers):
+        p = f"vit.encoder.layer.{i}."
+        for proj in ("query", "key", "value"):
+            linear(p + "attention.attention." + proj, dm, dm)
+        linear(p + "attention.output.dense", dm, dm)
+        linear(p + "intermediate.dense", ff, dm), linear(p + "output.dense", dm, ff)
+        norm(p + "layernorm_before"), norm(p + "layernorm_after")
+    norm("vit.layernorm")
+    linear("classifier", classes, dm)
+    os.makedirs(d, exist_ok=True)
+    json.dump(config, open(os.path.join(d, "config.json"), "w"), indent=2)
+    safetensors_np.save(os.path.join(d, "model.safetensors"),
+                        {k: a.astype(np.float32) for k, a in w.items()}, {"format": "pt"})
+    images = rng.normal(0, 1, (2, 3, size, size)).astype(np.float32)
+    safetensors_np.save(os.path.join(d, "expected.safetensors"), {"images": images})
 
 
 def run(hf, peft, io_path):
     io, _ = safetensors_np.load(io_path)
+    model = merged_model(hf, peft)
     with torch.no_grad():
-        logits = merged_model(hf, peft).logits(torch.tensor(io["ids"].astype(np.int64)))
+        if "images" in io:
+            logits = model(io["images"])
+        else:
+            logits = model.logits(torch.tensor(io["ids"].astype(np.int64)))
     safetensors_np.save(io_path, {**io, "logits": logits.numpy().astype(np.float32)})
 
 
 if __name__ == "__main__":
     torch.set_num_threads(1)
-    if sys.argv[1] == "make":
+    if sys.argv[1] == "vit":
+        make_vit(sys.argv[2], int(sys.argv[3]))
+    elif sys.argv[1] == "make":
         make(sys.argv[2], sys.argv[3], json.load(open(sys.argv[4])))
     else:
         run(sys.argv[2], sys.argv[3], sys.argv[4])

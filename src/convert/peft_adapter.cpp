@@ -1,13 +1,13 @@
 #include "convert/peft_adapter.h"
 
 #include <algorithm>
-#include <cmath>
 #include <cstring>
 #include <filesystem>
 #include <set>
 
 #include "convert/hf_weights.h"
 #include "convert/json_file.h"
+#include "convert/peft_config.h"
 #include "io/torch_checkpoint.h"
 #include "model_dir/adapter_dir.h"
 #include "model_dir/gpt_dir.h"
@@ -109,102 +109,6 @@ std::vector<HfModule> hf_modules(const BaseModel& base) {
   return out;
 }
 
-std::string last_component(const std::string& name) {
-  return name.substr(name.rfind('.') + 1);
-}
-
-// peft's rule: a target selects a module named as it or ending in "." + it.
-bool selects(const std::string& target, const std::string& module) {
-  return target == "all-linear" || module == target || module.ends_with("." + target);
-}
-
-// peft's target_modules for the `updated` modules among the model's `all`: for each, its
-// shortest ending (of whole components) that selects no module outside `updated`.
-std::vector<std::string> covering_targets(const std::set<std::string>& updated,
-                                          const std::vector<std::string>& all) {
-  std::vector<std::string> out;
-  for (const auto& module : all) {
-    if (!updated.count(module)) continue;
-    std::string target = module;
-    for (size_t dot = module.rfind('.'); dot != std::string::npos && dot > 0;
-         dot = module.rfind('.', dot - 1)) {
-      std::string ending = module.substr(dot + 1);
-      if (std::none_of(all.begin(), all.end(), [&](const std::string& other) {
-            return !updated.count(other) && selects(ending, other);
-          })) {
-        target = ending;
-        break;
-      }
-    }
-    if (std::find(out.begin(), out.end(), target) == out.end()) out.push_back(target);
-  }
-  return out;
-}
-
-// peft's rank_pattern / alpha_pattern for the modules whose value is not `fallback`: keyed by
-// their last name component where every module ending so has that value, else by the whole
-// name (dots escaped: peft reads keys as regular expressions).
-template <class T>
-std::map<std::string, T> patterns(const std::map<std::string, T>& values, T fallback) {
-  std::map<std::string, T> out;
-  for (const auto& [module, v] : values) {
-    if (v == fallback) continue;
-    std::string ending = last_component(module);
-    bool shared = std::all_of(values.begin(), values.end(), [&](const auto& other) {
-      return other.second == v || last_component(other.first) != ending;
-    });
-    std::string key;
-    for (char c : module) key += c == '.' ? std::string("\\.") : std::string(1, c);
-    out[shared ? ending : key] = v;
-  }
-  return out;
-}
-
-// A written module's update: its rank and the lora_alpha that gives its scaling.
-struct Update {
-  int64_t rank;
-  double alpha;
-};
-
-// r, or sqrt(r) with rsLoRA: the scaling is alpha / rank_root(r).
-double rank_root(int64_t r, bool rslora) {
-  return rslora ? std::sqrt(double(r)) : double(r);
-}
-
-// The lora_alpha of `module` in c (its alpha_pattern's, else lora_alpha): its scaling at rank 1.
-double alpha_of(const AdapterConfig& c, const std::string& module) {
-  float alpha = c.scaling(module, 1);
-  return alpha == float(c.options.alpha_or_rank()) ? c.options.alpha_or_rank() : double(alpha);
-}
-
-// `read` with target_modules, rank_pattern and alpha_pattern made for `updates` among the
-// model's modules `all`.
-AdapterConfig fit_config(AdapterConfig c, const std::map<std::string, Update>& updates,
-                         const std::vector<std::string>& all) {
-  std::set<std::string> updated;
-  std::map<std::string, int64_t> ranks;
-  std::map<std::string, double> alphas;
-  for (const auto& [module, u] : updates) {
-    updated.insert(module);
-    ranks[module] = u.rank;
-    alphas[module] = u.alpha;
-  }
-  c.options.targets = covering_targets(updated, all);
-  c.rank_pattern = patterns(ranks, c.options.rank);
-  c.alpha_pattern = patterns(alphas, c.options.alpha_or_rank());
-  return c;
-}
-
-// Multiplies rows [begin, end) of b [out, r] by wanted / scaling when they differ, so that
-// scaling * B A is what wanted * B A was; returns whether it did.
-bool fold_scaling(Tensor& b, int64_t begin, int64_t end, float wanted, float scaling) {
-  if (wanted == scaling) return false;
-  float f = wanted / scaling;
-  float* p = b.data<float>();
-  for (int64_t i = begin * b.size(1); i < end * b.size(1); ++i) p[i] *= f;
-  return true;
-}
-
 std::vector<std::string> fold_note(int folded) {
   if (folded == 0) return {};
   return {"the scaling of " + std::to_string(folded) +
@@ -282,7 +186,7 @@ std::pair<Tensor, Tensor> keep_components(const Tensor& a, const Tensor& b,
 // all zero. Records each block's rank and alpha (scaling kept) in `updates`.
 void split_update(const HfModule& m, const Tensor& a, const Tensor& b, const BaseModel& base,
                   double alpha, bool rslora, NamedTensors& out,
-                  std::map<std::string, Update>& updates) {
+                  std::map<std::string, LoraUpdate>& updates) {
   bool all_zero = live_components(b).empty();
   int64_t row = 0, r = a.size(0);
   for (const auto& block : m.blocks) {
@@ -341,7 +245,7 @@ std::vector<std::string> peft_adapter_from_hf(const std::string& peft_dir,
     }
     (is_a ? found[module].first : found[module].second) = t.cast(DType::f32);
   }
-  std::map<std::string, Update> updates;
+  std::map<std::string, LoraUpdate> updates;
   std::map<std::string, float> scalings;  // qkv module -> the scaling peft gives it
   for (const auto& [name, ab] : found) {
     const auto& [a, b] = ab;
@@ -365,7 +269,7 @@ std::vector<std::string> peft_adapter_from_hf(const std::string& peft_dir,
       qkv_tensors, base.linears,
       [&](const std::string& module, int64_t) { return scalings.at(module); }, path);
 
-  AdapterConfig config = fit_config(peft, updates, base.names());
+  AdapterConfig config = fit_adapter_config(peft, updates, base.names());
   config.base_model = qkv_model_dir;
   int folded = 0;
   for (auto& [module, w] : adapter.modules) {
@@ -394,7 +298,7 @@ std::vector<std::string> peft_adapter_to_hf(const std::string& adapter_dir,
   };
   std::vector<Block> blocks;
   nn::LoraAdapter hf;
-  std::map<std::string, Update> updates;
+  std::map<std::string, LoraUpdate> updates;
   std::vector<std::string> all;
   for (const HfModule& m : hf_modules(base)) {
     all.push_back(m.name);
@@ -432,7 +336,7 @@ std::vector<std::string> peft_adapter_to_hf(const std::string& adapter_dir,
     hf.modules[m.name] = {Var(a), Var(b), 0.f, 0.f};
   }
 
-  AdapterConfig config = fit_config(read, updates, all);
+  AdapterConfig config = fit_adapter_config(read, updates, all);
   config.base_model = hf_dir;
   if (config.task_type.empty()) config.task_type = task_type_of(base);
   int folded = 0;

@@ -128,7 +128,8 @@ void check_peft_options(const std::string& dir) {
     refuse("target_parameters", "LoRA on parameters other than Linear weights is not implemented");
 }
 
-// Throws naming the file for a target that selects none of the model's Hugging Face modules.
+// Throws naming the file for a target that selects none of the model's hidden linear modules
+// (peft may adapt others, such as lm_head or the embeddings; qkv does not).
 void check_targets(const std::string& dir, const AdapterConfig& c,
                    const std::vector<HfModule>& modules) {
   for (const auto& target : c.options.targets)
@@ -139,8 +140,10 @@ void check_targets(const std::string& dir, const AdapterConfig& c,
       std::string known;
       for (const auto& e : endings) known += (known.empty() ? "" : ", ") + e;
       throw std::runtime_error((fs::path(dir) / model_dir::kAdapterConfigFile).string() +
-                               ": target_modules: the model has no module '" + target +
-                               "' (its linear modules end in: " + known + ")");
+                               ": target_modules: '" + target +
+                               "' selects none of the model's hidden linear modules (they end "
+                               "in: " +
+                               known + ")");
     }
 }
 

@@ -4,6 +4,10 @@
 //   qkv convert --from torch FILE.pt --config FILE.yaml --spm spm.model --to QKV_DIR
 //                                                  (or FILE.safetensors; --state-dict KEY)
 //   qkv convert --from qkv QKV_DIR --to hf HF_DIR
+// With --adapter IN --adapter-out OUT (hf and qkv), a LoRA adapter of the model goes along:
+//   --from hf: IN a peft folder of HF_DIR's model, OUT a qkv adapter directory of QKV_DIR
+//   --from qkv: IN a qkv adapter directory of QKV_DIR, OUT a peft folder of HF_DIR
+#include <filesystem>
 #include <iostream>
 #include <map>
 
@@ -12,9 +16,12 @@
 #include "convert/hf_llama.h"
 #include "convert/hf_marian.h"
 #include "convert/hf_vit.h"
+#include "convert/hf_weights.h"
 #include "convert/json_file.h"
+#include "convert/peft_adapter.h"
 #include "convert/timm_vit.h"
 #include "convert/torch_transformer.h"
+#include "model_dir/adapter_dir.h"
 #include "model_dir/gpt_dir.h"
 #include "model_dir/model_dir.h"
 
@@ -25,6 +32,7 @@ namespace {
 struct ConvertArgs {
   std::vector<std::string> from, to;
   std::string config, spm, state_dict, checkpoint = "best";
+  std::string adapter, adapter_out;
 };
 
 using Converter = std::vector<std::string> (*)(const std::string&, const std::string&);
@@ -62,7 +70,7 @@ std::vector<std::string> gpt_to_hf(const std::string& dir, const std::string& ou
   return c.rope() ? convert::llama_to_hf(dir, out, which) : convert::gpt2_to_hf(dir, out, which);
 }
 
-std::vector<std::string> run(const ConvertArgs& a) {
+std::vector<std::string> convert_model(const ConvertArgs& a) {
   const std::string& format = a.from[0];
   const std::string& source = a.from[1];
   std::string to_format = a.to.size() == 2 ? a.to[0] : "qkv";
@@ -96,6 +104,30 @@ std::vector<std::string> run(const ConvertArgs& a) {
   throw std::invalid_argument("--from must be hf, torch or qkv, not '" + format + "'");
 }
 
+// The model, then its adapter when --adapter asks for one; a failed adapter takes the model
+// directory just written with it, so that nothing half-done stays.
+std::vector<std::string> run(const ConvertArgs& a) {
+  if (a.adapter.empty() != a.adapter_out.empty())
+    throw std::invalid_argument("--adapter DIR and --adapter-out DIR go together");
+  if (a.adapter.empty()) return convert_model(a);
+  if (a.from[0] == "torch") throw std::invalid_argument("--adapter: only with --from hf or qkv");
+  convert::check_output_dir(a.adapter_out);
+  model_dir::read_adapter_config(a.adapter);  // a bad adapter stops before the model is written
+  std::vector<std::string> notes = convert_model(a);
+  const std::string& model = a.from[0] == "hf" ? a.to.back() : a.from[1];
+  try {
+    std::vector<std::string> more =
+        a.from[0] == "hf" ? convert::peft_adapter_from_hf(a.adapter, model, a.adapter_out)
+                          : convert::peft_adapter_to_hf(a.adapter, model, a.checkpoint, a.to.back(),
+                                                        a.adapter_out);
+    notes.insert(notes.end(), more.begin(), more.end());
+  } catch (...) {
+    std::filesystem::remove_all(a.to.back());
+    throw;
+  }
+  return notes;
+}
+
 }  // namespace
 
 Command add_convert(CLI::App& app) {
@@ -114,11 +146,19 @@ Command add_convert(CLI::App& app) {
   cmd->add_option("--state-dict", a->state_dict,
                   "--from torch: the entry of a checkpoint {\"model\": ..., \"optimizer\": ...} "
                   "that holds the weights (default: the one dict of tensors)");
-  cmd->add_option("--checkpoint", a->checkpoint, "--from qkv: best or last")
+  cmd->add_option("--checkpoint", a->checkpoint, "--from qkv: best or last (also of --adapter)")
       ->check(CLI::IsMember({"best", "last"}));
+  cmd->add_option("--adapter", a->adapter,
+                  "a LoRA adapter of the model to convert too: --from hf a peft folder "
+                  "(adapter_config.json, adapter_model.safetensors or .bin), --from qkv a qkv "
+                  "adapter directory; needs --adapter-out");
+  cmd->add_option("--adapter-out", a->adapter_out,
+                  "where the converted adapter goes: --from hf a qkv adapter directory of the "
+                  "--to model, --from qkv a peft folder of the --to hf folder");
   return [a]() {
     for (const auto& note : run(*a)) std::cerr << "qkv convert: note: " << note << "\n";
     std::cerr << "qkv convert: wrote " << a->to.back() << "\n";
+    if (!a->adapter_out.empty()) std::cerr << "qkv convert: wrote " << a->adapter_out << "\n";
     return 0;
   };
 }

@@ -9,8 +9,7 @@ void add_adapter_options(CLI::App* cmd, AdapterArgs& args) {
   cmd->add_option("--adapter", args.specs,
                   "a LoRA adapter of the model, [NAME=]DIR (repeatable; NAME defaults to the "
                   "directory's name)")
-      ->expected(1)
-      ->allow_extra_args(false);
+      ->allow_extra_args(false);  // one DIR per --adapter: a command's positionals follow
   cmd->add_option("--use-adapter", args.use,
                   "the NAME of the --adapter to apply (default: the first given)");
 }

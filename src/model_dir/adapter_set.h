@@ -21,7 +21,8 @@ class AdapterSet {
   AdapterSet() = default;
   // Loads each spec's adapter (load_adapter, its `which` weights: best or last) for the base
   // model of base_dir, whose hidden linear layers are `linears` and whose parameters are
-  // base_params (each adapter's recorded checksum must be theirs). Nothing is attached yet.
+  // base_params (each adapter's recorded checksum must be theirs); the layers must outlive the
+  // set. Nothing is attached yet.
   // Throws std::invalid_argument for two adapters of one name, and load_adapter's errors.
   AdapterSet(const std::vector<std::string>& specs, const std::string& which,
              nn::LinearList linears, const std::string& base_dir, const nn::ParamList& base_params);

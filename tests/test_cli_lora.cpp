@@ -306,6 +306,10 @@ TEST(CliLora, UseAdapterPicksOneOfSeveralByName) {
   EXPECT_EQ(unknown.status, 1);
   EXPECT_NE(unknown.err.find("no adapter named 'third' (loaded: first, second)"), std::string::npos)
       << unknown.err;
+  CliResult alone_name = run_qkv("generate --prompt A --model-dir " + base + " --use-adapter one");
+  EXPECT_EQ(alone_name.status, 1);
+  EXPECT_NE(alone_name.err.find("--use-adapter one needs --adapter"), std::string::npos)
+      << alone_name.err;
   CliResult twice = run_qkv("generate --prompt A --model-dir " + base + " --adapter " + one +
                             " --adapter " + one);
   EXPECT_EQ(twice.status, 1);

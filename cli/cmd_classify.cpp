@@ -22,6 +22,7 @@ Command add_classify(CLI::App& app) {
     std::string model_dir, checkpoint = "best", device = "cpu";
     std::vector<std::string> images;
     int64_t top_k = 3;
+    AdapterArgs adapters;
     int threads = 0;
   };
   auto a = std::make_shared<Args>();
@@ -30,12 +31,15 @@ Command add_classify(CLI::App& app) {
   cmd->add_option("--top-k,-k", a->top_k, "classes to print per image");
   cmd->add_option("--threads", a->threads, "CPU threads (0: all cores)");
   add_device_option(cmd, a->device);
+  add_adapter_options(cmd, a->adapters);
   cmd->add_option("images", a->images, "PNG/JPEG/BMP/... files")->required();
   return [a]() {
     set_num_threads(a->threads);
     Device device = usable_device(a->device);
     std::unique_ptr<nn::ViT> model = model_dir::load_vit_dir(a->model_dir, a->checkpoint);
     model->to(device);
+    model_dir::AdapterSet adapters =
+        apply_adapters(a->adapters, a->model_dir, a->checkpoint, model->linears(), model->params());
     const nn::ViTConfig& c = model->config();
     data::ImageShape shape{c.channels, c.image_size, c.image_size};
     // Every image first, so a bad file is reported before any output.

@@ -16,6 +16,7 @@
 #include "model_dir/gpt_dir.h"
 #include "model_dir/model_dir.h"
 #include "model_dir/seq2seq_dir.h"
+#include "model_dir/vit_dir.h"
 #include "tensor/threads.h"
 
 namespace qkv::cli {
@@ -34,6 +35,8 @@ void evaluate_language_model(const Args& a, Device device) {
   if (a.test.empty()) throw std::invalid_argument("--model-dir of a language model needs --test");
   model_dir::LanguageModel m = model_dir::load_language_model_dir(a.model_dir, a.checkpoint);
   m.model->to(device);
+  model_dir::AdapterSet adapters =
+      apply_adapters(a.adapters, a.model_dir, a.checkpoint, m.model->linears(), m.model->params());
   data::DocumentCorpus corpus = data::read_documents(a.test, a.documents);
   eval::LmEvaluation e = eval::evaluate_lm(*m.model, *m.tokenizer, corpus.documents, 16);
   if (a.json) {
@@ -49,6 +52,19 @@ void evaluate_language_model(const Args& a, Device device) {
                 e.loss, e.perplexity(), e.bits_per_character(), (long long)e.tokens,
                 (long long)e.characters);
   }
+}
+
+// Accuracy and the confusion matrix of a ViT on --test. The report goes beside the training
+// run's metrics.jsonl: the model directory's, or the applied adapter's.
+template <class Args>
+void evaluate_vit(const Args& a, Device device) {
+  std::unique_ptr<nn::ViT> model = model_dir::load_vit_dir(a.model_dir, a.checkpoint);
+  model->to(device);
+  model_dir::AdapterSet adapters =
+      apply_adapters(a.adapters, a.model_dir, a.checkpoint, model->linears(), model->params());
+  std::string run = adapters.empty() ? a.model_dir : adapters.dir(adapters.active());
+  eval::evaluate_image_model(*model, a.test, a.report_dir.empty() ? run : a.report_dir,
+                             run + "/" + model_dir::kMetricsFile, 256);
 }
 
 }  // namespace
@@ -71,6 +87,7 @@ Command add_eval(CLI::App& app) {
     int threads = 0;
     bool json = false;
     data::DocumentOptions documents;
+    AdapterArgs adapters;
   };
   auto a = std::make_shared<Args>();
   cmd->add_option("--model-dir", a->model_dir, "a directory written by qkv train");
@@ -81,9 +98,11 @@ Command add_eval(CLI::App& app) {
   cmd->add_option("--output,-o", a->output, "also write the translations of --test here");
   cmd->add_option("--threads", a->threads, "CPU threads (0: all cores)");
   add_device_option(cmd, a->device);
+  add_adapter_options(cmd, a->adapters);
   cmd->add_option("--batch-tokens", a->options.batch_tokens, "source subwords per batch");
   cmd->add_option("--report-dir", a->report_dir,
-                  "ViT models: folder for the SVG pictures (default: the model directory)");
+                  "ViT models: folder for the SVG pictures (default: the model directory, or "
+                  "the applied adapter's)");
   cmd->add_option("--document-separator", a->documents.separator,
                   "language models: documents are split on this string (default: lines)");
   cmd->add_option("--text-column", a->documents.text_column,
@@ -95,7 +114,7 @@ Command add_eval(CLI::App& app) {
     Device device = usable_device(a->device);
     auto family = a->model_dir.empty() ? std::nullopt : model_dir::recognise(a->model_dir);
     if (family == model_dir::Family::vit) {  // image classification
-      eval::evaluate_image_model(a->model_dir, a->checkpoint, a->test, a->report_dir, 256, device);
+      evaluate_vit(*a, device);
       return 0;
     }
     if (family == model_dir::Family::gpt) {
@@ -109,6 +128,8 @@ Command add_eval(CLI::App& app) {
         throw std::invalid_argument("--test needs --model-dir (and no --hyps)");
       model_dir::TranslationModel m = model_dir::load_translation_dir(a->model_dir, a->checkpoint);
       m.model->to(device);
+      model_dir::AdapterSet adapters = apply_adapters(a->adapters, a->model_dir, a->checkpoint,
+                                                      m.model->linears(), m.model->params());
       data::ParallelCorpus corpus = data::read_corpus(a->test);
       a->options.search.n_best = 1;
       decode::Translator translator(*m.model, *m.tokenizer, a->options);
@@ -119,6 +140,8 @@ Command add_eval(CLI::App& app) {
         for (const auto& h : hyps) out << h << "\n";
       }
     } else if (!a->hyps.empty() && !a->refs.empty()) {
+      if (!a->adapters.specs.empty())
+        throw std::invalid_argument("--adapter applies to --model-dir, not to --hyps");
       hyps = read_lines(a->hyps);
       for (const auto& r : a->refs) refs.push_back(read_lines(r));
     } else {

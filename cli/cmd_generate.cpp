@@ -26,6 +26,7 @@ Command add_generate(CLI::App& app) {
     std::string model_dir, checkpoint = "best", prompt, prompts, device = "cpu";
     bool prompt_given = false;
     decode::GenerationOptions options;
+    AdapterArgs adapters;
     int threads = 0;
   };
   auto a = std::make_shared<Args>();
@@ -49,6 +50,7 @@ Command add_generate(CLI::App& app) {
   cmd->add_option("--batch-size", a->options.batch_size, "sequences generated together");
   cmd->add_option("--threads", a->threads, "CPU threads (0: all cores)");
   add_device_option(cmd, a->device);
+  add_adapter_options(cmd, a->adapters);
   return [a, cmd]() {
     a->prompt_given = cmd->count("--prompt") > 0;
     if (a->prompt_given == !a->prompts.empty())
@@ -58,6 +60,8 @@ Command add_generate(CLI::App& app) {
     Device device = usable_device(a->device);
     model_dir::LanguageModel m = model_dir::load_language_model_dir(a->model_dir, a->checkpoint);
     m.model->to(device);
+    model_dir::AdapterSet adapters = apply_adapters(a->adapters, a->model_dir, a->checkpoint,
+                                                    m.model->linears(), m.model->params());
     decode::Generator generator(*m.model, *m.tokenizer, a->options);
     auto warn_cut = [](const decode::Generation& g, size_t prompt) {
       if (g.prompt_cut)

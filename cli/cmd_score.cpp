@@ -23,6 +23,7 @@ Command add_score(CLI::App& app) {
   struct Args {
     std::string model_dir, checkpoint = "best", input, device = "cpu";
     int64_t batch_tokens = 4096;
+    AdapterArgs adapters;
     int threads = 0;
   };
   auto a = std::make_shared<Args>();
@@ -32,12 +33,15 @@ Command add_score(CLI::App& app) {
   cmd->add_option("--batch-tokens", a->batch_tokens, "subwords per batch");
   cmd->add_option("--threads", a->threads, "CPU threads (0: all cores)");
   add_device_option(cmd, a->device);
+  add_adapter_options(cmd, a->adapters);
   return [a]() {
     set_num_threads(a->threads);
     Device device = usable_device(a->device);
     if (model_dir::recognise(a->model_dir) == model_dir::Family::gpt) {
       model_dir::LanguageModel lm = model_dir::load_language_model_dir(a->model_dir, a->checkpoint);
       lm.model->to(device);
+      model_dir::AdapterSet adapters = apply_adapters(a->adapters, a->model_dir, a->checkpoint,
+                                                      lm.model->linears(), lm.model->params());
       std::vector<std::string> lines;
       data::LineReader reader(a->input);
       for (std::string line; reader.next(line);) lines.push_back(line);
@@ -47,6 +51,8 @@ Command add_score(CLI::App& app) {
     }
     model_dir::TranslationModel m = model_dir::load_translation_dir(a->model_dir, a->checkpoint);
     m.model->to(device);
+    model_dir::AdapterSet adapters = apply_adapters(a->adapters, a->model_dir, a->checkpoint,
+                                                    m.model->linears(), m.model->params());
     data::ParallelCorpus corpus = data::read_corpus(a->input);
     if (corpus.skipped_empty > 0)
       std::fprintf(stderr, "qkv: warning: %lld pair(s) with an empty side were skipped\n",

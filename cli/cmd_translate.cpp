@@ -15,6 +15,7 @@ namespace {
 struct TranslateArgs {
   std::string model_dir, checkpoint = "best", input = "-", output = "-", device = "cpu";
   decode::TranslatorOptions options;
+  AdapterArgs adapters;
   int threads = 0;
   int64_t chunk_lines = 2000;
 };
@@ -52,12 +53,15 @@ Command add_translate(CLI::App& app) {
   cmd->add_option("--batch-tokens", a->options.batch_tokens, "source subwords per batch");
   cmd->add_option("--threads", a->threads, "CPU threads (0: all cores)");
   add_device_option(cmd, a->device);
+  add_adapter_options(cmd, a->adapters);
   add_search_options(cmd, a->options.search);
   return [a]() {
     set_num_threads(a->threads);
     Device device = usable_device(a->device);
     model_dir::TranslationModel m = model_dir::load_translation_dir(a->model_dir, a->checkpoint);
     m.model->to(device);
+    model_dir::AdapterSet adapters = apply_adapters(a->adapters, a->model_dir, a->checkpoint,
+                                                    m.model->linears(), m.model->params());
     a->options.search.n_best = std::min(a->options.search.n_best, a->options.search.beam);
     decode::Translator translator(*m.model, *m.tokenizer, a->options);
     std::ofstream file;

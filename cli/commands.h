@@ -6,6 +6,7 @@
 #include <functional>
 
 #include "decode/search.h"
+#include "model_dir/adapter_set.h"
 
 namespace qkv::cli {
 
@@ -21,11 +22,26 @@ Command add_train_lm(CLI::App& app);
 Command add_generate(CLI::App& app);
 Command add_classify(CLI::App& app);
 Command add_convert(CLI::App& app);
+Command add_merge_lora(CLI::App& app);
 
 // --beam, --n-best, --length-penalty, ... shared by translate and eval.
 void add_search_options(CLI::App* cmd, decode::SearchOptions& options);
 // --device cpu|cuda for the commands that run a model (train and train-vit take `device` from
 // their configs instead).
 void add_device_option(CLI::App* cmd, std::string& device);
+
+// --adapter [NAME=]DIR (repeatable) and --use-adapter NAME for the commands that run a model.
+struct AdapterArgs {
+  std::vector<std::string> specs;
+  std::string use;  // "": the first
+};
+void add_adapter_options(CLI::App* cmd, AdapterArgs& args);
+// Loads args' adapters for the model of model_dir (its `checkpoint` weights, whose hidden
+// linears are `linears` and parameters `params`; the adapters' own weights are `checkpoint`'s
+// too), attaches the one --use-adapter names and notes it on stderr. Without --adapter: an
+// empty set and the model as it is.
+model_dir::AdapterSet apply_adapters(const AdapterArgs& args, const std::string& model_dir,
+                                     const std::string& checkpoint, nn::LinearList linears,
+                                     const nn::ParamList& params);
 
 }  // namespace qkv::cli

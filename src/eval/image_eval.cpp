@@ -8,7 +8,6 @@
 
 #include "data/image_loader.h"
 #include "io/atomic_file.h"
-#include "model_dir/vit_dir.h"
 
 namespace qkv::eval {
 
@@ -109,28 +108,22 @@ ClassificationReport classification_report(const std::vector<int32_t>& labels,
   return r;
 }
 
-ClassificationReport evaluate_image_model(const std::string& model_dir,
-                                          const std::string& checkpoint,
-                                          const std::string& test_spec,
-                                          const std::string& report_dir, int64_t batch_size,
-                                          Device device) {
-  std::unique_ptr<nn::ViT> model = model_dir::load_vit_dir(model_dir, checkpoint);
-  model->to(device);
-  const nn::ViTConfig& c = model->config();
+ClassificationReport evaluate_image_model(const nn::ViT& model, const std::string& test_spec,
+                                          const std::string& report_dir,
+                                          const std::string& metrics_jsonl, int64_t batch_size) {
+  const nn::ViTConfig& c = model.config();
   data::ImageSet test =
       data::open_image_set(test_spec, {c.channels, c.image_size, c.image_size}, c.classes);
-  ImagePredictions p = predict_images(*model, test, batch_size);
+  ImagePredictions p = predict_images(model, test, batch_size);
   ClassificationReport report = classification_report(test.labels, p.predicted, c.classes);
   std::cout << test_spec << ": " << test.size() << " images, cross-entropy " << p.loss << "\n"
             << report.format();
-  std::string dir = report_dir.empty() ? model_dir : report_dir;
-  fs::create_directories(dir);
-  write_file_atomic(dir + "/confusion.svg", confusion_svg(report));
-  std::cout << "wrote " << dir << "/confusion.svg\n";
-  std::string metrics = (fs::path(model_dir) / model_dir::kMetricsFile).string();
-  if (fs::exists(metrics)) {
-    write_file_atomic(dir + "/training_curves.svg", training_curves_svg(metrics));
-    std::cout << "wrote " << dir << "/training_curves.svg\n";
+  fs::create_directories(report_dir);
+  write_file_atomic(report_dir + "/confusion.svg", confusion_svg(report));
+  std::cout << "wrote " << report_dir << "/confusion.svg\n";
+  if (fs::exists(metrics_jsonl)) {
+    write_file_atomic(report_dir + "/training_curves.svg", training_curves_svg(metrics_jsonl));
+    std::cout << "wrote " << report_dir << "/training_curves.svg\n";
   }
   return report;
 }

@@ -42,14 +42,12 @@ std::string confusion_svg(const ClassificationReport& report);
 // A missing file or one without update lines is an error naming it.
 std::string training_curves_svg(const std::string& metrics_jsonl);
 
-// `qkv eval` on images: classifies the test set `test_spec` (see data/image_set.h), prints
-// the report, and writes confusion.svg and (when the model directory has metrics.jsonl)
-// training_curves.svg into report_dir (created; empty: the model directory). The model runs on
-// `device`. Returns the report.
-ClassificationReport evaluate_image_model(const std::string& model_dir,
-                                          const std::string& checkpoint,
-                                          const std::string& test_spec,
-                                          const std::string& report_dir, int64_t batch_size,
-                                          Device device = Device::cpu);
+// `qkv eval` on images: classifies the test set `test_spec` (see data/image_set.h) with
+// `model`, prints the report, and writes confusion.svg and (when `metrics_jsonl` exists, the
+// training run's metrics.jsonl) training_curves.svg into report_dir (created). Returns the
+// report.
+ClassificationReport evaluate_image_model(const nn::ViT& model, const std::string& test_spec,
+                                          const std::string& report_dir,
+                                          const std::string& metrics_jsonl, int64_t batch_size);
 
 }  // namespace qkv::eval

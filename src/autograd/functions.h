@@ -13,6 +13,12 @@ namespace qkv {
 Var matmul(const Var& a, const Var& b, bool trans_a = false, bool trans_b = false);
 // x [..., in] @ w[out, in]^T + bias[out]; bias may be an undefined Var.
 Var linear(const Var& x, const Var& w, const Var& bias);
+// A linear layer with its LoRA update (nn/lora.h): x w^T + bias + scaling (x_lora a^T) b^T,
+// x_lora [..., in] being x or its dropout, a [r, in], b [out, r]. For the backward pass it keeps
+// only u = x_lora a^T [..., r] besides its inputs (a linear, then an update added, would keep
+// three [..., out] tensors more).
+Var lora_linear(const Var& x, const Var& w, const Var& bias, const Var& x_lora, const Var& a,
+                const Var& b, float scaling);
 Var add(const Var& a, const Var& b);  // broadcasting
 Var mul(const Var& a, const Var& b);  // broadcasting
 Var scale(const Var& x, float s);

@@ -47,6 +47,35 @@ Var linear(const Var& x, const Var& w, const Var& bias) {
   return out;
 }
 
+Var lora_linear(const Var& x, const Var& w, const Var& bias, const Var& x_lora, const Var& a,
+                const Var& b, float scaling) {
+  int64_t out = w.shape()[0], r = a.shape()[0];
+  Tensor y = ops::linear_forward(x.value(), w.value(), bias.defined() ? bias.value() : Tensor());
+  Tensor u = ops::linear_forward(x_lora.value(), a.value(), Tensor());  // [..., r]
+  Tensor y2 = y.reshape({-1, out}), u2 = u.reshape({-1, r});
+  ops::gemm(u2, false, b.value(), true, y2, scaling, 1.f);  // y += scaling u b^T
+  bool track = needs_tape(x, w, bias, x_lora, a, b);
+  Var result(y, track);
+  if (!track) return result;
+  Tape::active()->record([x, w, bias, x_lora, a, b, u, result, scaling]() mutable {
+    if (!result.has_grad()) return;
+    const Tensor& dy = result.grad();
+    Tensor dx = grad_or_none(x), dw = grad_or_none(w);
+    Tensor db = bias.defined() ? grad_or_none(bias) : Tensor();
+    ops::linear_backward(dy, x.value(), w.value(), dx, dw, db);
+    int64_t rows = u.numel() / u.shape().back();
+    Tensor dy2 = dy.reshape({rows, -1}), u2 = u.reshape({rows, -1});
+    if (b.requires_grad()) ops::gemm(dy2, true, u2, false, b.grad(), scaling, 1.f);  // [out, r]
+    if (!a.requires_grad() && !x_lora.requires_grad()) return;
+    Tensor du = Tensor::empty(u.shape(), u.dtype(), u.device());
+    Tensor du2 = du.reshape({rows, -1});
+    ops::gemm(dy2, false, b.value(), false, du2, scaling, 0.f);  // du = scaling dy b
+    Tensor dx_lora = grad_or_none(x_lora), da = grad_or_none(a), none;
+    ops::linear_backward(du, x_lora.value(), a.value(), dx_lora, da, none);
+  });
+  return result;
+}
+
 Var add(const Var& a, const Var& b) {
   Var out(ops::add(a.value(), b.value()), needs_tape(a, b));
   if (!out.requires_grad()) return out;

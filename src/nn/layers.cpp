@@ -17,11 +17,9 @@ Var Linear::operator()(const Var& x) const {
 }
 
 Var Linear::operator()(const Var& x, const Context& ctx) const {
-  Var y = linear(x, weight, bias);
-  if (!lora) return y;
+  if (!lora) return linear(x, weight, bias);
   Var in = ctx.training && lora->dropout > 0.f ? dropout(x, lora->dropout, *ctx.rng) : x;
-  Var update = linear(linear(in, lora->a, Var()), lora->b, Var());  // [..., r] -> [..., out]
-  return add(y, scale(update, lora->scaling));
+  return lora_linear(x, weight, bias, in, lora->a, lora->b, lora->scaling);
 }
 
 void Linear::params(const std::string& prefix, ParamList& out) const {

@@ -1,17 +1,18 @@
 #!/usr/bin/env bash
 # LoRA against full fine-tuning on a domain shift (issue #17): a translation model trained on the
-# Old Testament only is adapted to the New Testament, once with a LoRA adapter (rank 8 on q_proj
-# and v_proj, base frozen) and once by training every weight, for the same time each. Prints, for
-# the base and both fine-tunes (and a LoRA adapter on every linear layer): BLEU and chrF on the New Testament verses of the test set, the
-# trainable parameters, peak memory (RSS) and the median time of an update.
-#   scripts/lora_domain.sh [WORK_DIR]        (default runs/lora-domain; a rerun skips the finished runs)
-# Environment: BASE_MINUTES (30), TUNE_MINUTES (10), THREADS (1 per run; the three fine-tunes run
-# side by side), QKV (build/release/qkv).
+# Old Testament only is adapted to the New Testament, with a LoRA adapter (rank 8 on q_proj and
+# v_proj, base frozen), with one on every linear layer, and by training every weight, for the
+# same time each. Prints, for the base and the three fine-tunes: BLEU and chrF on the New
+# Testament verses of the test set, the trainable parameters, peak memory (RSS, validations
+# included) and the median time of an update.
+#   scripts/lora_domain.sh [WORK_DIR]    (default runs/lora-domain; a rerun skips finished runs)
+# Environment: BASE_MINUTES (60), TUNE_MINUTES (10), THREADS (1 per run; the three fine-tunes
+# run side by side), QKV (build/release/qkv).
 set -euo pipefail
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
 QKV=${QKV:-build/release/qkv}
 WORK=${1:-runs/lora-domain}
-BASE_MINUTES=${BASE_MINUTES:-30} TUNE_MINUTES=${TUNE_MINUTES:-10} THREADS=${THREADS:-1}
+BASE_MINUTES=${BASE_MINUTES:-60} TUNE_MINUTES=${TUNE_MINUTES:-10} THREADS=${THREADS:-1}
 mkdir -p "$WORK"
 
 # The first column names the book: the New Testament starts at Matthew.

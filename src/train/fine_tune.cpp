@@ -26,8 +26,7 @@ void check_adapter_base(const std::string& model_dir, const std::string& init_fr
                         const std::string& base_checksum) {
   fs::path weights = fs::path(model_dir) / model_dir::kAdapterWeightsFile;
   if (!fs::exists(weights)) return;
-  Metadata meta;
-  load_safetensors(weights.string(), &meta);
+  Metadata meta = read_safetensors_header(weights.string()).metadata;  // the tensors unread
   auto recorded = meta.find(model_dir::kBaseChecksumKey);
   if (recorded != meta.end() && recorded->second == base_checksum) return;
   std::string base = model_dir::is_adapter_dir(model_dir)

@@ -71,8 +71,9 @@ Tensor IncrementalDecoder::step(const Tensor& tokens) {
                      [&](const Var& y) { return self_attention(w, y, cache); });
     x = nn::residual(x, layer.encoder_attn_layer_norm, pre, ctx_,
                      [&](const Var& y) { return cross_attention(w, y, cache); });
-    x = nn::residual(x, layer.final_layer_norm, pre, ctx_,
-                     [&](const Var& y) { return w.fc2(activation(layer.ffn.act, w.fc1(y))); });
+    x = nn::residual(x, layer.final_layer_norm, pre, ctx_, [&](const Var& y) {
+      return layer.is_moe() ? layer.moe(y, w.moe) : w.fc2(activation(layer.ffn.act, w.fc1(y)));
+    });
   }
   if (model_.config().stack_norms()) x = model_.decoder_final_norm()(x);
   ++pos_;

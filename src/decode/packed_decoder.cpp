@@ -6,10 +6,16 @@ PackedDecoder::PackedDecoder(const nn::Seq2Seq& model)
     : model_(model), output_(model.output_weight().value(), model.output_bias().value()) {
   for (const auto& layer : model.decoder_layers()) {
     const auto &self = layer.self_attn, &cross = layer.encoder_attn;
-    layers_.push_back({PackedLinear({&self.q_proj, &self.k_proj, &self.v_proj}),
-                       PackedLinear({&self.out_proj}), PackedLinear({&cross.q_proj}),
-                       PackedLinear({&cross.out_proj}), PackedLinear({&layer.ffn.fc1}),
-                       PackedLinear({&layer.ffn.fc2})});
+    Layer l;
+    l.self_qkv = PackedLinear({&self.q_proj, &self.k_proj, &self.v_proj});
+    l.self_out = PackedLinear({&self.out_proj});
+    l.cross_q = PackedLinear({&cross.q_proj}), l.cross_out = PackedLinear({&cross.out_proj});
+    if (layer.is_moe()) {
+      l.moe = layer.moe.pack();
+    } else {
+      l.fc1 = PackedLinear({&layer.ffn.fc1}), l.fc2 = PackedLinear({&layer.ffn.fc2});
+    }
+    layers_.push_back(std::move(l));
   }
 }
 

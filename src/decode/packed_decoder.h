@@ -15,7 +15,9 @@ using nn::PackedLinear;
 class PackedDecoder {
  public:
   struct Layer {
-    PackedLinear self_qkv, self_out, cross_q, cross_out, fc1, fc2;
+    PackedLinear self_qkv, self_out, cross_q, cross_out;
+    PackedLinear fc1, fc2;  // dense layers
+    nn::PackedMoe moe;      // MoE layers: the experts'
   };
   explicit PackedDecoder(const nn::Seq2Seq& model);
   const nn::Seq2Seq& model() const { return model_; }

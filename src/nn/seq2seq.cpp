@@ -1,5 +1,6 @@
 #include "nn/seq2seq.h"
 
+#include <algorithm>
 #include <cmath>
 #include <stdexcept>
 
@@ -30,6 +31,7 @@ void Seq2SeqConfig::override_shape(const Seq2SeqConfig& given) {
   pre_norm = given.pre_norm;
   tie_embeddings = given.tie_embeddings;
   max_positions = given.max_positions;
+  moe = given.moe;
 }
 
 void Seq2SeqConfig::bind_shape(Options& o) {
@@ -44,6 +46,7 @@ void Seq2SeqConfig::bind_shape(Options& o) {
   o.add("pre-norm", pre_norm, "LayerNorm before each sub-layer instead of after");
   o.add("tie-embeddings", tie_embeddings, "output projection shares the embedding matrix");
   o.add("max-positions", max_positions, "longest sequence in subwords the model accepts");
+  moe.bind(o);
 }
 
 void Seq2SeqConfig::bind(Options& o) {
@@ -74,6 +77,7 @@ void Seq2SeqConfig::check(const std::string& where) const {
   } catch (const std::invalid_argument& e) {
     fail(e.what());
   }
+  moe.check(where, std::max(encoder_layers, decoder_layers));
 }
 
 LayerShape Seq2SeqConfig::layer_shape() const {
@@ -90,8 +94,10 @@ Seq2Seq::Seq2Seq(const Seq2SeqConfig& config)
       decoder_norm_(config.d_model) {
   if (!config.tie_embeddings) lm_head_ = Linear(config.d_model, config.vocab_size, false);
   LayerShape shape = config.layer_shape();
-  for (int64_t i = 0; i < config.encoder_layers; ++i) encoder_.emplace_back(shape);
-  for (int64_t i = 0; i < config.decoder_layers; ++i) decoder_.emplace_back(shape);
+  for (int64_t i = 0; i < config.encoder_layers; ++i)
+    encoder_.emplace_back(shape, layer_moe(config.moe, i));
+  for (int64_t i = 0; i < config.decoder_layers; ++i)
+    decoder_.emplace_back(shape, layer_moe(config.moe, i));
 }
 
 void Seq2Seq::init(Rng& rng) {

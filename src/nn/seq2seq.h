@@ -27,9 +27,12 @@ struct Seq2SeqConfig {
   std::string position_layout = "interleaved";  // or "halves" (see sinusoidal_positions)
   bool final_norm = false;  // a LayerNorm after each post-norm stack too (torch.nn.Transformer)
   bool source_eos = false;  // every source sentence ends with <eos> (Marian)
+  // Mixture-of-Experts layers, counted from 0 within each stack (nn/transformer.h).
+  MoeOptions moe;
 
   // The fields a user chooses when training (vocab-size, d-model, heads, d-ff,
-  // encoder-layers, decoder-layers, activation, pre-norm, tie-embeddings, max-positions) under
+  // encoder-layers, decoder-layers, activation, pre-norm, tie-embeddings, max-positions and
+  // MoeOptions' moe-*) under
   // the kebab-case keys that `qkv train`'s options, a training YAML and a model directory's
   // config.yaml share.
   void bind_shape(Options& options);
@@ -41,7 +44,8 @@ struct Seq2SeqConfig {
   // "tiny", "small" or "base" (unknown names are an error listing these).
   static Seq2SeqConfig preset(const std::string& name);
   // Takes `given`'s bind_shape fields, except that d-model, heads, d-ff, encoder-layers and
-  // decoder-layers given as 0 and activation given as "" keep this config's (a preset's).
+  // decoder-layers given as 0 and activation given as "" keep this config's (a preset's; no
+  // preset has experts).
   void override_shape(const Seq2SeqConfig& given);
   LayerShape layer_shape() const;
   // Whether each stack ends with a LayerNorm (always for pre-norm).

@@ -2,16 +2,45 @@
 
 namespace qkv::nn {
 
-EncoderLayer::EncoderLayer(const LayerShape& s)
+namespace {
+
+// The layer's feed-forward: x [..., d] -> [..., d].
+Var feed_forward(const FeedForward& ffn, const MoeFeedForward& moe, const Var& x,
+                 const Context& ctx) {
+  return moe.experts.empty() ? ffn(x, ctx) : moe(x, ctx);
+}
+
+// NLLB-MoE's expert MLPs (fc2(act(fc1 x)), biased, dropout on the hidden activations as the
+// dense feed-forward has), or none for a dense layer.
+MoeFeedForward make_moe(const LayerShape& s, const MoeOptions& options) {
+  if (!options.enabled()) return {};
+  MoeFeedForward moe(options, MoeNames::nllb, s.d_model, s.d_ff, s.act, /*gated=*/false,
+                     /*bias=*/true);
+  moe.hidden_dropout = true;
+  return moe;
+}
+
+}  // namespace
+
+MoeOptions layer_moe(const MoeOptions& moe, int64_t layer) {
+  return moe.is_moe_layer(layer) ? moe : MoeOptions{};
+}
+
+EncoderLayer::EncoderLayer(const LayerShape& s, const MoeOptions& moe_options)
     : shape(s),
       self_attn(s.d_model, s.heads),
       self_attn_layer_norm(s.d_model, s.ln_eps),
-      ffn(s.d_model, s.d_ff, s.act),
-      final_layer_norm(s.d_model, s.ln_eps) {}
+      moe(make_moe(s, moe_options)),
+      final_layer_norm(s.d_model, s.ln_eps) {
+  if (!is_moe()) ffn = FeedForward(s.d_model, s.d_ff, s.act);
+}
 
 void EncoderLayer::init(Rng& rng) {
   self_attn.init(rng);
-  ffn.init(rng);
+  if (is_moe())
+    moe.init(rng);
+  else
+    ffn.init(rng);
 }
 
 Var EncoderLayer::operator()(const Var& x, const ops::AttentionMask& mask,
@@ -19,34 +48,45 @@ Var EncoderLayer::operator()(const Var& x, const ops::AttentionMask& mask,
   Var h = residual(x, self_attn_layer_norm, shape.pre_norm, ctx,
                    [&](const Var& y) { return self_attn(y, y, mask, ctx); });
   return residual(h, final_layer_norm, shape.pre_norm, ctx,
-                  [&](const Var& y) { return ffn(y, ctx); });
+                  [&](const Var& y) { return feed_forward(ffn, moe, y, ctx); });
 }
 
 void EncoderLayer::params(const std::string& prefix, ParamList& out) const {
   self_attn.params(prefix + ".self_attn", out);
   self_attn_layer_norm.params(prefix + ".self_attn_layer_norm", out);
-  ffn.params(prefix, out);
+  if (is_moe())
+    moe.params(prefix, out);
+  else
+    ffn.params(prefix, out);
   final_layer_norm.params(prefix + ".final_layer_norm", out);
 }
 
 void EncoderLayer::linears(const std::string& prefix, LinearList& out) {
   self_attn.linears(prefix + ".self_attn", out);
-  ffn.linears(prefix, out);
+  if (is_moe())
+    moe.linears(prefix, out);
+  else
+    ffn.linears(prefix, out);
 }
 
-DecoderLayer::DecoderLayer(const LayerShape& s)
+DecoderLayer::DecoderLayer(const LayerShape& s, const MoeOptions& moe_options)
     : shape(s),
       self_attn(s.d_model, s.heads),
       self_attn_layer_norm(s.d_model, s.ln_eps),
       encoder_attn(s.d_model, s.heads),
       encoder_attn_layer_norm(s.d_model, s.ln_eps),
-      ffn(s.d_model, s.d_ff, s.act),
-      final_layer_norm(s.d_model, s.ln_eps) {}
+      moe(make_moe(s, moe_options)),
+      final_layer_norm(s.d_model, s.ln_eps) {
+  if (!is_moe()) ffn = FeedForward(s.d_model, s.d_ff, s.act);
+}
 
 void DecoderLayer::init(Rng& rng) {
   self_attn.init(rng);
   encoder_attn.init(rng);
-  ffn.init(rng);
+  if (is_moe())
+    moe.init(rng);
+  else
+    ffn.init(rng);
 }
 
 Var DecoderLayer::operator()(const Var& x, const Var& memory, const ops::AttentionMask& self_mask,
@@ -56,7 +96,7 @@ Var DecoderLayer::operator()(const Var& x, const Var& memory, const ops::Attenti
   h = residual(h, encoder_attn_layer_norm, shape.pre_norm, ctx,
                [&](const Var& y) { return encoder_attn(y, memory, memory_mask, ctx); });
   return residual(h, final_layer_norm, shape.pre_norm, ctx,
-                  [&](const Var& y) { return ffn(y, ctx); });
+                  [&](const Var& y) { return feed_forward(ffn, moe, y, ctx); });
 }
 
 void DecoderLayer::params(const std::string& prefix, ParamList& out) const {
@@ -64,14 +104,20 @@ void DecoderLayer::params(const std::string& prefix, ParamList& out) const {
   self_attn_layer_norm.params(prefix + ".self_attn_layer_norm", out);
   encoder_attn.params(prefix + ".encoder_attn", out);
   encoder_attn_layer_norm.params(prefix + ".encoder_attn_layer_norm", out);
-  ffn.params(prefix, out);
+  if (is_moe())
+    moe.params(prefix, out);
+  else
+    ffn.params(prefix, out);
   final_layer_norm.params(prefix + ".final_layer_norm", out);
 }
 
 void DecoderLayer::linears(const std::string& prefix, LinearList& out) {
   self_attn.linears(prefix + ".self_attn", out);
   encoder_attn.linears(prefix + ".encoder_attn", out);
-  ffn.linears(prefix, out);
+  if (is_moe())
+    moe.linears(prefix, out);
+  else
+    ffn.linears(prefix, out);
 }
 
 }  // namespace qkv::nn

@@ -1,8 +1,11 @@
 // Encoder and decoder layers of the Transformer, post-norm as in Vaswani et al. or pre-norm.
 //   post-norm: x = LN(x + drop(sublayer(x)))
 //   pre-norm:  x = x + drop(sublayer(LN(x)))   (and a final LayerNorm after the stack)
+// A layer's feed-forward is dense (fc1, fc2) or, in an MoE layer, NLLB-MoE's experts
+// (ffn.router.classifier, ffn.experts.expert_M.fc1 / fc2; see nn/moe.h).
 #pragma once
 #include "nn/layers.h"
+#include "nn/moe.h"
 
 namespace qkv::nn {
 
@@ -13,15 +16,22 @@ struct LayerShape {
   float ln_eps = 1e-5f;
 };
 
+// The MoE options of layer `layer` (from 0) of a stack: `moe` when it is an MoE layer, else
+// dense ones.
+MoeOptions layer_moe(const MoeOptions& moe, int64_t layer);
+
 struct EncoderLayer {
   LayerShape shape;
   MultiHeadAttention self_attn;
   LayerNorm self_attn_layer_norm;
-  FeedForward ffn;  // fc1, fc2
+  FeedForward ffn;     // fc1, fc2 (dense layers only)
+  MoeFeedForward moe;  // an MoE layer's feed-forward, else empty
   LayerNorm final_layer_norm;
 
   EncoderLayer() = default;
-  explicit EncoderLayer(const LayerShape& s);
+  // moe: dense (moe.experts == 0) or the layer's MoE options (see layer_moe).
+  explicit EncoderLayer(const LayerShape& s, const MoeOptions& moe = {});
+  bool is_moe() const { return !moe.experts.empty(); }
   void init(Rng& rng);
   // x [B, S, d]; mask: padding of the source.
   Var operator()(const Var& x, const ops::AttentionMask& mask, const Context& ctx) const;
@@ -35,11 +45,13 @@ struct DecoderLayer {
   LayerNorm self_attn_layer_norm;
   MultiHeadAttention encoder_attn;
   LayerNorm encoder_attn_layer_norm;
-  FeedForward ffn;
+  FeedForward ffn;     // dense layers only
+  MoeFeedForward moe;  // MoE layers only
   LayerNorm final_layer_norm;
 
   DecoderLayer() = default;
-  explicit DecoderLayer(const LayerShape& s);
+  explicit DecoderLayer(const LayerShape& s, const MoeOptions& moe = {});
+  bool is_moe() const { return !moe.experts.empty(); }
   void init(Rng& rng);
   // x [B, T, d], memory [B, S, d]; self_mask is causal, memory_mask the source padding.
   Var operator()(const Var& x, const Var& memory, const ops::AttentionMask& self_mask,

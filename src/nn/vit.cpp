@@ -30,6 +30,7 @@ void ViTConfig::check(const std::string& where) const {
   } catch (const std::invalid_argument& e) {
     need(false, e.what());
   }
+  moe.check(where, layers);
 }
 
 ViTConfig ViTConfig::preset(const std::string& name) {
@@ -60,6 +61,7 @@ void ViTConfig::override_shape(const ViTConfig& given) {
   if (given.heads) heads = given.heads;
   if (given.d_ff) d_ff = given.d_ff;
   if (given.layers) layers = given.layers;
+  moe = given.moe;
 }
 
 void ViTConfig::bind_shape(Options& o) {
@@ -71,6 +73,7 @@ void ViTConfig::bind_shape(Options& o) {
   o.add("heads", heads, "attention heads (0: the preset's)");
   o.add("d-ff", d_ff, "MLP width (0: the preset's)");
   o.add("layers", layers, "encoder layers (0: the preset's)");
+  moe.bind(o);
 }
 
 void ViTConfig::bind(Options& o) {
@@ -107,6 +110,7 @@ std::string hf_vit_layer_name(const std::string& name) {
       {"fc2.", "output.dense."},
       {"final_layer_norm.", "layernorm_after."},
   };
+  if (name.starts_with("ffn.")) return name;  // MoE: router and experts
   for (const auto& [from, to] : table)
     if (name.starts_with(from)) return to + name.substr(std::string(from).size());
   throw std::logic_error("no Hugging Face ViT name for encoder parameter '" + name + "'");
@@ -128,7 +132,8 @@ ViT::ViT(const ViTConfig& config)
       positions_(make_param({1, config.patches() + 1, config.d_model})),
       final_norm_(config.d_model, config.layer_norm_eps),
       classifier_(config.d_model, config.num_classes()) {
-  for (int64_t i = 0; i < config.layers; ++i) layers_.emplace_back(config.layer_shape());
+  for (int64_t i = 0; i < config.layers; ++i)
+    layers_.emplace_back(config.layer_shape(), layer_moe(config.moe, i));
 }
 
 void ViT::init(Rng& rng) {

@@ -8,6 +8,10 @@
 // patch projection is stored as HF's Conv2d weight [d, C, P, P]; a Linear over flattened
 // patches with that weight reshaped to [d, C*P*P] computes the same. The encoder layers are
 // nn::EncoderLayer; their names are mapped to HF's by one rename table (vit.cpp).
+// Mixture-of-Experts layers (moe-experts > 0, nn/moe.h) have no Hugging Face ViT counterpart;
+// their feed-forward keeps the encoder layer's NLLB-MoE names under the HF layer's:
+//   vit.encoder.layer.N.ffn.router.classifier.weight [E, d]
+//   vit.encoder.layer.N.ffn.experts.expert_M.fc1.weight / .bias [d_ff, d], fc2 [d, d_ff]
 #pragma once
 #include <string>
 #include <vector>
@@ -26,6 +30,7 @@ struct ViTConfig {
   std::string activation = "gelu";  // of the MLPs (see ops::activation_from_name)
   // Input normalisation (x / 255 - mean) / std per channel, chosen on the training data.
   std::vector<float> mean{0.5f}, stddev{0.5f};
+  MoeOptions moe;  // Mixture-of-Experts layers (counted from 0)
 
   int64_t patches() const { return (image_size / patch_size) * (image_size / patch_size); }
   int64_t num_classes() const { return int64_t(classes.size()); }
@@ -37,12 +42,13 @@ struct ViTConfig {
   // parameters, about 15 minutes of training on two CPU cores) or "vit-b16" (ViT-Base/16,
   // 224 x 224 x 3); unknown names are an error listing these.
   static ViTConfig preset(const std::string& name);
-  // Takes `given`'s bind_shape fields that are not 0 (training options leave unset ones 0).
+  // Takes `given`'s bind_shape fields that are not 0 (training options leave unset ones 0),
+  // and its MoE options (no preset has experts).
   void override_shape(const ViTConfig& given);
 
   // The fields a user chooses when training (channels, image-size, patch-size, d-model, heads,
-  // d-ff, layers) under the kebab-case keys that `qkv train-vit`'s options, a training YAML
-  // and a model directory's config.yaml share.
+  // d-ff, layers, MoeOptions' moe-*) under the kebab-case keys that `qkv train-vit`'s options, a
+  // training YAML and a model directory's config.yaml share.
   void bind_shape(Options& options);
   // Every field: bind_shape's, then classes, dropout, layer-norm-eps, activation, mean and
   // std. The keys of config.yaml (see model_dir/vit_dir.h, which adds model-type).
@@ -82,7 +88,7 @@ class ViT {
 };
 
 // The Hugging Face name of an EncoderLayer parameter ("self_attn.q_proj.weight" ->
-// "attention.attention.query.weight").
+// "attention.attention.query.weight"); an MoE feed-forward's ("ffn.") stay as they are.
 std::string hf_vit_layer_name(const std::string& encoder_layer_name);
 
 }  // namespace qkv::nn

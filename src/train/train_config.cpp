@@ -1,5 +1,6 @@
 #include "train/train_config.h"
 
+#include <algorithm>
 #include <stdexcept>
 
 namespace qkv::train {
@@ -47,6 +48,9 @@ void TrainConfig::validate() const {
   need(max_length > 0 && max_length + 1 <= model.max_positions,
        "max-length must be positive and below max-positions");
   need(spm_type == "unigram" || spm_type == "bpe", "spm-type must be unigram or bpe");
+  nn::Seq2SeqConfig shape = nn::Seq2SeqConfig::preset(preset);
+  shape.override_shape(model);
+  shape.moe.check("model", std::max(shape.encoder_layers, shape.decoder_layers));
   validate_loop();
 }
 

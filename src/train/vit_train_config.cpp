@@ -40,6 +40,8 @@ void ViTTrainConfig::validate() const {
   need(batch_size > 0, "batch-size must be positive");
   need(crop_padding >= 0, "crop-padding must not be negative");
   need(valid_split >= 0, "valid-split must not be negative");
+  nn::ViTConfig shape = model_config();
+  shape.moe.check("model", shape.layers);
   validate_loop();
 }
 

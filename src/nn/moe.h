@@ -53,8 +53,9 @@ struct MoeOptions {
   int64_t capacity(int64_t tokens) const;
   // moe-experts, moe-top-k, moe-every, moe-capacity-factor.
   void bind(Options& options);
-  // Throws std::invalid_argument (prefixed with `where`) naming the first impossible option;
-  // with `layers` (the deepest stack), also when moe-every leaves every layer dense.
+  // Throws std::invalid_argument (prefixed with `where`) naming the first impossible option:
+  // also routing options set without experts, and with `layers` (the deepest stack) a
+  // moe-every that leaves every layer dense.
   void check(const std::string& where, int64_t layers = 0) const;
 };
 

@@ -1,12 +1,14 @@
 // Mixture of Experts on cuda against the CPU, from the same weights and inputs: the logsumexp
 // kernels (the router z-loss), one nn::MoeFeedForward (Switch top-1 and Mixtral top-2 routing,
-// dropless and with capacity), and GPT models with MoE blocks (training step and packed
-// decoding). Tolerances: logsumexp elementwise |cuda - cpu| <= 1e-5 * (|cpu| + 1); the layer's
-// output, losses and every gradient norm-wise 1e-5; the GPT models as tests/test_cuda_gpt.cpp
-// (1e-4). Routing (choices per expert, dropped assignments) is the same exactly. Under bf16
-// autocast the router still computes in f32: its losses equal the f32 run's bit for bit while
-// the experts' output moves by bf16's rounding. Skipped in builds without CUDA (fails in one
-// with CUDA but no device).
+// dropless, with capacity, with router jitter, with experts left without tokens), and GPT models
+// with MoE blocks (training step and packed decoding). Tolerances: logsumexp elementwise
+// |cuda - cpu| <= 1e-5 * (|cpu| + 1); the layer's output, losses and every gradient norm-wise
+// 1e-5 (measured: at most 4e-7 in the emulated build), and a second cuda run gives the same bits;
+// the GPT models as tests/test_cuda_gpt.cpp (1e-4; measured: at most 4e-7). Routing (choices
+// per expert, dropped assignments) is the same exactly. Under bf16 autocast the router still
+// computes in f32: its losses, and its product's output and gradients, equal the f32 run's bit
+// for bit while the experts' output moves by bf16's rounding. Skipped in builds without CUDA
+// (fails in one with CUDA but no device).
 #include <cmath>
 #include <string>
 
@@ -65,16 +67,17 @@ struct MoeRun {
   std::vector<std::pair<std::string, Tensor>> grads;  // "x", then every parameter's
 };
 
-// loss = sum(y * dy) + 3 aux + 0.5 z, so that the routers' losses weigh in the gradients.
+// loss = sum(y * dy) + 3 aux + 0.5 z, so that the routers' losses weigh in the gradients. The
+// jitter's noise comes from a fixed seed (drawn on the host, the same for both devices).
 MoeRun run_layer(const nn::MoeFeedForward& layer, const Tensor& x, const Tensor& dy,
-                 bool training) {
+                 float jitter = 0.f) {
   const Device device = layer.router.weight.value().device();
   nn::ParamList params;
   layer.params("layer", params);
   nn::MoeRecord record;
-  nn::Context ctx;
-  ctx.training = training;
-  ctx.moe = &record;
+  Rng noise(35);
+  nn::Context ctx{true, 0.f, &noise};
+  ctx.moe = &record, ctx.moe_jitter = jitter;
   Var xv(x.to(device), true), y;
   Tape tape;
   Var loss;
@@ -108,32 +111,50 @@ nn::MoeFeedForward random_layer(const nn::MoeOptions& options, bool gated, bool 
   return layer;
 }
 
+struct LayerCase {
+  nn::MoeOptions options;
+  Shape x;  // [B, L, 16]
+  float jitter = 0.f;
+};
+
 TEST(CudaMoe, FeedForwardRoutesAndTrainsLikeOnTheCpu) {
   QKV_SKIP_WITHOUT_CUDA();
   Rng rng(33);
-  // {top-k, capacity factor}: 0.5 and 0.75 leave each expert fewer places than tokens want.
-  for (auto [k, capacity] : {std::pair<int64_t, double>{1, 0.0}, {2, 0.0}, {1, 0.5}, {2, 0.75}})
+  // Capacity factors 0.5 and 0.75 leave each expert fewer places than its tokens want; 8
+  // experts for 3 or 2 tokens leave some experts without any.
+  const std::vector<LayerCase> cases = {
+      {{4, 1, 1, 0.0}, {3, 7, 16}},       {{4, 2, 1, 0.0}, {3, 7, 16}},
+      {{4, 1, 1, 0.5}, {3, 7, 16}},       {{4, 2, 1, 0.75}, {3, 7, 16}},
+      {{4, 2, 1, 0.0}, {3, 7, 16}, 0.2f}, {{8, 1, 1, 0.0}, {1, 3, 16}},
+      {{8, 2, 1, 0.0}, {2, 1, 16}}};
+  for (const LayerCase& c : cases)
     for (bool gated : {false, true}) {
-      std::string what = "k " + std::to_string(k) + " capacity " + std::to_string(capacity) +
-                         (gated ? " swiglu" : " gelu");
-      nn::MoeFeedForward layer = random_layer({4, k, 1, capacity}, gated, !gated);
-      Tensor x = uniform({3, 7, 16}, rng), dy = uniform({3, 7, 16}, rng);
-      MoeRun cpu = run_layer(layer, x, dy, true);
+      const nn::MoeOptions& o = c.options;
+      std::string what = "E " + std::to_string(o.experts) + " k " + std::to_string(o.top_k) +
+                         " capacity " + std::to_string(o.capacity_factor) + " jitter " +
+                         std::to_string(c.jitter) + (gated ? " swiglu" : " gelu");
+      nn::MoeFeedForward layer = random_layer(o, gated, !gated);
+      Tensor x = uniform(c.x, rng), dy = uniform(c.x, rng);
+      MoeRun cpu = run_layer(layer, x, dy, c.jitter);
       nn::ParamList params;
       layer.params("layer", params);
       nn::move_params(params, Device::cuda);
-      MoeRun gpu = run_layer(layer, x, dy, true);
+      MoeRun gpu = run_layer(layer, x, dy, c.jitter), again = run_layer(layer, x, dy, c.jitter);
 
       EXPECT_EQ(gpu.expert_choices, cpu.expert_choices) << what;
       EXPECT_EQ(gpu.dropped, cpu.dropped) << what;
-      EXPECT_TRUE(capacity == 0 || cpu.dropped > 0) << what << ": nothing dropped";
+      EXPECT_TRUE(o.capacity_factor == 0 || cpu.dropped > 0) << what << ": nothing dropped";
       EXPECT_TRUE(close_normwise(gpu.y, cpu.y)) << what;
+      EXPECT_TRUE(identical(again.y, gpu.y)) << what << ": not deterministic";
       EXPECT_TRUE(close_normwise(gpu.aux, cpu.aux)) << what << " aux loss";
       EXPECT_TRUE(close_normwise(gpu.z, cpu.z)) << what << " z loss";
       ASSERT_EQ(gpu.grads.size(), cpu.grads.size());
-      for (size_t i = 0; i < cpu.grads.size(); ++i)
-        EXPECT_TRUE(close_normwise(gpu.grads[i].second, cpu.grads[i].second))
-            << what << " gradient of " << cpu.grads[i].first;
+      for (size_t i = 0; i < cpu.grads.size(); ++i) {
+        const auto& [name, want] = cpu.grads[i];
+        EXPECT_TRUE(close_normwise(gpu.grads[i].second, want)) << what << " gradient of " << name;
+        EXPECT_TRUE(identical(again.grads[i].second, gpu.grads[i].second))
+            << what << " gradient of " << name << ": not deterministic";
+      }
     }
 }
 
@@ -170,10 +191,10 @@ TEST(CudaMoe, RouterComputesInF32UnderBf16Autocast) {
   layer.params("layer", params);
   nn::move_params(params, Device::cuda);
   Tensor x = uniform({2, 9, 16}, rng), dy = uniform({2, 9, 16}, rng);
-  MoeRun f32 = run_layer(layer, x, dy, true), bf16;
+  MoeRun f32 = run_layer(layer, x, dy), bf16;
   {
     AutocastScope autocast(MatmulPrecision::bf16);
-    bf16 = run_layer(layer, x, dy, true);
+    bf16 = run_layer(layer, x, dy);
   }
   // The losses are functions of the router's logits alone.
   EXPECT_TRUE(identical(bf16.aux, f32.aux)) << "aux loss";

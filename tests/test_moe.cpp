@@ -6,8 +6,8 @@
 //   drop none: the output, the auxiliary and z losses and the gradients of the input, the router
 //   and every expert parameter of sum(y * dy) + a * aux + b * z, each within 1e-5 of the
 //   reference (max |got - want| over max |want|, per tensor); the choices per expert, the
-//   capacity and the dropped assignments exactly. The router probabilities are not exposed: they
-//   enter the output (as gates), the auxiliary loss (as P) and the router's gradient;
+//   capacity and the dropped assignments exactly; the router probabilities [N, E] (1e-5), which
+//   the layer does not expose, through a case with k = E whose experts output unit vectors;
 // - the auxiliary loss is 1 (within 1e-6) when routing is uniform and E when every token's
 //   probability sits on one expert with k = 1 (E / k with k choices per token);
 // - evaluation is dropless whatever the capacity, and the packed inference path gives the
@@ -64,6 +64,27 @@ nn::MoeFeedForward random_layer(const MoeCase& c, Rng& rng) {
   return layer;
 }
 
+// With k = E every token goes to every expert with its router probability as the gate (the
+// renormalisation over all E is the identity): experts that output one-hot rows (w2 = 0, the bias
+// of expert e the e-th unit vector) make the output's first E columns the probabilities [N, E].
+void show_probabilities(nn::MoeFeedForward& layer) {
+  for (size_t e = 0; e < layer.experts.size(); ++e) {
+    nn::Linear& w2 = layer.experts[e].w2;
+    w2.weight.mutable_value().copy_from(Tensor::zeros(w2.weight.shape()));
+    std::vector<float> unit(size_t(kModel), 0.f);
+    unit[e] = 1.f;
+    w2.bias.mutable_value().copy_from(Tensor::from_vector(unit, {kModel}));
+  }
+}
+
+// y [B, L, d] -> its first `experts` columns [B * L, experts].
+Tensor first_columns(const Tensor& y, int64_t experts) {
+  std::vector<float> all = y.to_vector(), out;
+  for (size_t row = 0; row < all.size(); row += size_t(kModel))
+    out.insert(out.end(), all.begin() + long(row), all.begin() + long(row) + experts);
+  return Tensor::from_vector(out, {y.numel() / kModel, experts});
+}
+
 // The layer's forward pass while training, recording into `record`.
 Var train_forward(const nn::MoeFeedForward& layer, const Var& x, nn::MoeRecord& record) {
   nn::Context ctx{.training = true};
@@ -79,7 +100,8 @@ TEST(Moe, MatchesMixtralAndSwitchReference) {
       {"k2_e8_gated_drops", 8, 2, 0.6, "silu", true, true, Drops::some},
       {"k2_e4_gelu_drops_no_bias", 4, 2, 0.75, "gelu", false, false, Drops::some},
       {"k1_e8_gated_roomy", 8, 1, 3.0, "silu", true, false, Drops::none},
-      {"k2_e4_silu_roomy", 4, 2, 2.0, "silu", false, true, Drops::none},
+      {"k2_e4_silu_roomy", 4, 2, 1.5, "silu", false, true, Drops::none},
+      {"k4_e4_probabilities", 4, 4, 0.0, "gelu", false, true, Drops::dropless},
   };
   const int64_t tokens = kBatch * kLength;
   Rng rng(11);
@@ -92,6 +114,7 @@ TEST(Moe, MatchesMixtralAndSwitchReference) {
   std::map<std::string, int64_t> capacities;
   for (const MoeCase& c : cases) {
     nn::MoeFeedForward layer = random_layer(c, rng);
+    if (c.top_k == c.experts) show_probabilities(layer);
     nn::ParamList params;
     layer.params("model.layers.0", params);
     const size_t per_expert = (c.gated ? 3 : 2) * (c.bias ? 2 : 1);
@@ -140,6 +163,9 @@ TEST(Moe, MatchesMixtralAndSwitchReference) {
     EXPECT_EQ(r.assignments, tokens * c.top_k) << c.name;
     EXPECT_EQ(r.dropped, int64_t(named(ref, c.name + ".dropped").item())) << c.name;
     EXPECT_EQ(capacities[c.name], int64_t(named(ref, c.name + ".capacity").item())) << c.name;
+    if (c.top_k == c.experts)
+      expect_close(first_columns(got[c.name + ".y"], c.experts), named(ref, c.name + ".probs"),
+                   1e-5, c.name + " router probabilities");
     if (c.drops == Drops::some) {
       EXPECT_GT(r.dropped, 0) << c.name << ": the capacity dropped nothing";
     } else {

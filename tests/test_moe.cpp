@@ -2,12 +2,13 @@
 // Mixtral's sparse MoE block and Switch Transformer's router (tests/python/moe_reference.py,
 // float64), on random inputs and weights, in training mode:
 // - for k = 1 and 2, E = 4 and 8, gated (SwiGLU) and plain experts, with and without biases,
-//   dropless, with a capacity small enough to drop assignments and with one large enough to
-//   drop none: the output, the auxiliary and z losses and the gradients of the input, the router
-//   and every expert parameter of sum(y * dy) + a * aux + b * z, each within 1e-5 of the
-//   reference (max |got - want| over max |want|, per tensor); the choices per expert, the
-//   capacity and the dropped assignments exactly; the router probabilities [N, E] (1e-5), which
-//   the layer does not expose, through a case with k = E whose experts output unit vectors;
+//   Mixtral's and NLLB-MoE's parameter names, dropless, with a capacity small enough to drop
+//   assignments and with one large enough to drop none: the output, the auxiliary and z losses and
+//   the gradients of the input, the router and every expert parameter of sum(y * dy) + a * aux + b
+//   * z, each within 1e-5 of the reference (max |got - want| over max |want|, per tensor); the
+//   choices per expert, the capacity and the dropped assignments exactly; the router probabilities
+//   [N, E] (1e-5), which the layer does not expose, through a case with k = E whose experts output
+//   unit vectors;
 // - the auxiliary loss is 1 (within 1e-6) when routing is uniform and E when every token's
 //   probability sits on one expert with k = 1 (E / k with k choices per token);
 // - evaluation is dropless whatever the capacity, and the packed inference path gives the
@@ -45,6 +46,7 @@ struct MoeCase {
   std::string act;
   bool gated, bias;
   Drops drops;
+  nn::MoeNames names = nn::MoeNames::mixtral;
 };
 
 const int64_t kBatch = 3, kLength = 8, kModel = 12, kHidden = 20;
@@ -53,8 +55,8 @@ const double kAuxWeight = 0.7, kZWeight = 0.3;  // large enough to weigh in ever
 // A layer with random weights: decisive routing (logits of a few units) and nonzero biases.
 nn::MoeFeedForward random_layer(const MoeCase& c, Rng& rng) {
   nn::MoeOptions options{c.experts, c.top_k, 1, c.capacity_factor};
-  nn::MoeFeedForward layer(options, nn::MoeNames::mixtral, kModel, kHidden,
-                           ops::activation_from_name(c.act), c.gated, c.bias);
+  nn::MoeFeedForward layer(options, c.names, kModel, kHidden, ops::activation_from_name(c.act),
+                           c.gated, c.bias);
   layer.init(rng);
   layer.router.weight.mutable_value().copy_from(randn({c.experts, kModel}, rng, 0.5f));
   nn::ParamList params;
@@ -101,6 +103,7 @@ TEST(Moe, MatchesMixtralAndSwitchReference) {
       {"k2_e4_gelu_drops_no_bias", 4, 2, 0.75, "gelu", false, false, Drops::some},
       {"k1_e8_gated_roomy", 8, 1, 3.0, "silu", true, false, Drops::none},
       {"k2_e4_silu_roomy", 4, 2, 1.5, "silu", false, true, Drops::none},
+      {"k2_e4_nllb_drops", 4, 2, 0.75, "relu", false, true, Drops::some, nn::MoeNames::nllb},
       {"k4_e4_probabilities", 4, 4, 0.0, "gelu", false, true, Drops::dropless},
   };
   const int64_t tokens = kBatch * kLength;

@@ -18,7 +18,9 @@ DIR/cases.json maps a case name to {"experts", "top_k", "capacity_factor", "act"
 "aux_weight", "z_weight"}; DIR/inputs.safetensors holds, per case, "<case>.x" [B, L, d],
 "<case>.dy" [B, L, d] and the layer's parameters under "<case>.<name>" with Mixtral's names
 (<name> ending in "gate.weight" [E, d] for the router and "experts.M.w1.weight" [ff, d],
-"experts.M.w3.weight" [ff, d] (gated only), "experts.M.w2.weight" [d, ff], and their ".bias").
+"experts.M.w3.weight" [ff, d] (gated only), "experts.M.w2.weight" [d, ff], and their ".bias")
+or NLLB-MoE's ("router.classifier.weight", "experts.expert_M.fc1.weight" as w1 and
+"experts.expert_M.fc2.weight" as w2).
 Writes DIR/reference.safetensors with, per case: "<case>.y" [B, L, d], ".probs" [N, E],
 ".aux" [1], ".z" [1], ".expert_choices" [E], ".dropped" [1], ".capacity" [1] (0: unlimited) and
 the gradients of loss = sum(y * dy) + aux_weight * aux + z_weight * z: "<case>.grad.x" and
@@ -40,7 +42,9 @@ import safetensors_np  # noqa: E402
 
 ACTIVATIONS = {"relu": F.relu, "gelu": F.gelu, "silu": F.silu,
                "gelu_tanh": lambda v: F.gelu(v, approximate="tanh")}
-EXPERT = re.compile(r"experts\.(\d+)\.(w[123])\.(weight|bias)$")
+EXPERT = re.compile(r"experts\.(?:expert_)?(\d+)\.(w[123]|fc[12])\.(weight|bias)$")
+ROUTER = re.compile(r"(gate|router\.classifier)\.weight$")
+NLLB_NAMES = {"fc1": "w1", "fc2": "w2"}
 TIE_MARGIN = 1e-4
 
 
@@ -88,14 +92,15 @@ def moe_case(name, c, t):
     x = t.pop("x").requires_grad_(True)
     dy = t.pop("dy")
     params = {key: v.requires_grad_(True) for key, v in t.items()}
-    router = [v for key, v in params.items() if key.endswith("gate.weight")]
+    router = [v for key, v in params.items() if ROUTER.search(key)]
     assert len(router) == 1, f"case {name}: no single router weight among {sorted(params)}"
     e_count, k = c["experts"], c["top_k"]
     experts = [{} for _ in range(e_count)]
     for key, v in params.items():
         m = EXPERT.search(key)
         if m:
-            experts[int(m.group(1))][m.group(2) + "." + m.group(3)] = v
+            matrix = NLLB_NAMES.get(m.group(2), m.group(2))
+            experts[int(m.group(1))][matrix + "." + m.group(3)] = v
     for i, w in enumerate(experts):
         need = {"w1.weight", "w2.weight"} | ({"w3.weight"} if c["gated"] else set())
         assert need <= set(w), f"case {name}: expert {i} lacks {sorted(need - set(w))}"

@@ -19,6 +19,9 @@ Var linear(const Var& x, const Var& w, const Var& bias);
 // three [..., out] tensors more).
 Var lora_linear(const Var& x, const Var& w, const Var& bias, const Var& x_lora, const Var& a,
                 const Var& b, float scaling);
+// x [..., in] @ w[out, in]^T with its products in f32 whatever the autocast precision, forward
+// and backward (MoE routers decide in f32).
+Var linear_in_f32(const Var& x, const Var& w);
 Var add(const Var& a, const Var& b);  // broadcasting
 Var mul(const Var& a, const Var& b);  // broadcasting
 Var scale(const Var& x, float s);
@@ -34,6 +37,8 @@ Var rms_norm(const Var& x, const Var& gamma, float eps = 1e-6f);
 // device. See ops::rope_forward.
 Var rope(const Var& x, const Tensor& positions, double theta);
 Var softmax(const Var& x);
+// log(sum(exp(x))) over the last axis: [..., n] -> [...].
+Var logsumexp(const Var& x);
 Var activation(ops::Activation act, const Var& x);
 inline Var relu(const Var& x) {
   return activation(ops::Activation::relu, x);
@@ -47,6 +52,12 @@ Var dropout(const Var& x, float p, Rng& rng);
 Var permute(const Var& x, const std::vector<int>& dims);
 Var concat(const std::vector<Var>& xs, int axis);
 std::vector<Var> split(const Var& x, const std::vector<int64_t>& sizes, int axis);
+// Rows [begin, end) of x [N, ...] along axis 0, as a view (free); the gradient is added back.
+Var slice_rows(const Var& x, int64_t begin, int64_t end);
+// y[i] = x[index[i]] for x [N, ...] and index i32 [M] -> [M, ...]; backward scatter-adds.
+Var gather_rows(const Var& x, const Tensor& index);
+// The adjoint: y [rows, d] = 0, then y[index[i]] += x[i] for x [M, d]; backward gathers.
+Var scatter_add_rows(const Var& x, const Tensor& index, int64_t rows);
 
 // q [B, H, Lq, D], k/v [B, H, Lk, D] -> [B, H, Lq, D]. See ops::attention_forward.
 Var attention(const Var& q, const Var& k, const Var& v, const ops::AttentionMask& mask, float scale,

@@ -52,4 +52,39 @@ std::vector<Var> split(const Var& x, const std::vector<int64_t>& sizes, int axis
   return outs;
 }
 
+Var slice_rows(const Var& x, int64_t begin, int64_t end) {
+  Var out(x.value().slice_rows(begin, end), needs_tape(x));
+  if (!out.requires_grad()) return out;
+  Tape::active()->record([x, out, begin, end]() mutable {
+    if (!out.has_grad()) return;
+    Tensor dx = x.grad().slice_rows(begin, end);  // a view: adds in place
+    ops::axpy(1.f, out.grad(), dx);
+  });
+  return out;
+}
+
+Var gather_rows(const Var& x, const Tensor& index) {
+  Var out(ops::gather_rows(x.value(), index), needs_tape(x));  // [M, ...]
+  if (!out.requires_grad()) return out;
+  Tape::active()->record([x, index, out]() mutable {
+    if (!out.has_grad()) return;
+    int64_t n = x.value().size(0), row = n ? x.value().numel() / n : 0;
+    Tensor dx = x.grad().reshape({n, row});
+    ops::embedding_backward(out.grad().reshape({index.size(0), row}), index, dx);
+  });
+  return out;
+}
+
+Var scatter_add_rows(const Var& x, const Tensor& index, int64_t rows) {
+  check_shape(x.value().rank() == 2, "scatter_add_rows needs x [M, d]");
+  Tensor y = Tensor::zeros({rows, x.shape()[1]}, x.value().dtype(), x.value().device());
+  ops::embedding_backward(x.value(), index, y);  // y[index[i]] += x[i]
+  Var out(y, needs_tape(x));
+  if (!out.requires_grad()) return out;
+  Tape::active()->record([x, index, out]() mutable {
+    if (out.has_grad()) ops::axpy(1.f, ops::gather_rows(out.grad(), index), x.grad());
+  });
+  return out;
+}
+
 }  // namespace qkv

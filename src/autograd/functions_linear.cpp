@@ -1,5 +1,6 @@
 // Matrix products and elementwise arithmetic: forward op and backward step side by side.
 #include "autograd/functions.h"
+#include "ops/precision.h"
 
 namespace qkv {
 
@@ -42,6 +43,23 @@ Var linear(const Var& x, const Var& w, const Var& bias) {
     if (!out.has_grad()) return;
     Tensor dx = grad_or_none(x), dw = grad_or_none(w);
     Tensor db = bias.defined() ? grad_or_none(bias) : Tensor();
+    ops::linear_backward(out.grad(), x.value(), w.value(), dx, dw, db);
+  });
+  return out;
+}
+
+Var linear_in_f32(const Var& x, const Var& w) {
+  Tensor y;
+  {
+    ops::AutocastScope f32(ops::MatmulPrecision::f32);
+    y = ops::linear_forward(x.value(), w.value(), Tensor());
+  }
+  Var out(y, needs_tape(x, w));
+  if (!out.requires_grad()) return out;
+  Tape::active()->record([x, w, out]() mutable {
+    if (!out.has_grad()) return;
+    ops::AutocastScope f32(ops::MatmulPrecision::f32);
+    Tensor dx = grad_or_none(x), dw = grad_or_none(w), db;
     ops::linear_backward(out.grad(), x.value(), w.value(), dx, dw, db);
   });
   return out;

@@ -84,4 +84,13 @@ Var dropout(const Var& x, float p, Rng& rng) {
   return out;
 }
 
+Var logsumexp(const Var& x) {
+  Var out(ops::logsumexp_forward(x.value()), needs_tape(x));  // [...]
+  if (!out.requires_grad()) return out;
+  Tape::active()->record([x, out]() mutable {
+    if (out.has_grad()) ops::logsumexp_backward(out.grad(), x.value(), out.value(), x.grad());
+  });
+  return out;
+}
+
 }  // namespace qkv

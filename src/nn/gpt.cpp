@@ -18,6 +18,11 @@ Var repeat_heads(const Var& x, int64_t groups) {
   return reshape(wide, {s[0], s[1] * groups, s[2], s[3]});
 }
 
+// The MLP's activation: silu for swiglu (gated), else the named one.
+ops::Activation mlp_activation(const GptConfig& c) {
+  return c.swiglu() ? ops::Activation::silu : ops::activation_from_name(c.mlp);
+}
+
 // i32 [B, L]: offsets[b] + l.
 Tensor position_ids(const std::vector<int64_t>& offsets, int64_t len, Device device) {
   std::vector<int32_t> ids;
@@ -50,6 +55,7 @@ void GptBlock::params(const std::string& prefix, ParamList& out) const {
   v_proj.params(prefix + ".self_attn.v_proj", out);
   o_proj.params(prefix + ".self_attn.o_proj", out);
   post_attention_layernorm.params(prefix + ".post_attention_layernorm", out);
+  if (is_moe()) return moe.params(prefix, out);
   if (gate_proj.weight.defined()) gate_proj.params(prefix + ".mlp.gate_proj", out);
   up_proj.params(prefix + ".mlp.up_proj", out);
   down_proj.params(prefix + ".mlp.down_proj", out);
@@ -60,6 +66,7 @@ void GptBlock::linears(const std::string& prefix, LinearList& out) {
   out.emplace_back(prefix + ".self_attn.k_proj", &k_proj);
   out.emplace_back(prefix + ".self_attn.v_proj", &v_proj);
   out.emplace_back(prefix + ".self_attn.o_proj", &o_proj);
+  if (is_moe()) return moe.linears(prefix, out);
   if (gate_proj.weight.defined()) out.emplace_back(prefix + ".mlp.gate_proj", &gate_proj);
   out.emplace_back(prefix + ".mlp.up_proj", &up_proj);
   out.emplace_back(prefix + ".mlp.down_proj", &down_proj);
@@ -79,8 +86,13 @@ Gpt::Gpt(const GptConfig& config)
     b.post_attention_layernorm = Norm(d, c.rms_norm(), c.norm_eps);
     b.q_proj = Linear(d, d, c.bias), b.k_proj = Linear(d, kv, c.bias);
     b.v_proj = Linear(d, kv, c.bias), b.o_proj = Linear(d, d, c.bias);
-    if (c.swiglu()) b.gate_proj = Linear(d, ff, c.bias);
-    b.up_proj = Linear(d, ff, c.bias), b.down_proj = Linear(ff, d, c.bias);
+    if (c.moe.is_moe_layer(i)) {
+      b.moe =
+          MoeFeedForward(c.moe, MoeNames::mixtral, d, ff, mlp_activation(c), c.swiglu(), c.bias);
+    } else {
+      if (c.swiglu()) b.gate_proj = Linear(d, ff, c.bias);
+      b.up_proj = Linear(d, ff, c.bias), b.down_proj = Linear(ff, d, c.bias);
+    }
     layers_.push_back(std::move(b));
   }
   if (!c.tie_embeddings) lm_head_ = Linear(d, c.vocab_size, false);
@@ -91,7 +103,8 @@ void Gpt::init(Rng& rng) {
   for (auto& [name, p] : params()) {
     Tensor& t = p.mutable_value();
     bool matrix = t.rank() == 2;
-    bool into_residual = name.ends_with("o_proj.weight") || name.ends_with("down_proj.weight");
+    bool into_residual = name.ends_with("o_proj.weight") || name.ends_with("down_proj.weight") ||
+                         name.ends_with(".w2.weight");
     if (matrix)
       init_normal(t, rng, into_residual ? residual_std : std);
     else if (name.ends_with("norm.weight") || name.ends_with("layernorm.weight"))
@@ -184,8 +197,9 @@ Var Gpt::attention(size_t layer, const Var& x, const Tensor& positions, const Co
 
 Var Gpt::mlp(size_t layer, const Var& x, const Context& ctx, const Inference* inference) const {
   const GptBlock& b = layers_[layer];
+  if (b.is_moe()) return inference ? b.moe(x, inference->packed->layers[layer].moe) : b.moe(x, ctx);
   bool swiglu = config_.swiglu();
-  ops::Activation act = swiglu ? ops::Activation::silu : ops::activation_from_name(config_.mlp);
+  ops::Activation act = mlp_activation(config_);
   if (inference) {
     const PackedGpt::Layer& p = inference->packed->layers[layer];
     Var h = p.gate_up(x);  // [B, L, 2 ff] (gate, up) or [B, L, ff]
@@ -280,10 +294,16 @@ void copy_cache_row(const KvCache& source, int64_t from, KvCache& cache, int64_t
 PackedGpt Gpt::pack() const {
   PackedGpt p;
   for (const GptBlock& b : layers_) {
-    std::vector<const Linear*> gate_up{&b.up_proj};
-    if (config_.swiglu()) gate_up = {&b.gate_proj, &b.up_proj};
-    p.layers.push_back({PackedLinear({&b.q_proj, &b.k_proj, &b.v_proj}), PackedLinear({&b.o_proj}),
-                        PackedLinear(gate_up), PackedLinear({&b.down_proj})});
+    PackedGpt::Layer l;
+    l.qkv = PackedLinear({&b.q_proj, &b.k_proj, &b.v_proj}), l.o_proj = PackedLinear({&b.o_proj});
+    if (b.is_moe()) {
+      l.moe = b.moe.pack();
+    } else {
+      std::vector<const Linear*> gate_up{&b.up_proj};
+      if (config_.swiglu()) gate_up = {&b.gate_proj, &b.up_proj};
+      l.gate_up = PackedLinear(gate_up), l.down_proj = PackedLinear({&b.down_proj});
+    }
+    p.layers.push_back(std::move(l));
   }
   p.lm_head = PackedLinear(output_weight().value(), Tensor());
   return p;

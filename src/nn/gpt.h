@@ -15,6 +15,10 @@
 //   model.layers.N.post_attention_layernorm.weight
 //   model.layers.N.mlp.{gate_proj (swiglu),up_proj,down_proj}.weight
 //   model.norm.weight                         lm_head.weight [V, d] (untied only)
+// An MoE block (moe-experts > 0, nn/moe.h) has Mixtral's MLP instead of mlp.*:
+//   model.layers.N.block_sparse_moe.gate.weight [E, d]
+//   model.layers.N.block_sparse_moe.experts.M.{w1,w3,w2}.weight   (w1 = gate, w3 = up (swiglu
+//   only), w2 = down)
 // GPT-2 checkpoints (transformer.h.N.attn.c_attn, Conv1D [in, out]) are renamed and split by
 // src/convert.
 #pragma once
@@ -23,6 +27,7 @@
 
 #include "config/options.h"
 #include "nn/layers.h"
+#include "nn/moe.h"
 #include "nn/packed_linear.h"
 
 namespace qkv::nn {
@@ -44,6 +49,9 @@ struct GptConfig {
   // The tokenizer's specials (-1: none). bos starts every sequence when the tokenizer adds one;
   // eos ends generation.
   int32_t bos_id = -1, eos_id = -1;
+  // Mixture-of-Experts MLPs (Mixtral's, with the family's MLP as experts) in the layers it
+  // selects.
+  MoeOptions moe;
 
   int64_t head_dim() const { return d_model / heads; }
   int64_t kv_head_count() const { return kv_heads > 0 ? kv_heads : heads; }
@@ -54,7 +62,7 @@ struct GptConfig {
 
   // The fields a user picks when training, under the kebab-case keys a training YAML and
   // config.yaml share (context-length, d-model, layers, heads, kv-heads, d-ff, positions,
-  // rope-theta, norm, norm-eps, mlp).
+  // rope-theta, norm, norm-eps, mlp, and MoeOptions' moe-*).
   void bind_shape(Options& options);
   // Every field: bind_shape's, then bias, tie-embeddings, vocab-size, dropout, bos-id, eos-id.
   void bind(Options& options);
@@ -78,7 +86,9 @@ struct Norm {
 struct GptBlock {
   Norm input_layernorm, post_attention_layernorm;
   Linear q_proj, k_proj, v_proj, o_proj;
-  Linear gate_proj, up_proj, down_proj;  // gate_proj: swiglu only
+  Linear gate_proj, up_proj, down_proj;  // gate_proj: swiglu only; none in an MoE block
+  MoeFeedForward moe;                    // an MoE block's MLP (block_sparse_moe), else empty
+  bool is_moe() const { return !moe.experts.empty(); }
   void params(const std::string& prefix, ParamList& out) const;
   void linears(const std::string& prefix, LinearList& out);
 };
@@ -97,6 +107,7 @@ struct KvCache {
 struct PackedGpt {
   struct Layer {
     PackedLinear qkv, o_proj, gate_up, down_proj;  // gate_up: up alone without swiglu
+    PackedMoe moe;                                 // MoE blocks instead of gate_up, down_proj
   };
   std::vector<Layer> layers;
   PackedLinear lm_head;

@@ -45,6 +45,7 @@ void GptConfig::bind_shape(Options& o) {
   o.add("norm", norm, "layernorm or rmsnorm");
   o.add("norm-eps", norm_eps, "epsilon of the norms");
   o.add("mlp", mlp, "MLP: gelu, gelu_tanh or swiglu");
+  moe.bind(o);
 }
 
 void GptConfig::bind(Options& o) {
@@ -86,6 +87,7 @@ void GptConfig::check(const std::string& where) const {
   for (auto [name, id] : {std::pair{"bos-id", bos_id}, {"eos-id", eos_id}})
     if (id < -1 || id >= vocab_size)
       fail(std::string(name) + " " + std::to_string(id) + " is outside the vocabulary");
+  moe.check(where, layers);
 }
 
 }  // namespace qkv::nn

@@ -11,12 +11,18 @@
 
 namespace qkv::nn {
 
+struct MoeRecord;  // nn/moe.h
+
 // What a forward pass needs besides its inputs.
 struct Context {
   bool training = false;
   float dropout = 0.f;  // applied only while training
   Rng* rng = nullptr;   // dropout masks
   ops::AttentionImpl attention = ops::AttentionImpl::automatic;
+  // Mixture-of-Experts layers (nn/moe.h) record their routing and auxiliary losses here when
+  // set, and multiply their routers' inputs by noise U(1 - j, 1 + j) while training.
+  MoeRecord* moe = nullptr;
+  float moe_jitter = 0.f;
 
   float dropout_p() const { return training ? dropout : 0.f; }
   // Dropout with this context's rate (identity outside training).

@@ -144,6 +144,9 @@ QKV_KERNEL(rope_backward, (const T* dy, const int32_t* positions, int64_t batch,
 QKV_KERNEL(softmax_forward, (const T* x, int64_t rows, int64_t cols, T* y));
 QKV_KERNEL(softmax_backward, (const T* dy, const T* y, int64_t rows, int64_t cols, T* dx));
 QKV_KERNEL(log_softmax_forward, (const T* x, int64_t rows, int64_t cols, T* y));
+QKV_KERNEL(logsumexp_forward, (const T* x, int64_t rows, int64_t cols, T* y));
+QKV_KERNEL(logsumexp_backward,
+           (const T* dy, const T* x, const T* y, int64_t rows, int64_t cols, T* dx));
 
 QKV_KERNEL(activation_forward, (Activation act, const T* x, T* y, int64_t n));
 QKV_KERNEL(activation_backward, (Activation act, const T* dy, const T* x, T* dx, int64_t n));

@@ -88,6 +88,10 @@ void rope_backward(const Tensor& dy, const Tensor& positions, double theta, Tens
 Tensor softmax_forward(const Tensor& x);
 void softmax_backward(const Tensor& dy, const Tensor& y, Tensor& dx);
 Tensor log_softmax_forward(const Tensor& x);
+// log(sum(exp(x))) over the last axis, in f32: x [..., n] -> [...] (a row of only -inf gives
+// -inf). Backward: dx += dy * exp(x - y) (= dy * softmax(x)).
+Tensor logsumexp_forward(const Tensor& x);
+void logsumexp_backward(const Tensor& dy, const Tensor& x, const Tensor& y, Tensor& dx);
 
 // ---------------------------------------------------------------------------------------------
 // Activations. gelu is the exact (erf) form; gelu_tanh the tanh approximation (GPT-2); silu

@@ -30,6 +30,30 @@ Tensor log_softmax_forward(const Tensor& x) {
   return rowwise<kernels::log_softmax_forward>("log_softmax", x);
 }
 
+Tensor logsumexp_forward(const Tensor& x) {
+  check_input("logsumexp", x);
+  Shape shape(x.shape().begin(), x.shape().end() - 1);
+  Tensor y = Tensor::empty(shape, x.dtype(), x.device());
+  dispatch<kernels::logsumexp_forward>(x.device(), x.dtype(), [&]<typename T>(auto* kernel) {
+    kernel(x.data<T>(), rows_of(x), x.size(-1), y.data<T>());
+  });
+  return y;
+}
+
+void logsumexp_backward(const Tensor& dy, const Tensor& x, const Tensor& y, Tensor& dx) {
+  const char* op = "logsumexp_backward";
+  if (!dx.defined()) return;
+  check_input(op, x);
+  QKV_REQUIRE(dx.shape() == x.shape() && dy.numel() == rows_of(x) && y.numel() == rows_of(x), op,
+              "dx " + shape_str(dx.shape()) + " must match x " + shape_str(x.shape()) +
+                  ", dy and y have one value per row");
+  common_dtype(op, {&dy, &x, &y, &dx});
+  Device dev = common_device(op, {&dy, &x, &y, &dx});
+  dispatch<kernels::logsumexp_backward>(dev, x.dtype(), [&]<typename T>(auto* kernel) {
+    kernel(dy.data<T>(), x.data<T>(), y.data<T>(), rows_of(x), x.size(-1), dx.data<T>());
+  });
+}
+
 void softmax_backward(const Tensor& dy, const Tensor& y, Tensor& dx) {
   const char* op = "softmax_backward";
   if (!dx.defined()) return;

@@ -82,6 +82,7 @@ nn::GptConfig LmTrainConfig::model_config(int64_t vocab, int32_t bos_id, int32_t
   if (!m.norm.empty()) c.norm = m.norm;
   if (m.norm_eps != -1) c.norm_eps = m.norm_eps;
   if (!m.mlp.empty()) c.mlp = m.mlp;
+  c.moe = m.moe;  // no preset has experts
   if (bias != "preset") c.bias = bias == "true";
   if (tie_embeddings != "preset") c.tie_embeddings = tie_embeddings == "true";
   if (dropout >= 0) c.dropout = float(dropout);

@@ -173,7 +173,7 @@ int64_t train_lm(const LmTrainConfig& cfg) {
     double loss_sum = 0;
     for (int64_t i = 0; i < cfg.accumulate; ++i) {
       data::LmBatch b = sampler.next();
-      loss_sum += loop.forward_backward([&] {
+      loss_sum += loop.forward_backward(b.scored_tokens, [&] {
         return eval::lm_loss_sum(model, b.inputs.to(device), b.targets.to(device),
                                  cfg.label_smoothing, ctx);
       });

@@ -41,6 +41,7 @@ void LoopConfig::bind_loop(Options& o) {
   o.add("init-from", init_from,
         "start from this trained model directory: its config, tokenizer and weights (best)");
   lora.bind(o);
+  moe_loss.bind(o);
 }
 
 void LoopConfig::validate_loop() const {
@@ -60,6 +61,7 @@ void LoopConfig::validate_loop() const {
   need(disp_freq > 0 && valid_freq > 0 && save_freq > 0,
        "disp-freq, valid-freq and save-freq must be positive");
   lora.check();
+  moe_loss.check();
   need(!lora.enabled() || !init_from.empty(),
        "lora-rank needs init-from: LoRA adapts a trained model");
 }
@@ -96,7 +98,23 @@ TrainingLoop::TrainingLoop(const LoopConfig& config, const std::string& model_di
 }
 
 nn::Context TrainingLoop::context(float dropout) {
-  return {true, dropout, &dropout_rng_, ops::AttentionImpl::automatic};
+  return {true,          dropout,
+          &dropout_rng_, ops::AttentionImpl::automatic,
+          &moe_record_,  float(config_.moe_loss.jitter)};
+}
+
+Var TrainingLoop::with_moe_losses(const Var& loss, int64_t items) {
+  if (moe_record_.layers.empty()) return loss;
+  disp_moe_.add(moe_record_), valid_moe_.add(moe_record_);
+  Var aux, z;
+  for (const nn::MoeLayerRecord& l : moe_record_.layers) {
+    aux = aux.defined() ? add(aux, l.aux_loss) : l.aux_loss;
+    z = z.defined() ? add(z, l.z_loss) : l.z_loss;
+  }
+  float per_layer = float(items) / float(moe_record_.layers.size());
+  const nn::MoeLossOptions& o = config_.moe_loss;
+  return add(loss, add(scale(aux, float(o.aux_loss_coef) * per_layer),
+                       scale(z, float(o.z_loss_coef) * per_layer)));
 }
 
 double TrainingLoop::run_seconds() const {
@@ -147,8 +165,10 @@ void TrainingLoop::update(double loss_sum, int64_t count, int64_t examples,
                  disp_loss_ / disp_count_,
                  optim::learning_rate(schedule_, float(config_.learning_rate), progress_.update,
                                       config_.warmup_steps, schedule_length()),
-                 disp_norm_ / double(disp_updates_), disp_count_ / secs, elapsed()});
+                 disp_norm_ / double(disp_updates_), disp_count_ / secs, elapsed(),
+                 disp_moe_.empty() ? std::nullopt : std::optional(disp_moe_.stats())});
     disp_loss_ = disp_count_ = disp_norm_ = 0, disp_updates_ = 0;
+    disp_moe_.clear();
     disp_start_ = Clock::now();
   }
   bool out_of_time = config_.max_time > 0 && run_seconds() >= config_.max_time * 60.0;
@@ -186,6 +206,10 @@ void TrainingLoop::validated(ValidStats& s, double score, const std::string& sco
   }
   s.stalled = progress_.validations_without_improvement;
   log_.validation(s);
+  if (!valid_moe_.empty()) {
+    log_.note("moe", "MoE routing since the last validation: " + valid_moe_.summary());
+    valid_moe_.clear();
+  }
   if (config_.early_stopping > 0 &&
       progress_.validations_without_improvement >= config_.early_stopping) {
     log_.note("stop", "early stopping: no better " + score_name + " in " +

@@ -10,10 +10,9 @@
 // A trainer reads its data, builds its model and runs:
 //   TrainingLoop loop(config, model_dir, params, log);
 //   while (!loop.stopping()) {
-//     loss_sum += loop.forward_backward([&] { return ... loss over a batch ...; });  (or several)
-//     loop.update(loss_sum, count, examples, data_position);
-//     if (loop.validation_due()) loop.validated(stats, score);
-//     loop.checkpoint_if_due();
+//     loss_sum += loop.forward_backward(items, [&] { return ... loss over a batch ...; });  (or
+//     several) loop.update(loss_sum, count, examples, data_position); if (loop.validation_due())
+//     loop.validated(stats, score); loop.checkpoint_if_due();
 //   }
 //   loop.finish();
 #pragma once
@@ -26,6 +25,7 @@
 #include "model_dir/model_dir.h"
 #include "nn/layers.h"
 #include "nn/lora.h"
+#include "nn/moe.h"
 #include "ops/precision.h"
 #include "optim/optimizer.h"
 #include "train/checkpoint.h"
@@ -55,6 +55,8 @@ struct LoopConfig {
   // adapter trained on it instead of the whole model (lora.rank > 0).
   std::string init_from;
   nn::LoraOptions lora;
+  // How Mixture-of-Experts routers are trained (models with moe-experts > 0).
+  nn::MoeLossOptions moe_loss;
 
   // Registers these options (kebab-case keys) on `options`.
   void bind_loop(Options& options);
@@ -85,23 +87,30 @@ class TrainingLoop {
                TrainLog& log, const WeightFiles& files = {});
   bool resumed() const { return resumed_; }
   const Progress& progress() const { return progress_; }
-  // A training context with `dropout` and the run's dropout RNG (saved in checkpoints).
+  // A training context with `dropout` and the run's dropout RNG (saved in checkpoints), and
+  // the loop's record of MoE routing.
   nn::Context context(float dropout);
   // The precision option, for the AutocastScope around forward and backward passes.
   ops::MatmulPrecision precision() const { return ops::precision_from_name(config_.precision); }
-  // One forward pass recorded on a tape (loss_fn returns a [1] loss Var) and its backward
-  // pass, in the run's precision; returns the loss. Gradients add up until update().
+  // One forward pass recorded on a tape (loss_fn returns a [1] loss Var summed over `items`
+  // target tokens or images) and its backward pass, in the run's precision; returns the loss.
+  // Gradients add up until update(). MoE layers' losses, means over their layers, join the
+  // backward pass as items * (moe-aux-loss-coef * aux + moe-z-loss-coef * z), so that they
+  // weigh per item what they weigh in a mean loss.
   template <class LossFn>
-  double forward_backward(LossFn&& loss_fn) {
+  double forward_backward(int64_t items, LossFn&& loss_fn) {
     ops::AutocastScope autocast(precision());
     Tape tape;
-    Var loss;
+    Var loss, total;
+    moe_record_.clear();
     {
       Recording rec(tape);
       loss = loss_fn();
+      total = with_moe_losses(loss, items);
     }
     double value = loss.value().item();
-    tape.backward(loss);
+    tape.backward(total);
+    moe_record_.clear();
     return value;
   }
 
@@ -134,6 +143,8 @@ class TrainingLoop {
   // Stops (with a note) a resumed max-time run that has reached the end of the cosine
   // schedule it keeps.
   void stop_if_schedule_done();
+  // loss plus the MoE losses of moe_record_ (which the log tallies), or loss without MoE.
+  Var with_moe_losses(const Var& loss, int64_t items);
 
   LoopConfig config_;
   std::string model_dir_;
@@ -153,6 +164,8 @@ class TrainingLoop {
   int64_t disp_updates_ = 0, disp_examples_ = 0;
   int64_t skipped_ = 0;                          // updates skipped in this run
   int64_t last_validation_ = 0, last_save_ = 0;  // updates at which these were last done
+  nn::MoeRecord moe_record_;                     // of the forward pass under way
+  MoeTally disp_moe_, valid_moe_;                // since the last log line, validation
 };
 
 }  // namespace qkv::train

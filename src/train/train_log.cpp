@@ -56,21 +56,26 @@ void TrainLog::json(const std::string& text) {
 }
 
 void TrainLog::update(const UpdateStats& s) {
-  line(format(
-      "Ep. %lld : Up. %lld : %s %lld : Cost %.4f : L.r. %.4e : gNorm %.3f : "
-      "%.1f %s/s : Time %.1fs",
-      (long long)s.epoch, (long long)s.update, units_.examples.c_str(), (long long)s.examples,
-      s.loss, s.learning_rate, s.grad_norm, s.items_per_s, units_.items.c_str(), s.elapsed_s));
-  json(nlohmann::json{{"event", "update"},
-                      {"epoch", s.epoch},
-                      {"update", s.update},
-                      {units_.examples_key, s.examples},
-                      {"loss", s.loss},
-                      {"lr", s.learning_rate},
-                      {"grad_norm", s.grad_norm},
-                      {units_.items_key, s.items_per_s},
-                      {"elapsed_s", s.elapsed_s}}
-           .dump());
+  std::string moe;
+  if (s.moe)
+    moe = format(" : MoE aux %.4f z %.4f dropped %.2f%%", s.moe->aux_loss, s.moe->z_loss,
+                 100 * s.moe->dropped);
+  line(
+      format("Ep. %lld : Up. %lld : %s %lld : Cost %.4f : L.r. %.4e : gNorm %.3f : "
+             "%.1f %s/s : Time %.1fs%s",
+             (long long)s.epoch, (long long)s.update, units_.examples.c_str(),
+             (long long)s.examples, s.loss, s.learning_rate, s.grad_norm, s.items_per_s,
+             units_.items.c_str(), s.elapsed_s, moe.c_str()));
+  nlohmann::json j{{"event", "update"},        {"epoch", s.epoch},
+                   {"update", s.update},       {units_.examples_key, s.examples},
+                   {"loss", s.loss},           {"lr", s.learning_rate},
+                   {"grad_norm", s.grad_norm}, {units_.items_key, s.items_per_s},
+                   {"elapsed_s", s.elapsed_s}};
+  if (s.moe) {
+    j["moe_aux_loss"] = s.moe->aux_loss, j["moe_z_loss"] = s.moe->z_loss;
+    j["moe_dropped"] = s.moe->dropped, j["moe_load"] = s.moe->load;
+  }
+  json(j.dump());
 }
 
 void TrainLog::validation(const ValidStats& s) {

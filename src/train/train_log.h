@@ -3,9 +3,12 @@
 // progress bar between lines when standard error is a terminal.
 #pragma once
 #include <cstdio>
+#include <optional>
 #include <string>
 #include <utility>
 #include <vector>
+
+#include "train/moe_tally.h"
 
 namespace qkv::train {
 
@@ -21,6 +24,7 @@ struct UpdateStats {
   double loss = 0;  // label-smoothed cross-entropy per item (target token, image)
   double learning_rate = 0, grad_norm = 0;
   double items_per_s = 0, elapsed_s = 0;
+  std::optional<MoeStats> moe;  // Mixture-of-Experts models only
 };
 
 struct ValidStats {

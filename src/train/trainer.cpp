@@ -198,8 +198,8 @@ int64_t train_seq2seq(const TrainConfig& cfg) {
     double loss_sum = 0;
     do {
       data::Batch b = batcher.next().to(device);
-      loss_sum +=
-          loop.forward_backward([&] { return batch_loss(model, b, cfg.label_smoothing, ctx); });
+      loss_sum += loop.forward_backward(
+          b.n_tgt_tokens, [&] { return batch_loss(model, b, cfg.label_smoothing, ctx); });
       tokens += b.n_tgt_tokens;
       sentences += b.size();
     } while (tokens < cfg.update_tokens);

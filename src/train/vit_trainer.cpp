@@ -119,7 +119,7 @@ int64_t train_vit(const ViTTrainConfig& cfg_in) {
 
   while (!loop.stopping()) {
     data::ImageBatch b = loader.next();
-    double loss_sum = loop.forward_backward([&] {
+    double loss_sum = loop.forward_backward(b.size(), [&] {
       return cross_entropy_sum(model.forward(b.images.to(device), ctx), b.labels.to(device), -1,
                                cfg.label_smoothing);
     });

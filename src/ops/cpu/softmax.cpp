@@ -92,8 +92,37 @@ void log_softmax_forward(const float* x, int64_t rows, int64_t cols, float* y) {
   }
 }
 
+// y = max + log(sum(exp(x - max))), with the exact exp (a loss, not an activation).
+void logsumexp_forward(const float* x, int64_t rows, int64_t cols, float* y) {
+#pragma omp parallel for schedule(static) if (rows * cols > kParallelMin)
+  for (int64_t r = 0; r < rows; ++r) {
+    const float* xr = x + r * cols;  // [cols]
+    float m = row_max(xr, cols);
+    if (m == -std::numeric_limits<float>::infinity()) {
+      y[r] = m;
+      continue;
+    }
+    double sum = 0.0;
+    for (int64_t c = 0; c < cols; ++c) sum += std::exp(double(xr[c] - m));
+    y[r] = m + float(std::log(sum));
+  }
+}
+
+// dx += dy * exp(x - y); a row of only -inf gets no gradient.
+void logsumexp_backward(const float* dy, const float* x, const float* y, int64_t rows, int64_t cols,
+                        float* dx) {
+#pragma omp parallel for schedule(static) if (rows * cols > kParallelMin)
+  for (int64_t r = 0; r < rows; ++r) {
+    if (y[r] == -std::numeric_limits<float>::infinity()) continue;
+    for (int64_t c = 0; c < cols; ++c)
+      dx[r * cols + c] += dy[r] * float(std::exp(double(x[r * cols + c]) - double(y[r])));
+  }
+}
+
 QKV_REGISTER_KERNEL(softmax_forward, Device::cpu, float, softmax_forward);
 QKV_REGISTER_KERNEL(softmax_backward, Device::cpu, float, softmax_backward);
 QKV_REGISTER_KERNEL(log_softmax_forward, Device::cpu, float, log_softmax_forward);
+QKV_REGISTER_KERNEL(logsumexp_forward, Device::cpu, float, logsumexp_forward);
+QKV_REGISTER_KERNEL(logsumexp_backward, Device::cpu, float, logsumexp_backward);
 
 }  // namespace qkv::ops::cpu

@@ -63,7 +63,44 @@ __global__ void log_softmax_forward_kernel(const float* x, int64_t cols, float* 
   float log_sum = logf(block_sum(sum));
   for (int64_t c = threadIdx.x; c < cols; c += blockDim.x) yr[c] = (xr[c] - m) - log_sum;
 }
+
+// y = max + log(sum(exp(x - max))); -inf for a row of only -inf.
+__global__ void logsumexp_forward_kernel(const float* x, int64_t cols, float* y) {
+  const float* xr = x + int64_t(blockIdx.x) * cols;
+  float m = row_max(xr, cols);
+  if (m == -INFINITY) {
+    if (threadIdx.x == 0) y[blockIdx.x] = m;
+    return;
+  }
+  double sum = 0.0;
+  for (int64_t c = threadIdx.x; c < cols; c += blockDim.x) sum += exp(double(xr[c] - m));
+  sum = block_sum(sum);
+  if (threadIdx.x == 0) y[blockIdx.x] = m + float(log(sum));
+}
+
+// dx += dy * exp(x - y); a row of only -inf gets no gradient.
+__global__ void logsumexp_backward_kernel(const float* dy, const float* x, const float* y,
+                                          int64_t cols, float* dx) {
+  int64_t off = int64_t(blockIdx.x) * cols;
+  float lse = y[blockIdx.x], g = dy[blockIdx.x];
+  if (lse == -INFINITY) return;
+  for (int64_t c = threadIdx.x; c < cols; c += blockDim.x)
+    dx[off + c] += g * float(exp(double(x[off + c]) - double(lse)));
+}
 }  // namespace
+
+void logsumexp_forward(const float* x, int64_t rows, int64_t cols, float* y) {
+  if (rows == 0) return;
+  logsumexp_forward_kernel<<<unsigned(rows), kThreads, 0, stream()>>>(x, cols, y);
+  check_launch("logsumexp_forward");
+}
+
+void logsumexp_backward(const float* dy, const float* x, const float* y, int64_t rows, int64_t cols,
+                        float* dx) {
+  if (rows == 0 || cols == 0) return;
+  logsumexp_backward_kernel<<<unsigned(rows), kThreads, 0, stream()>>>(dy, x, y, cols, dx);
+  check_launch("logsumexp_backward");
+}
 
 void softmax_forward(const float* x, int64_t rows, int64_t cols, float* y) {
   if (rows == 0 || cols == 0) return;
@@ -86,5 +123,7 @@ void log_softmax_forward(const float* x, int64_t rows, int64_t cols, float* y) {
 QKV_REGISTER_KERNEL(softmax_forward, Device::cuda, float, softmax_forward);
 QKV_REGISTER_KERNEL(softmax_backward, Device::cuda, float, softmax_backward);
 QKV_REGISTER_KERNEL(log_softmax_forward, Device::cuda, float, log_softmax_forward);
+QKV_REGISTER_KERNEL(logsumexp_forward, Device::cuda, float, logsumexp_forward);
+QKV_REGISTER_KERNEL(logsumexp_backward, Device::cuda, float, logsumexp_backward);
 
 }  // namespace qkv::ops::cuda

@@ -230,7 +230,7 @@ Var MoeFeedForward::forward(const Var& x, const Context& ctx,
     y = scatter_add_rows(mul(combined, weights), rows, n);                 // [N, d]
   }
 
-  if (ctx.moe) {
+  if (ctx.moe && n > 0) {
     MoeLayerRecord rec;
     std::vector<float> fraction;  // f_e [E]
     for (int64_t c : r.chosen) fraction.push_back(float(double(c) / double(n * k)));

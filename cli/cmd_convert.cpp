@@ -1,6 +1,7 @@
 // qkv convert: models from Hugging Face and PyTorch into qkv model directories, and back.
 //   qkv convert --from hf HF_DIR --to QKV_DIR      (MarianMTModel, ViTForImageClassification,
-//                                                   GPT2LMHeadModel, LlamaForCausalLM, timm vit_*)
+//                                                   GPT2LMHeadModel, LlamaForCausalLM,
+//                                                   MixtralForCausalLM, timm vit_*)
 //   qkv convert --from torch FILE.pt --config FILE.yaml --spm spm.model --to QKV_DIR
 //                                                  (or FILE.safetensors; --state-dict KEY)
 //   qkv convert --from qkv QKV_DIR --to hf HF_DIR
@@ -15,6 +16,7 @@
 #include "convert/hf_gpt2.h"
 #include "convert/hf_llama.h"
 #include "convert/hf_marian.h"
+#include "convert/hf_mixtral.h"
 #include "convert/hf_vit.h"
 #include "convert/hf_weights.h"
 #include "convert/json_file.h"
@@ -46,12 +48,14 @@ std::vector<std::string> from_hf(const std::string& dir, const std::string& out)
       {"ViTForImageClassification", convert::vit_from_hf},
       {"GPT2LMHeadModel", convert::gpt2_from_hf},
       {"GPT2Model", convert::gpt2_from_hf},
-      {"LlamaForCausalLM", convert::llama_from_hf}};
+      {"LlamaForCausalLM", convert::llama_from_hf},
+      {"MixtralForCausalLM", convert::mixtral_from_hf}};
   static const std::map<std::string, Converter> by_model_type = {
       {"marian", convert::marian_from_hf},
       {"vit", convert::vit_from_hf},
       {"gpt2", convert::gpt2_from_hf},
-      {"llama", convert::llama_from_hf}};
+      {"llama", convert::llama_from_hf},
+      {"mixtral", convert::mixtral_from_hf}};
   for (const auto& arch : cfg.get<std::vector<std::string>>("architectures", {}))
     if (by_architecture.count(arch)) return by_architecture.at(arch)(dir, out);
   std::string type = cfg.get<std::string>("model_type", "");
@@ -59,15 +63,19 @@ std::vector<std::string> from_hf(const std::string& dir, const std::string& out)
   throw std::runtime_error(cfg.path() + ": model_type \"" + type +
                            "\" is not supported (qkv converts marian (MarianMTModel), vit "
                            "(ViTForImageClassification), gpt2 (GPT2LMHeadModel), llama "
-                           "(LlamaForCausalLM) and timm's vit_* models)");
+                           "(LlamaForCausalLM), mixtral (MixtralForCausalLM) and timm's vit_* "
+                           "models)");
 }
 
-// A gpt model directory as the architecture its options make: RoPE -> LlamaForCausalLM,
-// learned positions -> GPT2LMHeadModel (each refuses, naming it, an option it cannot express).
+// A gpt model directory as the architecture its options make: RoPE with experts ->
+// MixtralForCausalLM, RoPE -> LlamaForCausalLM, learned positions -> GPT2LMHeadModel (each
+// refuses, naming it, an option it cannot express).
 std::vector<std::string> gpt_to_hf(const std::string& dir, const std::string& out,
                                    const std::string& which) {
   nn::GptConfig c = model_dir::read_gpt_config(model_dir::existing_config_path(dir));
-  return c.rope() ? convert::llama_to_hf(dir, out, which) : convert::gpt2_to_hf(dir, out, which);
+  if (!c.rope()) return convert::gpt2_to_hf(dir, out, which);
+  return c.moe.enabled() ? convert::mixtral_to_hf(dir, out, which)
+                         : convert::llama_to_hf(dir, out, which);
 }
 
 std::vector<std::string> convert_model(const ConvertArgs& a) {

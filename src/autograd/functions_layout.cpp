@@ -76,7 +76,8 @@ Var gather_rows(const Var& x, const Tensor& index) {
 }
 
 Var scatter_add_rows(const Var& x, const Tensor& index, int64_t rows) {
-  check_shape(x.value().rank() == 2, "scatter_add_rows needs x [M, d]");
+  check_shape(x.value().rank() == 2 && index.rank() == 1 && index.size(0) == x.shape()[0],
+              "scatter_add_rows needs x [M, d] and an index [M]");
   Tensor y = Tensor::zeros({rows, x.shape()[1]}, x.value().dtype(), x.value().device());
   ops::embedding_backward(x.value(), index, y);  // y[index[i]] += x[i]
   Var out(y, needs_tape(x));

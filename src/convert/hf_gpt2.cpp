@@ -124,6 +124,7 @@ void check_expressible(const std::string& qkv_dir, const nn::GptConfig& c) {
   require_option(qkv_dir, kArchitecture, "norm", c.norm, {"layernorm"});
   require_option(qkv_dir, kArchitecture, "mlp", c.mlp, {"gelu_tanh", "gelu"});
   require_option(qkv_dir, kArchitecture, "bias", c.bias ? "true" : "false", {"true"});
+  require_option(qkv_dir, kArchitecture, "moe-experts", std::to_string(c.moe.experts), {"0"});
   if (c.kv_head_count() != c.heads)  // multi-head attention only
     require_option(qkv_dir, kArchitecture, "kv-heads", std::to_string(c.kv_heads),
                    {"0", std::to_string(c.heads)});

@@ -26,7 +26,7 @@ namespace qkv::convert {
 std::vector<std::string> gpt2_from_hf(const std::string& hf_dir, const std::string& qkv_dir);
 // which: the checkpoint of the qkv directory, "best" or "last". Throws std::runtime_error naming
 // the option a GPT2LMHeadModel cannot express (positions rope, norm rmsnorm, mlp swiglu, no
-// biases, kv-heads other than heads).
+// biases, kv-heads other than heads, moe-experts).
 std::vector<std::string> gpt2_to_hf(const std::string& qkv_dir, const std::string& hf_dir,
                                     const std::string& which = "best");
 

@@ -6,6 +6,7 @@
 #include <vector>
 
 #include "data/image_set.h"
+#include "eval/svg_charts.h"
 #include "nn/vit.h"
 
 namespace qkv::eval {
@@ -38,9 +39,6 @@ ClassificationReport classification_report(const std::vector<int32_t>& labels,
 
 // The confusion matrix as an SVG heat map (rows: true class, columns: predicted).
 std::string confusion_svg(const ClassificationReport& report);
-// Loss per update, and validation loss and scores, from metrics.jsonl as an SVG line chart.
-// A missing file or one without update lines is an error naming it.
-std::string training_curves_svg(const std::string& metrics_jsonl);
 
 // `qkv eval` on images: classifies the test set `test_spec` (see data/image_set.h) with
 // `model`, prints the report, and writes confusion.svg and (when `metrics_jsonl` exists, the

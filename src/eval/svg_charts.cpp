@@ -1,4 +1,5 @@
-// SVG pictures written as plain text: the confusion matrix and the training curves.
+// SVG pictures written as plain text: the confusion matrix, the training curves and the
+// experts' load.
 #include <algorithm>
 #include <cmath>
 #include <fstream>
@@ -200,6 +201,53 @@ std::string training_curves_svg(const std::string& metrics_jsonl) {
   double w = score_series.empty() ? 560 : 1100, h = 380;
   std::string body = line_chart(0, 0, 550, h, "Loss (cross-entropy)", {train, valid});
   if (!score_series.empty()) body += line_chart(550, 0, 550, h, "Validation score", score_series);
+  return svg_document(w, h, body);
+}
+
+std::string expert_load_svg(const std::vector<std::vector<double>>& load,
+                            const std::string& title) {
+  size_t experts = 0;
+  double top = 0;
+  for (const auto& layer : load) {
+    experts = std::max(experts, layer.size());
+    for (double share : layer) top = std::max(top, share);
+  }
+  if (experts == 0) throw std::invalid_argument("expert_load_svg: no expert load to plot");
+  top = std::max(top, 1.0 / double(experts)) * 1.1;
+  const double bar = 14, gap = 24, left = 60, chart_top = 50, chart_h = 220;
+  double w = left + double(load.size()) * (double(experts) * bar + gap) + 20,
+         h = chart_top + chart_h + 60;
+  w = std::max(w, 420.0);
+  auto y_of = [&](double share) { return chart_top + chart_h * (1 - share / top); };
+  std::string body = text(w / 2, 24, title, "text-anchor=\"middle\" font-size=\"15\"");
+  double step = tick_step(100 * top) / 100;
+  for (double t = 0; t <= top + 1e-12; t += step) {
+    body += "<line x1=\"" + num(left) + "\" x2=\"" + num(w - 20) + "\" y1=\"" + num(y_of(t)) +
+            "\" y2=\"" + num(y_of(t)) + "\" stroke=\"#eee\"/>\n";
+    body +=
+        text(left - 6, y_of(t) + 4, num(100 * t, 0) + "%", "text-anchor=\"end\" font-size=\"11\"");
+  }
+  const char* colours[] = {"#1f77b4", "#ff7f0e", "#2ca02c", "#d62728",
+                           "#9467bd", "#8c564b", "#e377c2", "#7f7f7f"};
+  for (size_t l = 0; l < load.size(); ++l) {
+    double x0 = left + 10 + double(l) * (double(experts) * bar + gap);
+    for (size_t e = 0; e < load[l].size(); ++e) {
+      double y = y_of(load[l][e]);
+      body += "<rect x=\"" + num(x0 + double(e) * bar) + "\" y=\"" + num(y) + "\" width=\"" +
+              num(bar - 2) + "\" height=\"" + num(chart_top + chart_h - y) + "\" fill=\"" +
+              colours[e % 8] + "\"><title>layer " + std::to_string(l) + ", expert " +
+              std::to_string(e) + ": " + num(100 * load[l][e], 1) + "%</title></rect>\n";
+    }
+    body += text(x0 + double(experts) * bar / 2, chart_top + chart_h + 18,
+                 "MoE layer " + std::to_string(l), "text-anchor=\"middle\" font-size=\"12\"");
+  }
+  double uniform = y_of(1.0 / double(experts));
+  body += "<line x1=\"" + num(left) + "\" x2=\"" + num(w - 20) + "\" y1=\"" + num(uniform) +
+          "\" y2=\"" + num(uniform) + "\" stroke=\"black\" stroke-dasharray=\"5,4\"/>\n";
+  body += text(left, chart_top + chart_h + 44,
+               "bars: each expert's share of the routing choices; dashed: uniform (1/" +
+                   std::to_string(experts) + ")",
+               "font-size=\"12\"");
   return svg_document(w, h, body);
 }
 

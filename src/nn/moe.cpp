@@ -84,7 +84,12 @@ void MoeOptions::check(const std::string& where, int64_t layers) const {
   auto fail = [&](const std::string& what) { throw std::invalid_argument(where + ": " + what); };
   if (experts < 0)
     fail("moe-experts must be 0 (dense) or positive, got " + std::to_string(experts));
-  if (!enabled()) return;
+  if (!enabled()) {
+    if (top_k != 2 || every != 1 || capacity_factor != 0)
+      fail("moe-top-k, moe-every or moe-capacity-factor is set but moe-experts is " +
+           std::to_string(experts) + ": a Mixture-of-Experts layer needs moe-experts > 0");
+    return;
+  }
   if (top_k < 1 || top_k > experts)
     fail("moe-top-k must be in [1, moe-experts = " + std::to_string(experts) + "], got " +
          std::to_string(top_k));
@@ -225,7 +230,7 @@ Var MoeFeedForward::forward(const Var& x, const Context& ctx,
     y = scatter_add_rows(mul(combined, weights), rows, n);                 // [N, d]
   }
 
-  if (ctx.moe) {
+  if (ctx.moe && n > 0) {
     MoeLayerRecord rec;
     std::vector<float> fraction;  // f_e [E]
     for (int64_t c : r.chosen) fraction.push_back(float(double(c) / double(n * k)));

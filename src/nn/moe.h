@@ -22,7 +22,8 @@
 // Auxiliary losses, per layer and forward pass (the trainer weighs them, see MoeLossOptions):
 //   aux = E * sum_e f_e * P_e   (Switch's load balancing): f_e = the fraction of the N * k
 //         choices that picked e (before capacity), P_e = mean over tokens of probs[:, e]. It is
-//         1 for uniform routing and E when every token's probability mass sits on one expert.
+//         1 for uniform routing and E / k when every token's probability mass sits on one expert
+//         (E for Switch's k = 1: the other k - 1 choices must pick other experts).
 //   z   = mean over tokens of logsumexp(logits[t])^2   (ST-MoE's router z-loss)
 //
 // Parameter names follow the checkpoints of the same architecture: GPT models Mixtral's
@@ -53,8 +54,9 @@ struct MoeOptions {
   int64_t capacity(int64_t tokens) const;
   // moe-experts, moe-top-k, moe-every, moe-capacity-factor.
   void bind(Options& options);
-  // Throws std::invalid_argument (prefixed with `where`) naming the first impossible option;
-  // with `layers` (the deepest stack), also when moe-every leaves every layer dense.
+  // Throws std::invalid_argument (prefixed with `where`) naming the first impossible option:
+  // also routing options set without experts, and with `layers` (the deepest stack) a
+  // moe-every that leaves every layer dense.
   void check(const std::string& where, int64_t layers = 0) const;
 };
 

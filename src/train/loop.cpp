@@ -5,6 +5,8 @@
 #include <sstream>
 #include <stdexcept>
 
+#include "eval/svg_charts.h"
+
 namespace qkv::train {
 
 using Clock = std::chrono::steady_clock;
@@ -208,6 +210,11 @@ void TrainingLoop::validated(ValidStats& s, double score, const std::string& sco
   log_.validation(s);
   if (!valid_moe_.empty()) {
     log_.note("moe", "MoE routing since the last validation: " + valid_moe_.summary());
+    write_file_atomic(
+        model_dir_ + "/moe_load.svg",
+        eval::expert_load_svg(valid_moe_.stats().load, "Expert load up to update " +
+                                                           std::to_string(progress_.update) +
+                                                           " (since the previous validation)"));
     valid_moe_.clear();
   }
   if (config_.early_stopping > 0 &&

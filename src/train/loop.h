@@ -10,9 +10,10 @@
 // A trainer reads its data, builds its model and runs:
 //   TrainingLoop loop(config, model_dir, params, log);
 //   while (!loop.stopping()) {
-//     loss_sum += loop.forward_backward(items, [&] { return ... loss over a batch ...; });  (or
-//     several) loop.update(loss_sum, count, examples, data_position); if (loop.validation_due())
-//     loop.validated(stats, score); loop.checkpoint_if_due();
+//     loss_sum += loop.forward_backward(items, [&] { return ... batch loss ...; });  (or more)
+//     loop.update(loss_sum, count, examples, data_position);
+//     if (loop.validation_due()) loop.validated(stats, score);
+//     loop.checkpoint_if_due();
 //   }
 //   loop.finish();
 #pragma once

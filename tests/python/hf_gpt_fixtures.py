@@ -194,9 +194,11 @@ def model_of(d):
     raise ValueError(f"{d}: architecture {arch}")
 
 
-def run(d, io_path):
+def run(d, io_path, model=None):
+    """`model` (a reference with .logits) instead of the folder's GPT-2 or Llama: other
+    architectures' fixtures (mixtral_fixtures.py)."""
     io, _ = safetensors_np.load(io_path)
-    model = model_of(d)
+    model = model if model is not None else model_of(d)
     with torch.no_grad():
         logits = model.logits(torch.tensor(io["ids"].astype(np.int64)))
         greedy = []

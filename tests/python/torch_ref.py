@@ -89,6 +89,7 @@ OPS = {
     "rope": rope,
     "softmax": lambda t, a: torch.softmax(t["x"], -1),
     "log_softmax": lambda t, a: torch.log_softmax(t["x"], -1),
+    "logsumexp": lambda t, a: torch.logsumexp(t["x"], -1),
     "relu": lambda t, a: F.relu(t["x"]),
     "gelu": lambda t, a: F.gelu(t["x"]),
     "gelu_tanh": lambda t, a: F.gelu(t["x"], approximate="tanh"),
@@ -96,6 +97,10 @@ OPS = {
     "permute": lambda t, a: t["x"].permute(*a["dims"]),
     "concat": lambda t, a: torch.cat([t[f"x{i}"] for i in range(a["n"])], a["axis"]),
     "split": lambda t, a: torch.split(t["x"], a["sizes"], a["axis"])[a["index"]],
+    "slice_rows": lambda t, a: t["x"][a["begin"]:a["end"]],
+    "gather_rows": lambda t, a: t["x"][t["index"]],
+    "scatter_add_rows": lambda t, a: torch.zeros(a["rows"], t["x"].shape[1], dtype=torch.float64)
+    .index_add(0, t["index"], t["x"]),
     "attention": attention,
     "cross_entropy": cross_entropy,
     "cross_entropy_sum": lambda t, a: cross_entropy(t, a).sum().reshape(1),

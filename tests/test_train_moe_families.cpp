@@ -295,6 +295,12 @@ TEST(MoeFamilies, CommandLineTrainsAndTranslatesATranslationMoeModel) {
   CliResult score = run_qkv("score --model-dir " + dir + " --input " + pairs);
   ASSERT_EQ(score.status, 0) << score.err;
   EXPECT_LT(std::stod(score.out), 0.0) << score.out;
+
+  // MarianMTModel has no experts: exporting is a named error, not a folder missing them.
+  CliResult to_hf = run_qkv("convert --from qkv " + dir + " --to hf " + dir + "-hf");
+  EXPECT_NE(to_hf.status, 0);
+  EXPECT_NE(to_hf.err.find("moe-experts 4"), std::string::npos) << to_hf.err;
+  EXPECT_FALSE(std::filesystem::exists(dir + "-hf/model.safetensors"));
 }
 
 train::TrainConfig tiny_moe_training(const std::string& dir) {
@@ -394,6 +400,9 @@ TEST(MoeFamilies, CommandLineTrainsAndClassifiesWithAViTMoeModel) {
       run_qkv("classify --model-dir " + model + " -k 2 " + root + "/train/dark/0.png");
   ASSERT_EQ(classify.status, 0) << classify.err;
   EXPECT_EQ(lines_of(classify.out).size(), 3u) << classify.out;
+  CliResult to_hf = run_qkv("convert --from qkv " + model + " --to hf " + root + "/hf");
+  EXPECT_NE(to_hf.status, 0);
+  EXPECT_NE(to_hf.err.find("moe-experts 4"), std::string::npos) << to_hf.err;
 }
 
 TEST(MoeFamilies, MoreTopKThanExpertsIsANamedErrorBeforeAnythingIsWritten) {

@@ -201,6 +201,9 @@ std::vector<std::string> marian_to_hf(const std::string& qkv_dir, const std::str
   if (c.pre_norm || c.final_norm)
     throw std::runtime_error(qkv_dir + ": MarianMTModel is post-norm without final LayerNorms; " +
                              "this model has pre-norm or final-norm");
+  if (c.moe.enabled())
+    throw std::runtime_error(qkv_dir + ": MarianMTModel has no Mixture-of-Experts layers; this " +
+                             "model has moe-experts " + std::to_string(c.moe.experts));
   if (!c.source_eos)
     notes.push_back(
         "the model was trained without <eos> after the source, which MarianTokenizer "

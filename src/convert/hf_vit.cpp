@@ -96,6 +96,9 @@ std::vector<std::string> vit_to_hf(const std::string& qkv_dir, const std::string
   check_output_dir(hf_dir);
   std::unique_ptr<nn::ViT> model = model_dir::load_vit_dir(qkv_dir, which);
   const nn::ViTConfig& c = model->config();
+  if (c.moe.enabled())
+    throw std::runtime_error(qkv_dir + ": ViTForImageClassification has no Mixture-of-Experts " +
+                             "layers; this model has moe-experts " + std::to_string(c.moe.experts));
   nlohmann::ordered_json id2label = nlohmann::ordered_json::object(),
                          label2id = nlohmann::ordered_json::object();
   for (size_t i = 0; i < c.classes.size(); ++i) {

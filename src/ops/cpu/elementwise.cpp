@@ -83,21 +83,42 @@ void reduce_rows_add(const float* src, int64_t rows, int64_t n, float* dst) {
   }
 }
 
+// Walks the last axis as rows: with dst broadcast along it (stride 0, as for a [M, 1] factor),
+// each row is one dot product summed in a register, in a fixed order.
 void reduce_mul_add(const float* src, const float* other, const int64_t* stride_other,
                     const int64_t* shape, int rank, float* dst, const int64_t* stride_dst) {
-  std::vector<int64_t> idx(rank, 0);
-  int64_t n = 1;
-  for (int d = 0; d < rank; ++d) n *= shape[d];
+  if (rank == 0) {
+    dst[0] += src[0] * other[0];
+    return;
+  }
+  const int last = rank - 1;
+  const int64_t cols = shape[last], sd = stride_dst[last], so = stride_other[last];
+  int64_t rows = 1;
+  for (int d = 0; d < last; ++d) rows *= shape[d];
+  if (rows == 0 || cols == 0) return;
+  std::vector<int64_t> idx(size_t(last), 0);  // over the axes before the last
   int64_t od = 0, oo = 0;
-  for (int64_t i = 0; i < n; ++i) {
-    dst[od] += src[i] * other[oo];
-    for (int d = rank - 1; d >= 0; --d) {
+  for (int64_t r = 0; r < rows; ++r) {
+    const float* s = src + r * cols;  // [cols]
+    if (sd == 0) {
+      float acc = 0.f;
+      if (so == 1) {
+#pragma omp simd reduction(+ : acc)
+        for (int64_t j = 0; j < cols; ++j) acc += s[j] * other[oo + j];
+      } else {
+        for (int64_t j = 0; j < cols; ++j) acc += s[j] * other[oo + j * so];
+      }
+      dst[od] += acc;
+    } else {
+      for (int64_t j = 0; j < cols; ++j) dst[od + j * sd] += s[j] * other[oo + j * so];
+    }
+    for (int d = last - 1; d >= 0; --d) {
       od += stride_dst[d];
       oo += stride_other[d];
-      if (++idx[d] < shape[d]) break;
+      if (++idx[size_t(d)] < shape[d]) break;
       od -= stride_dst[d] * shape[d];
       oo -= stride_other[d] * shape[d];
-      idx[d] = 0;
+      idx[size_t(d)] = 0;
     }
   }
 }

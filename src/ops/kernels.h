@@ -97,8 +97,8 @@ QKV_KERNEL(reduce_add,
            (const T* src, const int64_t* shape, int rank, T* dst, const int64_t* stride_dst));
 // dst[j] += sum over r of src[r * n + j], rows in order (a bias gradient).
 QKV_KERNEL(reduce_rows_add, (const T* src, int64_t rows, int64_t n, T* dst));
-// dst[id] += src[i] * other[io] (the mul backward), in a fixed order: where dst is broadcast
-// along the last axis, a row's products are summed first, then added.
+// dst[id] += src[i] * other[io] (the mul backward), each dst element adding its products in
+// row-major order.
 QKV_KERNEL(reduce_mul_add, (const T* src, const T* other, const int64_t* stride_other,
                             const int64_t* shape, int rank, T* dst, const int64_t* stride_dst));
 QKV_KERNEL(scale, (const T* x, float s, T* y, int64_t n));

@@ -83,8 +83,9 @@ void reduce_rows_add(const float* src, int64_t rows, int64_t n, float* dst) {
   }
 }
 
-// Walks the last axis as rows: with dst broadcast along it (stride 0, as for a [M, 1] factor),
-// each row is one dot product summed in a register, in a fixed order.
+// Walks the last axis as rows, each product added in row-major order as the cuda kernel adds
+// them (the same bits on both devices); where dst is broadcast along the last axis (stride 0, as
+// for a [M, 1] factor), a row's sum stays in a register instead of going through memory.
 void reduce_mul_add(const float* src, const float* other, const int64_t* stride_other,
                     const int64_t* shape, int rank, float* dst, const int64_t* stride_dst) {
   if (rank == 0) {
@@ -101,14 +102,9 @@ void reduce_mul_add(const float* src, const float* other, const int64_t* stride_
   for (int64_t r = 0; r < rows; ++r) {
     const float* s = src + r * cols;  // [cols]
     if (sd == 0) {
-      float acc = 0.f;
-      if (so == 1) {
-#pragma omp simd reduction(+ : acc)
-        for (int64_t j = 0; j < cols; ++j) acc += s[j] * other[oo + j];
-      } else {
-        for (int64_t j = 0; j < cols; ++j) acc += s[j] * other[oo + j * so];
-      }
-      dst[od] += acc;
+      float acc = dst[od];
+      for (int64_t j = 0; j < cols; ++j) acc += s[j] * other[oo + j * so];
+      dst[od] = acc;
     } else {
       for (int64_t j = 0; j < cols; ++j) dst[od + j * sd] += s[j] * other[oo + j * so];
     }

@@ -17,7 +17,7 @@ Var concat(const std::vector<Var>& xs, int axis) {
   bool track = false;
   for (const Var& x : xs) {
     values.push_back(x.value());
-    track = track || needs_tape(x);
+    track = needs_tape(x) || track;  // every input noted (Tape::watch)
   }
   Var out(ops::concat(values, axis), track);
   if (!track) return out;

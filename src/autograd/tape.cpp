@@ -1,5 +1,7 @@
 #include "autograd/tape.h"
 
+#include <algorithm>
+#include <limits>
 #include <stdexcept>
 
 namespace qkv {
@@ -37,13 +39,37 @@ void Tape::backward(Var& loss, float seed) {
   Tensor& g = loss.grad();
   Tensor one = Tensor::full(g.shape(), seed);
   g.copy_from(one.to(g.device()));
+  // The watched Vars by the step after which their gradients are complete, latest first.
+  std::vector<std::pair<size_t, size_t>> completion;  // (first use, index)
+  if (watch_)
+    for (size_t i = 0; i < watch_->first_use.size(); ++i)
+      if (watch_->first_use[i] < steps_.size()) completion.emplace_back(watch_->first_use[i], i);
+  std::sort(completion.begin(), completion.end(), std::greater<>());
+  auto next = completion.begin();
   // Each step is dropped once run, releasing the activations and gradients it held: the peak
   // stays near the forward pass's instead of growing through the whole backward pass.
-  for (auto it = steps_.rbegin(); it != steps_.rend(); ++it) {
-    (*it)();
-    *it = nullptr;
+  for (size_t s = steps_.size(); s-- > 0;) {
+    steps_[s]();
+    steps_[s] = nullptr;
+    for (; next != completion.end() && next->first == s; ++next) watch_->on_complete(next->second);
   }
-  steps_.clear();
+  if (watch_)
+    for (size_t i = 0; i < watch_->first_use.size(); ++i)
+      if (watch_->first_use[i] >= steps_.size()) watch_->on_complete(i);  // unused
+  clear();
+}
+
+void Tape::watch(const std::vector<Var>& vars, std::function<void(size_t)> on_complete) {
+  watch_ = std::make_unique<Watch>();
+  for (size_t i = 0; i < vars.size(); ++i) watch_->index.emplace(vars[i].id(), i);
+  watch_->first_use.assign(vars.size(), std::numeric_limits<size_t>::max());
+  watch_->on_complete = std::move(on_complete);
+}
+
+void Tape::note_input(const Var& v) {
+  auto it = watch_->index.find(v.id());
+  if (it != watch_->index.end() && watch_->first_use[it->second] > steps_.size())
+    watch_->first_use[it->second] = steps_.size();
 }
 
 }  // namespace qkv

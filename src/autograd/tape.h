@@ -4,6 +4,8 @@
 // are no longer referenced.
 #pragma once
 #include <functional>
+#include <memory>
+#include <unordered_map>
 #include <vector>
 
 #include "autograd/var.h"
@@ -27,11 +29,26 @@ class Tape {
   // Seeds d(loss)/d(loss) = seed (loss must hold one element) and runs every step in reverse.
   // The tape is cleared afterwards.
   void backward(Var& loss, float seed = 1.f);
-  void clear() { steps_.clear(); }
+  void clear() { steps_.clear(), watch_.reset(); }
   size_t size() const { return steps_.size(); }
 
+  // Watches `vars` (trained parameters) through the recording that follows: the next backward()
+  // calls on_complete(i) as soon as nothing more will add to the gradient of vars[i], which is
+  // right after the step of its first use in the forward pass (the steps run in reverse), or at
+  // the end for one the pass did not use. Lets gradients leave (an allreduce) during backward.
+  void watch(const std::vector<Var>& vars, std::function<void(size_t)> on_complete);
+  bool watching() const { return watch_ != nullptr; }
+  // Notes that the step about to be recorded reads `v` (needs_tape calls it while watching).
+  void note_input(const Var& v);
+
  private:
+  struct Watch {
+    std::unordered_map<const void*, size_t> index;  // Var::id() -> index in the watched list
+    std::vector<size_t> first_use;                  // step index, or SIZE_MAX when unused
+    std::function<void(size_t)> on_complete;
+  };
   std::vector<std::function<void()>> steps_;
+  std::unique_ptr<Watch> watch_;
   Tape* previous_ = nullptr;
   bool recording_ = false;
 };
@@ -46,10 +63,14 @@ class Recording {
   Tape& tape_;
 };
 
-// True when a tape records and any input requires a gradient: then the function must record.
+// True when a tape records and any input requires a gradient: then the function must record,
+// right after this call, a step that reads only these inputs' gradients.
 template <class... Vs>
 bool needs_tape(const Vs&... inputs) {
-  return Tape::active() != nullptr && (inputs.requires_grad() || ...);
+  Tape* tape = Tape::active();
+  if (tape == nullptr || !(inputs.requires_grad() || ...)) return false;
+  if (tape->watching()) (tape->note_input(inputs), ...);
+  return true;
 }
 
 }  // namespace qkv

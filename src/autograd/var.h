@@ -15,6 +15,8 @@ class Var {
   explicit Var(Tensor value, bool requires_grad = false);
 
   bool defined() const { return node_ != nullptr; }
+  // What every copy of this handle shares (one per parameter, tied ones included).
+  const void* id() const { return node_.get(); }
   const Tensor& value() const { return node_->value; }
   // For optimizers and weight loading: replaces or edits the value in place.
   Tensor& mutable_value() { return node_->value; }

@@ -158,11 +158,14 @@ int64_t Batcher::batches_in_epoch(int64_t epoch) {
 }
 
 Batch Batcher::next() {
-  const auto& batches = plan(position_.epoch);
-  Batch batch = make_batch(batches[position_.batch]);
+  Batch batch = make_batch(plan(position_.epoch)[position_.batch]);
   batch.position = position_;
-  if (++position_.batch == int64_t(batches.size())) position_ = {position_.epoch + 1, 0};
+  skip();
   return batch;
+}
+
+void Batcher::skip() {
+  if (++position_.batch == batches_in_epoch(position_.epoch)) position_ = {position_.epoch + 1, 0};
 }
 
 void Batcher::seek(const BatchPosition& position) {

@@ -73,6 +73,8 @@ class Batcher {
 
   // The batch at position(); then moves on, into the next epoch after an epoch's last batch.
   Batch next();
+  // Moves on past the batch at position() without building it (another rank's batch).
+  void skip();
   BatchPosition position() const { return position_; }
   // Continues from `position`; throws std::invalid_argument when the epoch has no such batch.
   void seek(const BatchPosition& position);

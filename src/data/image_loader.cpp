@@ -93,11 +93,15 @@ ImageBatch ImageLoader::next() {
   uint64_t first_block = uint64_t(position_.epoch) * uint64_t(set_.size()) + uint64_t(begin);
   ImageBatch batch =
       make_image_batch(set_, indices, norm_, augment ? &a : nullptr, &rng, first_block);
+  skip();
+  return batch;
+}
+
+void ImageLoader::skip() {
   if (++position_.batch == batches_per_epoch()) {
     position_ = {position_.epoch + 1, 0};
     plan_epoch();
   }
-  return batch;
 }
 
 void ImageLoader::seek(const ImagePosition& position) {

@@ -54,6 +54,8 @@ class ImageLoader {
   ImageLoader(const ImageSet& set, const Normalization& norm, const ImageLoaderOptions& options);
   int64_t batches_per_epoch() const;
   ImageBatch next();
+  // Moves on past the batch at position() without building it (another rank's batch).
+  void skip();
   ImagePosition position() const { return position_; }
   // Continues from `position`; throws std::invalid_argument when the epoch has no such batch.
   void seek(const ImagePosition& position);

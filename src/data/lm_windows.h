@@ -45,6 +45,8 @@ class WindowSampler {
 
   // The batch at position(), then moves on by one.
   LmBatch next() { return batch(position_++); }
+  // Moves on by one without drawing the batch (another rank's batch).
+  void skip() { ++position_; }
   // The index of the batch next() returns; store it in a checkpoint to resume.
   int64_t position() const { return position_; }
   // Continues from batch `index` (>= 0; std::invalid_argument otherwise).

@@ -3,8 +3,13 @@
 #include <map>
 
 #include "commands.h"
+#include "train/data_parallel.h"
+
+using qkv::train::Ranks;
 
 int main(int argc, char** argv) {
+  // Under mpirun, every rank runs this; an error on any rank stops them all (Ranks::abort).
+  Ranks::init(argc, argv);
   CLI::App app{"qkv: train and run Transformer models (translation, ViT, GPT) on CPU and GPU"};
   app.require_subcommand(1);
   std::map<CLI::App*, qkv::cli::Command> commands;
@@ -27,14 +32,24 @@ int main(int argc, char** argv) {
   try {
     app.parse(argc, argv);
   } catch (const CLI::ParseError& e) {
+    if (Ranks::size() > 1) Ranks::abort(e.what());
     return app.exit(e);
   }
+  int status = 0;
   try {
     for (auto& [sub, run] : commands)
-      if (sub->parsed()) return run();
+      if (sub->parsed()) {
+        if (Ranks::size() > 1 && sub->get_name().rfind("train", 0) != 0)
+          throw std::invalid_argument("qkv " + sub->get_name() +
+                                      " runs in one process: only the training commands (train, "
+                                      "train-lm, train-vit) run as several MPI ranks");
+        status = run();
+      }
   } catch (const std::exception& e) {
+    if (Ranks::size() > 1) Ranks::abort(e.what());
     std::cerr << "qkv: " << e.what() << "\n";
     return 1;
   }
-  return 0;
+  Ranks::finalize();
+  return status;
 }

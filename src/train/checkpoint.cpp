@@ -21,7 +21,8 @@ nlohmann::json to_json(const Progress& p) {
           {"sentences", p.sentences},
           {"target_tokens", p.target_tokens},
           {"rng_seed", p.rng_seed},
-          {"rng_offset", p.rng_offset},
+          {"batches", p.batches},
+          {"ranks", p.ranks},
           {"best_score", p.best_score},
           {"validations_without_improvement", p.validations_without_improvement},
           {"elapsed_s", p.elapsed_s},
@@ -36,7 +37,8 @@ Progress from_json(const nlohmann::json& j) {
   p.sentences = j.at("sentences");
   p.target_tokens = j.at("target_tokens");
   p.rng_seed = j.at("rng_seed");
-  p.rng_offset = j.at("rng_offset");
+  p.batches = j.value("batches", int64_t(0));  // absent before data-parallel runs
+  p.ranks = j.value("ranks", int64_t(1));
   p.best_score = j.at("best_score");
   p.validations_without_improvement = j.at("validations_without_improvement");
   p.elapsed_s = j.at("elapsed_s");

@@ -24,7 +24,9 @@ struct Progress {
   int64_t batch_in_epoch = 0;                // batches of this epoch already consumed
   int64_t update = 0;                        // optimizer updates done
   int64_t sentences = 0, target_tokens = 0;  // examples and loss items (images for a classifier)
-  uint64_t rng_seed = 0, rng_offset = 0;     // dropout RNG state
+  uint64_t rng_seed = 0;                     // of the dropout streams
+  int64_t batches = 0;                       // batches trained on, over all ranks
+  int64_t ranks = 1;                         // of the data-parallel run that saved it
   // The best validation score so far (BLEU, accuracy, minus a language model's loss); the
   // lowest double before the first, so that any score is better.
   double best_score = std::numeric_limits<double>::lowest();

@@ -6,6 +6,7 @@
 #include <stdexcept>
 
 #include "model_dir/adapter_dir.h"
+#include "train/data_parallel.h"
 
 namespace qkv::train {
 
@@ -85,7 +86,7 @@ void publish_lora(const LoopConfig& config, const std::string& model_dir, const 
   c.base_model = fs::absolute(config.init_from).lexically_normal().string();
   while (c.base_model.size() > 1 && c.base_model.back() == '/') c.base_model.pop_back();
   c.task_type = task_type;
-  model_dir::write_adapter_config(model_dir, c);
+  if (Ranks::root()) model_dir::write_adapter_config(model_dir, c);
 
   int64_t trainable = run.adapter.parameter_count(), all = base_parameters + trainable;
   char share[32];

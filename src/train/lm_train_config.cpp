@@ -37,7 +37,6 @@ void LmTrainConfig::bind(Options& o) {
   o.add("tie-embeddings", tie_embeddings,
         "output projection shares the embedding matrix: preset, true or false");
   o.add("batch-size", batch_size, "windows of context-length tokens per batch");
-  o.add("accumulate", accumulate, "batches per update");
   o.add("valid-max-tokens", valid_max_tokens, "validation tokens scored (0: all)");
   o.add("sample-prompt", sample_prompt, "prompt of the sample logged at each validation");
   o.add("sample-tokens", sample_tokens, "tokens of that sample (0: none)");
@@ -58,7 +57,6 @@ void LmTrainConfig::validate() const {
   need(vocab_size > 3, "vocab-size must be above 3");
   need(text_column >= 0, "text-column must not be negative");
   need(batch_size > 0, "batch-size must be positive, not " + std::to_string(batch_size));
-  need(accumulate > 0, "accumulate must be positive, not " + std::to_string(accumulate));
   need(model.context_length != 0, "context-length must be positive, not 0");
   need(valid_max_tokens >= 0 && sample_tokens >= 0,
        "valid-max-tokens and sample-tokens must not be negative");

@@ -29,7 +29,6 @@ struct LmTrainConfig : LoopConfig {
   nn::GptConfig model;
   std::string bias = "preset", tie_embeddings = "preset";  // or true / false
   int64_t batch_size = 12;  // windows of context-length tokens per batch
-  int64_t accumulate = 1;   // batches per update
   // Validation: at most valid-max-tokens tokens of the validation text (0: all), and a sample
   // of sample-tokens tokens from sample-prompt in the log.
   int64_t valid_max_tokens = 65536;

@@ -107,7 +107,8 @@ std::string sample(const nn::Gpt& model, const data::LmTokenizer& tok, const LmT
 int64_t train_lm(const LmTrainConfig& cfg) {
   cfg.validate();
   Device device = usable_device(cfg.device);
-  set_num_threads(int(cfg.threads));
+  set_num_threads(threads_per_rank(cfg.threads));
+  wait_for_root_setup();
   std::optional<model_dir::LanguageModel> base;
   std::optional<LoraRun> lora;
   if (!cfg.init_from.empty()) {
@@ -129,7 +130,7 @@ int64_t train_lm(const LmTrainConfig& cfg) {
   nn::GptConfig mc = base ? base->model->config() : model_config_for(cfg, *tok);
   if (base) {
     if (cfg.dropout >= 0) mc.dropout = cfg.dropout;  // else the base's
-    if (!lora) {  // full fine-tuning: the model directory is a complete one
+    if (!lora && Ranks::root()) {  // full fine-tuning: the model directory is a complete one
       model_dir::write_config(model_dir::config_path(cfg.model_dir), mc);
       tok->save(cfg.model_dir);
     }
@@ -171,7 +172,11 @@ int64_t train_lm(const LmTrainConfig& cfg) {
   while (!loop.stopping()) {
     int64_t tokens = 0, sequences = 0;
     double loss_sum = 0;
-    for (int64_t i = 0; i < cfg.accumulate; ++i) {
+    for (int64_t i = 0; i < loop.batches_per_update(); ++i) {
+      if (!loop.takes(i)) {
+        sampler.skip();
+        continue;
+      }
       data::LmBatch b = sampler.next();
       loss_sum += loop.forward_backward(b.scored_tokens, [&] {
         return eval::lm_loss_sum(model, b.inputs.to(device), b.targets.to(device),

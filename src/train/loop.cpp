@@ -6,6 +6,7 @@
 #include <stdexcept>
 
 #include "eval/svg_charts.h"
+#include "tensor/threads.h"
 
 namespace qkv::train {
 
@@ -24,6 +25,11 @@ void LoopConfig::bind_loop(Options& o) {
   o.add("lr-schedule", lr_schedule, "inverse-sqrt, cosine or constant (all with warm-up)");
   o.add("learning-rate", learning_rate, "peak learning rate, reached after warmup-steps");
   o.add("warmup-steps", warmup_steps, "updates of linear warm-up");
+  o.add("accumulate", accumulate,
+        "batches per update on each rank, their gradients summed (mpirun -np N with "
+        "batch size B updates as one process with B and accumulate N)");
+  o.add("allreduce-bucket-mb", allreduce_bucket_mb,
+        "megabytes of gradients per allreduce of a data-parallel (mpirun) run");
   o.add("weight-decay", weight_decay, "decoupled weight decay (adamw)");
   o.add("clip-norm", clip_norm, "clip the global gradient norm to this (0: off)");
   o.add("beta1", beta1, "Adam beta1");
@@ -60,6 +66,9 @@ void LoopConfig::validate_loop() const {
   need(precision != "bf16" || device == "cuda",
        "precision: bf16 needs device: cuda (device is " + device +
            "); the cpu computes in f32, so use precision: f32 there");
+  need(accumulate > 0, "accumulate must be positive, not " + std::to_string(accumulate));
+  need(allreduce_bucket_mb > 0 && std::isfinite(allreduce_bucket_mb),
+       "allreduce-bucket-mb must be positive");
   need(disp_freq > 0 && valid_freq > 0 && save_freq > 0,
        "disp-freq, valid-freq and save-freq must be positive");
   lora.check();
@@ -77,7 +86,9 @@ TrainingLoop::TrainingLoop(const LoopConfig& config, const std::string& model_di
       files_(files),
       adam_(params, {float(config.beta1), float(config.beta2), float(config.epsilon),
                      config.optimizer == "adamw" ? float(config.weight_decay) : 0.f}),
-      schedule_(optim::schedule_from_name(config.lr_schedule)) {
+      schedule_(optim::schedule_from_name(config.lr_schedule)),
+      gradients_(params, config.allreduce_bucket_mb) {
+  root_setup_done();
   progress_.rng_seed = uint64_t(config.seed) * 0x9E3779B97F4A7C15ull + 1;
   if (auto resumed = load_checkpoint(model_dir, params, adam_)) {
     progress_ = *resumed;
@@ -90,10 +101,19 @@ TrainingLoop::TrainingLoop(const LoopConfig& config, const std::string& model_di
     log.note("resume", "resuming from update " + std::to_string(progress_.update) + " (epoch " +
                            std::to_string(progress_.epoch + 1) + ", batch " +
                            std::to_string(progress_.batch_in_epoch) + ")" + kept);
+    if (progress_.ranks != Ranks::size())
+      log.note("resume", "the checkpoint was saved by " + std::to_string(progress_.ranks) +
+                             " ranks, this run has " + std::to_string(Ranks::size()) +
+                             ": the batches go on in the same order, " +
+                             std::to_string(batches_per_update()) + " to an update");
     stop_if_schedule_done();
   }
+  if (Ranks::size() > 1)
+    log.note("ranks", std::to_string(Ranks::size()) + " ranks x " + std::to_string(num_threads()) +
+                          " threads, " + std::to_string(batches_per_update()) +
+                          " batches per update, " + std::to_string(gradients_.buckets()) +
+                          " gradient buckets");
   last_validation_ = last_save_ = progress_.update;  // done already, or nothing to do yet
-  dropout_rng_.set_state(progress_.rng_seed, progress_.rng_offset);
   elapsed_before_ = progress_.elapsed_s;
   run_first_update_ = progress_.update;
   run_start_ = disp_start_ = Clock::now();
@@ -103,6 +123,25 @@ nn::Context TrainingLoop::context(float dropout) {
   return {true,          dropout,
           &dropout_rng_, ops::AttentionImpl::automatic,
           &moe_record_,  float(config_.moe_loss.jitter)};
+}
+
+void TrainingLoop::begin_pass(Tape& tape) {
+  int64_t batch = progress_.batches + Ranks::rank() + passes_ * Ranks::size();
+  dropout_rng_.set_state(progress_.rng_seed, uint64_t(batch) << 32);
+  gradients_.begin_pass(tape, passes_ + 1 == config_.accumulate);
+  ++passes_;
+  moe_record_.clear();
+}
+
+void TrainingLoop::sum_over_ranks(double& loss_sum, int64_t& count, int64_t& examples) {
+  gradients_.finish();
+  std::vector<double> totals{loss_sum, double(count), double(examples),
+                             Ranks::root() ? run_seconds() : 0.0};
+  Ranks::sum(totals);
+  loss_sum = totals[0], count = int64_t(totals[1]), examples = int64_t(totals[2]);
+  run_seconds_at_update_ = totals[3];
+  progress_.batches += passes_ * Ranks::size();
+  passes_ = 0;
 }
 
 Var TrainingLoop::with_moe_losses(const Var& loss, int64_t items) {
@@ -132,14 +171,15 @@ int64_t TrainingLoop::schedule_length() const {
     return config_.max_updates > 0 ? std::min(config_.max_updates, kept_schedule_) : kept_schedule_;
   int64_t done = progress_.update - run_first_update_;
   if (config_.max_time <= 0 || done < 1) return config_.max_updates;
-  double seconds_per_update = run_seconds() / double(done);
-  double left = std::max(0.0, config_.max_time * 60.0 - run_seconds());
+  double seconds_per_update = run_seconds_at_update_ / double(done);
+  double left = std::max(0.0, config_.max_time * 60.0 - run_seconds_at_update_);
   int64_t expected = progress_.update + int64_t(left / seconds_per_update);
   return config_.max_updates > 0 ? std::min(config_.max_updates, expected) : expected;
 }
 
 void TrainingLoop::update(double loss_sum, int64_t count, int64_t examples,
                           const DataPosition& position) {
+  sum_over_ranks(loss_sum, count, examples);
   float lr = optim::learning_rate(schedule_, float(config_.learning_rate), progress_.update + 1,
                                   config_.warmup_steps, schedule_length());
   optim::UpdateResult r =
@@ -163,17 +203,24 @@ void TrainingLoop::update(double loss_sum, int64_t count, int64_t examples,
 
   if (progress_.update % config_.disp_freq == 0 && disp_updates_ > 0) {
     double secs = std::chrono::duration<double>(Clock::now() - disp_start_).count();
+    disp_moe_.sum_over_ranks();
+    std::optional<AllreduceStats> allreduce;
+    if (Ranks::size() > 1) {
+      GradientSum::Timing t = gradients_.take_timing();
+      double per_update = 1e3 / double(disp_updates_);
+      allreduce = AllreduceStats{t.allreduce_s * per_update, t.exposed_s * per_update};
+    }
     log_.update({progress_.epoch + 1, progress_.update, progress_.sentences,
                  disp_loss_ / disp_count_,
                  optim::learning_rate(schedule_, float(config_.learning_rate), progress_.update,
                                       config_.warmup_steps, schedule_length()),
                  disp_norm_ / double(disp_updates_), disp_count_ / secs, elapsed(),
-                 disp_moe_.empty() ? std::nullopt : std::optional(disp_moe_.stats())});
+                 disp_moe_.empty() ? std::nullopt : std::optional(disp_moe_.stats()), allreduce});
     disp_loss_ = disp_count_ = disp_norm_ = 0, disp_updates_ = 0;
     disp_moe_.clear();
     disp_start_ = Clock::now();
   }
-  bool out_of_time = config_.max_time > 0 && run_seconds() >= config_.max_time * 60.0;
+  bool out_of_time = config_.max_time > 0 && run_seconds_at_update_ >= config_.max_time * 60.0;
   stop_ = (config_.max_updates > 0 && progress_.update >= config_.max_updates) ||
           (config_.max_epochs > 0 && progress_.epoch >= config_.max_epochs) || out_of_time;
   stop_if_schedule_done();
@@ -196,27 +243,29 @@ bool TrainingLoop::validation_due() const {
 }
 
 void TrainingLoop::validated(ValidStats& s, double score, const std::string& score_name) {
+  score = Ranks::broadcast(score);  // every rank decides on rank 0's score
   last_validation_ = progress_.update;
   s.epoch = progress_.epoch + 1, s.update = progress_.update;
   s.best = score > progress_.best_score;
   if (s.best) {
     progress_.best_score = score;
     progress_.validations_without_improvement = 0;
-    save_best(model_dir_, params_, progress_, files_);
+    if (Ranks::root()) save_best(model_dir_, params_, progress_, files_);
   } else {
     ++progress_.validations_without_improvement;
   }
   s.stalled = progress_.validations_without_improvement;
   log_.validation(s);
-  if (!valid_moe_.empty()) {
+  valid_moe_.sum_over_ranks();
+  if (!valid_moe_.empty() && Ranks::root()) {
     log_.note("moe", "MoE routing since the last validation: " + valid_moe_.summary());
     write_file_atomic(
         model_dir_ + "/moe_load.svg",
         eval::expert_load_svg(valid_moe_.stats().load, "Expert load up to update " +
                                                            std::to_string(progress_.update) +
                                                            " (since the previous validation)"));
-    valid_moe_.clear();
   }
+  valid_moe_.clear();
   if (config_.early_stopping > 0 &&
       progress_.validations_without_improvement >= config_.early_stopping) {
     log_.note("stop", "early stopping: no better " + score_name + " in " +
@@ -229,10 +278,10 @@ void TrainingLoop::checkpoint_if_due() {
   if (!(progress_.update % config_.save_freq == 0 || stop_) || progress_.update == last_save_)
     return;
   last_save_ = progress_.update;
-  progress_.rng_offset = dropout_rng_.offset();
+  progress_.ranks = Ranks::size();
   progress_.elapsed_s = elapsed();
   progress_.schedule_updates = config_.max_time > 0 ? schedule_length() : 0;
-  save_checkpoint(model_dir_, params_, adam_, progress_, files_);
+  if (Ranks::root()) save_checkpoint(model_dir_, params_, adam_, progress_, files_);
 }
 
 int64_t TrainingLoop::finish() {

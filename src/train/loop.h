@@ -7,10 +7,14 @@
 //     skipping an update whose loss or gradient is not finite,
 //   - the log line every disp-freq updates, validation bookkeeping (model.best.safetensors,
 //     early stopping) and checkpoints every save-freq updates.
+//   - data-parallel runs over MPI (train/data_parallel.h): which rank takes which batch, the
+//     gradient allreduce, the same decisions on every rank, rank 0 alone writing.
 // A trainer reads its data, builds its model and runs:
 //   TrainingLoop loop(config, model_dir, params, log);
 //   while (!loop.stopping()) {
-//     loss_sum += loop.forward_backward(items, [&] { return ... batch loss ...; });  (or more)
+//     for (i = 0; i < loop.batches_per_update(); ++i)
+//       if (!loop.takes(i)) data.skip();  (another rank's batch)
+//       else loss_sum += loop.forward_backward(items, [&] { return ... batch loss ...; });
 //     loop.update(loss_sum, count, examples, data_position);
 //     if (loop.validation_due()) loop.validated(stats, score);
 //     loop.checkpoint_if_due();
@@ -30,6 +34,7 @@
 #include "ops/precision.h"
 #include "optim/optimizer.h"
 #include "train/checkpoint.h"
+#include "train/data_parallel.h"
 #include "train/train_log.h"
 
 namespace qkv::train {
@@ -44,6 +49,10 @@ struct LoopConfig {
   double learning_rate = 7e-4, weight_decay = 0, clip_norm = 1.0;
   double beta1 = 0.9, beta2 = 0.98, epsilon = 1e-9;
   int64_t warmup_steps = 4000;
+  // Batches per update on each rank (their gradients summed), and the size of the gradient
+  // buckets summed over the ranks of a data-parallel run.
+  int64_t accumulate = 1;
+  double allreduce_bucket_mb = 25;
   float label_smoothing = 0.1f, dropout = 0.1f;
   // Reporting.
   int64_t disp_freq = 50, valid_freq = 500, save_freq = 500;
@@ -74,6 +83,7 @@ struct DataPosition {
 // Writes every option of a run (Config::bind's keys) to <model_dir>/train.yaml, atomically.
 template <class Config>
 void save_train_options(const std::string& model_dir, Config config) {
+  if (!Ranks::root()) return;
   Options o;
   config.bind(o);
   write_file_atomic(model_dir + "/" + model_dir::kTrainOptionsFile, o.to_yaml());
@@ -93,17 +103,23 @@ class TrainingLoop {
   nn::Context context(float dropout);
   // The precision option, for the AutocastScope around forward and backward passes.
   ops::MatmulPrecision precision() const { return ops::precision_from_name(config_.precision); }
+  // The batches of one update over all ranks (accumulate x ranks), and whether this rank takes
+  // batch i of them (i % ranks == rank); the others' batches it skips. One rank with
+  // --accumulate N takes the batches N ranks share, in the same order.
+  int64_t batches_per_update() const { return config_.accumulate * Ranks::size(); }
+  bool takes(int64_t i) const { return i % Ranks::size() == Ranks::rank(); }
   // One forward pass recorded on a tape (loss_fn returns a [1] loss Var summed over `items`
   // target tokens or images) and its backward pass, in the run's precision; returns the loss.
   // Gradients add up until update(). MoE layers' losses, means over their layers, join the
   // backward pass as items * (moe-aux-loss-coef * aux + moe-z-loss-coef * z), so that they
-  // weigh per item what they weigh in a mean loss.
+  // weigh per item what they weigh in a mean loss. Dropout draws from a stream of its own per
+  // batch of the run (over all ranks), so that a batch sees the same masks on any rank.
   template <class LossFn>
   double forward_backward(int64_t items, LossFn&& loss_fn) {
     ops::AutocastScope autocast(precision());
     Tape tape;
     Var loss, total;
-    moe_record_.clear();
+    begin_pass(tape);
     {
       Recording rec(tape);
       loss = loss_fn();
@@ -146,6 +162,10 @@ class TrainingLoop {
   void stop_if_schedule_done();
   // loss plus the MoE losses of moe_record_ (which the log tallies), or loss without MoE.
   Var with_moe_losses(const Var& loss, int64_t items);
+  // Before a forward pass: its dropout stream, and the update's gradients (GradientSum) told.
+  void begin_pass(Tape& tape);
+  // Sums the gradients, the update's counts and rank 0's clock over the ranks.
+  void sum_over_ranks(double& loss_sum, int64_t& count, int64_t& examples);
 
   LoopConfig config_;
   std::string model_dir_;
@@ -158,6 +178,8 @@ class TrainingLoop {
   Rng dropout_rng_;
   bool resumed_ = false, stop_ = false;
   std::chrono::steady_clock::time_point run_start_, disp_start_;
+  // This run's seconds at the last update, on rank 0's clock (so that every rank decides alike).
+  double run_seconds_at_update_ = 0;
   double elapsed_before_ = 0;
   int64_t run_first_update_ = 0;
   int64_t kept_schedule_ = 0;  // the schedule length a resumed max-time run keeps (0: none)
@@ -167,6 +189,8 @@ class TrainingLoop {
   int64_t last_validation_ = 0, last_save_ = 0;  // updates at which these were last done
   nn::MoeRecord moe_record_;                     // of the forward pass under way
   MoeTally disp_moe_, valid_moe_;                // since the last log line, validation
+  int64_t passes_ = 0;                           // forward passes of this rank since the update
+  GradientSum gradients_;                        // of the update under way
 };
 
 }  // namespace qkv::train

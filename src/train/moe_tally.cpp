@@ -3,6 +3,8 @@
 #include <algorithm>
 #include <cstdio>
 
+#include "train/data_parallel.h"
+
 namespace qkv::train {
 
 void MoeTally::add(const nn::MoeRecord& record) {
@@ -33,6 +35,19 @@ MoeStats MoeTally::stats() const {
     s.load.push_back(std::move(shares));
   }
   return s;
+}
+
+void MoeTally::sum_over_ranks() {
+  if (Ranks::size() == 1) return;
+  std::vector<double> all{double(passes_),      double(layer_passes_), aux_, z_,
+                          double(assignments_), double(dropped_)};
+  for (const auto& layer : choices_) all.insert(all.end(), layer.begin(), layer.end());
+  Ranks::sum(all);
+  passes_ = int64_t(all[0]), layer_passes_ = int64_t(all[1]), aux_ = all[2], z_ = all[3];
+  assignments_ = int64_t(all[4]), dropped_ = int64_t(all[5]);
+  size_t i = 6;
+  for (auto& layer : choices_)
+    for (int64_t& c : layer) c = int64_t(all[i++]);
 }
 
 std::string MoeTally::summary() const {

@@ -25,6 +25,9 @@ class MoeTally {
   // "aux loss 1.013, z-loss 0.512, 0.00% of assignments dropped, expert load 9.8% to 15.1%".
   std::string summary() const;
   void clear() { *this = MoeTally(); }
+  // Adds up the tallies of every rank of a data-parallel run (a collective: all ranks call it
+  // on tallies of the same model).
+  void sum_over_ranks();
 
  private:
   int64_t passes_ = 0, layer_passes_ = 0;

@@ -3,6 +3,8 @@
 #include <algorithm>
 #include <stdexcept>
 
+#include "train/data_parallel.h"
+
 namespace qkv::train {
 
 TrainConfig::TrainConfig() {
@@ -48,6 +50,12 @@ void TrainConfig::validate() const {
   need(max_length > 0 && max_length + 1 <= model.max_positions,
        "max-length must be positive and below max-positions");
   need(spm_type == "unigram" || spm_type == "bpe", "spm-type must be unigram or bpe");
+  need(update_tokens == 0 || accumulate == 1,
+       "update-tokens and accumulate both set: give one (batches per update) or the other "
+       "(target tokens per update)");
+  need(update_tokens == 0 || Ranks::size() == 1,
+       "update-tokens counts one process's tokens: with " + std::to_string(Ranks::size()) +
+           " ranks give accumulate (batches per update on each rank) instead");
   nn::Seq2SeqConfig shape = nn::Seq2SeqConfig::preset(preset);
   shape.override_shape(model);
   shape.moe.check("model", std::max(shape.encoder_layers, shape.decoder_layers));

@@ -10,6 +10,7 @@
 #include <stdexcept>
 
 #include "model_dir/model_dir.h"
+#include "train/data_parallel.h"
 
 namespace qkv::train {
 
@@ -33,39 +34,45 @@ std::string metrics_path(const std::string& model_dir) {
 }  // namespace
 
 TrainLog::TrainLog(const std::string& model_dir, LogUnits units)
-    : units_(std::move(units)),
-      metrics_(std::fopen(metrics_path(model_dir).c_str(), "a")),
-      terminal_(isatty(fileno(stderr))) {
+    : units_(std::move(units)), terminal_(isatty(fileno(stderr)) && Ranks::root()) {
+  if (!Ranks::root()) return;
+  metrics_ = std::fopen(metrics_path(model_dir).c_str(), "a");
   if (!metrics_) throw std::runtime_error(metrics_path(model_dir) + ": cannot open for writing");
 }
 
 TrainLog::~TrainLog() {
-  std::fclose(metrics_);
+  if (metrics_) std::fclose(metrics_);
 }
 
 void TrainLog::line(const std::string& text) {
   if (bar_shown_) std::fputs("\r\033[K", stderr), bar_shown_ = false;
-  std::fprintf(stderr, "[%s] %s\n", timestamp().c_str(), text.c_str());
+  std::string rank = Ranks::root() ? "" : " rank " + std::to_string(Ranks::rank());
+  std::fprintf(stderr, "[%s%s] %s\n", timestamp().c_str(), rank.c_str(), text.c_str());
   std::fflush(stderr);
 }
 
 void TrainLog::json(const std::string& text) {
+  if (!metrics_) return;
   std::fputs(text.c_str(), metrics_);
   std::fputc('\n', metrics_);
   std::fflush(metrics_);
 }
 
 void TrainLog::update(const UpdateStats& s) {
-  std::string moe;
+  std::string suffix;
   if (s.moe)
-    moe = format(" : MoE aux %.4f z %.4f dropped %.2f%%", s.moe->aux_loss, s.moe->z_loss,
-                 100 * s.moe->dropped);
+    suffix = format(" : MoE aux %.4f z %.4f dropped %.2f%%", s.moe->aux_loss, s.moe->z_loss,
+                    100 * s.moe->dropped);
+  if (s.allreduce)
+    suffix +=
+        format(" : allreduce %.1f ms/up, %.0f%% hidden", s.allreduce->ms,
+               s.allreduce->ms > 0 ? 100 * (1 - s.allreduce->exposed_ms / s.allreduce->ms) : 0.0);
   line(
       format("Ep. %lld : Up. %lld : %s %lld : Cost %.4f : L.r. %.4e : gNorm %.3f : "
              "%.1f %s/s : Time %.1fs%s",
              (long long)s.epoch, (long long)s.update, units_.examples.c_str(),
              (long long)s.examples, s.loss, s.learning_rate, s.grad_norm, s.items_per_s,
-             units_.items.c_str(), s.elapsed_s, moe.c_str()));
+             units_.items.c_str(), s.elapsed_s, suffix.c_str()));
   nlohmann::json j{{"event", "update"},        {"epoch", s.epoch},
                    {"update", s.update},       {units_.examples_key, s.examples},
                    {"loss", s.loss},           {"lr", s.learning_rate},
@@ -75,6 +82,8 @@ void TrainLog::update(const UpdateStats& s) {
     j["moe_aux_loss"] = s.moe->aux_loss, j["moe_z_loss"] = s.moe->z_loss;
     j["moe_dropped"] = s.moe->dropped, j["moe_load"] = s.moe->load;
   }
+  if (s.allreduce)
+    j["allreduce_ms"] = s.allreduce->ms, j["allreduce_exposed_ms"] = s.allreduce->exposed_ms;
   json(j.dump());
 }
 

@@ -19,12 +19,18 @@ struct LogUnits {
   std::string items = "tgt tokens", items_key = "tgt_tokens_per_s";
 };
 
+// Data-parallel runs: the gradient allreduce per update, and the part backward did not hide.
+struct AllreduceStats {
+  double ms = 0, exposed_ms = 0;
+};
+
 struct UpdateStats {
   int64_t epoch = 0, update = 0, examples = 0;
   double loss = 0;  // label-smoothed cross-entropy per item (target token, image)
   double learning_rate = 0, grad_norm = 0;
   double items_per_s = 0, elapsed_s = 0;
-  std::optional<MoeStats> moe;  // Mixture-of-Experts models only
+  std::optional<MoeStats> moe;              // Mixture-of-Experts models only
+  std::optional<AllreduceStats> allreduce;  // more than one rank only
 };
 
 struct ValidStats {
@@ -37,6 +43,8 @@ struct ValidStats {
   int64_t stalled = 0;
 };
 
+// Of the ranks of a data-parallel run (train/data_parallel.h), rank 0 alone writes
+// metrics.jsonl; the others' lines say their rank.
 class TrainLog {
  public:
   explicit TrainLog(const std::string& model_dir, LogUnits units = {});
@@ -52,7 +60,7 @@ class TrainLog {
   void line(const std::string& text);
   void json(const std::string& text);
   LogUnits units_;
-  std::FILE* metrics_;
+  std::FILE* metrics_ = nullptr;
   bool terminal_;
   bool bar_shown_ = false;
 };

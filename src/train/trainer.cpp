@@ -135,7 +135,8 @@ Var batch_loss(const nn::Seq2Seq& model, const data::Batch& b, float smoothing,
 int64_t train_seq2seq(const TrainConfig& cfg) {
   cfg.validate();
   Device device = usable_device(cfg.device);
-  set_num_threads(int(cfg.threads));
+  set_num_threads(threads_per_rank(cfg.threads));
+  wait_for_root_setup();
   std::optional<model_dir::TranslationModel> base;
   std::optional<LoraRun> lora;
   if (!cfg.init_from.empty()) {
@@ -157,7 +158,7 @@ int64_t train_seq2seq(const TrainConfig& cfg) {
   if (base) {
     owned = std::move(base->model);
     mc.dropout = cfg.dropout;
-    if (!lora) {  // full fine-tuning: the model directory is a complete one
+    if (!lora && Ranks::root()) {  // full fine-tuning: the model directory is a complete one
       model_dir::write_config(model_dir::config_path(cfg.model_dir), mc);
       tok.save(cfg.model_dir);
     }
@@ -193,15 +194,22 @@ int64_t train_seq2seq(const TrainConfig& cfg) {
   nn::Context ctx = loop.context(mc.dropout);
 
   while (!loop.stopping()) {
-    // One update: batches until update-tokens target tokens (at least one batch).
+    // One update: this rank's share of the update's batches, or (one rank) batches until
+    // update-tokens target tokens.
     int64_t tokens = 0, sentences = 0;
     double loss_sum = 0;
     do {
-      data::Batch b = batcher.next().to(device);
-      loss_sum += loop.forward_backward(
-          b.n_tgt_tokens, [&] { return batch_loss(model, b, cfg.label_smoothing, ctx); });
-      tokens += b.n_tgt_tokens;
-      sentences += b.size();
+      for (int64_t i = 0; i < loop.batches_per_update(); ++i) {
+        if (!loop.takes(i)) {
+          batcher.skip();
+          continue;
+        }
+        data::Batch b = batcher.next().to(device);
+        loss_sum += loop.forward_backward(
+            b.n_tgt_tokens, [&] { return batch_loss(model, b, cfg.label_smoothing, ctx); });
+        tokens += b.n_tgt_tokens;
+        sentences += b.size();
+      }
     } while (tokens < cfg.update_tokens);
     data::BatchPosition pos = batcher.position();
     loop.update(loss_sum, tokens, sentences, {pos.epoch, pos.batch});

@@ -48,7 +48,8 @@ nn::ViTConfig model_config_for(const ViTTrainConfig& cfg, const data::ImageSet& 
 int64_t train_vit(const ViTTrainConfig& cfg_in) {
   cfg_in.validate();
   Device device = usable_device(cfg_in.device);
-  set_num_threads(int(cfg_in.threads));
+  set_num_threads(threads_per_rank(cfg_in.threads));
+  wait_for_root_setup();
   std::unique_ptr<nn::ViT> base;
   std::optional<LoraRun> lora;
   if (!cfg_in.init_from.empty()) {
@@ -87,7 +88,7 @@ int64_t train_vit(const ViTTrainConfig& cfg_in) {
   if (from_base) {
     owned = std::move(base);
     mc.dropout = cfg.dropout;
-    if (!lora) model_dir::write_config(saved_config, mc);  // full fine-tuning
+    if (!lora && Ranks::root()) model_dir::write_config(saved_config, mc);  // full fine-tuning
   } else {
     owned = std::make_unique<nn::ViT>(mc);
     Rng init_rng(uint64_t(cfg.seed));
@@ -102,8 +103,9 @@ int64_t train_vit(const ViTTrainConfig& cfg_in) {
       cfg.batch_size, true, uint64_t(cfg.seed), {cfg.crop_padding, cfg.horizontal_flip}};
   data::ImageLoader loader(train, {mc.mean, mc.stddev}, lo);
   // The cosine schedule needs a length: max-epochs gives one when max-updates does not.
+  int64_t per_update = cfg.accumulate * Ranks::size();  // batches
   if (cfg.max_updates == 0 && cfg.max_epochs > 0)
-    cfg.max_updates = cfg.max_epochs * loader.batches_per_epoch();
+    cfg.max_updates = (cfg.max_epochs * loader.batches_per_epoch() + per_update - 1) / per_update;
 
   TrainingLoop loop(cfg, cfg.model_dir, params, log, lora ? lora->files() : WeightFiles{});
   if (!loop.resumed() && from_base) note_init_from(cfg, log);
@@ -118,13 +120,22 @@ int64_t train_vit(const ViTTrainConfig& cfg_in) {
   nn::Context ctx = loop.context(mc.dropout);
 
   while (!loop.stopping()) {
-    data::ImageBatch b = loader.next();
-    double loss_sum = loop.forward_backward(b.size(), [&] {
-      return cross_entropy_sum(model.forward(b.images.to(device), ctx), b.labels.to(device), -1,
-                               cfg.label_smoothing);
-    });
+    int64_t images = 0;
+    double loss_sum = 0;
+    for (int64_t i = 0; i < loop.batches_per_update(); ++i) {
+      if (!loop.takes(i)) {
+        loader.skip();
+        continue;
+      }
+      data::ImageBatch b = loader.next();
+      loss_sum += loop.forward_backward(b.size(), [&] {
+        return cross_entropy_sum(model.forward(b.images.to(device), ctx), b.labels.to(device), -1,
+                                 cfg.label_smoothing);
+      });
+      images += b.size();
+    }
     data::ImagePosition pos = loader.position();
-    loop.update(loss_sum, b.size(), b.size(), {pos.epoch, pos.batch});
+    loop.update(loss_sum, images, images, {pos.epoch, pos.batch});
     if (valid.size() > 0 && loop.validation_due()) {
       ops::AutocastScope autocast(loop.precision());
       eval::ImagePredictions p = eval::predict_images(model, valid);

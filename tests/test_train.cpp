@@ -11,8 +11,8 @@
 #include <fstream>
 #include <nlohmann/json.hpp>
 
-#include "data/corpus.h"
 #include "io/safetensors.h"
+#include "support/bible_subset.h"
 #include "support/torch_ref.h"
 #include "train/trainer.h"
 
@@ -21,21 +21,10 @@ namespace {
 
 namespace fs = std::filesystem;
 
-// The first `n` pairs of the bundled training corpus as a small TSV file.
-std::string small_corpus(size_t n) {
-  std::string path = temp_path("small.tsv");
-  if (fs::exists(path)) return path;
-  data::ParallelCorpus c =
-      data::read_tsv(std::string(QKV_SOURCE_DIR) + "/data/bible.es-en.train.tsv.xz");
-  std::ofstream out(path);
-  for (size_t i = 0; i < n; ++i) out << "ref\t" << c.src[i] << "\t" << c.tgt[i] << "\n";
-  return path;
-}
-
 train::TrainConfig tiny_training(const std::string& dir) {
   train::TrainConfig c;
   c.model_dir = dir;
-  c.train_sets = {small_corpus(300)};
+  c.train_sets = {bible_pairs(300)};
   c.model.d_model = 32, c.model.heads = 2, c.model.d_ff = 64;
   c.model.encoder_layers = 1, c.model.decoder_layers = 1;
   c.model.vocab_size = 300, c.batch_tokens = 400, c.max_length = 60;

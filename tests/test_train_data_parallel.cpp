@@ -18,8 +18,8 @@
 #include <map>
 #include <nlohmann/json.hpp>
 
-#include "data/corpus.h"
 #include "io/safetensors.h"
+#include "support/bible_subset.h"
 #include "support/cli_run.h"
 
 namespace qkv::test {
@@ -61,31 +61,11 @@ std::string fresh_dir(const std::string& name) {
   return dir;
 }
 
-std::string small_corpus() {
-  std::string path = temp_path("dp_small.tsv");
-  if (fs::exists(path)) return path;
-  data::ParallelCorpus c =
-      data::read_tsv(std::string(QKV_SOURCE_DIR) + "/data/bible.es-en.train.tsv.xz");
-  std::ofstream out(path);
-  for (size_t i = 0; i < 300; ++i) out << "ref\t" << c.src[i] << "\t" << c.tgt[i] << "\n";
-  return path;
-}
-
-std::string small_text() {
-  std::string path = temp_path("dp_small.txt");
-  if (fs::exists(path)) return path;
-  data::ParallelCorpus c =
-      data::read_tsv(std::string(QKV_SOURCE_DIR) + "/data/bible.es-en.train.tsv.xz");
-  std::ofstream out(path);
-  for (size_t i = 0; i < 400; ++i) out << c.tgt[i] << "\n";
-  return path;
-}
-
 // Small runs of every family: dropout on, validation and checkpoints along the way.
 std::string translation_run(const std::string& dir,
                             const std::string& length = "--save-freq 5 --max-updates 12") {
-  return "train --model-dir " + dir + " --train-sets " + small_corpus() + " --valid-sets " +
-         small_corpus() +
+  return "train --model-dir " + dir + " --train-sets " + bible_pairs(300) + " --valid-sets " +
+         bible_pairs(300) +
          " --valid-max-sentences 20 --d-model 32 --heads 2 --d-ff 64 --encoder-layers 1 "
          "--decoder-layers 1 --vocab-size 300 --batch-tokens 400 --max-length 60 --warmup-steps "
          "5 --learning-rate 1e-3 --dropout 0.1 --disp-freq 2 --valid-freq 6 --threads 1 " +
@@ -93,8 +73,8 @@ std::string translation_run(const std::string& dir,
 }
 
 std::string language_model_run(const std::string& dir, const std::string& preset) {
-  return "train-lm --model-dir " + dir + " --train-sets " + small_text() + " --valid-sets " +
-         small_text() + " --tokenizer chars --preset " + preset +
+  return "train-lm --model-dir " + dir + " --train-sets " + bible_english(400) + " --valid-sets " +
+         bible_english(400) + " --tokenizer chars --preset " + preset +
          " --d-model 32 --layers 2 --context-length 32 --batch-size 4 --warmup-steps 5 "
          "--dropout 0.1 --moe-experts 4 --moe-top-k 2 --moe-every 2 --disp-freq 2 --valid-freq 6 "
          "--save-freq 5 --max-updates 12 --sample-tokens 0 --threads 1";

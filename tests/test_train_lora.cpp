@@ -23,6 +23,7 @@
 #include "model_dir/gpt_dir.h"
 #include "model_dir/seq2seq_dir.h"
 #include "model_dir/vit_dir.h"
+#include "support/bible_subset.h"
 #include "support/cli_run.h"
 #include "support/torch_ref.h"
 #include "train/fine_tune.h"
@@ -104,20 +105,10 @@ double max_difference(const std::string& a_path, const std::string& b_path) {
 
 // --- The three families' tiny runs and their bases (trained once per test process). ---
 
-std::string small_corpus() {
-  std::string path = temp_path("lora_corpus.tsv");
-  if (fs::exists(path)) return path;
-  data::ParallelCorpus c =
-      data::read_tsv(std::string(QKV_SOURCE_DIR) + "/data/bible.es-en.train.tsv.xz");
-  std::ofstream out(path);
-  for (size_t i = 0; i < 300; ++i) out << "ref\t" << c.src[i] << "\t" << c.tgt[i] << "\n";
-  return path;
-}
-
 train::TrainConfig translation_run(const std::string& name) {
   train::TrainConfig c;
   c.model_dir = fresh_dir(name);
-  c.train_sets = {small_corpus()};
+  c.train_sets = {bible_pairs(300)};
   c.model.d_model = 32, c.model.heads = 2, c.model.d_ff = 64;
   c.model.encoder_layers = 1, c.model.decoder_layers = 1;
   c.model.vocab_size = 300, c.batch_tokens = 400, c.max_length = 60;
@@ -218,7 +209,7 @@ TEST(TrainLora, TranslationAdapterCoversOnlyItsTargetsAndLeavesTheBase) {
   std::string base = translation_base();
   auto before = snapshot(base);
   train::TrainConfig c = with_lora(translation_run("lora_seq2seq"), base);
-  c.valid_sets = {small_corpus()}, c.valid_max_sentences = 3, c.valid_freq = 4;
+  c.valid_sets = {bible_pairs(300)}, c.valid_max_sentences = 3, c.valid_freq = 4;
   EXPECT_EQ(train::train_seq2seq(c), 8);
   EXPECT_EQ(changed_files(snapshot(base), before), std::vector<std::string>{});
   model_dir::TranslationModel m = model_dir::load_translation_dir(base);

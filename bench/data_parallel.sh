@@ -42,12 +42,11 @@ command -v mpirun >/dev/null || { echo "bench/data_parallel.sh: mpirun not found
 work=$(mktemp -d)
 trap 'rm -rf "$work"' EXIT
 export OMP_WAIT_POLICY=passive
-mpirun=(mpirun --allow-run-as-root --oversubscribe --bind-to none
-  --mca btl_vader_single_copy_mechanism none)
+mpirun=(mpirun --allow-run-as-root --oversubscribe --bind-to none)
 # A run's options: the bundled corpus, the tokenizer of the first run reused by the others.
-train_options() {  # preset, model dir, max-updates
+train_options() {  # preset, model dir, max-updates, disp-freq
   echo train --preset "$1" --model-dir "$2" --train-sets data/bible.es-en.train.tsv.xz \
-    --batch-tokens "$batch_tokens" --max-updates "$3" --disp-freq 5 --save-freq 100000 \
+    --batch-tokens "$batch_tokens" --max-updates "$3" --disp-freq "$4" --save-freq 100000 \
     --valid-freq 100000 --spm-model "$work/spm/spm.model"
 }
 echo "bench/data_parallel.sh: a tokenizer for the runs" >&2
@@ -55,13 +54,13 @@ echo "bench/data_parallel.sh: a tokenizer for the runs" >&2
   --max-updates 1 --disp-freq 1 --save-freq 100000 --valid-freq 100000 2>/dev/null
 
 echo "bench/data_parallel.sh: $preset, 1 rank x 2 threads, accumulate 2" >&2
-"$qkv" $(train_options "$preset" "$work/one" "$updates") --threads 2 --accumulate 2 2>/dev/null
+"$qkv" $(train_options "$preset" "$work/one" "$updates" 5) --threads 2 --accumulate 2 2>/dev/null
 echo "bench/data_parallel.sh: $preset, 2 ranks x 1 thread" >&2
-"${mpirun[@]}" -np 2 "$qkv" $(train_options "$preset" "$work/two" "$updates") --threads 1 \
+"${mpirun[@]}" -np 2 "$qkv" $(train_options "$preset" "$work/two" "$updates" 5) --threads 1 \
   2>/dev/null
 echo "bench/data_parallel.sh: $project_preset, one update's compute (1 rank, 2 threads)" >&2
-"$qkv" $(train_options "$project_preset" "$work/project" "$project_updates") --threads 2 \
-  --disp-freq 1 2>/dev/null
+"$qkv" $(train_options "$project_preset" "$work/project" "$project_updates" 1) --threads 2 \
+  2>/dev/null
 
 /usr/bin/python3 - "$work" "$json" "$preset" "$project_preset" "$gbits" "$batch_tokens" <<'EOF'
 import json, struct, sys
@@ -73,6 +72,8 @@ def updates(run):
     return [r for r in rows if r.get("event") == "update"]
 
 def steady(rows, key):  # the first log line (warm-up: allocation, first touches) left out
+    if not rows:
+        sys.exit("bench/data_parallel.sh: no update was logged: give more --updates")
     rows = rows[1:] if len(rows) > 1 else rows
     return sum(r[key] for r in rows) / len(rows)
 

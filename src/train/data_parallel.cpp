@@ -47,22 +47,18 @@ bool started_by_launcher() {
 }
 
 #ifdef QKV_WITH_MPI
-// Polls `requests` until all complete: a few quick tests, then sleeps growing to 1 ms between
-// them, so that a waiting rank leaves the CPU to the ranks that compute.
-void wait_all(std::vector<MPI_Request>& requests) {
+// Polls `request` until it completes: a few quick tests, then sleeps growing to 1 ms between
+// them, so that a rank waiting for a slower one (rank 0 preparing the model directory) leaves
+// the CPU to it.
+void wait_sleeping(MPI_Request request) {
   auto pause = std::chrono::microseconds(0);
   for (;;) {
     int done = 0;
-    MPI_Testall(int(requests.size()), requests.data(), &done, MPI_STATUSES_IGNORE);
+    MPI_Test(&request, &done, MPI_STATUS_IGNORE);
     if (done) return;
     if (pause.count() > 0) std::this_thread::sleep_for(pause);
     pause = std::min(std::chrono::microseconds(1000), pause + std::chrono::microseconds(20));
   }
-}
-
-void wait_one(MPI_Request request) {
-  std::vector<MPI_Request> one{request};
-  wait_all(one);
 }
 #endif
 
@@ -135,7 +131,7 @@ void Ranks::sum(std::vector<double>& values) {
   MPI_Request request;
   MPI_Iallreduce(MPI_IN_PLACE, values.data(), int(values.size()), MPI_DOUBLE, MPI_SUM,
                  MPI_COMM_WORLD, &request);
-  wait_one(request);
+  MPI_Wait(&request, MPI_STATUS_IGNORE);
 #endif
 }
 
@@ -144,7 +140,7 @@ double Ranks::broadcast(double value) {
 #ifdef QKV_WITH_MPI
   MPI_Request request;
   MPI_Ibcast(&value, 1, MPI_DOUBLE, 0, MPI_COMM_WORLD, &request);
-  wait_one(request);
+  MPI_Wait(&request, MPI_STATUS_IGNORE);
 #endif
   return value;
 }
@@ -154,7 +150,7 @@ void Ranks::barrier() {
 #ifdef QKV_WITH_MPI
   MPI_Request request;
   MPI_Ibarrier(MPI_COMM_WORLD, &request);
-  wait_one(request);
+  wait_sleeping(request);
 #endif
 }
 
@@ -247,10 +243,7 @@ struct GradientSum::State {
     Clock::time_point backward_end = Clock::now();
     while (next_to_start < buckets.size()) start(buckets[next_to_start++]);
 #ifdef QKV_WITH_MPI
-    std::vector<MPI_Request> requests;
-    for (auto& b : buckets) requests.push_back(b.request);
-    wait_all(requests);
-    for (auto& b : buckets) b.request = MPI_REQUEST_NULL;
+    for (auto& b : buckets) MPI_Wait(&b.request, MPI_STATUS_IGNORE);
 #endif
     exposed_s += seconds_since(backward_end);
     allreduce_s += seconds_since(first_start);

@@ -33,10 +33,10 @@ class Ranks {
   // rank, prints "qkv: what" and exits 1.
   [[noreturn]] static void abort(const std::string& what);
 
-  // Collectives: every rank calls them in the same order. Waiting ranks sleep between polls,
-  // leaving their cores to the ranks still computing.
+  // Collectives: every rank calls them in the same order.
   static void sum(std::vector<double>& values);  // in place
   static double broadcast(double value);         // rank 0's value
+  // Waiting ranks sleep between polls, leaving their cores to the ranks still busy.
   static void barrier();
 };
 

@@ -52,6 +52,7 @@ void Tape::backward(Var& loss, float seed) {
     steps_[s]();
     steps_[s] = nullptr;
     for (; next != completion.end() && next->first == s; ++next) watch_->on_complete(next->second);
+    if (watch_ && watch_->after_step) watch_->after_step();
   }
   if (watch_)
     for (size_t i = 0; i < watch_->first_use.size(); ++i)
@@ -59,11 +60,13 @@ void Tape::backward(Var& loss, float seed) {
   clear();
 }
 
-void Tape::watch(const std::vector<Var>& vars, std::function<void(size_t)> on_complete) {
+void Tape::watch(const std::vector<Var>& vars, std::function<void(size_t)> on_complete,
+                 std::function<void()> after_step) {
   watch_ = std::make_unique<Watch>();
   for (size_t i = 0; i < vars.size(); ++i) watch_->index.emplace(vars[i].id(), i);
   watch_->first_use.assign(vars.size(), std::numeric_limits<size_t>::max());
   watch_->on_complete = std::move(on_complete);
+  watch_->after_step = std::move(after_step);
 }
 
 void Tape::note_input(const Var& v) {

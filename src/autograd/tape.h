@@ -35,8 +35,10 @@ class Tape {
   // Watches `vars` (trained parameters) through the recording that follows: the next backward()
   // calls on_complete(i) as soon as nothing more will add to the gradient of vars[i], which is
   // right after the step of its first use in the forward pass (the steps run in reverse), or at
-  // the end for one the pass did not use. Lets gradients leave (an allreduce) during backward.
-  void watch(const std::vector<Var>& vars, std::function<void(size_t)> on_complete);
+  // the end for one the pass did not use. Lets gradients leave (an allreduce) during backward;
+  // after_step(), when given, runs after every step (to keep such transfers moving).
+  void watch(const std::vector<Var>& vars, std::function<void(size_t)> on_complete,
+             std::function<void()> after_step = {});
   bool watching() const { return watch_ != nullptr; }
   // Notes that the step about to be recorded reads `v` (needs_tape calls it while watching).
   void note_input(const Var& v);
@@ -46,6 +48,7 @@ class Tape {
     std::unordered_map<const void*, size_t> index;  // Var::id() -> index in the watched list
     std::vector<size_t> first_use;                  // step index, or SIZE_MAX when unused
     std::function<void(size_t)> on_complete;
+    std::function<void()> after_step;
   };
   std::vector<std::function<void()>> steps_;
   std::unique_ptr<Watch> watch_;

@@ -195,16 +195,11 @@ struct GradientSum::State {
     earlier[v] = Tensor();
   }
 
+  // Starts the buckets, in order, whose gradients are all complete.
   void complete(size_t v) {
     --buckets[bucket_of[v]].pending;
-    start_ready();
-  }
-
-  // Starts the buckets, in order, whose gradients are all complete.
-  void start_ready() {
     while (next_to_start < buckets.size() && buckets[next_to_start].pending == 0)
       start(buckets[next_to_start++]);
-    poll();
   }
 
   void start(Bucket& b) {
@@ -305,7 +300,8 @@ void GradientSum::begin_pass(Tape& tape, bool last) {
     }
   if (last && !s.buckets.empty()) {
     for (auto& b : s.buckets) b.pending = b.vars.size();
-    tape.watch(s.vars, [&s](size_t v) { s.complete(v); });
+    tape.watch(
+        s.vars, [&s](size_t v) { s.complete(v); }, [&s] { s.poll(); });
   }
 }
 

@@ -5,6 +5,9 @@
 # QKV_SKIP_ASAN=1).
 set -euo pipefail
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
+# Whole builds compile the library and the command in batches of files (CMakeLists.txt,
+# QKV_UNITY_BUILD; the presets read it from here): each batch parses the shared headers once.
+export QKV_UNITY_BUILD=${QKV_UNITY_BUILD:-ON}
 PRESET=release source scripts/setup.sh
 ctest --preset release -j "$(nproc)"
 if [ "${QKV_SKIP_CUDA_EMULATION:-0}" != 1 ]; then

@@ -20,9 +20,9 @@
 
 namespace qkv::train {
 
-namespace {
-
 using Clock = std::chrono::steady_clock;
+
+namespace {
 
 int g_rank = 0, g_size = 1, g_local_size = 1;  // local: the ranks on this machine
 int g_error_fd = STDERR_FILENO;  // where abort() writes: the launcher's standard error

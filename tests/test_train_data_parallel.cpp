@@ -31,9 +31,11 @@ using Clock = std::chrono::steady_clock;
 // mpirun for n ranks of one thread on this machine: as root (CI), more ranks than cores, no
 // pinning, and shared memory without the single-copy mechanism containers often forbid.
 std::string mpirun(int n) {
-  return "mpirun --allow-run-as-root --oversubscribe --bind-to none --mca "
-         "btl_vader_single_copy_mechanism none -np " +
-         std::to_string(n) + " " + QKV_BINARY + " ";
+  std::string command = "mpirun --allow-run-as-root --oversubscribe --bind-to none --mca "
+                        "btl_vader_single_copy_mechanism none -np ";
+  command += std::to_string(n);
+  command += " " QKV_BINARY " ";
+  return command;
 }
 
 CliResult run_shell(const std::string& command) {

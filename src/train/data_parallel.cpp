@@ -104,19 +104,7 @@ int Ranks::size() {
   return g_size;
 }
 
-bool Ranks::available() {
-#ifdef QKV_WITH_MPI
-  return true;
-#else
-  return false;
-#endif
-}
-
 void Ranks::abort(const std::string& what) {
-  if (g_size == 1) {
-    write_error("qkv: " + what);
-    std::exit(1);
-  }
   write_error("qkv: rank " + std::to_string(g_rank) + " of " + std::to_string(g_size) + ": " +
               what);
 #ifdef QKV_WITH_MPI
@@ -128,19 +116,15 @@ void Ranks::abort(const std::string& what) {
 void Ranks::sum(std::vector<double>& values) {
   if (g_size == 1) return;
 #ifdef QKV_WITH_MPI
-  MPI_Request request;
-  MPI_Iallreduce(MPI_IN_PLACE, values.data(), int(values.size()), MPI_DOUBLE, MPI_SUM,
-                 MPI_COMM_WORLD, &request);
-  MPI_Wait(&request, MPI_STATUS_IGNORE);
+  MPI_Allreduce(MPI_IN_PLACE, values.data(), int(values.size()), MPI_DOUBLE, MPI_SUM,
+                MPI_COMM_WORLD);
 #endif
 }
 
 double Ranks::broadcast(double value) {
   if (g_size == 1) return value;
 #ifdef QKV_WITH_MPI
-  MPI_Request request;
-  MPI_Ibcast(&value, 1, MPI_DOUBLE, 0, MPI_COMM_WORLD, &request);
-  MPI_Wait(&request, MPI_STATUS_IGNORE);
+  MPI_Bcast(&value, 1, MPI_DOUBLE, 0, MPI_COMM_WORLD);
 #endif
   return value;
 }

@@ -27,10 +27,7 @@ class Ranks {
   static int rank();
   static int size();
   static bool root() { return rank() == 0; }
-  // True when qkv was built with MPI.
-  static bool available();
-  // Prints "qkv: rank R of N: what" and stops every rank (MPI_Abort, exit code 1); with one
-  // rank, prints "qkv: what" and exits 1.
+  // Prints "qkv: rank R of N: what" and stops every rank (MPI_Abort, exit code 1).
   [[noreturn]] static void abort(const std::string& what);
 
   // Collectives: every rank calls them in the same order.

@@ -31,8 +31,9 @@ using Clock = std::chrono::steady_clock;
 // mpirun for n ranks of one thread on this machine: as root (CI), more ranks than cores, no
 // pinning, and shared memory without the single-copy mechanism containers often forbid.
 std::string mpirun(int n) {
-  std::string command = "mpirun --allow-run-as-root --oversubscribe --bind-to none --mca "
-                        "btl_vader_single_copy_mechanism none -np ";
+  std::string command =
+      "mpirun --allow-run-as-root --oversubscribe --bind-to none --mca "
+      "btl_vader_single_copy_mechanism none -np ";
   command += std::to_string(n);
   command += " " QKV_BINARY " ";
   return command;
@@ -144,7 +145,7 @@ void expect_two_ranks_equal_accumulate_two(const std::string& name,
   ASSERT_EQ(single.status, 0) << single.err;
   CliResult ranks = run_shell(mpirun(2) + run(two));
   ASSERT_EQ(ranks.status, 0) << ranks.err;
-  EXPECT_NE(ranks.err.find("2 ranks x 1 threads, 2 batches per update"), std::string::npos)
+  EXPECT_NE(ranks.err.find("ranks x threads: 2 x 1; batches per update: 2"), std::string::npos)
       << ranks.err;
   expect_same_curves(one, two, examples);
   auto [worst, where] =

@@ -109,10 +109,10 @@ TrainingLoop::TrainingLoop(const LoopConfig& config, const std::string& model_di
     stop_if_schedule_done();
   }
   if (Ranks::size() > 1)
-    log.note("ranks", std::to_string(Ranks::size()) + " ranks x " + std::to_string(num_threads()) +
-                          " threads, " + std::to_string(batches_per_update()) +
-                          " batches per update, " + std::to_string(gradients_.buckets()) +
-                          " gradient buckets");
+    log.note("ranks", "ranks x threads: " + std::to_string(Ranks::size()) + " x " +
+                          std::to_string(num_threads()) +
+                          "; batches per update: " + std::to_string(batches_per_update()) +
+                          "; gradient buckets: " + std::to_string(gradients_.buckets()));
   last_validation_ = last_save_ = progress_.update;  // done already, or nothing to do yet
   elapsed_before_ = progress_.elapsed_s;
   run_first_update_ = progress_.update;

@@ -32,8 +32,10 @@ int main(int argc, char** argv) {
   try {
     app.parse(argc, argv);
   } catch (const CLI::ParseError& e) {
-    if (Ranks::size() > 1) Ranks::abort(e.what());
-    return app.exit(e);
+    if (Ranks::size() > 1 && e.get_exit_code() != 0) Ranks::abort(e.what());
+    int code = Ranks::root() ? app.exit(e) : e.get_exit_code();  // --help: rank 0 prints it
+    Ranks::finalize();
+    return code;
   }
   int status = 0;
   try {

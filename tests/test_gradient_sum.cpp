@@ -125,9 +125,9 @@ TEST(GradientSum, PassesAddInBatchOrder) {
   std::vector<Tensor> batches;
   for (int b = 0; b < 3; ++b) batches.push_back(random_ids({2, 9}, rng, 0, 40));
   nn::Context ctx;
-  auto backward = [&](const Tensor& ids, train::GradientSum* sum, bool last) {
+  auto backward = [&](const Tensor& ids, train::GradientSum* sum, bool first, bool last) {
     Tape tape;
-    if (sum) sum->begin_pass(tape, last);
+    if (sum) sum->begin_pass(tape, first, last);
     Var loss;
     {
       Recording rec(tape);
@@ -139,7 +139,7 @@ TEST(GradientSum, PassesAddInBatchOrder) {
   nn::ParamList params = model.params();
   std::vector<std::vector<Tensor>> each;  // [pass][param]
   for (const Tensor& ids : batches) {
-    backward(ids, nullptr, false);
+    backward(ids, nullptr, false, false);
     each.emplace_back();
     for (auto& [name, p] : params) {
       each.back().push_back(p.grad().clone());
@@ -147,7 +147,8 @@ TEST(GradientSum, PassesAddInBatchOrder) {
     }
   }
   train::GradientSum sum(params, 25);
-  for (size_t b = 0; b < batches.size(); ++b) backward(batches[b], &sum, b + 1 == batches.size());
+  for (size_t b = 0; b < batches.size(); ++b)
+    backward(batches[b], &sum, b == 0, b + 1 == batches.size());
   sum.finish();
   for (size_t i = 0; i < params.size(); ++i) {
     Tensor expected = each[0][i].clone();

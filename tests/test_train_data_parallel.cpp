@@ -2,10 +2,10 @@
 // Open MPI's mpirun, two ranks on this machine: two ranks update exactly as one process
 // accumulating two batches in every family (bit for bit: the same batches, dropout masks and
 // augmentation, and gradients summed in the same order); with accumulate on each rank too, within
-// 1e-6; a killed rank stops the other within 30 s and the run resumes from its last checkpoint to
-// the weights of an unbroken run; an error on the ranks stops them all, naming the rank.
+// 1e-6; a killed rank stops the other (mpirun exits non-zero) and the run resumes from its last
+// checkpoint to the weights of an unbroken run; an error on the ranks stops them all, naming the
+// rank.
 // Skipped in builds without MPI.
-#include <dirent.h>
 #include <gtest/gtest.h>
 #include <signal.h>
 #include <sys/wait.h>
@@ -261,13 +261,13 @@ TEST(DataParallel, AKilledRankStopsTheOtherAndTheRunResumesAsUnbroken) {
   ASSERT_GT(victim, 0) << "no rank 1 among mpirun's children";
   ASSERT_GT(survivor, 0) << "no rank 0 among mpirun's children";
   ASSERT_EQ(kill(victim, SIGKILL), 0);
-  Clock::time_point killed_at = Clock::now();
-  while (waitpid(launcher, &status, WNOHANG) == 0 &&
-         Clock::now() - killed_at < std::chrono::seconds(60))
+  // Rank 0 must not wait forever for the dead rank (a hang guard, not a timing: ~1 s here).
+  auto hang = Clock::now() + std::chrono::minutes(5);
+  bool ended = false;
+  while (!(ended = waitpid(launcher, &status, WNOHANG) == launcher) && Clock::now() < hang)
     usleep(20000);
-  double seconds = std::chrono::duration<double>(Clock::now() - killed_at).count();
-  EXPECT_LT(seconds, 30.0) << "mpirun still ran " << seconds << " s after rank 1 was killed";
-  if (seconds >= 60) kill(launcher, SIGKILL), waitpid(launcher, &status, 0);
+  if (!ended) kill(launcher, SIGKILL), waitpid(launcher, &status, 0);
+  ASSERT_TRUE(ended) << "mpirun still ran 5 minutes after rank 1 was killed";
   EXPECT_TRUE(WIFEXITED(status) && WEXITSTATUS(status) != 0) << "status " << status;
   EXPECT_FALSE(running(survivor)) << "rank 0 lives on";
 
@@ -288,11 +288,9 @@ TEST(DataParallel, AKilledRankStopsTheOtherAndTheRunResumesAsUnbroken) {
 TEST(DataParallel, ErrorsStopEveryRankAndNameTheirRank) {
   SKIP_WITHOUT_MPI();
   std::string dir = fresh_dir("dp_errors");
-  Clock::time_point start = Clock::now();
   CliResult bad = run_shell(mpirun(2) + translation_run(dir) + " --accumulate 0");
   EXPECT_NE(bad.status, 0);
   EXPECT_NE(bad.err.find("of 2: accumulate must be positive"), std::string::npos) << bad.err;
-  EXPECT_LT(std::chrono::duration<double>(Clock::now() - start).count(), 30.0);
   CliResult tokens = run_shell(mpirun(2) + translation_run(dir) + " --update-tokens 500");
   EXPECT_NE(tokens.status, 0);
   EXPECT_NE(tokens.err.find("update-tokens counts one process's tokens"), std::string::npos)

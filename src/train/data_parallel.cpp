@@ -166,7 +166,6 @@ struct GradientSum::State {
   std::vector<Tensor> earlier;    // per var: the sum of the update's earlier passes, or none
   std::vector<size_t> bucket_of;  // per var
   std::vector<Bucket> buckets;    // in start order
-  size_t passes = 0;              // of this update so far
   size_t next_to_start = 0;
   bool in_flight = false;  // this update has started buckets
   Clock::time_point first_start;
@@ -270,9 +269,9 @@ size_t GradientSum::buckets() const {
   return state_->buckets.size();
 }
 
-void GradientSum::begin_pass(Tape& tape, bool last) {
+void GradientSum::begin_pass(Tape& tape, bool first, bool last) {
   State& s = *state_;
-  if (s.passes++ > 0)
+  if (!first)
     for (size_t v = 0; v < s.vars.size(); ++v) {
       const Var& p = s.vars[v];
       if (!p.has_grad()) continue;
@@ -295,7 +294,6 @@ void GradientSum::finish() {
     for (size_t v = 0; v < s.vars.size(); ++v) s.fold(v);
   else
     s.sum_over_ranks();
-  s.passes = 0;
 }
 
 GradientSum::Timing GradientSum::take_timing() {

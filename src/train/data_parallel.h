@@ -58,9 +58,9 @@ class GradientSum {
   GradientSum(const nn::ParamList& params, double bucket_mb);
   ~GradientSum();
   // Before each forward pass of an update is recorded on `tape`: sets the earlier passes'
-  // gradients aside; before the last one (`last`) of a data-parallel run, arms the tape so that
-  // its backward pass starts the buckets whose gradients are complete.
-  void begin_pass(Tape& tape, bool last);
+  // gradients aside (all but the `first` pass); before the `last` one of a data-parallel run,
+  // arms the tape so that its backward pass starts the buckets whose gradients are complete.
+  void begin_pass(Tape& tape, bool first, bool last);
   // After the update's last backward pass: the sum in the parameters' gradients.
   void finish();
   size_t buckets() const;

@@ -172,18 +172,13 @@ int64_t train_lm(const LmTrainConfig& cfg) {
   while (!loop.stopping()) {
     int64_t tokens = 0, sequences = 0;
     double loss_sum = 0;
-    for (int64_t i = 0; i < loop.batches_per_update(); ++i) {
-      if (!loop.takes(i)) {
-        sampler.skip();
-        continue;
-      }
-      data::LmBatch b = sampler.next();
+    loop.for_own_batches(sampler, [&](const data::LmBatch& b) {
       loss_sum += loop.forward_backward(b.scored_tokens, [&] {
         return eval::lm_loss_sum(model, b.inputs.to(device), b.targets.to(device),
                                  cfg.label_smoothing, ctx);
       });
       tokens += b.scored_tokens, sequences += b.rows();
-    }
+    });
     loop.update(loss_sum, tokens, sequences, {0, sampler.position()});
     if (!valid.batches.empty() && loop.validation_due()) {
       ops::AutocastScope autocast(loop.precision());

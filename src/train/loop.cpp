@@ -128,7 +128,7 @@ nn::Context TrainingLoop::context(float dropout) {
 void TrainingLoop::begin_pass(Tape& tape) {
   int64_t batch = progress_.batches + Ranks::rank() + passes_ * Ranks::size();
   dropout_rng_.set_state(progress_.rng_seed, uint64_t(batch) << 32);
-  gradients_.begin_pass(tape, passes_ + 1 == config_.accumulate);
+  gradients_.begin_pass(tape, passes_ == 0, passes_ + 1 == config_.accumulate);
   ++passes_;
   moe_record_.clear();
 }

@@ -12,9 +12,9 @@
 // A trainer reads its data, builds its model and runs:
 //   TrainingLoop loop(config, model_dir, params, log);
 //   while (!loop.stopping()) {
-//     for (i = 0; i < loop.batches_per_update(); ++i)
-//       if (!loop.takes(i)) data.skip();  (another rank's batch)
-//       else loss_sum += loop.forward_backward(items, [&] { return ... batch loss ...; });
+//     loop.for_own_batches(data, [&](Batch b) {  (this rank's share of the update's batches)
+//       loss_sum += loop.forward_backward(items, [&] { return ... batch loss ...; });
+//     });
 //     loop.update(loss_sum, count, examples, data_position);
 //     if (loop.validation_due()) loop.validated(stats, score);
 //     loop.checkpoint_if_due();
@@ -103,11 +103,19 @@ class TrainingLoop {
   nn::Context context(float dropout);
   // The precision option, for the AutocastScope around forward and backward passes.
   ops::MatmulPrecision precision() const { return ops::precision_from_name(config_.precision); }
-  // The batches of one update over all ranks (accumulate x ranks), and whether this rank takes
-  // batch i of them (i % ranks == rank); the others' batches it skips. One rank with
-  // --accumulate N takes the batches N ranks share, in the same order.
+  // The batches of one update over all ranks: accumulate x ranks.
   int64_t batches_per_update() const { return config_.accumulate * Ranks::size(); }
-  bool takes(int64_t i) const { return i % Ranks::size() == Ranks::rank(); }
+  // Calls pass(data.next()) for this rank's share of the next update's batches (batch i of them
+  // is rank i % ranks's) and data.skip() for the others', so that one rank with --accumulate N
+  // trains on the batches N ranks share, in the same order.
+  template <class Data, class Pass>
+  void for_own_batches(Data& data, Pass&& pass) {
+    for (int64_t i = 0; i < batches_per_update(); ++i)
+      if (i % Ranks::size() == Ranks::rank())
+        pass(data.next());
+      else
+        data.skip();
+  }
   // One forward pass recorded on a tape (loss_fn returns a [1] loss Var summed over `items`
   // target tokens or images) and its backward pass, in the run's precision; returns the loss.
   // Gradients add up until update(). MoE layers' losses, means over their layers, join the

@@ -38,7 +38,7 @@ MoeStats MoeTally::stats() const {
 }
 
 void MoeTally::sum_over_ranks() {
-  if (Ranks::size() == 1) return;
+  if (Ranks::size() == 1 || empty()) return;  // empty on every rank alike (the same model)
   std::vector<double> all{double(passes_),      double(layer_passes_), aux_, z_,
                           double(assignments_), double(dropped_)};
   for (const auto& layer : choices_) all.insert(all.end(), layer.begin(), layer.end());

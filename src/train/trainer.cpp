@@ -199,17 +199,13 @@ int64_t train_seq2seq(const TrainConfig& cfg) {
     int64_t tokens = 0, sentences = 0;
     double loss_sum = 0;
     do {
-      for (int64_t i = 0; i < loop.batches_per_update(); ++i) {
-        if (!loop.takes(i)) {
-          batcher.skip();
-          continue;
-        }
-        data::Batch b = batcher.next().to(device);
+      loop.for_own_batches(batcher, [&](data::Batch host) {
+        data::Batch b = host.to(device);
         loss_sum += loop.forward_backward(
             b.n_tgt_tokens, [&] { return batch_loss(model, b, cfg.label_smoothing, ctx); });
         tokens += b.n_tgt_tokens;
         sentences += b.size();
-      }
+      });
     } while (tokens < cfg.update_tokens);
     data::BatchPosition pos = batcher.position();
     loop.update(loss_sum, tokens, sentences, {pos.epoch, pos.batch});

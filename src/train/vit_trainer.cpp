@@ -122,18 +122,13 @@ int64_t train_vit(const ViTTrainConfig& cfg_in) {
   while (!loop.stopping()) {
     int64_t images = 0;
     double loss_sum = 0;
-    for (int64_t i = 0; i < loop.batches_per_update(); ++i) {
-      if (!loop.takes(i)) {
-        loader.skip();
-        continue;
-      }
-      data::ImageBatch b = loader.next();
+    loop.for_own_batches(loader, [&](const data::ImageBatch& b) {
       loss_sum += loop.forward_backward(b.size(), [&] {
         return cross_entropy_sum(model.forward(b.images.to(device), ctx), b.labels.to(device), -1,
                                  cfg.label_smoothing);
       });
       images += b.size();
-    }
+    });
     data::ImagePosition pos = loader.position();
     loop.update(loss_sum, images, images, {pos.epoch, pos.batch});
     if (valid.size() > 0 && loop.validation_due()) {

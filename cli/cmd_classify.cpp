@@ -1,11 +1,8 @@
 // qkv classify --model-dir DIR IMAGE...: the top-k classes of each image with probabilities.
-#include <algorithm>
 #include <cstdio>
-#include <numeric>
 
 #include "commands.h"
 #include "data/image_folder.h"
-#include "data/image_loader.h"
 #include "eval/image_eval.h"
 #include "model_dir/vit_dir.h"
 #include "tensor/threads.h"
@@ -43,30 +40,13 @@ Command add_classify(CLI::App& app) {
     const nn::ViTConfig& c = model->config();
     data::ImageShape shape{c.channels, c.image_size, c.image_size};
     // Every image first, so a bad file is reported before any output.
-    data::ImageSet set;
-    set.classes = c.classes;
-    set.pixels = Tensor::empty({int64_t(a->images.size()), c.channels, c.image_size, c.image_size},
-                               DType::u8);
-    int64_t per_image = c.channels * c.image_size * c.image_size;
+    std::vector<Tensor> images;
+    for (const std::string& path : a->images) images.push_back(data::load_image(path, shape));
+    auto top = eval::classify_images(*model, images, a->top_k);
     for (size_t i = 0; i < a->images.size(); ++i) {
-      Tensor img = data::load_image(a->images[i], shape);
-      std::copy_n(img.data<uint8_t>(), per_image,
-                  set.pixels.data<uint8_t>() + int64_t(i) * per_image);
-      set.labels.push_back(0);
-      set.sources.push_back(a->images[i]);
-    }
-    eval::ImagePredictions p = eval::predict_images(*model, set);
-    int64_t k = c.num_classes(), top = std::clamp<int64_t>(a->top_k, 1, k);
-    for (size_t i = 0; i < a->images.size(); ++i) {
-      const float* probs = p.probabilities.data<float>() + int64_t(i) * k;
-      std::vector<int64_t> order(static_cast<size_t>(k));
-      std::iota(order.begin(), order.end(), 0);
-      std::stable_sort(order.begin(), order.end(),
-                       [&](int64_t x, int64_t y) { return probs[x] > probs[y]; });
       std::printf("%s\n", a->images[i].c_str());
-      for (int64_t j = 0; j < top; ++j)
-        std::printf("  %6.2f%%  %s\n", 100.0 * probs[order[size_t(j)]],
-                    c.classes[size_t(order[size_t(j)])].c_str());
+      for (const eval::ClassScore& s : top[i])
+        std::printf("  %6.2f%%  %s\n", 100.0 * s.probability, s.label.c_str());
     }
     return 0;
   };

@@ -99,6 +99,27 @@ TEST(Generator, ASequenceDoesNotDependOnItsBatch) {
   EXPECT_NE(reseeded[0].text, together[0].text);
 }
 
+TEST(Generator, SampleStreamsMakeABatchOfRequestsEqualEachAlone) {
+  // A server batches requests with their own seeds: each prompt's samples must equal what a
+  // generator with that seed gives the prompt alone.
+  Fixture f = make("gpt-nano", 64, 7);
+  decode::GenerationOptions o;
+  o.sampling.temperature = 1.0f, o.max_new_tokens = 12, o.num_samples = 2;
+  std::vector<std::string> prompts = {"In", "God", "xyz"};
+  std::vector<uint64_t> seeds = {5, 6, 5};
+  std::vector<decode::SampleStream> streams;
+  for (uint64_t seed : seeds) streams.push_back({seed, 0});
+  auto batched = decode::Generator(f.model, *f.tok, o).generate(prompts, {}, streams);
+  ASSERT_EQ(batched.size(), 6u);
+  for (size_t p = 0; p < prompts.size(); ++p) {
+    o.sampling.seed = seeds[p];
+    auto alone = decode::Generator(f.model, *f.tok, o).generate({prompts[p]});
+    for (size_t j = 0; j < 2; ++j) EXPECT_EQ(batched[p * 2 + j].text, alone[j].text) << p << j;
+  }
+  EXPECT_THROW(decode::Generator(f.model, *f.tok, o).generate(prompts, {}, {{1, 0}}),
+               std::invalid_argument);
+}
+
 TEST(Generator, StreamedPiecesAddUpAndStopBeforeTheStopString) {
   Fixture f = make("gpt-nano", 64, 9);
   decode::GenerationOptions o;

@@ -203,6 +203,43 @@ TEST(ImageFolder, BadInputNamesTheFileOrFolder) {
       "missing.png: not a readable image (no such file)");
 }
 
+TEST(ImageFolder, BytesInMemoryAndPixelArraysEqualTheFile) {
+  // The server decodes uploaded bytes and the Python module converts numpy arrays: both must
+  // give what load_image gives for the same picture (stb's luma for gray, alpha dropped).
+  std::string root = fresh_dir("memory");
+  auto rgba = [](int y, int x, int c) { return c == 3 ? 128 : 37 * y + 11 * x + 60 * c; };
+  write_png(root + "/a.png", 5, 3, 4, rgba);
+  std::ifstream file(root + "/a.png", std::ios::binary);
+  std::string bytes((std::istreambuf_iterator<char>(file)), std::istreambuf_iterator<char>());
+  std::vector<uint8_t> hwc;
+  for (int y = 0; y < 3; ++y)
+    for (int x = 0; x < 5; ++x)
+      for (int c = 0; c < 4; ++c) hwc.push_back(uint8_t(rgba(y, x, c)));
+  auto bytes_of = [](const Tensor& t) {
+    return std::vector<uint8_t>(t.data<uint8_t>(), t.data<uint8_t>() + t.numel());
+  };
+  for (data::ImageShape shape : {data::ImageShape{1, 3, 5}, {3, 3, 5}, {3, 4, 4}, {1, 7, 2}}) {
+    std::vector<uint8_t> expected = bytes_of(data::load_image(root + "/a.png", shape));
+    EXPECT_EQ(bytes_of(data::decode_image(bytes, shape, "upload")), expected);
+    EXPECT_EQ(bytes_of(data::image_from_pixels(hwc.data(), 3, 5, 4, shape)), expected);
+  }
+  expect_error_mentions(
+      [&] {
+        data::decode_image("GIF89a junk", {1, 4, 4}, "image 2");
+      },
+      "image 2: not a readable image");
+  expect_error_mentions(
+      [&] {
+        data::decode_image("", {1, 4, 4}, "image 1");
+      },
+      "image 1: not a readable image (empty)");
+  expect_error_mentions(
+      [&] {
+        data::image_from_pixels(hwc.data(), 3, 5, 5, {1, 4, 4});
+      },
+      "1 to 4 channels, not 5");
+}
+
 TEST(ImageFolder, BilinearResizeUsesHalfPixelCentres) {
   // 1-D [a, b] -> 4 samples at source positions -0.25 (clamped), 0.25, 0.75, 1.25 (clamped).
   Tensor x = Tensor::from_vector(std::vector<float>{8, 16}, {1, 1, 2});

@@ -5,6 +5,7 @@
 #include <algorithm>
 #include <cmath>
 #include <filesystem>
+#include <limits>
 #include <memory>
 #include <stdexcept>
 
@@ -71,23 +72,51 @@ Tensor resize_bilinear(const Tensor& x, int64_t height, int64_t width) {
   return y;
 }
 
-Tensor load_image(const std::string& path, const ImageShape& shape) {
+namespace {
+
+// stb_image's luma (stbi__compute_y), so converted arrays match decoded files.
+uint8_t luma(const uint8_t* rgb) {
+  return uint8_t((rgb[0] * 77 + rgb[1] * 150 + rgb[2] * 29) >> 8);
+}
+
+// The channels `from` of one pixel as `to` channels (1 or 3): alpha dropped, gray repeated, RGB
+// to luma.
+void convert_pixel(const uint8_t* in, int64_t from, uint8_t* out, int64_t to) {
+  bool in_gray = from <= 2;
+  if (to == 1) {
+    out[0] = in_gray ? in[0] : luma(in);
+    return;
+  }
+  for (int c = 0; c < 3; ++c) out[c] = in_gray ? in[0] : in[c];
+}
+
+void check_channels(const ImageShape& shape) {
   if (shape.channels != 1 && shape.channels != 3)
     throw std::invalid_argument("images must have 1 or 3 channels, not " +
                                 std::to_string(shape.channels));
-  int w = 0, h = 0, file_channels = 0;
-  std::unique_ptr<uint8_t, void (*)(void*)> pixels(
-      stbi_load(path.c_str(), &w, &h, &file_channels, int(shape.channels)), stbi_image_free);
-  if (!pixels) {
-    std::string why = fs::exists(path) ? stbi_failure_reason() : "no such file";
-    throw std::runtime_error(path + ": not a readable image (" + why + ")");
-  }
-  int64_t c = shape.channels;
-  Tensor chw = Tensor::empty({c, h, w}, DType::u8);  // stb gives [H, W, C]
+}
+
+using StbPixels = std::unique_ptr<uint8_t, void (*)(void*)>;
+
+}  // namespace
+
+Tensor image_from_pixels(const uint8_t* hwc, int64_t height, int64_t width, int64_t channels,
+                         const ImageShape& shape) {
+  check_channels(shape);
+  if (channels < 1 || channels > 4)
+    throw std::invalid_argument("an image has 1 to 4 channels, not " + std::to_string(channels));
+  if (height < 1 || width < 1)
+    throw std::invalid_argument("an image needs at least one pixel, not " + std::to_string(height) +
+                                "x" + std::to_string(width));
+  int64_t c = shape.channels, hw = height * width;
+  Tensor chw = Tensor::empty({c, height, width}, DType::u8);
   uint8_t* out = chw.data<uint8_t>();
-  for (int64_t p = 0; p < int64_t(h) * w; ++p)
-    for (int64_t ch = 0; ch < c; ++ch) out[ch * h * w + p] = pixels.get()[p * c + ch];
-  if (h == shape.height && w == shape.width) return chw;
+  uint8_t pixel[3];
+  for (int64_t p = 0; p < hw; ++p) {
+    convert_pixel(hwc + p * channels, channels, pixel, c);
+    for (int64_t ch = 0; ch < c; ++ch) out[ch * hw + p] = pixel[ch];
+  }
+  if (height == shape.height && width == shape.width) return chw;
 
   Tensor f = Tensor::empty(chw.shape());
   for (int64_t i = 0; i < f.numel(); ++i) f.data<float>()[i] = float(out[i]);
@@ -97,6 +126,33 @@ Tensor load_image(const std::string& path, const ImageShape& shape) {
     result.data<uint8_t>()[i] =
         uint8_t(std::clamp(std::lround(resized.data<float>()[i]), 0l, 255l));
   return result;
+}
+
+Tensor load_image(const std::string& path, const ImageShape& shape) {
+  check_channels(shape);
+  int w = 0, h = 0, file_channels = 0;
+  StbPixels pixels(stbi_load(path.c_str(), &w, &h, &file_channels, int(shape.channels)),
+                   stbi_image_free);
+  if (!pixels) {
+    std::string why = fs::exists(path) ? stbi_failure_reason() : "no such file";
+    throw std::runtime_error(path + ": not a readable image (" + why + ")");
+  }
+  return image_from_pixels(pixels.get(), h, w, shape.channels, shape);
+}
+
+Tensor decode_image(std::string_view bytes, const ImageShape& shape, const std::string& what) {
+  check_channels(shape);
+  if (bytes.size() > size_t(std::numeric_limits<int>::max()))
+    throw std::runtime_error(what + ": too large for an image");
+  int w = 0, h = 0, file_channels = 0;
+  StbPixels pixels(
+      stbi_load_from_memory(reinterpret_cast<const stbi_uc*>(bytes.data()), int(bytes.size()), &w,
+                            &h, &file_channels, int(shape.channels)),
+      stbi_image_free);
+  if (!pixels)
+    throw std::runtime_error(what + ": not a readable image (" +
+                             (bytes.empty() ? "empty" : stbi_failure_reason()) + ")");
+  return image_from_pixels(pixels.get(), h, w, shape.channels, shape);
 }
 
 ImageSet read_image_folder(const std::string& root, const ImageShape& shape,

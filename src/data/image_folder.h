@@ -7,6 +7,7 @@
 // align_corners=False); no anti-aliasing) — images are resized, never rejected for their size.
 #pragma once
 #include <string>
+#include <string_view>
 
 #include "data/image_set.h"
 
@@ -15,6 +16,13 @@ namespace qkv::data {
 // One image as u8 [C, H, W] of `shape`. A file that is missing or not a decodable image is an
 // error naming the file.
 Tensor load_image(const std::string& path, const ImageShape& shape);
+// The same for an image file's bytes in memory; errors name it `what`.
+Tensor decode_image(std::string_view bytes, const ImageShape& shape, const std::string& what);
+// Pixels u8 [height, width, channels] (row-major, as decoders and numpy hold them; channels 1
+// gray, 2 gray+alpha, 3 RGB, 4 RGBA; alpha is dropped) as u8 [C, H, W] of `shape`, converted
+// and resized as above. std::invalid_argument for an empty image or another channel count.
+Tensor image_from_pixels(const uint8_t* hwc, int64_t height, int64_t width, int64_t channels,
+                         const ImageShape& shape);
 
 // x f32 [C, h, w] -> f32 [C, height, width] (see above).
 Tensor resize_bilinear(const Tensor& x, int64_t height, int64_t width);

@@ -64,9 +64,14 @@ Generator::Generator(const nn::Gpt& model, const data::LmTokenizer& tokenizer,
 }
 
 std::vector<Generation> Generator::generate(const std::vector<std::string>& prompts,
-                                            const TextCallback& on_text) const {
+                                            const TextCallback& on_text,
+                                            const std::vector<SampleStream>& streams) const {
   const nn::GptConfig& c = model_.config();
   size_t samples = size_t(options_.num_samples);
+  if (!streams.empty() && streams.size() != prompts.size())
+    throw std::invalid_argument("generate: " + std::to_string(streams.size()) +
+                                " sample streams for " + std::to_string(prompts.size()) +
+                                " prompts");
   std::vector<Generation> results(prompts.size() * samples);
   std::vector<Sequence> batch;
   for (size_t p = 0; p < prompts.size(); ++p) {
@@ -89,10 +94,14 @@ std::vector<Generation> Generator::generate(const std::vector<std::string>& prom
       size_t keep = size_t(c.context_length - 1), head = tokenizer_.add_bos() ? 1 : 0;
       ids.erase(ids.begin() + std::ptrdiff_t(head), ids.end() - std::ptrdiff_t(keep - head));
     }
+    SampleStream stream{options_.sampling.seed, p * samples};
+    if (!streams.empty()) stream = streams[p];
+    SamplingOptions sampling = options_.sampling;
+    sampling.seed = stream.seed;
     for (size_t j = 0; j < samples; ++j) {
       size_t index = p * samples + j;
       Sequence s{index, ids,  tokenizer_.decode_bytes(ids),
-                 "",    0,    TokenSampler(options_.sampling, index),
+                 "",    0,    TokenSampler(sampling, stream.first_sequence + j),
                  {},    false};
       s.result.prompt_tokens = int64_t(ids.size());
       s.result.prompt_cut = cut;

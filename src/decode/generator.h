@@ -30,6 +30,14 @@ struct Generation {
   bool prompt_cut = false;    // the prompt was longer than the context and lost its start
 };
 
+// Where a prompt's samples draw from: sample j from qkv::Rng(seed) at sequence
+// first_sequence + j (decode/sampling.h). generate's default for prompt p is the options' seed
+// and first_sequence p * num_samples; a server batching several requests gives each its own.
+struct SampleStream {
+  uint64_t seed = 0;
+  uint64_t first_sequence = 0;
+};
+
 class Generator {
  public:
   // `model` and `tokenizer` must outlive the generator, and the model's weights must not change
@@ -39,8 +47,10 @@ class Generator {
   // on_text(sequence, text) receives each sequence's continuation as it becomes final (whole
   // UTF-8 characters, never part of a stop string), in order; the pieces add up to its text.
   using TextCallback = std::function<void(size_t sequence, const std::string& text)>;
+  // `streams`: empty, or one per prompt.
   std::vector<Generation> generate(const std::vector<std::string>& prompts,
-                                   const TextCallback& on_text = {}) const;
+                                   const TextCallback& on_text = {},
+                                   const std::vector<SampleStream>& streams = {}) const;
 
  private:
   struct Sequence;

@@ -1,10 +1,12 @@
 #include "eval/image_eval.h"
 
+#include <algorithm>
 #include <cmath>
 #include <cstdio>
 #include <filesystem>
 #include <fstream>
 #include <iostream>
+#include <numeric>
 
 #include "data/image_loader.h"
 #include "io/atomic_file.h"
@@ -40,6 +42,39 @@ ImagePredictions predict_images(const nn::ViT& model, const data::ImageSet& set,
   }
   out.loss = n > 0 ? loss / double(n) : 0;
   return out;
+}
+
+std::vector<std::vector<ClassScore>> classify_images(const nn::ViT& model,
+                                                     const std::vector<Tensor>& images, int64_t k) {
+  const nn::ViTConfig& c = model.config();
+  int64_t per_image = c.channels * c.image_size * c.image_size;
+  data::ImageSet set;
+  set.classes = c.classes;
+  set.pixels =
+      Tensor::empty({int64_t(images.size()), c.channels, c.image_size, c.image_size}, DType::u8);
+  for (size_t i = 0; i < images.size(); ++i) {
+    if (images[i].shape() != Shape{c.channels, c.image_size, c.image_size})
+      throw std::invalid_argument("classify_images: image " + std::to_string(i) +
+                                  " does not have the model's shape");
+    std::copy_n(images[i].data<uint8_t>(), per_image,
+                set.pixels.data<uint8_t>() + int64_t(i) * per_image);
+    set.labels.push_back(0);
+  }
+  ImagePredictions p = predict_images(model, set);
+  int64_t classes = c.num_classes(), top = std::clamp<int64_t>(k, 1, classes);
+  std::vector<std::vector<ClassScore>> result(images.size());
+  for (size_t i = 0; i < images.size(); ++i) {
+    const float* probs = p.probabilities.data<float>() + int64_t(i) * classes;
+    std::vector<int64_t> order(static_cast<size_t>(classes));
+    std::iota(order.begin(), order.end(), 0);
+    std::stable_sort(order.begin(), order.end(),
+                     [&](int64_t x, int64_t y) { return probs[x] > probs[y]; });
+    for (int64_t j = 0; j < top; ++j) {
+      int64_t cls = order[size_t(j)];
+      result[i].push_back({cls, c.classes[size_t(cls)], probs[cls]});
+    }
+  }
+  return result;
 }
 
 double ClassificationReport::accuracy() const {

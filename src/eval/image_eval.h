@@ -22,6 +22,20 @@ struct ImagePredictions {
 ImagePredictions predict_images(const nn::ViT& model, const data::ImageSet& set,
                                 int64_t batch_size = 256);
 
+// One class of an image's top-k: its index into the model's classes, name and probability.
+struct ClassScore {
+  int64_t index = 0;
+  std::string label;
+  float probability = 0;
+};
+
+// Classifies images u8 [C, H, W] of the model's shape (data::load_image, decode_image and
+// image_from_pixels bring any image to it): for each, its k most probable classes (k clamped to
+// [1, classes]), most probable first, ties by class index. What `qkv classify`, the server and
+// the Python module answer.
+std::vector<std::vector<ClassScore>> classify_images(const nn::ViT& model,
+                                                     const std::vector<Tensor>& images, int64_t k);
+
 struct ClassificationReport {
   std::vector<std::string> classes;
   std::vector<int64_t> confusion;  // [true class][predicted class], row-major

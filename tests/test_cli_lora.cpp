@@ -19,17 +19,12 @@
 #include "model_dir/vit_dir.h"
 #include "support/cli_run.h"
 #include "support/data_files.h"
+#include "support/random_model_dirs.h"
 
 namespace qkv::test {
 namespace {
 
 namespace fs = std::filesystem;
-
-const data::ParallelCorpus& dev() {
-  static data::ParallelCorpus c =
-      data::read_corpus(std::string(QKV_SOURCE_DIR) + "/data/bible.es-en.dev.tsv.xz");
-  return c;
-}
 
 // A rank-2 adapter of every hidden linear of the model (whose weights are `base`) with a
 // random, non-zero B, written to dir as training would.
@@ -47,48 +42,20 @@ void save_random_adapter(const std::string& dir, const std::string& base_dir,
 
 // A random translation model with its tokenizer (seed picks the weights).
 std::string translation_base(const ScratchDir& dir, const std::string& name, uint64_t seed) {
-  std::vector<std::string_view> text;
-  for (size_t i = 0; i < 300; ++i) text.push_back(dev().src[i]), text.push_back(dev().tgt[i]);
-  data::TokenizerOptions t;
-  t.vocab_size = 200, t.model_type = "bpe";
-  data::Tokenizer tok = data::Tokenizer::train(text, t);
-  nn::Seq2SeqConfig c;
-  c.vocab_size = tok.vocab_size(), c.d_model = 32, c.heads = 4, c.d_ff = 64;
-  c.encoder_layers = 2, c.decoder_layers = 2, c.max_positions = 64;
-  nn::Seq2Seq model(c);
-  Rng rng(seed);
-  model.init(rng);
   std::string out = dir.file(name);
-  model_dir::save_translation_dir(out, c, tok, model.params());
+  write_random_translation_dir(out, seed);
   return out;
 }
 
 std::string gpt_base(const ScratchDir& dir) {
-  std::vector<std::string> text(dev().tgt.begin(), dev().tgt.begin() + 100);
-  auto tok = data::LmTokenizer::train("chars", text, {});
-  nn::GptConfig c = nn::GptConfig::preset("llama-tiny");
-  c.vocab_size = tok->vocab_size(), c.bos_id = tok->bos_id(), c.eos_id = tok->eos_id();
-  c.context_length = 32, c.d_model = 32, c.layers = 2, c.heads = 4, c.kv_heads = 2;
-  nn::Gpt model(c);
-  Rng rng(3);
-  model.init(rng);
   std::string out = dir.file("gpt");
-  model_dir::save_gpt_dir(out, c, model.params());
-  tok->save(out);
+  write_random_gpt_dir(out, 3);
   return out;
 }
 
 std::string vit_base(const ScratchDir& dir) {
-  nn::ViTConfig c;
-  c.channels = 3, c.image_size = 8, c.patch_size = 4;
-  c.d_model = 16, c.heads = 2, c.d_ff = 32, c.layers = 2;
-  c.classes = {"bird", "cat", "dog"};
-  c.mean = {0.4f, 0.5f, 0.6f}, c.stddev = {0.2f, 0.25f, 0.3f};
-  nn::ViT model(c);
-  Rng rng(4);
-  model.init(rng);
   std::string out = dir.file("vit");
-  model_dir::save_vit_dir(out, c, model.params());
+  write_random_vit_dir(out, 4);
   return out;
 }
 
@@ -170,9 +137,9 @@ Three run_three(const std::string& args, const std::string& base, const std::str
 std::string short_lines(size_t first, size_t n, bool source = true) {
   std::string text;
   size_t seen = 0;
-  for (size_t i = 0; i < dev().src.size() && seen < first + n; ++i) {
-    if (dev().src[i].size() >= 60 || dev().tgt[i].size() >= 60) continue;
-    if (seen++ >= first) text += (source ? dev().src[i] : dev().tgt[i]) + "\n";
+  for (size_t i = 0; i < bible_dev().src.size() && seen < first + n; ++i) {
+    if (bible_dev().src[i].size() >= 60 || bible_dev().tgt[i].size() >= 60) continue;
+    if (seen++ >= first) text += (source ? bible_dev().src[i] : bible_dev().tgt[i]) + "\n";
   }
   return text;
 }

@@ -10,7 +10,8 @@ QKV_PACKAGES=(build-essential cmake ninja-build pkg-config git xz-utils
   libopenblas-openmp-dev libgtest-dev libgmock-dev libbenchmark-dev
   nlohmann-json3-dev libyaml-cpp-dev libcli11-dev libsentencepiece-dev liblzma-dev
   zlib1g-dev libzip-dev libstb-dev dataset-fashion-mnist openmpi-bin libopenmpi-dev
-  python3-torch python3-numpy python3-regex)
+  python3-torch python3-numpy python3-regex
+  libcpp-httplib-dev pybind11-dev python3-dev python3-pytest chromium python3-websocket)
 
 missing=()
 for p in "${QKV_PACKAGES[@]}"; do

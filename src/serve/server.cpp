@@ -2,6 +2,8 @@
 
 #include <httplib.h>
 
+#include <sys/socket.h>
+
 #include <atomic>
 
 #include "serve/web_assets.h"
@@ -11,6 +13,7 @@ namespace qkv::serve {
 namespace {
 
 constexpr const char* kJson = "application/json";
+constexpr int kListenQueue = 4096;  // connections waiting to be accepted
 
 void send_error(httplib::Response& res, int status, const std::string& field,
                 const std::string& message) {
@@ -51,6 +54,7 @@ struct Server::Impl {
   Metrics metrics;
   httplib::Server http;
   std::atomic<bool> stopping{false};
+  int listening_socket = -1;
 
   Impl(ModelSet m, ServerOptions o) : models(std::move(m)), options(std::move(o)) {}
 
@@ -120,17 +124,19 @@ void Server::Impl::routes() {
             [this](const httplib::Request& req, httplib::Response& res) { completions(req, res); });
   http.Post("/v1/classify",
             [this](const httplib::Request& req, httplib::Response& res) { classify(req, res); });
-  // The other method on a known path: 405, with what it allows.
+  // Another method on a known path: 405, with the method it takes.
+  auto refuse = [this](const char* path, const char* allowed) {
+    auto answer = [allowed](const httplib::Request&, httplib::Response& res) {
+      res.set_header("Allow", allowed);
+      send_error(res, 405, "", std::string("this endpoint takes ") + allowed);
+    };
+    if (std::string(allowed) != "GET") http.Get(path, answer);
+    if (std::string(allowed) != "POST") http.Post(path, answer);
+    http.Put(path, answer), http.Patch(path, answer), http.Delete(path, answer);
+  };
   for (const char* path : {"/v1/translate", "/translate", "/v1/completions", "/v1/classify"})
-    http.Get(path, [](const httplib::Request&, httplib::Response& res) {
-      res.set_header("Allow", "POST");
-      send_error(res, 405, "", "this endpoint takes POST");
-    });
-  for (const char* path : {"/health", "/v1/models", "/metrics"})
-    http.Post(path, [](const httplib::Request&, httplib::Response& res) {
-      res.set_header("Allow", "GET");
-      send_error(res, 405, "", "this endpoint takes GET");
-    });
+    refuse(path, "POST");
+  for (const char* path : {"/health", "/v1/models", "/metrics"}) refuse(path, "GET");
 }
 
 void Server::Impl::completions(const httplib::Request& req, httplib::Response& res) {
@@ -201,6 +207,16 @@ Server::Server(ModelSet models, ServerOptions options)
   int http_threads = std::max(2, s.options.http_threads);
   s.http.new_task_queue = [http_threads] { return new httplib::ThreadPool(size_t(http_threads)); };
   s.http.set_payload_max_length(size_t(s.options.max_body_bytes));
+  // Clients that send many requests keep their connection (httplib's default closes it after 5,
+  // and 64 clients reconnecting at once overflow a listen queue).
+  s.http.set_keep_alive_max_count(100000);
+  // httplib's default also sets SO_REUSEPORT, with which a second server would bind a port in use
+  // instead of failing. The listening socket is kept to lengthen its queue (listen_queue below).
+  s.http.set_socket_options([this](int socket) {
+    int on = 1;
+    setsockopt(socket, SOL_SOCKET, SO_REUSEADDR, &on, sizeof on);
+    impl_->listening_socket = socket;
+  });
   s.http.set_pre_routing_handler([](const httplib::Request&, httplib::Response&) {
     request_start = Clock::now();
     return httplib::Server::HandlerResponse::Unhandled;
@@ -241,6 +257,9 @@ int Server::bind() {
   if (port < 0)
     throw std::runtime_error("cannot listen on " + s.options.host + ":" +
                              std::to_string(s.options.port) + " (in use, or not an address here)");
+  // Debian's cpp-httplib is compiled with a listen queue of 5: when many clients connect at once
+  // the kernel resets the connections that overflow it. listen() again sets a longer queue.
+  if (s.listening_socket >= 0) ::listen(s.listening_socket, kListenQueue);
   for (const auto& m : s.models.all()) m->start(s.metrics, s.options.threads);
   return port;
 }

@@ -50,22 +50,26 @@ ImageInput from_array(const py::array& a, size_t index) {
   return in;
 }
 
+bool is_path(const py::handle& o) {
+  return py::isinstance<py::str>(o) || py::hasattr(o, "__fspath__");
+}
+
 // A path (str or os.PathLike) or an array; anything else is a TypeError naming its place.
+// Paths are tried first: asking whether an object is an array imports numpy.
 ImageInput to_input(const py::handle& item, size_t index) {
-  if (py::isinstance<py::array>(item))
-    return from_array(py::reinterpret_borrow<py::array>(item), index);
-  if (py::isinstance<py::str>(item) || py::hasattr(item, "__fspath__")) {
+  if (is_path(item)) {
     ImageInput in;
     in.path = py::module_::import("os").attr("fspath")(item).cast<std::string>();
     return in;
   }
+  if (py::isinstance<py::array>(item))
+    return from_array(py::reinterpret_borrow<py::array>(item), index);
   throw py::type_error("image " + std::to_string(index) +
                        ": expected a file path or a numpy uint8 array, not " + type_name(item));
 }
 
 bool is_single_image(const py::object& images) {
-  return py::isinstance<py::array>(images) || py::isinstance<py::str>(images) ||
-         py::hasattr(images, "__fspath__");
+  return is_path(images) || py::isinstance<py::array>(images);
 }
 
 using TopK = std::vector<std::pair<std::string, float>>;

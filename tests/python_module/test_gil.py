@@ -34,3 +34,31 @@ def test_python_runs_while_translating(models, bible_pairs):
         sys.setswitchinterval(interval)
     assert count == 100000 and translating_while_counting
     assert state["done"] and len(state["results"]) == len(sentences)
+
+
+def test_threads_sharing_models_get_the_answers_of_one_at_a_time(models, bible_pairs):
+    translators = [qkv.Translator(str(models / "translation")) for _ in range(2)]
+    generator = qkv.Generator(str(models / "gpt"))
+    sentences = [src for src, _ in bible_pairs[:20]]
+    prompts = ["In the", "And"]
+
+    def translate(i):
+        return [r.hypotheses for r in translators[i % 2].translate_batch(sentences, beam_size=3)]
+
+    def generate(i):
+        return [r.sequences for r in generator.generate_batch(prompts, max_new_tokens=12, seed=3,
+                                                              num_samples=3)]
+
+    jobs = [translate] * 3 + [generate] * 2
+    alone = [job(i) for i, job in enumerate(jobs)]
+    together = [None] * len(jobs)
+
+    def run(i):
+        together[i] = [jobs[i](i) for _ in range(3)]
+
+    threads = [threading.Thread(target=run, args=(i,)) for i in range(len(jobs))]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert together == [[answer] * 3 for answer in alone]

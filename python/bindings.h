@@ -7,7 +7,9 @@
 // mutex: the library's models and decoders are not meant to be shared by concurrent calls).
 #pragma once
 #include <pybind11/pybind11.h>
+#include <pybind11/stl/filesystem.h>
 
+#include <filesystem>
 #include <string>
 
 #include "tensor/dtype.h"
@@ -15,6 +17,8 @@
 namespace qkv::python {
 
 namespace py = pybind11;
+// Model directories and files: a str or an os.PathLike (pathlib.Path).
+using Path = std::filesystem::path;
 
 void bind_translator(py::module_& m);
 void bind_generator(py::module_& m);

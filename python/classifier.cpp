@@ -76,12 +76,11 @@ using TopK = std::vector<std::pair<std::string, float>>;
 
 class Classifier {
  public:
-  Classifier(const std::string& dir, const std::string& device, int threads,
-             const std::string& checkpoint)
+  Classifier(const Path& dir, const std::string& device, int threads, const std::string& checkpoint)
       : threads_(threads) {
     Device d = parse_device(device);
     py::gil_scoped_release release;
-    model_ = model_dir::load_vit_dir(dir, checkpoint);
+    model_ = model_dir::load_vit_dir(dir.string(), checkpoint);
     model_->to(d);
   }
 
@@ -134,8 +133,8 @@ void bind_classifier(py::module_& m) {
                          "once.\n\n"
                          "device: 'cpu' or 'cuda'; threads: CPU threads per call (0: all cores "
                          "or OMP_NUM_THREADS); checkpoint: 'best' or 'last'.")
-      .def(py::init<const std::string&, const std::string&, int, const std::string&>(),
-           "model_dir"_a, "device"_a = "cpu", "threads"_a = 0, "checkpoint"_a = "best")
+      .def(py::init<const Path&, const std::string&, int, const std::string&>(), "model_dir"_a,
+           "device"_a = "cpu", "threads"_a = 0, "checkpoint"_a = "best")
       .def("classify", &Classifier::classify,
            "Classifies images as `qkv classify` does. images: a list of file paths (any\n"
            "format stb_image reads) and/or numpy uint8 arrays of pixels, H x W (gray) or\n"

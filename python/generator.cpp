@@ -35,12 +35,11 @@ std::vector<std::string> stop_strings(const py::object& stop) {
 
 class Generator {
  public:
-  Generator(const std::string& dir, const std::string& device, int threads,
-            const std::string& checkpoint)
+  Generator(const Path& dir, const std::string& device, int threads, const std::string& checkpoint)
       : threads_(threads) {
     Device d = parse_device(device);
     py::gil_scoped_release release;
-    model_ = model_dir::load_language_model_dir(dir, checkpoint);
+    model_ = model_dir::load_language_model_dir(dir.string(), checkpoint);
     model_.model->to(d);
   }
 
@@ -121,8 +120,8 @@ void bind_generator(py::module_& m) {
                         "A language model directory (model-type gpt), loaded once.\n\n"
                         "device: 'cpu' or 'cuda'; threads: CPU threads per call (0: all cores "
                         "or OMP_NUM_THREADS); checkpoint: 'best' or 'last'.")
-      .def(py::init<const std::string&, const std::string&, int, const std::string&>(),
-           "model_dir"_a, "device"_a = "cpu", "threads"_a = 0, "checkpoint"_a = "best")
+      .def(py::init<const Path&, const std::string&, int, const std::string&>(), "model_dir"_a,
+           "device"_a = "cpu", "threads"_a = 0, "checkpoint"_a = "best")
       .def("generate_batch", &Generator::generate_batch,
            "Continues each prompt as `qkv generate --prompts FILE` does: returns one\n"
            "GenerationResult per prompt. The filters apply in transformers' order (repetition\n"

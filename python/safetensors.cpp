@@ -39,11 +39,11 @@ py::array to_numpy(const Tensor& t) {
   throw std::runtime_error("load_safetensors: dtype " + dtype_name(t.dtype()) + " unsupported");
 }
 
-py::dict load(const std::string& path) {
+py::dict load(const Path& path) {
   NamedTensors tensors;
   {
     py::gil_scoped_release release;
-    tensors = load_safetensors(path);
+    tensors = load_safetensors(path.string());
   }
   py::dict out;  // in the file's data order
   for (const auto& [name, tensor] : tensors) out[py::str(name)] = to_numpy(tensor);

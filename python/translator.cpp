@@ -32,13 +32,13 @@ void check_compute_type(const std::string& type) {
 
 class Translator {
  public:
-  Translator(const std::string& dir, const std::string& device, int threads,
+  Translator(const Path& dir, const std::string& device, int threads,
              const std::string& compute_type, const std::string& checkpoint)
       : threads_(threads) {
     check_compute_type(compute_type);
     Device d = parse_device(device);
     py::gil_scoped_release release;
-    model_ = model_dir::load_translation_dir(dir, checkpoint);
+    model_ = model_dir::load_translation_dir(dir.string(), checkpoint);
     model_.model->to(d);
   }
 
@@ -135,8 +135,7 @@ void bind_translator(py::module_& m) {
                          "device: 'cpu' or 'cuda'; threads: CPU threads per call (0: all cores "
                          "or OMP_NUM_THREADS); compute_type: 'default', 'float32' or 'f32' (the "
                          "only one of this build); checkpoint: 'best' or 'last'.")
-      .def(py::init<const std::string&, const std::string&, int, const std::string&,
-                    const std::string&>(),
+      .def(py::init<const Path&, const std::string&, int, const std::string&, const std::string&>(),
            "model_dir"_a, "device"_a = "cpu", "threads"_a = 0, "compute_type"_a = "default",
            "checkpoint"_a = "best")
       .def("translate_batch", &Translator::translate_batch,

@@ -10,7 +10,7 @@ from conftest import write_png
 
 @pytest.fixture(scope="module")
 def classifier(models):
-    return qkv.Classifier(str(models / "vit"))
+    return qkv.Classifier(models / "vit")  # a pathlib.Path
 
 
 @pytest.fixture(scope="module")

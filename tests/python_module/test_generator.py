@@ -10,7 +10,7 @@ PROMPTS = ["In the beginning", "And God said", "", "The earth was"]
 
 @pytest.fixture(scope="module")
 def generator(models):
-    return qkv.Generator(str(models / "gpt"))
+    return qkv.Generator(models / "gpt")  # a pathlib.Path
 
 
 def command_lines(run_qkv, models, tmp_path, *options):

@@ -33,6 +33,8 @@ def test_every_dtype(tmp_path):
     expected, _ = safetensors_np.load(path)
     loaded = qkv.load_safetensors(path)
     assert sorted(loaded) == sorted(tensors)
+    again = qkv.load_safetensors(tmp_path / "all.safetensors")  # named by a pathlib.Path
+    assert all(np.array_equal(again[name], loaded[name]) for name in loaded)
     dtypes = {"f32": np.float32, "f16": np.float16, "bf16": np.float32, "i32": np.int32,
               "i64": np.int64, "u8": np.uint8, "scalar": np.float32}
     for name, array in expected.items():

@@ -59,7 +59,15 @@ struct Generator::Sequence {
 
 Generator::Generator(const nn::Gpt& model, const data::LmTokenizer& tokenizer,
                      GenerationOptions options)
-    : model_(model), tokenizer_(tokenizer), options_(std::move(options)), packed_(model.pack()) {
+    : Generator(model, tokenizer, std::move(options),
+                std::make_shared<const nn::PackedGpt>(model.pack())) {}
+
+Generator::Generator(const nn::Gpt& model, const data::LmTokenizer& tokenizer,
+                     GenerationOptions options, std::shared_ptr<const nn::PackedGpt> packed)
+    : model_(model),
+      tokenizer_(tokenizer),
+      options_(std::move(options)),
+      packed_(std::move(packed)) {
   options_.check();
 }
 
@@ -151,7 +159,7 @@ void Generator::run_batch(std::vector<Sequence>& batch, const TextCallback& on_t
     std::copy(t.begin(), t.end(), ids.begin() + r * longest);
     lengths.push_back(int64_t(t.size()));
   }
-  Tensor logits = model_.step(Tensor::from_vector(ids, {rows, longest}), lengths, cache, packed_);
+  Tensor logits = model_.step(Tensor::from_vector(ids, {rows, longest}), lengths, cache, *packed_);
 
   std::vector<size_t> active(batch.size());  // cache row -> sequence in batch
   for (size_t r = 0; r < active.size(); ++r) active[r] = r;
@@ -202,14 +210,14 @@ void Generator::run_batch(std::vector<Sequence>& batch, const TextCallback& on_t
       if (keep == 0) continue;
       nn::KvCache refill = model_.new_cache(1, capacity);
       std::vector<int32_t> last(t.end() - 1 - keep, t.end() - 1);
-      model_.step(Tensor::from_vector(last, {1, keep}), {keep}, refill, packed_);
+      model_.step(Tensor::from_vector(last, {1, keep}), {keep}, refill, *packed_);
       nn::copy_cache_row(refill, 0, cache, int64_t(r));
     }
     std::vector<int32_t> next;
     for (size_t i : active) next.push_back(batch[i].tokens.back());
     int64_t m = int64_t(next.size());
     logits = model_.step(Tensor::from_vector(next, {m, 1}), std::vector<int64_t>(size_t(m), 1),
-                         cache, packed_);
+                         cache, *packed_);
   }
 }
 

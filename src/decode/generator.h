@@ -4,6 +4,7 @@
 // it ran in or on the thread count.
 #pragma once
 #include <functional>
+#include <memory>
 #include <string>
 #include <vector>
 
@@ -43,6 +44,10 @@ class Generator {
   // `model` and `tokenizer` must outlive the generator, and the model's weights must not change
   // meanwhile (they are packed here once).
   Generator(const nn::Gpt& model, const data::LmTokenizer& tokenizer, GenerationOptions options);
+  // The same with weights packed before (model.pack()), shared by generators that differ only in
+  // their options, as a server's requests do.
+  Generator(const nn::Gpt& model, const data::LmTokenizer& tokenizer, GenerationOptions options,
+            std::shared_ptr<const nn::PackedGpt> packed);
   // One Generation per prompt and sample: result[i * num_samples + j] is sample j of prompt i.
   // on_text(sequence, text) receives each sequence's continuation as it becomes final (whole
   // UTF-8 characters, never part of a stop string), in order; the pieces add up to its text.
@@ -60,7 +65,8 @@ class Generator {
   const nn::Gpt& model_;
   const data::LmTokenizer& tokenizer_;
   GenerationOptions options_;
-  nn::PackedGpt packed_;  // the model's weights as they were when the generator was made
+  // The model's weights as they were when they were packed.
+  std::shared_ptr<const nn::PackedGpt> packed_;
 };
 
 }  // namespace qkv::decode

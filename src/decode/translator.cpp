@@ -17,7 +17,13 @@ Translator::Translator(const nn::Seq2Seq& model, const data::Tokenizer& tokenize
 }
 
 std::vector<std::vector<Translation>> Translator::translate(const std::vector<std::string>& lines) {
+  return translate(lines, options_.search);
+}
+
+std::vector<std::vector<Translation>> Translator::translate(const std::vector<std::string>& lines,
+                                                            SearchOptions search_options) {
   const nn::Seq2SeqConfig& c = model_.config();
+  search_options.max_length = std::min(search_options.max_length, c.max_positions);
   std::vector<std::vector<int32_t>> ids = tokenizer_.encode_all(lines);  // in parallel
   truncated_ += data::fit_sources(ids, options_.max_source_tokens, c.source_eos ? c.eos_id : -1);
   std::vector<size_t> order;
@@ -36,7 +42,7 @@ std::vector<std::vector<Translation>> Translator::translate(const std::vector<st
     std::vector<std::vector<int32_t>> sources;
     for (size_t i = begin; i < end; ++i) sources.push_back(ids[order[i]]);
     data::Batch batch = data::make_source_batch(sources, c.pad_id);
-    auto hyps = search(weights_, batch.src, batch.src_lengths, options_.search);
+    auto hyps = search(weights_, batch.src, batch.src_lengths, search_options);
     for (size_t i = begin; i < end; ++i) {
       auto& dst = out[order[i]];
       dst.clear();

@@ -131,6 +131,27 @@ def run_sequential(port, beam, jobs):
     return results, time.perf_counter() - start
 
 
+class OtherLoad:
+    """CPU that processes other than the server and this script use during a phase, in cores
+    (from /proc): the machine is shared, and a timing means little if others were busy."""
+
+    def __init__(self, server_pid):
+        self.server_pid = server_pid
+        self.tick = os.sysconf("SC_CLK_TCK")
+
+    def ticks(self):
+        with open("/proc/stat") as f:
+            fields = [int(v) for v in f.readline().split()[1:]]
+        busy = sum(fields) - fields[3] - fields[4]  # all but idle and iowait
+        with open(f"/proc/{self.server_pid}/stat") as f:
+            server = sum(int(v) for v in f.read().rsplit(")", 1)[1].split()[11:13])
+        own = os.times()
+        return busy - server - (own.user + own.system) * self.tick, time.monotonic()
+
+    def cores(self, start, end):
+        return max(0.0, (end[0] - start[0]) / self.tick / (end[1] - start[1]))
+
+
 def metric_totals(port):
     """Sums over labels of the batch histograms' _sum and _count in /metrics."""
     try:
@@ -199,11 +220,16 @@ def main():
     server = start_server(a, port)
     try:
         run_sequential(port, a.beam, [jobs[0][:5]])  # warm-up: first allocations, page cache
+        other = OtherLoad(server.pid)
         before = metric_totals(port)
+        t0 = other.ticks()
         concurrent, concurrent_wall = run_concurrent(port, a.beam, jobs)
+        t1 = other.ticks()
         after = metric_totals(port)
         sequential, sequential_wall = run_sequential(port, a.beam, jobs)
+        t2 = other.ticks()
         after_sequential = metric_totals(port)
+        other_cores = {"concurrent": other.cores(t0, t1), "sequential": other.cores(t1, t2)}
     finally:
         server.send_signal(signal.SIGTERM)
         try:
@@ -228,11 +254,16 @@ def main():
     print("batches (from /metrics):", json.dumps(batches))
     print(f"answers that differ between the runs: {len(differ)}; lost requests: {lost}; "
           f"server exit on SIGTERM: {server_exit}")
+    print("CPU used by other processes, in cores: "
+          f"{other_cores['concurrent']:.2f} (concurrent), {other_cores['sequential']:.2f} "
+          "(one at a time)")
     for i in differ[:3]:
         print(f"  request {i}: {concurrent[i][1]!r} against {sequential[i][1]!r}")
-    errors = [r[2] for r in list(concurrent.values()) + list(sequential.values()) if r[2]]
-    for e in errors[:5]:
-        print("  error:", e)
+    errors = [(run, i, i % a.requests, r[2]) for run, results in
+              (("concurrent", concurrent), ("sequential", sequential))
+              for i, r in sorted(results.items()) if r[2]]
+    for run, i, position, e in errors[:5]:
+        print(f"  {run} request {i} (client's request {position}): {e}")
 
     if a.json:
         cpu = next((line.split(":", 1)[1].strip() for line in open("/proc/cpuinfo")
@@ -242,9 +273,12 @@ def main():
             "beam": a.beam, "max_batch_tokens": a.max_batch_tokens,
             "max_wait_ms": a.max_wait_ms, "server_args": a.server_arg,
             "machine": {"cpu": cpu, "cores": os.cpu_count(),
-                        "load_average_before": load_before},
+                        "load_average_before": load_before,
+                        "other_processes_cores": other_cores},
             "concurrent": c, "sequential": s, "ratio": ratio, "batches": batches,
             "lost": lost, "differing_answers": len(differ), "server_exit": server_exit,
+            "errors": [{"run": run, "request": i, "clients_request": position, "error": e}
+                       for run, i, position, e in errors],
         }
         os.makedirs(os.path.dirname(os.path.abspath(a.json)), exist_ok=True)
         with open(a.json, "w") as f:

@@ -159,16 +159,23 @@ TEST(CliServe, SigtermAnswersWhatItTookAndExitsZero) {
       answers[i] = post(port, "/v1/completions",
                         {{"prompt", "And"}, {"max_tokens", 300 + i}, {"seed", i}, {"n", 4}});
     });
-  // Once requests wait in the queue (the metrics show them), SIGTERM.
+  // SIGTERM once every request is in: answered, waiting, or the one running (the metrics
+  // show the first two), with some still waiting.
   httplib::Client client("127.0.0.1", port);
-  const std::string queue_length = "qkv_queue_length{model=\"gpt\"} ";
-  bool queued = false;
-  for (int i = 0; i < 6000 && !queued; ++i) {
-    auto metrics = client.Get("/metrics");
-    size_t at = metrics ? metrics->body.find(queue_length) : std::string::npos;
-    queued = at != std::string::npos && metrics->body[at + queue_length.size()] >= '2';
-    if (!queued) std::this_thread::sleep_for(std::chrono::milliseconds(2));
+  auto metric = [](const std::string& text, const std::string& name) {
+    size_t at = text.find(name + " ");
+    return at == std::string::npos ? 0 : std::stoi(text.substr(at + name.size() + 1));
+  };
+  int waiting = 0, answered = 0;
+  for (int i = 0; i < 6000; ++i) {
+    auto res = client.Get("/metrics");
+    if (!res) continue;
+    waiting = metric(res->body, "qkv_queue_length{model=\"gpt\"}");
+    answered = metric(res->body, "qkv_requests_total{endpoint=\"/v1/completions\",code=\"200\"}");
+    if (waiting + answered >= int(answers.size()) - 1) break;
+    std::this_thread::sleep_for(std::chrono::milliseconds(2));
   }
+  bool queued = waiting > 0;
   EXPECT_EQ(server.terminate(), 0) << server.log();
   for (auto& c : clients) c.join();
   EXPECT_TRUE(queued) << "no request was waiting when SIGTERM came";

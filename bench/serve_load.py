@@ -131,6 +131,11 @@ def run_sequential(port, beam, jobs):
     return results, time.perf_counter() - start
 
 
+def own_cpu_s():
+    t = os.times()
+    return t.user + t.system
+
+
 class OtherLoad:
     """CPU that processes other than the server and this script use during a phase, in cores
     (from /proc): the machine is shared, and a timing means little if others were busy."""
@@ -201,7 +206,7 @@ def main():
     p.add_argument("--requests", type=int, default=20, help="requests per client")
     p.add_argument("--beam", type=int, default=1)
     p.add_argument("--max-batch-tokens", type=int)
-    p.add_argument("--max-wait-ms", type=float)
+    p.add_argument("--max-wait-ms", type=int)
     p.add_argument("--server-arg", action="append", default=[],
                    help="another argument for qkv serve (repeatable)")
     p.add_argument("--server-log", default=os.devnull, help="where qkv serve's output goes")
@@ -222,14 +227,17 @@ def main():
         run_sequential(port, a.beam, [jobs[0][:5]])  # warm-up: first allocations, page cache
         other = OtherLoad(server.pid)
         before = metric_totals(port)
-        t0 = other.ticks()
+        t0, own0 = other.ticks(), own_cpu_s()
         concurrent, concurrent_wall = run_concurrent(port, a.beam, jobs)
-        t1 = other.ticks()
+        t1, own1 = other.ticks(), own_cpu_s()
         after = metric_totals(port)
         sequential, sequential_wall = run_sequential(port, a.beam, jobs)
-        t2 = other.ticks()
+        t2, own2 = other.ticks(), own_cpu_s()
         after_sequential = metric_totals(port)
         other_cores = {"concurrent": other.cores(t0, t1), "sequential": other.cores(t1, t2)}
+        # The clients share the 2 cores with the server: what they take, the server lacks.
+        client_cores = {"concurrent": (own1 - own0) / concurrent_wall,
+                        "sequential": (own2 - own1) / sequential_wall}
     finally:
         server.send_signal(signal.SIGTERM)
         try:
@@ -257,6 +265,9 @@ def main():
     print("CPU used by other processes, in cores: "
           f"{other_cores['concurrent']:.2f} (concurrent), {other_cores['sequential']:.2f} "
           "(one at a time)")
+    print("CPU used by this script's clients, in cores: "
+          f"{client_cores['concurrent']:.2f} (concurrent), {client_cores['sequential']:.2f} "
+          "(one at a time)")
     for i in differ[:3]:
         print(f"  request {i}: {concurrent[i][1]!r} against {sequential[i][1]!r}")
     errors = [(run, i, i % a.requests, r[2]) for run, results in
@@ -274,7 +285,8 @@ def main():
             "max_wait_ms": a.max_wait_ms, "server_args": a.server_arg,
             "machine": {"cpu": cpu, "cores": os.cpu_count(),
                         "load_average_before": load_before,
-                        "other_processes_cores": other_cores},
+                        "other_processes_cores": other_cores,
+                        "client_cores": client_cores},
             "concurrent": c, "sequential": s, "ratio": ratio, "batches": batches,
             "lost": lost, "differing_answers": len(differ), "server_exit": server_exit,
             "errors": [{"run": run, "request": i, "clients_request": position, "error": e}

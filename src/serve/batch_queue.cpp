@@ -1,5 +1,7 @@
 #include "serve/batch_queue.h"
 
+#include <algorithm>
+
 #include "serve/http_error.h"
 
 namespace qkv::serve {
@@ -57,6 +59,7 @@ int64_t BatchQueue::waiting_cost(const std::string& group) const {
 }
 
 std::vector<std::shared_ptr<Job>> BatchQueue::take() {
+  Clock::time_point free_since = Clock::now();
   std::unique_lock lock(mutex_);
   for (;;) {
     changed_.wait(lock, [&] { return !jobs_.empty() || closed_; });
@@ -67,7 +70,9 @@ std::vector<std::shared_ptr<Job>> BatchQueue::take() {
     }
     // Only this thread removes jobs, so the oldest stays while it waits.
     std::shared_ptr<Job> oldest = jobs_.front();
-    Clock::time_point due = oldest->arrived + options_.max_wait;
+    // The wait counts from when the worker was free as well: clients whose answers the last
+    // batch just sent tend to ask again at once, and join this batch instead of the next.
+    Clock::time_point due = std::max(oldest->arrived, free_since) + options_.max_wait;
     changed_.wait_until(lock, due, [&] {
       return closed_ || waiting_cost(oldest->group) >= options_.max_batch_tokens;
     });

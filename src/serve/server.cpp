@@ -1,7 +1,8 @@
 #include "serve/server.h"
 
 #include <httplib.h>
-
+#include <netinet/in.h>
+#include <netinet/tcp.h>
 #include <sys/socket.h>
 
 #include <atomic>
@@ -215,6 +216,9 @@ Server::Server(ModelSet models, ServerOptions options)
   s.http.set_socket_options([this](int socket) {
     int on = 1;
     setsockopt(socket, SOL_SOCKET, SO_REUSEADDR, &on, sizeof on);
+    // Answers go out in several writes (headers, body): without this, Nagle's algorithm holds
+    // the last one until the client's delayed acknowledgement of the first.
+    setsockopt(socket, IPPROTO_TCP, TCP_NODELAY, &on, sizeof on);
     impl_->listening_socket = socket;
   });
   s.http.set_pre_routing_handler([](const httplib::Request&, httplib::Response&) {

@@ -3,6 +3,7 @@
 
 #include <pybind11/stl.h>
 
+#include <memory>
 #include <mutex>
 
 #include "bindings.h"
@@ -41,6 +42,7 @@ class Generator {
     py::gil_scoped_release release;
     model_ = model_dir::load_language_model_dir(dir.string(), checkpoint);
     model_.model->to(d);
+    packed_ = std::make_shared<const nn::PackedGpt>(model_.model->pack());
   }
 
   std::vector<GenerationResult> generate_batch(const std::vector<std::string>& prompts,
@@ -67,8 +69,7 @@ class Generator {
       py::gil_scoped_release release;
       std::lock_guard lock(mutex_);
       use_threads(threads_);
-      // The generator packs the weights for these options; the model stays loaded.
-      decode::Generator generator(*model_.model, *model_.tokenizer, o);
+      decode::Generator generator(*model_.model, *model_.tokenizer, o, packed_);
       generations = generator.generate(prompts);
     }
     // generations[i * num_samples + j] is sample j of prompt i.
@@ -87,6 +88,7 @@ class Generator {
 
  private:
   model_dir::LanguageModel model_;
+  std::shared_ptr<const nn::PackedGpt> packed_;  // the weights, packed once for every call
   int threads_;
   std::mutex mutex_;
 };

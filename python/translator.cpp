@@ -3,6 +3,7 @@
 
 #include <pybind11/stl.h>
 
+#include <memory>
 #include <mutex>
 #include <sstream>
 
@@ -40,6 +41,8 @@ class Translator {
     py::gil_scoped_release release;
     model_ = model_dir::load_translation_dir(dir.string(), checkpoint);
     model_.model->to(d);
+    translator_ = std::make_unique<decode::Translator>(*model_.model, *model_.tokenizer,
+                                                       decode::TranslatorOptions{});
   }
 
   std::vector<TranslationResult> translate_batch(const std::vector<std::string>& sentences,
@@ -53,20 +56,18 @@ class Translator {
       throw std::invalid_argument("n_best " + std::to_string(n_best) + " not in [1, 256]");
     if (batch_tokens < 1)
       throw std::invalid_argument("batch_tokens " + std::to_string(batch_tokens) + " < 1");
-    decode::TranslatorOptions o;
-    o.search.beam = beam_size;
-    o.search.n_best = std::min(n_best, beam_size);  // as the command does
-    o.search.length_penalty = length_penalty;
-    o.search.max_length = max_length;
-    o.search.max_length_ratio = max_length_ratio;
-    o.batch_tokens = batch_tokens;
+    decode::SearchOptions o;
+    o.beam = beam_size;
+    o.n_best = std::min(n_best, beam_size);  // as the command does
+    o.length_penalty = length_penalty;
+    o.max_length = max_length;
+    o.max_length_ratio = max_length_ratio;
     std::vector<std::vector<decode::Translation>> nbests;
     {
       py::gil_scoped_release release;
       std::lock_guard lock(mutex_);
       use_threads(threads_);
-      decode::Translator translator(*model_.model, *model_.tokenizer, o);
-      nbests = translator.translate(sentences);
+      nbests = translator_->translate(sentences, o, batch_tokens);
     }
     std::vector<TranslationResult> out(nbests.size());
     for (size_t i = 0; i < nbests.size(); ++i)
@@ -98,6 +99,7 @@ class Translator {
 
  private:
   model_dir::TranslationModel model_;
+  std::unique_ptr<decode::Translator> translator_;  // the decoder's weights, packed once
   int threads_;
   std::mutex mutex_;
 };

@@ -17,11 +17,12 @@ Translator::Translator(const nn::Seq2Seq& model, const data::Tokenizer& tokenize
 }
 
 std::vector<std::vector<Translation>> Translator::translate(const std::vector<std::string>& lines) {
-  return translate(lines, options_.search);
+  return translate(lines, options_.search, options_.batch_tokens);
 }
 
 std::vector<std::vector<Translation>> Translator::translate(const std::vector<std::string>& lines,
-                                                            SearchOptions search_options) {
+                                                            SearchOptions search_options,
+                                                            int64_t batch_tokens) {
   const nn::Seq2SeqConfig& c = model_.config();
   search_options.max_length = std::min(search_options.max_length, c.max_positions);
   std::vector<std::vector<int32_t>> ids = tokenizer_.encode_all(lines);  // in parallel
@@ -37,7 +38,7 @@ std::vector<std::vector<Translation>> Translator::translate(const std::vector<st
     // Sorted ascending, so the last sentence of a batch is its longest.
     size_t end = begin + 1;
     while (end < order.size() &&
-           int64_t(end - begin + 1) * int64_t(ids[order[end]].size()) <= options_.batch_tokens)
+           int64_t(end - begin + 1) * int64_t(ids[order[end]].size()) <= batch_tokens)
       ++end;
     std::vector<std::vector<int32_t>> sources;
     for (size_t i = begin; i < end; ++i) sources.push_back(ids[order[i]]);

@@ -29,10 +29,10 @@ class Translator {
              const TranslatorOptions& options);
   // One n-best list per input line (an empty line gives one empty translation).
   std::vector<std::vector<Translation>> translate(const std::vector<std::string>& lines);
-  // The same with other search options (a server's requests each bring their own); max_length
-  // is clamped to the model's positions.
+  // The same with other search options and batch size (a server's requests, a Python call, each
+  // bring their own); max_length is clamped to the model's positions.
   std::vector<std::vector<Translation>> translate(const std::vector<std::string>& lines,
-                                                  SearchOptions search);
+                                                  SearchOptions search, int64_t batch_tokens);
   // Sentences cut to max_source_tokens so far.
   int64_t truncated() const { return truncated_; }
 

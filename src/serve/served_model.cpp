@@ -22,15 +22,16 @@ J& as(const std::shared_ptr<Job>& job) {
 
 ServedModel::ServedModel(std::string name, const std::string& dir, const std::string& checkpoint,
                          Device device, BatchingOptions batching)
-    : name_(std::move(name)), family_(model_dir::family(dir)), queue_(batching) {
+    : name_(std::move(name)),
+      family_(model_dir::family(dir)),
+      batch_tokens_(batching.max_batch_tokens),
+      queue_(batching) {
   switch (family_) {
     case model_dir::Family::seq2seq: {
       translation_ = model_dir::load_translation_dir(dir, checkpoint);
       translation_.model->to(device);
-      decode::TranslatorOptions options;
-      options.batch_tokens = batching.max_batch_tokens;
-      translator_ = std::make_unique<decode::Translator>(*translation_.model,
-                                                         *translation_.tokenizer, options);
+      translator_ = std::make_unique<decode::Translator>(
+          *translation_.model, *translation_.tokenizer, decode::TranslatorOptions{});
       break;
     }
     case model_dir::Family::gpt:
@@ -110,7 +111,8 @@ ServedModel::Produced ServedModel::translate(const std::vector<std::shared_ptr<J
     const auto& mine = as<TranslationJob>(job).sentences;
     sentences.insert(sentences.end(), mine.begin(), mine.end());
   }
-  auto results = translator_->translate(sentences, as<TranslationJob>(batch[0]).search);
+  auto results =
+      translator_->translate(sentences, as<TranslationJob>(batch[0]).search, batch_tokens_);
   Produced produced{int64_t(sentences.size()), 0};
   size_t next = 0;
   for (const auto& job : batch) {

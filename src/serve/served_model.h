@@ -52,7 +52,8 @@ class ServedModel {
   std::string name_;
   model_dir::Family family_;
   model_dir::TranslationModel translation_;
-  std::unique_ptr<decode::Translator> translator_;
+  std::unique_ptr<decode::Translator> translator_;  // packs the weights once
+  int64_t batch_tokens_;
   model_dir::LanguageModel language_model_;
   std::shared_ptr<const nn::PackedGpt> packed_gpt_;
   std::unique_ptr<nn::ViT> vit_;

@@ -342,6 +342,10 @@ TEST_F(ServeTest, BadRequestsGetA4xxNamingTheFieldAndTheServerLivesOn) {
   EXPECT_EQ(post("/v1/classify", "x", "text/plain").first, 415);
   httplib::Client client("127.0.0.1", port);
   EXPECT_EQ(client.Get("/v1/translate")->status, 405);
+  EXPECT_EQ(client.Get("/translate")->status, 405);  // not taken for a page
+  EXPECT_EQ(client.Put("/v1/completions", "{}", "application/json")->status, 405);
+  EXPECT_EQ(client.Delete("/v1/models")->status, 405);
+  EXPECT_EQ(client.Get("/")->get_header_value("Content-Type"), "text/html; charset=utf-8");
   EXPECT_EQ(client.Get("/nowhere")->status, 404);
   auto health = client.Get("/health");
   ASSERT_TRUE(health);

@@ -98,12 +98,6 @@ void Server::Impl::routes() {
     for (const auto& m : models.all()) queues.emplace_back(m->name(), m->waiting());
     res.set_content(metrics.prometheus(queues), "text/plain; version=0.0.4; charset=utf-8");
   });
-  http.Get(R"(/[^/]*)", [](const httplib::Request& req, httplib::Response& res) {
-    const WebAsset* asset = find_web_asset(req.path);
-    if (!asset) return send_error(res, 404, "", "no such page: " + req.path);
-    res.set_content(asset->body.data(), asset->body.size(),
-                    std::string(asset->content_type).c_str());
-  });
   post_json("/v1/translate",
             [this](const Json& r) { return translate(r, models, options.limits); });
   http.Post("/translate", [this](const httplib::Request& req, httplib::Response& res) {
@@ -138,6 +132,13 @@ void Server::Impl::routes() {
   for (const char* path : {"/v1/translate", "/translate", "/v1/completions", "/v1/classify"})
     refuse(path, "POST");
   for (const char* path : {"/health", "/v1/models", "/metrics"}) refuse(path, "GET");
+  // The web page's files, after every endpoint (httplib takes the first pattern that matches).
+  http.Get(R"(/[^/]*)", [](const httplib::Request& req, httplib::Response& res) {
+    const WebAsset* asset = find_web_asset(req.path);
+    if (!asset) return send_error(res, 404, "", "no such page: " + req.path);
+    res.set_content(asset->body.data(), asset->body.size(),
+                    std::string(asset->content_type).c_str());
+  });
 }
 
 void Server::Impl::completions(const httplib::Request& req, httplib::Response& res) {

@@ -10,8 +10,8 @@
 
 #include "commands.h"
 #include "config/options.h"
+#include "config_command.h"
 #include "serve/server.h"
-#include "training_command.h"
 
 namespace qkv::cli {
 
@@ -74,7 +74,7 @@ std::string default_name(const std::string& dir) {
   return p.filename().string();
 }
 
-int serve(const ServeConfig& c) {
+void serve(const ServeConfig& c) {
   c.check();
   // SIGTERM and SIGINT are taken by one thread (every other thread, httplib's and OpenMP's
   // included, is made with them blocked), which stops the server.
@@ -103,7 +103,6 @@ int serve(const ServeConfig& c) {
   serve::ServerOptions options;
   options.host = c.host, options.port = int(c.port), options.threads = int(c.threads);
   options.http_threads = int(c.http_threads), options.max_body_bytes = c.max_body_bytes;
-  options.batching = batching;
   options.limits.max_items = c.max_items, options.limits.max_text_bytes = c.max_text_bytes;
   options.limits.max_new_tokens = c.max_new_tokens;
   options.limits.timeout = std::chrono::milliseconds(c.timeout_ms);
@@ -124,20 +123,19 @@ int serve(const ServeConfig& c) {
   if (!signalled) pthread_kill(stopper.native_handle(), SIGTERM);  // run() ended on its own
   stopper.join();
   std::fprintf(stderr, "qkv serve: stopped\n");
-  return 0;
 }
 
 }  // namespace
 
 Command add_serve(CLI::App& app) {
-  return add_training_command<ServeConfig>(
+  return add_config_command<ServeConfig>(
       app, "serve",
       "Serve models over HTTP: translation (/v1/translate and LibreTranslate's /translate),\n"
       "completions (/v1/completions, OpenAI's shape, with streaming) and image classification\n"
       "(/v1/classify), with dynamic batching of concurrent requests, /v1/models, /health,\n"
       "/metrics (Prometheus) and a web page at /. SIGTERM or Ctrl-C stops it after answering\n"
       "what it took.",
-      [](const ServeConfig& c) { return serve(c); });
+      serve);
 }
 
 }  // namespace qkv::cli

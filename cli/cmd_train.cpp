@@ -1,11 +1,11 @@
 // qkv train: a translation model.
+#include "config_command.h"
 #include "train/trainer.h"
-#include "training_command.h"
 
 namespace qkv::cli {
 
 Command add_train(CLI::App& app) {
-  return add_training_command<train::TrainConfig>(
+  return add_config_command<train::TrainConfig>(
       app, "train",
       "Train a translation model (resumes when --model-dir holds a checkpoint).\n"
       "Example: qkv train --config configs/tiny.yaml --model-dir runs/tiny\n"

@@ -1,11 +1,11 @@
 // qkv train-lm: a decoder-only (GPT) language model.
+#include "config_command.h"
 #include "train/lm_trainer.h"
-#include "training_command.h"
 
 namespace qkv::cli {
 
 Command add_train_lm(CLI::App& app) {
-  return add_training_command<train::LmTrainConfig>(
+  return add_config_command<train::LmTrainConfig>(
       app, "train-lm",
       "Train a GPT-style language model on text (resumes when --model-dir holds a checkpoint).\n"
       "Example: qkv train-lm --config configs/gpt-bible.yaml --model-dir runs/gpt\n"

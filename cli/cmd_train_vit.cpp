@@ -1,11 +1,11 @@
 // qkv train-vit: a ViT image classifier.
+#include "config_command.h"
 #include "train/vit_trainer.h"
-#include "training_command.h"
 
 namespace qkv::cli {
 
 Command add_train_vit(CLI::App& app) {
-  return add_training_command<train::ViTTrainConfig>(
+  return add_config_command<train::ViTTrainConfig>(
       app, "train-vit",
       "Train a ViT image classifier (resumes when --model-dir holds a checkpoint).\n"
       "Example: qkv train-vit --config configs/vit-fashion.yaml --model-dir runs/vit\n"

@@ -10,6 +10,7 @@
 #include <pybind11/stl/filesystem.h>
 
 #include <filesystem>
+#include <mutex>
 #include <string>
 
 #include "tensor/dtype.h"
@@ -31,6 +32,25 @@ void bind_safetensors(py::module_& m);
 // that computes.
 void remember_default_threads();
 void use_threads(int threads);
+
+// The calls of one loaded model: each computes without the GIL, one at a time, on the model's
+// thread count.
+class Calls {
+ public:
+  explicit Calls(int threads) : threads_(threads) {}
+  // compute() (which must not touch Python objects), run as above; returns what it returns.
+  template <class Compute>
+  auto run(Compute&& compute) {
+    py::gil_scoped_release release;
+    std::lock_guard lock(mutex_);
+    use_threads(threads_);
+    return compute();
+  }
+
+ private:
+  int threads_;
+  std::mutex mutex_;
+};
 
 // usable_device(name): ValueError for anything but "cpu" and, in a build with CUDA on a
 // machine with a GPU, "cuda".

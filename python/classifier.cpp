@@ -2,8 +2,6 @@
 #include <pybind11/numpy.h>
 #include <pybind11/stl.h>
 
-#include <mutex>
-
 #include "bindings.h"
 #include "data/image_folder.h"
 #include "eval/image_eval.h"
@@ -77,7 +75,7 @@ using TopK = std::vector<std::pair<std::string, float>>;
 class Classifier {
  public:
   Classifier(const Path& dir, const std::string& device, int threads, const std::string& checkpoint)
-      : threads_(threads) {
+      : calls_(threads) {
     Device d = parse_device(device);
     py::gil_scoped_release release;
     model_ = model_dir::load_vit_dir(dir.string(), checkpoint);
@@ -95,11 +93,7 @@ class Classifier {
       for (py::handle item : images) inputs.push_back(to_input(item, inputs.size()));
     }
     if (inputs.empty()) return {};
-    std::vector<std::vector<eval::ClassScore>> top;
-    {
-      py::gil_scoped_release release;
-      std::lock_guard lock(mutex_);
-      use_threads(threads_);
+    auto top = calls_.run([&] {
       const nn::ViTConfig& c = model_->config();
       data::ImageShape shape{c.channels, c.image_size, c.image_size};
       // Every image first, so that a bad one is reported before any work, as the command does.
@@ -108,8 +102,8 @@ class Classifier {
         tensors.push_back(in.path.empty() ? data::image_from_pixels(in.pixels.data(), in.height,
                                                                     in.width, in.channels, shape)
                                           : data::load_image(in.path, shape));
-      top = eval::classify_images(*model_, tensors, top_k);
-    }
+      return eval::classify_images(*model_, tensors, top_k);
+    });
     std::vector<TopK> out(top.size());
     for (size_t i = 0; i < top.size(); ++i)
       for (const eval::ClassScore& s : top[i]) out[i].emplace_back(s.label, s.probability);
@@ -120,8 +114,7 @@ class Classifier {
 
  private:
   std::unique_ptr<nn::ViT> model_;
-  int threads_;
-  std::mutex mutex_;
+  Calls calls_;
 };
 
 }  // namespace

@@ -4,7 +4,6 @@
 #include <pybind11/stl.h>
 
 #include <memory>
-#include <mutex>
 
 #include "bindings.h"
 #include "model_dir/gpt_dir.h"
@@ -37,7 +36,7 @@ std::vector<std::string> stop_strings(const py::object& stop) {
 class Generator {
  public:
   Generator(const Path& dir, const std::string& device, int threads, const std::string& checkpoint)
-      : threads_(threads) {
+      : calls_(threads) {
     Device d = parse_device(device);
     py::gil_scoped_release release;
     model_ = model_dir::load_language_model_dir(dir.string(), checkpoint);
@@ -64,14 +63,9 @@ class Generator {
     o.stop = stop_strings(stop);
     o.batch_size = batch_size;
     o.check();
-    std::vector<decode::Generation> generations;
-    {
-      py::gil_scoped_release release;
-      std::lock_guard lock(mutex_);
-      use_threads(threads_);
-      decode::Generator generator(*model_.model, *model_.tokenizer, o, packed_);
-      generations = generator.generate(prompts);
-    }
+    auto generations = calls_.run([&] {
+      return decode::Generator(*model_.model, *model_.tokenizer, o, packed_).generate(prompts);
+    });
     // generations[i * num_samples + j] is sample j of prompt i.
     std::vector<GenerationResult> out(prompts.size());
     for (size_t i = 0; i < generations.size(); ++i) {
@@ -89,8 +83,7 @@ class Generator {
  private:
   model_dir::LanguageModel model_;
   std::shared_ptr<const nn::PackedGpt> packed_;  // the weights, packed once for every call
-  int threads_;
-  std::mutex mutex_;
+  Calls calls_;
 };
 
 std::string repr(const GenerationResult& r) {

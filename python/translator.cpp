@@ -4,7 +4,6 @@
 #include <pybind11/stl.h>
 
 #include <memory>
-#include <mutex>
 #include <sstream>
 
 #include "bindings.h"
@@ -35,7 +34,7 @@ class Translator {
  public:
   Translator(const Path& dir, const std::string& device, int threads,
              const std::string& compute_type, const std::string& checkpoint)
-      : threads_(threads) {
+      : calls_(threads) {
     check_compute_type(compute_type);
     Device d = parse_device(device);
     py::gil_scoped_release release;
@@ -62,13 +61,7 @@ class Translator {
     o.length_penalty = length_penalty;
     o.max_length = max_length;
     o.max_length_ratio = max_length_ratio;
-    std::vector<std::vector<decode::Translation>> nbests;
-    {
-      py::gil_scoped_release release;
-      std::lock_guard lock(mutex_);
-      use_threads(threads_);
-      nbests = translator_->translate(sentences, o, batch_tokens);
-    }
+    auto nbests = calls_.run([&] { return translator_->translate(sentences, o, batch_tokens); });
     std::vector<TranslationResult> out(nbests.size());
     for (size_t i = 0; i < nbests.size(); ++i)
       for (const decode::Translation& t : nbests[i]) {
@@ -84,14 +77,9 @@ class Translator {
     if (sources.size() != targets.size())
       throw std::invalid_argument(std::to_string(sources.size()) + " sources but " +
                                   std::to_string(targets.size()) + " targets");
-    std::vector<decode::PairScore> scores;
-    {
-      py::gil_scoped_release release;
-      std::lock_guard lock(mutex_);
-      use_threads(threads_);
-      scores =
-          decode::score_pairs(*model_.model, *model_.tokenizer, sources, targets, batch_tokens);
-    }
+    auto scores = calls_.run([&] {
+      return decode::score_pairs(*model_.model, *model_.tokenizer, sources, targets, batch_tokens);
+    });
     std::vector<ScoreResult> out;
     for (const decode::PairScore& s : scores) out.push_back({s.log_prob, s.tokens});
     return out;
@@ -100,8 +88,7 @@ class Translator {
  private:
   model_dir::TranslationModel model_;
   std::unique_ptr<decode::Translator> translator_;  // the decoder's weights, packed once
-  int threads_;
-  std::mutex mutex_;
+  Calls calls_;
 };
 
 std::string repr(const TranslationResult& r) {

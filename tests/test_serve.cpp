@@ -131,11 +131,12 @@ class ServeTest : public ::testing::Test {
   void start(serve::ServerOptions options = {}) {
     options.port = 0;
     options.threads = 1;
-    options.batching.max_wait = std::chrono::milliseconds(20);
+    serve::BatchingOptions batching;
+    batching.max_wait = std::chrono::milliseconds(20);
     std::vector<std::unique_ptr<serve::ServedModel>> models;
     for (const char* name : {"translation", "gpt", "vit"})
       models.push_back(std::make_unique<serve::ServedModel>(name, dir->file(name), "best",
-                                                            Device::cpu, options.batching));
+                                                            Device::cpu, batching));
     server = std::make_unique<serve::Server>(serve::ModelSet(std::move(models)), options);
     port = server->bind();
     running = std::thread([this] { server->run(); });

@@ -13,7 +13,6 @@ Translator::Translator(const nn::Seq2Seq& model, const data::Tokenizer& tokenize
   int64_t most = model.config().max_positions;
   if (options_.max_source_tokens <= 0 || options_.max_source_tokens > most)
     options_.max_source_tokens = most;
-  options_.search.max_length = std::min(options_.search.max_length, most);
 }
 
 std::vector<std::vector<Translation>> Translator::translate(const std::vector<std::string>& lines) {

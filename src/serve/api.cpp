@@ -21,6 +21,22 @@ ServedModel& ModelSet::find(const std::optional<std::string>& name,
   throw HttpError(404, "model", "the server has no " + wanted + " model");
 }
 
+void RequestLimits::check_items(const std::string& field, size_t count,
+                                const std::string& what) const {
+  if (count == 0) throw HttpError(400, field, "'" + field + "' holds no " + what);
+  if (int64_t(count) > max_items)
+    throw HttpError(413, field,
+                    "'" + field + "' holds " + std::to_string(count) + " " + what +
+                        "; the server takes at most " + std::to_string(max_items) + " per request");
+}
+
+void RequestLimits::check_text(const std::string& field, const std::string& text) const {
+  if (int64_t(text.size()) > max_text_bytes)
+    throw HttpError(413, field,
+                    "'" + field + "' is " + std::to_string(text.size()) +
+                        " bytes long; the server takes at most " + std::to_string(max_text_bytes));
+}
+
 void wait_for(Job& job, const RequestLimits& limits) {
   if (!job.wait_until(job.arrived + limits.timeout))
     throw HttpError(504, "",

@@ -21,6 +21,12 @@ struct RequestLimits {
   int64_t max_text_bytes = 10000;            // per sentence or prompt
   int64_t max_new_tokens = 1024;             // max_tokens of a completion
   std::chrono::milliseconds timeout{60000};  // from arrival to the result
+
+  // HttpError naming `field`: 400 when `count` is 0, 413 above max_items. `what` names the
+  // items ("sentences").
+  void check_items(const std::string& field, size_t count, const std::string& what) const;
+  // HttpError 413 naming `field` when `text` is longer than max_text_bytes.
+  void check_text(const std::string& field, const std::string& text) const;
 };
 
 // The served models, found by name and family.

@@ -86,17 +86,10 @@ Json classify_json(const Json& request, const ModelSet& models, const RequestLim
   bool one = request.contains("image"), many = request.contains("images");
   if (one == many) throw HttpError(400, "image", "give exactly one of 'image' and 'images'");
   Strings images = strings_field(request, one ? "image" : "images");
-  if (images.values.empty()) throw HttpError(400, "images", "'images' holds no image");
-  if (int64_t(images.values.size()) > limits.max_items)
-    throw HttpError(413, "images",
-                    "'images' holds " + std::to_string(images.values.size()) +
-                        " images; the server takes at most " + std::to_string(limits.max_items) +
-                        " per request");
+  limits.check_items(images.field, images.values.size(), "images");
   std::vector<std::pair<std::string, std::string>> named;
-  for (size_t i = 0; i < images.values.size(); ++i) {
-    std::string field = images.was_list ? "images[" + std::to_string(i) + "]" : "image";
-    named.emplace_back(field, decode_base64(images.values[i], field));
-  }
+  for (size_t i = 0; i < images.values.size(); ++i)
+    named.emplace_back(images.name(i), decode_base64(images.values[i], images.name(i)));
   return run_images(named, top_k, model, limits);
 }
 

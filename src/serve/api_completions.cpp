@@ -68,7 +68,6 @@ Completion Completion::start(const Json& request, const ModelSet& models,
   check_neutral(request);
   ServedModel& model = models.find(optional_string(request, "model"), model_dir::Family::gpt);
   Strings prompts = strings_field(request, "prompt");
-  if (prompts.values.empty()) throw HttpError(400, "prompt", "'prompt' holds no prompt");
   auto job = std::make_shared<CompletionJob>();
   decode::GenerationOptions& o = job->options;
   o.max_new_tokens = integer_field(request, "max_tokens", 16, 1, limits.max_new_tokens);
@@ -84,25 +83,16 @@ Completion Completion::start(const Json& request, const ModelSet& models,
     if (o.stop[i].empty()) throw HttpError(400, "stop", "a stop string must not be empty");
   if (o.stop.size() > 4) throw HttpError(400, "stop", "at most 4 stop strings");
   job->seed = uint64_t(integer_field(request, "seed", int64_t(fresh_seed() >> 1), 0, INT64_MAX));
-  int64_t sequences = int64_t(prompts.values.size()) * o.num_samples;
-  if (sequences > limits.max_items)
-    throw HttpError(413, "prompt",
-                    std::to_string(prompts.values.size()) + " prompts x n = " +
-                        std::to_string(sequences) + " sequences; the server takes at most " +
-                        std::to_string(limits.max_items) + " per request");
+  limits.check_items("prompt", prompts.values.size() * size_t(o.num_samples),
+                     "sequences (prompts x n)");
   const data::LmTokenizer& tokenizer = *model.language_model().tokenizer;
   for (size_t i = 0; i < prompts.values.size(); ++i) {
-    const std::string& p = prompts.values[i];
-    std::string name = prompts.was_list ? "prompt[" + std::to_string(i) + "]" : "prompt";
-    if (int64_t(p.size()) > limits.max_text_bytes)
-      throw HttpError(413, name,
-                      "'" + name + "' is " + std::to_string(p.size()) +
-                          " bytes long; the server takes at most " +
-                          std::to_string(limits.max_text_bytes));
+    limits.check_text(prompts.name(i), prompts.values[i]);
     try {
-      job->cost += (int64_t(tokenizer.encode(p).size()) + o.max_new_tokens) * o.num_samples;
+      job->cost +=
+          (int64_t(tokenizer.encode(prompts.values[i]).size()) + o.max_new_tokens) * o.num_samples;
     } catch (const std::invalid_argument& e) {
-      throw HttpError(400, name, "'" + name + "': " + e.what());
+      throw HttpError(400, prompts.name(i), "'" + prompts.name(i) + "': " + e.what());
     }
   }
   try {

@@ -6,27 +6,16 @@ namespace qkv::serve {
 namespace {
 
 // Checks the sentences against the limits and queues their job.
-std::shared_ptr<TranslationJob> queue_sentences(const Strings& text, const std::string& field,
+std::shared_ptr<TranslationJob> queue_sentences(const Strings& text,
                                                 const decode::SearchOptions& search,
                                                 ServedModel& model, const RequestLimits& limits) {
-  if (text.values.empty()) throw HttpError(400, field, "'" + field + "' holds no sentence");
-  if (int64_t(text.values.size()) > limits.max_items)
-    throw HttpError(413, field,
-                    "'" + field + "' holds " + std::to_string(text.values.size()) +
-                        " sentences; the server takes at most " + std::to_string(limits.max_items) +
-                        " per request");
+  limits.check_items(text.field, text.values.size(), "sentences");
   auto job = std::make_shared<TranslationJob>();
   const data::Tokenizer& tokenizer = *model.translation().tokenizer;
   job->cost = 0;
   for (size_t i = 0; i < text.values.size(); ++i) {
-    const std::string& s = text.values[i];
-    std::string name = text.was_list ? field + "[" + std::to_string(i) + "]" : field;
-    if (int64_t(s.size()) > limits.max_text_bytes)
-      throw HttpError(413, name,
-                      "'" + name + "' is " + std::to_string(s.size()) +
-                          " bytes long; the server takes at most " +
-                          std::to_string(limits.max_text_bytes));
-    job->cost += int64_t(tokenizer.encode(s).size()) + 1;
+    limits.check_text(text.name(i), text.values[i]);
+    job->cost += int64_t(tokenizer.encode(text.values[i]).size()) + 1;
   }
   job->sentences = text.values;
   job->search = search;
@@ -49,7 +38,7 @@ Json translate(const Json& request, const ModelSet& models, const RequestLimits&
   search.n_best = int(integer_field(request, "n_best", 1, 1, search.beam));
   search.length_penalty = float(number_field(request, "length_penalty", 1.0, 0.0, 10.0));
   search.max_length = integer_field(request, "max_length", search.max_length, 1, 4096);
-  auto job = queue_sentences(text, "text", search, model, limits);
+  auto job = queue_sentences(text, search, model, limits);
   Json translations = Json::array(), scores = Json::array(), n_best = Json::array();
   for (const auto& hyps : job->results) {
     translations.push_back(hyps[0].text);
@@ -78,7 +67,7 @@ Json libre_translate(const Json& request, const ModelSet& models, const RequestL
       if (m->name() == *source + "-" + *target) name = m->name();
   ServedModel& model = models.find(name, model_dir::Family::seq2seq);
   Strings q = strings_field(request, "q");
-  auto job = queue_sentences(q, "q", decode::SearchOptions{}, model, limits);
+  auto job = queue_sentences(q, decode::SearchOptions{}, model, limits);
   if (!q.was_list) return {{"translatedText", job->results[0][0].text}};
   Json texts = Json::array();
   for (const auto& hyps : job->results) texts.push_back(hyps[0].text);

@@ -44,12 +44,9 @@ std::string marked_field(const Json& j, const std::string& path) {
   return "";
 }
 
-const char* type_name(const Json& j) {
-  return j.type_name();
-}
-
 HttpError wrong_type(const std::string& field, const char* expected, const Json& value) {
-  return HttpError(400, field, "'" + field + "' must be " + expected + ", not " + type_name(value));
+  return HttpError(400, field,
+                   "'" + field + "' must be " + expected + ", not " + value.type_name());
 }
 
 }  // namespace
@@ -64,7 +61,7 @@ Json parse_json_object(const std::string& body) {
     throw HttpError(400, "", std::string("the body is not valid JSON: ") + e.what());
   }
   if (!j.is_object())
-    throw HttpError(400, "", std::string("the body must be a JSON object, not ") + type_name(j));
+    throw HttpError(400, "", std::string("the body must be a JSON object, not ") + j.type_name());
   if (invalid_utf8) {
     std::string field = marked_field(j, "");
     throw HttpError(400, field, "'" + field + "' is not valid UTF-8");
@@ -125,9 +122,9 @@ Strings strings_field(const Json& request, const std::string& field, bool requir
   auto it = request.find(field);
   if (it == request.end() || it->is_null()) {
     if (required) throw HttpError(400, field, "'" + field + "' is missing");
-    return {};
+    return {field, {}, false};
   }
-  Strings out;
+  Strings out{field, {}, false};
   if (it->is_string()) {
     out.values.push_back(it->get<std::string>());
     return out;
@@ -136,8 +133,7 @@ Strings strings_field(const Json& request, const std::string& field, bool requir
   out.was_list = true;
   for (size_t i = 0; i < it->size(); ++i) {
     const Json& item = (*it)[i];
-    std::string name = field + "[" + std::to_string(i) + "]";
-    if (!item.is_string()) throw wrong_type(name, "a string", item);
+    if (!item.is_string()) throw wrong_type(out.name(i), "a string", item);
     out.values.push_back(item.get<std::string>());
   }
   return out;

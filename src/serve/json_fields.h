@@ -31,8 +31,13 @@ bool bool_field(const Json& request, const std::string& field, bool fallback);
 // A string or a list of strings: the strings, and whether it was a list. A missing field is an
 // error unless `required` is false (then: an empty list).
 struct Strings {
+  std::string field;
   std::vector<std::string> values;
   bool was_list = false;
+  // How errors name value i: "text[1]" for a list, "text" for a single string.
+  std::string name(size_t i) const {
+    return was_list ? field + "[" + std::to_string(i) + "]" : field;
+  }
 };
 Strings strings_field(const Json& request, const std::string& field, bool required = true);
 

@@ -14,14 +14,23 @@ namespace qkv::serve {
 namespace {
 
 constexpr const char* kJson = "application/json";
+// The endpoints, by the method they take.
+const std::vector<std::string> kPostEndpoints = {"/v1/translate", "/translate", "/v1/completions",
+                                                 "/v1/classify"};
+const std::vector<std::string> kGetEndpoints = {"/health", "/v1/models", "/metrics"};
 constexpr int kListenQueue = 4096;  // connections waiting to be accepted
+
+// {"error": {"message", "field", "code"}}, the body of every error (also as a streamed event).
+Json error_body(int status, const std::string& field, const std::string& message) {
+  Json error = {{"message", message}, {"code", status}};
+  if (!field.empty()) error["field"] = field;
+  return {{"error", error}};
+}
 
 void send_error(httplib::Response& res, int status, const std::string& field,
                 const std::string& message) {
-  Json error = {{"message", message}, {"code", status}};
-  if (!field.empty()) error["field"] = field;
   res.status = status;
-  res.set_content(Json{{"error", error}}.dump(), kJson);
+  res.set_content(error_body(status, field, message).dump(), kJson);
 }
 
 // What the errors httplib answers by itself (before any handler) mean.
@@ -59,10 +68,10 @@ struct Server::Impl {
 
   Impl(ModelSet m, ServerOptions o) : models(std::move(m)), options(std::move(o)) {}
 
-  // A JSON endpoint: answers `body(request)`, or the error it throws.
-  void post_json(const std::string& path, std::function<Json(const Json&)> body) {
-    http.Post(path, [this, body](const httplib::Request& req, httplib::Response& res) {
-      guarded(res, [&] { res.set_content(body(parse_json_object(req.body)).dump(), kJson); });
+  // A POST endpoint answered with JSON: `answer(request)`, or the error it throws.
+  void post(const std::string& path, std::function<Json(const httplib::Request&)> answer) {
+    http.Post(path, [this, answer](const httplib::Request& req, httplib::Response& res) {
+      guarded(res, [&] { res.set_content(answer(req).dump(), kJson); });
     });
   }
 
@@ -81,7 +90,7 @@ struct Server::Impl {
 
   void routes();
   void completions(const httplib::Request& req, httplib::Response& res);
-  void classify(const httplib::Request& req, httplib::Response& res);
+  Json classify(const httplib::Request& req);
 };
 
 void Server::Impl::routes() {
@@ -98,29 +107,24 @@ void Server::Impl::routes() {
     for (const auto& m : models.all()) queues.emplace_back(m->name(), m->waiting());
     res.set_content(metrics.prometheus(queues), "text/plain; version=0.0.4; charset=utf-8");
   });
-  post_json("/v1/translate",
-            [this](const Json& r) { return translate(r, models, options.limits); });
-  http.Post("/translate", [this](const httplib::Request& req, httplib::Response& res) {
-    guarded(res, [&] {
-      // LibreTranslate's clients send JSON or a form.
-      Json request;
-      bool form =
-          req.get_header_value("Content-Type").starts_with("application/x-www-form-urlencoded");
-      if (form && !req.body.starts_with("{")) {
-        request = Json::object();
-        for (const auto& [key, value] : req.params) request[key] = value;
-      } else {
-        request = parse_json_object(req.body);
-      }
-      res.set_content(libre_translate(request, models, options.limits).dump(), kJson);
-    });
+  post("/v1/translate", [this](const httplib::Request& req) {
+    return translate(parse_json_object(req.body), models, options.limits);
   });
+  post("/translate", [this](const httplib::Request& req) {
+    // LibreTranslate's clients send JSON or a form.
+    bool form =
+        req.get_header_value("Content-Type").starts_with("application/x-www-form-urlencoded");
+    if (!form || req.body.starts_with("{"))
+      return libre_translate(parse_json_object(req.body), models, options.limits);
+    Json request = Json::object();
+    for (const auto& [key, value] : req.params) request[key] = value;
+    return libre_translate(request, models, options.limits);
+  });
+  post("/v1/classify", [this](const httplib::Request& req) { return classify(req); });
   http.Post("/v1/completions",
             [this](const httplib::Request& req, httplib::Response& res) { completions(req, res); });
-  http.Post("/v1/classify",
-            [this](const httplib::Request& req, httplib::Response& res) { classify(req, res); });
   // Another method on a known path: 405, with the method it takes.
-  auto refuse = [this](const char* path, const char* allowed) {
+  auto refuse = [this](const std::string& path, const char* allowed) {
     auto answer = [allowed](const httplib::Request&, httplib::Response& res) {
       res.set_header("Allow", allowed);
       send_error(res, 405, "", std::string("this endpoint takes ") + allowed);
@@ -129,9 +133,8 @@ void Server::Impl::routes() {
     if (std::string(allowed) != "POST") http.Post(path, answer);
     http.Put(path, answer), http.Patch(path, answer), http.Delete(path, answer);
   };
-  for (const char* path : {"/v1/translate", "/translate", "/v1/completions", "/v1/classify"})
-    refuse(path, "POST");
-  for (const char* path : {"/health", "/v1/models", "/metrics"}) refuse(path, "GET");
+  for (const std::string& path : kPostEndpoints) refuse(path, "POST");
+  for (const std::string& path : kGetEndpoints) refuse(path, "GET");
   // The web page's files, after every endpoint (httplib takes the first pattern that matches).
   http.Get(R"(/[^/]*)", [](const httplib::Request& req, httplib::Response& res) {
     const WebAsset* asset = find_web_asset(req.path);
@@ -173,8 +176,8 @@ void Server::Impl::completions(const httplib::Request& req, httplib::Response& r
           return false;
         }
         if (c->job->error_status() != 0) {
-          Json error = {{"message", c->job->error()}, {"code", c->job->error_status()}};
-          write("data: " + Json{{"error", error}}.dump() + "\n\n");
+          Json error = error_body(c->job->error_status(), "", c->job->error());
+          write("data: " + error.dump() + "\n\n");
         } else {
           write(c->closing_events());
         }
@@ -183,24 +186,17 @@ void Server::Impl::completions(const httplib::Request& req, httplib::Response& r
       });
 }
 
-void Server::Impl::classify(const httplib::Request& req, httplib::Response& res) {
-  guarded(res, [&] {
-    std::string type = req.get_header_value("Content-Type");
-    auto param = [&](const char* key) {
-      return req.has_param(key) ? std::optional<std::string>(req.get_param_value(key))
-                                : std::nullopt;
-    };
-    Json out;
-    if (type.starts_with(kJson))
-      out = classify_json(parse_json_object(req.body), models, options.limits);
-    else if (type.starts_with("image/") || type.starts_with("application/octet-stream"))
-      out = classify_file(req.body, param("model"), param("top_k"), models, options.limits);
-    else
-      throw HttpError(
-          415, "Content-Type",
-          "send JSON (application/json) or an image file (image/*), not '" + type + "'");
-    res.set_content(out.dump(), kJson);
-  });
+Json Server::Impl::classify(const httplib::Request& req) {
+  std::string type = req.get_header_value("Content-Type");
+  auto param = [&](const char* key) {
+    return req.has_param(key) ? std::optional<std::string>(req.get_param_value(key)) : std::nullopt;
+  };
+  if (type.starts_with(kJson))
+    return classify_json(parse_json_object(req.body), models, options.limits);
+  if (type.starts_with("image/") || type.starts_with("application/octet-stream"))
+    return classify_file(req.body, param("model"), param("top_k"), models, options.limits);
+  throw HttpError(415, "Content-Type",
+                  "send JSON (application/json) or an image file (image/*), not '" + type + "'");
 }
 
 Server::Server(ModelSet models, ServerOptions options)
@@ -213,7 +209,7 @@ Server::Server(ModelSet models, ServerOptions options)
   // and 64 clients reconnecting at once overflow a listen queue).
   s.http.set_keep_alive_max_count(100000);
   // httplib's default also sets SO_REUSEPORT, with which a second server would bind a port in use
-  // instead of failing. The listening socket is kept to lengthen its queue (listen_queue below).
+  // instead of failing. The listening socket is kept to lengthen its queue (in bind()).
   s.http.set_socket_options([this](int socket) {
     int on = 1;
     setsockopt(socket, SOL_SOCKET, SO_REUSEADDR, &on, sizeof on);
@@ -238,10 +234,10 @@ Server::Server(ModelSet models, ServerOptions options)
         send_error(res, 500, "", "internal error");
       });
   s.http.set_logger([this](const httplib::Request& req, const httplib::Response& res) {
-    static const std::vector<std::string> known = {"/v1/translate", "/translate", "/v1/completions",
-                                                   "/v1/classify",  "/v1/models", "/health",
-                                                   "/metrics"};
-    bool named = std::find(known.begin(), known.end(), req.path) != known.end();
+    auto is = [&](const std::vector<std::string>& paths) {
+      return std::find(paths.begin(), paths.end(), req.path) != paths.end();
+    };
+    bool named = is(kPostEndpoints) || is(kGetEndpoints);
     std::string endpoint = named ? req.path : find_web_asset(req.path) ? "page" : "other";
     double seconds = std::chrono::duration<double>(Clock::now() - request_start).count();
     impl_->metrics.count_request(endpoint, res.status, seconds);

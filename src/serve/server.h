@@ -15,7 +15,6 @@ struct ServerOptions {
   int threads = 0;         // compute threads per batch (0: all cores)
   int http_threads = 128;  // connections served at once (a waiting request holds one)
   int64_t max_body_bytes = 16 << 20;
-  BatchingOptions batching;  // applied by whoever loads the models
   RequestLimits limits;
 };
 

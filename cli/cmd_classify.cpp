@@ -16,7 +16,7 @@ Command add_classify(CLI::App& app) {
       "of each image with their probabilities. Images of another size than the model's are\n"
       "resized (bilinear) and converted to its channels (grayscale or RGB).");
   struct Args {
-    std::string model_dir, checkpoint = "best", device = "cpu";
+    std::string model_dir, checkpoint = "best", device = "cpu", compute_type;
     std::vector<std::string> images;
     int64_t top_k = 3;
     AdapterArgs adapters;
@@ -28,6 +28,7 @@ Command add_classify(CLI::App& app) {
   cmd->add_option("--top-k,-k", a->top_k, "classes to print per image");
   cmd->add_option("--threads", a->threads, "CPU threads (0: all cores)");
   add_device_option(cmd, a->device);
+  add_compute_type_option(cmd, a->compute_type);
   add_adapter_options(cmd, a->adapters);
   cmd->add_option("images", a->images, "PNG/JPEG/BMP/... files")->required();
   return [a]() {
@@ -37,6 +38,7 @@ Command add_classify(CLI::App& app) {
     model->to(device);
     model_dir::AdapterSet adapters =
         apply_adapters(a->adapters, a->model_dir, a->checkpoint, model->linears(), model->params());
+    apply_compute_type(a->compute_type, a->model_dir, a->checkpoint, device, model->linears());
     const nn::ViTConfig& c = model->config();
     data::ImageShape shape{c.channels, c.image_size, c.image_size};
     // Every image first, so a bad file is reported before any output.

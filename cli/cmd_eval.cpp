@@ -37,6 +37,7 @@ void evaluate_language_model(const Args& a, Device device) {
   m.model->to(device);
   model_dir::AdapterSet adapters =
       apply_adapters(a.adapters, a.model_dir, a.checkpoint, m.model->linears(), m.model->params());
+  apply_compute_type(a.compute_type, a.model_dir, a.checkpoint, device, m.model->linears());
   data::DocumentCorpus corpus = data::read_documents(a.test, a.documents);
   eval::LmEvaluation e = eval::evaluate_lm(*m.model, *m.tokenizer, corpus.documents, 16);
   if (a.json) {
@@ -62,6 +63,7 @@ void evaluate_vit(const Args& a, Device device) {
   model->to(device);
   model_dir::AdapterSet adapters =
       apply_adapters(a.adapters, a.model_dir, a.checkpoint, model->linears(), model->params());
+  apply_compute_type(a.compute_type, a.model_dir, a.checkpoint, device, model->linears());
   std::string run = adapters.empty() ? a.model_dir : adapters.dir(adapters.active());
   eval::evaluate_image_model(*model, a.test, a.report_dir.empty() ? run : a.report_dir,
                              run + "/" + model_dir::kMetricsFile, 256);
@@ -82,6 +84,7 @@ Command add_eval(CLI::App& app) {
       "--document-separator / --text-column): prints loss, perplexity and bits per character.");
   struct Args {
     std::string model_dir, checkpoint = "best", test, hyps, output, report_dir, device = "cpu";
+    std::string compute_type;
     std::vector<std::string> refs;
     decode::TranslatorOptions options;
     int threads = 0;
@@ -98,6 +101,7 @@ Command add_eval(CLI::App& app) {
   cmd->add_option("--output,-o", a->output, "also write the translations of --test here");
   cmd->add_option("--threads", a->threads, "CPU threads (0: all cores)");
   add_device_option(cmd, a->device);
+  add_compute_type_option(cmd, a->compute_type);
   add_adapter_options(cmd, a->adapters);
   cmd->add_option("--batch-tokens", a->options.batch_tokens, "source subwords per batch");
   cmd->add_option("--report-dir", a->report_dir,
@@ -130,6 +134,8 @@ Command add_eval(CLI::App& app) {
       m.model->to(device);
       model_dir::AdapterSet adapters = apply_adapters(a->adapters, a->model_dir, a->checkpoint,
                                                       m.model->linears(), m.model->params());
+      a->options.compute_type = apply_compute_type(a->compute_type, a->model_dir, a->checkpoint,
+                                                   device, m.model->linears());
       data::ParallelCorpus corpus = data::read_corpus(a->test);
       a->options.search.n_best = 1;
       decode::Translator translator(*m.model, *m.tokenizer, a->options);

@@ -23,7 +23,7 @@ Command add_generate(CLI::App& app) {
       "The filters apply in transformers' order: repetition penalty, temperature, top-k, top-p,\n"
       "min-p. --temperature 0 is greedy.");
   struct Args {
-    std::string model_dir, checkpoint = "best", prompt, prompts, device = "cpu";
+    std::string model_dir, checkpoint = "best", prompt, prompts, device = "cpu", compute_type;
     bool prompt_given = false;
     decode::GenerationOptions options;
     AdapterArgs adapters;
@@ -50,6 +50,7 @@ Command add_generate(CLI::App& app) {
   cmd->add_option("--batch-size", a->options.batch_size, "sequences generated together");
   cmd->add_option("--threads", a->threads, "CPU threads (0: all cores)");
   add_device_option(cmd, a->device);
+  add_compute_type_option(cmd, a->compute_type);
   add_adapter_options(cmd, a->adapters);
   return [a, cmd]() {
     a->prompt_given = cmd->count("--prompt") > 0;
@@ -62,6 +63,8 @@ Command add_generate(CLI::App& app) {
     m.model->to(device);
     model_dir::AdapterSet adapters = apply_adapters(a->adapters, a->model_dir, a->checkpoint,
                                                     m.model->linears(), m.model->params());
+    a->options.compute_type = apply_compute_type(a->compute_type, a->model_dir, a->checkpoint,
+                                                 device, m.model->linears());
     decode::Generator generator(*m.model, *m.tokenizer, a->options);
     auto warn_cut = [](const decode::Generation& g, size_t prompt) {
       if (g.prompt_cut)

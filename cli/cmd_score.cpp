@@ -21,7 +21,7 @@ Command add_score(CLI::App& app) {
       "log P(token | tokens before it) over its tokens after the first (after <s> where the\n"
       "tokenizer adds one) and their count, as transformers computes with labels=input_ids.");
   struct Args {
-    std::string model_dir, checkpoint = "best", input, device = "cpu";
+    std::string model_dir, checkpoint = "best", input, device = "cpu", compute_type;
     int64_t batch_tokens = 4096;
     AdapterArgs adapters;
     int threads = 0;
@@ -33,6 +33,7 @@ Command add_score(CLI::App& app) {
   cmd->add_option("--batch-tokens", a->batch_tokens, "subwords per batch");
   cmd->add_option("--threads", a->threads, "CPU threads (0: all cores)");
   add_device_option(cmd, a->device);
+  add_compute_type_option(cmd, a->compute_type);
   add_adapter_options(cmd, a->adapters);
   return [a]() {
     set_num_threads(a->threads);
@@ -42,6 +43,7 @@ Command add_score(CLI::App& app) {
       lm.model->to(device);
       model_dir::AdapterSet adapters = apply_adapters(a->adapters, a->model_dir, a->checkpoint,
                                                       lm.model->linears(), lm.model->params());
+      apply_compute_type(a->compute_type, a->model_dir, a->checkpoint, device, lm.model->linears());
       std::vector<std::string> lines;
       data::LineReader reader(a->input);
       for (std::string line; reader.next(line);) lines.push_back(line);
@@ -53,6 +55,7 @@ Command add_score(CLI::App& app) {
     m.model->to(device);
     model_dir::AdapterSet adapters = apply_adapters(a->adapters, a->model_dir, a->checkpoint,
                                                     m.model->linears(), m.model->params());
+    apply_compute_type(a->compute_type, a->model_dir, a->checkpoint, device, m.model->linears());
     data::ParallelCorpus corpus = data::read_corpus(a->input);
     if (corpus.skipped_empty > 0)
       std::fprintf(stderr, "qkv: warning: %lld pair(s) with an empty side were skipped\n",

@@ -14,6 +14,7 @@ namespace qkv::cli {
 namespace {
 struct TranslateArgs {
   std::string model_dir, checkpoint = "best", input = "-", output = "-", device = "cpu";
+  std::string compute_type;
   decode::TranslatorOptions options;
   AdapterArgs adapters;
   int threads = 0;
@@ -53,6 +54,7 @@ Command add_translate(CLI::App& app) {
   cmd->add_option("--batch-tokens", a->options.batch_tokens, "source subwords per batch");
   cmd->add_option("--threads", a->threads, "CPU threads (0: all cores)");
   add_device_option(cmd, a->device);
+  add_compute_type_option(cmd, a->compute_type);
   add_adapter_options(cmd, a->adapters);
   add_search_options(cmd, a->options.search);
   return [a]() {
@@ -62,6 +64,8 @@ Command add_translate(CLI::App& app) {
     m.model->to(device);
     model_dir::AdapterSet adapters = apply_adapters(a->adapters, a->model_dir, a->checkpoint,
                                                     m.model->linears(), m.model->params());
+    a->options.compute_type = apply_compute_type(a->compute_type, a->model_dir, a->checkpoint,
+                                                 device, m.model->linears());
     a->options.search.n_best = std::min(a->options.search.n_best, a->options.search.beam);
     decode::Translator translator(*m.model, *m.tokenizer, a->options);
     std::ofstream file;

@@ -7,6 +7,7 @@
 
 #include "decode/search.h"
 #include "model_dir/adapter_set.h"
+#include "ops/compute_type.h"
 
 namespace qkv::cli {
 
@@ -23,6 +24,7 @@ Command add_generate(CLI::App& app);
 Command add_classify(CLI::App& app);
 Command add_convert(CLI::App& app);
 Command add_merge_lora(CLI::App& app);
+Command add_quantize(CLI::App& app);
 Command add_serve(CLI::App& app);
 
 // --beam, --n-best, --length-penalty, ... shared by translate and eval.
@@ -44,5 +46,14 @@ void add_adapter_options(CLI::App* cmd, AdapterArgs& args);
 model_dir::AdapterSet apply_adapters(const AdapterArgs& args, const std::string& model_dir,
                                      const std::string& checkpoint, nn::LinearList linears,
                                      const nn::ParamList& params);
+
+// --compute-type f32|bf16|int8 for the commands that run a model ("" when not given).
+void add_compute_type_option(CLI::App* cmd, std::string& compute_type);
+// The compute type --compute-type `name` means for model_dir's `checkpoint` weights on `device`
+// (model_dir::compute_type_for), set on the model's hidden `linears` (nn::set_compute_type),
+// with a warning when only the portable kernels can run it. Call after apply_adapters.
+ops::ComputeType apply_compute_type(const std::string& name, const std::string& model_dir,
+                                    const std::string& checkpoint, Device device,
+                                    const nn::LinearList& linears);
 
 }  // namespace qkv::cli

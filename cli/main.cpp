@@ -28,6 +28,7 @@ int main(int argc, char** argv) {
   add(qkv::cli::add_score);
   add(qkv::cli::add_convert);
   add(qkv::cli::add_merge_lora);
+  add(qkv::cli::add_quantize);
   add(qkv::cli::add_serve);
   add(qkv::cli::add_inspect);
   try {

@@ -30,6 +30,8 @@ py::array to_numpy(const Tensor& t) {
       return py::array_t<int64_t>(shape, static_cast<const int64_t*>(t.raw()));
     case DType::u8:
       return py::array_t<uint8_t>(shape, static_cast<const uint8_t*>(t.raw()));
+    case DType::i8:
+      return py::array_t<int8_t>(shape, static_cast<const int8_t*>(t.raw()));
     case DType::f16: {
       py::array a(py::dtype::from_args(py::str("float16")), shape);
       std::memcpy(a.mutable_data(), t.raw(), t.nbytes());
@@ -54,12 +56,13 @@ py::dict load(const Path& path) {
 
 void bind_safetensors(py::module_& m) {
   using namespace pybind11::literals;
-  m.def("load_safetensors", &load,
-        "Reads a safetensors file (PyTorch's and Hugging Face's weight format) with qkv's\n"
-        "reader: returns {name: numpy array} in the file's data order. Dtypes: F32, F16,\n"
-        "I32, I64 and U8 keep theirs; BF16, which numpy lacks, is returned as float32 (exact).\n"
-        "RuntimeError names the file for a missing or malformed one.",
-        "path"_a);
+  m.def(
+      "load_safetensors", &load,
+      "Reads a safetensors file (PyTorch's and Hugging Face's weight format) with qkv's\n"
+      "reader: returns {name: numpy array} in the file's data order. Dtypes: F32, F16,\n"
+      "I32, I64, U8 and I8 keep theirs; BF16, which numpy lacks, is returned as float32 (exact).\n"
+      "RuntimeError names the file for a missing or malformed one.",
+      "path"_a);
 }
 
 }  // namespace qkv::python

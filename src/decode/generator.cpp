@@ -60,7 +60,7 @@ struct Generator::Sequence {
 Generator::Generator(const nn::Gpt& model, const data::LmTokenizer& tokenizer,
                      GenerationOptions options)
     : Generator(model, tokenizer, std::move(options),
-                std::make_shared<const nn::PackedGpt>(model.pack())) {}
+                std::make_shared<const nn::PackedGpt>(model.pack(options.compute_type))) {}
 
 Generator::Generator(const nn::Gpt& model, const data::LmTokenizer& tokenizer,
                      GenerationOptions options, std::shared_ptr<const nn::PackedGpt> packed)

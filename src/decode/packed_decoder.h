@@ -1,4 +1,4 @@
-// A Seq2Seq decoder's linear weights packed once for few-row products (ops::linear_packed):
+// A Seq2Seq decoder's linear weights packed once for few-row products in a compute type:
 // packing costs about as much as a decoding step of one sentence, so a Translator packs once
 // per model and every search reuses the result. Holds a reference to the model, which must
 // outlive it and not change its weights meanwhile.
@@ -19,7 +19,8 @@ class PackedDecoder {
     PackedLinear fc1, fc2;  // dense layers
     nn::PackedMoe moe;      // MoE layers: the experts'
   };
-  explicit PackedDecoder(const nn::Seq2Seq& model);
+  // The hidden layers' products in `type`; the output projection (hidden -> logits) stays f32.
+  explicit PackedDecoder(const nn::Seq2Seq& model, ops::ComputeType type = ops::ComputeType::f32);
   const nn::Seq2Seq& model() const { return model_; }
   const Layer& layer(size_t i) const { return layers_[i]; }
   const PackedLinear& output() const { return output_; }  // hidden -> logits

@@ -9,7 +9,10 @@ namespace qkv::decode {
 
 Translator::Translator(const nn::Seq2Seq& model, const data::Tokenizer& tokenizer,
                        const TranslatorOptions& options)
-    : model_(model), weights_(model), tokenizer_(tokenizer), options_(options) {
+    : model_(model),
+      weights_(model, options.compute_type),
+      tokenizer_(tokenizer),
+      options_(options) {
   int64_t most = model.config().max_positions;
   if (options_.max_source_tokens <= 0 || options_.max_source_tokens > most)
     options_.max_source_tokens = most;

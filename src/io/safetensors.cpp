@@ -72,7 +72,7 @@ SafetensorsEntry parse_entry(const std::string& path, const std::string& name,
     e.dtype = dtype_from_name(dtype.get<std::string>());
   } catch (const std::runtime_error&) {
     fail(path, what + ": unsupported dtype " + quoted(dtype.get<std::string>()) +
-                   " (qkv reads F32, F16, BF16, I32, I64 and U8)");
+                   " (qkv reads F32, F16, BF16, I32, I64, U8 and I8)");
   }
   if (!j["shape"].is_array()) fail(path, what + ": shape is not a list");
   // The product of the non-zero dimensions stays under kMaxTensorBytes, so shape_numel() can

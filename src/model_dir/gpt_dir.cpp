@@ -4,6 +4,7 @@
 #include <stdexcept>
 
 #include "io/safetensors.h"
+#include "model_dir/quantized_weights.h"
 
 namespace qkv::model_dir {
 
@@ -41,7 +42,7 @@ LanguageModel load_language_model_dir(const std::string& dir, const std::string&
                              ", " + std::to_string(config.eos_id) + ")");
   m.model = std::make_unique<nn::Gpt>(config);
   m.weights_path = weights_path(dir, which);
-  nn::load_params(m.model->params(), load_safetensors(m.weights_path), m.weights_path);
+  nn::load_params(m.model->params(), load_weights(m.weights_path), m.weights_path);
   return m;
 }
 

@@ -4,6 +4,7 @@
 #include <stdexcept>
 
 #include "io/safetensors.h"
+#include "model_dir/quantized_weights.h"
 
 namespace qkv::model_dir {
 
@@ -35,7 +36,7 @@ TranslationModel load_translation_dir(const std::string& dir, const std::string&
                              "config.yaml's pad-id, unk-id, eos-id");
   m.weights_path = weights_path(dir, which);
   m.model = std::make_unique<nn::Seq2Seq>(config);
-  nn::load_params(m.model->params(), load_safetensors(m.weights_path), m.weights_path);
+  nn::load_params(m.model->params(), load_weights(m.weights_path), m.weights_path);
   return m;
 }
 

@@ -4,6 +4,7 @@
 #include <stdexcept>
 
 #include "io/safetensors.h"
+#include "model_dir/quantized_weights.h"
 
 namespace qkv::model_dir {
 
@@ -22,7 +23,7 @@ std::unique_ptr<nn::ViT> load_vit_dir(const std::string& dir, const std::string&
   std::string config_file = existing_config_path(dir);
   auto model = std::make_unique<nn::ViT>(read_vit_config(config_file));
   std::string weights = weights_path(dir, which);
-  nn::load_params(model->params(), load_safetensors(weights), weights);
+  nn::load_params(model->params(), load_weights(weights), weights);
   return model;
 }
 

@@ -291,17 +291,18 @@ void copy_cache_row(const KvCache& source, int64_t from, KvCache& cache, int64_t
   cache.lengths[size_t(to)] = len;
 }
 
-PackedGpt Gpt::pack() const {
+PackedGpt Gpt::pack(ops::ComputeType type) const {
   PackedGpt p;
   for (const GptBlock& b : layers_) {
     PackedGpt::Layer l;
-    l.qkv = PackedLinear({&b.q_proj, &b.k_proj, &b.v_proj}), l.o_proj = PackedLinear({&b.o_proj});
+    l.qkv = PackedLinear({&b.q_proj, &b.k_proj, &b.v_proj}, type);
+    l.o_proj = PackedLinear({&b.o_proj}, type);
     if (b.is_moe()) {
-      l.moe = b.moe.pack();
+      l.moe = b.moe.pack(type);
     } else {
       std::vector<const Linear*> gate_up{&b.up_proj};
       if (config_.swiglu()) gate_up = {&b.gate_proj, &b.up_proj};
-      l.gate_up = PackedLinear(gate_up), l.down_proj = PackedLinear({&b.down_proj});
+      l.gate_up = PackedLinear(gate_up, type), l.down_proj = PackedLinear({&b.down_proj}, type);
     }
     p.layers.push_back(std::move(l));
   }

@@ -2,6 +2,9 @@
 
 #include <cmath>
 
+#include "autograd/tape.h"
+#include "nn/packed_linear.h"
+
 namespace qkv::nn {
 
 Linear::Linear(int64_t in, int64_t out, bool with_bias)
@@ -17,6 +20,7 @@ Var Linear::operator()(const Var& x) const {
 }
 
 Var Linear::operator()(const Var& x, const Context& ctx) const {
+  if (packed && !Tape::active()) return (*packed)(x);
   if (!lora) return linear(x, weight, bias);
   Var in = ctx.training && lora->dropout > 0.f ? dropout(x, lora->dropout, *ctx.rng) : x;
   return lora_linear(x, weight, bias, in, lora->a, lora->b, lora->scaling);

@@ -11,7 +11,8 @@
 
 namespace qkv::nn {
 
-struct MoeRecord;  // nn/moe.h
+struct MoeRecord;     // nn/moe.h
+struct PackedLinear;  // nn/packed_linear.h
 
 // What a forward pass needs besides its inputs.
 struct Context {
@@ -44,6 +45,9 @@ struct Linear {
   Var bias;    // [out], or undefined
   // The active LoRA adapter's update of this layer (nn/lora.h attaches it), or null.
   std::shared_ptr<const LoraWeights> lora;
+  // Inference in a compute type (nn/compute_type.h): weight, bias and LoRA packed for it, used
+  // whenever no tape records; null: the f32 product.
+  std::shared_ptr<const PackedLinear> packed;
   Linear() = default;
   Linear(int64_t in, int64_t out, bool with_bias = true);
   void init(Rng& rng);  // Xavier-uniform weight, zero bias

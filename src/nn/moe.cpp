@@ -170,13 +170,13 @@ Var MoeFeedForward::operator()(const Var& x, const PackedMoe& packed) const {
   });
 }
 
-PackedMoe MoeFeedForward::pack() const {
+PackedMoe MoeFeedForward::pack(ops::ComputeType type) const {
   PackedMoe p;
   for (const ExpertMlp& m : experts) {
     std::vector<const Linear*> in{&m.w1};
     if (gated) in.push_back(&m.w3);
-    p.in.emplace_back(in);
-    p.out.emplace_back(std::vector<const Linear*>{&m.w2});
+    p.in.emplace_back(in, type);
+    p.out.emplace_back(std::vector<const Linear*>{&m.w2}, type);
   }
   return p;
 }

@@ -117,7 +117,7 @@ struct MoeFeedForward {
   Var operator()(const Var& x, const Context& ctx) const;
   // The same with the experts' packed weights (inference, dropless).
   Var operator()(const Var& x, const PackedMoe& packed) const;
-  PackedMoe pack() const;
+  PackedMoe pack(ops::ComputeType type = ops::ComputeType::f32) const;
   // Names relative to the block: "block_sparse_moe.gate.weight",
   // "block_sparse_moe.experts.0.w1.weight", ... or "ffn.router.classifier.weight",
   // "ffn.experts.expert_0.fc1.weight", ... (prefix ends with the block's name).

@@ -1,5 +1,7 @@
 #include "nn/packed_linear.h"
 
+#include <stdexcept>
+
 namespace qkv::nn {
 
 namespace {
@@ -34,12 +36,19 @@ void stack_lora(const std::vector<const Linear*>& layers, Tensor& a, Tensor& b) 
 }
 }  // namespace
 
-PackedLinear::PackedLinear(const Tensor& weight, const Tensor& bias)
-    : weight(weight.device() == Device::cpu ? ops::pack_linear_weight(weight) : weight),
-      bias(bias),
-      out(weight.size(0)) {}
+PackedLinear::PackedLinear(const Tensor& w, const Tensor& bias, ops::ComputeType type)
+    : bias(bias), out(w.size(0)) {
+  if (w.device() == Device::cpu) {
+    packed = ops::pack_linear(w, type);
+    return;
+  }
+  if (type != ops::ComputeType::f32)
+    throw std::invalid_argument(std::string("compute type ") + ops::compute_type_name(type) +
+                                " runs on the cpu only (cuda computes in f32)");
+  weight = w;
+}
 
-PackedLinear::PackedLinear(const std::vector<const Linear*>& layers) {
+PackedLinear::PackedLinear(const std::vector<const Linear*>& layers, ops::ComputeType type) {
   std::vector<Tensor> weights, biases;
   bool any_bias = false;
   for (const Linear* l : layers) any_bias = any_bias || l->bias.defined();
@@ -50,18 +59,24 @@ PackedLinear::PackedLinear(const std::vector<const Linear*>& layers) {
       biases.push_back(l->bias.defined() ? l->bias.value()
                                          : Tensor::zeros({w.size(0)}, DType::f32, w.device()));
   }
-  *this = PackedLinear(ops::concat(weights, 0), any_bias ? ops::concat(biases, 0) : Tensor());
+  *this = PackedLinear(ops::concat(weights, 0), any_bias ? ops::concat(biases, 0) : Tensor(), type);
   stack_lora(layers, lora_a, lora_b);
 }
 
 Var PackedLinear::operator()(const Var& x) const {
-  Tensor y = weight.device() != Device::cpu
-                 ? ops::linear_forward(x.value(), weight, bias)
-                 : ops::linear_packed_forward(x.value(), weight, out, bias);
+  Tensor y = weight.defined() ? ops::linear_forward(x.value(), weight, bias)
+                              : ops::linear_forward(x.value(), packed, bias);
   if (!lora_a.defined()) return Var(y);
   Tensor update =
       ops::linear_forward(ops::linear_forward(x.value(), lora_a, Tensor()), lora_b, Tensor());
   return Var(ops::add(y, update));
+}
+
+void set_compute_type(const LinearList& linears, ops::ComputeType type) {
+  for (const auto& [name, linear] : linears)
+    linear->packed = type == ops::ComputeType::f32 ? nullptr
+                                                   : std::make_shared<const PackedLinear>(
+                                                         std::vector<const Linear*>{linear}, type);
 }
 
 }  // namespace qkv::nn

@@ -12,7 +12,7 @@
 namespace qkv::ops {
 
 constexpr int kDeviceCount = 2;  // cpu, cuda
-constexpr int kDTypeCount = 6;   // f32, f16, bf16, i32, i64, u8
+constexpr int kDTypeCount = 7;   // f32, f16, bf16, i32, i64, u8, i8
 using AnyKernel = void (*)();
 
 // The kernels registered for Kernel, by device and dtype (null: none). Zero-initialised before
@@ -68,6 +68,8 @@ void dispatch(Device device, DType dtype, Body&& body) {
       return body.template operator()<int64_t>(find_kernel<Kernel, int64_t>(device));
     case DType::u8:
       return body.template operator()<uint8_t>(find_kernel<Kernel, uint8_t>(device));
+    case DType::i8:
+      return body.template operator()<int8_t>(find_kernel<Kernel, int8_t>(device));
   }
   no_kernel(Kernel::op_name, device, dtype);
 }

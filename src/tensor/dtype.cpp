@@ -17,6 +17,7 @@ size_t dtype_size(DType t) {
     case DType::i64:
       return 8;
     case DType::u8:
+    case DType::i8:
       return 1;
   }
   return 0;
@@ -36,15 +37,18 @@ std::string dtype_name(DType t) {
       return "I64";
     case DType::u8:
       return "U8";
+    case DType::i8:
+      return "I8";
   }
   return "?";
 }
 
 DType dtype_from_name(const std::string& name) {
-  for (DType t : {DType::f32, DType::f16, DType::bf16, DType::i32, DType::i64, DType::u8})
+  for (DType t :
+       {DType::f32, DType::f16, DType::bf16, DType::i32, DType::i64, DType::u8, DType::i8})
     if (dtype_name(t) == name) return t;
   throw std::runtime_error("unsupported dtype '" + name +
-                           "' (qkv reads F32, F16, BF16, I32, I64 and U8)");
+                           "' (qkv reads F32, F16, BF16, I32, I64, U8 and I8)");
 }
 
 std::string device_name(Device d) {

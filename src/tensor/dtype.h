@@ -7,7 +7,7 @@
 
 namespace qkv {
 
-enum class DType : uint8_t { f32, f16, bf16, i32, i64, u8 };
+enum class DType : uint8_t { f32, f16, bf16, i32, i64, u8, i8 };
 enum class Device : uint8_t { cpu, cuda };
 
 size_t dtype_size(DType t);

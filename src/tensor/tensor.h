@@ -56,6 +56,10 @@ constexpr DType dtype_of<uint8_t>() {
   return DType::u8;
 }
 template <>
+constexpr DType dtype_of<int8_t>() {
+  return DType::i8;
+}
+template <>
 constexpr DType dtype_of<bf16>() {
   return DType::bf16;
 }

@@ -1,0 +1,30 @@
+#include <iostream>
+
+#include "commands.h"
+#include "model_dir/model_dir.h"
+#include "model_dir/quantized_weights.h"
+#include "nn/packed_linear.h"
+
+namespace qkv::cli {
+
+void add_compute_type_option(CLI::App* cmd, std::string& compute_type) {
+  cmd->add_option("--compute-type", compute_type,
+                  "the linear layers' products: f32, bf16 or int8 (cpu only; default: int8 for a "
+                  "directory written by qkv quantize, else f32)")
+      ->check(CLI::IsMember({"f32", "float32", "bf16", "bfloat16", "int8"}));
+}
+
+ops::ComputeType apply_compute_type(const std::string& name, const std::string& model_dir,
+                                    const std::string& checkpoint, Device device,
+                                    const nn::LinearList& linears) {
+  ops::ComputeType type =
+      model_dir::compute_type_for(name, model_dir::weights_path(model_dir, checkpoint), device);
+  if (type != ops::ComputeType::f32 && std::string(ops::low_precision_isa()) == "portable")
+    std::cerr << "qkv: warning: compute type " << ops::compute_type_name(type)
+              << " runs its portable kernels here (no AVX2, or QKV_CPU_ISA=portable): "
+                 "correct, but slower than f32\n";
+  nn::set_compute_type(linears, type);
+  return type;
+}
+
+}  // namespace qkv::cli

@@ -19,7 +19,7 @@ namespace {
 
 struct ServeConfig {
   std::vector<std::string> model_dirs, names;
-  std::string checkpoint = "best", device = "cpu", host = "127.0.0.1";
+  std::string checkpoint = "best", device = "cpu", compute_type, host = "127.0.0.1";
   int64_t port = 8080, threads = 0, http_threads = 128;
   int64_t max_batch_tokens = 4096, max_wait_ms = 5, max_queue = 256, timeout_ms = 60000;
   int64_t max_body_bytes = 16 << 20, max_items = 64, max_text_bytes = 10000;
@@ -30,6 +30,9 @@ struct ServeConfig {
     o.add("name", names, "the models' names, in order (default: the directory's name)");
     o.add("checkpoint", checkpoint, "best or last");
     o.add("device", device, "cpu or cuda");
+    o.add("compute-type", compute_type,
+          "the linear layers' products: f32, bf16 or int8 (cpu only; default: int8 for a "
+          "directory written by qkv quantize, else f32)");
     o.add("host", host, "address to listen on (0.0.0.0: every interface)");
     o.add("port", port, "port to listen on (0: any free port, printed)");
     o.add("threads", threads, "CPU threads per batch (0: all cores)");
@@ -65,6 +68,7 @@ struct ServeConfig {
       need(value > 0, std::string(key) + " must be positive, not " + std::to_string(value));
     need(max_wait_ms >= 0, "max-wait-ms must not be negative");
     need(threads >= 0, "threads must not be negative");
+    if (!compute_type.empty()) ops::compute_type_from_name(compute_type);  // names a bad one
   }
 };
 
@@ -96,9 +100,10 @@ void serve(const ServeConfig& c) {
       if (m->name() == name)
         throw std::invalid_argument("two models are named '" + name + "': name them with --name");
     models.push_back(std::make_unique<serve::ServedModel>(name, c.model_dirs[i], c.checkpoint,
-                                                          device, batching));
-    std::fprintf(stderr, "qkv serve: %s (%s) from %s\n", name.c_str(),
-                 model_dir::family_name(models.back()->family()), c.model_dirs[i].c_str());
+                                                          device, batching, c.compute_type));
+    std::fprintf(stderr, "qkv serve: %s (%s, %s) from %s\n", name.c_str(),
+                 model_dir::family_name(models.back()->family()),
+                 ops::compute_type_name(models.back()->compute_type()), c.model_dirs[i].c_str());
   }
   serve::ServerOptions options;
   options.host = c.host, options.port = int(c.port), options.threads = int(c.threads);

@@ -74,12 +74,14 @@ using TopK = std::vector<std::pair<std::string, float>>;
 
 class Classifier {
  public:
-  Classifier(const Path& dir, const std::string& device, int threads, const std::string& checkpoint)
+  Classifier(const Path& dir, const std::string& device, int threads, const std::string& checkpoint,
+             const std::string& compute_type)
       : calls_(threads) {
     Device d = parse_device(device);
     py::gil_scoped_release release;
     model_ = model_dir::load_vit_dir(dir.string(), checkpoint);
     model_->to(d);
+    apply_compute_type(compute_type, dir, checkpoint, d, model_->linears());
   }
 
   std::vector<TopK> classify(const py::object& images, int64_t top_k) {
@@ -124,10 +126,12 @@ void bind_classifier(py::module_& m) {
   py::class_<Classifier>(m, "Classifier",
                          "A ViT image classifier's model directory (model-type vit), loaded "
                          "once.\n\n"
-                         "device: 'cpu' or 'cuda'; threads: CPU threads per call (0: all cores "
-                         "or OMP_NUM_THREADS); checkpoint: 'best' or 'last'.")
-      .def(py::init<const Path&, const std::string&, int, const std::string&>(), "model_dir"_a,
-           "device"_a = "cpu", "threads"_a = 0, "checkpoint"_a = "best")
+                         "device: 'cpu' or 'cuda'; threads: CPU threads per call "
+                         "(0: all cores or OMP_NUM_THREADS); checkpoint: 'best' or "
+                         "'last'; " QKV_COMPUTE_TYPE_DOC ".")
+      .def(py::init<const Path&, const std::string&, int, const std::string&, const std::string&>(),
+           "model_dir"_a, "device"_a = "cpu", "threads"_a = 0, "checkpoint"_a = "best",
+           "compute_type"_a = "default")
       .def("classify", &Classifier::classify,
            "Classifies images as `qkv classify` does. images: a list of file paths (any\n"
            "format stb_image reads) and/or numpy uint8 arrays of pixels, H x W (gray) or\n"

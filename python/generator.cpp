@@ -35,13 +35,16 @@ std::vector<std::string> stop_strings(const py::object& stop) {
 
 class Generator {
  public:
-  Generator(const Path& dir, const std::string& device, int threads, const std::string& checkpoint)
+  Generator(const Path& dir, const std::string& device, int threads, const std::string& checkpoint,
+            const std::string& compute_type)
       : calls_(threads) {
     Device d = parse_device(device);
     py::gil_scoped_release release;
     model_ = model_dir::load_language_model_dir(dir.string(), checkpoint);
     model_.model->to(d);
-    packed_ = std::make_shared<const nn::PackedGpt>(model_.model->pack());
+    ops::ComputeType type =
+        apply_compute_type(compute_type, dir, checkpoint, d, model_.model->linears());
+    packed_ = std::make_shared<const nn::PackedGpt>(model_.model->pack(type));
   }
 
   std::vector<GenerationResult> generate_batch(const std::vector<std::string>& prompts,
@@ -113,10 +116,12 @@ void bind_generator(py::module_& m) {
 
   py::class_<Generator>(m, "Generator",
                         "A language model directory (model-type gpt), loaded once.\n\n"
-                        "device: 'cpu' or 'cuda'; threads: CPU threads per call (0: all cores "
-                        "or OMP_NUM_THREADS); checkpoint: 'best' or 'last'.")
-      .def(py::init<const Path&, const std::string&, int, const std::string&>(), "model_dir"_a,
-           "device"_a = "cpu", "threads"_a = 0, "checkpoint"_a = "best")
+                        "device: 'cpu' or 'cuda'; threads: CPU threads per call "
+                        "(0: all cores or OMP_NUM_THREADS); checkpoint: 'best' or "
+                        "'last'; " QKV_COMPUTE_TYPE_DOC ".")
+      .def(py::init<const Path&, const std::string&, int, const std::string&, const std::string&>(),
+           "model_dir"_a, "device"_a = "cpu", "threads"_a = 0, "checkpoint"_a = "best",
+           "compute_type"_a = "default")
       .def("generate_batch", &Generator::generate_batch,
            "Continues each prompt as `qkv generate --prompts FILE` does: returns one\n"
            "GenerationResult per prompt. The filters apply in transformers' order (repetition\n"

@@ -24,24 +24,19 @@ struct ScoreResult {
   int64_t tokens = 0;
 };
 
-// Only float32 weights exist in this build; another compute type is a request it cannot meet.
-void check_compute_type(const std::string& type) {
-  if (type != "default" && type != "float32" && type != "f32")
-    throw std::invalid_argument("compute_type '" + type + "': only float32 in this build");
-}
-
 class Translator {
  public:
   Translator(const Path& dir, const std::string& device, int threads,
              const std::string& compute_type, const std::string& checkpoint)
       : calls_(threads) {
-    check_compute_type(compute_type);
     Device d = parse_device(device);
     py::gil_scoped_release release;
     model_ = model_dir::load_translation_dir(dir.string(), checkpoint);
     model_.model->to(d);
-    translator_ = std::make_unique<decode::Translator>(*model_.model, *model_.tokenizer,
-                                                       decode::TranslatorOptions{});
+    decode::TranslatorOptions options;
+    options.compute_type =
+        apply_compute_type(compute_type, dir, checkpoint, d, model_.model->linears());
+    translator_ = std::make_unique<decode::Translator>(*model_.model, *model_.tokenizer, options);
   }
 
   std::vector<TranslationResult> translate_batch(const std::vector<std::string>& sentences,
@@ -121,9 +116,9 @@ void bind_translator(py::module_& m) {
 
   py::class_<Translator>(m, "Translator",
                          "A translation (encoder-decoder) model directory, loaded once.\n\n"
-                         "device: 'cpu' or 'cuda'; threads: CPU threads per call (0: all cores "
-                         "or OMP_NUM_THREADS); compute_type: 'default', 'float32' or 'f32' (the "
-                         "only one of this build); checkpoint: 'best' or 'last'.")
+                         "device: 'cpu' or 'cuda'; threads: CPU threads per call "
+                         "(0: all cores or OMP_NUM_THREADS); " QKV_COMPUTE_TYPE_DOC
+                         "; checkpoint: 'best' or 'last'.")
       .def(py::init<const Path&, const std::string&, int, const std::string&, const std::string&>(),
            "model_dir"_a, "device"_a = "cpu", "threads"_a = 0, "compute_type"_a = "default",
            "checkpoint"_a = "best")

@@ -51,7 +51,8 @@ Json list_models(const ModelSet& models) {
     Json entry = {{"id", m->name()},
                   {"object", "model"},
                   {"owned_by", "qkv"},
-                  {"family", model_dir::family_name(m->family())}};
+                  {"family", model_dir::family_name(m->family())},
+                  {"compute_type", ops::compute_type_name(m->compute_type())}};
     if (m->family() == model_dir::Family::vit) entry["classes"] = m->vit().config().classes;
     data.push_back(entry);
   }

@@ -2,7 +2,9 @@
 
 #include <stdexcept>
 
+#include "model_dir/quantized_weights.h"
 #include "model_dir/vit_dir.h"
+#include "nn/packed_linear.h"
 #include "serve/jobs.h"
 #include "tensor/threads.h"
 
@@ -21,27 +23,35 @@ J& as(const std::shared_ptr<Job>& job) {
 }  // namespace
 
 ServedModel::ServedModel(std::string name, const std::string& dir, const std::string& checkpoint,
-                         Device device, BatchingOptions batching)
+                         Device device, BatchingOptions batching, const std::string& compute_type)
     : name_(std::move(name)),
       family_(model_dir::family(dir)),
+      compute_type_(model_dir::compute_type_for(compute_type,
+                                                model_dir::weights_path(dir, checkpoint), device)),
       batch_tokens_(batching.max_batch_tokens),
       queue_(batching) {
   switch (family_) {
     case model_dir::Family::seq2seq: {
       translation_ = model_dir::load_translation_dir(dir, checkpoint);
       translation_.model->to(device);
-      translator_ = std::make_unique<decode::Translator>(
-          *translation_.model, *translation_.tokenizer, decode::TranslatorOptions{});
+      nn::set_compute_type(translation_.model->linears(), compute_type_);
+      decode::TranslatorOptions options;
+      options.compute_type = compute_type_;
+      translator_ = std::make_unique<decode::Translator>(*translation_.model,
+                                                         *translation_.tokenizer, options);
       break;
     }
     case model_dir::Family::gpt:
       language_model_ = model_dir::load_language_model_dir(dir, checkpoint);
       language_model_.model->to(device);
-      packed_gpt_ = std::make_shared<const nn::PackedGpt>(language_model_.model->pack());
+      nn::set_compute_type(language_model_.model->linears(), compute_type_);
+      packed_gpt_ =
+          std::make_shared<const nn::PackedGpt>(language_model_.model->pack(compute_type_));
       break;
     case model_dir::Family::vit:
       vit_ = model_dir::load_vit_dir(dir, checkpoint);
       vit_->to(device);
+      nn::set_compute_type(vit_->linears(), compute_type_);
       break;
   }
 }

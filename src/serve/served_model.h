@@ -19,12 +19,14 @@ namespace qkv::serve {
 class ServedModel {
  public:
   // Loads the model of `dir` (its `checkpoint` weights) onto `device`; errors name the directory.
+  // compute_type: as --compute-type ("" : the weights' own, model_dir::compute_type_for).
   ServedModel(std::string name, const std::string& dir, const std::string& checkpoint,
-              Device device, BatchingOptions batching);
+              Device device, BatchingOptions batching, const std::string& compute_type = "");
   ~ServedModel();
 
   const std::string& name() const { return name_; }
   model_dir::Family family() const { return family_; }
+  ops::ComputeType compute_type() const { return compute_type_; }
   // The family's model (only that family's is set).
   const model_dir::TranslationModel& translation() const { return translation_; }
   const model_dir::LanguageModel& language_model() const { return language_model_; }
@@ -51,6 +53,7 @@ class ServedModel {
 
   std::string name_;
   model_dir::Family family_;
+  ops::ComputeType compute_type_;
   model_dir::TranslationModel translation_;
   std::unique_ptr<decode::Translator> translator_;  // packs the weights once
   int64_t batch_tokens_;

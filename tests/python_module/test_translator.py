@@ -62,13 +62,6 @@ def test_results_print_their_fields(translator):
     assert repr(s) == f"ScoreResult(log_prob={s.log_prob!r}, tokens={s.tokens})"
 
 
-def test_compute_types(models):
-    for name in ("default", "float32", "f32"):
-        qkv.Translator(str(models / "translation"), compute_type=name)
-    with pytest.raises(ValueError, match="compute_type 'int8': only float32 in this build"):
-        qkv.Translator(str(models / "translation"), compute_type="int8")
-
-
 def test_missing_directory_is_named(tmp_path):
     missing = tmp_path / "no-model-here"
     with pytest.raises(RuntimeError, match="no-model-here: no such model directory"):

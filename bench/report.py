@@ -23,6 +23,8 @@ GOALS = {
     "greedy_b1_ratio": 12.0,       # the same at batch 1
     "attention_512_time": 1.2,     # tiled / naive time at length 512: at most
     "attention_8192_time": 1.0,    # tiled / naive time at length 8192: below
+    "greedy_b32_int8_over_f32": 1.5,  # qkv int8 / qkv f32 target tokens/s, greedy batch 32
+    "greedy_b32_bf16_over_f32": 1.3,  # the same for bf16
 }
 
 
@@ -80,6 +82,9 @@ def summarize_translate(qkv, torch):
     for c in qkv["cases"]:
         row = {"name": c["name"], "batch": c["batch"], "beam": c["beam"],
                "qkv_tokens_per_s": c["target_tokens_per_s"]}
+        for k in ("compute_type", "over_f32", "tokens_equal_to_f32"):
+            if k in c:
+                row[k] = c[k]
         t = theirs.get(c["name"])
         if t:
             row["torch_tokens_per_s"] = t["target_tokens_per_s"]
@@ -167,10 +172,18 @@ def print_table(doc):
             ratio = c.get("ratio")
             flag = mark(ratio >= goal) if goal and ratio is not None else "   "
             eq = f"{c['sentences_equal_to_qkv']}/{c['batch']}" if "sentences_equal_to_qkv" in c else ""
+            if "over_f32" in c:  # a compute type other than f32: against qkv f32, not PyTorch
+                goal = GOALS.get(f"{c['name']}_over_f32")
+                flag = mark(c["over_f32"] >= goal) if goal else "   "
+                print(f"  {c['name']:50s} {c['qkv_tokens_per_s']:9.0f}   {flag}{c['over_f32']:5.2f}x qkv f32"
+                      f"   tokens equal to f32: {c['tokens_equal_to_f32']:.1%}")
+                continue
             print(f"  {c['name']:50s} {c['qkv_tokens_per_s']:9.0f} {c.get('torch_tokens_per_s', float('nan')):12.0f}"
                   f"              {flag}{ratio or float('nan'):7.2f} ({c.get('ratio_at_equal_sgemm_rate', float('nan')):6.2f})"
                   f"   {eq}")
-        print(f"  goals: greedy batch 32 >= {GOALS['greedy_b32_ratio']}x, batch 1 >= {GOALS['greedy_b1_ratio']}x")
+        print(f"  goals: greedy batch 32 >= {GOALS['greedy_b32_ratio']}x, batch 1 >= {GOALS['greedy_b1_ratio']}x;"
+              f" int8 >= {GOALS['greedy_b32_int8_over_f32']}x and bf16 >= {GOALS['greedy_b32_bf16_over_f32']}x"
+              " qkv f32 at greedy batch 32")
     print_test_split(doc)
     at = doc.get("attention")
     if at:
@@ -202,6 +215,8 @@ def history_line(doc):
             h[f"train_{preset}_ratio_at_equal_sgemm_rate"] = round(r["ratio_at_equal_sgemm_rate"], 3)
     for c in (doc.get("translate") or {}).get("cases", []):
         h[f"{c['name']}_qkv"] = round(c["qkv_tokens_per_s"])
+        if "over_f32" in c:
+            h[f"{c['name']}_over_f32"] = round(c["over_f32"], 3)
         if "ratio" in c:
             h[f"{c['name']}_ratio"] = round(c["ratio"], 2)
             h[f"{c['name']}_ratio_at_equal_sgemm_rate"] = round(c["ratio_at_equal_sgemm_rate"], 2)

@@ -5,7 +5,8 @@
 #   gemm       OpenBLAS sgemm GFLOP/s (the peak that training's FLOP rate is compared with)
 #   train      training target tokens/s of the tiny and small presets, qkv and PyTorch
 #   translate  greedy and beam-5 target tokens/s, batch 32 and 1, qkv (KV cache) and the
-#              PyTorch loop without a cache, on the same weights and inputs
+#              PyTorch loop without a cache, on the same weights and inputs; qkv also in its
+#              bf16 and int8 compute types, against its f32
 #   test-split source tokens/s of qkv translate's decoding (greedy, beam 5) of the test split
 #              with a trained model (--model-dir, else skipped), and the same decoding in PyTorch
 #   attention  tiled vs naive attention at length 512, 2048, 8192: time and peak memory
@@ -102,7 +103,7 @@ if wants train; then
 fi
 if wants translate; then
   "$qkv_bench" translate --threads "$threads" "${translate_opts[@]}" --model-dir "$raw/model" \
-    --json "$raw/translate_qkv.json"
+    --compute-types f32 bf16 int8 --json "$raw/translate_qkv.json"
   "$python" bench/torch_bench.py translate --threads "$threads" "${translate_opts[@]}" \
     --model-dir "$raw/model" --json "$raw/translate_torch.json"
 fi

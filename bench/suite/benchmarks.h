@@ -46,6 +46,8 @@ struct TranslateArgs {
   std::string model_dir;       // where the weights, config and source ids go for torch_bench.py
   std::string device = "cpu";  // cpu or cuda
   std::string precision = "f32";  // f32, or bf16 matrix products (cuda only)
+  // Inference compute types to measure (cpu; ops/compute_type.h), each case once per type.
+  std::vector<std::string> compute_types = {"f32"};
   uint64_t seed = 1;
 };
 Json bench_translate(const TranslateArgs& args);

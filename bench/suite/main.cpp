@@ -85,6 +85,11 @@ int main(int argc, char** argv) {
   translate_cmd->add_option("--precision", translate.precision, "f32, or bf16 products (cuda)")
       ->check(CLI::IsMember({"f32", "bf16"}))
       ->capture_default_str();
+  translate_cmd
+      ->add_option("--compute-types", translate.compute_types,
+                   "inference compute types (cpu): f32, bf16, int8; each case runs in each")
+      ->check(CLI::IsMember({"f32", "bf16", "int8"}))
+      ->capture_default_str();
 
   TestSplitArgs split;
   auto* split_cmd = app.add_subcommand(

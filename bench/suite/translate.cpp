@@ -1,15 +1,20 @@
 // Translation speed: greedy and beam search (decode::search, KV-cached) on random source ids,
 // every output exactly tgt_len tokens long (min_length = tgt_len, then the forced <eos>), on the
 // cpu or on cuda (f32, or bf16 products in an AutocastScope around each search; the sgemm
-// yardstick after each run on the cpu only). With --model-dir, writes what torch_bench.py needs
+// yardstick after each run on the cpu only). On the cpu each case runs in every compute type
+// asked for (named with a suffix: greedy_b32_int8), with its speed over f32's and the share of
+// its tokens equal to f32's. With --model-dir, writes what torch_bench.py needs
 // to run the same model on the same input:
 // weights.safetensors, config.json, sources.safetensors, and qkv's outputs for comparison.
 #include <filesystem>
 #include <fstream>
+#include <map>
 
 #include "benchmarks.h"
 #include "decode/search.h"
 #include "io/safetensors.h"
+#include "nn/packed_linear.h"
+#include "ops/compute_type.h"
 #include "ops/precision.h"
 
 namespace qkv::bench {
@@ -45,37 +50,54 @@ Json bench_translate(const TranslateArgs& args) {
   Tensor all_src = random_ids(most, args.src_len, c.vocab_size, args.seed + 10);  // [B, S]
   if (!args.model_dir.empty()) save_model(args.model_dir, model, all_src);
   model.to(device);
-  // Packed once, as decode::Translator (what `qkv translate` runs) does at model load.
-  decode::PackedDecoder weights(model);
 
   Json cases = Json::array();
   NamedTensors outputs;
-  for (int64_t batch : args.batches) {
-    Tensor src = all_src.slice_rows(0, batch);
-    Tensor src_lengths = filled_i32({batch}, int32_t(args.src_len));
-    for (int beam : args.beams) {
-      decode::SearchOptions o;
-      o.beam = beam, o.n_best = 1;
-      o.min_length = args.tgt_len, o.max_length = args.tgt_len + 1;
-      decode::SearchOptions warm = o;  // a short run warms the allocator and thread pool
-      warm.min_length = 2, warm.max_length = 3;
-      decode::search(weights, src, src_lengths, warm);
-      std::vector<std::vector<decode::Hypothesis>> hyps;
-      Timing t = time_runs([&] { hyps = decode::search(weights, src, src_lengths, o); },
-                           {0, args.runs, 1, args.budget_s, device == Device::cpu});
-      double tokens_per_s = double(batch * args.tgt_len) / t.median();
-      std::string name =
-          (beam == 1 ? "greedy" : "beam" + std::to_string(beam)) + "_b" + std::to_string(batch);
-      outputs.emplace_back(name, best_tokens(hyps, args.tgt_len));
-      log_line("translate %-10s qkv %s %s %8.0f target tokens/s", name.c_str(), args.device.c_str(),
-               args.precision.c_str(), tokens_per_s);
-      cases.push_back({{"name", name},
-                       {"batch", batch},
-                       {"beam", beam},
-                       {"timing", t.to_json()},
-                       {"target_tokens_per_s", tokens_per_s}});
+  std::map<std::string, std::pair<double, Tensor>> f32_runs;  // by case: tokens/s, tokens
+  for (const std::string& type_name : args.compute_types) {
+    ops::ComputeType type = ops::compute_type_from_name(type_name);
+    nn::set_compute_type(model.linears(), type);
+    // Packed once, as decode::Translator (what `qkv translate` runs) does at model load.
+    decode::PackedDecoder weights(model, type);
+    for (int64_t batch : args.batches) {
+      Tensor src = all_src.slice_rows(0, batch);
+      Tensor src_lengths = filled_i32({batch}, int32_t(args.src_len));
+      for (int beam : args.beams) {
+        decode::SearchOptions o;
+        o.beam = beam, o.n_best = 1;
+        o.min_length = args.tgt_len, o.max_length = args.tgt_len + 1;
+        decode::SearchOptions warm = o;  // a short run warms the allocator and thread pool
+        warm.min_length = 2, warm.max_length = 3;
+        decode::search(weights, src, src_lengths, warm);
+        std::vector<std::vector<decode::Hypothesis>> hyps;
+        Timing t = time_runs([&] { hyps = decode::search(weights, src, src_lengths, o); },
+                             {0, args.runs, 1, args.budget_s, device == Device::cpu});
+        double tokens_per_s = double(batch * args.tgt_len) / t.median();
+        std::string name =
+            (beam == 1 ? "greedy" : "beam" + std::to_string(beam)) + "_b" + std::to_string(batch);
+        Tensor tokens = best_tokens(hyps, args.tgt_len);
+        log_line("translate %-10s qkv %s %s %s %8.0f target tokens/s", name.c_str(),
+                 args.device.c_str(), args.precision.c_str(), type_name.c_str(), tokens_per_s);
+        Json row = {{"name", name},          {"batch", batch},
+                    {"beam", beam},          {"compute_type", ops::compute_type_name(type)},
+                    {"timing", t.to_json()}, {"target_tokens_per_s", tokens_per_s}};
+        if (type == ops::ComputeType::f32) {
+          outputs.emplace_back(name, tokens);
+          f32_runs[name] = {tokens_per_s, tokens};
+        } else if (f32_runs.count(name)) {
+          const auto& [f32_speed, f32_tokens] = f32_runs[name];
+          int64_t equal = 0;
+          for (int64_t i = 0; i < tokens.numel(); ++i)
+            equal += tokens.data<int32_t>()[i] == f32_tokens.data<int32_t>()[i];
+          row["over_f32"] = tokens_per_s / f32_speed;
+          row["tokens_equal_to_f32"] = double(equal) / double(tokens.numel());
+        }
+        if (type != ops::ComputeType::f32) row["name"] = name + "_" + type_name;
+        cases.push_back(row);
+      }
     }
   }
+  nn::set_compute_type(model.linears(), ops::ComputeType::f32);
   if (!args.model_dir.empty())
     save_safetensors(args.model_dir + "/qkv_outputs.safetensors", outputs);
   return {{"preset", args.preset}, {"device", args.device},   {"precision", args.precision},

@@ -37,6 +37,45 @@ Tensor best_tokens(const std::vector<std::vector<decode::Hypothesis>>& hyps, int
   }
   return out;
 }
+
+// One timed search: its name ("greedy_b32"), target tokens/s, and best tokens [B, tgt_len].
+struct SearchRun {
+  std::string name;
+  Json row;
+  double tokens_per_s;
+  Tensor tokens;
+};
+SearchRun time_search(const TranslateArgs& args, const decode::PackedDecoder& weights,
+                      const Tensor& src, int beam, bool cpu) {
+  int64_t batch = src.size(0);
+  Tensor src_lengths = filled_i32({batch}, int32_t(args.src_len));
+  decode::SearchOptions o;
+  o.beam = beam, o.n_best = 1;
+  o.min_length = args.tgt_len, o.max_length = args.tgt_len + 1;
+  decode::SearchOptions warm = o;  // a short run warms the allocator and thread pool
+  warm.min_length = 2, warm.max_length = 3;
+  decode::search(weights, src, src_lengths, warm);
+  std::vector<std::vector<decode::Hypothesis>> hyps;
+  Timing t = time_runs([&] { hyps = decode::search(weights, src, src_lengths, o); },
+                       {0, args.runs, 1, args.budget_s, cpu});
+  SearchRun r;
+  r.name = (beam == 1 ? "greedy" : "beam" + std::to_string(beam)) + "_b" + std::to_string(batch);
+  r.tokens_per_s = double(batch * args.tgt_len) / t.median();
+  r.tokens = best_tokens(hyps, args.tgt_len);
+  r.row = {{"name", r.name},
+           {"batch", batch},
+           {"beam", beam},
+           {"timing", t.to_json()},
+           {"target_tokens_per_s", r.tokens_per_s}};
+  return r;
+}
+
+// The share of equal tokens in two [B, L] tensors.
+double equal_share(const Tensor& a, const Tensor& b) {
+  int64_t equal = 0;
+  for (int64_t i = 0; i < a.numel(); ++i) equal += a.data<int32_t>()[i] == b.data<int32_t>()[i];
+  return double(equal) / double(a.numel());
+}
 }  // namespace
 
 Json bench_translate(const TranslateArgs& args) {
@@ -53,49 +92,32 @@ Json bench_translate(const TranslateArgs& args) {
 
   Json cases = Json::array();
   NamedTensors outputs;
-  std::map<std::string, std::pair<double, Tensor>> f32_runs;  // by case: tokens/s, tokens
+  std::map<std::string, SearchRun> f32_runs;  // by name
   for (const std::string& type_name : args.compute_types) {
     ops::ComputeType type = ops::compute_type_from_name(type_name);
     nn::set_compute_type(model.linears(), type);
     // Packed once, as decode::Translator (what `qkv translate` runs) does at model load.
     decode::PackedDecoder weights(model, type);
-    for (int64_t batch : args.batches) {
-      Tensor src = all_src.slice_rows(0, batch);
-      Tensor src_lengths = filled_i32({batch}, int32_t(args.src_len));
+    for (int64_t batch : args.batches)
       for (int beam : args.beams) {
-        decode::SearchOptions o;
-        o.beam = beam, o.n_best = 1;
-        o.min_length = args.tgt_len, o.max_length = args.tgt_len + 1;
-        decode::SearchOptions warm = o;  // a short run warms the allocator and thread pool
-        warm.min_length = 2, warm.max_length = 3;
-        decode::search(weights, src, src_lengths, warm);
-        std::vector<std::vector<decode::Hypothesis>> hyps;
-        Timing t = time_runs([&] { hyps = decode::search(weights, src, src_lengths, o); },
-                             {0, args.runs, 1, args.budget_s, device == Device::cpu});
-        double tokens_per_s = double(batch * args.tgt_len) / t.median();
-        std::string name =
-            (beam == 1 ? "greedy" : "beam" + std::to_string(beam)) + "_b" + std::to_string(batch);
-        Tensor tokens = best_tokens(hyps, args.tgt_len);
-        log_line("translate %-10s qkv %s %s %s %8.0f target tokens/s", name.c_str(),
-                 args.device.c_str(), args.precision.c_str(), type_name.c_str(), tokens_per_s);
-        Json row = {{"name", name},          {"batch", batch},
-                    {"beam", beam},          {"compute_type", ops::compute_type_name(type)},
-                    {"timing", t.to_json()}, {"target_tokens_per_s", tokens_per_s}};
+        SearchRun r =
+            time_search(args, weights, all_src.slice_rows(0, batch), beam, device == Device::cpu);
+        log_line("translate %-10s qkv %s %s %s %8.0f target tokens/s", r.name.c_str(),
+                 args.device.c_str(), args.precision.c_str(), type_name.c_str(), r.tokens_per_s);
+        r.row["compute_type"] = ops::compute_type_name(type);
         if (type == ops::ComputeType::f32) {
-          outputs.emplace_back(name, tokens);
-          f32_runs[name] = {tokens_per_s, tokens};
-        } else if (f32_runs.count(name)) {
-          const auto& [f32_speed, f32_tokens] = f32_runs[name];
-          int64_t equal = 0;
-          for (int64_t i = 0; i < tokens.numel(); ++i)
-            equal += tokens.data<int32_t>()[i] == f32_tokens.data<int32_t>()[i];
-          row["over_f32"] = tokens_per_s / f32_speed;
-          row["tokens_equal_to_f32"] = double(equal) / double(tokens.numel());
+          outputs.emplace_back(r.name, r.tokens);
+          f32_runs[r.name] = r;
+        } else {
+          if (f32_runs.count(r.name)) {
+            const SearchRun& f32 = f32_runs[r.name];
+            r.row["over_f32"] = r.tokens_per_s / f32.tokens_per_s;
+            r.row["tokens_equal_to_f32"] = equal_share(r.tokens, f32.tokens);
+          }
+          r.row["name"] = r.name + "_" + type_name;
         }
-        if (type != ops::ComputeType::f32) row["name"] = name + "_" + type_name;
-        cases.push_back(row);
+        cases.push_back(r.row);
       }
-    }
   }
   nn::set_compute_type(model.linears(), ops::ComputeType::f32);
   if (!args.model_dir.empty())

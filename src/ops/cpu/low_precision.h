@@ -1,0 +1,42 @@
+// Linear products in low precision on the CPU: y [m, n] = x [m, k] @ w^T + bias, with the weight
+// w [n, k] held as int8 (one symmetric scale per output row) or as bf16, packed once into the
+// layout of the kernel this CPU runs. Accumulation is exact in int32 (int8) or in f32 (bf16).
+#pragma once
+#include <cstdint>
+
+namespace qkv::ops::cpu {
+
+// The instruction sets the kernels are written for, from the plainest up.
+enum class Isa { portable, avx2 };
+
+// The best Isa this CPU runs, capped by the environment variable QKV_CPU_ISA ("portable" or
+// "avx2"; read once). An unknown value, or one above what the CPU has, throws
+// std::runtime_error naming the variable and what the CPU offers.
+Isa cpu_isa();
+const char* isa_name(Isa isa);
+
+// int8 weights, per output row: scale[c] = max_i |w[c, i]| / 127 (0 for a row of zeros) and
+// q[c, i] = round-half-even(w[c, i] / scale[c]) in [-127, 127].
+void quantize_rows_int8(const float* w, int64_t n, int64_t k, int8_t* q, float* scale);
+
+// The packed form of q [n, k] for `isa`: its size in bytes, and the packing.
+int64_t int8_packed_bytes(int64_t n, int64_t k, Isa isa);
+void pack_int8(const int8_t* q, int64_t n, int64_t k, Isa isa, int8_t* packed);
+
+// Each row r of x is quantized the same way (sx[r] = max_i |x[r, i]| / 127, xq = round(x / sx)),
+// the products summed exactly in int32, and
+//   y[r, c] = float(sum_i xq[r, i] q[c, i]) * (sx[r] * scale[c]) + bias[c]   (bias null: 0).
+// k at most 2^17 (the int32 sums cannot overflow).
+void linear_int8(const float* x, int64_t m, int64_t k, const int8_t* packed, const float* scale,
+                 const float* bias, int64_t n, Isa isa, float* y);
+
+// bf16 weights: w rounded to the nearest bf16 (ties to even), packed for `isa`; its size in
+// 16-bit elements, and the packing.
+int64_t bf16_packed_elements(int64_t n, int64_t k, Isa isa);
+void pack_bf16(const float* w, int64_t n, int64_t k, Isa isa, uint16_t* packed);
+
+// x rounded to bf16 the same way, each product exact in f32, summed in f32, then + bias.
+void linear_bf16(const float* x, int64_t m, int64_t k, const uint16_t* packed, const float* bias,
+                 int64_t n, Isa isa, float* y);
+
+}  // namespace qkv::ops::cpu

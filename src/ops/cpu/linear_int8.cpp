@@ -1,0 +1,259 @@
+// The linear layer on int8 weights (one scale per output row) and int8 activations (one scale
+// per row, quantized on every call), the products summed exactly in int32.
+//
+// AVX2 has no 8-bit multiply-add that cannot saturate, but _mm256_madd_epi16 multiplies 16-bit
+// pairs and sums each pair into 32 bits: with both operands in [-127, 127] it is exact. So the
+// weight is packed in panels of 16 outputs, each [ceil(k / 2), 16, 2] (the two k values of one
+// output side by side), a row of x is widened to int16 once per call, and the micro-kernel
+// broadcasts one pair (x[2i], x[2i + 1]) as an int32 against the 16 outputs' pairs: R rows x 16
+// outputs in 2R registers of 8 int32 sums, as linear_packed does with floats.
+// The portable path keeps the weight as it is, [n, k], and the compiler vectorises the dots.
+// Both sum exactly and end in the same multiply-add (see finish), so they give the same bits.
+#include <immintrin.h>
+#include <omp.h>
+
+#include <algorithm>
+#include <cmath>
+#include <cstring>
+#include <vector>
+
+#include "ops/cpu/low_precision.h"
+
+namespace qkv::ops::cpu {
+
+namespace {
+constexpr int64_t kPanel = 16;              // outputs per packed panel (avx2)
+constexpr int64_t kRows = 6;                // rows per micro-kernel call
+constexpr int64_t kParallelMin = 1 << 20;   // multiply-adds below which one thread is faster
+constexpr int64_t kBlockBytes = 128 << 10;  // packed weight per thread block: half of L2
+constexpr int64_t kRowChunk = 8 * kRows;    // rows a task runs over one block of panels
+
+// At least n elements owned by the calling thread, reused by its next call (a decoding step
+// allocates nothing). Not ops/cpu/scratch.h's: a caller may hand us x in that one.
+inline int16_t* scratch_i16(size_t n) {
+  thread_local std::vector<int16_t> buffer;
+  if (buffer.size() < n) buffer.resize(n);
+  return buffer.data();
+}
+
+// The one definition of both quantizations: s = max |v| / 127 (0 when that is 0), q =
+// round-half-even(v / s), clamped (which also sends NaN to -127, as _mm256_max_ps does).
+template <class T>
+void quantize_row(const float* v, int64_t k, T* q, float* scale) {
+  float max = 0.f;
+  for (int64_t i = 0; i < k; ++i) max = std::max(max, std::fabs(v[i]));
+  float s = max / 127.f;
+  *scale = s;
+  for (int64_t i = 0; i < k; ++i)
+    q[i] = s == 0.f ? T(0) : T(std::fmin(std::fmax(std::nearbyint(v[i] / s), -127.f), 127.f));
+}
+
+// y = float(sum) * (sx * scale) + bias, rounded once: an explicit fma, because whether the
+// compiler fuses a written multiply and add differs between paths and builds.
+inline float finish(int32_t sum, float sx, float scale, float bias) {
+  return std::fma(float(sum), sx * scale, bias);
+}
+
+// Rows of x in blocks of nearly equal size (32 = 6 6 5 5 5 5, not 6 6 6 6 6 2): a small block
+// runs the micro-kernel at a fraction of its speed. Block j starts at row_of(j).
+struct RowBlocks {
+  int64_t count, size, extra;  // count blocks, the first `extra` of size + 1 rows
+  explicit RowBlocks(int64_t m)
+      : count((m + kRows - 1) / kRows),
+        size(m / std::max<int64_t>(count, 1)),
+        extra(m % std::max<int64_t>(count, 1)) {}
+  int64_t row_of(int64_t j) const { return j * size + std::min(j, extra); }
+};
+
+// Calls body(p0, p1, row_blocks, j0, j1) for tasks of panels [p0, p1) x row blocks [j0, j1)
+// over the threads: panel blocks that stay in L2 while a chunk of rows streams over
+// them, and at least one panel block per thread.
+template <class Body>
+void for_each_task(int64_t m, int64_t panels, int64_t panel_bytes, int64_t work, Body body) {
+  RowBlocks rb(m);
+  int64_t per_block = std::max<int64_t>(1, kBlockBytes / std::max<int64_t>(panel_bytes, 1));
+  bool parallel = work > kParallelMin;
+  if (parallel) {
+    int64_t threads = omp_get_max_threads();
+    per_block = std::min(per_block, (panels + threads - 1) / threads);
+  }
+  int64_t panel_blocks = (panels + per_block - 1) / per_block;
+  int64_t chunk = kRowChunk / kRows, row_chunks = (rb.count + chunk - 1) / chunk;
+#pragma omp parallel for collapse(2) schedule(static) if (parallel)
+  for (int64_t pb = 0; pb < panel_blocks; ++pb)
+    for (int64_t rc = 0; rc < row_chunks; ++rc) {
+      int64_t j0 = rc * chunk, j1 = std::min(rb.count, j0 + chunk);
+      body(pb * per_block, std::min(panels, (pb + 1) * per_block), rb, j0, j1);
+    }
+}
+
+// ---- portable: q [n, k] as it is, x rows as int8 [m, k].
+
+void linear_portable(const int8_t* xq, const float* sx, int64_t m, int64_t k, const int8_t* q,
+                     const float* scale, const float* bias, int64_t n, float* y) {
+  // "Panels" of kPanel output rows of q, so the tasks are cut as for avx2.
+  int64_t panels = (n + kPanel - 1) / kPanel;
+  for_each_task(m, panels, kPanel * k, m * n * k,
+                [&](int64_t p0, int64_t p1, const RowBlocks& rb, int64_t j0, int64_t j1) {
+                  for (int64_t r = rb.row_of(j0); r < rb.row_of(j1); ++r)
+                    for (int64_t c = p0 * kPanel; c < std::min(n, p1 * kPanel); ++c) {
+                      const int8_t *a = xq + r * k, *b = q + c * k;
+                      int32_t sum = 0;
+                      for (int64_t i = 0; i < k; ++i) sum += int16_t(a[i]) * int16_t(b[i]);
+                      y[r * n + c] = finish(sum, sx[r], scale[c], bias ? bias[c] : 0.f);
+                    }
+                });
+}
+
+// ---- avx2: panels [kp / 2, 16, 2] (kp = k rounded up to even), x rows as int16 [m, kp].
+
+__attribute__((target("avx2,fma"))) void quantize_rows_avx2(const float* x, int64_t m, int64_t k,
+                                                            int64_t kp, int16_t* xq, float* sx) {
+  const __m256 abs_mask = _mm256_castsi256_ps(_mm256_set1_epi32(0x7fffffff));
+#pragma omp parallel for schedule(static) if (m * k > (1 << 16))
+  for (int64_t r = 0; r < m; ++r) {
+    const float* v = x + r * k;
+    int16_t* q = xq + r * kp;
+    __m256 vmax = _mm256_setzero_ps();
+    int64_t i = 0;
+    for (; i + 8 <= k; i += 8)
+      vmax = _mm256_max_ps(vmax, _mm256_and_ps(_mm256_loadu_ps(v + i), abs_mask));
+    float lanes[8], max = 0.f;
+    _mm256_storeu_ps(lanes, vmax);
+    for (float l : lanes) max = std::max(max, l);
+    for (int64_t t = i; t < k; ++t) max = std::max(max, std::fabs(v[t]));
+    float s = max / 127.f;
+    sx[r] = s;
+    if (s == 0.f) {
+      std::fill(q, q + kp, int16_t(0));
+      continue;
+    }
+    const __m256 vs = _mm256_set1_ps(s), lo = _mm256_set1_ps(-127.f), hi = _mm256_set1_ps(127.f);
+    for (i = 0; i + 16 <= k; i += 16) {
+      // cvtps rounds half to even like nearbyint; max_ps(NaN, lo) is lo, as fmax is.
+      __m256i a = _mm256_cvtps_epi32(
+          _mm256_min_ps(_mm256_max_ps(_mm256_div_ps(_mm256_loadu_ps(v + i), vs), lo), hi));
+      __m256i b = _mm256_cvtps_epi32(
+          _mm256_min_ps(_mm256_max_ps(_mm256_div_ps(_mm256_loadu_ps(v + i + 8), vs), lo), hi));
+      // packs interleaves the 128-bit lanes: a0 b0 a1 b1; the permute puts them in order.
+      __m256i ab = _mm256_permute4x64_epi64(_mm256_packs_epi32(a, b), 0xd8);
+      _mm256_storeu_si256(reinterpret_cast<__m256i*>(q + i), ab);
+    }
+    for (; i < k; ++i)
+      q[i] = int16_t(std::fmin(std::fmax(std::nearbyint(v[i] / s), -127.f), 127.f));
+    for (; i < kp; ++i) q[i] = 0;
+  }
+}
+
+// y[r, :cols] = finish(xq[r, :] . panel[:, c]) for R rows; xq [R, kp] (row stride kp), panel
+// [kp / 2, 16, 2], y with row stride n.
+template <int R>
+__attribute__((target("avx2,fma"))) void micro_avx2(const int16_t* xq, const float* sx, int64_t kp,
+                                                    const int8_t* panel, const float* scale,
+                                                    const float* bias, int64_t cols, float* y,
+                                                    int64_t n) {
+  __m256i acc[R][2];
+  for (int r = 0; r < R; ++r) acc[r][0] = acc[r][1] = _mm256_setzero_si256();
+  for (int64_t i = 0; i < kp / 2; ++i) {
+    const int8_t* w = panel + i * 2 * kPanel;
+    __m256i w0 = _mm256_cvtepi8_epi16(_mm_loadu_si128(reinterpret_cast<const __m128i*>(w)));
+    __m256i w1 = _mm256_cvtepi8_epi16(_mm_loadu_si128(reinterpret_cast<const __m128i*>(w + 16)));
+    for (int r = 0; r < R; ++r) {
+      int32_t pair;
+      std::memcpy(&pair, xq + r * kp + 2 * i, 4);
+      __m256i xv = _mm256_set1_epi32(pair);
+      acc[r][0] = _mm256_add_epi32(acc[r][0], _mm256_madd_epi16(xv, w0));
+      acc[r][1] = _mm256_add_epi32(acc[r][1], _mm256_madd_epi16(xv, w1));
+    }
+  }
+  __m256 s0 = _mm256_loadu_ps(scale), s1 = _mm256_loadu_ps(scale + 8);
+  __m256 b0 = bias ? _mm256_loadu_ps(bias) : _mm256_setzero_ps();
+  __m256 b1 = bias ? _mm256_loadu_ps(bias + 8) : _mm256_setzero_ps();
+  for (int r = 0; r < R; ++r) {
+    __m256 xs = _mm256_set1_ps(sx[r]);
+    float out[kPanel];
+    _mm256_storeu_ps(out,
+                     _mm256_fmadd_ps(_mm256_cvtepi32_ps(acc[r][0]), _mm256_mul_ps(xs, s0), b0));
+    _mm256_storeu_ps(out + 8,
+                     _mm256_fmadd_ps(_mm256_cvtepi32_ps(acc[r][1]), _mm256_mul_ps(xs, s1), b1));
+    std::memcpy(y + r * n, out, cols * sizeof(float));
+  }
+}
+
+using MicroAvx2 = void (*)(const int16_t*, const float*, int64_t, const int8_t*, const float*,
+                           const float*, int64_t, float*, int64_t);
+constexpr MicroAvx2 kMicroAvx2[kRows + 1] = {nullptr,       micro_avx2<1>, micro_avx2<2>,
+                                             micro_avx2<3>, micro_avx2<4>, micro_avx2<5>,
+                                             micro_avx2<6>};
+
+void linear_avx2(const int16_t* xq, const float* sx, int64_t m, int64_t kp, const int8_t* packed,
+                 const float* scale, const float* bias, int64_t n, float* y) {
+  int64_t panels = (n + kPanel - 1) / kPanel;
+  for_each_task(m, panels, kPanel * kp, m * n * kp,
+                [&](int64_t p0, int64_t p1, const RowBlocks& rb, int64_t j0, int64_t j1) {
+                  // The last panel's scale and bias are read 16 wide: copies padded with zeros.
+                  float tail_scale[kPanel] = {}, tail_bias[kPanel] = {};
+                  for (int64_t j = j0; j < j1; ++j) {
+                    int64_t r = rb.row_of(j), rows = rb.row_of(j + 1) - r;
+                    for (int64_t p = p0; p < p1; ++p) {
+                      int64_t c0 = p * kPanel, cols = std::min(kPanel, n - c0);
+                      const float *s = scale + c0, *b = bias ? bias + c0 : nullptr;
+                      if (cols < kPanel) {
+                        std::copy(s, s + cols, tail_scale);
+                        if (b) std::copy(b, b + cols, tail_bias);
+                        s = tail_scale;
+                        b = b ? tail_bias : nullptr;
+                      }
+                      kMicroAvx2[rows](xq + r * kp, sx + r, kp, packed + p * kPanel * kp, s, b,
+                                       cols, y + r * n + c0, n);
+                    }
+                  }
+                });
+}
+}  // namespace
+
+void quantize_rows_int8(const float* w, int64_t n, int64_t k, int8_t* q, float* scale) {
+  for (int64_t c = 0; c < n; ++c) quantize_row(w + c * k, k, q + c * k, scale + c);
+}
+
+int64_t int8_packed_bytes(int64_t n, int64_t k, Isa isa) {
+  if (isa == Isa::portable) return n * k;
+  return (n + kPanel - 1) / kPanel * kPanel * (k + k % 2);
+}
+
+void pack_int8(const int8_t* q, int64_t n, int64_t k, Isa isa, int8_t* packed) {
+  if (isa == Isa::portable) {
+    std::copy(q, q + n * k, packed);
+    return;
+  }
+  int64_t kp = k + k % 2, panels = (n + kPanel - 1) / kPanel;
+  for (int64_t p = 0; p < panels; ++p) {
+    int8_t* panel = packed + p * kPanel * kp;  // [kp / 2, 16, 2]
+    for (int64_t i = 0; i < kp; ++i)
+      for (int64_t c = 0; c < kPanel; ++c) {
+        int64_t row = p * kPanel + c;
+        panel[(i / 2) * 2 * kPanel + 2 * c + i % 2] = row < n && i < k ? q[row * k + i] : 0;
+      }
+  }
+}
+
+void linear_int8(const float* x, int64_t m, int64_t k, const int8_t* packed, const float* scale,
+                 const float* bias, int64_t n, Isa isa, float* y) {
+  if (m <= 0 || n <= 0) return;
+  int64_t kp = k + k % 2;
+  thread_local std::vector<float> sx_scratch;
+  if (sx_scratch.size() < size_t(m)) sx_scratch.resize(m);
+  float* sx = sx_scratch.data();
+  if (isa == Isa::avx2) {
+    int16_t* xq = scratch_i16(m * kp);  // [m, kp]
+    quantize_rows_avx2(x, m, k, kp, xq, sx);
+    linear_avx2(xq, sx, m, kp, packed, scale, bias, n, y);
+    return;
+  }
+  // int8 fits [-127, 127]; the int16 scratch is borrowed as bytes.
+  int8_t* xq = reinterpret_cast<int8_t*>(scratch_i16((m * k + 1) / 2));  // [m, k]
+  for (int64_t r = 0; r < m; ++r) quantize_row(x + r * k, k, xq + r * k, sx + r);
+  linear_portable(xq, sx, m, k, packed, scale, bias, n, y);
+}
+
+}  // namespace qkv::ops::cpu

@@ -92,15 +92,19 @@ __attribute__((target("avx2,fma"))) void micro_avx2(const float* x, int64_t k,
   for (; i + U <= k; i += U)
     for (int u = 0; u < U; ++u) step_avx2<R>(x, k, panel, i + u, acc[u]);
   for (; i < k; ++i) step_avx2<R>(x, k, panel, i, acc[0]);
-  for (int r = 0; r < R; ++r) {
-    float out[kPanel];
+  // All R rows through registers first (constant indices keep acc out of memory), then out.
+  float out[R][kPanel];
+#pragma GCC unroll 8
+  for (int r = 0; r < R; ++r)
+#pragma GCC unroll 2
     for (int h = 0; h < 2; ++h) {
       __m256 sum = acc[0][r][h];
+#pragma GCC unroll 4
       for (int u = 1; u < U; ++u) sum = _mm256_add_ps(sum, acc[u][r][h]);
-      _mm256_storeu_ps(out + 8 * h, sum);
+      _mm256_storeu_ps(out[r] + 8 * h, sum);
     }
-    for (int64_t c = 0; c < cols; ++c) y[r * n + c] = out[c] + (bias ? bias[c] : 0.f);
-  }
+  for (int r = 0; r < R; ++r)
+    for (int64_t c = 0; c < cols; ++c) y[r * n + c] = out[r][c] + (bias ? bias[c] : 0.f);
 }
 
 using Micro = void (*)(const float*, int64_t, const uint16_t*, const float*, int64_t, float*,

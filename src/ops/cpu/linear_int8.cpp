@@ -169,15 +169,17 @@ __attribute__((target("avx2,fma"))) void micro_avx2(const int16_t* xq, const flo
   __m256 s0 = _mm256_loadu_ps(scale), s1 = _mm256_loadu_ps(scale + 8);
   __m256 b0 = bias ? _mm256_loadu_ps(bias) : _mm256_setzero_ps();
   __m256 b1 = bias ? _mm256_loadu_ps(bias + 8) : _mm256_setzero_ps();
+  // All R rows through registers first (constant indices keep acc out of memory), then out.
+  float out[R][kPanel];
+#pragma GCC unroll 8
   for (int r = 0; r < R; ++r) {
     __m256 xs = _mm256_set1_ps(sx[r]);
-    float out[kPanel];
-    _mm256_storeu_ps(out,
+    _mm256_storeu_ps(out[r],
                      _mm256_fmadd_ps(_mm256_cvtepi32_ps(acc[r][0]), _mm256_mul_ps(xs, s0), b0));
-    _mm256_storeu_ps(out + 8,
+    _mm256_storeu_ps(out[r] + 8,
                      _mm256_fmadd_ps(_mm256_cvtepi32_ps(acc[r][1]), _mm256_mul_ps(xs, s1), b1));
-    std::memcpy(y + r * n, out, cols * sizeof(float));
   }
+  for (int r = 0; r < R; ++r) std::memcpy(y + r * n, out[r], cols * sizeof(float));
 }
 
 using MicroAvx2 = void (*)(const int16_t*, const float*, int64_t, const int8_t*, const float*,

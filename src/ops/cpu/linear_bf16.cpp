@@ -16,6 +16,10 @@
 #include "ops/cpu/low_precision.h"
 #include "tensor/dtype.h"
 
+// Without AVX (portable builds) GCC warns that these 32-byte vectors would pass between files
+// differently; they never leave this file.
+#pragma GCC diagnostic ignored "-Wpsabi"
+
 namespace qkv::ops::cpu {
 
 namespace {
@@ -47,20 +51,59 @@ struct RowBlocks {
   int64_t row_of(int64_t j) const { return j * size + std::min(j, extra); }
 };
 
-// y[r, :cols] = x[r, :] @ panel[:, :cols] + bias for R rows (x row stride k, y row stride n),
-// in plain C++: the loop over the 16 columns is what the compiler vectorises.
+// The portable path in GCC's vector extension, as linear_packed: AVX where the build targets
+// it, pairs of SSE registers otherwise.
+typedef float Vec __attribute__((vector_size(8 * sizeof(float))));
+typedef uint32_t Bits __attribute__((vector_size(8 * sizeof(uint32_t))));
+typedef uint16_t Halves __attribute__((vector_size(8 * sizeof(uint16_t))));
+
+// 8 bf16 at p as floats: each the top half of its float.
+inline Vec widen(const uint16_t* p) {
+  Halves h;
+  std::memcpy(&h, p, sizeof(h));
+  Bits bits = __builtin_convertvector(h, Bits) << 16;
+  Vec v;
+  std::memcpy(&v, &bits, sizeof(v));
+  return v;
+}
+
+// part[r] += x[r, i] * panel[i, :] for R rows (row stride k).
+template <int R>
+inline void step_portable(const float* x, int64_t k, const uint16_t* panel, int64_t i,
+                          Vec (&part)[R][2]) {
+  Vec w0 = widen(panel + i * kPanel), w1 = widen(panel + i * kPanel + 8);
+  for (int r = 0; r < R; ++r) {
+    float s = x[r * k + i];
+    Vec xv = {s, s, s, s, s, s, s, s};
+    part[r][0] += xv * w0;
+    part[r][1] += xv * w1;
+  }
+}
+
+// y[r, :cols] = x[r, :] @ panel[:, :cols] + bias for R rows (x row stride k, y row stride n).
 template <int R>
 void micro_portable(const float* x, int64_t k, const uint16_t* panel, const float* bias,
                     int64_t cols, float* y, int64_t n) {
-  float acc[R][kPanel] = {};
-  for (int64_t i = 0; i < k; ++i) {
-    float w[kPanel];
-    for (int c = 0; c < kPanel; ++c) w[c] = from_bf16(bf16{panel[i * kPanel + c]});
-    for (int r = 0; r < R; ++r)
-      for (int c = 0; c < kPanel; ++c) acc[r][c] += x[r * k + i] * w[c];
-  }
+  // With few rows the adds would wait on each other: U steps of i go to separate sums.
+  constexpr int U = R == 1 ? 4 : R == 2 ? 2 : 1;
+  Vec part[U][R][2] = {};
+  int64_t i = 0;
+  for (; i + U <= k; i += U)
+    for (int u = 0; u < U; ++u) step_portable<R>(x, k, panel, i + u, part[u]);
+  for (; i < k; ++i) step_portable<R>(x, k, panel, i, part[0]);
+  // All R rows through registers first (constant indices keep part out of memory), then out.
+  float out[R][kPanel];
+#pragma GCC unroll 8
   for (int r = 0; r < R; ++r)
-    for (int64_t c = 0; c < cols; ++c) y[r * n + c] = acc[r][c] + (bias ? bias[c] : 0.f);
+#pragma GCC unroll 2
+    for (int h = 0; h < 2; ++h) {
+      Vec sum = part[0][r][h];
+#pragma GCC unroll 4
+      for (int u = 1; u < U; ++u) sum += part[u][r][h];
+      std::memcpy(out[r] + 8 * h, &sum, sizeof(sum));
+    }
+  for (int r = 0; r < R; ++r)
+    for (int64_t c = 0; c < cols; ++c) y[r * n + c] = out[r][c] + (bias ? bias[c] : 0.f);
 }
 
 // part[r] += x[r, i] * panel[i, :] for R rows on an avx2 panel.
@@ -78,7 +121,7 @@ __attribute__((target("avx2,fma"))) inline void step_avx2(const float* x, int64_
   }
 }
 
-// micro_portable on an avx2 panel.
+// micro_portable on an avx2 panel, in intrinsics.
 template <int R>
 __attribute__((target("avx2,fma"))) void micro_avx2(const float* x, int64_t k,
                                                     const uint16_t* panel, const float* bias,

@@ -223,8 +223,8 @@ TEST(LowPrecision, Bf16WithinBound) {
 }
 
 TEST(LowPrecision, PackedSizes) {
-  EXPECT_EQ(ops::cpu::int8_packed_bytes(17, 3, Isa::avx2), 32 * 4);  // n to 32, k to 4
-  EXPECT_EQ(ops::cpu::int8_packed_bytes(17, 3, Isa::portable), 17 * 3);
+  EXPECT_EQ(ops::cpu::int8_packed_bytes(17, 5, Isa::avx2), 32 * 6);      // n to 32, k to even
+  EXPECT_EQ(ops::cpu::int8_packed_bytes(17, 5, Isa::portable), 32 * 8);  // k to a multiple of 4
   EXPECT_EQ(ops::cpu::bf16_packed_elements(17, 3, Isa::avx2), 32 * 3);
 }
 

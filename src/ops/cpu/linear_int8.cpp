@@ -7,7 +7,8 @@
 // output side by side), a row of x is widened to int16 once per call, and the micro-kernel
 // broadcasts one pair (x[2i], x[2i + 1]) as an int32 against the 16 outputs' pairs: R rows x 16
 // outputs in 2R registers of 8 int32 sums, as linear_packed does with floats.
-// The portable path keeps the weight as it is, [n, k], and the compiler vectorises the dots.
+// The portable path packs 4 k values side by side and multiplies in int32, in GCC's vector
+// extension.
 // Both sum exactly and end in the same multiply-add (see finish), so they give the same bits.
 #include <immintrin.h>
 #include <omp.h>
@@ -18,6 +19,10 @@
 #include <vector>
 
 #include "ops/cpu/low_precision.h"
+
+// Without AVX (portable builds) GCC warns that these 32-byte vectors would pass between files
+// differently; they never leave this file.
+#pragma GCC diagnostic ignored "-Wpsabi"
 
 namespace qkv::ops::cpu {
 
@@ -54,6 +59,12 @@ inline float finish(int32_t sum, float sx, float scale, float bias) {
   return std::fma(float(sum), sx * scale, bias);
 }
 
+// k padded with zeros to what the packed panels hold: pairs (avx2) or fours (portable).
+inline int64_t padded_k(int64_t k, Isa isa) {
+  int64_t g = isa == Isa::avx2 ? 2 : 4;
+  return (k + g - 1) / g * g;
+}
+
 // Rows of x in blocks of nearly equal size (32 = 6 6 5 5 5 5, not 6 6 6 6 6 2): a small block
 // runs the micro-kernel at a fraction of its speed. Block j starts at row_of(j).
 struct RowBlocks {
@@ -87,22 +98,52 @@ void for_each_task(int64_t m, int64_t panels, int64_t panel_bytes, int64_t work,
     }
 }
 
-// ---- portable: q [n, k] as it is, x rows as int8 [m, k].
+// ---- portable: panels [k4 / 4, 16, 4] (k4 = k rounded up to a multiple of 4: the 4 k values
+// of one output side by side), x rows as int8 [m, k4]. In GCC's vector extension (AVX where the
+// build targets it, pairs of SSE registers otherwise) a vector of 8 int32 holds 4 k values of 8
+// outputs; shifts sign-extend each byte in place (no shuffles, which the compiler would do one
+// element at a time) and the products are int32.
 
-void linear_portable(const int8_t* xq, const float* sx, int64_t m, int64_t k, const int8_t* q,
-                     const float* scale, const float* bias, int64_t n, float* y) {
-  // "Panels" of kPanel output rows of q, so the tasks are cut as for avx2.
-  int64_t panels = (n + kPanel - 1) / kPanel;
-  for_each_task(m, panels, kPanel * k, m * n * k,
-                [&](int64_t p0, int64_t p1, const RowBlocks& rb, int64_t j0, int64_t j1) {
-                  for (int64_t r = rb.row_of(j0); r < rb.row_of(j1); ++r)
-                    for (int64_t c = p0 * kPanel; c < std::min(n, p1 * kPanel); ++c) {
-                      const int8_t *a = xq + r * k, *b = q + c * k;
-                      int32_t sum = 0;
-                      for (int64_t i = 0; i < k; ++i) sum += int16_t(a[i]) * int16_t(b[i]);
-                      y[r * n + c] = finish(sum, sx[r], scale[c], bias ? bias[c] : 0.f);
-                    }
-                });
+typedef int32_t Ints __attribute__((vector_size(8 * sizeof(int32_t))));
+typedef uint32_t Bits __attribute__((vector_size(8 * sizeof(uint32_t))));
+
+// acc[r] += xq[r, 4j + b] * panel[j, :, b] for b < 4 and R rows (row stride k4).
+template <int R>
+inline void step_portable(const int8_t* xq, int64_t k4, const int8_t* panel, int64_t j,
+                          Ints (&acc)[R][2]) {
+  Bits v0, v1;
+  std::memcpy(&v0, panel + j * 4 * kPanel, sizeof(Bits));
+  std::memcpy(&v1, panel + j * 4 * kPanel + sizeof(Bits), sizeof(Bits));
+#pragma GCC unroll 4
+  for (int b = 0; b < 4; ++b) {
+    // Byte b to the top (unsigned: no overflow), then an arithmetic shift back down.
+    Ints w0 = Ints(v0 << (24 - 8 * b)) >> 24, w1 = Ints(v1 << (24 - 8 * b)) >> 24;
+    for (int r = 0; r < R; ++r) {
+      int32_t s = xq[r * k4 + 4 * j + b];
+      Ints xv = {s, s, s, s, s, s, s, s};
+      acc[r][0] += xv * w0;
+      acc[r][1] += xv * w1;
+    }
+  }
+}
+
+// y[r, :cols] = finish(xq[r, :] . panel[:, c]) for R rows; xq [R, k4] (row stride k4), panel
+// [k4 / 4, 16, 4], y with row stride n.
+template <int R>
+void micro_portable(const int8_t* xq, const float* sx, int64_t k4, const int8_t* panel,
+                    const float* scale, const float* bias, int64_t cols, float* y, int64_t n) {
+  Ints acc[R][2] = {};
+  for (int64_t j = 0; j < k4 / 4; ++j) step_portable<R>(xq, k4, panel, j, acc);
+  // All R rows through registers first (constant indices keep acc out of memory), then out.
+  int32_t sums[R][kPanel];
+#pragma GCC unroll 8
+  for (int r = 0; r < R; ++r) {
+    std::memcpy(sums[r], &acc[r][0], sizeof(Ints));
+    std::memcpy(sums[r] + 8, &acc[r][1], sizeof(Ints));
+  }
+  for (int r = 0; r < R; ++r)
+    for (int64_t c = 0; c < cols; ++c)
+      y[r * n + c] = finish(sums[r][c], sx[r], scale[c], bias ? bias[c] : 0.f);
 }
 
 // ---- avx2: panels [kp / 2, 16, 2] (kp = k rounded up to even), x rows as int16 [m, kp].
@@ -182,16 +223,24 @@ __attribute__((target("avx2,fma"))) void micro_avx2(const int16_t* xq, const flo
   for (int r = 0; r < R; ++r) std::memcpy(y + r * n, out[r], cols * sizeof(float));
 }
 
-using MicroAvx2 = void (*)(const int16_t*, const float*, int64_t, const int8_t*, const float*,
-                           const float*, int64_t, float*, int64_t);
-constexpr MicroAvx2 kMicroAvx2[kRows + 1] = {nullptr,       micro_avx2<1>, micro_avx2<2>,
-                                             micro_avx2<3>, micro_avx2<4>, micro_avx2<5>,
-                                             micro_avx2<6>};
+template <class X>
+using Micro = void (*)(const X*, const float*, int64_t, const int8_t*, const float*, const float*,
+                       int64_t, float*, int64_t);
+constexpr Micro<int8_t> kMicroPortable[kRows + 1] = {
+    nullptr,           micro_portable<1>, micro_portable<2>, micro_portable<3>,
+    micro_portable<4>, micro_portable<5>, micro_portable<6>};
+constexpr Micro<int16_t> kMicroAvx2[kRows + 1] = {nullptr,       micro_avx2<1>, micro_avx2<2>,
+                                                  micro_avx2<3>, micro_avx2<4>, micro_avx2<5>,
+                                                  micro_avx2<6>};
 
-void linear_avx2(const int16_t* xq, const float* sx, int64_t m, int64_t kp, const int8_t* packed,
-                 const float* scale, const float* bias, int64_t n, float* y) {
+// y = finish(xq @ q^T) on panels of kPanel outputs, each kPanel * kx bytes: xq [m, kx] (int8
+// [m, k4] portable, int16 [m, kp] avx2).
+template <class X>
+void linear_panels(const Micro<X>* micro, const X* xq, const float* sx, int64_t m, int64_t kx,
+                   const int8_t* packed, const float* scale, const float* bias, int64_t n,
+                   float* y) {
   int64_t panels = (n + kPanel - 1) / kPanel;
-  for_each_task(m, panels, kPanel * kp, m * n * kp,
+  for_each_task(m, panels, kPanel * kx, m * n * kx,
                 [&](int64_t p0, int64_t p1, const RowBlocks& rb, int64_t j0, int64_t j1) {
                   // The last panel's scale and bias are read 16 wide: copies padded with zeros.
                   float tail_scale[kPanel] = {}, tail_bias[kPanel] = {};
@@ -206,8 +255,8 @@ void linear_avx2(const int16_t* xq, const float* sx, int64_t m, int64_t kp, cons
                         s = tail_scale;
                         b = b ? tail_bias : nullptr;
                       }
-                      kMicroAvx2[rows](xq + r * kp, sx + r, kp, packed + p * kPanel * kp, s, b,
-                                       cols, y + r * n + c0, n);
+                      micro[rows](xq + r * kx, sx + r, kx, packed + p * kPanel * kx, s, b, cols,
+                                  y + r * n + c0, n);
                     }
                   }
                 });
@@ -219,22 +268,18 @@ void quantize_rows_int8(const float* w, int64_t n, int64_t k, int8_t* q, float* 
 }
 
 int64_t int8_packed_bytes(int64_t n, int64_t k, Isa isa) {
-  if (isa == Isa::portable) return n * k;
-  return (n + kPanel - 1) / kPanel * kPanel * (k + k % 2);
+  return (n + kPanel - 1) / kPanel * kPanel * padded_k(k, isa);
 }
 
 void pack_int8(const int8_t* q, int64_t n, int64_t k, Isa isa, int8_t* packed) {
-  if (isa == Isa::portable) {
-    std::copy(q, q + n * k, packed);
-    return;
-  }
-  int64_t kp = k + k % 2, panels = (n + kPanel - 1) / kPanel;
+  // Panels [kp / g, 16, g]: g = 2 (avx2) or 4 (portable) k values of an output side by side.
+  int64_t kp = padded_k(k, isa), g = isa == Isa::avx2 ? 2 : 4, panels = (n + kPanel - 1) / kPanel;
   for (int64_t p = 0; p < panels; ++p) {
-    int8_t* panel = packed + p * kPanel * kp;  // [kp / 2, 16, 2]
+    int8_t* panel = packed + p * kPanel * kp;
     for (int64_t i = 0; i < kp; ++i)
       for (int64_t c = 0; c < kPanel; ++c) {
-        int64_t row = p * kPanel + c;
-        panel[(i / 2) * 2 * kPanel + 2 * c + i % 2] = row < n && i < k ? q[row * k + i] : 0;
+        int64_t row = p * kPanel + c, at = (i / g) * g * kPanel + g * c + i % g;
+        panel[at] = row < n && i < k ? q[row * k + i] : 0;
       }
   }
 }
@@ -242,20 +287,25 @@ void pack_int8(const int8_t* q, int64_t n, int64_t k, Isa isa, int8_t* packed) {
 void linear_int8(const float* x, int64_t m, int64_t k, const int8_t* packed, const float* scale,
                  const float* bias, int64_t n, Isa isa, float* y) {
   if (m <= 0 || n <= 0) return;
-  int64_t kp = k + k % 2;
   thread_local std::vector<float> sx_scratch;
   if (sx_scratch.size() < size_t(m)) sx_scratch.resize(m);
   float* sx = sx_scratch.data();
   if (isa == Isa::avx2) {
+    int64_t kp = padded_k(k, isa);
     int16_t* xq = scratch_i16(m * kp);  // [m, kp]
     quantize_rows_avx2(x, m, k, kp, xq, sx);
-    linear_avx2(xq, sx, m, kp, packed, scale, bias, n, y);
+    linear_panels(kMicroAvx2, xq, sx, m, kp, packed, scale, bias, n, y);
     return;
   }
   // int8 fits [-127, 127]; the int16 scratch is borrowed as bytes.
-  int8_t* xq = reinterpret_cast<int8_t*>(scratch_i16((m * k + 1) / 2));  // [m, k]
-  for (int64_t r = 0; r < m; ++r) quantize_row(x + r * k, k, xq + r * k, sx + r);
-  linear_portable(xq, sx, m, k, packed, scale, bias, n, y);
+  int64_t k4 = padded_k(k, isa);
+  int8_t* xq = reinterpret_cast<int8_t*>(scratch_i16((m * k4 + 1) / 2));  // [m, k4]
+#pragma omp parallel for schedule(static) if (m * k > (1 << 16))
+  for (int64_t r = 0; r < m; ++r) {
+    quantize_row(x + r * k, k, xq + r * k4, sx + r);
+    std::fill(xq + r * k4 + k, xq + (r + 1) * k4, int8_t(0));
+  }
+  linear_panels(kMicroPortable, xq, sx, m, k4, packed, scale, bias, n, y);
 }
 
 }  // namespace qkv::ops::cpu

@@ -27,7 +27,7 @@
 namespace qkv::ops::cpu {
 
 namespace {
-constexpr int64_t kPanel = 16;              // outputs per packed panel (avx2)
+constexpr int64_t kPanel = 16;              // outputs per packed panel
 constexpr int64_t kRows = 6;                // rows per micro-kernel call
 constexpr int64_t kParallelMin = 1 << 20;   // multiply-adds below which one thread is faster
 constexpr int64_t kBlockBytes = 128 << 10;  // packed weight per thread block: half of L2
@@ -35,8 +35,9 @@ constexpr int64_t kRowChunk = 8 * kRows;    // rows a task runs over one block o
 
 // At least n elements owned by the calling thread, reused by its next call (a decoding step
 // allocates nothing). Not ops/cpu/scratch.h's: a caller may hand us x in that one.
-inline int16_t* scratch_i16(size_t n) {
-  thread_local std::vector<int16_t> buffer;
+template <class T>
+T* scratch(size_t n) {
+  thread_local std::vector<T> buffer;
   if (buffer.size() < n) buffer.resize(n);
   return buffer.data();
 }
@@ -158,7 +159,8 @@ __attribute__((target("avx2,fma"))) void quantize_rows_avx2(const float* x, int6
     __m256 vmax = _mm256_setzero_ps();
     int64_t i = 0;
     for (; i + 8 <= k; i += 8)
-      vmax = _mm256_max_ps(vmax, _mm256_and_ps(_mm256_loadu_ps(v + i), abs_mask));
+      // max_ps returns its second operand where one is NaN: NaNs are skipped, as in std::max.
+      vmax = _mm256_max_ps(_mm256_and_ps(_mm256_loadu_ps(v + i), abs_mask), vmax);
     float lanes[8], max = 0.f;
     _mm256_storeu_ps(lanes, vmax);
     for (float l : lanes) max = std::max(max, l);
@@ -287,19 +289,16 @@ void pack_int8(const int8_t* q, int64_t n, int64_t k, Isa isa, int8_t* packed) {
 void linear_int8(const float* x, int64_t m, int64_t k, const int8_t* packed, const float* scale,
                  const float* bias, int64_t n, Isa isa, float* y) {
   if (m <= 0 || n <= 0) return;
-  thread_local std::vector<float> sx_scratch;
-  if (sx_scratch.size() < size_t(m)) sx_scratch.resize(m);
-  float* sx = sx_scratch.data();
+  float* sx = scratch<float>(m);
   if (isa == Isa::avx2) {
     int64_t kp = padded_k(k, isa);
-    int16_t* xq = scratch_i16(m * kp);  // [m, kp]
+    int16_t* xq = scratch<int16_t>(m * kp);  // [m, kp]
     quantize_rows_avx2(x, m, k, kp, xq, sx);
     linear_panels(kMicroAvx2, xq, sx, m, kp, packed, scale, bias, n, y);
     return;
   }
-  // int8 fits [-127, 127]; the int16 scratch is borrowed as bytes.
   int64_t k4 = padded_k(k, isa);
-  int8_t* xq = reinterpret_cast<int8_t*>(scratch_i16((m * k4 + 1) / 2));  // [m, k4]
+  int8_t* xq = scratch<int8_t>(m * k4);  // [m, k4]
 #pragma omp parallel for schedule(static) if (m * k > (1 << 16))
   for (int64_t r = 0; r < m; ++r) {
     quantize_row(x + r * k, k, xq + r * k4, sx + r);

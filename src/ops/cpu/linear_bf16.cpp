@@ -36,8 +36,10 @@ constexpr int kAvx2Column[kPanel] = {0, 1, 2, 3, 8, 9, 10, 11, 4, 5, 6, 7, 12, 1
 float* rounded_rows(const float* x, int64_t m, int64_t k) {
   thread_local std::vector<float> buffer;
   if (buffer.size() < size_t(m * k)) buffer.resize(m * k);
-  for (int64_t i = 0; i < m * k; ++i) buffer[i] = from_bf16(to_bf16(x[i]));
-  return buffer.data();
+  float* out = buffer.data();
+#pragma omp parallel for schedule(static) if (m * k > (1 << 16))
+  for (int64_t i = 0; i < m * k; ++i) out[i] = from_bf16(to_bf16(x[i]));
+  return out;
 }
 
 // Rows of x in blocks of nearly equal size (32 = 6 6 5 5 5 5, not 6 6 6 6 6 2): a small block

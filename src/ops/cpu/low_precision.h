@@ -39,4 +39,9 @@ void pack_bf16(const float* w, int64_t n, int64_t k, Isa isa, uint16_t* packed);
 void linear_bf16(const float* x, int64_t m, int64_t k, const uint16_t* packed, const float* bias,
                  int64_t n, Isa isa, float* y);
 
+// What cpu_isa() makes of a value of QKV_CPU_ISA (null or empty: `best`), given the best Isa of
+// this CPU; throws as cpu_isa() does. Declared for the tests, which cannot set the variable
+// again once cpu_isa() has read it.
+Isa isa_from_name(const char* value, Isa best);
+
 }  // namespace qkv::ops::cpu

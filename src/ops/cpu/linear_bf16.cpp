@@ -1,0 +1,210 @@
+// The linear layer on bf16 weights: half the bytes of f32 to stream (a decoding step reads the
+// whole weight for a few rows), the arithmetic in f32 (this CPU has no bf16 instructions).
+//
+// The weight is packed as linear_packed packs floats, panels of 16 outputs, each [k, 16], and a
+// bf16 is the top half of a float, so the micro-kernel widens 16 bf16 into two vectors of 8
+// floats by interleaving them with zeros (_mm256_unpacklo/hi_epi16: one load, two shuffles).
+// Those interleave within 128-bit lanes, so the avx2 panel stores its columns in the order
+// kAvx2Column that comes out as 0..15. x is rounded to bf16 once per call, row by row.
+#include <immintrin.h>
+#include <omp.h>
+
+#include <algorithm>
+#include <cstring>
+#include <vector>
+
+#include "ops/cpu/low_precision.h"
+#include "tensor/dtype.h"
+
+// Without AVX (portable builds) GCC warns that these 32-byte vectors would pass between files
+// differently; they never leave this file.
+#pragma GCC diagnostic ignored "-Wpsabi"
+
+namespace qkv::ops::cpu {
+
+namespace {
+constexpr int64_t kPanel = 16;              // outputs per packed panel
+constexpr int64_t kRows = 6;                // rows per micro-kernel call
+constexpr int64_t kParallelMin = 1 << 19;   // multiply-adds below which one thread is faster
+constexpr int64_t kBlockBytes = 128 << 10;  // packed weight per thread block: half of L2
+constexpr int64_t kRowChunk = 8 * kRows;    // rows a task runs over one block of panels
+// The column held at each position of an avx2 panel's row: unpacklo takes positions 0-3 and
+// 8-11, unpackhi 4-7 and 12-15.
+constexpr int kAvx2Column[kPanel] = {0, 1, 2, 3, 8, 9, 10, 11, 4, 5, 6, 7, 12, 13, 14, 15};
+
+// x rounded to bf16 and back, [m, k]: owned by the calling thread and reused by its next call.
+float* rounded_rows(const float* x, int64_t m, int64_t k) {
+  thread_local std::vector<float> buffer;
+  if (buffer.size() < size_t(m * k)) buffer.resize(m * k);
+  float* out = buffer.data();
+#pragma omp parallel for schedule(static) if (m * k > (1 << 16))
+  for (int64_t i = 0; i < m * k; ++i) out[i] = from_bf16(to_bf16(x[i]));
+  return out;
+}
+
+// Rows of x in blocks of nearly equal size (32 = 6 6 5 5 5 5, not 6 6 6 6 6 2): a small block
+// runs the micro-kernel at a fraction of its speed. Block j starts at row_of(j).
+struct RowBlocks {
+  int64_t count, size, extra;  // count blocks, the first `extra` of size + 1 rows
+  explicit RowBlocks(int64_t m)
+      : count((m + kRows - 1) / kRows),
+        size(m / std::max<int64_t>(count, 1)),
+        extra(m % std::max<int64_t>(count, 1)) {}
+  int64_t row_of(int64_t j) const { return j * size + std::min(j, extra); }
+};
+
+// The portable path in GCC's vector extension, as linear_packed: AVX where the build targets
+// it, pairs of SSE registers otherwise.
+typedef float Vec __attribute__((vector_size(8 * sizeof(float))));
+typedef uint32_t Bits __attribute__((vector_size(8 * sizeof(uint32_t))));
+typedef uint16_t Halves __attribute__((vector_size(8 * sizeof(uint16_t))));
+
+// 8 bf16 at p as floats: each the top half of its float.
+inline Vec widen(const uint16_t* p) {
+  Halves h;
+  std::memcpy(&h, p, sizeof(h));
+  Bits bits = __builtin_convertvector(h, Bits) << 16;
+  Vec v;
+  std::memcpy(&v, &bits, sizeof(v));
+  return v;
+}
+
+// part[r] += x[r, i] * panel[i, :] for R rows (row stride k).
+template <int R>
+inline void step_portable(const float* x, int64_t k, const uint16_t* panel, int64_t i,
+                          Vec (&part)[R][2]) {
+  Vec w0 = widen(panel + i * kPanel), w1 = widen(panel + i * kPanel + 8);
+  for (int r = 0; r < R; ++r) {
+    float s = x[r * k + i];
+    Vec xv = {s, s, s, s, s, s, s, s};
+    part[r][0] += xv * w0;
+    part[r][1] += xv * w1;
+  }
+}
+
+// y[r, :cols] = x[r, :] @ panel[:, :cols] + bias for R rows (x row stride k, y row stride n).
+template <int R>
+void micro_portable(const float* x, int64_t k, const uint16_t* panel, const float* bias,
+                    int64_t cols, float* y, int64_t n) {
+  // With few rows the adds would wait on each other: U steps of i go to separate sums.
+  constexpr int U = R == 1 ? 4 : R == 2 ? 2 : 1;
+  Vec part[U][R][2] = {};
+  int64_t i = 0;
+  for (; i + U <= k; i += U)
+    for (int u = 0; u < U; ++u) step_portable<R>(x, k, panel, i + u, part[u]);
+  for (; i < k; ++i) step_portable<R>(x, k, panel, i, part[0]);
+  // All R rows through registers first (constant indices keep part out of memory), then out.
+  float out[R][kPanel];
+#pragma GCC unroll 8
+  for (int r = 0; r < R; ++r)
+#pragma GCC unroll 2
+    for (int h = 0; h < 2; ++h) {
+      Vec sum = part[0][r][h];
+#pragma GCC unroll 4
+      for (int u = 1; u < U; ++u) sum += part[u][r][h];
+      std::memcpy(out[r] + 8 * h, &sum, sizeof(sum));
+    }
+  for (int r = 0; r < R; ++r)
+    for (int64_t c = 0; c < cols; ++c) y[r * n + c] = out[r][c] + (bias ? bias[c] : 0.f);
+}
+
+// part[r] += x[r, i] * panel[i, :] for R rows on an avx2 panel.
+template <int R>
+__attribute__((target("avx2,fma"))) inline void step_avx2(const float* x, int64_t k,
+                                                          const uint16_t* panel, int64_t i,
+                                                          __m256 (&part)[R][2]) {
+  __m256i v = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(panel + i * kPanel));
+  __m256 w0 = _mm256_castsi256_ps(_mm256_unpacklo_epi16(_mm256_setzero_si256(), v));
+  __m256 w1 = _mm256_castsi256_ps(_mm256_unpackhi_epi16(_mm256_setzero_si256(), v));
+  for (int r = 0; r < R; ++r) {
+    __m256 xv = _mm256_broadcast_ss(x + r * k + i);
+    part[r][0] = _mm256_fmadd_ps(xv, w0, part[r][0]);
+    part[r][1] = _mm256_fmadd_ps(xv, w1, part[r][1]);
+  }
+}
+
+// micro_portable on an avx2 panel, in intrinsics.
+template <int R>
+__attribute__((target("avx2,fma"))) void micro_avx2(const float* x, int64_t k,
+                                                    const uint16_t* panel, const float* bias,
+                                                    int64_t cols, float* y, int64_t n) {
+  // With few rows the FMAs would wait on each other: U steps of i go to separate sums.
+  constexpr int U = R == 1 ? 4 : R == 2 ? 2 : 1;
+  __m256 acc[U][R][2];
+  for (int u = 0; u < U; ++u)
+    for (int r = 0; r < R; ++r) acc[u][r][0] = acc[u][r][1] = _mm256_setzero_ps();
+  int64_t i = 0;
+  for (; i + U <= k; i += U)
+    for (int u = 0; u < U; ++u) step_avx2<R>(x, k, panel, i + u, acc[u]);
+  for (; i < k; ++i) step_avx2<R>(x, k, panel, i, acc[0]);
+  // All R rows through registers first (constant indices keep acc out of memory), then out.
+  float out[R][kPanel];
+#pragma GCC unroll 8
+  for (int r = 0; r < R; ++r)
+#pragma GCC unroll 2
+    for (int h = 0; h < 2; ++h) {
+      __m256 sum = acc[0][r][h];
+#pragma GCC unroll 4
+      for (int u = 1; u < U; ++u) sum = _mm256_add_ps(sum, acc[u][r][h]);
+      _mm256_storeu_ps(out[r] + 8 * h, sum);
+    }
+  for (int r = 0; r < R; ++r)
+    for (int64_t c = 0; c < cols; ++c) y[r * n + c] = out[r][c] + (bias ? bias[c] : 0.f);
+}
+
+using Micro = void (*)(const float*, int64_t, const uint16_t*, const float*, int64_t, float*,
+                       int64_t);
+constexpr Micro kMicro[2][kRows + 1] = {
+    {nullptr, micro_portable<1>, micro_portable<2>, micro_portable<3>, micro_portable<4>,
+     micro_portable<5>, micro_portable<6>},
+    {nullptr, micro_avx2<1>, micro_avx2<2>, micro_avx2<3>, micro_avx2<4>, micro_avx2<5>,
+     micro_avx2<6>}};
+}  // namespace
+
+int64_t bf16_packed_elements(int64_t n, int64_t k, Isa isa) {
+  return (n + kPanel - 1) / kPanel * kPanel * k;
+}
+
+void pack_bf16(const float* w, int64_t n, int64_t k, Isa isa, uint16_t* packed) {
+  int64_t panels = (n + kPanel - 1) / kPanel;
+  for (int64_t p = 0; p < panels; ++p) {
+    uint16_t* panel = packed + p * k * kPanel;  // [k, 16]
+    for (int64_t i = 0; i < k; ++i)
+      for (int64_t pos = 0; pos < kPanel; ++pos) {
+        int64_t row = p * kPanel + (isa == Isa::avx2 ? kAvx2Column[pos] : pos);
+        panel[i * kPanel + pos] = row < n ? to_bf16(w[row * k + i]).bits : 0;
+      }
+  }
+}
+
+void linear_bf16(const float* x, int64_t m, int64_t k, const uint16_t* packed, const float* bias,
+                 int64_t n, Isa isa, float* y) {
+  if (m <= 0 || n <= 0) return;
+  const float* xb = rounded_rows(x, m, k);  // [m, k]
+  const Micro* micro = kMicro[isa == Isa::avx2];
+  int64_t panels = (n + kPanel - 1) / kPanel;
+  // Tasks: blocks of panels that stay in L2 while chunks of rows stream over them, and at least
+  // one panel block per thread.
+  RowBlocks rb(m);
+  int64_t per_block = std::max<int64_t>(1, kBlockBytes / (2 * kPanel * std::max<int64_t>(k, 1)));
+  bool parallel = m * n * k > kParallelMin;
+  if (parallel) {
+    int64_t threads = omp_get_max_threads();
+    per_block = std::min(per_block, (panels + threads - 1) / threads);
+  }
+  int64_t panel_blocks = (panels + per_block - 1) / per_block;
+  int64_t chunk = kRowChunk / kRows, row_chunks = (rb.count + chunk - 1) / chunk;
+#pragma omp parallel for collapse(2) schedule(static) if (parallel)
+  for (int64_t pb = 0; pb < panel_blocks; ++pb)
+    for (int64_t rc = 0; rc < row_chunks; ++rc)
+      for (int64_t j = rc * chunk; j < std::min(rb.count, (rc + 1) * chunk); ++j) {
+        int64_t r = rb.row_of(j), rows = rb.row_of(j + 1) - r;
+        for (int64_t p = pb * per_block; p < std::min(panels, (pb + 1) * per_block); ++p) {
+          int64_t c0 = p * kPanel;
+          micro[rows](xb + r * k, k, packed + p * k * kPanel, bias ? bias + c0 : nullptr,
+                      std::min(kPanel, n - c0), y + r * n + c0, n);
+        }
+      }
+}
+
+}  // namespace qkv::ops::cpu

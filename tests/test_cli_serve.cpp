@@ -201,10 +201,14 @@ TEST(CliServe, BadFlagsAndABusyPortAreErrorsAndAConfigFileWorks) {
   EXPECT_NE(missing.err.find(m.dir.file("nothing")), std::string::npos) << missing.err;
   CliResult bad_wait = run_qkv("serve --port 0 --model-dir " + m.gpt + " --max-queue 0");
   EXPECT_NE(bad_wait.err.find("max-queue must be positive"), std::string::npos) << bad_wait.err;
+  CliResult bad_type = run_qkv("serve --port 0 --model-dir " + m.gpt + " --compute-type int4");
+  EXPECT_NE(bad_type.err.find("compute type must be f32, bf16 or int8, got 'int4'"),
+            std::string::npos)
+      << bad_type.err;
 
   std::string config =
-      write_text(m.dir.file("serve.yaml"),
-                 "model-dir: [" + m.translation + ", " + m.vit + "]\nname: [es-en, images]\n");
+      write_text(m.dir.file("serve.yaml"), "model-dir: [" + m.translation + ", " + m.vit +
+                                               "]\nname: [es-en, images]\ncompute-type: int8\n");
   ServeProcess server("--config " + config);
   int port = server.port();
   ASSERT_GT(port, 0) << server.log();
@@ -212,6 +216,7 @@ TEST(CliServe, BadFlagsAndABusyPortAreErrorsAndAConfigFileWorks) {
   Json models = Json::parse(client.Get("/v1/models")->body);
   EXPECT_EQ(models["data"][0]["id"], "es-en");
   EXPECT_EQ(models["data"][1]["id"], "images");
+  EXPECT_EQ(models["data"][1]["compute_type"], "int8");
   // LibreTranslate picks the model named <source>-<target>.
   EXPECT_EQ(post(port, "/translate", {{"q", "Hola"}, {"source", "es"}, {"target", "en"}})["status"],
             200);

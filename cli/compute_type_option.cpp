@@ -19,10 +19,14 @@ ops::ComputeType apply_compute_type(const std::string& name, const std::string& 
                                     const nn::LinearList& linears) {
   ops::ComputeType type =
       model_dir::compute_type_for(name, model_dir::weights_path(model_dir, checkpoint), device);
-  if (type != ops::ComputeType::f32 && std::string(ops::low_precision_isa()) == "portable")
+  bool portable = std::string(ops::low_precision_isa()) == "portable";
+  if (type != ops::ComputeType::f32 && portable)
     std::cerr << "qkv: warning: compute type " << ops::compute_type_name(type)
               << " runs its portable kernels here (no AVX2, or QKV_CPU_ISA=portable): "
                  "correct, but slower than f32\n";
+  else if (type == ops::ComputeType::bf16)
+    std::cerr << "qkv: warning: compute type bf16 widens its operands to f32 in registers (qkv "
+                 "has no AVX512_BF16 kernels): bf16 results, at about f32's speed\n";
   nn::set_compute_type(linears, type);
   return type;
 }

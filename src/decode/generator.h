@@ -20,7 +20,7 @@ struct GenerationOptions {
   int64_t num_samples = 1;        // sequences per prompt
   std::vector<std::string> stop;  // generation ends before the first of these
   int64_t batch_size = 16;        // sequences decoded together
-  // The hidden layers' products when the generator packs the weights itself (ops/compute_type.h).
+  // The products when the generator packs the weights itself (ops/compute_type.h).
   ops::ComputeType compute_type = ops::ComputeType::f32;
   // Throws std::invalid_argument naming the option and value.
   void check() const;

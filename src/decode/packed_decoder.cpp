@@ -3,7 +3,7 @@
 namespace qkv::decode {
 
 PackedDecoder::PackedDecoder(const nn::Seq2Seq& model, ops::ComputeType type)
-    : model_(model), output_(model.output_weight().value(), model.output_bias().value()) {
+    : model_(model), output_(model.output_weight().value(), model.output_bias().value(), type) {
   for (const auto& layer : model.decoder_layers()) {
     const auto &self = layer.self_attn, &cross = layer.encoder_attn;
     Layer l;

@@ -19,7 +19,8 @@ class PackedDecoder {
     PackedLinear fc1, fc2;  // dense layers
     nn::PackedMoe moe;      // MoE layers: the experts'
   };
-  // The hidden layers' products in `type`; the output projection (hidden -> logits) stays f32.
+  // Every product in `type`, the output projection (hidden -> logits) included: in int8 it is
+  // about a fifth of a greedy step's time at batch 32 saved, with test BLEU unchanged (README).
   explicit PackedDecoder(const nn::Seq2Seq& model, ops::ComputeType type = ops::ComputeType::f32);
   const nn::Seq2Seq& model() const { return model_; }
   const Layer& layer(size_t i) const { return layers_[i]; }

@@ -15,7 +15,7 @@ struct TranslatorOptions {
   SearchOptions search;
   int64_t batch_tokens = 4096;    // source subwords per batch (padded)
   int64_t max_source_tokens = 0;  // 0: what the model's positions allow
-  // The decoder's hidden products (ops/compute_type.h); the encoder's follow its Linear layers
+  // The decoder's products (ops/compute_type.h); the encoder's follow its Linear layers
   // (nn::set_compute_type).
   ops::ComputeType compute_type = ops::ComputeType::f32;
 };

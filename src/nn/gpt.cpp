@@ -306,7 +306,7 @@ PackedGpt Gpt::pack(ops::ComputeType type) const {
     }
     p.layers.push_back(std::move(l));
   }
-  p.lm_head = PackedLinear(output_weight().value(), Tensor());
+  p.lm_head = PackedLinear(output_weight().value(), Tensor(), type);
   return p;
 }
 

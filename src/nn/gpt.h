@@ -141,7 +141,8 @@ class Gpt {
 
   // An empty cache for `rows` sequences of up to `capacity` positions on the model's device.
   KvCache new_cache(int64_t rows, int64_t capacity) const;
-  // The hidden layers' weights packed for products in `type` (lm_head stays f32).
+  // The weights packed for products in `type`, lm_head included (as the translation decoder's
+  // output projection, decode::PackedDecoder).
   PackedGpt pack(ops::ComputeType type = ops::ComputeType::f32) const;
   // Inference with a cache and this model's packed weights: ids i32 [B, L] continue each row r
   // at position cache.lengths[r]; only the first lengths[r] of them are real (each in [1, L]),

@@ -145,6 +145,9 @@ TEST(ComputeType, BadArgumentsAreNamed) {
   EXPECT_THROW(ops::linear_forward(Tensor::zeros({2, 8}), p, Tensor::zeros({5})),
                std::invalid_argument);
   EXPECT_THROW(ops::pack_linear(Tensor::zeros({4}), ComputeType::int8), std::invalid_argument);
+  // More inputs than int32 sums of int8 products can hold.
+  EXPECT_THROW(ops::pack_linear(Tensor::zeros({1, (1 << 17) + 1}), ComputeType::int8),
+               std::invalid_argument);
   Tensor q, scale;
   EXPECT_THROW(ops::quantize_rows_int8(Tensor::zeros({2, 2}, DType::i32), q, scale),
                std::invalid_argument);
@@ -267,7 +270,8 @@ TEST(QuantizedWeights, SavedAsInt8AndLoadedAsF32) {
                           {"norm.weight", norm},
                           {"patch.weight", conv},
                           {"layer.bias", randn({6}, rng)},
-                          {"ids", Tensor::zeros({2, 2}, DType::i32)}};
+                          {"ids", Tensor::zeros({2, 2}, DType::i32)},
+                          {"norm.weight_scale", randn({10}, rng)}};  // a scale of no int8 tensor
   NamedTensors quantized = model_dir::quantize_weights(tensors);
   ASSERT_EQ(quantized.size(), tensors.size() + 1);
   std::string path = temp_path("quantized.safetensors");

@@ -14,8 +14,9 @@ NamedTensors load_weights(const std::string& path) {
   NamedTensors out;
   for (const auto& [name, t] : tensors) {
     if (t.dtype() != DType::i8) {
-      bool is_scale = name.ends_with(kScaleSuffix) &&
-                      by_name.count(name.substr(0, name.size() - std::string(kScaleSuffix).size()));
+      std::string base = name.substr(0, name.size() - std::string(kScaleSuffix).size());
+      bool is_scale = name.ends_with(kScaleSuffix) && by_name.count(base) &&
+                      by_name[base]->dtype() == DType::i8;
       if (!is_scale) out.emplace_back(name, t);
       continue;
     }

@@ -32,6 +32,8 @@ const char* low_precision_isa() {
 }
 
 namespace {
+constexpr int64_t kInt8MaxInputs = int64_t(1) << 17;  // ops/cpu/low_precision.h
+
 void require_cpu_f32(const char* op, const Tensor& t, const char* what) {
   QKV_REQUIRE(t.device() == Device::cpu && t.dtype() == DType::f32, op,
               std::string(what) + " must be f32 on the cpu, got " + dtype_name(t.dtype()) + " on " +
@@ -63,18 +65,6 @@ Tensor dequantize_rows_int8(const Tensor& q, const Tensor& scale) {
   return w;
 }
 
-PackedWeight pack_linear_int8(const Tensor& q, const Tensor& scale) {
-  QKV_REQUIRE(q.rank() == 2 && q.dtype() == DType::i8 && scale.shape() == Shape{q.size(0)},
-              "pack_linear_int8",
-              "needs q i8 [out, in] and scale [out], got " + shape_str(q.shape()) + " and " +
-                  shape_str(scale.shape()));
-  PackedWeight p{ComputeType::int8, Tensor(), scale, q.size(0), q.size(1)};
-  cpu::Isa isa = cpu::cpu_isa();
-  p.packed = Tensor::empty({cpu::int8_packed_bytes(p.out, p.in, isa)}, DType::i8);
-  cpu::pack_int8(q.data<int8_t>(), p.out, p.in, isa, p.packed.data<int8_t>());
-  return p;
-}
-
 PackedWeight pack_linear(const Tensor& w, ComputeType type) {
   QKV_REQUIRE(w.rank() == 2, "pack_linear",
               "needs a weight [out, in], got " + shape_str(w.shape()));
@@ -91,9 +81,15 @@ PackedWeight pack_linear(const Tensor& w, ComputeType type) {
       break;
     }
     case ComputeType::int8: {
-      Tensor q, scale;
-      quantize_rows_int8(w, q, scale);
-      return pack_linear_int8(q, scale);
+      QKV_REQUIRE(p.in <= kInt8MaxInputs, "pack_linear",
+                  "int8 products take at most " + std::to_string(kInt8MaxInputs) +
+                      " inputs (their int32 sums), got " + std::to_string(p.in));
+      Tensor q;
+      quantize_rows_int8(w, q, p.scale);
+      cpu::Isa isa = cpu::cpu_isa();
+      p.packed = Tensor::empty({cpu::int8_packed_bytes(p.out, p.in, isa)}, DType::i8);
+      cpu::pack_int8(q.data<int8_t>(), p.out, p.in, isa, p.packed.data<int8_t>());
+      break;
     }
   }
   return p;
@@ -114,7 +110,7 @@ Tensor linear_forward(const Tensor& x, const PackedWeight& w, const Tensor& bias
   Shape shape = x.shape();
   shape.back() = w.out;
   Tensor y = Tensor::empty(shape);
-  int64_t rows = x.numel() / w.in;
+  int64_t rows = rows_of(x);
   const float* b = bias.defined() ? bias.data<float>() : nullptr;
   cpu::Isa isa = cpu::cpu_isa();
   if (w.type == ComputeType::int8)

@@ -25,7 +25,8 @@ void quantize_rows_int8(const Tensor& w, Tensor& q, Tensor& scale);
 Tensor dequantize_rows_int8(const Tensor& q, const Tensor& scale);
 
 // A linear weight [out, in] prepared for products in one compute type (cpu): f32 panels (the
-// few-row kernel of ops::linear_packed_forward), bf16 panels, or int8 panels with their scales.
+// few-row kernel of ops::linear_packed_forward), bf16 panels, or int8 panels with their scales
+// (in at most 2^17 for int8).
 struct PackedWeight {
   ComputeType type = ComputeType::f32;
   Tensor packed;  // the kernel's layout
@@ -33,8 +34,6 @@ struct PackedWeight {
   int64_t out = 0, in = 0;
 };
 PackedWeight pack_linear(const Tensor& w, ComputeType type);
-// The same from weights already quantized (q i8 [out, in], scale f32 [out]).
-PackedWeight pack_linear_int8(const Tensor& q, const Tensor& scale);
 // y [..., out] = x [..., in] @ w^T + bias [out] (bias may be undefined); x f32 on the cpu.
 Tensor linear_forward(const Tensor& x, const PackedWeight& w, const Tensor& bias);
 

@@ -7,13 +7,13 @@
 // Those interleave within 128-bit lanes, so the avx2 panel stores its columns in the order
 // kAvx2Column that comes out as 0..15. x is rounded to bf16 once per call, row by row.
 #include <immintrin.h>
-#include <omp.h>
 
 #include <algorithm>
 #include <cstring>
 #include <vector>
 
 #include "ops/cpu/low_precision.h"
+#include "ops/cpu/panel_tasks.h"
 #include "tensor/dtype.h"
 
 // Without AVX (portable builds) GCC warns that these 32-byte vectors would pass between files
@@ -23,11 +23,7 @@
 namespace qkv::ops::cpu {
 
 namespace {
-constexpr int64_t kPanel = 16;              // outputs per packed panel
-constexpr int64_t kRows = 6;                // rows per micro-kernel call
-constexpr int64_t kParallelMin = 1 << 19;   // multiply-adds below which one thread is faster
-constexpr int64_t kBlockBytes = 128 << 10;  // packed weight per thread block: half of L2
-constexpr int64_t kRowChunk = 8 * kRows;    // rows a task runs over one block of panels
+constexpr int64_t kParallelMin = 1 << 19;  // multiply-adds below which one thread is faster
 // The column held at each position of an avx2 panel's row: unpacklo takes positions 0-3 and
 // 8-11, unpackhi 4-7 and 12-15.
 constexpr int kAvx2Column[kPanel] = {0, 1, 2, 3, 8, 9, 10, 11, 4, 5, 6, 7, 12, 13, 14, 15};
@@ -41,17 +37,6 @@ float* rounded_rows(const float* x, int64_t m, int64_t k) {
   for (int64_t i = 0; i < m * k; ++i) out[i] = from_bf16(to_bf16(x[i]));
   return out;
 }
-
-// Rows of x in blocks of nearly equal size (32 = 6 6 5 5 5 5, not 6 6 6 6 6 2): a small block
-// runs the micro-kernel at a fraction of its speed. Block j starts at row_of(j).
-struct RowBlocks {
-  int64_t count, size, extra;  // count blocks, the first `extra` of size + 1 rows
-  explicit RowBlocks(int64_t m)
-      : count((m + kRows - 1) / kRows),
-        size(m / std::max<int64_t>(count, 1)),
-        extra(m % std::max<int64_t>(count, 1)) {}
-  int64_t row_of(int64_t j) const { return j * size + std::min(j, extra); }
-};
 
 // The portable path in GCC's vector extension, as linear_packed: AVX where the build targets
 // it, pairs of SSE registers otherwise.
@@ -183,28 +168,18 @@ void linear_bf16(const float* x, int64_t m, int64_t k, const uint16_t* packed, c
   const float* xb = rounded_rows(x, m, k);  // [m, k]
   const Micro* micro = kMicro[isa == Isa::avx2];
   int64_t panels = (n + kPanel - 1) / kPanel;
-  // Tasks: blocks of panels that stay in L2 while chunks of rows stream over them, and at least
-  // one panel block per thread.
-  RowBlocks rb(m);
-  int64_t per_block = std::max<int64_t>(1, kBlockBytes / (2 * kPanel * std::max<int64_t>(k, 1)));
-  bool parallel = m * n * k > kParallelMin;
-  if (parallel) {
-    int64_t threads = omp_get_max_threads();
-    per_block = std::min(per_block, (panels + threads - 1) / threads);
-  }
-  int64_t panel_blocks = (panels + per_block - 1) / per_block;
-  int64_t chunk = kRowChunk / kRows, row_chunks = (rb.count + chunk - 1) / chunk;
-#pragma omp parallel for collapse(2) schedule(static) if (parallel)
-  for (int64_t pb = 0; pb < panel_blocks; ++pb)
-    for (int64_t rc = 0; rc < row_chunks; ++rc)
-      for (int64_t j = rc * chunk; j < std::min(rb.count, (rc + 1) * chunk); ++j) {
-        int64_t r = rb.row_of(j), rows = rb.row_of(j + 1) - r;
-        for (int64_t p = pb * per_block; p < std::min(panels, (pb + 1) * per_block); ++p) {
-          int64_t c0 = p * kPanel;
-          micro[rows](xb + r * k, k, packed + p * k * kPanel, bias ? bias + c0 : nullptr,
-                      std::min(kPanel, n - c0), y + r * n + c0, n);
-        }
-      }
+  for_each_task(m, panels, 2 * kPanel * k, m * n * k > kParallelMin,
+                [&](int64_t p0, int64_t p1, const RowBlocks& rb, int64_t j0, int64_t j1) {
+                  for (int64_t j = j0; j < j1; ++j) {
+                    int64_t r = rb.row_of(j), rows = rb.row_of(j + 1) - r;
+                    for (int64_t p = p0; p < p1; ++p) {
+                      int64_t c0 = p * kPanel;
+                      micro[rows](xb + r * k, k, packed + p * k * kPanel,
+                                  bias ? bias + c0 : nullptr, std::min(kPanel, n - c0),
+                                  y + r * n + c0, n);
+                    }
+                  }
+                });
 }
 
 }  // namespace qkv::ops::cpu

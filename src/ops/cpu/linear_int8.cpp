@@ -11,7 +11,6 @@
 // extension.
 // Both sum exactly and end in the same multiply-add (see finish), so they give the same bits.
 #include <immintrin.h>
-#include <omp.h>
 
 #include <algorithm>
 #include <cmath>
@@ -19,6 +18,7 @@
 #include <vector>
 
 #include "ops/cpu/low_precision.h"
+#include "ops/cpu/panel_tasks.h"
 
 // Without AVX (portable builds) GCC warns that these 32-byte vectors would pass between files
 // differently; they never leave this file.
@@ -27,11 +27,7 @@
 namespace qkv::ops::cpu {
 
 namespace {
-constexpr int64_t kPanel = 16;              // outputs per packed panel
-constexpr int64_t kRows = 6;                // rows per micro-kernel call
-constexpr int64_t kParallelMin = 1 << 20;   // multiply-adds below which one thread is faster
-constexpr int64_t kBlockBytes = 128 << 10;  // packed weight per thread block: half of L2
-constexpr int64_t kRowChunk = 8 * kRows;    // rows a task runs over one block of panels
+constexpr int64_t kParallelMin = 1 << 20;  // multiply-adds below which one thread is faster
 
 // At least n elements owned by the calling thread, reused by its next call (a decoding step
 // allocates nothing). Not ops/cpu/scratch.h's: a caller may hand us x in that one.
@@ -64,39 +60,6 @@ inline float finish(int32_t sum, float sx, float scale, float bias) {
 inline int64_t padded_k(int64_t k, Isa isa) {
   int64_t g = isa == Isa::avx2 ? 2 : 4;
   return (k + g - 1) / g * g;
-}
-
-// Rows of x in blocks of nearly equal size (32 = 6 6 5 5 5 5, not 6 6 6 6 6 2): a small block
-// runs the micro-kernel at a fraction of its speed. Block j starts at row_of(j).
-struct RowBlocks {
-  int64_t count, size, extra;  // count blocks, the first `extra` of size + 1 rows
-  explicit RowBlocks(int64_t m)
-      : count((m + kRows - 1) / kRows),
-        size(m / std::max<int64_t>(count, 1)),
-        extra(m % std::max<int64_t>(count, 1)) {}
-  int64_t row_of(int64_t j) const { return j * size + std::min(j, extra); }
-};
-
-// Calls body(p0, p1, row_blocks, j0, j1) for tasks of panels [p0, p1) x row blocks [j0, j1)
-// over the threads: panel blocks that stay in L2 while a chunk of rows streams over
-// them, and at least one panel block per thread.
-template <class Body>
-void for_each_task(int64_t m, int64_t panels, int64_t panel_bytes, int64_t work, Body body) {
-  RowBlocks rb(m);
-  int64_t per_block = std::max<int64_t>(1, kBlockBytes / std::max<int64_t>(panel_bytes, 1));
-  bool parallel = work > kParallelMin;
-  if (parallel) {
-    int64_t threads = omp_get_max_threads();
-    per_block = std::min(per_block, (panels + threads - 1) / threads);
-  }
-  int64_t panel_blocks = (panels + per_block - 1) / per_block;
-  int64_t chunk = kRowChunk / kRows, row_chunks = (rb.count + chunk - 1) / chunk;
-#pragma omp parallel for collapse(2) schedule(static) if (parallel)
-  for (int64_t pb = 0; pb < panel_blocks; ++pb)
-    for (int64_t rc = 0; rc < row_chunks; ++rc) {
-      int64_t j0 = rc * chunk, j1 = std::min(rb.count, j0 + chunk);
-      body(pb * per_block, std::min(panels, (pb + 1) * per_block), rb, j0, j1);
-    }
 }
 
 // ---- portable: panels [k4 / 4, 16, 4] (k4 = k rounded up to a multiple of 4: the 4 k values
@@ -242,7 +205,7 @@ void linear_panels(const Micro<X>* micro, const X* xq, const float* sx, int64_t 
                    const int8_t* packed, const float* scale, const float* bias, int64_t n,
                    float* y) {
   int64_t panels = (n + kPanel - 1) / kPanel;
-  for_each_task(m, panels, kPanel * kx, m * n * kx,
+  for_each_task(m, panels, kPanel * kx, m * n * kx > kParallelMin,
                 [&](int64_t p0, int64_t p1, const RowBlocks& rb, int64_t j0, int64_t j1) {
                   // The last panel's scale and bias are read 16 wide: copies padded with zeros.
                   float tail_scale[kPanel] = {}, tail_bias[kPanel] = {};

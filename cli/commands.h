@@ -49,9 +49,8 @@ model_dir::AdapterSet apply_adapters(const AdapterArgs& args, const std::string&
 
 // --compute-type f32|bf16|int8 for the commands that run a model ("" when not given).
 void add_compute_type_option(CLI::App* cmd, std::string& compute_type);
-// The compute type --compute-type `name` means for model_dir's `checkpoint` weights on `device`
-// (model_dir::compute_type_for), set on the model's hidden `linears` (nn::set_compute_type),
-// with a warning when only the portable kernels can run it. Call after apply_adapters.
+// model_dir::apply_compute_type for --compute-type `name`, with a warning where the type runs
+// no faster than f32 (portable kernels; bf16). Call after apply_adapters.
 ops::ComputeType apply_compute_type(const std::string& name, const std::string& model_dir,
                                     const std::string& checkpoint, Device device,
                                     const nn::LinearList& linears);

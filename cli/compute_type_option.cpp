@@ -1,9 +1,7 @@
 #include <iostream>
 
 #include "commands.h"
-#include "model_dir/model_dir.h"
 #include "model_dir/quantized_weights.h"
-#include "nn/packed_linear.h"
 
 namespace qkv::cli {
 
@@ -18,7 +16,7 @@ ops::ComputeType apply_compute_type(const std::string& name, const std::string& 
                                     const std::string& checkpoint, Device device,
                                     const nn::LinearList& linears) {
   ops::ComputeType type =
-      model_dir::compute_type_for(name, model_dir::weights_path(model_dir, checkpoint), device);
+      model_dir::apply_compute_type(name, model_dir, checkpoint, device, linears);
   bool portable = std::string(ops::low_precision_isa()) == "portable";
   if (type != ops::ComputeType::f32 && portable)
     std::cerr << "qkv: warning: compute type " << ops::compute_type_name(type)
@@ -27,7 +25,6 @@ ops::ComputeType apply_compute_type(const std::string& name, const std::string& 
   else if (type == ops::ComputeType::bf16)
     std::cerr << "qkv: warning: compute type bf16 widens its operands to f32 in registers (qkv "
                  "has no AVX512_BF16 kernels): bf16 results, at about f32's speed\n";
-  nn::set_compute_type(linears, type);
   return type;
 }
 

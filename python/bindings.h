@@ -13,8 +13,6 @@
 #include <mutex>
 #include <string>
 
-#include "nn/layers.h"
-#include "ops/compute_type.h"
 #include "tensor/dtype.h"
 
 namespace qkv::python {
@@ -57,12 +55,6 @@ class Calls {
 // usable_device(name): ValueError for anything but "cpu" and, in a build with CUDA on a
 // machine with a GPU, "cuda".
 Device parse_device(const std::string& name);
-// compute_type "default" (the weights' own: int8 for a directory written by `qkv quantize`, else
-// float32), "float32"/"f32", "bfloat16"/"bf16" or "int8", for model_dir's `checkpoint` weights
-// on `device`, set on the model's hidden `linears`; returns it.
-ops::ComputeType apply_compute_type(const std::string& compute_type, const Path& dir,
-                                    const std::string& checkpoint, Device device,
-                                    const nn::LinearList& linears);
 // The docstring sentence for that argument (a literal, to join the classes' docstrings).
 #define QKV_COMPUTE_TYPE_DOC                                                                 \
   "compute_type: 'default' (int8 for a directory written by `qkv quantize`, else float32), " \

@@ -5,6 +5,7 @@
 #include "bindings.h"
 #include "data/image_folder.h"
 #include "eval/image_eval.h"
+#include "model_dir/quantized_weights.h"
 #include "model_dir/vit_dir.h"
 
 namespace qkv::python {
@@ -81,7 +82,7 @@ class Classifier {
     py::gil_scoped_release release;
     model_ = model_dir::load_vit_dir(dir.string(), checkpoint);
     model_->to(d);
-    apply_compute_type(compute_type, dir, checkpoint, d, model_->linears());
+    model_dir::apply_compute_type(compute_type, dir.string(), checkpoint, d, model_->linears());
   }
 
   std::vector<TopK> classify(const py::object& images, int64_t top_k) {

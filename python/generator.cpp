@@ -7,6 +7,7 @@
 
 #include "bindings.h"
 #include "model_dir/gpt_dir.h"
+#include "model_dir/quantized_weights.h"
 
 namespace qkv::python {
 
@@ -42,8 +43,8 @@ class Generator {
     py::gil_scoped_release release;
     model_ = model_dir::load_language_model_dir(dir.string(), checkpoint);
     model_.model->to(d);
-    ops::ComputeType type =
-        apply_compute_type(compute_type, dir, checkpoint, d, model_.model->linears());
+    ops::ComputeType type = model_dir::apply_compute_type(compute_type, dir.string(), checkpoint, d,
+                                                          model_.model->linears());
     packed_ = std::make_shared<const nn::PackedGpt>(model_.model->pack(type));
   }
 

@@ -3,9 +3,6 @@
 // std::invalid_argument (a bad option or input) to ValueError and std::runtime_error (a missing
 // or malformed file or directory) to RuntimeError, keeping qkv's message.
 #include "bindings.h"
-#include "model_dir/model_dir.h"
-#include "model_dir/quantized_weights.h"
-#include "nn/packed_linear.h"
 #include "tensor/threads.h"
 
 namespace qkv::python {
@@ -24,16 +21,6 @@ void use_threads(int threads) {
 
 Device parse_device(const std::string& name) {
   return usable_device(name);
-}
-
-ops::ComputeType apply_compute_type(const std::string& compute_type, const Path& dir,
-                                    const std::string& checkpoint, Device device,
-                                    const nn::LinearList& linears) {
-  ops::ComputeType type =
-      model_dir::compute_type_for(compute_type == "default" ? "" : compute_type,
-                                  model_dir::weights_path(dir.string(), checkpoint), device);
-  nn::set_compute_type(linears, type);
-  return type;
 }
 
 }  // namespace qkv::python

@@ -8,6 +8,7 @@
 
 #include "bindings.h"
 #include "decode/score.h"
+#include "model_dir/quantized_weights.h"
 #include "model_dir/seq2seq_dir.h"
 
 namespace qkv::python {
@@ -34,8 +35,8 @@ class Translator {
     model_ = model_dir::load_translation_dir(dir.string(), checkpoint);
     model_.model->to(d);
     decode::TranslatorOptions options;
-    options.compute_type =
-        apply_compute_type(compute_type, dir, checkpoint, d, model_.model->linears());
+    options.compute_type = model_dir::apply_compute_type(compute_type, dir.string(), checkpoint, d,
+                                                         model_.model->linears());
     translator_ = std::make_unique<decode::Translator>(*model_.model, *model_.tokenizer, options);
   }
 

@@ -3,6 +3,8 @@
 #include <map>
 #include <stdexcept>
 
+#include "model_dir/model_dir.h"
+#include "nn/packed_linear.h"
 #include "ops/compute_type.h"
 
 namespace qkv::model_dir {
@@ -42,12 +44,20 @@ bool holds_int8(const std::string& path) {
 
 ops::ComputeType compute_type_for(const std::string& name, const std::string& weights_path,
                                   Device device) {
-  if (name.empty())
+  if (name.empty() || name == "default")
     return device == Device::cpu && holds_int8(weights_path) ? ops::ComputeType::int8
                                                              : ops::ComputeType::f32;
   ops::ComputeType type = ops::compute_type_from_name(name);
   if (type != ops::ComputeType::f32 && device != Device::cpu)
     throw std::invalid_argument("compute type " + name + " runs on the cpu only (cuda: f32)");
+  return type;
+}
+
+ops::ComputeType apply_compute_type(const std::string& name, const std::string& dir,
+                                    const std::string& checkpoint, Device device,
+                                    const nn::LinearList& linears) {
+  ops::ComputeType type = compute_type_for(name, weights_path(dir, checkpoint), device);
+  nn::set_compute_type(linears, type);
   return type;
 }
 

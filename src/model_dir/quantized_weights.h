@@ -7,6 +7,7 @@
 #include <string>
 
 #include "io/safetensors.h"
+#include "nn/layers.h"
 #include "ops/compute_type.h"
 
 namespace qkv::model_dir {
@@ -20,10 +21,17 @@ NamedTensors load_weights(const std::string& path);
 bool holds_int8(const std::string& path);
 
 // The compute type to run the weights file `weights_path` in: `name` ("f32", "bf16", "int8"),
-// or for "" the file's own (int8 where it holds int8 tensors, else f32; f32 on cuda). A type
-// other than f32 needs the cpu: std::invalid_argument naming it otherwise (and a bad name).
+// or for "" (or "default") the file's own (int8 where it holds int8 tensors, else f32; f32 on
+// cuda). A type other than f32 needs the cpu: std::invalid_argument naming it otherwise (and a
+// bad name).
 ops::ComputeType compute_type_for(const std::string& name, const std::string& weights_path,
                                   Device device);
+// The compute type `name` means for model directory `dir`'s `checkpoint` weights on `device`,
+// set on that model's hidden `linears` (nn::set_compute_type; after adapters are attached);
+// returns it. What every command, the server and the Python module do at load.
+ops::ComputeType apply_compute_type(const std::string& name, const std::string& dir,
+                                    const std::string& checkpoint, Device device,
+                                    const nn::LinearList& linears);
 
 // `tensors` with every f32 matrix named "*.weight" (linear layers and embeddings; not norms,
 // biases or convolutions) as its int8 pair; the rest as they are.

@@ -4,7 +4,6 @@
 
 #include "model_dir/quantized_weights.h"
 #include "model_dir/vit_dir.h"
-#include "nn/packed_linear.h"
 #include "serve/jobs.h"
 #include "tensor/threads.h"
 
@@ -26,15 +25,14 @@ ServedModel::ServedModel(std::string name, const std::string& dir, const std::st
                          Device device, BatchingOptions batching, const std::string& compute_type)
     : name_(std::move(name)),
       family_(model_dir::family(dir)),
-      compute_type_(model_dir::compute_type_for(compute_type,
-                                                model_dir::weights_path(dir, checkpoint), device)),
       batch_tokens_(batching.max_batch_tokens),
       queue_(batching) {
   switch (family_) {
     case model_dir::Family::seq2seq: {
       translation_ = model_dir::load_translation_dir(dir, checkpoint);
       translation_.model->to(device);
-      nn::set_compute_type(translation_.model->linears(), compute_type_);
+      compute_type_ = model_dir::apply_compute_type(compute_type, dir, checkpoint, device,
+                                                    translation_.model->linears());
       decode::TranslatorOptions options;
       options.compute_type = compute_type_;
       translator_ = std::make_unique<decode::Translator>(*translation_.model,
@@ -44,14 +42,16 @@ ServedModel::ServedModel(std::string name, const std::string& dir, const std::st
     case model_dir::Family::gpt:
       language_model_ = model_dir::load_language_model_dir(dir, checkpoint);
       language_model_.model->to(device);
-      nn::set_compute_type(language_model_.model->linears(), compute_type_);
+      compute_type_ = model_dir::apply_compute_type(compute_type, dir, checkpoint, device,
+                                                    language_model_.model->linears());
       packed_gpt_ =
           std::make_shared<const nn::PackedGpt>(language_model_.model->pack(compute_type_));
       break;
     case model_dir::Family::vit:
       vit_ = model_dir::load_vit_dir(dir, checkpoint);
       vit_->to(device);
-      nn::set_compute_type(vit_->linears(), compute_type_);
+      compute_type_ =
+          model_dir::apply_compute_type(compute_type, dir, checkpoint, device, vit_->linears());
       break;
   }
 }

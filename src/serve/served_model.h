@@ -53,7 +53,7 @@ class ServedModel {
 
   std::string name_;
   model_dir::Family family_;
-  ops::ComputeType compute_type_;
+  ops::ComputeType compute_type_ = ops::ComputeType::f32;
   model_dir::TranslationModel translation_;
   std::unique_ptr<decode::Translator> translator_;  // packs the weights once
   int64_t batch_tokens_;

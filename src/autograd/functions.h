@@ -67,5 +67,13 @@ Var attention(const Var& q, const Var& k, const Var& v, const ops::AttentionMask
 // whose target is not ignore_index: a [1] tensor. Divide by the token count for a mean.
 Var cross_entropy_sum(const Var& logits, const Tensor& targets, int ignore_index,
                       float label_smoothing);
+// Knowledge distillation's term (Hinton et al. 2015): T^2 * KL(softmax(teacher / T) ||
+// softmax(logits / T)) per row of logits [N, V], summed over the rows whose target i32 [N] is
+// not ignore_index: a [1] tensor, as T^2 * torch.nn.functional.kl_div(log_softmax(logits / T),
+// log_softmax(teacher / T), log_target=True, reduction="sum") over those rows. The teacher's
+// logits [N, V] are a constant (no gradient). The T^2 keeps the gradient, T (p_s - p_t), of
+// the same size at any temperature.
+Var distillation_kl_sum(const Var& logits, const Tensor& teacher, const Tensor& targets,
+                        int ignore_index, float temperature);
 
 }  // namespace qkv

@@ -60,6 +60,16 @@ def cross_entropy(t, a):
                            label_smoothing=a["label_smoothing"], reduction="none")
 
 
+def distillation_kl_sum(t, a):
+    """T^2 KL(softmax(teacher / T) || softmax(logits / T)) summed over the scored rows (Hinton et
+    al. 2015); the teacher is a constant."""
+    temp = a["temperature"]
+    keep = t["targets"] != a["ignore_index"]
+    student = F.log_softmax(t["logits"][keep] / temp, -1)
+    teacher = F.log_softmax(t["teacher"].detach()[keep] / temp, -1)
+    return (temp * temp * F.kl_div(student, teacher, log_target=True, reduction="sum")).reshape(1)
+
+
 def adam(t, a):
     """Runs len(grads) optimizer steps (AdamW when weight_decay > 0) from param; returns the final
     param and moments stacked: [3, *param.shape]."""
@@ -104,6 +114,7 @@ OPS = {
     "attention": attention,
     "cross_entropy": cross_entropy,
     "cross_entropy_sum": lambda t, a: cross_entropy(t, a).sum().reshape(1),
+    "distillation_kl_sum": distillation_kl_sum,
     "adam": adam,
 }
 

@@ -132,7 +132,7 @@ Var batch_loss(const nn::Seq2Seq& model, const data::Batch& b, float smoothing,
                            smoothing);
 }
 
-int64_t train_seq2seq(const TrainConfig& cfg) {
+int64_t train_seq2seq(const TrainConfig& cfg, const Distillation<data::Batch>* distill) {
   cfg.validate();
   Device device = usable_device(cfg.device);
   set_num_threads(threads_per_rank(cfg.threads));
@@ -201,8 +201,14 @@ int64_t train_seq2seq(const TrainConfig& cfg) {
     do {
       loop.for_own_batches(batcher, [&](data::Batch host) {
         data::Batch b = host.to(device);
-        loss_sum += loop.forward_backward(
-            b.n_tgt_tokens, [&] { return batch_loss(model, b, cfg.label_smoothing, ctx); });
+        Tensor teacher = distill ? distill->teacher_logits(b) : Tensor();  // [B * T, V], no tape
+        loss_sum += loop.forward_backward(b.n_tgt_tokens, [&] {
+          if (!distill) return batch_loss(model, b, cfg.label_smoothing, ctx);
+          Var logits = model.forward(b.src, b.src_lengths, b.tgt_in, ctx);  // [B, T, V]
+          return distillation_loss(reshape(logits, {-1, mc.vocab_size}), teacher,
+                                   b.tgt_out.reshape({-1}), mc.pad_id, cfg.label_smoothing,
+                                   distill->weights);
+        });
         tokens += b.n_tgt_tokens;
         sentences += b.size();
       });

@@ -3,6 +3,7 @@
 #pragma once
 #include "data/batcher.h"
 #include "nn/seq2seq.h"
+#include "train/distillation.h"
 #include "train/train_config.h"
 
 namespace qkv::train {
@@ -12,7 +13,9 @@ namespace qkv::train {
 Var batch_loss(const nn::Seq2Seq& model, const data::Batch& batch, float smoothing,
                const nn::Context& ctx);
 
-// Returns the number of updates done in total (over all runs).
-int64_t train_seq2seq(const TrainConfig& config);
+// Returns the number of updates done in total (over all runs). With `distill`, each batch's loss
+// is distillation_loss against the teacher's logits [B * T, V] for it (word-level distillation).
+int64_t train_seq2seq(const TrainConfig& config,
+                      const Distillation<data::Batch>* distill = nullptr);
 
 }  // namespace qkv::train

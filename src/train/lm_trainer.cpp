@@ -104,7 +104,7 @@ std::string sample(const nn::Gpt& model, const data::LmTokenizer& tok, const LmT
 
 }  // namespace
 
-int64_t train_lm(const LmTrainConfig& cfg) {
+int64_t train_lm(const LmTrainConfig& cfg, const Distillation<data::LmBatch>* distill) {
   cfg.validate();
   Device device = usable_device(cfg.device);
   set_num_threads(threads_per_rank(cfg.threads));
@@ -173,9 +173,15 @@ int64_t train_lm(const LmTrainConfig& cfg) {
     int64_t tokens = 0, sequences = 0;
     double loss_sum = 0;
     loop.for_own_batches(sampler, [&](const data::LmBatch& b) {
+      // The teacher runs before the pass, outside its tape: nothing of it is recorded.
+      Tensor teacher = distill ? distill->teacher_logits(b) : Tensor();  // [B * L, V]
       loss_sum += loop.forward_backward(b.scored_tokens, [&] {
-        return eval::lm_loss_sum(model, b.inputs.to(device), b.targets.to(device),
-                                 cfg.label_smoothing, ctx);
+        if (!distill)
+          return eval::lm_loss_sum(model, b.inputs.to(device), b.targets.to(device),
+                                   cfg.label_smoothing, ctx);
+        Var logits = reshape(model.forward(b.inputs.to(device), ctx), {-1, mc.vocab_size});
+        return distillation_loss(logits, teacher, b.targets.to(device).reshape({-1}),
+                                 data::kIgnoreTarget, cfg.label_smoothing, distill->weights);
       });
       tokens += b.scored_tokens, sequences += b.rows();
     });

@@ -45,7 +45,7 @@ nn::ViTConfig model_config_for(const ViTTrainConfig& cfg, const data::ImageSet& 
 
 }  // namespace
 
-int64_t train_vit(const ViTTrainConfig& cfg_in) {
+int64_t train_vit(const ViTTrainConfig& cfg_in, const Distillation<data::ImageBatch>* distill) {
   cfg_in.validate();
   Device device = usable_device(cfg_in.device);
   set_num_threads(threads_per_rank(cfg_in.threads));
@@ -123,9 +123,15 @@ int64_t train_vit(const ViTTrainConfig& cfg_in) {
     int64_t images = 0;
     double loss_sum = 0;
     loop.for_own_batches(loader, [&](const data::ImageBatch& b) {
+      // The teacher runs before the pass, outside its tape: nothing of it is recorded.
+      Tensor teacher = distill ? distill->teacher_logits(b) : Tensor();  // [B, classes]
       loss_sum += loop.forward_backward(b.size(), [&] {
-        return cross_entropy_sum(model.forward(b.images.to(device), ctx), b.labels.to(device), -1,
-                                 cfg.label_smoothing);
+        Var logits = model.forward(b.images.to(device), ctx);  // [B, classes]
+        Tensor labels = b.labels.to(device);                   // [B]
+        if (distill)
+          return distillation_loss(logits, teacher, labels, -1, cfg.label_smoothing,
+                                   distill->weights);
+        return cross_entropy_sum(logits, labels, -1, cfg.label_smoothing);
       });
       images += b.size();
     });

@@ -26,6 +26,7 @@ Command add_convert(CLI::App& app);
 Command add_merge_lora(CLI::App& app);
 Command add_quantize(CLI::App& app);
 Command add_serve(CLI::App& app);
+Command add_distill(CLI::App& app);
 
 // --beam, --n-best, --length-penalty, ... shared by translate and eval.
 void add_search_options(CLI::App* cmd, decode::SearchOptions& options);

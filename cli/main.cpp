@@ -21,6 +21,7 @@ int main(int argc, char** argv) {
   add(qkv::cli::add_train);
   add(qkv::cli::add_train_vit);
   add(qkv::cli::add_train_lm);
+  add(qkv::cli::add_distill);
   add(qkv::cli::add_translate);
   add(qkv::cli::add_generate);
   add(qkv::cli::add_eval);

@@ -1,9 +1,9 @@
 // qkv distill for translation (train/distill.h): seq distillation's corpus is the teacher's own
 // `qkv translate` output line for line; an interrupted teacher pass (even in the middle of a
 // line) continues to the same corpus; a matching corpus is reused and another beam's made again;
-// a word-distilled student that starts as its teacher has nothing to learn (cost 0), so the
-// teacher's rows line up with the student's; a resumed word distillation equals an unbroken
-// one; bad input gets errors that name it.
+// (in the teacher's compute type too); a word-distilled student that starts as its teacher has
+// nothing to learn (cost 0), so the teacher's rows line up with the student's; a resumed word
+// distillation equals an unbroken one; bad input gets errors that name it.
 #include <gtest/gtest.h>
 
 #include <filesystem>
@@ -38,9 +38,9 @@ class DistillTranslation : public ::testing::Test {
   static std::vector<std::string> sources() { return data::read_corpus(bible_pairs(40)).src; }
   static std::string sources_file() { return temp_path("distill_sources.es"); }
   // What `qkv translate` makes of the sources with the teacher.
-  static std::string teacher_translations(int beam) {
+  static std::string teacher_translations(int beam, const std::string& options = "") {
     CliResult r = run_qkv("translate --model-dir " + teacher() + " --beam " + std::to_string(beam) +
-                          " --input " + sources_file());
+                          " --input " + sources_file() + " " + options);
     EXPECT_EQ(r.status, 0) << r.err;
     return r.out;
   }
@@ -203,6 +203,30 @@ TEST_F(DistillTranslation, BadInputIsNamed) {
             std::string::npos);
   o.method = "word", o.weights.kd_weight = 0;
   EXPECT_NE(error_of([&] { train::distill_seq2seq(s, o); }).find("kd-weight"), std::string::npos);
+
+  CliResult r = run_qkv("distill --model-dir " + s.model_dir);
+  EXPECT_NE(r.err.find("--teacher"), std::string::npos) << r.err;
+  EXPECT_EQ(r.status, 1);
+  r = run_qkv("distill --teacher " + teacher() + " --model-dir " + s.model_dir + " --beam 3");
+  EXPECT_NE(r.err.find("--beam"), std::string::npos) << r.err;
+  EXPECT_NE(r.status, 0);
+}
+
+TEST_F(DistillTranslation, TheCommandReadsTheTeacherAndTheStudentFromOneConfigFile) {
+  std::string dir = fresh_dir("distill_cli"), yaml = temp_path("distill_student.yaml");
+  std::ofstream(yaml) << "teacher: " << teacher() << "\nmethod: seq\nteacher-beam: 2\n"
+                      << "teacher-compute-type: int8\n"
+                      << "train-sets: [" << bible_pairs(40) << "]\n"
+                      << "d-model: 32\nheads: 2\nd-ff: 64\nencoder-layers: 1\n"
+                      << "decoder-layers: 1\nvocab-size: 150\nmax-updates: 1\nthreads: 2\n";
+  CliResult r = run_qkv("distill --config " + yaml + " --model-dir " + dir);
+  ASSERT_EQ(r.status, 0) << r.err;
+  EXPECT_EQ(read_text(dir + "/distill/train.tgt"), teacher_translations(2, "--compute-type int8"));
+  EXPECT_NE(read_text(dir + "/distill.yaml").find("teacher: " + teacher()), std::string::npos);
+  r = run_qkv("distill --teacher " + teacher() + " --help");
+  EXPECT_EQ(r.status, 0);
+  EXPECT_NE(r.out.find("--kd-weight"), std::string::npos);
+  EXPECT_NE(r.out.find("--train-sets"), std::string::npos);
 }
 
 }  // namespace

@@ -155,7 +155,7 @@ train::ViTTrainConfig vit_run(const std::string& name) {
 template <class Config, class Train>
 std::string base_of(const std::string& name, Config (*run)(const std::string&), Train train) {
   std::string dir = temp_path(name);
-  if (!fs::exists(dir + "/model.safetensors")) train(run(name));
+  if (!fs::exists(dir + "/model.safetensors")) train(run(name), nullptr);
   return dir;
 }
 std::string translation_base() {
@@ -250,11 +250,11 @@ TEST(TrainLora, GptAdapterCoversOnlyItsTargetsAndLeavesTheBase) {
 // N updates in one run equal N/2, then a resumed run to N: identical adapter tensors.
 template <class Config, class Train>
 void expect_exact_resume(Config straight, Config broken, Train train) {
-  EXPECT_EQ(train(straight), 8);
+  EXPECT_EQ(train(straight, nullptr), 8);
   broken.max_updates = 4;
-  EXPECT_EQ(train(broken), 4);
+  EXPECT_EQ(train(broken, nullptr), 4);
   broken.max_updates = 8;
-  EXPECT_EQ(train(broken), 8);
+  EXPECT_EQ(train(broken, nullptr), 8);
   expect_same_tensors(straight.model_dir + "/adapter_model.safetensors",
                       broken.model_dir + "/adapter_model.safetensors");
 }
@@ -278,7 +278,7 @@ template <class Config, class Train>
 void expect_full_fine_tune_from(Config c, const std::string& base, Train train) {
   c.init_from = base;
   c.max_updates = 1, c.learning_rate = 1e-12;
-  EXPECT_EQ(train(c), 1);
+  EXPECT_EQ(train(c, nullptr), 1);
   EXPECT_LT(
       max_difference(c.model_dir + "/model.safetensors", model_dir::weights_path(base, "best")),
       1e-6);

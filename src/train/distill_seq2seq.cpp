@@ -5,6 +5,7 @@
 #include <stdexcept>
 
 #include "data/corpus.h"
+#include "model_dir/quantized_weights.h"
 #include "model_dir/seq2seq_dir.h"
 #include "tensor/threads.h"
 #include "train/data_parallel.h"
@@ -18,19 +19,30 @@ namespace fs = std::filesystem;
 
 namespace {
 
-model_dir::TranslationModel load_teacher(const DistillOptions& options) {
+struct Teacher : model_dir::TranslationModel {
+  ops::ComputeType compute_type = ops::ComputeType::f32;
+};
+
+// The teacher on `device`, its products in its compute type (the packed weights serve every
+// forward pass without a tape: the teacher pass and the teacher's logits in word distillation).
+Teacher load_teacher(const DistillOptions& options, Device device) {
   model_dir::Family family = model_dir::family(options.teacher);
   if (family != model_dir::Family::seq2seq)
     throw std::runtime_error(options.teacher + ": the teacher is a " +
                              model_dir::family_name(family) +
                              " model; a translation student needs a translation teacher");
-  return model_dir::load_translation_dir(options.teacher, options.teacher_checkpoint);
+  Teacher t{model_dir::load_translation_dir(options.teacher, options.teacher_checkpoint)};
+  t.model->to(device);
+  t.compute_type =
+      model_dir::apply_compute_type(options.teacher_compute_type, options.teacher,
+                                    options.teacher_checkpoint, device, t.model->linears());
+  return t;
 }
 
 // seq: the student trains with the ordinary trainer on the teacher's translations (and the
 // references with mix-references).
 int64_t train_on_teacher_translations(const TrainConfig& student, const DistillOptions& options,
-                                      model_dir::TranslationModel teacher) {
+                                      Teacher teacher) {
   std::vector<std::string> sources;
   for (const auto& spec : student.train_sets) {
     data::ParallelCorpus c = data::read_corpus(spec);
@@ -41,6 +53,7 @@ int64_t train_on_teacher_translations(const TrainConfig& student, const DistillO
   pass.tokenizer = teacher.tokenizer.get();
   pass.beam = int(options.teacher_beam);
   pass.batch_tokens = options.teacher_batch_tokens;
+  pass.compute_type = teacher.compute_type;
   auto start = std::chrono::steady_clock::now();
   int64_t first = -1;
   auto progress = [&](int64_t done, int64_t total) {
@@ -64,7 +77,7 @@ int64_t train_on_teacher_translations(const TrainConfig& student, const DistillO
 // word: the student must read and write the teacher's subwords. A new student gets the
 // teacher's tokenizer; one given another (spm-model, or one saved in its directory) is refused.
 void share_teacher_tokenizer(const TrainConfig& student, const DistillOptions& options,
-                             const model_dir::TranslationModel& teacher) {
+                             const Teacher& teacher) {
   const data::Tokenizer& tok = *teacher.tokenizer;
   if (!tok.joint())
     throw std::runtime_error(options.teacher +
@@ -97,7 +110,7 @@ void share_teacher_tokenizer(const TrainConfig& student, const DistillOptions& o
 }
 
 int64_t train_on_teacher_distributions(const TrainConfig& student, const DistillOptions& options,
-                                       const model_dir::TranslationModel& teacher) {
+                                       const Teacher& teacher) {
   share_teacher_tokenizer(student, options, teacher);
   int64_t vocab = teacher.model->config().vocab_size;
   Distillation<data::Batch> distill;
@@ -116,8 +129,7 @@ int64_t distill_seq2seq(const TrainConfig& student, const DistillOptions& option
   options.validate(model_dir::Family::seq2seq);
   student.validate();
   set_num_threads(threads_per_rank(student.threads));
-  model_dir::TranslationModel teacher = load_teacher(options);
-  teacher.model->to(usable_device(student.device));
+  Teacher teacher = load_teacher(options, usable_device(student.device));
   fs::create_directories(student.model_dir);
   if (options.method_for(model_dir::Family::seq2seq) == "seq")
     return train_on_teacher_translations(student, options, std::move(teacher));

@@ -43,8 +43,10 @@ struct DistillOptions {
   std::string method;
   int64_t teacher_beam = 5;             // seq: the teacher's beam size
   int64_t teacher_batch_tokens = 4096;  // seq: source subwords per teacher batch
-  bool mix_references = false;          // seq: train on the references too
-  DistillationWeights weights;          // word, logits
+  // The teacher's products (ops/compute_type.h): f32, bf16 or int8; "": its directory's own.
+  std::string teacher_compute_type;
+  bool mix_references = false;  // seq: train on the references too
+  DistillationWeights weights;  // word, logits
 
   void bind(Options& options);
   // The method a teacher of `family` runs: the one asked for, or the family's default.

@@ -35,7 +35,9 @@ std::string corpus_origin(const TeacherPass& pass, const std::vector<std::string
   tokenizer.push_back(pass.tokenizer->serialized());
   return "teacher-weights: " + nn::weights_checksum(pass.teacher->params()) +
          "\nteacher-tokenizer: " + lines_checksum(tokenizer) +
-         "\nteacher-beam: " + std::to_string(pass.beam) + "\nsources: " + lines_checksum(sources) +
+         "\nteacher-beam: " + std::to_string(pass.beam) +
+         "\nteacher-compute-type: " + ops::compute_type_name(pass.compute_type) +
+         "\nsources: " + lines_checksum(sources) +
          "\nsentences: " + std::to_string(sources.size()) + "\n";
 }
 
@@ -91,6 +93,7 @@ std::string make_seq_distillation_corpus(const TeacherPass& pass,
   decode::TranslatorOptions options;
   options.search.beam = pass.beam;
   options.batch_tokens = pass.batch_tokens;
+  options.compute_type = pass.compute_type;
   decode::Translator translator(*pass.teacher, *pass.tokenizer, options);
   for (int64_t begin = done; begin < total; begin += pass.chunk_sentences) {
     int64_t end = std::min(total, begin + pass.chunk_sentences);

@@ -14,6 +14,7 @@
 
 #include "data/tokenizer.h"
 #include "nn/seq2seq.h"
+#include "ops/compute_type.h"
 
 namespace qkv::train {
 
@@ -23,6 +24,9 @@ struct TeacherPass {
   int beam = 5;
   int64_t batch_tokens = 4096;     // source subwords per batch
   int64_t chunk_sentences = 2000;  // translated, then written and flushed to disk, at a time
+  // The decoder's products; the encoder's follow the teacher's Linear layers (set by the caller
+  // with nn::set_compute_type).
+  ops::ComputeType compute_type = ops::ComputeType::f32;
 };
 
 // Translates `sources` with the teacher into `dir` (created) unless a matching corpus is there;

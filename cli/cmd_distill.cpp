@@ -67,8 +67,13 @@ int parse_and_run(std::vector<std::string> args, Run run) {
   }
   if (!config_file.empty()) options.load_yaml(config_file);
   options.apply_cli();
+  namespace fs = std::filesystem;
+  if (fs::exists(config.model_dir) && fs::exists(config.distill.teacher) &&
+      fs::equivalent(config.model_dir, config.distill.teacher))
+    throw std::invalid_argument("--model-dir " + config.model_dir + " is the teacher " +
+                                config.distill.teacher + ": train the student into another one");
   if (!config.model_dir.empty()) {  // what the run was asked, teacher included
-    std::filesystem::create_directories(config.model_dir);
+    fs::create_directories(config.model_dir);
     write_file_atomic(config.model_dir + "/distill.yaml", options.to_yaml());
   }
   run(config, config.distill);

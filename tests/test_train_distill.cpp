@@ -210,6 +210,10 @@ TEST_F(DistillTranslation, BadInputIsNamed) {
   r = run_qkv("distill --teacher " + teacher() + " --model-dir " + s.model_dir + " --beam 3");
   EXPECT_NE(r.err.find("--beam"), std::string::npos) << r.err;
   EXPECT_NE(r.status, 0);
+  r = run_qkv("distill --teacher " + teacher() + " --model-dir " + teacher() + " --train-sets " +
+              bible_pairs(40));
+  EXPECT_NE(r.err.find("is the teacher"), std::string::npos) << r.err;
+  EXPECT_FALSE(fs::exists(teacher() + "/distill.yaml"));
 }
 
 TEST_F(DistillTranslation, TheCommandReadsTheTeacherAndTheStudentFromOneConfigFile) {
@@ -227,6 +231,25 @@ TEST_F(DistillTranslation, TheCommandReadsTheTeacherAndTheStudentFromOneConfigFi
   EXPECT_EQ(r.status, 0);
   EXPECT_NE(r.out.find("--kd-weight"), std::string::npos);
   EXPECT_NE(r.out.find("--train-sets"), std::string::npos);
+}
+
+// The recipe's files hold only keys their commands know, with values they accept.
+TEST(DistillRecipe, ConfigFilesLoad) {
+  train::TrainConfig teacher, student;
+  train::DistillOptions distill;
+  Options t, s;
+  teacher.bind(t);
+  student.bind(s);
+  distill.bind(s);
+  t.load_yaml(QKV_SOURCE_DIR "/configs/distill-teacher.yaml");
+  s.load_yaml(QKV_SOURCE_DIR "/configs/distill-student.yaml");
+  EXPECT_EQ(teacher.preset, "small");
+  EXPECT_EQ(student.model.d_model, 128);
+  EXPECT_EQ(distill.teacher, "runs/teacher");
+  student.model_dir = teacher.model_dir = "runs/x";
+  teacher.validate();
+  student.validate();
+  distill.validate(model_dir::Family::seq2seq);
 }
 
 }  // namespace

@@ -19,6 +19,7 @@
 #include "io/safetensors.h"
 #include "support/random_model_dirs.h"
 #include "support/torch_ref.h"
+#include "support/training_checks.h"
 #include "train/distill.h"
 #include "train/lm_trainer.h"
 #include "train/vit_trainer.h"
@@ -32,27 +33,6 @@ std::string fresh(const std::string& name) {
   std::string dir = temp_path(name);
   fs::remove_all(dir);
   return dir;
-}
-
-template <class F>
-std::string error_of(F&& f) {
-  try {
-    f();
-  } catch (const std::exception& e) {
-    return e.what();
-  }
-  return "(no error)";
-}
-
-void expect_same_weights(const std::string& a_dir, const std::string& b_dir) {
-  auto a = load_safetensors(a_dir + "/model.safetensors");
-  auto b = load_safetensors(b_dir + "/model.safetensors");
-  ASSERT_EQ(a.size(), b.size());
-  for (size_t i = 0; i < a.size(); ++i) {
-    ASSERT_EQ(a[i].first, b[i].first);
-    EXPECT_EQ(std::memcmp(a[i].second.raw(), b[i].second.raw(), a[i].second.nbytes()), 0)
-        << a[i].first << " differs after resuming";
-  }
 }
 
 using Rows = std::vector<std::vector<double>>;  // probability rows [N][classes]

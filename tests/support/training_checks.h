@@ -1,0 +1,37 @@
+// Test support for training runs: the message an error carries, and two model directories'
+// weights compared bit for bit (a resumed run against an unbroken one).
+#pragma once
+#include <gtest/gtest.h>
+
+#include <cstring>
+#include <string>
+
+#include "io/safetensors.h"
+
+namespace qkv::test {
+
+// The message of what `f` throws ("" when nothing).
+template <class F>
+std::string error_of(F&& f) {
+  try {
+    f();
+  } catch (const std::exception& e) {
+    return e.what();
+  }
+  return "";
+}
+
+// model.safetensors of the two directories: the same tensors, bit for bit.
+inline void expect_same_weights(const std::string& a_dir, const std::string& b_dir) {
+  auto a = load_safetensors(a_dir + "/model.safetensors");
+  auto b = load_safetensors(b_dir + "/model.safetensors");
+  ASSERT_EQ(a.size(), b.size());
+  for (size_t i = 0; i < a.size(); ++i) {
+    ASSERT_EQ(a[i].first, b[i].first);
+    ASSERT_EQ(a[i].second.nbytes(), b[i].second.nbytes());
+    EXPECT_EQ(std::memcmp(a[i].second.raw(), b[i].second.raw(), a[i].second.nbytes()), 0)
+        << a[i].first << " differs after resuming";
+  }
+}
+
+}  // namespace qkv::test

@@ -201,6 +201,16 @@ TEST(DistillViT, StudentEndsCloserToTheTeacherThanOneTrainedOnReferences) {
   EXPECT_LT(kd, 0.5 * references);
   // Measured: 0.66 of blind; teacher rows shifted by one 1.02, batches not renormalised 1.42.
   EXPECT_LT(kd, 0.8 * blind);
+
+  // A teacher in int8 (its products quantized) teaches nearly as well.
+  train::DistillOptions int8 = kd_only(teacher_dir);
+  int8.teacher_compute_type = "int8";
+  train::ViTTrainConfig quantized = vit_student("distill_vit_int8_teacher");
+  quantized.max_updates = 300;
+  EXPECT_EQ(train::distill_vit(quantized, int8), 300);
+  EXPECT_LT(mean_kl(teacher, probabilities(quantized.model_dir)), 0.8 * blind);
+  int8.teacher_compute_type = "fp8";
+  EXPECT_NE(error_of([&] { train::distill_vit(quantized, int8); }).find("fp8"), std::string::npos);
 }
 
 TEST(DistillViT, ResumedRunEqualsUnbrokenRun) {

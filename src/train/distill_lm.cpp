@@ -10,6 +10,7 @@
 #include <stdexcept>
 
 #include "model_dir/gpt_dir.h"
+#include "model_dir/quantized_weights.h"
 #include "ops/precision.h"
 #include "train/distill.h"
 #include "train/lm_trainer.h"
@@ -112,7 +113,10 @@ int64_t distill_lm(const LmTrainConfig& student, const DistillOptions& options) 
     t.tokenizer->save(student.model_dir);  // a new student: train_lm takes it from there
 
   std::shared_ptr<nn::Gpt> teacher = std::move(t.model);
-  teacher->to(usable_device(student.device));
+  Device device = usable_device(student.device);
+  teacher->to(device);
+  model_dir::apply_compute_type(options.teacher_compute_type, options.teacher,
+                                options.teacher_checkpoint, device, teacher->linears());
   int64_t vocab = teacher->config().vocab_size;
   ops::MatmulPrecision precision = ops::precision_from_name(student.precision);
   Distillation<data::LmBatch> distill;

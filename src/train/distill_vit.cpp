@@ -10,6 +10,7 @@
 #include <stdexcept>
 
 #include "data/image_set.h"
+#include "model_dir/quantized_weights.h"
 #include "model_dir/vit_dir.h"
 #include "ops/precision.h"
 #include "train/distill.h"
@@ -103,7 +104,10 @@ int64_t distill_vit(const ViTTrainConfig& student, const DistillOptions& options
   std::shared_ptr<nn::ViT> teacher =
       model_dir::load_vit_dir(options.teacher, options.teacher_checkpoint);
   vit_teacher_check_pair(student, teacher->config(), options.teacher);
-  teacher->to(usable_device(student.device));
+  Device device = usable_device(student.device);
+  teacher->to(device);
+  model_dir::apply_compute_type(options.teacher_compute_type, options.teacher,
+                                options.teacher_checkpoint, device, teacher->linears());
 
   // The student's normalisation is known once train_vit has written its config.yaml (a new
   // student's comes from its training images), which it does before the first batch; a LoRA

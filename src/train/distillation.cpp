@@ -21,8 +21,8 @@ void DistillOptions::bind(Options& o) {
   o.add("teacher-batch-tokens", teacher_batch_tokens,
         "distill, seq: source subwords per batch of the teacher");
   o.add("teacher-compute-type", teacher_compute_type,
-        "distill, seq and word: the teacher's products, f32, bf16 or int8 (default: its "
-        "directory's; a quantized teacher's is int8)");
+        "distill: the teacher's products, f32, bf16 or int8 (default: its directory's; a "
+        "quantized teacher's is int8)");
   o.add("mix-references", mix_references,
         "distill, seq: train on the references as well as on the teacher's translations");
   o.add("temperature", weights.temperature,

@@ -1,5 +1,6 @@
 #include "train/distillation.h"
 
+#include <cmath>
 #include <stdexcept>
 
 namespace qkv::train {

@@ -14,6 +14,7 @@
 #include "io/safetensors.h"
 #include "support/bible_subset.h"
 #include "support/torch_ref.h"
+#include "support/training_checks.h"
 #include "train/trainer.h"
 
 namespace qkv::test {
@@ -50,15 +51,7 @@ TEST(Train, ResumedRunEqualsUnbrokenRun) {
   broken.max_updates = 40;
   EXPECT_EQ(train::train_seq2seq(broken), 40);
 
-  auto a = load_safetensors(straight.model_dir + "/model.safetensors");
-  auto b = load_safetensors(broken.model_dir + "/model.safetensors");
-  ASSERT_EQ(a.size(), b.size());
-  for (size_t i = 0; i < a.size(); ++i) {
-    ASSERT_EQ(a[i].first, b[i].first);
-    ASSERT_EQ(a[i].second.nbytes(), b[i].second.nbytes());
-    EXPECT_EQ(std::memcmp(a[i].second.raw(), b[i].second.raw(), a[i].second.nbytes()), 0)
-        << a[i].first << " differs after resuming";
-  }
+  expect_same_weights(straight.model_dir, broken.model_dir);
 }
 
 // The newest checkpoint's progress.json.

@@ -26,6 +26,7 @@
 #include "support/bible_subset.h"
 #include "support/cli_run.h"
 #include "support/torch_ref.h"
+#include "support/training_checks.h"
 #include "train/fine_tune.h"
 #include "train/lm_trainer.h"
 #include "train/trainer.h"
@@ -76,17 +77,6 @@ std::set<std::string> lora_keys(const nn::LinearList& linears,
       if (module.ends_with("." + e))
         keys.insert({nn::lora_key(module, 'A'), nn::lora_key(module, 'B')});
   return keys;
-}
-
-void expect_same_tensors(const std::string& a_path, const std::string& b_path) {
-  auto a = load_safetensors(a_path), b = load_safetensors(b_path);
-  ASSERT_EQ(a.size(), b.size());
-  for (size_t i = 0; i < a.size(); ++i) {
-    ASSERT_EQ(a[i].first, b[i].first);
-    ASSERT_EQ(a[i].second.nbytes(), b[i].second.nbytes());
-    EXPECT_EQ(std::memcmp(a[i].second.raw(), b[i].second.raw(), a[i].second.nbytes()), 0)
-        << a[i].first << " differs after resuming";
-  }
 }
 
 // The largest absolute difference between same-named tensors of two weight files.

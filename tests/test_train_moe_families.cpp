@@ -21,6 +21,7 @@
 #include "nn/lora.h"
 #include "nn/vit.h"
 #include "support/cli_run.h"
+#include "support/training_checks.h"
 #include "tensor/allocator.h"
 #include "train/trainer.h"
 
@@ -329,15 +330,7 @@ TEST(MoeFamilies, ResumedTranslationMoeRunEqualsUnbrokenRun) {
   broken.max_updates = 8;
   EXPECT_EQ(train::train_seq2seq(broken), 8);
 
-  auto a = load_safetensors(straight.model_dir + "/model.safetensors");
-  auto b = load_safetensors(broken.model_dir + "/model.safetensors");
-  ASSERT_EQ(a.size(), b.size());
-  for (size_t i = 0; i < a.size(); ++i) {
-    ASSERT_EQ(a[i].first, b[i].first);
-    ASSERT_EQ(a[i].second.nbytes(), b[i].second.nbytes());
-    EXPECT_EQ(std::memcmp(a[i].second.raw(), b[i].second.raw(), a[i].second.nbytes()), 0)
-        << a[i].first << " differs after resuming";
-  }
+  expect_same_weights(straight.model_dir, broken.model_dir);
   double dropped = 0;
   for (const nlohmann::json& j : update_events(straight.model_dir))
     dropped += j.at("moe_dropped").get<double>();

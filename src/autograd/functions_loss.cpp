@@ -40,9 +40,10 @@ Var distillation_kl_sum(const Var& logits, const Tensor& teacher, const Tensor& 
     throw std::invalid_argument("distillation: the teacher's logits " + shape_str(teacher.shape()) +
                                 " differ from the student's " + shape_str(logits.shape()));
   float t = temperature;
-  Tensor mask = scored_rows(targets, ignore_index, logits.value().device());      // [N, 1]
-  Tensor log_p_teacher = ops::log_softmax_forward(ops::scale(teacher, 1.f / t));  // [N, V]
-  Tensor p_teacher = ops::mul(ops::softmax_forward(ops::scale(teacher, 1.f / t)), mask);
+  Tensor mask = scored_rows(targets, ignore_index, logits.value().device());  // [N, 1]
+  Tensor teacher_t = ops::scale(teacher, 1.f / t);                            // [N, V]
+  Tensor log_p_teacher = ops::log_softmax_forward(teacher_t);                 // [N, V]
+  Tensor p_teacher = ops::mul(ops::softmax_forward(teacher_t), mask);         // 0 on ignored rows
   Tensor log_p_student = ops::log_softmax_forward(ops::scale(logits.value(), 1.f / t));
   Tensor log_ratio = ops::add(log_p_teacher, ops::scale(log_p_student, -1.f));
   Var out(ops::scale(ops::sum_all(ops::mul(p_teacher, log_ratio)), t * t), needs_tape(logits));

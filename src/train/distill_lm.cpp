@@ -102,11 +102,7 @@ bool lm_teacher_check_pair(const LmTrainConfig& cfg, const model_dir::LanguageMo
 int64_t distill_lm(const LmTrainConfig& student, const DistillOptions& options) {
   options.validate(model_dir::Family::gpt);
   student.validate();
-  model_dir::Family family = model_dir::family(options.teacher);
-  if (family != model_dir::Family::gpt)
-    throw std::runtime_error("the teacher " + options.teacher + " is a " +
-                             model_dir::family_name(family) +
-                             " model; a GPT student needs a gpt teacher");
+  options.check_teacher_family(model_dir::Family::gpt, "GPT");
   model_dir::LanguageModel t =
       model_dir::load_language_model_dir(options.teacher, options.teacher_checkpoint);
   if (!lm_teacher_check_pair(student, t, options.teacher))

@@ -26,11 +26,7 @@ struct Teacher : model_dir::TranslationModel {
 // The teacher on `device`, its products in its compute type (the packed weights serve every
 // forward pass without a tape: the teacher pass and the teacher's logits in word distillation).
 Teacher load_teacher(const DistillOptions& options, Device device) {
-  model_dir::Family family = model_dir::family(options.teacher);
-  if (family != model_dir::Family::seq2seq)
-    throw std::runtime_error(options.teacher + ": the teacher is a " +
-                             model_dir::family_name(family) +
-                             " model; a translation student needs a translation teacher");
+  options.check_teacher_family(model_dir::Family::seq2seq, "translation");
   Teacher t{model_dir::load_translation_dir(options.teacher, options.teacher_checkpoint)};
   t.model->to(device);
   t.compute_type =

@@ -96,11 +96,7 @@ Tensor vit_teacher_renormalize(const Tensor& images, const VitTeacherRenormaliza
 int64_t distill_vit(const ViTTrainConfig& student, const DistillOptions& options) {
   options.validate(model_dir::Family::vit);
   student.validate();
-  model_dir::Family family = model_dir::family(options.teacher);
-  if (family != model_dir::Family::vit)
-    throw std::runtime_error("the teacher " + options.teacher + " is a " +
-                             model_dir::family_name(family) +
-                             " model; a ViT student needs a vit teacher");
+  options.check_teacher_family(model_dir::Family::vit, "ViT");
   std::shared_ptr<nn::ViT> teacher =
       model_dir::load_vit_dir(options.teacher, options.teacher_checkpoint);
   vit_teacher_check_pair(student, teacher->config(), options.teacher);

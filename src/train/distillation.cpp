@@ -64,4 +64,12 @@ void DistillOptions::validate(model_dir::Family family) const {
   if (!(weights.kd_weight > 0 && weights.kd_weight <= 1)) bad("kd-weight: must be in (0, 1]");
 }
 
+void DistillOptions::check_teacher_family(model_dir::Family family,
+                                          const std::string& student) const {
+  model_dir::Family found = model_dir::family(teacher);
+  if (found != family)
+    throw std::runtime_error("the teacher " + teacher + " is a " + model_dir::family_name(found) +
+                             " model; a " + student + " student needs a " + student + " teacher");
+}
+
 }  // namespace qkv::train

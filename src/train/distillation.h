@@ -54,6 +54,9 @@ struct DistillOptions {
   // Throws std::invalid_argument naming the first option with an impossible value, or a method
   // the family has not.
   void validate(model_dir::Family family) const;
+  // Throws std::runtime_error naming the teacher unless it is a model directory of `family`
+  // (`student` names the family in the message: "translation", "GPT", "ViT").
+  void check_teacher_family(model_dir::Family family, const std::string& student) const;
 };
 
 }  // namespace qkv::train

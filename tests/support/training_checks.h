@@ -21,10 +21,9 @@ std::string error_of(F&& f) {
   return "";
 }
 
-// model.safetensors of the two directories: the same tensors, bit for bit.
-inline void expect_same_weights(const std::string& a_dir, const std::string& b_dir) {
-  auto a = load_safetensors(a_dir + "/model.safetensors");
-  auto b = load_safetensors(b_dir + "/model.safetensors");
+// Two safetensors files: the same tensors, bit for bit.
+inline void expect_same_tensors(const std::string& a_path, const std::string& b_path) {
+  auto a = load_safetensors(a_path), b = load_safetensors(b_path);
   ASSERT_EQ(a.size(), b.size());
   for (size_t i = 0; i < a.size(); ++i) {
     ASSERT_EQ(a[i].first, b[i].first);
@@ -32,6 +31,11 @@ inline void expect_same_weights(const std::string& a_dir, const std::string& b_d
     EXPECT_EQ(std::memcmp(a[i].second.raw(), b[i].second.raw(), a[i].second.nbytes()), 0)
         << a[i].first << " differs after resuming";
   }
+}
+
+// model.safetensors of the two model directories: the same tensors, bit for bit.
+inline void expect_same_weights(const std::string& a_dir, const std::string& b_dir) {
+  expect_same_tensors(a_dir + "/model.safetensors", b_dir + "/model.safetensors");
 }
 
 }  // namespace qkv::test

@@ -11,7 +11,6 @@
 #include <fstream>
 #include <nlohmann/json.hpp>
 
-#include "io/safetensors.h"
 #include "support/bible_subset.h"
 #include "support/torch_ref.h"
 #include "support/training_checks.h"

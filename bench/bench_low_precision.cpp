@@ -99,8 +99,9 @@ void bench(benchmark::State& state, Kernel kernel, Isa isa) {
 }
 
 void register_benchmarks() {
-  std::vector<Isa> isas = {Isa::portable};
-  if (ops::cpu::cpu_isa() == Isa::avx2) isas.push_back(Isa::avx2);
+  std::vector<Isa> isas;
+  for (Isa isa : {Isa::portable, Isa::avx2, Isa::avx512vnni})
+    if (isa <= ops::cpu::cpu_isa()) isas.push_back(isa);
   for (Kernel kernel : {Kernel::int8, Kernel::bf16})
     for (Isa isa : isas) {
       std::string name =

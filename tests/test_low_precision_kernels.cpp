@@ -18,8 +18,9 @@ using ops::cpu::Isa;
 
 // The Isas this CPU runs, portable first.
 std::vector<Isa> isas() {
-  std::vector<Isa> all = {Isa::portable};
-  if (ops::cpu::cpu_isa() == Isa::avx2) all.push_back(Isa::avx2);
+  std::vector<Isa> all;
+  for (Isa isa : {Isa::portable, Isa::avx2, Isa::avx512vnni})
+    if (isa <= ops::cpu::cpu_isa()) all.push_back(isa);
   return all;
 }
 
@@ -51,7 +52,11 @@ TEST(LowPrecision, IsaFromName) {
   EXPECT_EQ(isa_from_name("", Isa::portable), Isa::portable);
   EXPECT_EQ(isa_from_name("portable", Isa::avx2), Isa::portable);
   EXPECT_EQ(isa_from_name("avx2", Isa::avx2), Isa::avx2);
-  for (auto [value, best] : {std::pair{"avx512", Isa::avx2}, std::pair{"avx2", Isa::portable}}) {
+  EXPECT_EQ(isa_from_name("avx2", Isa::avx512vnni), Isa::avx2);
+  EXPECT_EQ(isa_from_name("avx512vnni", Isa::avx512vnni), Isa::avx512vnni);
+  for (auto [value, best] :
+       {std::pair{"avx512", Isa::avx512vnni}, std::pair{"avx512vnni", Isa::avx2},
+        std::pair{"avx2", Isa::portable}}) {
     try {
       isa_from_name(value, best);
       FAIL() << value << " was taken";
@@ -59,6 +64,7 @@ TEST(LowPrecision, IsaFromName) {
       EXPECT_NE(std::string(e.what()).find("QKV_CPU_ISA"), std::string::npos) << e.what();
     }
   }
+  EXPECT_STREQ(ops::cpu::isa_name(Isa::avx512vnni), "avx512vnni");
   EXPECT_STREQ(ops::cpu::isa_name(Isa::avx2), "avx2");
   EXPECT_STREQ(ops::cpu::isa_name(Isa::portable), "portable");
 }
@@ -149,6 +155,30 @@ TEST(LowPrecision, Int8MatchesIntegerReference) {
   }
 }
 
+// At the largest k, every |xq| and |q| 127: the sums reach 127 * 127 * 2^17, just under 2^31
+// (avx512vnni's unsigned sums pass it and wrap, which must not show).
+TEST(LowPrecision, Int8ExactAtTheLargestSums) {
+  const int64_t m = 2, n = 17, k = int64_t(1) << 17;
+  std::vector<float> x(m * k, 0.5f), w(n * k, 2.f), scale(n);
+  for (int64_t i = 0; i < k; ++i) x[k + i] = -0.25f;    // row 1 negative
+  for (int64_t i = 0; i < k; ++i) w[3 * k + i] = -1.f;  // output 3 negative
+  std::vector<int8_t> q(n * k);
+  ops::cpu::quantize_rows_int8(w.data(), n, k, q.data(), scale.data());
+  for (Isa isa : isas()) {
+    std::vector<int8_t> packed(ops::cpu::int8_packed_bytes(n, k, isa));
+    ops::cpu::pack_int8(q.data(), n, k, isa, packed.data());
+    std::vector<float> y(m * n, NAN);
+    ops::cpu::linear_int8(x.data(), m, k, packed.data(), scale.data(), nullptr, n, isa, y.data());
+    for (int64_t r = 0; r < m; ++r)
+      for (int64_t c = 0; c < n; ++c) {
+        float sx = (r == 0 ? 0.5f : 0.25f) / 127.f;
+        int64_t sum = (r == 0) == (c != 3) ? 127 * 127 * k : -127 * 127 * k;
+        ASSERT_EQ(y[r * n + c], std::fma(float(sum), sx * scale[c], 0.f))
+            << isa_name(isa) << " at " << r << ", " << c;
+      }
+  }
+}
+
 TEST(LowPrecision, Int8SurvivesNonFinite) {
   const int64_t m = 3, n = 17, k = 33;
   std::mt19937 gen(3);
@@ -233,6 +263,7 @@ TEST(LowPrecision, Bf16WithinBound) {
 TEST(LowPrecision, PackedSizes) {
   EXPECT_EQ(ops::cpu::int8_packed_bytes(17, 5, Isa::avx2), 32 * 6);      // n to 32, k to even
   EXPECT_EQ(ops::cpu::int8_packed_bytes(17, 5, Isa::portable), 32 * 8);  // k to a multiple of 4
+  EXPECT_EQ(ops::cpu::int8_packed_bytes(17, 5, Isa::avx512vnni), 32 * (8 + 4));  // and int32 sums
   EXPECT_EQ(ops::cpu::bf16_packed_elements(17, 3, Isa::avx2), 32 * 3);
 }
 

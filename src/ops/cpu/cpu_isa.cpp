@@ -10,21 +10,36 @@
 namespace qkv::ops::cpu {
 
 namespace {
+constexpr Isa kAll[] = {Isa::portable, Isa::avx2, Isa::avx512vnni};
+
 Isa best_isa() {
-  return __builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma") ? Isa::avx2
-                                                                         : Isa::portable;
+  if (!__builtin_cpu_supports("avx2") || !__builtin_cpu_supports("fma")) return Isa::portable;
+  bool vnni = __builtin_cpu_supports("avx512f") && __builtin_cpu_supports("avx512bw") &&
+              __builtin_cpu_supports("avx512vl") && __builtin_cpu_supports("avx512vnni");
+  return vnni ? Isa::avx512vnni : Isa::avx2;
 }
 }  // namespace
 
 const char* isa_name(Isa isa) {
-  return isa == Isa::avx2 ? "avx2" : "portable";
+  switch (isa) {
+    case Isa::avx512vnni:
+      return "avx512vnni";
+    case Isa::avx2:
+      return "avx2";
+    case Isa::portable:
+      break;
+  }
+  return "portable";
 }
 
 Isa isa_from_name(const char* value, Isa best) {
   if (!value || !*value) return best;
-  for (Isa isa : {Isa::portable, Isa::avx2})
-    if (std::strcmp(value, isa_name(isa)) == 0 && isa <= best) return isa;
-  std::string offered = best == Isa::avx2 ? "\"portable\" or \"avx2\"" : "\"portable\"";
+  std::string offered;
+  for (Isa isa : kAll) {
+    if (isa > best) break;
+    if (std::strcmp(value, isa_name(isa)) == 0) return isa;
+    offered += std::string(offered.empty() ? "" : ", ") + "\"" + isa_name(isa) + "\"";
+  }
   throw std::runtime_error("QKV_CPU_ISA=\"" + std::string(value) + "\": this CPU runs " + offered);
 }
 

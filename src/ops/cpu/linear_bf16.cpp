@@ -156,7 +156,7 @@ void pack_bf16(const float* w, int64_t n, int64_t k, Isa isa, uint16_t* packed) 
     uint16_t* panel = packed + p * k * kPanel;  // [k, 16]
     for (int64_t i = 0; i < k; ++i)
       for (int64_t pos = 0; pos < kPanel; ++pos) {
-        int64_t row = p * kPanel + (isa == Isa::avx2 ? kAvx2Column[pos] : pos);
+        int64_t row = p * kPanel + (isa >= Isa::avx2 ? kAvx2Column[pos] : pos);
         panel[i * kPanel + pos] = row < n ? to_bf16(w[row * k + i]).bits : 0;
       }
   }
@@ -166,7 +166,7 @@ void linear_bf16(const float* x, int64_t m, int64_t k, const uint16_t* packed, c
                  int64_t n, Isa isa, float* y) {
   if (m <= 0 || n <= 0) return;
   const float* xb = rounded_rows(x, m, k);  // [m, k]
-  const Micro* micro = kMicro[isa == Isa::avx2];
+  const Micro* micro = kMicro[isa >= Isa::avx2];
   int64_t panels = (n + kPanel - 1) / kPanel;
   for_each_task(m, panels, 2 * kPanel * k, m * n * k > kParallelMin,
                 [&](int64_t p0, int64_t p1, const RowBlocks& rb, int64_t j0, int64_t j1) {

@@ -9,8 +9,20 @@
 // outputs in 2R registers of 8 int32 sums, as linear_packed does with floats.
 // The portable path packs 4 k values side by side and multiplies in int32, in GCC's vector
 // extension.
-// Both sum exactly and end in the same multiply-add (see finish), so they give the same bits.
+// AVX-512 VNNI's vpdpbusd multiplies 4 unsigned bytes by 4 signed ones and adds the 4 products to
+// an int32: 64 products per instruction. It packs the weight as the portable path does ([k4 / 4,
+// 16, 4]: one panel row is one 64-byte register) and quantizes x as the others do, stored as the
+// unsigned byte xq + 128. Each panel ends in its outputs' 128 * sum_i q[c, i], subtracted from
+// the sums at the end. The int32 adds wrap, and the exact result fits, so the difference is exact.
+// All three sum exactly and end in the same multiply-add (see finish), so they give the same bits.
+
+// GCC 12's AVX-512 intrinsics pass an undefined vector as the unused source of their masked
+// forms, which its -Wuninitialized reports where they are inlined (GCC bug 105593).
+#pragma GCC diagnostic push
+#pragma GCC diagnostic ignored "-Wuninitialized"
+#pragma GCC diagnostic ignored "-Wmaybe-uninitialized"
 #include <immintrin.h>
+#pragma GCC diagnostic pop
 
 #include <algorithm>
 #include <cmath>
@@ -27,7 +39,9 @@
 namespace qkv::ops::cpu {
 
 namespace {
-constexpr int64_t kParallelMin = 1 << 20;  // multiply-adds below which one thread is faster
+// Multiply-adds below which one thread is faster: the fork and join cost the same, and the vnni
+// kernel does the work 2-2.5x faster (bench_low_precision, OMP_WAIT_POLICY=passive).
+constexpr int64_t kParallelMin = 1 << 20, kParallelMinVnni = 1 << 22;
 
 // At least n elements owned by the calling thread, reused by its next call (a decoding step
 // allocates nothing). Not ops/cpu/scratch.h's: a caller may hand us x in that one.
@@ -56,10 +70,17 @@ inline float finish(int32_t sum, float sx, float scale, float bias) {
   return std::fma(float(sum), sx * scale, bias);
 }
 
-// k padded with zeros to what the packed panels hold: pairs (avx2) or fours (portable).
+// k padded with zeros to what the packed panels hold: pairs (avx2) or fours (portable, vnni).
+inline int64_t k_group(Isa isa) {
+  return isa == Isa::avx2 ? 2 : 4;
+}
 inline int64_t padded_k(int64_t k, Isa isa) {
-  int64_t g = isa == Isa::avx2 ? 2 : 4;
-  return (k + g - 1) / g * g;
+  return (k + k_group(isa) - 1) / k_group(isa) * k_group(isa);
+}
+
+// A packed panel: kPanel outputs' weights, and for vnni their int32 sums of 128 * q.
+inline int64_t panel_bytes(int64_t k, Isa isa) {
+  return kPanel * padded_k(k, isa) + (isa == Isa::avx512vnni ? kPanel * 4 : 0);
 }
 
 // ---- portable: panels [k4 / 4, 16, 4] (k4 = k rounded up to a multiple of 4: the 4 k values
@@ -188,6 +209,74 @@ __attribute__((target("avx2,fma"))) void micro_avx2(const int16_t* xq, const flo
   for (int r = 0; r < R; ++r) std::memcpy(y + r * n, out[r], cols * sizeof(float));
 }
 
+// ---- avx512vnni: panels [k4 / 4, 16, 4] then int32 [16] (128 * sum_i q[c, i]), x rows as
+// uint8 xq + 128 [m, k4] (128 in the padding).
+
+inline __mmask16 first_lanes(int64_t count) {
+  return count >= 16 ? __mmask16(0xffff) : count <= 0 ? __mmask16(0) : __mmask16((1u << count) - 1);
+}
+
+__attribute__((target("avx512f,avx512bw,avx512vl"))) void quantize_rows_vnni(
+    const float* x, int64_t m, int64_t k, int64_t k4, uint8_t* xu, float* sx) {
+#pragma omp parallel for schedule(static) if (m * k > (1 << 16))
+  for (int64_t r = 0; r < m; ++r) {
+    const float* v = x + r * k;
+    uint8_t* u = xu + r * k4;
+    __m512 vmax = _mm512_setzero_ps();
+    for (int64_t i = 0; i < k; i += 16)
+      // Lanes past k load 0; max_ps returns its second operand where one is NaN, as avx2's.
+      vmax = _mm512_max_ps(_mm512_abs_ps(_mm512_maskz_loadu_ps(first_lanes(k - i), v + i)), vmax);
+    float s = _mm512_reduce_max_ps(vmax) / 127.f;
+    sx[r] = s;
+    if (s == 0.f) {
+      std::fill(u, u + k4, uint8_t(128));
+      continue;
+    }
+    const __m512 vs = _mm512_set1_ps(s), lo = _mm512_set1_ps(-127.f), hi = _mm512_set1_ps(127.f);
+    const __m512i offset = _mm512_set1_epi32(128);
+    for (int64_t i = 0; i < k4; i += 16) {
+      __m512 q = _mm512_min_ps(
+          _mm512_max_ps(_mm512_div_ps(_mm512_maskz_loadu_ps(first_lanes(k - i), v + i), vs), lo),
+          hi);
+      __m512i shifted = _mm512_add_epi32(_mm512_cvtps_epi32(q), offset);  // [1, 255]
+      _mm_mask_storeu_epi8(u + i, first_lanes(k4 - i), _mm512_cvtepi32_epi8(shifted));
+    }
+  }
+}
+
+// y[r, :cols] = finish(xq[r, :] . panel[:, c]) for R rows; xu [R, k4] (row stride k4), panel
+// [k4 / 4, 16, 4] and its sums, y with row stride n.
+template <int R>
+__attribute__((target("avx512f,avx512bw,avx512vl,avx512vnni"))) void micro_vnni(
+    const uint8_t* xu, const float* sx, int64_t k4, const int8_t* panel, const float* scale,
+    const float* bias, int64_t cols, float* y, int64_t n) {
+  // One or two rows alone cannot hide vpdpbusd's latency: they alternate two sets of sums.
+  constexpr int kSets = R < 3 ? 2 : 1;
+  __m512i acc[kSets][R];
+  for (int a = 0; a < kSets; ++a)
+    for (int r = 0; r < R; ++r) acc[a][r] = _mm512_setzero_si512();
+  int64_t groups = k4 / 4;
+  for (int64_t j = 0; j < groups; j += kSets)
+    for (int a = 0; a < kSets && j + a < groups; ++a) {
+      __m512i w = _mm512_loadu_si512(panel + (j + a) * 4 * kPanel);
+      for (int r = 0; r < R; ++r) {
+        int32_t four;
+        std::memcpy(&four, xu + r * k4 + 4 * (j + a), 4);
+        acc[a][r] = _mm512_dpbusd_epi32(acc[a][r], _mm512_set1_epi32(four), w);
+      }
+    }
+  __m512i shift = _mm512_loadu_si512(panel + groups * 4 * kPanel);
+  __m512 s = _mm512_loadu_ps(scale), b = bias ? _mm512_loadu_ps(bias) : _mm512_setzero_ps();
+  __mmask16 out = first_lanes(cols);
+  for (int r = 0; r < R; ++r) {
+    __m512i sum = kSets == 2 ? _mm512_add_epi32(acc[0][r], acc[kSets - 1][r]) : acc[0][r];
+    __m512 xs = _mm512_set1_ps(sx[r]);
+    _mm512_mask_storeu_ps(
+        y + r * n, out,
+        _mm512_fmadd_ps(_mm512_cvtepi32_ps(_mm512_sub_epi32(sum, shift)), _mm512_mul_ps(xs, s), b));
+  }
+}
+
 template <class X>
 using Micro = void (*)(const X*, const float*, int64_t, const int8_t*, const float*, const float*,
                        int64_t, float*, int64_t);
@@ -197,15 +286,18 @@ constexpr Micro<int8_t> kMicroPortable[kRows + 1] = {
 constexpr Micro<int16_t> kMicroAvx2[kRows + 1] = {nullptr,       micro_avx2<1>, micro_avx2<2>,
                                                   micro_avx2<3>, micro_avx2<4>, micro_avx2<5>,
                                                   micro_avx2<6>};
+constexpr Micro<uint8_t> kMicroVnni[kRows + 1] = {nullptr,       micro_vnni<1>, micro_vnni<2>,
+                                                  micro_vnni<3>, micro_vnni<4>, micro_vnni<5>,
+                                                  micro_vnni<6>};
 
-// y = finish(xq @ q^T) on panels of kPanel outputs, each kPanel * kx bytes: xq [m, kx] (int8
-// [m, k4] portable, int16 [m, kp] avx2).
+// y = finish(xq @ q^T) on panels of kPanel outputs, each `bytes` long: xq [m, kx] (int8
+// [m, k4] portable, int16 [m, kp] avx2, uint8 [m, k4] vnni).
 template <class X>
 void linear_panels(const Micro<X>* micro, const X* xq, const float* sx, int64_t m, int64_t kx,
-                   const int8_t* packed, const float* scale, const float* bias, int64_t n,
-                   float* y) {
+                   const int8_t* packed, int64_t bytes, const float* scale, const float* bias,
+                   int64_t n, float* y, int64_t parallel_min = kParallelMin) {
   int64_t panels = (n + kPanel - 1) / kPanel;
-  for_each_task(m, panels, kPanel * kx, m * n * kx > kParallelMin,
+  for_each_task(m, panels, bytes, m * n * kx > parallel_min,
                 [&](int64_t p0, int64_t p1, const RowBlocks& rb, int64_t j0, int64_t j1) {
                   // The last panel's scale and bias are read 16 wide: copies padded with zeros.
                   float tail_scale[kPanel] = {}, tail_bias[kPanel] = {};
@@ -220,7 +312,7 @@ void linear_panels(const Micro<X>* micro, const X* xq, const float* sx, int64_t 
                         s = tail_scale;
                         b = b ? tail_bias : nullptr;
                       }
-                      micro[rows](xq + r * kx, sx + r, kx, packed + p * kPanel * kx, s, b, cols,
+                      micro[rows](xq + r * kx, sx + r, kx, packed + p * bytes, s, b, cols,
                                   y + r * n + c0, n);
                     }
                   }
@@ -233,19 +325,27 @@ void quantize_rows_int8(const float* w, int64_t n, int64_t k, int8_t* q, float* 
 }
 
 int64_t int8_packed_bytes(int64_t n, int64_t k, Isa isa) {
-  return (n + kPanel - 1) / kPanel * kPanel * padded_k(k, isa);
+  return (n + kPanel - 1) / kPanel * panel_bytes(k, isa);
 }
 
 void pack_int8(const int8_t* q, int64_t n, int64_t k, Isa isa, int8_t* packed) {
-  // Panels [kp / g, 16, g]: g = 2 (avx2) or 4 (portable) k values of an output side by side.
-  int64_t kp = padded_k(k, isa), g = isa == Isa::avx2 ? 2 : 4, panels = (n + kPanel - 1) / kPanel;
+  // Panels [kp / g, 16, g]: g = 2 (avx2) or 4 (portable, vnni) k values of an output side by
+  // side; vnni's then int32 [16].
+  int64_t kp = padded_k(k, isa), g = k_group(isa), panels = (n + kPanel - 1) / kPanel;
   for (int64_t p = 0; p < panels; ++p) {
-    int8_t* panel = packed + p * kPanel * kp;
+    int8_t* panel = packed + p * panel_bytes(k, isa);
     for (int64_t i = 0; i < kp; ++i)
       for (int64_t c = 0; c < kPanel; ++c) {
         int64_t row = p * kPanel + c, at = (i / g) * g * kPanel + g * c + i % g;
         panel[at] = row < n && i < k ? q[row * k + i] : 0;
       }
+    if (isa != Isa::avx512vnni) continue;
+    for (int64_t c = 0; c < kPanel; ++c) {
+      int64_t row = p * kPanel + c;
+      int32_t shift = 0;  // |128 * sum| <= 128 * 127 * 2^17 < 2^31
+      for (int64_t i = 0; row < n && i < k; ++i) shift += 128 * q[row * k + i];
+      std::memcpy(panel + kPanel * kp + 4 * c, &shift, 4);
+    }
   }
 }
 
@@ -253,11 +353,19 @@ void linear_int8(const float* x, int64_t m, int64_t k, const int8_t* packed, con
                  const float* bias, int64_t n, Isa isa, float* y) {
   if (m <= 0 || n <= 0) return;
   float* sx = scratch<float>(m);
+  int64_t bytes = panel_bytes(k, isa);
+  if (isa == Isa::avx512vnni) {
+    int64_t k4 = padded_k(k, isa);
+    uint8_t* xu = scratch<uint8_t>(m * k4);  // [m, k4]
+    quantize_rows_vnni(x, m, k, k4, xu, sx);
+    linear_panels(kMicroVnni, xu, sx, m, k4, packed, bytes, scale, bias, n, y, kParallelMinVnni);
+    return;
+  }
   if (isa == Isa::avx2) {
     int64_t kp = padded_k(k, isa);
     int16_t* xq = scratch<int16_t>(m * kp);  // [m, kp]
     quantize_rows_avx2(x, m, k, kp, xq, sx);
-    linear_panels(kMicroAvx2, xq, sx, m, kp, packed, scale, bias, n, y);
+    linear_panels(kMicroAvx2, xq, sx, m, kp, packed, bytes, scale, bias, n, y);
     return;
   }
   int64_t k4 = padded_k(k, isa);
@@ -267,7 +375,7 @@ void linear_int8(const float* x, int64_t m, int64_t k, const int8_t* packed, con
     quantize_row(x + r * k, k, xq + r * k4, sx + r);
     std::fill(xq + r * k4 + k, xq + (r + 1) * k4, int8_t(0));
   }
-  linear_panels(kMicroPortable, xq, sx, m, k4, packed, scale, bias, n, y);
+  linear_panels(kMicroPortable, xq, sx, m, k4, packed, bytes, scale, bias, n, y);
 }
 
 }  // namespace qkv::ops::cpu

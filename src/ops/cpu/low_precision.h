@@ -6,11 +6,12 @@
 
 namespace qkv::ops::cpu {
 
-// The instruction sets the kernels are written for, from the plainest up.
-enum class Isa { portable, avx2 };
+// The instruction sets the kernels are written for, from the plainest up. avx512vnni (AVX-512
+// F/BW/VL with VNNI's 8-bit dot products) has its own int8 kernel; bf16 runs avx2's there.
+enum class Isa { portable, avx2, avx512vnni };
 
-// The best Isa this CPU runs, capped by the environment variable QKV_CPU_ISA ("portable" or
-// "avx2"; read once). An unknown value, or one above what the CPU has, throws
+// The best Isa this CPU runs, capped by the environment variable QKV_CPU_ISA ("portable",
+// "avx2" or "avx512vnni"; read once). An unknown value, or one above what the CPU has, throws
 // std::runtime_error naming the variable and what the CPU offers.
 Isa cpu_isa();
 const char* isa_name(Isa isa);
@@ -26,7 +27,7 @@ void pack_int8(const int8_t* q, int64_t n, int64_t k, Isa isa, int8_t* packed);
 // Each row r of x is quantized the same way (sx[r] = max_i |x[r, i]| / 127, xq = round(x / sx)),
 // the products summed exactly in int32, and
 //   y[r, c] = float(sum_i xq[r, i] q[c, i]) * (sx[r] * scale[c]) + bias[c]   (bias null: 0).
-// k at most 2^17 (the int32 sums cannot overflow).
+// k at most 2^17 (the int32 sums cannot overflow). Every Isa gives the same bits.
 void linear_int8(const float* x, int64_t m, int64_t k, const int8_t* packed, const float* scale,
                  const float* bias, int64_t n, Isa isa, float* y);
 

@@ -7,7 +7,7 @@
 # machine's own) and the CUDA driver and cuBLAS (the machine's own; the CUDA runtime is linked
 # statically). scripts/device_check.sh unpacks and runs it there, scripts/device_bench.sh
 # runs the benchmarks (each its own call):
-#   run(command="scripts/device_check.sh", carry=[".device"])
+#   run(command="scripts/device_check.sh", carry=[".device"], timeout_s=480)
 #   run(command="scripts/device_bench.sh train", carry=[".device"])
 set -euo pipefail
 cd "$(dirname "$0")/.."

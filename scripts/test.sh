@@ -1,8 +1,8 @@
 #!/usr/bin/env bash
 # Builds qkv and runs the whole test suite: Release; the CUDA tests on the CPU emulation of
 # tests/cuda_emulation (preset cuda-emulated, unless QKV_SKIP_CUDA_EMULATION=1); the CUDA
-# sources compiled with nvcc where it is installed; then AddressSanitizer + UBSan (unless
-# QKV_SKIP_ASAN=1).
+# sources compiled with nvcc where it is installed (no kernel may spill registers); then
+# AddressSanitizer + UBSan (unless QKV_SKIP_ASAN=1).
 set -euo pipefail
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
 # Whole builds compile the library and the command in batches of files (CMakeLists.txt,
@@ -23,13 +23,19 @@ if [ "${QKV_SKIP_CUDA_EMULATION:-0}" != 1 ]; then
     --output-on-failure --no-tests=error
 fi
 # Where nvcc is installed (no GPU needed), every CUDA source is compiled for the GPU too: the
-# emulation compiles them as C++, which accepts what nvcc may not.
+# emulation compiles them as C++, which accepts what nvcc may not. Every one, so that ptxas
+# reports every kernel's registers and spills (-Xptxas=-v): a kernel that spills fails here.
 NVCC=$(command -v nvcc || ls /usr/local/cuda/bin/nvcc 2>/dev/null || true)
 if [ -n "$NVCC" ]; then
-  cmake --preset cuda -DCMAKE_CUDA_COMPILER="$NVCC" >/dev/null
+  cmake --preset cuda -DCMAKE_CUDA_COMPILER="$NVCC" -DCMAKE_CUDA_FLAGS=-Xptxas=-v >/dev/null
   mapfile -t cuda_objects < <(ninja -C build/cuda -t targets all | grep -E '\.cu\.o:' | cut -d: -f1)
-  ninja -C build/cuda "${cuda_objects[@]}"
+  rm -f "${cuda_objects[@]/#/build/cuda/}"
+  ninja -C build/cuda "${cuda_objects[@]}" >build/cuda/ptxas.log 2>&1 || {
+    grep -E -A3 'error|FAILED' build/cuda/ptxas.log | head -60
+    exit 1
+  }
   echo "qkv test: ${#cuda_objects[@]} CUDA sources compiled with $NVCC"
+  scripts/cuda_resources.py build/cuda/ptxas.log
 else
   echo "qkv test: no nvcc here, the CUDA sources were not compiled for the GPU"
 fi

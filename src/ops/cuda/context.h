@@ -34,6 +34,19 @@ inline ColumnChunks column_chunks(int64_t rows) {
   return {count, (rows + count - 1) / count};
 }
 
+// Once per kernel, before its first launch: lets it take `bytes` of dynamic shared memory (above
+// the default 48 KiB) and asks for L1's largest shared-memory carveout, which the tiled kernels
+// need to fit the blocks per multiprocessor their __launch_bounds__ plan for. The first error,
+// or cudaSuccess.
+template <class Kernel>
+cudaError_t allow_shared_memory(Kernel* kernel, int bytes) {
+  cudaError_t raised =
+      cudaFuncSetAttribute(kernel, cudaFuncAttributeMaxDynamicSharedMemorySize, bytes);
+  if (raised != cudaSuccess) return raised;
+  return cudaFuncSetAttribute(kernel, cudaFuncAttributePreferredSharedMemoryCarveout,
+                              cudaSharedmemCarveoutMaxShared);
+}
+
 // The strided-batched f32 GEMM kernel (ops/cuda/gemm.cu), for the other kernels' products.
 kernels::batched_gemm::fn<float> batched_gemm;
 

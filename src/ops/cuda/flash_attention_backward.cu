@@ -21,8 +21,7 @@ void launch_backward(const FlashShape& s, const void* dout, const void* q, const
 
   constexpr int smem_bytes = flash_bwd::kBackwardSmemBytes<D>;
   auto kernel = flash_bwd::flash_backward_kernel<T, D>;
-  static const cudaError_t raised =
-      cudaFuncSetAttribute(kernel, cudaFuncAttributeMaxDynamicSharedMemorySize, smem_bytes);
+  static const cudaError_t raised = allow_shared_memory(kernel, smem_bytes);
   check(raised, "flash_backward: cudaFuncSetAttribute");
   const dim3 grid((s.k_len + flash_bwd::kKeyTile - 1) / flash_bwd::kKeyTile, s.batch * s.heads);
   kernel<<<grid, flash_bwd::kThreads, smem_bytes, stream()>>>(

@@ -37,6 +37,10 @@ template <int D>
 constexpr int kBackwardSmemBytes =
     (2 * kKeyTile + 4 * kQueryTile) * kRowStride<D> * 2 + kKeyTile* kDsStride * 2 +
     4 * kQueryTile * 4;
+// One block per multiprocessor, pinned: its 8 warps may use all 255 registers per thread, and
+// its tiles fit an H100's 227 KiB of shared memory per block.
+constexpr int kBlocksPerSm = 1;
+static_assert(kBackwardSmemBytes<128> <= 227 * 1024);
 
 // delta [rows] = rowsum(dout * out) for dout, out [rows, D]: one warp per row.
 template <class T, int D>
@@ -90,7 +94,7 @@ __device__ __forceinline__ void warp_product_nt(float (&c)[kQueryTile / 8][4], c
 }
 
 template <class T, int D>
-__global__ void __launch_bounds__(kThreads)
+__global__ void __launch_bounds__(kThreads, kBlocksPerSm)
     flash_backward_kernel(FlashShape s, const T* dout, const T* q, const T* k, const T* v,
                           const float* lse, const float* delta, float* dq, FlashGrad dk,
                           FlashGrad dv) {

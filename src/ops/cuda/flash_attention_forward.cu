@@ -13,8 +13,7 @@ void launch_forward(const FlashShape& s, const void* q, const void* k, const voi
                     float* lse) {
   constexpr int smem_bytes = flash_fwd::kForwardSmemBytes<D>;
   auto kernel = flash_fwd::flash_forward_kernel<T, D>;
-  static const cudaError_t raised =
-      cudaFuncSetAttribute(kernel, cudaFuncAttributeMaxDynamicSharedMemorySize, smem_bytes);
+  static const cudaError_t raised = allow_shared_memory(kernel, smem_bytes);
   check(raised, "flash_forward: cudaFuncSetAttribute");
   const dim3 grid((s.q_len + flash_fwd::kQueryTile - 1) / flash_fwd::kQueryTile, s.batch * s.heads);
   kernel<<<grid, flash_fwd::kThreads, smem_bytes, stream()>>>(

@@ -19,7 +19,15 @@ enum cudaMemcpyKind {
   cudaMemcpyDeviceToHost = 2,
   cudaMemcpyDeviceToDevice = 3,
 };
-enum cudaFuncAttribute { cudaFuncAttributeMaxDynamicSharedMemorySize = 8 };
+enum cudaFuncAttribute {
+  cudaFuncAttributeMaxDynamicSharedMemorySize = 8,
+  cudaFuncAttributePreferredSharedMemoryCarveout = 9,
+};
+enum cudaSharedCarveout {
+  cudaSharedmemCarveoutDefault = -1,
+  cudaSharedmemCarveoutMaxL1 = 0,
+  cudaSharedmemCarveoutMaxShared = 100,
+};
 
 cudaError_t cudaGetDeviceCount(int* count);
 cudaError_t cudaGetLastError();
@@ -35,9 +43,12 @@ cudaError_t cudaMemcpy2DAsync(void* dst, size_t dst_pitch, const void* src, size
 cudaError_t cudaMemsetAsync(void* dst, int value, size_t bytes, cudaStream_t stream);
 cudaError_t cudaStreamSynchronize(cudaStream_t stream);
 
-// Raising a kernel's dynamic shared memory limit: any value up to the H100's.
+// Raising a kernel's dynamic shared memory limit: any value up to the H100's. The carveout, a
+// percentage (or -1, the default), only has its range checked: the CPU has nothing to split.
 template <class F>
 cudaError_t cudaFuncSetAttribute(F* kernel, cudaFuncAttribute attribute, int value) {
+  if (attribute == cudaFuncAttributePreferredSharedMemoryCarveout)
+    return value >= -1 && value <= 100 ? cudaSuccess : cudaErrorInvalidValue;
   if (attribute != cudaFuncAttributeMaxDynamicSharedMemorySize || value < 0 ||
       size_t(value) > cuda_emulation::kMaxDynamicShared)
     return cudaErrorInvalidValue;

@@ -99,11 +99,9 @@ void bench(benchmark::State& state, Kernel kernel, Isa isa) {
 }
 
 void register_benchmarks() {
-  std::vector<Isa> isas;
-  for (Isa isa : {Isa::portable, Isa::avx2, Isa::avx512vnni})
-    if (isa <= ops::cpu::cpu_isa()) isas.push_back(isa);
   for (Kernel kernel : {Kernel::int8, Kernel::bf16})
-    for (Isa isa : isas) {
+    for (Isa isa : ops::cpu::isas_up_to(ops::cpu::cpu_isa())) {
+      if (kernel == Kernel::bf16 && isa > Isa::avx2) continue;  // it runs avx2's bf16 kernel
       std::string name =
           std::string(kernel == Kernel::int8 ? "int8_" : "bf16_") + ops::cpu::isa_name(isa);
       auto* b = benchmark::RegisterBenchmark(name.c_str(), bench, kernel, isa);

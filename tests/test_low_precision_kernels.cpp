@@ -18,10 +18,7 @@ using ops::cpu::Isa;
 
 // The Isas this CPU runs, portable first.
 std::vector<Isa> isas() {
-  std::vector<Isa> all;
-  for (Isa isa : {Isa::portable, Isa::avx2, Isa::avx512vnni})
-    if (isa <= ops::cpu::cpu_isa()) all.push_back(isa);
-  return all;
+  return ops::cpu::isas_up_to(ops::cpu::cpu_isa());
 }
 
 std::vector<float> uniform(int64_t size, std::mt19937& gen) {
@@ -64,6 +61,8 @@ TEST(LowPrecision, IsaFromName) {
       EXPECT_NE(std::string(e.what()).find("QKV_CPU_ISA"), std::string::npos) << e.what();
     }
   }
+  EXPECT_EQ(ops::cpu::isas_up_to(Isa::avx2), (std::vector<Isa>{Isa::portable, Isa::avx2}));
+  EXPECT_EQ(ops::cpu::isas_up_to(Isa::portable), std::vector<Isa>{Isa::portable});
   EXPECT_STREQ(ops::cpu::isa_name(Isa::avx512vnni), "avx512vnni");
   EXPECT_STREQ(ops::cpu::isa_name(Isa::avx2), "avx2");
   EXPECT_STREQ(ops::cpu::isa_name(Isa::portable), "portable");

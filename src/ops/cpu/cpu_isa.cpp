@@ -10,8 +10,6 @@
 namespace qkv::ops::cpu {
 
 namespace {
-constexpr Isa kAll[] = {Isa::portable, Isa::avx2, Isa::avx512vnni};
-
 Isa best_isa() {
   if (!__builtin_cpu_supports("avx2") || !__builtin_cpu_supports("fma")) return Isa::portable;
   bool vnni = __builtin_cpu_supports("avx512f") && __builtin_cpu_supports("avx512bw") &&
@@ -32,11 +30,17 @@ const char* isa_name(Isa isa) {
   return "portable";
 }
 
+std::vector<Isa> isas_up_to(Isa best) {
+  std::vector<Isa> isas;
+  for (Isa isa : {Isa::portable, Isa::avx2, Isa::avx512vnni})
+    if (isa <= best) isas.push_back(isa);
+  return isas;
+}
+
 Isa isa_from_name(const char* value, Isa best) {
   if (!value || !*value) return best;
   std::string offered;
-  for (Isa isa : kAll) {
-    if (isa > best) break;
+  for (Isa isa : isas_up_to(best)) {
     if (std::strcmp(value, isa_name(isa)) == 0) return isa;
     offered += std::string(offered.empty() ? "" : ", ") + "\"" + isa_name(isa) + "\"";
   }

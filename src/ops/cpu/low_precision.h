@@ -3,6 +3,7 @@
 // layout of the kernel this CPU runs. Accumulation is exact in int32 (int8) or in f32 (bf16).
 #pragma once
 #include <cstdint>
+#include <vector>
 
 namespace qkv::ops::cpu {
 
@@ -15,6 +16,8 @@ enum class Isa { portable, avx2, avx512vnni };
 // std::runtime_error naming the variable and what the CPU offers.
 Isa cpu_isa();
 const char* isa_name(Isa isa);
+// The Isas up to `best`, plainest first (a CPU that runs one runs those below it too).
+std::vector<Isa> isas_up_to(Isa best);
 
 // int8 weights, per output row: scale[c] = max_i |w[c, i]| / 127 (0 for a row of zeros) and
 // q[c, i] = round-half-even(w[c, i] / scale[c]) in [-127, 127].

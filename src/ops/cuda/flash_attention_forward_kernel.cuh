@@ -20,8 +20,8 @@ static_assert(kQueryTile == kKeyTile, "the Q tile borrows the second K stage");
 template <int D>
 constexpr int kForwardSmemBytes = 4 * kKeyTile* kRowStride<D> * 2;  // 2 x (K, V)
 // Blocks per multiprocessor, pinned: registers capped at 65536 / (3 * 128) = 170 per thread
-// (D 128 uses 168, D 64 146), and on an H100 (228 KiB of shared memory per multiprocessor, 1 KiB of it
-// reserved per block) three blocks' tiles fit at both head dimensions.
+// (D 128 uses 168, D 64 146), and on an H100 (228 KiB of shared memory per multiprocessor, 1 KiB of
+// it reserved per block) three blocks' tiles fit at both head dimensions.
 constexpr int kBlocksPerSm = 3;
 static_assert(kBlocksPerSm * (kForwardSmemBytes<128> + 1024) <= 228 * 1024);
 

@@ -1,9 +1,11 @@
 // The linear layer on a packed weight (ops::linear_packed_forward: decoding steps, and
-// ops::linear_forward up to 64 rows) against the BLAS on odd sizes, and against PyTorch.
+// ops::linear_forward up to 64 rows) against the BLAS on odd sizes, and against PyTorch; the
+// kernels of every instruction set this CPU runs against each other.
 #include <gtest/gtest.h>
 
 #include <cmath>
 
+#include "ops/cpu/low_precision.h"
 #include "ops/kernel_registry.h"
 #include "ops/kernels.h"
 #include "support/torch_ref.h"
@@ -35,6 +37,34 @@ TEST(LinearPacked, MatchesBlasOnOddSizes) {
             << s.m << "x" << s.n << "x" << s.k << (b.defined() ? " with bias" : "") << " at " << i;
     }
   }
+}
+
+// AVX-512's passes of two panels and blocks of up to 12 rows (rows 1..13 and 25, an odd
+// number of panels) sum the same products in the same order as the 8-float vectors: the same
+// bits where those have FMA too, as AVX-512 has.
+TEST(LinearPacked, EveryIsaGivesTheSameSums) {
+  Rng rng(13);
+  for (int64_t m : {1, 2, 3, 5, 6, 7, 11, 12, 13, 25})
+    for (int64_t n : {7, 16, 31, 47, 64}) {
+      int64_t k = 2 + m * n % 37;
+      Tensor x = randn({m, k}, rng), w = randn({n, k}, rng), bias = randn({n}, rng);
+      Tensor packed = ops::pack_linear_weight(w);
+      std::vector<float> first;
+      for (ops::cpu::Isa isa : ops::cpu::isas_up_to(ops::cpu::cpu_isa())) {
+        std::vector<float> y(size_t(m * n));
+        ops::cpu::linear_f32_packed(x.data<float>(), packed.data<float>(), bias.data<float>(), m, n,
+                                    k, isa, y.data());
+        if (first.empty()) first = y;
+        for (size_t i = 0; i < y.size(); ++i) {
+#ifdef __FMA__
+          ASSERT_EQ(y[i], first[i])
+#else
+          ASSERT_NEAR(y[i], first[i], 1e-6 * std::sqrt(double(k)))
+#endif
+              << ops::cpu::isa_name(isa) << " " << m << "x" << n << "x" << k << " at " << i;
+        }
+      }
+    }
 }
 
 TEST(LinearPacked, MatchesTorch) {

@@ -3,10 +3,15 @@
 // the product itself when there are only a few rows. Packed, the weight is a row of panels of
 // 16 outputs, each [in, 16]; a micro-kernel keeps 6 rows x 16 outputs in 12 vector registers
 // and adds x[r, i] * panel[i, :] for every i. GCC's vector extension makes the vectors AVX (8
-// floats) where the target has it and pairs of SSE registers otherwise.
+// floats) where the target has it and pairs of SSE registers otherwise. On a CPU with AVX-512
+// (cpu_isa() from avx512vnni up) a pass takes two panels and up to 12 rows, each row's 32
+// outputs in two registers of 16 floats: the same products summed in the same order.
 #include <algorithm>
+#include <array>
 #include <cstring>
+#include <utility>
 
+#include "ops/cpu/low_precision.h"
 #include "ops/kernel_registry.h"
 #include "ops/kernels.h"
 
@@ -66,9 +71,57 @@ void micro(const float* x, int64_t k, const float* panel, const float* bias, int
   }
 }
 
+typedef float Vec16 __attribute__((vector_size(16 * sizeof(float))));
+
+// step() of P panels (panel p at panel + p * k * 16) in AVX-512 registers.
+template <int R, int P>
+__attribute__((target("avx512f,fma"), always_inline)) inline void step_avx512(
+    const float* x, int64_t k, const float* panel, int64_t i, Vec16 (&acc)[R][P]) {
+  Vec16 w[P];
+  for (int p = 0; p < P; ++p) std::memcpy(&w[p], panel + (p * k + i) * kLinearPanel, sizeof(Vec16));
+  for (int r = 0; r < R; ++r) {
+    float s = x[r * k + i];
+    Vec16 xv = {s, s, s, s, s, s, s, s, s, s, s, s, s, s, s, s};
+    for (int p = 0; p < P; ++p) acc[r][p] += xv * w[p];
+  }
+}
+
+// micro() for P panels (cols up to 16 P), with micro()'s order of sums: the same bits where
+// the build's vectors have FMA too.
+template <int R, int P>
+__attribute__((target("avx512f,fma"))) void micro_avx512(const float* x, int64_t k,
+                                                         const float* panel, const float* bias,
+                                                         int64_t cols, float* y, int64_t ldy) {
+  constexpr int U = R == 1 ? 4 : R == 2 ? 2 : 1;
+  Vec16 part[U][R][P] = {};
+  int64_t i = 0;
+  for (; i + U <= k; i += U)
+    for (int u = 0; u < U; ++u) step_avx512<R, P>(x, k, panel, i + u, part[u]);
+  for (; i < k; ++i) step_avx512<R, P>(x, k, panel, i, part[0]);
+  for (int r = 0; r < R; ++r)
+    for (int p = 0; p < P; ++p) {
+      Vec16 sum = part[0][r][p];
+      for (int u = 1; u < U; ++u) sum += part[u][r][p];
+      float out[kLinearPanel];
+      std::memcpy(out, &sum, sizeof(Vec16));
+      int64_t c0 = p * kLinearPanel, n = std::min(kLinearPanel, cols - c0);
+      for (int64_t c = 0; c < n; ++c) y[r * ldy + c0 + c] = out[c] + (bias ? bias[c0 + c] : 0.f);
+    }
+}
+
 using Micro = void (*)(const float*, int64_t, const float*, const float*, int64_t, float*, int64_t);
 constexpr Micro kMicro[kRows + 1] = {nullptr,  micro<1>, micro<2>, micro<3>,
                                      micro<4>, micro<5>, micro<6>};
+// AVX-512's 32 registers hold the sums of 12 rows of a pass of two panels.
+constexpr int64_t kRowsAvx512 = 12;
+template <int P, int... R>
+constexpr std::array<Micro, kRowsAvx512 + 1> micros_avx512(std::integer_sequence<int, 0, R...>) {
+  return {nullptr, micro_avx512<R, P>...};
+}
+// [panels in the pass - 1][rows]
+constexpr std::array<Micro, kRowsAvx512 + 1> kMicroAvx512[2] = {
+    micros_avx512<1>(std::make_integer_sequence<int, kRowsAvx512 + 1>()),
+    micros_avx512<2>(std::make_integer_sequence<int, kRowsAvx512 + 1>())};
 }  // namespace
 
 void pack_linear_weight(const float* w, int64_t n, int64_t k, float* packed) {
@@ -84,24 +137,35 @@ void pack_linear_weight(const float* w, int64_t n, int64_t k, float* packed) {
   }
 }
 
-void linear_packed(const float* x, const float* packed, const float* bias, int64_t m, int64_t n,
-                   int64_t k, float* y) {
+void linear_f32_packed(const float* x, const float* packed, const float* bias, int64_t m, int64_t n,
+                       int64_t k, Isa isa, float* y) {
   int64_t panels = (n + kLinearPanel - 1) / kLinearPanel;
+  int64_t per_pass = isa >= Isa::avx512vnni ? 2 : 1;
+  int64_t passes = (panels + per_pass - 1) / per_pass;
 #pragma omp parallel for schedule(static) if (m * n * k > kParallelMin)
-  for (int64_t p = 0; p < panels; ++p) {
-    const float* panel = packed + p * k * kLinearPanel;  // [k, 16]
-    int64_t c0 = p * kLinearPanel, cols = std::min(kLinearPanel, n - c0);
+  for (int64_t g = 0; g < passes; ++g) {
+    const float* panel = packed + g * per_pass * k * kLinearPanel;  // [per_pass, k, 16]
+    int64_t c0 = g * per_pass * kLinearPanel, cols = std::min(per_pass * kLinearPanel, n - c0);
     const float* b = bias ? bias + c0 : nullptr;
+    const Micro* micro = per_pass == 1 ? kMicro : kMicroAvx512[cols > kLinearPanel].data();
     // Rows in blocks of nearly equal size (32 = 6 6 5 5 5 5, not 6 6 6 6 6 2): a small block
     // runs the micro-kernel at a fraction of its speed.
-    int64_t blocks = (m + kRows - 1) / kRows;
+    int64_t max_rows = per_pass == 1 ? kRows : kRowsAvx512;
+    int64_t blocks = (m + max_rows - 1) / max_rows;
     for (int64_t j = 0, r = 0; j < blocks; ++j) {
       int64_t rows = m / blocks + (j < m % blocks);
-      kMicro[rows](x + r * k, k, panel, b, cols, y + r * n + c0, n);
+      micro[rows](x + r * k, k, panel, b, cols, y + r * n + c0, n);
       r += rows;
     }
   }
 }
+
+namespace {
+void linear_packed(const float* x, const float* packed, const float* bias, int64_t m, int64_t n,
+                   int64_t k, float* y) {
+  linear_f32_packed(x, packed, bias, m, n, k, cpu_isa(), y);
+}
+}  // namespace
 
 QKV_REGISTER_KERNEL(pack_linear_weight, Device::cpu, float, pack_linear_weight);
 QKV_REGISTER_KERNEL(linear_packed, Device::cpu, float, linear_packed);

@@ -1,6 +1,7 @@
 // Linear products in low precision on the CPU: y [m, n] = x [m, k] @ w^T + bias, with the weight
 // w [n, k] held as int8 (one symmetric scale per output row) or as bf16, packed once into the
 // layout of the kernel this CPU runs. Accumulation is exact in int32 (int8) or in f32 (bf16).
+// Also the f32 few-row product on a packed weight, in the same CPU's instruction set.
 #pragma once
 #include <cstdint>
 #include <vector>
@@ -8,7 +9,8 @@
 namespace qkv::ops::cpu {
 
 // The instruction sets the kernels are written for, from the plainest up. avx512vnni (AVX-512
-// F/BW/VL with VNNI's 8-bit dot products) has its own int8 kernel; bf16 runs avx2's there.
+// F/BW/VL with VNNI's 8-bit dot products) has its own int8 kernel and f32 few-row kernel; bf16
+// runs avx2's there.
 enum class Isa { portable, avx2, avx512vnni };
 
 // The best Isa this CPU runs, capped by the environment variable QKV_CPU_ISA ("portable",
@@ -42,6 +44,11 @@ void pack_bf16(const float* w, int64_t n, int64_t k, Isa isa, uint16_t* packed);
 // x rounded to bf16 the same way, each product exact in f32, summed in f32, then + bias.
 void linear_bf16(const float* x, int64_t m, int64_t k, const uint16_t* packed, const float* bias,
                  int64_t n, Isa isa, float* y);
+
+// f32 on the weight packed by pack_linear_weight (kernels.h), with the kernels of `isa` (AVX-512
+// ones from avx512vnni up); kernels::linear_packed runs it with cpu_isa().
+void linear_f32_packed(const float* x, const float* packed, const float* bias, int64_t m, int64_t n,
+                       int64_t k, Isa isa, float* y);
 
 // What cpu_isa() makes of a value of QKV_CPU_ISA (null or empty: `best`), given the best Isa of
 // this CPU; throws as cpu_isa() does. Declared for the tests, which cannot set the variable

@@ -4,6 +4,7 @@
 #include <gtest/gtest.h>
 
 #include <cmath>
+#include <vector>
 
 #include "ops/cpu/low_precision.h"
 #include "ops/kernel_registry.h"

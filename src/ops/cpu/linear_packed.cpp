@@ -24,89 +24,73 @@ namespace qkv::ops::cpu {
 namespace {
 constexpr int64_t kRows = 6;
 constexpr int64_t kParallelMin = 1 << 19;  // multiply-adds below which one thread is faster
-typedef float Vec __attribute__((vector_size(8 * sizeof(float))));
-static_assert(kLinearPanel == 2 * 8);
+typedef float Vec8 __attribute__((vector_size(8 * sizeof(float))));
+typedef float Vec16 __attribute__((vector_size(16 * sizeof(float))));
 
-inline Vec load(const float* p) {
-  Vec v;
-  std::memcpy(&v, p, sizeof(Vec));
-  return v;
+// v = s in every lane (an initializer list, which GCC makes one broadcast).
+[[gnu::always_inline]] inline void splat(float s, Vec8& v) {
+  v = Vec8{s, s, s, s, s, s, s, s};
 }
-inline void store(float* p, Vec v) {
-  std::memcpy(p, &v, sizeof(Vec));
+[[gnu::always_inline]] inline void splat(float s, Vec16& v) {
+  v = Vec16{s, s, s, s, s, s, s, s, s, s, s, s, s, s, s, s};
 }
 
-// acc[r] += x[r, i] * panel[i, :] for R rows of x (row stride k).
-template <int R>
-inline void step(const float* x, int64_t k, const float* panel, int64_t i, Vec (&acc)[R][2]) {
-  Vec w0 = load(panel + i * kLinearPanel), w1 = load(panel + i * kLinearPanel + 8);
+// acc[r][j] += x[r, i] * (the j-th vector of row i of P panels) for R rows of x (row stride k);
+// panel p at panel + p * k * 16, each of its rows N / P vectors V.
+template <typename V, int R, int P, int N>
+[[gnu::always_inline]] inline void step(const float* x, int64_t k, const float* panel, int64_t i,
+                                        V (&acc)[R][N]) {
+  constexpr int kLanes = sizeof(V) / sizeof(float), kPerPanel = kLinearPanel / kLanes;
+  V w[N];
+  for (int j = 0; j < N; ++j)
+    std::memcpy(&w[j], panel + ((j / kPerPanel) * k + i) * kLinearPanel + j % kPerPanel * kLanes,
+                sizeof(V));
   for (int r = 0; r < R; ++r) {
-    float s = x[r * k + i];
-    Vec xv = {s, s, s, s, s, s, s, s};
-    acc[r][0] += xv * w0;
-    acc[r][1] += xv * w1;
+    V xv;
+    splat(x[r * k + i], xv);
+    for (int j = 0; j < N; ++j) acc[r][j] += xv * w[j];
   }
 }
 
-// y[r, :cols] = bias[:cols] + x[r, :] @ panel[:, :cols] for R rows; x [R, k] (row stride k),
-// panel [k, 16], y with row stride ldy, bias null or [cols].
-template <int R>
-void micro(const float* x, int64_t k, const float* panel, const float* bias, int64_t cols, float* y,
-           int64_t ldy) {
+// y[r, :cols] = bias[:cols] + x[r, :] @ panels[:, :cols] for R rows; x [R, k] (row stride k),
+// P panels [k, 16] (cols up to 16 P), y with row stride ldy, bias null or [cols]. Each output's
+// products are summed in the same order whatever V and P.
+template <typename V, int R, int P>
+[[gnu::always_inline]] inline void micro_body(const float* x, int64_t k, const float* panel,
+                                              const float* bias, int64_t cols, float* y,
+                                              int64_t ldy) {
+  constexpr int N = P * kLinearPanel / (sizeof(V) / sizeof(float));  // vectors per row
   // With few rows the adds would wait on each other: U steps of i go to separate sums.
   constexpr int U = R == 1 ? 4 : R == 2 ? 2 : 1;
-  Vec part[U][R][2] = {};
+  V part[U][R][N] = {};
   int64_t i = 0;
   for (; i + U <= k; i += U)
-    for (int u = 0; u < U; ++u) step<R>(x, k, panel, i + u, part[u]);
-  for (; i < k; ++i) step<R>(x, k, panel, i, part[0]);
+    for (int u = 0; u < U; ++u) step<V, R, P>(x, k, panel, i + u, part[u]);
+  for (; i < k; ++i) step<V, R, P>(x, k, panel, i, part[0]);
   for (int r = 0; r < R; ++r) {
-    float out[kLinearPanel];
-    for (int h = 0; h < 2; ++h) {
-      Vec sum = part[0][r][h];
-      for (int u = 1; u < U; ++u) sum += part[u][r][h];
-      store(out + 8 * h, sum);
+    float out[P * kLinearPanel];
+    for (int j = 0; j < N; ++j) {
+      V sum = part[0][r][j];
+      for (int u = 1; u < U; ++u) sum += part[u][r][j];
+      std::memcpy(out + j * (sizeof(V) / sizeof(float)), &sum, sizeof(V));
     }
     for (int64_t c = 0; c < cols; ++c) y[r * ldy + c] = out[c] + (bias ? bias[c] : 0.f);
   }
 }
 
-typedef float Vec16 __attribute__((vector_size(16 * sizeof(float))));
-
-// step() of P panels (panel p at panel + p * k * 16) in AVX-512 registers.
-template <int R, int P>
-__attribute__((target("avx512f,fma"), always_inline)) inline void step_avx512(
-    const float* x, int64_t k, const float* panel, int64_t i, Vec16 (&acc)[R][P]) {
-  Vec16 w[P];
-  for (int p = 0; p < P; ++p) std::memcpy(&w[p], panel + (p * k + i) * kLinearPanel, sizeof(Vec16));
-  for (int r = 0; r < R; ++r) {
-    float s = x[r * k + i];
-    Vec16 xv = {s, s, s, s, s, s, s, s, s, s, s, s, s, s, s, s};
-    for (int p = 0; p < P; ++p) acc[r][p] += xv * w[p];
-  }
+// One panel in 8-float vectors (AVX where the build targets it).
+template <int R>
+void micro(const float* x, int64_t k, const float* panel, const float* bias, int64_t cols, float* y,
+           int64_t ldy) {
+  micro_body<Vec8, R, 1>(x, k, panel, bias, cols, y, ldy);
 }
 
-// micro() for P panels (cols up to 16 P), with micro()'s order of sums: the same bits where
-// the build's vectors have FMA too.
+// P panels in AVX-512 registers: the same bits as micro() where the build's vectors have FMA.
 template <int R, int P>
 __attribute__((target("avx512f,fma"))) void micro_avx512(const float* x, int64_t k,
                                                          const float* panel, const float* bias,
                                                          int64_t cols, float* y, int64_t ldy) {
-  constexpr int U = R == 1 ? 4 : R == 2 ? 2 : 1;
-  Vec16 part[U][R][P] = {};
-  int64_t i = 0;
-  for (; i + U <= k; i += U)
-    for (int u = 0; u < U; ++u) step_avx512<R, P>(x, k, panel, i + u, part[u]);
-  for (; i < k; ++i) step_avx512<R, P>(x, k, panel, i, part[0]);
-  for (int r = 0; r < R; ++r)
-    for (int p = 0; p < P; ++p) {
-      Vec16 sum = part[0][r][p];
-      for (int u = 1; u < U; ++u) sum += part[u][r][p];
-      float out[kLinearPanel];
-      std::memcpy(out, &sum, sizeof(Vec16));
-      int64_t c0 = p * kLinearPanel, n = std::min(kLinearPanel, cols - c0);
-      for (int64_t c = 0; c < n; ++c) y[r * ldy + c0 + c] = out[c] + (bias ? bias[c0 + c] : 0.f);
-    }
+  micro_body<Vec16, R, P>(x, k, panel, bias, cols, y, ldy);
 }
 
 using Micro = void (*)(const float*, int64_t, const float*, const float*, int64_t, float*, int64_t);

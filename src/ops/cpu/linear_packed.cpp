@@ -62,7 +62,12 @@ template <typename V, int R, int P>
   constexpr int N = P * kLinearPanel / (sizeof(V) / sizeof(float));  // vectors per row
   // With few rows the adds would wait on each other: U steps of i go to separate sums.
   constexpr int U = R == 1 ? 4 : R == 2 ? 2 : 1;
-  V part[U][R][N] = {};
+  constexpr int kLanes = sizeof(V) / sizeof(float);
+  V part[U][R][N];
+  // Each sum zeroed on its own: `= {}` made GCC also memset a copy of the array on the stack.
+  for (int u = 0; u < U; ++u)
+    for (int r = 0; r < R; ++r)
+      for (int j = 0; j < N; ++j) part[u][r][j] = V{};
   int64_t i = 0;
   for (; i + U <= k; i += U)
     for (int u = 0; u < U; ++u) step<V, R, P>(x, k, panel, i + u, part[u]);
@@ -72,7 +77,7 @@ template <typename V, int R, int P>
     for (int j = 0; j < N; ++j) {
       V sum = part[0][r][j];
       for (int u = 1; u < U; ++u) sum += part[u][r][j];
-      std::memcpy(out + j * (sizeof(V) / sizeof(float)), &sum, sizeof(V));
+      std::memcpy(out + j * kLanes, &sum, sizeof(V));
     }
     for (int64_t c = 0; c < cols; ++c) y[r * ldy + c] = out[c] + (bias ? bias[c] : 0.f);
   }

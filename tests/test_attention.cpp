@@ -64,6 +64,10 @@ TEST(Attention, OneQueryOverAKeyValueCache) {
   Rng rng(23);
   expect_matches_torch({2, 4, 1, 9, 8, true, {}}, rng);
   expect_matches_torch({3, 2, 1, 130, 32, false, {130, 77, 1}}, rng);
+  // The head dims with kernels of their own (32, 64, 128), past and short of 4 keys at a time.
+  expect_matches_torch({2, 2, 1, 38, 64, false, {38, 3}}, rng);
+  expect_matches_torch({1, 3, 3, 21, 128, true, {}}, rng);
+  expect_matches_torch({2, 1, 8, 9, 32, false, {9, 0}}, rng);
 }
 
 TEST(Attention, PaddedKeysIncludingAFullyMaskedRow) {

@@ -2,12 +2,17 @@
 // over each row, then probs @ v. The backward pass reuses the saved probabilities.
 #include <algorithm>
 #include <cmath>
+#include <cstring>
 
 #include "ops/cpu/gemm.h"
 #include "ops/cpu/scratch.h"
 #include "ops/cpu/vec_math.h"
 #include "ops/kernel_registry.h"
 #include "ops/kernels.h"
+
+// Without AVX (portable builds) GCC warns that 32-byte vectors would pass between files
+// differently; they never leave this file.
+#pragma GCC diagnostic ignored "-Wpsabi"
 
 namespace qkv::ops::cpu {
 
@@ -57,6 +62,78 @@ void few_queries(const AttentionDims& d, int64_t b, const float* q, const float*
     }
   }
 }
+
+typedef float Vec8 __attribute__((vector_size(8 * sizeof(float))));
+typedef float Vec4 __attribute__((vector_size(4 * sizeof(float))));
+
+[[gnu::always_inline]] inline Vec8 load8(const float* x) {
+  Vec8 v;
+  std::memcpy(&v, x, sizeof(v));
+  return v;
+}
+
+[[gnu::always_inline]] inline float sum_lanes(Vec8 a) {
+  Vec4 h = __builtin_shufflevector(a, a, 0, 1, 2, 3) + __builtin_shufflevector(a, a, 4, 5, 6, 7);
+  h += __builtin_shufflevector(h, h, 2, 3, 0, 1);
+  h += __builtin_shufflevector(h, h, 1, 0, 3, 2);
+  return h[0];
+}
+
+// few_queries for a head dim of 8 N known at compile time: each key's dot product and each
+// output row sit in N registers of 8 floats, four keys' dot products run side by side, and no
+// loop over the head dim waits on its own sums.
+template <int N>
+void few_queries_fixed(const AttentionDims& d, int64_t b, const float* q, const float* k,
+                       const float* v, float* out, float* p) {
+  constexpr int64_t hd = 8 * N, kKeys = 4;
+  const int64_t lk = d.k_len;
+  for (int64_t i = 0; i < d.q_len; ++i) {
+    const float* qi = q + i * hd;
+    float* pi = p + i * lk;
+    const int64_t end = d.key_end(b, i);
+    int64_t j = 0;
+    for (; j + kKeys <= end; j += kKeys) {
+      Vec8 acc[kKeys];
+      for (int t = 0; t < kKeys; ++t) acc[t] = Vec8{};
+      for (int c = 0; c < N; ++c) {
+        Vec8 qc = load8(qi + 8 * c);
+        for (int t = 0; t < kKeys; ++t) acc[t] += qc * load8(k + (j + t) * hd + 8 * c);
+      }
+      for (int t = 0; t < kKeys; ++t) pi[j + t] = d.scale * sum_lanes(acc[t]);
+    }
+    for (; j < end; ++j) {
+      Vec8 acc{};
+      for (int c = 0; c < N; ++c) acc += load8(qi + 8 * c) * load8(k + j * hd + 8 * c);
+      pi[j] = d.scale * sum_lanes(acc);
+    }
+  }
+  masked_softmax_rows(d, b, p);
+  for (int64_t i = 0; i < d.q_len; ++i) {
+    Vec8 o[N];
+    for (int c = 0; c < N; ++c) o[c] = Vec8{};
+    for (int64_t j = 0, end = d.key_end(b, i); j < end; ++j) {
+      float pij = p[i * lk + j];
+      Vec8 w = {pij, pij, pij, pij, pij, pij, pij, pij};
+      for (int c = 0; c < N; ++c) o[c] += w * load8(v + j * hd + 8 * c);
+    }
+    std::memcpy(out + i * hd, o, sizeof(o));
+  }
+}
+
+// The decoding step's attention for the common head dims, the plain loops for the rest.
+void few_queries_any(const AttentionDims& d, int64_t b, const float* q, const float* k,
+                     const float* v, float* out, float* p) {
+  switch (d.head_dim) {
+    case 32:
+      return few_queries_fixed<4>(d, b, q, k, v, out, p);
+    case 64:
+      return few_queries_fixed<8>(d, b, q, k, v, out, p);
+    case 128:
+      return few_queries_fixed<16>(d, b, q, k, v, out, p);
+    default:
+      return few_queries(d, b, q, k, v, out, p);
+  }
+}
 }  // namespace
 
 void attention_naive_forward(const AttentionDims& d, const float* q, const float* k, const float* v,
@@ -72,8 +149,8 @@ void attention_naive_forward(const AttentionDims& d, const float* q, const float
     for (int64_t bh = 0; bh < d.batch * d.heads; ++bh) {
       float* p = probs ? probs + bh * lq * lk : scores;  // [Lq, Lk]
       if (lq <= kFewQueries) {
-        few_queries(d, bh / d.heads, q + bh * lq * hd, k + bh * lk * hd, v + bh * lk * hd,
-                    out + bh * lq * hd, p);
+        few_queries_any(d, bh / d.heads, q + bh * lq * hd, k + bh * lk * hd, v + bh * lk * hd,
+                        out + bh * lq * hd, p);
         continue;
       }
       // scores = scale * q @ k^T, then the softmax in place.

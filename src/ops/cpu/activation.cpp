@@ -2,6 +2,7 @@
 #include <algorithm>
 #include <cmath>
 
+#include "ops/cpu/parallel_min.h"
 #include "ops/cpu/vec_math.h"
 #include "ops/kernel_registry.h"
 #include "ops/kernels.h"
@@ -9,7 +10,6 @@
 namespace qkv::ops::cpu {
 
 namespace {
-constexpr int64_t kParallelMin = 1 << 15;      // elements; below this one thread is faster
 constexpr int64_t kParallelMinGelu = 1 << 13;  // GELU does more work per element
 constexpr float kSqrt2OverPi = 0.79788456080286536f, kGeluCubic = 0.044715f;
 
@@ -24,7 +24,7 @@ inline float sigmoid(float x) {
 void activation_forward(Activation act, const float* x, float* y, int64_t n) {
   switch (act) {
     case Activation::relu:
-#pragma omp parallel for simd schedule(static) if (n > kParallelMin)
+#pragma omp parallel for simd schedule(static) if (n > kParallelMinElements)
       for (int64_t i = 0; i < n; ++i) y[i] = x[i] < 0.f ? 0.f : x[i];
       break;
     case Activation::gelu:  // x * Phi(x)
@@ -48,7 +48,7 @@ void activation_forward(Activation act, const float* x, float* y, int64_t n) {
 void activation_backward(Activation act, const float* dy, const float* x, float* dx, int64_t n) {
   switch (act) {
     case Activation::relu:
-#pragma omp parallel for simd schedule(static) if (n > kParallelMin)
+#pragma omp parallel for simd schedule(static) if (n > kParallelMinElements)
       for (int64_t i = 0; i < n; ++i) dx[i] += x[i] > 0.f ? dy[i] : 0.f;
       break;
     case Activation::gelu:  // d/dx x Phi(x) = Phi(x) + x phi(x)
@@ -81,7 +81,7 @@ void dropout_forward(const float* x, float p, uint64_t seed, uint64_t base, uint
                      int64_t n) {
   float keep_scale = 1.f / (1.f - p);
   if (p == 0.f) {
-#pragma omp parallel for simd schedule(static) if (n > kParallelMin)
+#pragma omp parallel for simd schedule(static) if (n > kParallelMinElements)
     for (int64_t i = 0; i < n; ++i) {
       mask[i] = 1;
       y[i] = x[i];
@@ -94,7 +94,7 @@ void dropout_forward(const float* x, float p, uint64_t seed, uint64_t base, uint
   const Rng rng(seed);
   uint64_t threshold = uint64_t(double(p) * 4294967296.0);
   int64_t chunks = (n + kChunk - 1) / kChunk;
-#pragma omp parallel for schedule(static) if (n > kParallelMin)
+#pragma omp parallel for schedule(static) if (n > kParallelMinElements)
   for (int64_t k = 0; k < chunks; ++k) {
     int64_t begin = k * kChunk, len = std::min(kChunk, n - begin);
     uint32_t words[kChunk];
@@ -110,7 +110,7 @@ void dropout_forward(const float* x, float p, uint64_t seed, uint64_t base, uint
 
 void dropout_backward(const float* dy, const uint8_t* mask, float p, float* dx, int64_t n) {
   float keep_scale = 1.f / (1.f - p);
-#pragma omp parallel for simd schedule(static) if (n > kParallelMin)
+#pragma omp parallel for simd schedule(static) if (n > kParallelMinElements)
   for (int64_t i = 0; i < n; ++i) dx[i] += dy[i] * (float(mask[i]) * keep_scale);
 }
 

@@ -3,13 +3,13 @@
 #include <algorithm>
 #include <vector>
 
+#include "ops/cpu/parallel_min.h"
 #include "ops/kernel_registry.h"
 #include "ops/kernels.h"
 
 namespace qkv::ops::cpu {
 
 namespace {
-constexpr int64_t kParallelMin = 1 << 15;  // below this, threads cost more than they save
 
 // Calls f(i, ia, ib) for each flat index i of `shape` with the matching offsets of two operands.
 template <class F>
@@ -20,7 +20,7 @@ void for_each_index(const int64_t* shape, int rank, const int64_t* sa, const int
   int64_t inner = rank ? shape[rank - 1] : 1;
   int64_t outer = n / inner;
   int64_t ia_in = rank ? sa[rank - 1] : 0, ib_in = rank ? sb[rank - 1] : 0;
-#pragma omp parallel for schedule(static) if (n > kParallelMin)
+#pragma omp parallel for schedule(static) if (n > kParallelMinElements)
   for (int64_t o = 0; o < outer; ++o) {
     int64_t ia = 0, ib = 0, rest = o;
     for (int d = rank - 2; d >= 0; --d) {
@@ -35,7 +35,7 @@ void for_each_index(const int64_t* shape, int rank, const int64_t* sa, const int
 }  // namespace
 
 void fill_rows(float* y, const float* row, int64_t rows, int64_t cols) {
-#pragma omp parallel for schedule(static) if (rows * cols > kParallelMin)
+#pragma omp parallel for schedule(static) if (rows * cols > kParallelMinElements)
   for (int64_t r = 0; r < rows; ++r)
     for (int64_t c = 0; c < cols; ++c) y[r * cols + c] = row[c];
 }
@@ -72,7 +72,7 @@ void reduce_add(const float* src, const int64_t* shape, int rank, float* dst,
 void reduce_rows_add(const float* src, int64_t rows, int64_t n, float* dst) {
   // Threads take column blocks; each element still sums its rows in order.
   constexpr int64_t kBlock = 256;
-#pragma omp parallel for schedule(static) if (rows * n > kParallelMin && n > kBlock)
+#pragma omp parallel for schedule(static) if (rows * n > kParallelMinElements && n > kBlock)
   for (int64_t j0 = 0; j0 < n; j0 += kBlock) {
     int64_t j1 = std::min(n, j0 + kBlock);
     for (int64_t r = 0; r < rows; ++r) {
@@ -120,12 +120,12 @@ void reduce_mul_add(const float* src, const float* other, const int64_t* stride_
 }
 
 void scale(const float* x, float s, float* y, int64_t n) {
-#pragma omp parallel for simd schedule(static) if (n > kParallelMin)
+#pragma omp parallel for simd schedule(static) if (n > kParallelMinElements)
   for (int64_t i = 0; i < n; ++i) y[i] = x[i] * s;
 }
 
 void axpy(float alpha, const float* x, float* y, int64_t n) {
-#pragma omp parallel for simd schedule(static) if (n > kParallelMin)
+#pragma omp parallel for simd schedule(static) if (n > kParallelMinElements)
   for (int64_t i = 0; i < n; ++i) y[i] += alpha * x[i];
 }
 
@@ -143,7 +143,7 @@ void sum_squares(const std::vector<const float*>& xs, const std::vector<int64_t>
     const float* x = xs[t];
     const int64_t n = ns[t], chunks = (n + kChunk - 1) / kChunk;
     std::vector<double> partial(chunks, 0.0);
-#pragma omp parallel for schedule(static) if (n > kParallelMin)
+#pragma omp parallel for schedule(static) if (n > kParallelMinElements)
     for (int64_t c = 0; c < chunks; ++c) {
       double s = 0;
       int64_t end = std::min(n, (c + 1) * kChunk);

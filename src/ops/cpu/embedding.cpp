@@ -3,19 +3,19 @@
 
 #include <algorithm>
 
+#include "ops/cpu/parallel_min.h"
 #include "ops/kernel_registry.h"
 #include "ops/kernels.h"
 
 namespace qkv::ops::cpu {
 
 namespace {
-constexpr int64_t kParallelMin = 1 << 15;  // elements; below this one thread is faster
-constexpr int64_t kMinColumns = 16;        // one task's slice of a row: a 64-byte cache line
+constexpr int64_t kMinColumns = 16;  // one task's slice of a row: a 64-byte cache line
 }  // namespace
 
 void embedding_forward(const int32_t* ids, int64_t n, const float* table, int64_t dim, float scale,
                        float* y) {
-#pragma omp parallel for schedule(static) if (n * dim > kParallelMin)
+#pragma omp parallel for schedule(static) if (n * dim > kParallelMinElements)
   for (int64_t i = 0; i < n; ++i) {
     const float* row = table + int64_t(ids[i]) * dim;  // [dim]
     float* out = y + i * dim;                          // [dim]
@@ -30,7 +30,7 @@ void embedding_backward(const float* dy, const int32_t* ids, const int32_t* /*ho
   // blocks than threads, by rows (id % groups). A task owns its table elements alone and adds
   // into each in the order of i, so repeated ids accumulate without races and the result is the
   // same bit for bit for any thread count.
-  bool parallel = n * dim > kParallelMin;
+  bool parallel = n * dim > kParallelMinElements;
   int64_t threads = parallel ? omp_get_max_threads() : 1;
   int64_t column_blocks = std::clamp<int64_t>(dim / kMinColumns, 1, threads);
   int64_t groups = (threads + column_blocks - 1) / column_blocks;

@@ -3,13 +3,13 @@
 #include <cmath>
 #include <vector>
 
+#include "ops/cpu/parallel_min.h"
 #include "ops/kernel_registry.h"
 #include "ops/kernels.h"
 
 namespace qkv::ops::cpu {
 
 namespace {
-constexpr int64_t kParallelMin = 1 << 15;  // elements; below this one thread is faster
 // The backward pass sums dgamma and dbeta over rows in chunks of rows fixed by the row count
 // alone (not the thread count), then adds the chunks in order: reproducible for any thread count.
 constexpr int64_t kMaxChunks = 64, kMinChunkRows = 8;
@@ -17,7 +17,7 @@ constexpr int64_t kMaxChunks = 64, kMinChunkRows = 8;
 
 void layer_norm_forward(const float* x, const float* gamma, const float* beta, float eps,
                         int64_t rows, int64_t d, float* y, float* mean, float* rstd) {
-#pragma omp parallel for schedule(static) if (rows * d > kParallelMin)
+#pragma omp parallel for schedule(static) if (rows * d > kParallelMinElements)
   for (int64_t r = 0; r < rows; ++r) {
     const float* xr = x + r * d;  // [d]
     float* yr = y + r * d;        // [d]
@@ -45,7 +45,7 @@ void layer_norm_backward(const float* dy, const float* x, const float* gamma, co
   bool want_params = dgamma || dbeta;
   // [chunks, 2, d]: each chunk's partial dgamma, then dbeta.
   std::vector<float> partial(want_params ? size_t(chunks * 2 * d) : 0, 0.f);
-#pragma omp parallel for schedule(static) if (rows * d > kParallelMin)
+#pragma omp parallel for schedule(static) if (rows * d > kParallelMinElements)
   for (int64_t k = 0; k < chunks; ++k) {
     float* pg = want_params ? partial.data() + k * 2 * d : nullptr;
     float* pb = want_params ? pg + d : nullptr;

@@ -1,13 +1,13 @@
 // Layout kernels: permute (axes reordered) and concatenation / splitting along an axis.
 #include <cstring>
 
+#include "ops/cpu/parallel_min.h"
 #include "ops/kernel_registry.h"
 #include "ops/kernels.h"
 
 namespace qkv::ops::cpu {
 
 namespace {
-constexpr int64_t kParallelMin = 1 << 15;  // elements; below this one thread is faster
 constexpr int kMaxRank = 6;
 
 // The permutation as a walk over x: output axis i has size[i] and steps stride[i] elements in x.
@@ -45,7 +45,7 @@ void permute(const float* x, const int64_t* shape, int rank, const int* dims, fl
   if (n == 0) return;
   Walk w = simplify(shape, rank, dims);
   int64_t inner = w.size[w.rank - 1], step = w.stride[w.rank - 1], outer = n / inner;
-#pragma omp parallel for schedule(static) if (n > kParallelMin)
+#pragma omp parallel for schedule(static) if (n > kParallelMinElements)
   for (int64_t o = 0; o < outer; ++o) {
     int64_t from = 0, rest = o;
     for (int a = w.rank - 2; a >= 0; --a) {
@@ -68,7 +68,7 @@ void join_rows(const float* const* parts, const int64_t* widths, int n, int64_t 
                bool accumulate) {
   int64_t row = 0;
   for (int i = 0; i < n; ++i) row += widths[i];
-#pragma omp parallel for schedule(static) if (outer * row > kParallelMin)
+#pragma omp parallel for schedule(static) if (outer * row > kParallelMinElements)
   for (int64_t o = 0; o < outer; ++o) {
     float* out = dst + o * row;
     for (int i = 0; i < n; ++i) {
@@ -89,7 +89,7 @@ void split_rows(const float* src, const int64_t* widths, int n, int64_t outer, f
                 bool accumulate) {
   int64_t row = 0;
   for (int i = 0; i < n; ++i) row += widths[i];
-#pragma omp parallel for schedule(static) if (outer * row > kParallelMin)
+#pragma omp parallel for schedule(static) if (outer * row > kParallelMinElements)
   for (int64_t o = 0; o < outer; ++o) {
     const float* in = src + o * row;
     for (int i = 0; i < n; ++i) {

@@ -13,28 +13,31 @@ namespace {
 constexpr float kNegInf = -std::numeric_limits<float>::infinity();
 constexpr int64_t kParallelMin = 1 << 16;  // logits below which one thread is faster
 
-// The n best of row x [V] into out [n], kept sorted: an entry moves in only when it beats the
-// worst kept one (a later id with an equal value does not). The log-prob grows with x, so a
-// block whose largest x does not beat the worst kept entry is skipped whole.
-void row_best(const float* x, int64_t vocab, float max, float log_sum, const int32_t* skip,
-              size_t n_skip, int32_t eos, std::pair<float, int32_t>* out, int64_t n) {
+// The n best of row x [V] by logit into out [n] (logit, id), kept sorted: an entry moves in
+// only when it beats the worst kept one (a later id with an equal value does not). A block whose
+// largest logit does not beat the worst kept entry is skipped whole; the blocks' maxima give
+// the row's, which is returned. The log-softmax keeps the order of the logits, so these are
+// the n best log-probs too.
+float row_best(const float* x, int64_t vocab, const int32_t* skip, size_t n_skip, int32_t eos,
+               std::pair<float, int32_t>* out, int64_t n) {
   std::fill(out, out + n, std::pair<float, int32_t>(kNegInf, -1));
-  if (n == 0) return;
+  float max = kNegInf;
   constexpr int64_t kBlock = 32;
   for (int64_t begin = 0; begin < vocab; begin += kBlock) {
     int64_t end = std::min(vocab, begin + kBlock);
     float block_max = ops::cpu::max_of(x + begin, end - begin, kNegInf);
-    if (!((block_max - max) - log_sum > out[n - 1].first)) continue;
+    max = block_max > max ? block_max : max;
+    if (n == 0 || !(block_max > out[n - 1].first)) continue;
     for (int64_t v = begin; v < end; ++v) {
-      float lp = (x[v] - max) - log_sum;
-      if (!(lp > out[n - 1].first) || v == eos ||
+      if (!(x[v] > out[n - 1].first) || v == eos ||
           std::find(skip, skip + n_skip, v) != skip + n_skip)
         continue;
       int64_t i = n - 1;
-      for (; i > 0 && lp > out[i - 1].first; --i) out[i] = out[i - 1];
-      out[i] = {lp, int32_t(v)};
+      for (; i > 0 && x[v] > out[i - 1].first; --i) out[i] = out[i - 1];
+      out[i] = {x[v], int32_t(v)};
     }
   }
+  return max;
 }
 
 // On cuda: the candidates chosen on the device (ops::best_tokens_rows), copied in one piece.
@@ -64,12 +67,14 @@ void best_tokens(const Tensor& logits, int64_t n, const std::vector<int32_t>& sk
 #pragma omp parallel for schedule(static) if (rows * vocab > kParallelMin)
   for (int64_t r = 0; r < rows; ++r) {
     const float* xr = x + r * vocab;  // [V]
-    float max = ops::cpu::max_of(xr, vocab, kNegInf), sum = 0.f;
+    std::pair<float, int32_t>* best = out.best.data() + r * n;
+    float max = row_best(xr, vocab, skip.data(), skip.size(), eos, best, n), sum = 0.f;
 #pragma omp simd reduction(+ : sum)
     for (int64_t v = 0; v < vocab; ++v) sum += ops::cpu::exp_approx(xr[v] - max);
     float log_sum = std::log(sum);
     out.eos_log_prob[size_t(r)] = (xr[eos] - max) - log_sum;
-    row_best(xr, vocab, max, log_sum, skip.data(), skip.size(), eos, out.best.data() + r * n, n);
+    for (int64_t i = 0; i < n && best[i].second >= 0; ++i)
+      best[i].first = (best[i].first - max) - log_sum;
   }
 }
 

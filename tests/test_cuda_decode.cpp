@@ -5,9 +5,11 @@
 // (fails in one with CUDA but no device).
 #include <cmath>
 #include <span>
+#include <vector>
 
 #include "decode/best_tokens.h"
 #include "decode/search.h"
+#include "ops/ops.h"
 #include "support/cuda_compare.h"
 #include "support/tiny_training.h"
 
@@ -76,6 +78,25 @@ TEST(CudaDecode, BestTokensOnTheDeviceMatchCpu) {
       for (size_t r = 0; r < want.eos_log_prob.size(); ++r)
         EXPECT_NEAR(got.eos_log_prob[r], want.eos_log_prob[r], 1e-5) << "row " << r;
     }
+  }
+}
+
+// cuda has no fused kernel: it gathers each row's history, then runs its ordinary attention.
+TEST(CudaDecode, SharedCacheAttentionMatchesCpu) {
+  QKV_SKIP_WITHOUT_CUDA();
+  Rng rng(24);
+  for (int64_t d : {64, 12}) {
+    const int64_t rows = 5, n = 4, heads = 2, cap = 7, len = 6;
+    Tensor k_cache = uniform({rows, heads, cap, d}, rng), v_cache = uniform(k_cache.shape(), rng);
+    Tensor q = uniform({n, heads, 1, d}, rng);
+    std::vector<int32_t> slot_values(size_t(n * cap));
+    for (int32_t& s : slot_values) s = int32_t(rng.below(rows));
+    Tensor slots = Tensor::from_vector(slot_values, {n, cap});
+    float scale = 1.f / std::sqrt(float(d));
+    Tensor want = ops::shared_cache_attention(q, k_cache, v_cache, slots, len, scale);
+    Tensor got = ops::shared_cache_attention(on_cuda(q), on_cuda(k_cache), on_cuda(v_cache), slots,
+                                             len, scale);
+    EXPECT_TRUE(close_elementwise(got.to(Device::cpu), want)) << "head dim " << d;
   }
 }
 

@@ -1,6 +1,8 @@
 #include "decode/incremental.h"
 
+#include <algorithm>
 #include <cmath>
+#include <string>
 #include <utility>
 
 namespace qkv::decode {
@@ -25,7 +27,7 @@ IncrementalDecoder::IncrementalDecoder(const PackedDecoder& weights, const Var& 
     cache.mem_v = layer.encoder_attn.split_heads(layer.encoder_attn.v_proj(memory)).value();
     layers_.push_back(std::move(cache));
   }
-  self_lengths_ = Tensor::empty({n}, DType::i32);
+  slots_ = Tensor::empty({n, capacity}, DType::i32);
 }
 
 Var IncrementalDecoder::self_attention(const PackedDecoder::Layer& w, const Var& x,
@@ -34,12 +36,14 @@ Var IncrementalDecoder::self_attention(const PackedDecoder::Layer& w, const Var&
   // With one position, [N, 1, H, Dh] and [N, H, 1, Dh] share a memory layout: no permute.
   Shape heads{n, h, 1, dh};
   std::vector<Tensor> qkv = ops::split(w.self_qkv(x).value(), {h * dh, h * dh, h * dh}, 2);
-  Var q(qkv[0].reshape(heads));
-  ops::kv_cache_write(cache.self_k, qkv[1].reshape(heads), pos_);
-  ops::kv_cache_write(cache.self_v, qkv[2].reshape(heads), pos_);
-  ops::AttentionMask mask{false, self_lengths_.to(q.value().device())};
-  Var o = attention(q, Var(cache.self_k), Var(cache.self_v), mask, 1.f / std::sqrt(float(dh)));
-  return w.self_out(reshape(o, {n, 1, h * dh}));
+  // Row r writes position pos_ of cache row r (step() has pointed its slot there).
+  for (auto [cache_t, part] : {std::pair{&cache.self_k, &qkv[1]}, {&cache.self_v, &qkv[2]}}) {
+    Tensor written = cache_t->slice_rows(0, n);
+    ops::kv_cache_write(written, part->reshape(heads), pos_);
+  }
+  Tensor o = ops::shared_cache_attention(qkv[0].reshape(heads), cache.self_k, cache.self_v, slots_,
+                                         pos_ + 1, 1.f / std::sqrt(float(dh)));
+  return w.self_out(Var(o.reshape({n, 1, h * dh})));
 }
 
 // The beam rows of a sentence are its queries: [B * beam, 1, d] -> [B, H, beam, Dh] against
@@ -60,7 +64,8 @@ Tensor IncrementalDecoder::step(const Tensor& tokens) {
     return "IncrementalDecoder: more steps than the capacity " + std::to_string(capacity_);
   });
   int64_t n = rows();
-  self_lengths_.fill(float(pos_ + 1));
+  int32_t* slots = slots_.data<int32_t>();
+  for (int64_t r = 0; r < n; ++r) slots[r * capacity_ + pos_] = int32_t(r);
   Var x = model_.embed(tokens.reshape({n, 1}).to(model_.device()), pos_, ctx_);  // [N, 1, d]
   bool pre = model_.config().pre_norm;
   for (size_t i = 0; i < layers_.size(); ++i) {
@@ -81,32 +86,27 @@ Tensor IncrementalDecoder::step(const Tensor& tokens) {
 }
 
 void IncrementalDecoder::reorder(const Tensor& index_host, const Tensor& sentences_host) {
-  int64_t m = index_host.size(0);
+  int64_t m = index_host.size(0), n = rows();
   const int32_t* idx = index_host.data<int32_t>();
-  bool in_place = true;  // rows only leave, in order: each moves down, none is read after
-  for (int64_t i = 1; i < m; ++i) in_place = in_place && idx[i] > idx[i - 1];
-  Device device = model_.device();
-  Tensor index = index_host.to(device), sentences;
-  if (sentences_host.defined()) sentences = sentences_host.to(device);
+  for (int64_t i = 0; i < m; ++i)
+    check_shape(0 <= idx[i] && idx[i] < n, [&] {
+      return "IncrementalDecoder::reorder: row " + std::to_string(idx[i]) + " outside [0, " +
+             std::to_string(n) + ")";
+    });
+  // Row i continues row idx[i]: it takes over that row's history, written so far.
+  Tensor slots = Tensor::empty({m, capacity_}, DType::i32);
+  const int32_t* from = slots_.data<int32_t>();
+  int32_t* to = slots.data<int32_t>();
+  for (int64_t i = 0; i < m; ++i)
+    std::copy(from + idx[i] * capacity_, from + idx[i] * capacity_ + pos_, to + i * capacity_);
+  slots_ = slots;
+  if (!sentences_host.defined()) return;
+  Tensor sentences = sentences_host.to(model_.device());
   for (auto& cache : layers_) {
-    for (auto [t, spare] :
-         {std::pair{&cache.self_k, &cache.spare_k}, {&cache.self_v, &cache.spare_v}}) {
-      Tensor out = *t;
-      if (!in_place) {
-        if (!spare->defined()) *spare = Tensor::zeros(t->shape(), DType::f32, device);
-        out = *spare;
-        *spare = *t;
-      }
-      ops::kv_cache_gather(*t, index, pos_, out);
-      *t = out.slice_rows(0, m);
-    }
-    if (sentences.defined()) {
-      cache.mem_k = ops::gather_rows(cache.mem_k, sentences);
-      cache.mem_v = ops::gather_rows(cache.mem_v, sentences);
-    }
+    cache.mem_k = ops::gather_rows(cache.mem_k, sentences);
+    cache.mem_v = ops::gather_rows(cache.mem_v, sentences);
   }
-  if (sentences.defined()) src_lengths_ = ops::gather_rows(src_lengths_, sentences);
-  self_lengths_ = self_lengths_.slice_rows(0, m);
+  src_lengths_ = ops::gather_rows(src_lengths_, sentences);
 }
 
 }  // namespace qkv::decode

@@ -1,5 +1,5 @@
-// Small ops of incremental decoding: KV-cache writes, beam reordering, argmax, a beam step's
-// best candidates on cuda.
+// Small ops of incremental decoding: KV-cache writes, attention over a cache that beams share,
+// beam reordering, argmax, a beam step's best candidates on cuda.
 #include <algorithm>
 
 #include "ops/checks.h"
@@ -62,6 +62,47 @@ void kv_cache_gather(const Tensor& cache, const Tensor& index, int64_t len, Tens
       if (src != dst || idx[i] != i)
         kernel(dst + i * heads * plane, plane, src + idx[i] * heads * plane, plane, len * d, heads);
   });
+}
+
+Tensor shared_cache_attention(const Tensor& q, const Tensor& k_cache, const Tensor& v_cache,
+                              const Tensor& slots, int64_t len, float scale) {
+  const char* op = "shared_cache_attention";
+  QKV_REQUIRE(q.rank() == 4 && q.size(2) == 1 && k_cache.rank() == 4 &&
+                  v_cache.shape() == k_cache.shape() && k_cache.size(1) == q.size(1) &&
+                  k_cache.size(3) == q.size(3) && slots.rank() == 2 &&
+                  slots.dtype() == DType::i32 && slots.size(0) == q.size(0) &&
+                  slots.size(1) == k_cache.size(2) && 1 <= len && len <= k_cache.size(2),
+              op,
+              "q " + shape_str(q.shape()) + ", caches " + shape_str(k_cache.shape()) + ", slots " +
+                  shape_str(slots.shape()) + " and length " + std::to_string(len) +
+                  " do not fit q [N, H, 1, D], caches [R, H, capacity, D], i32 slots [N, capacity]"
+                  " and 1 <= length <= capacity");
+  common_dtype(op, {&q, &k_cache, &v_cache});
+  Device dev = common_device(op, {&q, &k_cache, &v_cache});
+  QKV_REQUIRE(slots.device() == Device::cpu, op, "slots must be on the cpu");
+  const int64_t n = q.size(0), heads = q.size(1), cap = k_cache.size(2), d = q.size(3);
+  const int32_t* s = slots.data<int32_t>();
+  for (int64_t i = 0; i < n; ++i)
+    for (int64_t t = 0; t < len; ++t)
+      QKV_REQUIRE(0 <= s[i * cap + t] && s[i * cap + t] < k_cache.size(0), op,
+                  "slot " + std::to_string(s[i * cap + t]) + " outside the cache's " +
+                      std::to_string(k_cache.size(0)) + " rows");
+  if (has_kernel<kernels::attention_slots_forward>(dev, q.dtype())) {
+    Tensor out = Tensor::empty(q.shape(), q.dtype(), dev);
+    AttentionDims dims{n, heads, 1, len, d, false, nullptr, scale};
+    dispatch<kernels::attention_slots_forward>(dev, q.dtype(), [&]<typename T>(auto* kernel) {
+      kernel(dims, s, cap, q.data<T>(), k_cache.data<T>(), v_cache.data<T>(), out.data<T>());
+    });
+    return out;
+  }
+  Tensor index = slots.to(dev);
+  Tensor k = Tensor::empty({n, heads, len, d}, q.dtype(), dev);
+  Tensor v = Tensor::empty({n, heads, len, d}, q.dtype(), dev);
+  dispatch<kernels::kv_cache_gather_slots>(dev, q.dtype(), [&]<typename T>(auto* kernel) {
+    kernel(k_cache.data<T>(), index.data<int32_t>(), n, heads, cap, len, d, k.data<T>());
+    kernel(v_cache.data<T>(), index.data<int32_t>(), n, heads, cap, len, d, v.data<T>());
+  });
+  return attention_forward(q, k, v, AttentionMask{}, scale, nullptr);
 }
 
 Tensor gather_rows(const Tensor& x, const Tensor& index) {

@@ -216,6 +216,14 @@ QKV_KERNEL(adam_update, (T * param, const T* grad, float* m, float* v, int64_t n
 // height rows of width elements from src to dst, rows dst_pitch and src_pitch elements apart.
 QKV_KERNEL(copy_rows, (T * dst, int64_t dst_pitch, const T* src, int64_t src_pitch, int64_t width,
                        int64_t height));
+// ops::shared_cache_attention with d.batch = N, d.q_len = 1, d.k_len = len: query row n's key
+// t is in row slots[n * capacity + t] of k [R, H, capacity, D] (and v).
+QKV_KERNEL(attention_slots_forward, (const AttentionDims& d, const int32_t* slots, int64_t capacity,
+                                     const T* q, const T* k, const T* v, T* out));
+// out [n, heads, len, d]: position t of head h from cache row slots[i * capacity + t] of cache
+// [R, heads, capacity, d] (where attention_slots_forward is missing).
+QKV_KERNEL(kv_cache_gather_slots, (const T* cache, const int32_t* slots, int64_t n, int64_t heads,
+                                   int64_t capacity, int64_t len, int64_t d, T* out));
 // y[i, :] = x[index[i], :] for rows of `row` elements.
 QKV_KERNEL(gather_rows, (const T* x, const int32_t* index, int64_t m, int64_t row, T* y));
 // Per row of x [n, v]: the index of the largest element (the first on ties).

@@ -198,6 +198,12 @@ void kv_cache_write(Tensor& cache, const Tensor& x, int64_t pos);
 // out [>= M, H, capacity, D] (the other entries of out are left alone). out may be cache itself
 // when index is strictly increasing.
 void kv_cache_gather(const Tensor& cache, const Tensor& index, int64_t len, Tensor& out);
+// One decoding step's attention over a KV cache that beams share instead of copying: query row
+// n sees positions [0, len), position t in cache row slots[n, t] (the row that wrote it). q
+// [N, H, 1, D], k_cache and v_cache [R, H, capacity, D], slots i32 [N, capacity] on the host ->
+// [N, H, 1, D]. The cpu reads the rows where they are; other devices gather them first.
+Tensor shared_cache_attention(const Tensor& q, const Tensor& k_cache, const Tensor& v_cache,
+                              const Tensor& slots, int64_t len, float scale);
 // y[i] = x[index[i]] along axis 0 (beam reordering); index i32 [M] -> y [M, ...].
 Tensor gather_rows(const Tensor& x, const Tensor& index);
 // Per row of x [N, V]: the index of the largest element (the first on ties), i32 [N].

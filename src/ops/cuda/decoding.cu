@@ -1,5 +1,6 @@
 // Small ops of incremental decoding on cuda: strided row copies (KV-cache writes and gathers),
-// beam reordering, argmax and a beam step's best candidates.
+// the gather of a shared cache's rows by slot, beam reordering, argmax and a beam step's best
+// candidates.
 #include "ops/cuda/block_reduce.cuh"
 #include "ops/cuda/context.h"
 #include "ops/kernel_registry.h"
@@ -13,6 +14,18 @@ __global__ void gather_rows_kernel(const uint8_t* x, const int32_t* index, int64
   QKV_GRID_LOOP(i, m * row_bytes) {
     int64_t r = i / row_bytes, c = i % row_bytes;
     y[i] = x[int64_t(index[r]) * row_bytes + c];
+  }
+}
+
+// out [n, heads, len, d]: position t of head h from cache row slots[i * capacity + t] of cache
+// [R, heads, capacity, d].
+template <typename T>
+__global__ void kv_cache_gather_slots_kernel(const T* cache, const int32_t* slots, int64_t n,
+                                             int64_t heads, int64_t capacity, int64_t len,
+                                             int64_t d, T* out) {
+  QKV_GRID_LOOP(i, n * heads * len * d) {
+    int64_t c = i % d, t = i / d % len, h = i / (d * len) % heads, r = i / (d * len * heads);
+    out[i] = cache[((int64_t(slots[r * capacity + t]) * heads + h) * capacity + t) * d + c];
   }
 }
 
@@ -125,6 +138,15 @@ void gather_rows(const T* x, const int32_t* index, int64_t m, int64_t row, T* y)
   check_launch("gather_rows");
 }
 
+template <typename T>
+void kv_cache_gather_slots(const T* cache, const int32_t* slots, int64_t n, int64_t heads,
+                           int64_t capacity, int64_t len, int64_t d, T* out) {
+  if (n * heads * len * d == 0) return;
+  kv_cache_gather_slots_kernel<T><<<grid_for(n * heads * len * d), kThreads, 0, stream()>>>(
+      cache, slots, n, heads, capacity, len, d, out);
+  check_launch("kv_cache_gather_slots");
+}
+
 void argmax_rows(const float* x, int64_t n, int64_t v, int32_t* y) {
   if (n == 0) return;
   argmax_rows_kernel<<<unsigned(n), kThreads, 0, stream()>>>(x, v, y);
@@ -133,6 +155,7 @@ void argmax_rows(const float* x, int64_t n, int64_t v, int32_t* y) {
 
 QKV_REGISTER_KERNEL(best_tokens_rows, Device::cuda, float, best_tokens_rows);
 QKV_REGISTER_KERNEL(argmax_rows, Device::cuda, float, argmax_rows);
+QKV_REGISTER_KERNEL(kv_cache_gather_slots, Device::cuda, float, kv_cache_gather_slots<float>);
 QKV_REGISTER_KERNEL(copy_rows, Device::cuda, float, copy_rows<float>);
 QKV_REGISTER_KERNEL(copy_rows, Device::cuda, bf16, copy_rows<bf16>);
 QKV_REGISTER_KERNEL(copy_rows, Device::cuda, f16, copy_rows<f16>);

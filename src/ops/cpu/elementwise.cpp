@@ -10,7 +10,6 @@
 namespace qkv::ops::cpu {
 
 namespace {
-
 // Calls f(i, ia, ib) for each flat index i of `shape` with the matching offsets of two operands.
 template <class F>
 void for_each_index(const int64_t* shape, int rank, const int64_t* sa, const int64_t* sb, F f) {

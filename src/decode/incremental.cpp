@@ -19,10 +19,9 @@ IncrementalDecoder::IncrementalDecoder(const PackedDecoder& weights, const Var& 
   Device device = model_.device();
   for (const auto& layer : model_.decoder_layers()) {
     LayerCache cache;
-    // Zeros, not garbage: masked positions must not turn into NaN when weighted by 0. Reorder
-    // copies only written positions, so the others stay zero or hold an earlier finite value.
-    cache.self_k = Tensor::zeros({n, c.heads, capacity, dh}, DType::f32, device);
-    cache.self_v = Tensor::zeros({n, c.heads, capacity, dh}, DType::f32, device);
+    // Left unset: a position is read only after its step wrote it (attention stops at pos + 1).
+    cache.self_k = Tensor::empty({n, c.heads, capacity, dh}, DType::f32, device);
+    cache.self_v = Tensor::empty({n, c.heads, capacity, dh}, DType::f32, device);
     cache.mem_k = layer.encoder_attn.split_heads(layer.encoder_attn.k_proj(memory)).value();
     cache.mem_v = layer.encoder_attn.split_heads(layer.encoder_attn.v_proj(memory)).value();
     layers_.push_back(std::move(cache));

@@ -59,10 +59,10 @@ template <typename V, int R, int P>
 [[gnu::always_inline]] inline void micro_body(const float* x, int64_t k, const float* panel,
                                               const float* bias, int64_t cols, float* y,
                                               int64_t ldy) {
-  constexpr int N = P * kLinearPanel / (sizeof(V) / sizeof(float));  // vectors per row
+  constexpr int kLanes = sizeof(V) / sizeof(float);
+  constexpr int N = P * kLinearPanel / kLanes;  // vectors per row
   // With few rows the adds would wait on each other: U steps of i go to separate sums.
   constexpr int U = R == 1 ? 4 : R == 2 ? 2 : 1;
-  constexpr int kLanes = sizeof(V) / sizeof(float);
   V part[U][R][N];
   // Each sum zeroed on its own: `= {}` made GCC also memset a copy of the array on the stack.
   for (int u = 0; u < U; ++u)

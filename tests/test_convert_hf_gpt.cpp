@@ -270,6 +270,22 @@ INSTANTIATE_TEST_SUITE_P(
         GptCase{"llama_theta_500000",
                 "llama",
                 {{"rope_theta", 500000.0}, {"hidden_size", 48}, {"intermediate_size", 128}},
+                json::object()},
+        // Head dim 12: wavelengths 6.3 (kept), 29 (blended) and 135 to 13,500 (divided).
+        GptCase{"llama3_rope_scaling",
+                "llama",
+                {{"hidden_size", 48},
+                 {"intermediate_size", 128},
+                 {"rope_scaling",
+                  {{"rope_type", "llama3"},
+                   {"factor", 4.0},
+                   {"low_freq_factor", 2.0},
+                   {"high_freq_factor", 8.0},
+                   {"original_max_position_embeddings", 64}}}},
+                json::object()},
+        GptCase{"llama_linear_rope_scaling",
+                "llama",
+                {{"rope_scaling", {{"type", "linear"}, {"factor", 2.0}}}},
                 json::object()}),
     [](const auto& info) { return info.param.name; });
 
@@ -333,11 +349,35 @@ TEST_F(HfGptFolder, Gpt2RefusesWhatQkvCannotComputeByName) {
 }
 
 TEST_F(HfGptFolder, LlamaRefusesWhatQkvCannotComputeByName) {
+  expect_refused(
+      "llama",
+      [](json& j) {
+        j["rope_scaling"] = {{"type", "dynamic"}, {"factor", 2.0}};
+      },
+      {"config.json", "\"rope_scaling\"", "rope type dynamic", "default, linear and llama3"});
   expect_refused("llama",
                  [](json& j) {
-                   j["rope_scaling"] = {{"type", "linear"}, {"factor", 2.0}};
+                   j["rope_scaling"] = {{"rope_type", "llama3"},
+                                        {"factor", 8.0},
+                                        {"high_freq_factor", 4.0},
+                                        {"original_max_position_embeddings", 8192}};
                  },
-                 {"config.json", "\"rope_scaling\"", "linear"});
+                 {"\"rope_scaling\"", "needs a number \"low_freq_factor\""});
+  expect_refused(
+      "llama",
+      [](json& j) {
+        j["rope_scaling"] = {{"rope_type", "linear"}, {"factor", 2.0}, {"attention_factor", 0.5}};
+      },
+      {"\"rope_scaling\"", "\"attention_factor\" is not read for rope type linear"});
+  expect_refused("llama",
+                 [](json& j) {
+                   j["rope_scaling"] = {{"rope_type", "llama3"},
+                                        {"factor", 8.0},
+                                        {"low_freq_factor", 4.0},
+                                        {"high_freq_factor", 1.0},
+                                        {"original_max_position_embeddings", 8192}};
+                 },
+                 {"rope-low-freq-factor < rope-high-freq-factor"});
   expect_refused("llama", [](json& j) { j["sliding_window"] = 16; }, {"\"sliding_window\": 16"});
   expect_refused("llama", [](json& j) { j["attention_bias"] = true; },
                  {"\"mlp_bias\"", "attention_bias is true"});

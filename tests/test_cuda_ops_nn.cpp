@@ -134,24 +134,31 @@ TEST(CudaRope, ForwardAndBackwardMatchCpu) {
   // {B, H, L, D}: D = 2, D / 2 odd, decoding steps (L = 1), and Llama's head dim 128.
   const std::vector<Shape> shapes = {{1, 1, 1, 2}, {2, 3, 5, 6}, {3, 4, 1, 64}, {2, 8, 70, 128}};
   for (const Shape& shape : shapes)
-    for (double theta : {10000.0, 500000.0})
+    for (const ops::RopeFrequencies& freq :
+         {ops::RopeFrequencies{.theta = 10000.0}, ops::RopeFrequencies{.theta = 500000.0},
+          ops::RopeFrequencies{.theta = 500000.0,
+          .scaling = ops::RopeScaling::llama3,
+          .factor = 8,
+          .original_positions = 8192},
+          ops::RopeFrequencies{.theta = 10000.0, .scaling = ops::RopeScaling::linear, .factor = 4}})
       for (int high : {1000, 1 << 17}) {
         // Positions differ per row, in no order; an angle near 2^17 radians tests the double
         // angle (in float it would be off by about 1e-2).
         Tensor positions = random_ids({shape[0], shape[2]}, rng, 0, high);
         Tensor x = uniform(shape, rng);
-        Tensor y = ops::rope_forward(x, positions, theta);
-        Tensor y_c = ops::rope_forward(on_cuda(x), on_cuda(positions), theta);
-        EXPECT_TRUE(close_elementwise(y_c, y)) << shape_str(shape) << " theta " << theta;
+        Tensor y = ops::rope_forward(x, positions, freq);
+        Tensor y_c = ops::rope_forward(on_cuda(x), on_cuda(positions), freq);
+        EXPECT_TRUE(close_elementwise(y_c, y))
+            << shape_str(shape) << " theta " << freq.theta << " scaling " << int(freq.scaling);
         Tensor dy = uniform(shape, rng), dx = uniform(shape, rng), dx_c = on_cuda(dx);
-        ops::rope_backward(dy, positions, theta, dx);
-        ops::rope_backward(on_cuda(dy), on_cuda(positions), theta, dx_c);
+        ops::rope_backward(dy, positions, freq, dx);
+        ops::rope_backward(on_cuda(dy), on_cuda(positions), freq, dx_c);
         EXPECT_TRUE(close_elementwise(dx_c, dx)) << "dx " << shape_str(shape);
       }
   // Positions must be on x's device.
   Tensor positions = Tensor::zeros({1, 3}, DType::i32);
   try {
-    ops::rope_forward(on_cuda(Tensor::zeros({1, 2, 3, 4})), positions, 1e4);
+    ops::rope_forward(on_cuda(Tensor::zeros({1, 2, 3, 4})), positions, {1e4});
     FAIL() << "positions on the cpu accepted for x on cuda";
   } catch (const std::invalid_argument& e) {
     EXPECT_NE(std::string(e.what()).find("positions must be on x's device (cuda), got cpu"),

@@ -125,27 +125,59 @@ TEST(RmsNorm, BadInputIsAClearError) {
   EXPECT_THROW(ops::rms_norm_backward(x, x, gamma, rstd, dx, bad_dgamma), std::invalid_argument);
 }
 
+// The torch reference's attributes for `freq` (tests/python/torch_ref.py's rope).
+nlohmann::json rope_attributes(const ops::RopeFrequencies& freq) {
+  const char* scaling[] = {"none", "linear", "llama3"};
+  return {{"theta", freq.theta},
+          {"scaling", scaling[int(freq.scaling)]},
+          {"factor", freq.factor},
+          {"low_freq_factor", freq.low_freq_factor},
+          {"high_freq_factor", freq.high_freq_factor},
+          {"original", freq.original_positions}};
+}
+
+// Plain, linear and Llama 3.1's RoPE; with head dims from 6 to 128 the llama3 cases have pairs
+// in each of its three bands (kept, blended, divided by the factor).
+const std::vector<ops::RopeFrequencies> kRopeFrequencies = {
+    {.theta = 10000.0},
+    {.theta = 500000.0},
+    {.theta = 10000.0, .scaling = ops::RopeScaling::linear, .factor = 4},
+    {.theta = 500000.0,
+     .scaling = ops::RopeScaling::llama3,
+     .factor = 8,
+     .low_freq_factor = 1,
+     .high_freq_factor = 4,
+     .original_positions = 8192},
+    {.theta = 10000.0,
+     .scaling = ops::RopeScaling::llama3,
+     .factor = 32,
+     .low_freq_factor = 2,
+     .high_freq_factor = 8,
+     .original_positions = 64}};
+
 TEST(Rope, MatchesTorch) {
   Rng rng(24);
   // {B, H, L, D}: D = 2, D / 2 odd, decoding steps (L = 1), and a multithreaded case.
   const std::vector<Shape> shapes = {{2, 3, 5, 8},  {1, 1, 1, 2},    {1, 2, 7, 6},
                                      {3, 4, 1, 64}, {2, 8, 64, 128}, {4, 2, 3, 96}};
   for (const Shape& shape : shapes)
-    for (double theta : {10000.0, 500000.0})
+    for (const ops::RopeFrequencies& freq : kRopeFrequencies)
       for (int32_t max_start : {1, 4096, 1 << 17}) {
         Tensor positions = consecutive_positions(shape[0], shape[2], max_start, rng);
         TensorMap in{{"x", randn(shape, rng)}, {"positions", positions}};
         compare_with_torch(
-            "rope", in, {{"theta", theta}},
-            [theta](auto& v) { return rope(v["x"], v["positions"].value(), theta); }, 2e-6, 2e-6,
+            "rope", in, rope_attributes(freq),
+            [freq](auto& v) { return rope(v["x"], v["positions"].value(), freq); }, 2e-6, 2e-6,
             rng);
       }
   // Positions in no order, repeated, and negative.
   Tensor positions =
       Tensor::from_vector(std::vector<int32_t>{7, 7, 0, -3, 100000, 2, 65, 5, 5, 1}, {2, 5});
   compare_with_torch(
-      "rope", {{"x", randn({2, 3, 5, 16}, rng)}, {"positions", positions}}, {{"theta", 10000.0}},
-      [](auto& v) { return rope(v["x"], v["positions"].value(), 10000.0); }, 2e-6, 2e-6, rng);
+      "rope", {{"x", randn({2, 3, 5, 16}, rng)}, {"positions", positions}},
+      rope_attributes(kRopeFrequencies[3]),
+      [](auto& v) { return rope(v["x"], v["positions"].value(), kRopeFrequencies[3]); }, 2e-6, 2e-6,
+      rng);
 }
 
 TEST(Rope, DecodingStepsEqualTheWholeSequence) {
@@ -153,14 +185,14 @@ TEST(Rope, DecodingStepsEqualTheWholeSequence) {
   Rng rng(25);
   const int64_t len = 6;
   Tensor x = randn({3, 4, len, 32}, rng), positions = consecutive_positions(3, len, 1000, rng);
-  Tensor whole = ops::rope_forward(x, positions, 500000.0);
+  Tensor whole = ops::rope_forward(x, positions, {500000.0});
   std::vector<Tensor> steps = ops::split(x, std::vector<int64_t>(len, 1), 2);
   std::vector<Tensor> want = ops::split(whole, std::vector<int64_t>(len, 1), 2);
   const int32_t* p = positions.data<int32_t>();  // [3, len]
   for (int64_t l = 0; l < len; ++l) {
     Tensor step_positions =
         Tensor::from_vector(std::vector<int32_t>{p[l], p[len + l], p[2 * len + l]}, {3, 1});
-    EXPECT_EQ(ops::rope_forward(steps[l], step_positions, 500000.0).to_vector(),
+    EXPECT_EQ(ops::rope_forward(steps[l], step_positions, {500000.0}).to_vector(),
               want[l].to_vector())
         << "step " << l;
   }
@@ -169,13 +201,13 @@ TEST(Rope, DecodingStepsEqualTheWholeSequence) {
 TEST(Rope, BackwardAccumulatesTheInverseRotation) {
   Rng rng(26);
   Tensor x = randn({2, 3, 9, 24}, rng), positions = consecutive_positions(2, 9, 50000, rng);
-  Tensor y = ops::rope_forward(x, positions, 10000.0);
+  Tensor y = ops::rope_forward(x, positions, {10000.0});
   // Rotating back by minus the angles, onto ones, gives x + 1.
   Tensor dx = Tensor::full(x.shape(), 1.f);
-  ops::rope_backward(y, positions, 10000.0, dx);
+  ops::rope_backward(y, positions, {10000.0}, dx);
   expect_close(dx, ops::add(x, Tensor::full({1}, 1.f)), 1e-6, "rope_backward(rope(x)) + 1");
   Tensor none;
-  ops::rope_backward(y, positions, 10000.0, none);  // not needed: nothing to do
+  ops::rope_backward(y, positions, {10000.0}, none);  // not needed: nothing to do
 }
 
 TEST(Rope, IsTheSameForAnyThreadCount) {
@@ -183,8 +215,8 @@ TEST(Rope, IsTheSameForAnyThreadCount) {
   Tensor x = randn({4, 8, 32, 64}, rng), positions = consecutive_positions(4, 32, 9000, rng);
   auto run = [&] {
     Tensor dx = Tensor::zeros(x.shape());
-    ops::rope_backward(x, positions, 10000.0, dx);
-    return flatten({ops::rope_forward(x, positions, 10000.0), dx});
+    ops::rope_backward(x, positions, {10000.0}, dx);
+    return flatten({ops::rope_forward(x, positions, {10000.0}), dx});
   };
   std::vector<float> one = with_threads(1, run);
   EXPECT_EQ(one, with_threads(std::max(2, num_threads()), run));
@@ -193,34 +225,44 @@ TEST(Rope, IsTheSameForAnyThreadCount) {
 
 TEST(Rope, BadInputIsAClearError) {
   Tensor positions = Tensor::zeros({2, 5}, DType::i32);
-  auto message = [&](const Tensor& x, const Tensor& p, double theta) -> std::string {
+  auto message = [&](const Tensor& x, const Tensor& p,
+                     const ops::RopeFrequencies& freq) -> std::string {
     try {
-      ops::rope_forward(x, p, theta);
+      ops::rope_forward(x, p, freq);
     } catch (const std::invalid_argument& e) {
       return e.what();
     }
     ADD_FAILURE() << "accepted x " << shape_str(x.shape()) << ", positions " << shape_str(p.shape())
-                  << ", theta " << theta;
+                  << ", theta " << freq.theta;
     return "";
   };
-  std::string odd = message(Tensor::zeros({2, 3, 5, 7}), positions, 10000.0);
+  std::string odd = message(Tensor::zeros({2, 3, 5, 7}), positions, {10000.0});
   EXPECT_NE(odd.find("head_dim must be even"), std::string::npos) << odd;
   EXPECT_NE(odd.find("got 7"), std::string::npos) << odd;
   std::string wrong_shape =
-      message(Tensor::zeros({2, 3, 5, 8}), Tensor::zeros({2, 4}, DType::i32), 10000.0);
+      message(Tensor::zeros({2, 3, 5, 8}), Tensor::zeros({2, 4}, DType::i32), {10000.0});
   EXPECT_NE(wrong_shape.find("positions must be [batch, len] = [2, 5]"), std::string::npos)
       << wrong_shape;
   EXPECT_NE(wrong_shape.find("got [2, 4]"), std::string::npos) << wrong_shape;
-  std::string flat = message(Tensor::zeros({2, 3, 5, 8}), Tensor::zeros({10}, DType::i32), 1e4);
+  std::string flat = message(Tensor::zeros({2, 3, 5, 8}), Tensor::zeros({10}, DType::i32), {1e4});
   EXPECT_NE(flat.find("got [10]"), std::string::npos) << flat;
-  std::string f32 = message(Tensor::zeros({2, 3, 5, 8}), Tensor::zeros({2, 5}), 10000.0);
+  std::string f32 = message(Tensor::zeros({2, 3, 5, 8}), Tensor::zeros({2, 5}), {10000.0});
   EXPECT_NE(f32.find("positions must be I32"), std::string::npos) << f32;
-  std::string rank3 = message(Tensor::zeros({3, 5, 8}), positions, 10000.0);
+  std::string rank3 = message(Tensor::zeros({3, 5, 8}), positions, {10000.0});
   EXPECT_NE(rank3.find("[batch, heads, len, head_dim]"), std::string::npos) << rank3;
-  std::string theta = message(Tensor::zeros({2, 3, 5, 8}), positions, 0.0);
+  std::string theta = message(Tensor::zeros({2, 3, 5, 8}), positions, {0.0});
   EXPECT_NE(theta.find("theta must be positive"), std::string::npos) << theta;
+  ops::RopeFrequencies linear{.scaling = ops::RopeScaling::linear, .factor = 0};
+  std::string factor = message(Tensor::zeros({2, 3, 5, 8}), positions, linear);
+  EXPECT_NE(factor.find("factor must be positive and finite, got 0"), std::string::npos) << factor;
+  ops::RopeFrequencies llama3 = kRopeFrequencies[3];
+  llama3.high_freq_factor = llama3.low_freq_factor;
+  std::string bands = message(Tensor::zeros({2, 3, 5, 8}), positions, llama3);
+  EXPECT_NE(bands.find("high_freq_factor must be finite and above low_freq_factor"),
+            std::string::npos)
+      << bands;
   Tensor dx = Tensor::zeros({2, 3, 5, 6});
-  EXPECT_THROW(ops::rope_backward(Tensor::zeros({2, 3, 5, 8}), positions, 1e4, dx),
+  EXPECT_THROW(ops::rope_backward(Tensor::zeros({2, 3, 5, 8}), positions, {1e4}, dx),
                std::invalid_argument);
 }
 
@@ -229,7 +271,7 @@ TEST(Gradcheck, RmsNormAndRope) {
   gradcheck("rms_norm", [](auto& v) { return rms_norm(v[0], v[1], 1e-5f); },
             {randn({3, 5, 7}, rng), randn({7}, rng)});
   Tensor positions = Tensor::from_vector(std::vector<int32_t>{3, 4, 5, 90, 91, 92}, {2, 3});
-  gradcheck("rope", [&](auto& v) { return rope(v[0], positions, 10000.0); },
+  gradcheck("rope", [&](auto& v) { return rope(v[0], positions, {10000.0}); },
             {randn({2, 2, 3, 10}, rng)});
 }
 

@@ -35,7 +35,7 @@ Var layer_norm(const Var& x, const Var& gamma, const Var& beta, float eps = 1e-5
 Var rms_norm(const Var& x, const Var& gamma, float eps = 1e-6f);
 // Rotary position embeddings (rotate-half layout): x [B, H, L, D], positions i32 [B, L] on x's
 // device. See ops::rope_forward.
-Var rope(const Var& x, const Tensor& positions, double theta);
+Var rope(const Var& x, const Tensor& positions, const ops::RopeFrequencies& freq);
 Var softmax(const Var& x);
 // log(sum(exp(x))) over the last axis: [..., n] -> [...].
 Var logsumexp(const Var& x);

@@ -46,11 +46,11 @@ Var rms_norm(const Var& x, const Var& gamma, float eps) {
   return out;
 }
 
-Var rope(const Var& x, const Tensor& positions, double theta) {
-  Var out(ops::rope_forward(x.value(), positions, theta), needs_tape(x));  // [B, H, L, D]
+Var rope(const Var& x, const Tensor& positions, const ops::RopeFrequencies& freq) {
+  Var out(ops::rope_forward(x.value(), positions, freq), needs_tape(x));  // [B, H, L, D]
   if (!out.requires_grad()) return out;
-  Tape::active()->record([x, positions, theta, out]() mutable {
-    if (out.has_grad()) ops::rope_backward(out.grad(), positions, theta, x.grad());
+  Tape::active()->record([x, positions, freq, out]() mutable {
+    if (out.has_grad()) ops::rope_backward(out.grad(), positions, freq, x.grad());
   });
   return out;
 }

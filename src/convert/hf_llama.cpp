@@ -53,7 +53,6 @@ void check_keys(const JsonFile& cfg, const LlamaVariant& v) {
                             " conversion does not know, which may change the computation; it "
                             "reads the architecture's keys and ignores only bookkeeping, "
                             "generation and training keys such as torch_dtype");
-  if (cfg.has("rope_scaling")) refuse_config_key(cfg, "rope_scaling", "qkv's RoPE has no scaling");
   if (cfg.get<bool>("use_sliding_window", false))
     refuse_config_key(cfg, "use_sliding_window", "qkv attends to every position");
   if (cfg.get<bool>("rope_interleaved", false))
@@ -67,21 +66,60 @@ void check_keys(const JsonFile& cfg, const LlamaVariant& v) {
         refuse_config_key(cfg, "layer_types", "every layer must be full_attention");
 }
 
-// rope_theta, or transformers 5's rope_parameters {"rope_type": "default", "rope_theta": ...}.
-double rope_theta_from(const JsonFile& cfg, double theta) {
-  theta = cfg.get<double>("rope_theta", theta);
-  if (!cfg.has("rope_parameters")) return theta;
-  const json& rope = cfg.json()["rope_parameters"];
-  if (!rope.is_object()) refuse_config_key(cfg, "rope_parameters", "expected an object");
-  for (const auto& [key, value] : rope.items()) {
-    if (key == "rope_theta" && value.is_number()) {
-      theta = value.get<double>();
-    } else if (key != "rope_type" || value != "default") {
-      refuse_config_key(cfg, "rope_parameters",
-                        "qkv's RoPE takes rope_type default and rope_theta only");
+// One RoPE object of config.json, rope_scaling {"rope_type" (or the older "type"), "factor", ...}
+// or transformers 5's rope_parameters (which holds rope_theta too), into c.
+void read_rope_object(const JsonFile& cfg, const std::string& key, nn::GptConfig& c) {
+  const json& rope = cfg.json()[key];
+  if (!rope.is_object()) refuse_config_key(cfg, key, "expected an object");
+  auto number = [&](const char* name) {
+    if (!rope.contains(name) || !rope[name].is_number())
+      refuse_config_key(cfg, key, std::string("needs a number \"") + name + "\"");
+    return rope[name].get<double>();
+  };
+  std::string type = "default";
+  for (const char* name : {"type", "rope_type"})  // rope_type, where both are given
+    if (rope.contains(name)) {
+      if (!rope[name].is_string())
+        refuse_config_key(cfg, key, std::string("\"") + name + "\" must be a string");
+      type = rope[name].get<std::string>();
     }
+  std::set<std::string> known = {"rope_type", "type", "rope_theta"};
+  if (type == "linear" || type == "llama3") {
+    c.rope_scaling = type;
+    c.rope_scaling_factor = number("factor");
+    known.insert("factor");
+  } else if (type != "default") {
+    refuse_config_key(cfg, key,
+                      "rope type " + type + ": qkv's RoPE takes default, linear and llama3");
   }
-  return theta;
+  if (type == "llama3") {
+    c.rope_low_freq_factor = number("low_freq_factor");
+    c.rope_high_freq_factor = number("high_freq_factor");
+    c.rope_original_context = int64_t(number("original_max_position_embeddings"));
+    known.insert({"low_freq_factor", "high_freq_factor", "original_max_position_embeddings"});
+  }
+  if (rope.contains("rope_theta")) c.rope_theta = number("rope_theta");
+  for (const auto& [name, value] : rope.items())
+    if (!known.count(name))
+      refuse_config_key(cfg, key, "\"" + name + "\" is not read for rope type " + type);
+}
+
+// rope_theta, then rope_scaling and rope_parameters (transformers 5's), where present.
+void read_rope(const JsonFile& cfg, double theta, nn::GptConfig& c) {
+  c.rope_theta = cfg.get<double>("rope_theta", theta);
+  for (const char* key : {"rope_scaling", "rope_parameters"})
+    if (cfg.has(key)) read_rope_object(cfg, key, c);
+}
+
+// rope_scaling as Hugging Face's Llama reads it: null, or the scaling's type and numbers.
+ordered_json rope_scaling_to_hf(const nn::GptConfig& c) {
+  if (c.rope_scaling == "none") return nullptr;
+  ordered_json rope = {{"rope_type", c.rope_scaling}, {"factor", c.rope_scaling_factor}};
+  if (c.rope_scaling == "llama3")
+    rope.update({{"low_freq_factor", c.rope_low_freq_factor},
+                 {"high_freq_factor", c.rope_high_freq_factor},
+                 {"original_max_position_embeddings", c.rope_original_context}});
+  return rope;
 }
 
 // Llama's own keys: attention_bias and mlp_bias, one `bias` in qkv.
@@ -135,7 +173,7 @@ nn::GptConfig llama_config_from_hf(const JsonFile& cfg, const LlamaVariant& v) {
   if (c.kv_heads == c.heads) c.kv_heads = 0;
   c.context_length = cfg.get<int64_t>("max_position_embeddings", v.context_length);
   c.norm_eps = cfg.get<float>("rms_norm_eps", v.norm_eps);
-  c.rope_theta = rope_theta_from(cfg, v.rope_theta);
+  read_rope(cfg, v.rope_theta, c);
   c.tie_embeddings = cfg.get<bool>("tie_word_embeddings", false);
   // A window that covers every position is full attention.
   if (cfg.has("sliding_window") && cfg.require<int64_t>("sliding_window") < c.context_length)
@@ -216,7 +254,7 @@ std::vector<std::string> llama_variant_to_hf(
                          {"max_position_embeddings", c.context_length},
                          {"rms_norm_eps", json_float(c.norm_eps)},
                          {"rope_theta", c.rope_theta},
-                         {"rope_scaling", nullptr}};
+                         {"rope_scaling", rope_scaling_to_hf(c)}};
   v.write(c, config);
   config.update({{"attention_dropout", 0.0},
                  {"tie_word_embeddings", c.tie_embeddings},

@@ -5,11 +5,12 @@
 //
 // config.json: hidden_size, intermediate_size, num_hidden_layers, num_attention_heads,
 // num_key_value_heads (default: heads), head_dim (must be hidden_size / heads), rms_norm_eps,
-// rope_theta (default 10000; or rope_parameters {"rope_type": "default", "rope_theta": ...}),
+// rope_theta (default 10000), rope_scaling or transformers 5's rope_parameters (rope types
+// default, linear and llama3, as ops/rope_frequencies.h computes them; others are refused),
 // max_position_embeddings (context-length), vocab_size, tie_word_embeddings (default false),
 // attention_bias and mlp_bias (equal: qkv has one `bias`), hidden_act (silu), bos/eos_token_id.
 // Every other key must be one that does not change the computation (the list is in
-// hf_llama.cpp: torch_dtype, use_cache, generation defaults, ...); rope_scaling, a sliding
+// hf_llama.cpp: torch_dtype, use_cache, generation defaults, ...); a sliding
 // window shorter than max_position_embeddings, attention other than the standard one, and any
 // key qkv does not know are refused by name.
 // The tokenizer: tokenizer.model (see hf_causal_lm.h).

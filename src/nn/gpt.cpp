@@ -155,7 +155,7 @@ Var Gpt::attention(size_t layer, const Var& x, const Tensor& positions, const Co
   // [B * L, H, 1, Dh] with positions [B * L, 1].
   auto to_heads_rotated = [&](const Var& y, int64_t h, bool rotate) {
     Var r = reshape(y, {batch * len, h, 1, dh});
-    if (rotate) r = rope(r, positions.reshape({batch * len, 1}), c.rope_theta);
+    if (rotate) r = rope(r, positions.reshape({batch * len, 1}), c.rope_frequencies());
     return reshape(r, {batch, len, h, dh});
   };
   Var q = to_heads_rotated(q_lin, heads, c.rope());

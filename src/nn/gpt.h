@@ -40,6 +40,11 @@ struct GptConfig {
   int64_t d_ff = 0;      // 0: 4 d_model, or for swiglu 8/3 d_model up to a multiple of 64
   std::string positions = "learned";  // or "rope"
   double rope_theta = 10000;
+  // A converted checkpoint's RoPE scaling (ops/rope_frequencies.h): none, linear or llama3,
+  // its factor, and llama3's frequency factors and original context length.
+  std::string rope_scaling = "none";
+  double rope_scaling_factor = 1, rope_low_freq_factor = 1, rope_high_freq_factor = 4;
+  int64_t rope_original_context = 8192;
   std::string norm = "layernorm";  // or "rmsnorm"
   float norm_eps = 1e-5f;
   std::string mlp = "gelu";  // gelu, gelu_tanh or swiglu
@@ -57,6 +62,7 @@ struct GptConfig {
   int64_t kv_head_count() const { return kv_heads > 0 ? kv_heads : heads; }
   int64_t ff_width() const;
   bool rope() const { return positions == "rope"; }
+  ops::RopeFrequencies rope_frequencies() const;
   bool rms_norm() const { return norm == "rmsnorm"; }
   bool swiglu() const { return mlp == "swiglu"; }
 

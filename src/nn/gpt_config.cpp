@@ -13,6 +13,16 @@ int64_t GptConfig::ff_width() const {
   return (width + 63) / 64 * 64;
 }
 
+ops::RopeFrequencies GptConfig::rope_frequencies() const {
+  ops::RopeFrequencies f{.theta = rope_theta};
+  if (rope_scaling == "none") return f;
+  f.scaling = rope_scaling == "linear" ? ops::RopeScaling::linear : ops::RopeScaling::llama3;
+  f.factor = rope_scaling_factor;
+  f.low_freq_factor = rope_low_freq_factor, f.high_freq_factor = rope_high_freq_factor;
+  f.original_positions = double(rope_original_context);
+  return f;
+}
+
 GptConfig GptConfig::preset(const std::string& name) {
   GptConfig c;
   if (name == "gpt-nano") {  // nanoGPT's CPU "baby GPT"
@@ -50,6 +60,11 @@ void GptConfig::bind_shape(Options& o) {
 
 void GptConfig::bind(Options& o) {
   bind_shape(o);
+  o.add("rope-scaling", rope_scaling, "RoPE scaling: none, linear or llama3");
+  o.add("rope-scaling-factor", rope_scaling_factor, "linear and llama3: the scaling factor");
+  o.add("rope-low-freq-factor", rope_low_freq_factor, "llama3: low_freq_factor");
+  o.add("rope-high-freq-factor", rope_high_freq_factor, "llama3: high_freq_factor");
+  o.add("rope-original-context", rope_original_context, "llama3: original_max_position_embeddings");
   o.add("bias", bias, "biases in the attention and MLP projections");
   o.add("tie-embeddings", tie_embeddings, "output projection shares the embedding matrix");
   o.add("vocab-size", vocab_size, "tokens in the vocabulary");
@@ -78,6 +93,19 @@ void GptConfig::check(const std::string& where) const {
     fail("positions must be learned or rope, not '" + positions + "'");
   if (rope() && (head_dim() % 2 != 0 || !(rope_theta > 0)))
     fail("rope needs an even head size and rope-theta > 0");
+  if (rope_scaling != "none" && rope_scaling != "linear" && rope_scaling != "llama3")
+    fail("rope-scaling must be none, linear or llama3, not '" + rope_scaling + "'");
+  if (rope_scaling != "none") {
+    if (!rope()) fail("rope-scaling " + rope_scaling + " needs positions rope");
+    if (!(rope_scaling_factor > 0) || !std::isfinite(rope_scaling_factor))
+      fail("rope-scaling-factor must be positive");
+  }
+  if (rope_scaling == "llama3" &&
+      !(rope_low_freq_factor > 0 && rope_high_freq_factor > rope_low_freq_factor &&
+        std::isfinite(rope_high_freq_factor) && rope_original_context > 0))
+    fail(
+        "llama3 rope scaling needs 0 < rope-low-freq-factor < rope-high-freq-factor and a "
+        "positive rope-original-context");
   if (norm != "layernorm" && norm != "rmsnorm")
     fail("norm must be layernorm or rmsnorm, not '" + norm + "'");
   if (!(norm_eps > 0)) fail("norm-eps must be positive");

@@ -136,10 +136,10 @@ QKV_KERNEL(rms_norm_backward, (const T* dy, const T* x, const T* gamma, const fl
 // even, positions [batch, len]. Each angle is computed in double, reduced to [-pi, pi] there,
 // then its cos and sin taken in float.
 QKV_KERNEL(rope_forward, (const T* x, const int32_t* positions, int64_t batch, int64_t heads,
-                          int64_t len, int64_t dim, double theta, T* y));
+                          int64_t len, int64_t dim, RopeFrequencies freq, T* y));
 // dx += dy rotated by the opposite angles.
 QKV_KERNEL(rope_backward, (const T* dy, const int32_t* positions, int64_t batch, int64_t heads,
-                           int64_t len, int64_t dim, double theta, T* dx));
+                           int64_t len, int64_t dim, RopeFrequencies freq, T* dx));
 
 // Softmax over the last axis of [rows, cols]; a row of only -inf gives zeros.
 QKV_KERNEL(softmax_forward, (const T* x, int64_t rows, int64_t cols, T* y));

@@ -5,6 +5,7 @@
 #pragma once
 #include <vector>
 
+#include "ops/rope_frequencies.h"
 #include "tensor/rng.h"
 #include "tensor/tensor.h"
 
@@ -77,11 +78,12 @@ void rms_norm_backward(const Tensor& dy, const Tensor& x, const Tensor& gamma, c
 // ---------------------------------------------------------------------------------------------
 // Rotary position embeddings, rotate-half layout (Hugging Face Llama's apply_rotary_pos_emb):
 // x [B, H, L, D] (D even), positions i32 [B, L] on x's device. With h = D / 2, for i < h,
-// inv_freq[i] = theta^(-2i / D), a = positions[b, l] * inv_freq[i]:
+// a = positions[b, l] * freq.inverse(i, D) (theta^(-2i / D) unscaled; ops/rope_frequencies.h):
 //   y[..., i] = x[i] cos a - x[i + h] sin a,   y[..., i + h] = x[i + h] cos a + x[i] sin a.
-Tensor rope_forward(const Tensor& x, const Tensor& positions, double theta);
+Tensor rope_forward(const Tensor& x, const Tensor& positions, const RopeFrequencies& freq);
 // dx += dy rotated by -a (the transpose of the rotation).
-void rope_backward(const Tensor& dy, const Tensor& positions, double theta, Tensor& dx);
+void rope_backward(const Tensor& dy, const Tensor& positions, const RopeFrequencies& freq,
+                   Tensor& dx);
 
 // ---------------------------------------------------------------------------------------------
 // Softmax over the last axis.

@@ -8,9 +8,10 @@
 namespace qkv::ops {
 
 namespace {
-// x (or dy, named `what`) [B, H, L, D] with D even, positions i32 [B, L] on its device, theta > 0.
+// x (or dy, named `what`) [B, H, L, D] with D even, positions i32 [B, L] on its device, and
+// frequencies that are positive and finite.
 void check_rope(const char* op, const char* what, const Tensor& x, const Tensor& positions,
-                double theta) {
+                const RopeFrequencies& freq) {
   const std::string name = what;
   QKV_REQUIRE(x.rank() == 4, op,
               name + " must be [batch, heads, len, head_dim], got " + shape_str(x.shape()));
@@ -26,25 +27,38 @@ void check_rope(const char* op, const char* what, const Tensor& x, const Tensor&
   QKV_REQUIRE(positions.device() == x.device(), op,
               "positions must be on " + name + "'s device (" + device_name(x.device()) + "), got " +
                   device_name(positions.device()));
-  QKV_REQUIRE(std::isfinite(theta) && theta > 0, op,
-              "theta must be positive and finite, got " + std::to_string(theta));
+  auto positive = [&](const char* name, double value) {
+    QKV_REQUIRE(std::isfinite(value) && value > 0, op,
+                std::string(name) + " must be positive and finite, got " + std::to_string(value));
+  };
+  positive("theta", freq.theta);
+  if (freq.scaling == RopeScaling::none) return;
+  positive("factor", freq.factor);
+  if (freq.scaling == RopeScaling::linear) return;
+  positive("low_freq_factor", freq.low_freq_factor);
+  positive("original_positions", freq.original_positions);
+  QKV_REQUIRE(
+      std::isfinite(freq.high_freq_factor) && freq.high_freq_factor > freq.low_freq_factor, op,
+      "high_freq_factor must be finite and above low_freq_factor " +
+          std::to_string(freq.low_freq_factor) + ", got " + std::to_string(freq.high_freq_factor));
 }
 }  // namespace
 
-Tensor rope_forward(const Tensor& x, const Tensor& positions, double theta) {
-  check_rope("rope", "x", x, positions, theta);
+Tensor rope_forward(const Tensor& x, const Tensor& positions, const RopeFrequencies& freq) {
+  check_rope("rope", "x", x, positions, freq);
   Device dev = x.device();
   Tensor y = Tensor::empty(x.shape(), x.dtype(), dev);  // [B, H, L, D]
   dispatch<kernels::rope_forward>(dev, x.dtype(), [&]<typename T>(auto* kernel) {
-    kernel(x.data<T>(), positions.data<int32_t>(), x.size(0), x.size(1), x.size(2), x.size(3),
-           theta, y.data<T>());
+    kernel(x.data<T>(), positions.data<int32_t>(), x.size(0), x.size(1), x.size(2), x.size(3), freq,
+           y.data<T>());
   });
   return y;
 }
 
-void rope_backward(const Tensor& dy, const Tensor& positions, double theta, Tensor& dx) {
+void rope_backward(const Tensor& dy, const Tensor& positions, const RopeFrequencies& freq,
+                   Tensor& dx) {
   const char* op = "rope_backward";
-  check_rope(op, "dy", dy, positions, theta);
+  check_rope(op, "dy", dy, positions, freq);
   if (!dx.defined()) return;
   QKV_REQUIRE(dx.shape() == dy.shape(), op,
               "dx " + shape_str(dx.shape()) + " must match dy " + shape_str(dy.shape()));
@@ -52,7 +66,7 @@ void rope_backward(const Tensor& dy, const Tensor& positions, double theta, Tens
   Device dev = common_device(op, {&dy, &positions, &dx});
   dispatch<kernels::rope_backward>(dev, dy.dtype(), [&]<typename T>(auto* kernel) {
     kernel(dy.data<T>(), positions.data<int32_t>(), dy.size(0), dy.size(1), dy.size(2), dy.size(3),
-           theta, dx.data<T>());
+           freq, dx.data<T>());
   });
 }
 

@@ -10,7 +10,12 @@ then model.norm and logits h embed_tokens^T (tied) or lm_head. The norms are RMS
 x / sqrt(mean(x^2) + eps) * weight. Attention is causal with scores / sqrt(Dh); query and key
 vectors at position p are rotated: with inv_freq_i = theta^(-2i / Dh) (i < Dh/2), angle
 a = p inv_freq repeated for both halves, x' = x cos(a) + rotate_half(x) sin(a), where
-rotate_half([x1, x2]) = [-x2, x1]. Grouped-query attention: query head h reads key/value head
+rotate_half([x1, x2]) = [-x2, x1]. RoPE scaling (rope_scaling, or rope_parameters): "linear"
+divides inv_freq by factor (position interpolation); "llama3" (Meta's Llama 3.1 reference code,
+apply_scaling) keeps the frequencies of wavelength 2 pi / inv_freq below original / high_freq_factor,
+divides those above original / low_freq_factor by factor, and between blends the two with
+s = (original / wavelength - low_freq_factor) / (high_freq_factor - low_freq_factor), where original
+is original_max_position_embeddings. Grouped-query attention: query head h reads key/value head
 h // (heads / kv_heads). Projections have biases when attention_bias / mlp_bias.
 """
 import math
@@ -35,6 +40,8 @@ class Llama:
         self.dh = config.get("head_dim") or self.d // self.heads
         self.eps = config.get("rms_norm_eps", 1e-6)
         self.theta = config.get("rope_theta", 10000.0)
+        self.scaling = config.get("rope_scaling") or config.get("rope_parameters") or {}
+        self.theta = self.scaling.get("rope_theta", self.theta)
         tied = config.get("tie_word_embeddings", False)
         self.out = weights["model.embed_tokens.weight" if tied else "lm_head.weight"]
 
@@ -44,9 +51,32 @@ class Llama:
     def norm(self, x, name):
         return x / torch.sqrt((x * x).mean(-1, keepdim=True) + self.eps) * self.w[name + ".weight"]
 
+    def inverse_frequencies(self):
+        inv_freq = self.theta ** (-torch.arange(0, self.dh, 2, dtype=torch.float64) / self.dh)
+        kind = self.scaling.get("rope_type", self.scaling.get("type", "default"))
+        if kind == "default":
+            return inv_freq
+        factor = self.scaling["factor"]
+        if kind == "linear":
+            return inv_freq / factor
+        assert kind == "llama3", kind
+        low, high = self.scaling["low_freq_factor"], self.scaling["high_freq_factor"]
+        original = self.scaling["original_max_position_embeddings"]
+        out = []
+        for f in inv_freq.tolist():
+            wavelength = 2 * math.pi / f
+            if wavelength < original / high:
+                out.append(f)
+            elif wavelength > original / low:
+                out.append(f / factor)
+            else:
+                s = (original / wavelength - low) / (high - low)
+                out.append((1 - s) * f / factor + s * f)
+        return torch.tensor(out, dtype=torch.float64)
+
     def rotate(self, x):
         """x [B, H, L, Dh] at positions 0..L-1."""
-        inv_freq = self.theta ** (-torch.arange(0, self.dh, 2, dtype=torch.float64) / self.dh)
+        inv_freq = self.inverse_frequencies()
         angles = torch.arange(x.shape[2], dtype=torch.float64)[:, None] * inv_freq[None, :]
         angles = torch.cat((angles, angles), dim=-1)  # [L, Dh]
         return x * torch.cos(angles) + rotate_half(x) * torch.sin(angles)

@@ -44,11 +44,31 @@ def rms_norm(t, a):
     return t["gamma"] * (x * torch.rsqrt(variance + a.get("eps", 1e-6)))
 
 
+def rope_inverse_frequencies(a, d):
+    """inv_freq [D/2] of Hugging Face's rope types default ("none" here), linear and llama3
+    (modeling_rope_utils: _compute_default_rope_parameters, _compute_linear_scaling_rope_parameters,
+    _compute_llama3_parameters), in float64."""
+    inv_freq = 1.0 / (a["theta"] ** (torch.arange(0, d, 2, dtype=torch.int64).double() / d))
+    scaling = a.get("scaling", "none")
+    if scaling == "none":
+        return inv_freq
+    factor = a["factor"]
+    if scaling == "linear":
+        return inv_freq / factor
+    low, high, original = a["low_freq_factor"], a["high_freq_factor"], a["original"]
+    wavelen = 2 * math.pi / inv_freq
+    scaled = torch.where(wavelen > original / low, inv_freq / factor, inv_freq)
+    smooth = (original / wavelen - low) / (high - low)
+    smoothed = (1 - smooth) * scaled / factor + smooth * scaled
+    medium = ~(wavelen < original / high) * ~(wavelen > original / low)
+    return torch.where(medium, smoothed, scaled)
+
+
 def rope(t, a):
     """Hugging Face Llama's rotary embedding (LlamaRotaryEmbedding, apply_rotary_pos_emb), here in
     float64: x [B, H, L, D], positions [B, L]."""
     x, d = t["x"], t["x"].shape[-1]
-    inv_freq = 1.0 / (a["theta"] ** (torch.arange(0, d, 2, dtype=torch.int64).double() / d))
+    inv_freq = rope_inverse_frequencies(a, d)
     freqs = t["positions"].double()[..., None] * inv_freq  # [B, L, D/2]
     emb = torch.cat((freqs, freqs), dim=-1)[:, None]  # [B, 1, L, D]
     rotated_half = torch.cat((-x[..., d // 2:], x[..., :d // 2]), dim=-1)

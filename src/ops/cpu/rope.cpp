@@ -13,17 +13,16 @@ namespace qkv::ops::cpu {
 namespace {
 constexpr int64_t kParallelMin = 1 << 15;  // elements; below this one thread is faster
 
-// inv_freq [D / 2]: theta^(-2i / D), as Hugging Face's 1 / theta^(2i / D), in double. Kept per
-// thread for the (theta, D) of its last call: a model asks for the same table at every layer and
-// decoding step, which then allocates nothing.
-const std::vector<double>& inverse_frequencies(double theta, int64_t dim) {
+// inv_freq [D / 2]: freq.inverse(i, D), in double. Kept per thread for the (freq, D) of its last
+// call: a model asks for the same table at every layer and decoding step, which then allocates
+// nothing.
+const std::vector<double>& inverse_frequencies(const RopeFrequencies& freq, int64_t dim) {
   thread_local std::vector<double> table;
-  thread_local double table_theta = 0;
-  if (theta != table_theta || int64_t(table.size()) != dim / 2) {
+  thread_local RopeFrequencies table_freq{.theta = 0};
+  if (!(freq == table_freq) || int64_t(table.size()) != dim / 2) {
     table.resize(size_t(dim / 2));
-    for (int64_t i = 0; i < dim / 2; ++i)
-      table[size_t(i)] = 1.0 / std::pow(theta, double(2 * i) / double(dim));
-    table_theta = theta;
+    for (int64_t i = 0; i < dim / 2; ++i) table[size_t(i)] = freq.inverse(i, dim);
+    table_freq = freq;
   }
   return table;
 }
@@ -46,9 +45,9 @@ void token_cos_sin(int32_t position, const std::vector<double>& inv_freq, float*
 // (x is dy, y is dx): y += the rotation of x by minus each angle.
 template <bool kBackward>
 void rotate(const float* x, const int32_t* positions, int64_t batch, int64_t heads, int64_t len,
-            int64_t dim, double theta, float* y) {
+            int64_t dim, const RopeFrequencies& freq, float* y) {
   const int64_t half = dim / 2;
-  const std::vector<double>& inv_freq = inverse_frequencies(theta, dim);  // [half]
+  const std::vector<double>& inv_freq = inverse_frequencies(freq, dim);  // [half]
 #pragma omp parallel if (batch * heads * len * dim > kParallelMin)
   {
     float* cs = thread_scratch(size_t(dim));  // [2, half]: cos, then sin
@@ -83,13 +82,13 @@ void rotate(const float* x, const int32_t* positions, int64_t batch, int64_t hea
 }  // namespace
 
 void rope_forward(const float* x, const int32_t* positions, int64_t batch, int64_t heads,
-                  int64_t len, int64_t dim, double theta, float* y) {
-  rotate<false>(x, positions, batch, heads, len, dim, theta, y);
+                  int64_t len, int64_t dim, RopeFrequencies freq, float* y) {
+  rotate<false>(x, positions, batch, heads, len, dim, freq, y);
 }
 
 void rope_backward(const float* dy, const int32_t* positions, int64_t batch, int64_t heads,
-                   int64_t len, int64_t dim, double theta, float* dx) {
-  rotate<true>(dy, positions, batch, heads, len, dim, theta, dx);
+                   int64_t len, int64_t dim, RopeFrequencies freq, float* dx) {
+  rotate<true>(dy, positions, batch, heads, len, dim, freq, dx);
 }
 
 QKV_REGISTER_KERNEL(rope_forward, Device::cpu, float, rope_forward);

@@ -12,10 +12,11 @@ vectors at position p are rotated: with inv_freq_i = theta^(-2i / Dh) (i < Dh/2)
 a = p inv_freq repeated for both halves, x' = x cos(a) + rotate_half(x) sin(a), where
 rotate_half([x1, x2]) = [-x2, x1]. RoPE scaling (rope_scaling, or rope_parameters): "linear"
 divides inv_freq by factor (position interpolation); "llama3" (Meta's Llama 3.1 reference code,
-apply_scaling) keeps the frequencies of wavelength 2 pi / inv_freq below original / high_freq_factor,
-divides those above original / low_freq_factor by factor, and between blends the two with
-s = (original / wavelength - low_freq_factor) / (high_freq_factor - low_freq_factor), where original
-is original_max_position_embeddings. Grouped-query attention: query head h reads key/value head
+apply_scaling) keeps the frequencies of wavelength 2 pi / inv_freq below
+original / high_freq_factor, divides those above original / low_freq_factor by factor, and
+between blends the two with s = (original / wavelength - low_freq_factor) /
+(high_freq_factor - low_freq_factor), where original is original_max_position_embeddings.
+Grouped-query attention: query head h reads key/value head
 h // (heads / kv_heads). Projections have biases when attention_bias / mlp_bias.
 """
 import math

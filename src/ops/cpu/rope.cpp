@@ -19,7 +19,7 @@ constexpr int64_t kParallelMin = 1 << 15;  // elements; below this one thread is
 const std::vector<double>& inverse_frequencies(const RopeFrequencies& freq, int64_t dim) {
   thread_local std::vector<double> table;
   thread_local RopeFrequencies table_freq{.theta = 0};
-  if (!(freq == table_freq) || int64_t(table.size()) != dim / 2) {
+  if (freq != table_freq || int64_t(table.size()) != dim / 2) {
     table.resize(size_t(dim / 2));
     for (int64_t i = 0; i < dim / 2; ++i) table[size_t(i)] = freq.inverse(i, dim);
     table_freq = freq;

@@ -1,4 +1,6 @@
 // Layout kernels: permute (axes reordered) and concatenation / splitting along an axis.
+#include <omp.h>
+
 #include <cstring>
 
 #include "ops/cpu/parallel_min.h"
@@ -45,21 +47,34 @@ void permute(const float* x, const int64_t* shape, int rank, const int* dims, fl
   if (n == 0) return;
   Walk w = simplify(shape, rank, dims);
   int64_t inner = w.size[w.rank - 1], step = w.stride[w.rank - 1], outer = n / inner;
-#pragma omp parallel for schedule(static) if (n > kParallelMinElements)
-  for (int64_t o = 0; o < outer; ++o) {
-    int64_t from = 0, rest = o;
+#pragma omp parallel if (n > kParallelMinElements)
+  {
+    // This thread's output rows [begin, end); their index along each outer axis advances like
+    // an odometer (divisions per row cost more than copying a head's 16 floats).
+    int64_t threads = omp_get_num_threads(), t = omp_get_thread_num();
+    int64_t begin = outer * t / threads, end = outer * (t + 1) / threads;
+    int64_t index[kMaxRank] = {}, from = 0, rest = begin;
     for (int a = w.rank - 2; a >= 0; --a) {
-      from += (rest % w.size[a]) * w.stride[a];
+      index[a] = rest % w.size[a];
       rest /= w.size[a];
+      from += index[a] * w.stride[a];
     }
-    const float* src = x + from;
-    float* dst = y + o * inner;
-    if (accumulate) {
-      for (int64_t j = 0; j < inner; ++j) dst[j] += src[j * step];
-    } else if (step == 1) {
-      std::memcpy(dst, src, size_t(inner) * sizeof(float));
-    } else {
-      for (int64_t j = 0; j < inner; ++j) dst[j] = src[j * step];
+    for (int64_t o = begin; o < end; ++o) {
+      const float* src = x + from;
+      float* dst = y + o * inner;
+      if (accumulate) {
+        for (int64_t j = 0; j < inner; ++j) dst[j] += src[j * step];
+      } else if (step == 1) {
+        std::memcpy(dst, src, size_t(inner) * sizeof(float));
+      } else {
+        for (int64_t j = 0; j < inner; ++j) dst[j] = src[j * step];
+      }
+      for (int a = w.rank - 2; a >= 0; --a) {  // the next row's offset in x
+        from += w.stride[a];
+        if (++index[a] < w.size[a]) break;
+        from -= index[a] * w.stride[a];
+        index[a] = 0;
+      }
     }
   }
 }

@@ -7,7 +7,11 @@ Var permute(const Var& x, const std::vector<int>& dims) {
   Var out(ops::permute(x.value(), dims), needs_tape(x));
   if (!out.requires_grad()) return out;
   Tape::active()->record([x, out, dims]() mutable {
-    if (out.has_grad()) ops::permute_backward(out.grad(), dims, x.grad());
+    if (!out.has_grad()) return;
+    if (x.has_grad()) return ops::permute_backward(out.grad(), dims, x.grad());
+    std::vector<int> inverse(dims.size());
+    for (size_t i = 0; i < dims.size(); ++i) inverse[dims[i]] = int(i);
+    x.accumulate_grad(ops::permute(out.grad(), inverse));  // no zeros to add to
   });
   return out;
 }

@@ -9,6 +9,19 @@ namespace {
 Tensor grad_or_none(const Var& v) {
   return v.requires_grad() ? v.grad() : Tensor();
 }
+
+// linear's backward step from dy [..., out]. Where x has no gradient yet, dx = dy w is its
+// gradient as computed, without zeros to add it to.
+void linear_step(const Tensor& dy, const Var& x, const Var& w, const Var& bias) {
+  Tensor dw = grad_or_none(w), db = bias.defined() ? grad_or_none(bias) : Tensor(), dx;
+  if (x.requires_grad() && !x.has_grad()) {
+    Tensor dy2 = dy.reshape({-1, w.shape()[0]});
+    x.accumulate_grad(ops::matmul(dy2, false, w.value(), false).reshape(x.shape()));
+  } else {
+    dx = grad_or_none(x);
+  }
+  ops::linear_backward(dy, x.value(), w.value(), dx, dw, db);
+}
 }  // namespace
 
 Var matmul(const Var& a, const Var& b, bool trans_a, bool trans_b) {
@@ -40,10 +53,7 @@ Var linear(const Var& x, const Var& w, const Var& bias) {
   Var out(ops::linear_forward(x.value(), w.value(), b), track);
   if (!track) return out;
   Tape::active()->record([x, w, bias, out]() mutable {
-    if (!out.has_grad()) return;
-    Tensor dx = grad_or_none(x), dw = grad_or_none(w);
-    Tensor db = bias.defined() ? grad_or_none(bias) : Tensor();
-    ops::linear_backward(out.grad(), x.value(), w.value(), dx, dw, db);
+    if (out.has_grad()) linear_step(out.grad(), x, w, bias);
   });
   return out;
 }
@@ -59,8 +69,7 @@ Var linear_in_f32(const Var& x, const Var& w) {
   Tape::active()->record([x, w, out]() mutable {
     if (!out.has_grad()) return;
     ops::AutocastScope f32(ops::MatmulPrecision::f32);
-    Tensor dx = grad_or_none(x), dw = grad_or_none(w), db;
-    ops::linear_backward(out.grad(), x.value(), w.value(), dx, dw, db);
+    linear_step(out.grad(), x, w, Var());
   });
   return out;
 }
@@ -99,8 +108,21 @@ Var add(const Var& a, const Var& b) {
   if (!out.requires_grad()) return out;
   Tape::active()->record([a, b, out]() mutable {
     if (!out.has_grad()) return;
-    if (a.requires_grad()) ops::reduce_to(out.grad(), a.grad());
-    if (b.requires_grad()) ops::reduce_to(out.grad(), b.grad());
+    // Where an input has no gradient yet and out's shape: out's gradient, read no more, becomes
+    // a's, and a copy b's (not the same tensor: a later step adds to one of them only).
+    const Tensor& dy = out.grad();
+    if (b.requires_grad()) {
+      if (!b.has_grad() && b.shape() == dy.shape())
+        b.accumulate_grad(a.requires_grad() ? dy.clone() : dy);
+      else
+        ops::reduce_to(dy, b.grad());
+    }
+    if (a.requires_grad()) {
+      if (!a.has_grad() && a.shape() == dy.shape())
+        a.accumulate_grad(dy);
+      else
+        ops::reduce_to(dy, a.grad());
+    }
   });
   return out;
 }
@@ -140,9 +162,7 @@ Var reshape(const Var& x, const Shape& shape) {
   Var out(x.value().reshape(shape), needs_tape(x));
   if (!out.requires_grad()) return out;
   Tape::active()->record([x, out]() mutable {
-    if (!out.has_grad()) return;
-    Tensor dx = x.grad().reshape(out.shape());
-    ops::axpy(1.f, out.grad(), dx);
+    if (out.has_grad()) x.accumulate_grad(out.grad().reshape(x.shape()));  // read no more
   });
   return out;
 }

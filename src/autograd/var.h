@@ -30,6 +30,11 @@ class Var {
   // The gradient, allocated as zeros (shape and device of the value) on first use.
   // Var is a handle: a const Var still reaches its (shared) gradient.
   Tensor& grad() const;
+  // Adds g (the value's shape) to the gradient. Where there is none yet, g becomes the gradient
+  // without a copy or zeros: the caller hands g over and writes to it no more. Backward steps
+  // hand over a fresh product, or their output's gradient, which nothing reads after the step
+  // (so after backward() an intermediate Var's gradient may share its input's storage).
+  void accumulate_grad(Tensor g) const;
   // Forgets the gradient (the next backward starts from zero).
   void clear_grad() const { node_->grad = Tensor(); }
 

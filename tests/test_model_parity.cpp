@@ -1,7 +1,8 @@
 // Whole models against PyTorch built from torch.nn layers (tests/python/seq2seq_reference.py),
 // from the same weights through safetensors: logits (relative 1e-4), each parameter's gradient
 // in the first training step (relative to its own norm, kGradTol) and the losses of Adam
-// training steps (relative 1e-4 each step). Dropout is off so both runs are deterministic.
+// training steps (relative 1e-4 each step). Dropout is off so both runs are deterministic. Also
+// an encoder layer computed for its first position alone against the whole layer.
 #include <gtest/gtest.h>
 
 #include <cmath>
@@ -223,6 +224,56 @@ TEST(ModelParity, Seq2SeqPreNormUntiedGeluMatchesTorch) {
   nn::Seq2SeqConfig c = small_config();
   c.pre_norm = true, c.tie_embeddings = false, c.activation = "gelu";
   seq2seq_parity(c, "prenorm");
+}
+
+// EncoderLayer::first_position (ViT's last layer) against the whole layer's first position, in
+// both norm positions and with padding: the output and the gradients of x and of every
+// parameter, from the loss sum(w * out) with random weights w (the key bias's gradient, zero in
+// exact arithmetic, against its weight's gradient's norm). Measured: at most 6e-8.
+void expect_first_position_like_the_whole_layer(bool pre_norm) {
+  Rng rng(5);
+  nn::LayerShape shape{32, 4, 64, ops::Activation::gelu, pre_norm, 1e-5f};
+  const int64_t batch = 3, len = 7;
+  nn::EncoderLayer layer(shape);
+  layer.init(rng);
+  nn::ParamList params;
+  layer.params("layer", params);
+  Var x(randn({batch, len, shape.d_model}, rng), true);
+  ops::AttentionMask mask;
+  mask.key_lengths = Tensor::from_vector(std::vector<int32_t>{7, 4, 1}, {batch});
+  Var weights(randn({batch, 1, shape.d_model}, rng));
+  nn::Context ctx;
+
+  auto gradients = [&](const std::function<Var()>& first) {
+    optim::zero_grads(params);
+    x.clear_grad();
+    Tape tape;
+    Var out;
+    Var loss;
+    {
+      Recording rec(tape);
+      out = first();
+      loss = sum(mul(out, weights));
+    }
+    tape.backward(loss);
+    std::vector<Tensor> grads{out.value().clone(), x.grad().clone()};
+    for (const auto& [name, v] : params) grads.push_back(v.grad().clone());
+    return grads;
+  };
+  std::vector<Tensor> want = gradients([&] { return nn::first_position_of(layer(x, mask, ctx)); });
+  std::vector<Tensor> got = gradients([&] { return layer.first_position(x, mask, ctx); });
+  EXPECT_TRUE(gradient_close("output", got[0], want[0], 1e-6));
+  EXPECT_TRUE(gradient_close("x", got[1], want[1], 1e-6));
+  for (size_t i = 0; i < params.size(); ++i) {
+    const std::string& name = params[i].first;
+    double floor = name.ends_with("k_proj.bias") ? tensor_norm(want[i + 1]) : 1e-30;  // weight's
+    EXPECT_TRUE(gradient_close(name, got[i + 2], want[i + 2], 1e-6, floor));
+  }
+}
+
+TEST(ModelParity, EncoderLayerFirstPositionEqualsTheWholeLayers) {
+  expect_first_position_like_the_whole_layer(true);
+  expect_first_position_like_the_whole_layer(false);
 }
 
 }  // namespace

@@ -1,5 +1,7 @@
 #include "nn/transformer.h"
 
+#include <stdexcept>
+
 namespace qkv::nn {
 
 namespace {
@@ -49,6 +51,26 @@ Var EncoderLayer::operator()(const Var& x, const ops::AttentionMask& mask,
                    [&](const Var& y) { return self_attn(y, y, mask, ctx); });
   return residual(h, final_layer_norm, shape.pre_norm, ctx,
                   [&](const Var& y) { return feed_forward(ffn, moe, y, ctx); });
+}
+
+Var EncoderLayer::first_position(const Var& x, const ops::AttentionMask& mask,
+                                 const Context& ctx) const {
+  if (is_moe()) throw std::logic_error("EncoderLayer::first_position: an MoE layer");
+  Var first = first_position_of(x);  // [B, 1, d]
+  Var h;
+  if (shape.pre_norm) {
+    Var y = self_attn_layer_norm(x);
+    h = add(first, ctx.drop(self_attn(first_position_of(y), y, mask, ctx)));
+  } else {
+    h = self_attn_layer_norm(add(first, ctx.drop(self_attn(first, x, mask, ctx))));
+  }
+  return residual(h, final_layer_norm, shape.pre_norm, ctx,
+                  [&](const Var& y) { return feed_forward(ffn, moe, y, ctx); });
+}
+
+Var first_position_of(const Var& x) {
+  int64_t len = x.shape()[1];
+  return len == 1 ? x : split(x, {1, len - 1}, 1)[0];
 }
 
 void EncoderLayer::params(const std::string& prefix, ParamList& out) const {

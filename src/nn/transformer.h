@@ -35,9 +35,18 @@ struct EncoderLayer {
   void init(Rng& rng);
   // x [B, S, d]; mask: padding of the source.
   Var operator()(const Var& x, const ops::AttentionMask& mask, const Context& ctx) const;
+  // The layer's output at the first position alone, [B, 1, d], for a model that reads only
+  // that position (ViT's class token): the keys and values come from all of x, the queries,
+  // the residuals and the feed-forward from the first position. Equals operator()'s first
+  // position, at about a quarter of a dense layer's cost. Dense layers only (an MoE layer's
+  // routing statistics count every position).
+  Var first_position(const Var& x, const ops::AttentionMask& mask, const Context& ctx) const;
   void params(const std::string& prefix, ParamList& out) const;
   void linears(const std::string& prefix, LinearList& out);
 };
+
+// x [B, S, d] -> x[:, :1] [B, 1, d].
+Var first_position_of(const Var& x);
 
 struct DecoderLayer {
   LayerShape shape;

@@ -191,8 +191,11 @@ Var ViT::features(const Tensor& images, const Context& ctx) const {
   // The class token repeated over the batch: zeros [B, 1, d] + cls [1, 1, d].
   Var cls = add(Var(Tensor::zeros({b, 1, d}, DType::f32, device())), cls_token_);
   Var x = ctx.drop(add(concat({cls, tokens}, 1), positions_));  // [B, N + 1, d]
-  for (const auto& layer : layers_) x = layer(x, ops::AttentionMask{}, ctx);
-  Var first = split(x, {1, c.patches()}, 1)[0];  // [B, 1, d]: the class token
+  // Only the class token's features are read: the last layer computes them alone.
+  for (size_t i = 0; i + 1 < layers_.size(); ++i) x = layers_[i](x, ops::AttentionMask{}, ctx);
+  const EncoderLayer& last = layers_.back();
+  Var first = last.is_moe() ? first_position_of(last(x, ops::AttentionMask{}, ctx))
+                            : last.first_position(x, ops::AttentionMask{}, ctx);  // [B, 1, d]
   return final_norm_(reshape(first, {b, d}));
 }
 

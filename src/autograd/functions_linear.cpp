@@ -108,8 +108,8 @@ Var add(const Var& a, const Var& b) {
   if (!out.requires_grad()) return out;
   Tape::active()->record([a, b, out]() mutable {
     if (!out.has_grad()) return;
-    // Where an input has no gradient yet and out's shape: out's gradient, read no more, becomes
-    // a's, and a copy b's (not the same tensor: a later step adds to one of them only).
+    // An input with no gradient yet and out's shape takes out's gradient, read no more: a takes
+    // it, b a copy when a needs one too (not one tensor: a later step may add to one only).
     const Tensor& dy = out.grad();
     if (b.requires_grad()) {
       if (!b.has_grad() && b.shape() == dy.shape())

@@ -226,7 +226,7 @@ TEST(DistillRecipe, ConfigFilesLoad) {
   distill.bind(s);
   t.load_yaml(QKV_SOURCE_DIR "/configs/distill-teacher.yaml");
   s.load_yaml(QKV_SOURCE_DIR "/configs/distill-student.yaml");
-  EXPECT_EQ(teacher.preset, "small");
+  EXPECT_EQ(teacher.preset, "tiny");
   EXPECT_EQ(student.model.d_model, 128);
   EXPECT_EQ(distill.teacher, "runs/teacher");
   student.model_dir = teacher.model_dir = "runs/x";

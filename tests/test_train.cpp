@@ -1,12 +1,14 @@
 // Training: a resumed run equals an unbroken one bit for bit (and keeps a max-time schedule's
-// length), a run killed after it wrote a checkpoint (often while writing the next) resumes from
-// its last complete checkpoint, and bad configuration gives clear errors.
+// length and the weight average of ema-decay), a run killed after it wrote a checkpoint (often
+// while writing the next) resumes from its last complete checkpoint, and bad configuration gives
+// clear errors.
 #include <gtest/gtest.h>
 #include <signal.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
 #include <chrono>
+#include <cstring>
 #include <filesystem>
 #include <fstream>
 #include <nlohmann/json.hpp>
@@ -53,12 +55,66 @@ TEST(Train, ResumedRunEqualsUnbrokenRun) {
   expect_same_weights(straight.model_dir, broken.model_dir);
 }
 
-// The newest checkpoint's progress.json.
-std::string progress_path(const std::string& model_dir) {
+// The text of the last {"event": "resume"} line of <dir>/metrics.jsonl ("" if none).
+std::string last_resume_note(const std::string& dir) {
+  std::ifstream in(dir + "/metrics.jsonl");
+  std::string line, text;
+  while (std::getline(in, line)) {
+    auto j = nlohmann::json::parse(line, nullptr, false);
+    if (j.is_object() && j.value("event", "") == "resume") text = j.value("text", "");
+  }
+  return text;
+}
+
+// The newest checkpoint's folder.
+std::string newest_state(const std::string& model_dir) {
   std::ifstream latest_file(model_dir + "/checkpoint/latest");
   std::string latest;
   std::getline(latest_file, latest);
-  return model_dir + "/checkpoint/" + latest + "/progress.json";
+  return model_dir + "/checkpoint/" + latest;
+}
+
+// The newest checkpoint's progress.json.
+std::string progress_path(const std::string& model_dir) {
+  return newest_state(model_dir) + "/progress.json";
+}
+
+// With ema-decay the checkpoint keeps the average beside the weights, model.safetensors
+// publishes the average (not the weights), and a resumed run equals an unbroken one in both.
+TEST(Train, WeightAverageIsPublishedAndResumesExactly) {
+  train::TrainConfig straight = tiny_training(fresh_dir("average-straight"));
+  straight.ema_decay = 0.99, straight.max_updates = 40;
+  EXPECT_EQ(train::train_seq2seq(straight), 40);
+  train::TrainConfig broken = straight;
+  broken.model_dir = fresh_dir("average-broken"), broken.max_updates = 20;
+  EXPECT_EQ(train::train_seq2seq(broken), 20);
+  broken.max_updates = 40;
+  EXPECT_EQ(train::train_seq2seq(broken), 40);
+
+  std::string state = newest_state(straight.model_dir);
+  expect_same_tensors(straight.model_dir + "/model.safetensors", state + "/average.safetensors");
+  expect_same_weights(straight.model_dir, broken.model_dir);
+  expect_same_tensors(state + "/model.safetensors",
+                      newest_state(broken.model_dir) + "/model.safetensors");
+  NamedTensors average = load_safetensors(state + "/average.safetensors"),
+               weights = load_safetensors(state + "/model.safetensors");
+  ASSERT_EQ(average.size(), weights.size());
+  EXPECT_NE(
+      std::memcmp(average[0].second.raw(), weights[0].second.raw(), weights[0].second.nbytes()), 0)
+      << "the average equals the weights after 40 updates";
+}
+
+// A run that turns ema-decay on while resuming a checkpoint without an average starts the
+// average from the resumed weights and says so.
+TEST(Train, WeightAverageStartsFromAResumedRunWithoutOne) {
+  train::TrainConfig c = tiny_training(fresh_dir("average-late"));
+  c.max_updates = 20;
+  train::train_seq2seq(c);
+  c.ema_decay = 0.99, c.max_updates = 30;
+  EXPECT_EQ(train::train_seq2seq(c), 30);
+  EXPECT_NE(last_resume_note(c.model_dir).find("holds no weight average"), std::string::npos)
+      << last_resume_note(c.model_dir);
+  EXPECT_TRUE(fs::exists(newest_state(c.model_dir) + "/average.safetensors"));
 }
 
 nlohmann::json read_progress(const std::string& model_dir) {
@@ -104,17 +160,6 @@ int64_t latest_checkpoint(const std::string& dir) {
   std::string name;
   if (!(latest >> name) || name.rfind("state-", 0) != 0) return -1;
   return std::stoll(name.substr(6));
-}
-
-// The text of the last {"event": "resume"} line of <dir>/metrics.jsonl ("" if none).
-std::string last_resume_note(const std::string& dir) {
-  std::ifstream in(dir + "/metrics.jsonl");
-  std::string line, text;
-  while (std::getline(in, line)) {
-    auto j = nlohmann::json::parse(line, nullptr, false);
-    if (j.is_object() && j.value("event", "") == "resume") text = j.value("text", "");
-  }
-  return text;
 }
 
 // Each attempt runs `qkv train` with a checkpoint every update, waits until it has written a
@@ -187,6 +232,10 @@ TEST(Train, ConfigErrorsNameTheFileAndKey) {
   }
   std::ofstream(path) << "max-updates: many\n";
   EXPECT_THROW(o.load_yaml(path), std::invalid_argument);
+  train::TrainConfig decay = tiny_training(fresh_dir("bad-decay"));
+  decay.ema_decay = 1;
+  EXPECT_NE(error_of([&] { decay.validate(); }).find("ema-decay must be 0 (off) or in (0, 1)"),
+            std::string::npos);
   EXPECT_THROW(o.load_yaml(temp_path("missing.yaml")), std::runtime_error);
   train::TrainConfig bad = tiny_training(fresh_dir("bad"));
   bad.train_sets = {temp_path("no-such-corpus.tsv")};

@@ -14,6 +14,8 @@ namespace qkv::train {
 namespace fs = std::filesystem;
 
 namespace {
+const char* const kAverageFile = "average.safetensors";
+
 nlohmann::json to_json(const Progress& p) {
   return {{"epoch", p.epoch},
           {"batch_in_epoch", p.batch_in_epoch},
@@ -46,6 +48,19 @@ Progress from_json(const nlohmann::json& j) {
   return p;
 }
 
+// The newest complete state's folder (checkpoint/latest's); nullopt when there is none.
+std::optional<fs::path> newest_state(const std::string& model_dir) {
+  fs::path root = fs::path(model_dir) / "checkpoint";
+  if (!fs::exists(root / "latest")) return std::nullopt;
+  std::string name = read_file((root / "latest").string());
+  while (!name.empty() && (name.back() == '\n' || name.back() == ' ')) name.pop_back();
+  fs::path dir = root / name;
+  if (name.empty() || !fs::exists(dir / "progress.json"))
+    throw std::runtime_error((root / "latest").string() + " names '" + name +
+                             "', which is not a complete checkpoint");
+  return dir;
+}
+
 // Makes `dst` a complete copy of `src` under its final name in one rename.
 void copy_atomic(const fs::path& src, const fs::path& dst) {
   fs::path tmp = dst.string() + ".tmp";
@@ -55,7 +70,8 @@ void copy_atomic(const fs::path& src, const fs::path& dst) {
 }  // namespace
 
 void save_checkpoint(const std::string& model_dir, const nn::ParamList& params,
-                     const optim::Adam& adam, const Progress& progress, const WeightFiles& files) {
+                     const optim::Adam& adam, const Progress& progress, const WeightFiles& files,
+                     const NamedTensors* average) {
   fs::path root = fs::path(model_dir) / "checkpoint";
   fs::create_directories(root);
   std::string name = "state-" + std::to_string(progress.update);
@@ -68,25 +84,22 @@ void save_checkpoint(const std::string& model_dir, const nn::ParamList& params,
   Metadata opt_meta = adam.state_metadata();
   opt_meta["update"] = meta["update"];
   save_safetensors((tmp / "optimizer.safetensors").string(), adam.state(), opt_meta);
+  if (average) save_safetensors((tmp / kAverageFile).string(), *average, meta);
   write_file_atomic((tmp / "progress.json").string(), to_json(progress).dump(2) + "\n");
   fs::remove_all(final_dir);
   fs::rename(tmp, final_dir);
   write_file_atomic((root / "latest").string(), name + "\n");
-  copy_atomic(final_dir / "model.safetensors", fs::path(model_dir) / files.last);
+  copy_atomic(final_dir / (average ? kAverageFile : "model.safetensors"),
+              fs::path(model_dir) / files.last);
   for (const auto& entry : fs::directory_iterator(root))
     if (entry.is_directory() && entry.path().filename() != name) fs::remove_all(entry.path());
 }
 
 std::optional<Progress> load_checkpoint(const std::string& model_dir, const nn::ParamList& params,
                                         optim::Adam& adam) {
-  fs::path root = fs::path(model_dir) / "checkpoint";
-  if (!fs::exists(root / "latest")) return std::nullopt;
-  std::string name = read_file((root / "latest").string());
-  while (!name.empty() && (name.back() == '\n' || name.back() == ' ')) name.pop_back();
-  fs::path dir = root / name;
-  if (name.empty() || !fs::exists(dir / "progress.json"))
-    throw std::runtime_error((root / "latest").string() + " names '" + name +
-                             "', which is not a complete checkpoint");
+  std::optional<fs::path> newest = newest_state(model_dir);
+  if (!newest) return std::nullopt;
+  const fs::path& dir = *newest;
   Progress p;
   try {
     p = from_json(nlohmann::json::parse(read_file((dir / "progress.json").string())));
@@ -102,12 +115,18 @@ std::optional<Progress> load_checkpoint(const std::string& model_dir, const nn::
   return p;
 }
 
-void save_best(const std::string& model_dir, const nn::ParamList& params, const Progress& progress,
+std::optional<NamedTensors> load_checkpoint_average(const std::string& model_dir) {
+  std::optional<fs::path> state = newest_state(model_dir);
+  if (!state || !fs::exists(*state / kAverageFile)) return std::nullopt;
+  return load_safetensors((*state / kAverageFile).string());
+}
+
+void save_best(const std::string& model_dir, const NamedTensors& weights, const Progress& progress,
                const WeightFiles& files) {
   Metadata meta = files.metadata;
   meta["update"] = std::to_string(progress.update);
   meta["score"] = std::to_string(progress.best_score);
-  save_safetensors((fs::path(model_dir) / files.best).string(), nn::param_tensors(params), meta);
+  save_safetensors((fs::path(model_dir) / files.best).string(), weights, meta);
 }
 
 void check_no_foreign_model(const std::string& model_dir, bool lora) {

@@ -3,7 +3,8 @@
 // A model directory (model_dir/model_dir.h) holds what a user needs (config.yaml, spm.model,
 // model.safetensors, and model.best.safetensors once validated; a LoRA run its adapter files) and,
 // under checkpoint/, what resuming needs:
-//   checkpoint/state-<update>/{model,optimizer}.safetensors, progress.json
+//   checkpoint/state-<update>/{model,optimizer}.safetensors, progress.json, and
+//                              average.safetensors when the run averages its weights (ema-decay)
 //   checkpoint/latest          the name of the newest complete state folder
 // A state is written into a temporary folder, renamed into place, and only then does `latest`
 // (replaced atomically) point at it; older states are removed afterwards. A run killed at any
@@ -46,14 +47,17 @@ struct WeightFiles {
   Metadata metadata;
 };
 
+// Publishes `average` (when given) as the model's weights (files.last), else the parameters.
 void save_checkpoint(const std::string& model_dir, const nn::ParamList& params,
                      const optim::Adam& adam, const Progress& progress,
-                     const WeightFiles& files = {});
+                     const WeightFiles& files = {}, const NamedTensors* average = nullptr);
 // Loads the newest complete state into params and adam; nullopt when there is none.
 std::optional<Progress> load_checkpoint(const std::string& model_dir, const nn::ParamList& params,
                                         optim::Adam& adam);
-// model.best.safetensors (atomically).
-void save_best(const std::string& model_dir, const nn::ParamList& params, const Progress& progress,
+// The weight average of the newest complete state; nullopt when it has none.
+std::optional<NamedTensors> load_checkpoint_average(const std::string& model_dir);
+// model.best.safetensors (atomically): `weights`, the parameters or their average.
+void save_best(const std::string& model_dir, const NamedTensors& weights, const Progress& progress,
                const WeightFiles& files = {});
 
 // Throws std::runtime_error when model_dir holds a model.safetensors or adapter_model.safetensors

@@ -187,6 +187,7 @@ int64_t train_lm(const LmTrainConfig& cfg, const Distillation<data::LmBatch>* di
     });
     loop.update(loss_sum, tokens, sequences, {0, sampler.position()});
     if (!valid.batches.empty() && loop.validation_due()) {
+      auto averaged = loop.evaluation_weights();
       ops::AutocastScope autocast(loop.precision());
       double loss = eval::summed_loss(model, valid);
       ValidStats s;

@@ -35,6 +35,10 @@ void LoopConfig::bind_loop(Options& o) {
   o.add("beta1", beta1, "Adam beta1");
   o.add("beta2", beta2, "Adam beta2");
   o.add("epsilon", epsilon, "Adam epsilon");
+  o.add("ema-decay", ema_decay,
+        "validate and publish (model.safetensors, model.best.safetensors) a moving average of "
+        "the weights, which at update t keeps min(ema-decay, (1 + t) / (10 + t)) of itself; "
+        "training goes on from the weights themselves (0: off)");
   o.add("label-smoothing", label_smoothing, "label smoothing of the cross-entropy");
   o.add("dropout", dropout, "dropout on embeddings, sub-layer outputs and the FFN");
   o.add("disp-freq", disp_freq, "log a line every this many updates");
@@ -60,6 +64,8 @@ void LoopConfig::validate_loop() const {
   need(label_smoothing >= 0 && label_smoothing < 1, "label-smoothing must be in [0, 1)");
   need(dropout >= 0 && dropout < 1, "dropout must be in [0, 1)");
   need(optimizer == "adam" || optimizer == "adamw", "optimizer must be adam or adamw");
+  need(ema_decay == 0 || (ema_decay > 0 && ema_decay < 1),
+       "ema-decay must be 0 (off) or in (0, 1), not " + std::to_string(ema_decay));
   optim::schedule_from_name(lr_schedule);
   need(device == "cpu" || device == "cuda", "device must be cpu or cuda");
   ops::precision_from_name(precision);
@@ -108,6 +114,7 @@ TrainingLoop::TrainingLoop(const LoopConfig& config, const std::string& model_di
                              std::to_string(batches_per_update()) + " to an update");
     stop_if_schedule_done();
   }
+  start_average();
   if (Ranks::size() > 1)
     log.note("ranks", "ranks x threads: " + std::to_string(Ranks::size()) + " x " +
                           std::to_string(num_threads()) +
@@ -117,6 +124,19 @@ TrainingLoop::TrainingLoop(const LoopConfig& config, const std::string& model_di
   elapsed_before_ = progress_.elapsed_s;
   run_first_update_ = progress_.update;
   run_start_ = disp_start_ = Clock::now();
+}
+
+void TrainingLoop::start_average() {
+  if (config_.ema_decay == 0) return;
+  average_.emplace(params_, config_.ema_decay);
+  if (!resumed_) return;
+  if (std::optional<NamedTensors> saved = load_checkpoint_average(model_dir_))
+    average_->load(*saved, model_dir_ + "/checkpoint");
+  else
+    log_.note("resume",
+              "the checkpoint holds no weight average: ema-decay starts one from the "
+              "weights of update " +
+                  std::to_string(progress_.update));
 }
 
 nn::Context TrainingLoop::context(float dropout) {
@@ -193,6 +213,7 @@ void TrainingLoop::update(double loss_sum, int64_t count, int64_t examples,
     log_.note("skip", what.str());
   } else {
     ++progress_.update;
+    if (average_) average_->update(progress_.update);
     disp_loss_ += loss_sum, disp_count_ += double(count), disp_norm_ += r.grad_norm,
         ++disp_updates_;
   }
@@ -250,7 +271,9 @@ void TrainingLoop::validated(ValidStats& s, double score, const std::string& sco
   if (s.best) {
     progress_.best_score = score;
     progress_.validations_without_improvement = 0;
-    if (Ranks::root()) save_best(model_dir_, params_, progress_, files_);
+    if (Ranks::root())
+      save_best(model_dir_, average_ ? average_->weights() : nn::param_tensors(params_), progress_,
+                files_);
   } else {
     ++progress_.validations_without_improvement;
   }
@@ -281,7 +304,9 @@ void TrainingLoop::checkpoint_if_due() {
   progress_.ranks = Ranks::size();
   progress_.elapsed_s = elapsed();
   progress_.schedule_updates = config_.max_time > 0 ? schedule_length() : 0;
-  if (Ranks::root()) save_checkpoint(model_dir_, params_, adam_, progress_, files_);
+  if (Ranks::root())
+    save_checkpoint(model_dir_, params_, adam_, progress_, files_,
+                    average_ ? &average_->weights() : nullptr);
 }
 
 int64_t TrainingLoop::finish() {

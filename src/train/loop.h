@@ -1,7 +1,8 @@
 // What every qkv training run shares, whatever its model and data:
 //   - the options of optimisation, stopping and reporting (LoopConfig; each trainer's config
 //     derives from it, so the keys are the same for every model),
-//   - the optimizer (Adam/AdamW) and learning-rate schedule,
+//   - the optimizer (Adam/AdamW) and learning-rate schedule, and the weights' moving average
+//     (ema-decay) that validation and the published weight files use,
 //   - resuming from the model directory's newest checkpoint,
 //   - one update from the gradients of one or more backward passes: normalisation, clipping,
 //     skipping an update whose loss or gradient is not finite,
@@ -16,12 +17,16 @@
 //       loss_sum += loop.forward_backward(items, [&] { return ... batch loss ...; });
 //     });
 //     loop.update(loss_sum, count, examples, data_position);
-//     if (loop.validation_due()) loop.validated(stats, score);
+//     if (loop.validation_due()) {
+//       auto averaged = loop.evaluation_weights();
+//       loop.validated(stats, score);
+//     }
 //     loop.checkpoint_if_due();
 //   }
 //   loop.finish();
 #pragma once
 #include <chrono>
+#include <optional>
 #include <string>
 
 #include "autograd/tape.h"
@@ -33,6 +38,7 @@
 #include "nn/moe.h"
 #include "ops/precision.h"
 #include "optim/optimizer.h"
+#include "optim/weight_average.h"
 #include "train/checkpoint.h"
 #include "train/data_parallel.h"
 #include "train/train_log.h"
@@ -48,6 +54,9 @@ struct LoopConfig {
   std::string optimizer = "adam", lr_schedule = "inverse-sqrt";
   double learning_rate = 7e-4, weight_decay = 0, clip_norm = 1.0;
   double beta1 = 0.9, beta2 = 0.98, epsilon = 1e-9;
+  // > 0: validate and publish an exponential moving average of the weights
+  // (optim/weight_average.h).
+  double ema_decay = 0;
   int64_t warmup_steps = 4000;
   // Batches per update on each rank (their gradients summed), and the size of the gradient
   // buckets summed over the ranks of a data-parallel run.
@@ -147,6 +156,11 @@ class TrainingLoop {
   void update(double loss_sum, int64_t count, int64_t examples, const DataPosition& position);
   // Every valid-freq updates and when stopping (once per update).
   bool validation_due() const;
+  // While the returned guard lives, the parameters hold the weights that validation measures and
+  // the model files publish: the moving average with ema-decay, else the trained weights.
+  optim::WeightAverage::Swap evaluation_weights() const {
+    return optim::WeightAverage::Swap(average_ ? &*average_ : nullptr);
+  }
   // Records a validation whose `score` is better when higher: fills s's epoch, update, best and
   // stalled, logs it, keeps model.best.safetensors, stops early after early-stopping
   // validations without a better score.
@@ -174,6 +188,8 @@ class TrainingLoop {
   void begin_pass(Tape& tape);
   // Sums the gradients, the update's counts and rank 0's clock over the ranks.
   void sum_over_ranks(double& loss_sum, int64_t& count, int64_t& examples);
+  // With ema-decay: the average from the resumed checkpoint, or from the weights at hand.
+  void start_average();
 
   LoopConfig config_;
   std::string model_dir_;
@@ -182,6 +198,7 @@ class TrainingLoop {
   WeightFiles files_;
   optim::Adam adam_;
   optim::Schedule schedule_;
+  std::optional<optim::WeightAverage> average_;  // with ema-decay
   Progress progress_;
   Rng dropout_rng_;
   bool resumed_ = false, stop_ = false;

@@ -216,6 +216,7 @@ int64_t train_seq2seq(const TrainConfig& cfg, const Distillation<data::Batch>* d
     data::BatchPosition pos = batcher.position();
     loop.update(loss_sum, tokens, sentences, {pos.epoch, pos.batch});
     if (!valid.sources.empty() && loop.validation_due()) {
+      auto averaged = loop.evaluation_weights();
       ops::AutocastScope autocast(loop.precision());
       ValidStats s = validate(model, tok, valid, cfg);
       loop.validated(s, s.scores[0].second, "BLEU");

@@ -138,6 +138,7 @@ int64_t train_vit(const ViTTrainConfig& cfg_in, const Distillation<data::ImageBa
     data::ImagePosition pos = loader.position();
     loop.update(loss_sum, images, images, {pos.epoch, pos.batch});
     if (valid.size() > 0 && loop.validation_due()) {
+      auto averaged = loop.evaluation_weights();
       ops::AutocastScope autocast(loop.precision());
       eval::ImagePredictions p = eval::predict_images(model, valid);
       eval::ClassificationReport r =

@@ -104,6 +104,26 @@ def adam(t, a):
     return torch.stack([param.detach(), state["exp_avg"], state["exp_avg_sq"]])
 
 
+def weight_average(t, a):
+    """torch.optim.swa_utils.AveragedModel over weights[0] (the start) .. weights[T] (after
+    update T), with qkv's decay min(decay, (1 + t) / (10 + t)) at update t; returns the average."""
+    weights = t["weights"].detach()
+    model = torch.nn.Linear(1, 1, bias=False)  # holds one parameter of weights[0]'s shape
+    model.weight = torch.nn.Parameter(weights[0].clone())
+
+    def avg_fn(average, current, updates):  # updates (n_averaged): t at update t
+        step = int(updates)
+        decay = min(a["decay"], (1 + step) / (10 + step))
+        return decay * average + (1 - decay) * current
+
+    averaged = torch.optim.swa_utils.AveragedModel(model, avg_fn=avg_fn)
+    averaged.update_parameters(model)  # the first call copies: the average starts at weights[0]
+    for w in weights[1:]:
+        model.weight.data.copy_(w)
+        averaged.update_parameters(model)
+    return averaged.module.weight.detach()
+
+
 OPS = {
     "matmul": lambda t, a: (t["a"].transpose(-1, -2) if a.get("trans_a") else t["a"])
     @ (t["b"].transpose(-1, -2) if a.get("trans_b") else t["b"]),
@@ -136,6 +156,7 @@ OPS = {
     "cross_entropy_sum": lambda t, a: cross_entropy(t, a).sum().reshape(1),
     "distillation_kl_sum": distillation_kl_sum,
     "adam": adam,
+    "weight_average": weight_average,
 }
 
 

@@ -1,0 +1,65 @@
+#include "optim/weight_average.h"
+
+#include <algorithm>
+#include <set>
+#include <stdexcept>
+
+#include "ops/ops.h"
+
+namespace qkv::optim {
+
+double average_decay(double decay, int64_t step) {
+  return std::min(decay, double(1 + step) / double(10 + step));
+}
+
+WeightAverage::WeightAverage(const nn::ParamList& params, double decay) : decay_(decay) {
+  if (!(decay > 0 && decay < 1))
+    throw std::invalid_argument("the weight average's decay must be in (0, 1), not " +
+                                std::to_string(decay));
+  std::set<const void*> seen;
+  for (const auto& [name, v] : params)
+    if (seen.insert(v.value().raw()).second) {
+      params_.emplace_back(name, v);
+      average_.emplace_back(name, v.value().clone());
+    }
+}
+
+void WeightAverage::update(int64_t step) {
+  float keep = float(average_decay(decay_, step));
+  for (size_t i = 0; i < params_.size(); ++i) {
+    Tensor& avg = average_[i].second;
+    ops::axpy(keep - 1.f, avg, avg);                        // keep * avg
+    ops::axpy(1.f - keep, params_[i].second.value(), avg);  // + (1 - keep) * w
+  }
+}
+
+void WeightAverage::load(const NamedTensors& tensors, const std::string& source) {
+  std::map<std::string, const Tensor*> by_name;
+  for (const auto& [name, t] : tensors) by_name[name] = &t;
+  for (auto& [name, avg] : average_) {
+    auto it = by_name.find(name);
+    if (it == by_name.end() || it->second->shape() != avg.shape())
+      throw std::runtime_error(source + ": the weight average of '" + name +
+                               "' is missing or has the wrong shape");
+    avg.copy_from(*it->second);
+  }
+}
+
+WeightAverage::Swap::Swap(const WeightAverage* average) : average_(average) {
+  if (!average_) return;
+  for (size_t i = 0; i < average_->params_.size(); ++i) {
+    Var v = average_->params_[i].second;
+    trained_.push_back(v.value().clone());
+    v.mutable_value().copy_from(average_->average_[i].second);
+  }
+}
+
+WeightAverage::Swap::~Swap() {
+  if (!average_) return;
+  for (size_t i = 0; i < trained_.size(); ++i) {
+    Var v = average_->params_[i].second;
+    v.mutable_value().copy_from(trained_[i]);
+  }
+}
+
+}  // namespace qkv::optim

@@ -34,15 +34,9 @@ void WeightAverage::update(int64_t step) {
 }
 
 void WeightAverage::load(const NamedTensors& tensors, const std::string& source) {
-  std::map<std::string, const Tensor*> by_name;
-  for (const auto& [name, t] : tensors) by_name[name] = &t;
-  for (auto& [name, avg] : average_) {
-    auto it = by_name.find(name);
-    if (it == by_name.end() || it->second->shape() != avg.shape())
-      throw std::runtime_error(source + ": the weight average of '" + name +
-                               "' is missing or has the wrong shape");
-    avg.copy_from(*it->second);
-  }
+  nn::ParamList slots;  // handles on the average's own tensors, filled in place
+  for (const auto& [name, avg] : average_) slots.emplace_back(name, Var(avg));
+  nn::load_params(slots, tensors, source);
 }
 
 WeightAverage::Swap::Swap(const WeightAverage* average) : average_(average) {

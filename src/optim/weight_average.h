@@ -24,8 +24,8 @@ class WeightAverage {
   void update(int64_t step);
   // Under the names nn::param_tensors gives the parameters (each tied weight once).
   const NamedTensors& weights() const { return average_; }
-  // Replaces the average with a saved one (a checkpoint's); every tensor must be there with
-  // its shape, or a clear error names `source` and the tensor.
+  // Replaces the average with a saved one (a checkpoint's), as nn::load_params loads a model:
+  // every tensor there with its shape and no other, or an error naming `source` and the tensor.
   void load(const NamedTensors& tensors, const std::string& source);
 
   // While alive, the parameters hold the average; their own values come back when it ends.

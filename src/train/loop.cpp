@@ -131,7 +131,7 @@ void TrainingLoop::start_average() {
   average_.emplace(params_, config_.ema_decay);
   if (!resumed_) return;
   if (std::optional<NamedTensors> saved = load_checkpoint_average(model_dir_))
-    average_->load(*saved, model_dir_ + "/checkpoint");
+    average_->load(*saved, model_dir_ + "/checkpoint (weight average)");
   else
     log_.note("resume",
               "the checkpoint holds no weight average: ema-decay starts one from the "

@@ -223,6 +223,21 @@ TEST_P(HfGpt, GivesTheReferenceOutputsAndRoundTripsBitIdentical) {
     EXPECT_FALSE(m.tokenizer->add_bos());
     EXPECT_EQ(m.tokenizer->piece(cfg.eos_id), "<|endoftext|>");
     EXPECT_EQ(cfg.eos_id, cfg.vocab_size - 1);  // <|endoftext|> is the last of vocab.json
+  } else if (c.spec.value("tokenizer", "") == "llama3") {  // tokenizer.json alone
+    EXPECT_EQ(m.tokenizer->type(), "byte-bpe");
+    EXPECT_TRUE(m.tokenizer->add_bos());
+    EXPECT_EQ(m.tokenizer->piece(cfg.bos_id), "<|begin_of_text|>");
+    EXPECT_EQ(m.tokenizer->piece(cfg.eos_id), "<|eot_id|>");
+    EXPECT_EQ(m.tokenizer->vocab_size(), cfg.vocab_size);
+    std::vector<std::string> texts = {"In the beginning God created the heaven and the earth.",
+                                      "<|begin_of_text|>And God said, Let there be light:\n\n"
+                                      "and there was light.<|eot_id|>"};
+    write_bytes(dir.file("texts.json"), json(texts).dump());
+    run_python_script("byte_bpe_reference.py",
+                      "encode " + hf + " " + dir.file("texts.json") + " " + dir.file("ids.json"));
+    json ids = json::parse(read_file(dir.file("ids.json")));
+    for (size_t i = 0; i < texts.size(); ++i)
+      EXPECT_EQ(m.tokenizer->encode(texts[i]), ids[i].get<std::vector<int32_t>>()) << texts[i];
   } else {
     EXPECT_EQ(m.tokenizer->type(), "sentencepiece");
     EXPECT_TRUE(m.tokenizer->add_bos());
@@ -242,7 +257,7 @@ TEST_P(HfGpt, GivesTheReferenceOutputsAndRoundTripsBitIdentical) {
                "logits of the exported folder");
   from_hf(c.arch)(back_hf, back);
   for (const char* f : {"config.yaml", "model.safetensors", "tokenizer.yaml", "vocab.json",
-                        "merges.txt", "spm.model"}) {
+                        "merges.txt", "spm.model", "tokenizer.json"}) {
     EXPECT_EQ(fs::exists(qkv + "/" + f), fs::exists(back + "/" + f)) << f;
     if (fs::exists(qkv + "/" + f)) {
       EXPECT_TRUE(read_file(qkv + "/" + f) == read_file(back + "/" + f))
@@ -282,7 +297,7 @@ INSTANTIATE_TEST_SUITE_P(
                    {"low_freq_factor", 2.0},
                    {"high_freq_factor", 8.0},
                    {"original_max_position_embeddings", 64}}}},
-                json::object()},
+                {{"tokenizer", "llama3"}}},
         GptCase{"llama_linear_rope_scaling",
                 "llama",
                 {{"rope_scaling", {{"type", "linear"}, {"factor", 2.0}}}},

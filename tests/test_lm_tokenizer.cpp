@@ -1,6 +1,7 @@
-// The language models' tokenizers (data/lm_tokenizer.h): GPT-2's byte-level BPE against a Python
-// reference written from openai/gpt-2's encoder.py (pre-tokenisation, ids, U+FFFD repair), the
-// character and SentencePiece tokenizers, round trips, the model-directory files and errors.
+// The language models' tokenizers (data/lm_tokenizer.h): GPT-2's and Llama 3's byte-level BPE
+// against a Python reference written from their published definitions (pre-tokenisation, ids,
+// U+FFFD repair), the character and SentencePiece tokenizers, round trips, the model-directory
+// files and errors.
 #include <gtest/gtest.h>
 
 #include <filesystem>
@@ -8,11 +9,12 @@
 #include <nlohmann/json.hpp>
 #include <random>
 
+#include "data/bpe_pretokenizer.h"
 #include "data/corpus.h"
-#include "data/gpt2_pretokenizer.h"
 #include "data/lm_tokenizer.h"
 #include "eval/unicode_text.h"
 #include "io/atomic_file.h"
+#include "support/bpe_texts.h"
 #include "support/data_files.h"
 #include "support/python_script.h"
 
@@ -21,86 +23,13 @@ namespace {
 
 using namespace qkv::data;
 
-nlohmann::json read_json(const std::string& path) {
-  return nlohmann::json::parse(read_file(path));
-}
-void write_json(const std::string& path, const nlohmann::json& j) {
-  write_bytes(path, j.dump());
-}
-
-// Texts of the cases GPT-2's pattern distinguishes, then random mixtures of such fragments.
-std::vector<std::string> bpe_texts() {
-  std::vector<std::string> texts = {
-      "Hello world",
-      "I'm sure they'll say it's what we've done, isn't it? You're right, I'd say.",
-      "'s 't 're 've 'm 'll 'd ''s 'S 'LL",
-      "a  b   c    d",
-      "trailing spaces   ",
-      "   leading spaces",
-      "line one\nline two\n\nline four\n",
-      "tab\tseparated\t\tvalues \t x",
-      "windows\r\nline end",
-      "1234567890 3.14159 2024-01-01 +42",
-      "El niño comió piñas con Ángel, ¿verdad? ¡Sí! Él está aquí.",
-      "café vs cafe\u0301",
-      "我爱自然语言处理。日本語のテキスト、한국어",
-      "emoji 👍🏽 family 👨‍👩‍👧 smile 🙂!",
-      "first document<|endoftext|>second document",
-      "<|endoftext|>",
-      " <|endoftext|> spaced <|endoftext|><|endoftext|>",
-      "nbsp\u00a0here ideographic\u3000space line\u2028sep",
-      "arabic ٣٤٥ roman Ⅻ half ½ superscript ²",
-      "",
-  };
-  const std::vector<std::string> fragments = {"Hello",  " world",
-                                              "I",      "'m",
-                                              "can",    "'t",
-                                              " we",    "'ll",
-                                              "'",      "''",
-                                              "'re",    "  ",
-                                              "   ",    " ",
-                                              "\n",     "\n\n",
-                                              "\t",     " \t ",
-                                              "\r\n",   "123",
-                                              " 4567",  "3.14",
-                                              "niño",   " piñata",
-                                              "¿Qué?",  "¡Sí!",
-                                              "é",      "e\u0301",
-                                              "我爱",   "日本語",
-                                              "。",     "👍🏽",
-                                              " 🙂",  "<|endoftext|>",
-                                              "\u00a0", "\u3000",
-                                              "\u2028", "\x1c",
-                                              "\u0085", "٣٤",
-                                              "Ⅻ",      "½",
-                                              "$",      "--",
-                                              "...",    " !",
-                                              "x",      "A",
-                                              "ß",      "Ω",
-                                              "\u200b", "\x7f",
-                                              "\x01",   "\v",
-                                              "\f",     "'s"};
-  // Long runs: every occurrence of a pair merged, left to right, pass after pass.
-  texts.push_back(std::string(37, 'a') + " " + std::string(64, 'a') + " " + std::string(40, '='));
-  std::string abc;
-  for (int i = 0; i < 60; ++i) abc += i % 7 ? "ab" : "abc";
-  texts.push_back(abc + " " + abc + "\n\n\n\n\n\n\n");
-  std::mt19937 rng(5);
-  for (int i = 0; i < 300; ++i) {
-    std::string text;
-    for (int k = int(rng() % 12); k >= 0; --k) text += fragments[rng() % fragments.size()];
-    texts.push_back(text);
-  }
-  return texts;
-}
-
 class ByteBpeTest : public ::testing::Test {
  protected:
   static void SetUpTestSuite() {
     dir_ = new ScratchDir("lm_bpe");
     texts_ = new std::vector<std::string>(bpe_texts());
     write_json(dir_->file("texts.json"), *texts_);
-    run_python_script("gpt2_bpe_reference.py",
+    run_python_script("byte_bpe_reference.py",
                       "make " + dir_->file("") + " 3 400 " + dir_->file("texts.json"));
     tokenizer_ = LmTokenizer::load_dir(dir_->file("")).release();
   }
@@ -117,23 +46,44 @@ ScratchDir* ByteBpeTest::dir_ = nullptr;
 std::vector<std::string>* ByteBpeTest::texts_ = nullptr;
 LmTokenizer* ByteBpeTest::tokenizer_ = nullptr;
 
+// The texts, and random strings of characters of every class the patterns tell apart (so that
+// each alternative's backtracking meets every neighbour).
 TEST_F(ByteBpeTest, PreTokenisationMatchesTheRegexModule) {
-  run_python_script("gpt2_bpe_reference.py",
-                    "split " + dir_->file("texts.json") + " " + dir_->file("words.json"));
-  auto expected = read_json(dir_->file("words.json"));
-  ASSERT_EQ(expected.size(), texts_->size());
-  for (size_t i = 0; i < texts_->size(); ++i) {
-    std::vector<std::string_view> words;
-    gpt2_pretokenize((*texts_)[i], words);
-    EXPECT_EQ(std::vector<std::string>(words.begin(), words.end()),
-              expected[i].get<std::vector<std::string>>())
-        << "text " << i << ": " << nlohmann::json((*texts_)[i]).dump();
+  const std::vector<std::string> characters = {
+      " ",      "  ",   "\t",         "\r",     "\n",     "\u00a0", "\u3000", "\u2028",
+      "\x0b",   "\x1c", "\u0085",     "a",      "Z",      "s",      "S",      "t",
+      "re",     "VE",   "m",          "Ll",     "d",      "\u017f", "\u00e9", "\u0301",
+      "\u4e2d", "0",    "7",          "\u0663", "\u216b", "\u00bd", "'",      "!",
+      ".",      "-",    "\U0001F642", "\u200b", "_"};
+  std::vector<std::string> texts = *texts_;
+  std::mt19937 rng(7);
+  for (int i = 0; i < 3000; ++i) {
+    std::string text;
+    for (int k = int(rng() % 16); k >= 0; --k) text += characters[rng() % characters.size()];
+    texts.push_back(text);
+  }
+  write_json(dir_->file("split.json"), texts);
+  for (auto [kind, name] :
+       {std::pair{Pretokenizer::gpt2, "gpt2"}, {Pretokenizer::llama3, "llama3"}}) {
+    SCOPED_TRACE(name);
+    run_python_script("byte_bpe_reference.py", std::string("split ") + name + " " +
+                                                   dir_->file("split.json") + " " +
+                                                   dir_->file("words.json"));
+    auto expected = read_json(dir_->file("words.json"));
+    ASSERT_EQ(expected.size(), texts.size());
+    for (size_t i = 0; i < texts.size(); ++i) {
+      std::vector<std::string_view> words;
+      pretokenize(kind, texts[i], words);
+      EXPECT_EQ(std::vector<std::string>(words.begin(), words.end()),
+                expected[i].get<std::vector<std::string>>())
+          << "text " << i << ": " << nlohmann::json(texts[i]).dump();
+    }
   }
 }
 
 TEST_F(ByteBpeTest, IdsMatchTheReference) {
   run_python_script(
-      "gpt2_bpe_reference.py",
+      "byte_bpe_reference.py",
       "encode " + dir_->file("") + " " + dir_->file("texts.json") + " " + dir_->file("ids.json"));
   auto expected = read_json(dir_->file("ids.json"));
   const LmTokenizer& tok = *tokenizer_;
@@ -199,7 +149,7 @@ TEST_F(ByteBpeTest, DecodeRepairsInvalidUtf8AsPython) {
     hex.push_back(h);
   }
   write_json(dir_->file("bytes.json"), hex);
-  run_python_script("gpt2_bpe_reference.py",
+  run_python_script("byte_bpe_reference.py",
                     "replace " + dir_->file("bytes.json") + " " + dir_->file("replaced.json"));
   auto expected = read_json(dir_->file("replaced.json"));
   for (size_t i = 0; i < cases.size(); ++i) {
@@ -324,8 +274,9 @@ TEST(LmTokenizerTest, LoadDirNamesTheMissingOrCorruptFile) {
   write_json(dir.file("vocab.json"), vocab);
   expect_error<std::runtime_error>([&] { LmTokenizer::load_dir(d); }, {dir.file("merges.txt")});
   write_bytes(dir.file("merges.txt"), "#version: 0.2\na b\nab c\n");
-  expect_error<std::runtime_error>([&] { LmTokenizer::load_dir(d); },
-                                   {dir.file("merges.txt") + ":3", "\"abc\" is not in vocab.json"});
+  expect_error<std::runtime_error>(
+      [&] { LmTokenizer::load_dir(d); },
+      {dir.file("merges.txt") + ":3", "\"abc\" is not in the vocabulary"});
   write_bytes(dir.file("merges.txt"), "#version: 0.2\na b c\n");
   expect_error<std::runtime_error>([&] { LmTokenizer::load_dir(d); },
                                    {dir.file("merges.txt") + ":2", "two tokens"});

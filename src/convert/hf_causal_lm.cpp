@@ -8,6 +8,8 @@
 #include <filesystem>
 #include <optional>
 
+#include "data/byte_bpe.h"
+#include "data/tokenizer_json.h"
 #include "io/atomic_file.h"
 #include "io/safetensors.h"
 
@@ -42,13 +44,20 @@ std::string special_token(const std::optional<JsonFile>& config, const std::stri
                            "\" must be a string or {\"content\": \"...\"}, not " + v.dump());
 }
 
-// Which tokenizer hf_dir holds: `preferred` (the architecture's) unless only the other's files
-// are there (a qkv model exported with the other kind).
-std::string tokenizer_type_in(const std::string& hf_dir, const std::string& preferred) {
+// Which tokenizer files hf_dir holds: "vocab.json" (with merges.txt), "tokenizer.model" or
+// "tokenizer.json". The architecture's own (`preferred`: byte-bpe for GPT-2, sentencepiece for
+// Llama) first, then the other's (a qkv model exported with the other kind), then tokenizer.json
+// (Llama 3's only file); with none, the architecture's, whose absence the copy reports.
+std::string tokenizer_files_in(const std::string& hf_dir, const std::string& preferred) {
   bool bpe = fs::exists(hf_dir + "/vocab.json") || fs::exists(hf_dir + "/merges.txt");
   bool spm = fs::exists(hf_dir + "/tokenizer.model");
-  if (preferred == "byte-bpe") return bpe || !spm ? "byte-bpe" : "sentencepiece";
-  return spm || !bpe ? "sentencepiece" : "byte-bpe";
+  bool json = fs::exists(hf_dir + "/tokenizer.json");
+  std::vector<std::pair<bool, const char*>> order = {{bpe, "vocab.json"}, {spm, "tokenizer.model"}};
+  if (preferred == "sentencepiece") std::swap(order[0], order[1]);
+  order.emplace_back(json, "tokenizer.json");
+  for (const auto& [present, files] : order)
+    if (present) return files;
+  return order[0].second;
 }
 
 // Writes tokenizer.yaml and the tokenizer's files into qkv_dir; returns the tokenizer read back.
@@ -57,19 +66,28 @@ std::unique_ptr<data::LmTokenizer> tokenizer_from_hf(const std::string& hf_dir,
                                                      const std::string& qkv_dir,
                                                      std::vector<std::string>& notes) {
   auto tc = JsonFile::read_if_exists(hf_dir + "/tokenizer_config.json");
-  std::string type = tokenizer_type_in(hf_dir, preferred), bos, eos;
+  std::string files = tokenizer_files_in(hf_dir, preferred), type = "byte-bpe", bos, eos;
   bool add_bos = false;
-  if (type == "byte-bpe") {
+  if (files == "vocab.json") {
     const char* what = "tokenizer file (GPT-2's tokenizer is vocab.json and merges.txt)";
     copy_tokenizer_file(hf_dir, "vocab.json", qkv_dir, "vocab.json", what);
     copy_tokenizer_file(hf_dir, "merges.txt", qkv_dir, "merges.txt", what);
     bool has_end = JsonFile::read(hf_dir + "/vocab.json").json().contains(kEndOfText);
     bos = special_token(tc, "bos_token", has_end ? kEndOfText : "");
     eos = special_token(tc, "eos_token", has_end ? kEndOfText : "");
+  } else if (files == "tokenizer.json") {  // its post-processor says whether bos comes first
+    std::string path = hf_dir + "/tokenizer.json";
+    std::string bos_first =
+        data::parse_tokenizer_json(read_file(path, "tokenizer"), path).bos_token;
+    copy_tokenizer_file(hf_dir, "tokenizer.json", qkv_dir, "tokenizer.json", "tokenizer file");
+    add_bos = !bos_first.empty();
+    bos = special_token(tc, "bos_token", bos_first);
+    eos = special_token(tc, "eos_token", "");
   } else {
-    std::string what = "tokenizer file (a SentencePiece model, as Llama 1 and 2 have";
-    if (fs::exists(hf_dir + "/tokenizer.json")) what += "; tokenizer.json alone is not supported";
-    copy_tokenizer_file(hf_dir, "tokenizer.model", qkv_dir, "spm.model", what + ")");
+    type = "sentencepiece";
+    copy_tokenizer_file(hf_dir, "tokenizer.model", qkv_dir, "spm.model",
+                        "tokenizer file (a SentencePiece model, as Llama 1 and 2 have; Llama 3's "
+                        "tokenizer.json converts too)");
     add_bos = true;
     bos = special_token(tc, "bos_token", "<s>");
     eos = special_token(tc, "eos_token", "</s>");
@@ -122,7 +140,10 @@ void tokenizer_to_hf(const std::string& qkv_dir, const data::LmTokenizer& tok,
   ordered_json specials = {{"bos_token", piece(tok.bos_id())}, {"eos_token", piece(tok.eos_id())}};
   ordered_json config;
   const char* what = "tokenizer file";
-  if (tok.type() == "byte-bpe") {
+  if (data::ByteBpe::has_tokenizer_json(qkv_dir)) {  // bos, if any, is its post-processor's
+    copy_tokenizer_file(qkv_dir, "tokenizer.json", hf_dir, "tokenizer.json", what);
+    config = {{"tokenizer_class", "PreTrainedTokenizerFast"}};
+  } else if (tok.type() == "byte-bpe") {
     copy_tokenizer_file(qkv_dir, "vocab.json", hf_dir, "vocab.json", what);
     copy_tokenizer_file(qkv_dir, "merges.txt", hf_dir, "merges.txt", what);
     specials["unk_token"] = specials["eos_token"];  // GPT-2's: <|endoftext|> for everything

@@ -4,12 +4,15 @@
 //
 // Tokenizers (data/lm_tokenizer.h), both ways, files copied byte for byte:
 //   byte-bpe       vocab.json + merges.txt (GPT2Tokenizer)
+//   byte-bpe       tokenizer.json (PreTrainedTokenizerFast: Llama 3's only file)
 //   sentencepiece  tokenizer.model (LlamaTokenizer) <-> spm.model
+// The architecture's own kind is taken where a folder has several (Llama: tokenizer.model).
 // tokenizer_config.json's add_bos_token, bos_token and eos_token (a string, or {"content": ...})
 // give tokenizer.yaml's add-bos, bos-token and eos-token; without them the tokenizer class's
 // defaults hold: GPT2Tokenizer adds no bos and has <|endoftext|> as bos and eos (when vocab.json
-// has it), LlamaTokenizer adds <s> and ends with </s>. config.yaml's bos-id and eos-id are the
-// tokenizer's ids of those pieces.
+// has it), LlamaTokenizer adds <s> and ends with </s>, and a tokenizer.json adds the token its
+// post-processor puts first (Llama 3's <|begin_of_text|>) and has no eos. config.yaml's bos-id
+// and eos-id are the tokenizer's ids of those pieces.
 #pragma once
 #include <functional>
 #include <memory>

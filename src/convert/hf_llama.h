@@ -13,7 +13,7 @@
 // hf_llama.cpp: torch_dtype, use_cache, generation defaults, ...); a sliding
 // window shorter than max_position_embeddings, attention other than the standard one, and any
 // key qkv does not know are refused by name.
-// The tokenizer: tokenizer.model (see hf_causal_lm.h).
+// The tokenizer: tokenizer.model, or tokenizer.json (Llama 3; see hf_causal_lm.h).
 #pragma once
 #include <functional>
 #include <map>

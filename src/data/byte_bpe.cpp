@@ -7,7 +7,7 @@
 #include <nlohmann/json.hpp>
 #include <stdexcept>
 
-#include "data/gpt2_pretokenizer.h"
+#include "data/tokenizer_json.h"
 #include "eval/unicode_text.h"
 #include "io/atomic_file.h"
 
@@ -26,6 +26,16 @@ const std::array<char32_t, 256>& byte_to_char() {
       bool printable = (b >= '!' && b <= '~') || (b >= 0xA1 && b <= 0xAC) || (b >= 0xAE);
       t[b] = printable ? char32_t(b) : next++;
     }
+    return t;
+  }();
+  return table;
+}
+
+// The UTF-8 text of each byte's character.
+const std::array<std::string, 256>& byte_texts() {
+  static const std::array<std::string, 256> table = [] {
+    std::array<std::string, 256> t;
+    for (int b = 0; b < 256; ++b) t[b] = encode_utf8(std::u32string(1, byte_to_char()[b]));
     return t;
   }();
   return table;
@@ -71,45 +81,82 @@ std::vector<std::string> read_vocab(const std::string& text, const std::string& 
   return tokens;
 }
 
+// The id of a special token of tokenizer.yaml ("": none, -1).
+int32_t special_id(const std::vector<std::string>& tokens, const std::string& token,
+                   const std::string& model_dir, const char* what, const char* file) {
+  if (token.empty()) return -1;
+  auto it = std::find(tokens.begin(), tokens.end(), token);
+  if (it == tokens.end())
+    throw std::runtime_error((std::filesystem::path(model_dir) / "tokenizer.yaml").string() +
+                             ": the " + what + " \"" + token + "\" is not in " + file);
+  return int32_t(it - tokens.begin());
+}
+
 }  // namespace
 
-ByteBpe::ByteBpe(std::vector<std::string> tokens, int32_t bos_id, int32_t eos_id, bool add_bos,
-                 const std::string& vocab_path)
+ByteBpe::ByteBpe(std::vector<std::string> tokens, const std::vector<bool>& added, int32_t bos_id,
+                 int32_t eos_id, bool add_bos, const std::string& vocab_path)
     : LmTokenizer(bos_id, eos_id, add_bos), tokens_(std::move(tokens)) {
   std::unordered_map<std::string, int32_t> ids;
-  for (size_t i = 0; i < tokens_.size(); ++i) ids.emplace(tokens_[i], int32_t(i));
+  for (size_t i = 0; i < tokens_.size(); ++i)
+    if (!added[i]) ids.emplace(tokens_[i], int32_t(i));
   for (int b = 0; b < 256; ++b) {
-    std::string token = encode_utf8(std::u32string(1, byte_to_char()[b]));
-    auto it = ids.find(token);
+    auto it = ids.find(byte_texts()[b]);
     if (it == ids.end())
       throw std::runtime_error(vocab_path + ": no token for byte " + std::to_string(b) + " (\"" +
-                               token + "\")");
+                               byte_texts()[b] + "\")");
     byte_ids_[b] = it->second;
   }
   bytes_.reserve(tokens_.size());
-  for (const auto& token : tokens_) bytes_.push_back(token_bytes(token));
+  for (size_t i = 0; i < tokens_.size(); ++i)
+    bytes_.push_back(added[i] ? tokens_[i] : token_bytes(tokens_[i]));
+}
+
+bool ByteBpe::has_tokenizer_json(const std::string& model_dir) {
+  return std::filesystem::exists(std::filesystem::path(model_dir) / "tokenizer.json");
 }
 
 std::unique_ptr<ByteBpe> ByteBpe::load(const std::string& model_dir, const Settings& settings) {
+  if (has_tokenizer_json(model_dir)) return load_tokenizer_json(model_dir, settings);
   std::filesystem::path dir(model_dir);
   std::string vocab_path = (dir / "vocab.json").string();
-  std::string merges_path = (dir / "merges.txt").string();
   std::string vocab_json = read_file(vocab_path, "BPE vocabulary");
   std::vector<std::string> tokens = read_vocab(vocab_json, vocab_path);
-  auto find_special = [&](const std::string& token, const char* what) {
-    if (token.empty()) return -1;
-    auto it = std::find(tokens.begin(), tokens.end(), token);
-    if (it == tokens.end())
-      throw std::runtime_error((dir / "tokenizer.yaml").string() + ": the " + what + " \"" + token +
-                               "\" is not in vocab.json");
-    return int32_t(it - tokens.begin());
-  };
-  int32_t bos = find_special(settings.bos_token, "bos-token");
-  int32_t eos = find_special(settings.eos_token, "eos-token");
+  int32_t bos = special_id(tokens, settings.bos_token, model_dir, "bos-token", "vocab.json");
+  int32_t eos = special_id(tokens, settings.eos_token, model_dir, "eos-token", "vocab.json");
+  std::vector<bool> added(tokens.size(), false);
   std::unique_ptr<ByteBpe> bpe(
-      new ByteBpe(std::move(tokens), bos, eos, settings.add_bos, vocab_path));
+      new ByteBpe(std::move(tokens), added, bos, eos, settings.add_bos, vocab_path));
   bpe->vocab_json_ = std::move(vocab_json);
-  bpe->read_merges(merges_path);
+  bpe->read_merges((dir / "merges.txt").string());
+  bpe->split_pieces_ = bpe->special_pieces();
+  return bpe;
+}
+
+std::unique_ptr<ByteBpe> ByteBpe::load_tokenizer_json(const std::string& model_dir,
+                                                      const Settings& settings) {
+  std::string path = (std::filesystem::path(model_dir) / "tokenizer.json").string();
+  std::string text = read_file(path, "tokenizer");
+  TokenizerJson t = parse_tokenizer_json(text, path);
+  int32_t bos = special_id(t.tokens, settings.bos_token, model_dir, "bos-token", "tokenizer.json");
+  int32_t eos = special_id(t.tokens, settings.eos_token, model_dir, "eos-token", "tokenizer.json");
+  std::vector<bool> added(t.tokens.size());
+  for (size_t i = 0; i < added.size(); ++i) added[i] = !t.in_model[i];
+  std::unique_ptr<ByteBpe> bpe(new ByteBpe(t.tokens, added, bos, eos, settings.add_bos, path));
+  bpe->tokenizer_json_ = std::move(text);
+  bpe->pretokenizer_ = t.pretokenizer;
+  std::unordered_map<std::string, int32_t> ids;
+  for (size_t i = 0; i < t.tokens.size(); ++i)
+    if (t.in_model[i]) ids.emplace(t.tokens[i], int32_t(i));
+  for (size_t rank = 0; rank < t.merges.size(); ++rank)
+    bpe->add_merge(t.merges[rank].first, t.merges[rank].second, ids,
+                   path + ": model.merges[" + std::to_string(rank) + "]");
+  if (t.ignore_merges) bpe->whole_words_ = std::move(ids);
+  bpe->split_pieces_ = std::move(t.added_tokens);
+  for (auto& piece : bpe->special_pieces())
+    if (std::find(bpe->split_pieces_.begin(), bpe->split_pieces_.end(), piece) ==
+        bpe->split_pieces_.end())
+      bpe->split_pieces_.push_back(piece);
   return bpe;
 }
 
@@ -117,13 +164,6 @@ void ByteBpe::read_merges(const std::string& path) {
   merges_txt_ = read_file(path, "BPE merges");
   std::unordered_map<std::string, int32_t> ids;
   for (size_t i = 0; i < tokens_.size(); ++i) ids.emplace(tokens_[i], int32_t(i));
-  auto id_of = [&](const std::string& token, size_t line) {
-    auto it = ids.find(token);
-    if (it == ids.end())
-      throw std::runtime_error(path + ":" + std::to_string(line) + ": \"" + token +
-                               "\" is not in vocab.json");
-    return it->second;
-  };
   std::string_view rest = merges_txt_;
   for (size_t line = 1; !rest.empty(); ++line) {
     size_t end = rest.find('\n');
@@ -137,12 +177,24 @@ void ByteBpe::read_merges(const std::string& path) {
       throw std::runtime_error(path + ":" + std::to_string(line) +
                                ": expected two tokens separated by a space, got \"" +
                                std::string(text) + "\"");
-    std::string a(text.substr(0, space)), b(text.substr(space + 1));
-    // A merge listed twice keeps its last rank, as encoder.py's dict does.
-    Merge merge{id_of(a, line), id_of(b, line), id_of(a + b, line)};
-    ranks_[pair_key(merge.first, merge.second)] = int32_t(merges_.size());
-    merges_.push_back(merge);
+    add_merge(std::string(text.substr(0, space)), std::string(text.substr(space + 1)), ids,
+              path + ":" + std::to_string(line));
   }
+}
+
+void ByteBpe::add_merge(const std::string& a, const std::string& b,
+                        const std::unordered_map<std::string, int32_t>& ids,
+                        const std::string& where) {
+  auto id_of = [&](const std::string& token) {
+    auto it = ids.find(token);
+    if (it == ids.end())
+      throw std::runtime_error(where + ": \"" + token + "\" is not in the vocabulary");
+    return it->second;
+  };
+  // A merge listed twice keeps its last rank, as encoder.py's dict does.
+  Merge merge{id_of(a), id_of(b), id_of(a + b)};
+  ranks_[pair_key(merge.first, merge.second)] = int32_t(merges_.size());
+  merges_.push_back(merge);
 }
 
 int32_t ByteBpe::rank_of(int32_t first, int32_t second) const {
@@ -156,6 +208,12 @@ int32_t ByteBpe::rank_of(int32_t first, int32_t second) const {
 // position order, checking each pair still stands; a merge files the two pairs it makes (never
 // of the bucket's own rank: a merged symbol is longer than either part).
 std::vector<int32_t> ByteBpe::bpe(std::string_view word) const {
+  if (!whole_words_.empty()) {
+    std::string characters;
+    for (char b : word) characters += byte_texts()[uint8_t(b)];
+    auto it = whole_words_.find(characters);
+    if (it != whole_words_.end()) return {it->second};
+  }
   const int32_t n = int32_t(word.size());
   std::vector<int32_t> symbol(n), next(n), prev(n);  // [n] each, valid where alive
   std::vector<bool> alive(n, true);
@@ -195,7 +253,7 @@ std::vector<int32_t> ByteBpe::bpe(std::string_view word) const {
 
 void ByteBpe::encode_plain(std::string_view text, std::vector<int32_t>& ids) const {
   std::vector<std::string_view> words;
-  gpt2_pretokenize(text, words);
+  pretokenize(pretokenizer_, text, words);
   std::lock_guard<std::mutex> lock(cache_mutex_);
   for (std::string_view word : words) {
     auto it = cache_.find(std::string(word));
@@ -211,8 +269,8 @@ std::vector<int32_t> ByteBpe::encode(std::string_view text) const {
   check_utf8(text);
   std::vector<int32_t> ids;
   ids.reserve(text.size() / 3);
-  split_on_specials(
-      text, [&](std::string_view plain) { encode_plain(plain, ids); },
+  split_on_pieces(
+      text, split_pieces_, [&](std::string_view plain) { encode_plain(plain, ids); },
       [&](int32_t id) { ids.push_back(id); });
   return ids;
 }
@@ -234,8 +292,12 @@ std::string ByteBpe::piece(int32_t id) const {
 void ByteBpe::save(const std::string& model_dir) const {
   std::filesystem::create_directories(model_dir);
   std::filesystem::path dir(model_dir);
-  write_file_atomic((dir / "vocab.json").string(), vocab_json_);
-  write_file_atomic((dir / "merges.txt").string(), merges_txt_);
+  if (!tokenizer_json_.empty()) {
+    write_file_atomic((dir / "tokenizer.json").string(), tokenizer_json_);
+  } else {
+    write_file_atomic((dir / "vocab.json").string(), vocab_json_);
+    write_file_atomic((dir / "merges.txt").string(), merges_txt_);
+  }
   write_settings(model_dir);
 }
 

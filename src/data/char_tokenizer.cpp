@@ -106,8 +106,8 @@ std::vector<int32_t> CharTokenizer::encode(std::string_view text) const {
   check_utf8(text);
   std::vector<int32_t> ids;
   ids.reserve(text.size());
-  split_on_specials(
-      text, [&](std::string_view plain) { encode_plain(plain, ids); },
+  split_on_pieces(
+      text, special_pieces(), [&](std::string_view plain) { encode_plain(plain, ids); },
       [&](int32_t id) { ids.push_back(id); });
   return ids;
 }

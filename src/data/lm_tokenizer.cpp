@@ -88,6 +88,13 @@ void LmTokenizer::check_id(int32_t id) const {
                                 std::to_string(vocab_size()) + ")");
 }
 
+LmTokenizer::TokenPieces LmTokenizer::special_pieces() const {
+  TokenPieces pieces;
+  for (int32_t id : {bos_id_, eos_id_})
+    if (id >= 0) pieces.emplace_back(piece(id), id);
+  return pieces;
+}
+
 void LmTokenizer::write_settings(const std::string& model_dir) const {
   YAML::Emitter out;
   out << YAML::BeginMap;

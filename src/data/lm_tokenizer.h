@@ -1,9 +1,9 @@
 // The tokenizers of the GPT-style language models, behind one interface:
 // - "chars": one token per code point seen in training (nanoGPT's character-level model);
-// - "byte-bpe": GPT-2's byte-level BPE (vocab.json + merges.txt);
+// - "byte-bpe": byte-level BPE, GPT-2's (vocab.json + merges.txt) or Llama 3's (tokenizer.json);
 // - "sentencepiece": a SentencePiece model (Llama's tokenizer.model, or one trained here).
 // A model directory holds tokenizer.yaml (type, add-bos, bos-token, eos-token; "" = none) plus
-// the type's own files: chars.json, vocab.json + merges.txt, or spm.model.
+// the type's own files: chars.json, vocab.json + merges.txt or tokenizer.json, or spm.model.
 #pragma once
 #include <cstdint>
 #include <memory>
@@ -67,10 +67,13 @@ class LmTokenizer {
   static void check_utf8(std::string_view text);
   void check_id(int32_t id) const;
   bool is_special(int32_t id) const { return id >= 0 && (id == bos_id_ || id == eos_id_); }
-  // Calls plain(segment) for the text between occurrences of the bos/eos pieces and
-  // special(id) for each occurrence (the earliest first, the longest of those starting there).
+  using TokenPieces = std::vector<std::pair<std::string, int32_t>>;  // piece, id
+  TokenPieces special_pieces() const;                                // bos and eos, those there are
+  // Calls plain(segment) for the text between occurrences of the pieces and special(id) for
+  // each occurrence (the earliest first, the longest of those starting there).
   template <class Plain, class Special>
-  void split_on_specials(std::string_view text, Plain plain, Special special) const;
+  static void split_on_pieces(std::string_view text, const TokenPieces& pieces, Plain plain,
+                              Special special);
 
  private:
   int32_t bos_id_, eos_id_;
@@ -78,24 +81,29 @@ class LmTokenizer {
 };
 
 template <class Plain, class Special>
-void LmTokenizer::split_on_specials(std::string_view text, Plain plain, Special special) const {
-  std::vector<std::pair<std::string, int32_t>> specials;
-  for (int32_t id : {bos_id_, eos_id_})
-    if (id >= 0) specials.emplace_back(piece(id), id);
-  while (!text.empty()) {
+void LmTokenizer::split_on_pieces(std::string_view text, const TokenPieces& pieces, Plain plain,
+                                  Special special) {
+  // next[k]: where pieces[k] occurs first at or after `from` (npos: nowhere), found again only
+  // when passed, so that many pieces cost one search each per occurrence taken.
+  std::vector<size_t> next(pieces.size());
+  for (size_t k = 0; k < pieces.size(); ++k) next[k] = text.find(pieces[k].first);
+  for (size_t from = 0;;) {
     size_t at = std::string_view::npos, length = 0;
     int32_t id = -1;
-    for (const auto& [token, token_id] : specials) {
-      size_t found = text.find(token);
-      if (found < at || (found == at && found != std::string_view::npos && token.size() > length))
-        at = found, length = token.size(), id = token_id;
+    for (size_t k = 0; k < pieces.size(); ++k) {
+      if (next[k] < from) next[k] = text.find(pieces[k].first, from);
+      const std::string& piece = pieces[k].first;
+      if (next[k] < at || (next[k] == at && at != std::string_view::npos && piece.size() > length))
+        at = next[k], length = piece.size(), id = pieces[k].second;
     }
-    if (at == std::string_view::npos) break;
-    if (at > 0) plain(text.substr(0, at));
+    if (at == std::string_view::npos) {
+      if (from < text.size()) plain(text.substr(from));
+      return;
+    }
+    if (at > from) plain(text.substr(from, at - from));
     special(id);
-    text.remove_prefix(at + length);
+    from = at + length;
   }
-  if (!text.empty()) plain(text);
 }
 
 }  // namespace qkv::data

@@ -9,7 +9,8 @@ make: SPEC holds "arch" (gpt2 or llama), "config" (config.json fields), "seed", 
 model.safetensors.index.json), and for gpt2 "prefix" (false: GPT2Model's names without
 "transformer.") and "buffers" (true: the attn.bias / attn.masked_bias buffers of older
 checkpoints), for llama "tokenizer_model" (a SentencePiece model file to copy as
-tokenizer.model). Writes DIR/config.json and the weights as save_pretrained lays them out (no
+tokenizer.model) or "tokenizer": "llama3" (Llama 3's layout instead: a tokenizer.json of
+byte_bpe_reference.py learnt from the dev text, <|begin_of_text|> first, <|eot_id|> the eos). Writes DIR/config.json and the weights as save_pretrained lays them out (no
 lm_head.weight when tied), the tokenizer files (gpt2: a small byte-level BPE vocab.json and
 merges.txt learnt here from the bundled English dev text, with <|endoftext|> last;
 tokenizer_config.json for both), then DIR/expected.safetensors: random "ids" i32 [3, 12],
@@ -31,6 +32,7 @@ import numpy as np
 import torch
 
 sys.path.insert(0, os.path.dirname(__file__))
+import byte_bpe_reference  # noqa: E402
 import safetensors_np  # noqa: E402
 from gpt2_reference import GPT2  # noqa: E402
 from llama_reference import Llama  # noqa: E402
@@ -224,6 +226,19 @@ def make(d, spec):
         tok = {"tokenizer_class": "GPT2Tokenizer", "add_bos_token": False,
                "bos_token": END_OF_TEXT, "eos_token": END_OF_TEXT, "unk_token": END_OF_TEXT,
                "model_max_length": c["n_positions"]}
+    elif spec.get("tokenizer") == "llama3":
+        with lzma.open(os.path.join(ROOT, "data", "bible.es-en.dev.tsv.xz"), "rt") as f:
+            texts = [line.rstrip("\n").split("\t")[2] for line in f]
+        byte_bpe_reference.make_llama3(d, spec["seed"], 60, texts)
+        os.remove(os.path.join(d, "tokenizer.yaml"))  # qkv's file, not Hugging Face's
+        t = json.load(open(os.path.join(d, "tokenizer.json"), encoding="utf-8"))
+        ids = {a["content"]: a["id"] for a in t["added_tokens"]}
+        c.update(architectures=["LlamaForCausalLM"], model_type="llama",
+                 vocab_size=len(t["model"]["vocab"]) + len(ids),
+                 bos_token_id=ids["<|begin_of_text|>"], eos_token_id=ids["<|eot_id|>"])
+        w = llama_weights(c, rng)
+        tok = {"tokenizer_class": "PreTrainedTokenizerFast", "bos_token": "<|begin_of_text|>",
+               "eos_token": "<|eot_id|>", "model_max_length": 1000000000000000019884624838656}
     else:
         shutil.copyfile(spec["tokenizer_model"], os.path.join(d, "tokenizer.model"))
         c.update(architectures=["LlamaForCausalLM"], model_type="llama")

@@ -419,6 +419,26 @@ TEST_F(HfGptFolder, LlamaRefusesWhatQkvCannotComputeByName) {
   EXPECT_EQ(model_dir::read_gpt_config(out + "/config.yaml").rope_theta, 250000.0);
 }
 
+// config.json's special ids that are not the tokenizer's are noted: qkv uses the tokenizer's.
+TEST_F(HfGptFolder, SpecialIdsOtherThanTheTokenizersAreNoted) {
+  auto notes = [&](const json& eos) {
+    std::string hf = copy("llama"), out = dir_.file("out" + std::to_string(copies_));
+    edit_config(hf, [&](json& j) { j["eos_token_id"] = eos; });
+    return from_hf("llama")(hf, out);
+  };
+  EXPECT_EQ(notes(json::array({2})), std::vector<std::string>{});
+  auto other = notes(7);
+  ASSERT_EQ(other.size(), 1u);
+  EXPECT_NE(other[0].find("eos_token_id 7 is not the tokenizer's id 2 (\"</s>\")"),
+            std::string::npos)
+      << other[0];
+  auto list = notes(json::array({7, 2}));  // Llama 3 Instruct's kind
+  ASSERT_EQ(list.size(), 1u);
+  EXPECT_NE(list[0].find("eos_token_id [7,2] holds more than the tokenizer's id 2"),
+            std::string::npos)
+      << list[0];
+}
+
 TEST_F(HfGptFolder, MissingFilesAndTensorsAreNamed) {
   for (const char* file : {"vocab.json", "merges.txt"}) {
     std::string hf = copy("gpt2"), out = dir_.file("out");

@@ -120,16 +120,23 @@ void compare_special_id(const JsonFile& cfg, const std::string& key, int32_t tok
                         const data::LmTokenizer& tok, std::vector<std::string>& notes) {
   if (!cfg.has(key)) return;
   const nlohmann::json& v = cfg.json()[key];
-  // A list (Llama 3's eos_token_id [128001, 128009]): its first id is compared; qkv stops
-  // generating at the tokenizer's one eos.
-  const nlohmann::json& first = v.is_array() && !v.empty() ? v[0] : v;
-  if (!first.is_number_integer())
-    throw std::runtime_error(cfg.path() + ": \"" + key + "\" must be a token id, not " + v.dump());
-  int64_t id = first.get<int64_t>();
-  if (id == tokenizer_id) return;
+  // A list (Llama 3's eos_token_id [128001, 128008, 128009]) says so when it holds more than the
+  // tokenizer's id: qkv stops generating at the tokenizer's one eos.
+  std::vector<nlohmann::json> ids = v.is_array() ? std::vector<nlohmann::json>(v.begin(), v.end())
+                                                 : std::vector<nlohmann::json>{v};
+  bool listed = false;
+  for (const auto& id : ids) {
+    if (!id.is_number_integer())
+      throw std::runtime_error(cfg.path() + ": \"" + key + "\" must be a token id, not " +
+                               v.dump());
+    listed = listed || id.get<int64_t>() == tokenizer_id;
+  }
+  if (listed && ids.size() == 1) return;
   std::string piece = tokenizer_id >= 0 ? "\"" + tok.piece(tokenizer_id) + "\"" : "none";
-  notes.push_back(cfg.path() + ": " + key + " " + v.dump() + " is not the tokenizer's id " +
-                  std::to_string(tokenizer_id) + " (" + piece + "): qkv uses the tokenizer's");
+  std::string ours = "the tokenizer's id " + std::to_string(tokenizer_id) + " (" + piece + ")";
+  notes.push_back(cfg.path() + ": " + key + " " + v.dump() +
+                  (listed ? " holds more than " + ours + ": qkv uses that one only"
+                          : " is not " + ours + ": qkv uses the tokenizer's"));
 }
 
 // The tokenizer files of qkv_dir in hf_dir, with tokenizer_config.json and

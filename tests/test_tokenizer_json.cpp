@@ -181,6 +181,7 @@ TEST(TokenizerJsonTest, RefusesWhatItCannotComputeExactly) {
   refused([](J& j) { j["model"]["merges"] = {"a c"}; }, {"model.merges[0]", "\"ac\""});
   refused([](J& j) { j["model"]["merges"] = {"abc"}; }, {"model.merges[0]", "two tokens"});
   refused([](J& j) { j["model"]["vocab"]["zz"] = 300; }, {"model.vocab", "id 258"});
+  refused([](J& j) { j["model"]["vocab"][""] = 258; }, {"model.vocab", "empty token"});
   refused([](J& j) { j["added_tokens"][0]["lstrip"] = true; }, {"added_tokens[0].lstrip", "<eos>"});
   refused([](J& j) { j["added_tokens"][0]["id"] = 256; }, {"added_tokens[0]", "\"ab\""});
   refused([](J& j) { j["decoder"] = {{"type", "Metaspace"}}; }, {"decoder"});

@@ -79,6 +79,7 @@ Pretokenizer read_pretokenizer(const Reader& r, const json& root) {
 void read_vocab(const Reader& r, const json& model, TokenizerJson& t) {
   const json& vocab = r.object(model, "vocab", "model.vocab");
   for (auto& [token, id] : vocab.items()) {
+    if (token.empty()) r.fail("model.vocab", "holds an empty token");
     if (!id.is_number_integer() || id.get<int64_t>() < 0 || id.get<int64_t>() >= (int64_t(1) << 24))
       r.fail("model.vocab", "id of \"" + token + "\" must be an integer in [0, 2^24)");
     size_t i = id.get<size_t>();

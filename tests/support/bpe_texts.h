@@ -1,13 +1,20 @@
 // Test support for the byte-level BPE tokenizers: the texts they are checked on against the
-// Python reference (tests/python/byte_bpe_reference.py), and JSON files to exchange with it.
+// Python reference (tests/python/byte_bpe_reference.py), JSON files to exchange with it, and a
+// suite whose tokenizer the reference makes once.
 #pragma once
+#include <gtest/gtest.h>
+
+#include <functional>
+#include <memory>
 #include <nlohmann/json.hpp>
 #include <random>
 #include <string>
 #include <vector>
 
+#include "data/lm_tokenizer.h"
 #include "io/atomic_file.h"
 #include "support/data_files.h"
+#include "support/python_script.h"
 
 namespace qkv::test {
 
@@ -131,5 +138,43 @@ inline std::vector<std::string> bpe_texts() {
   }
   return texts;
 }
+
+// A suite (Suite: the derived class, so that each has its own) whose tokenizer the reference's
+// `mode` (make, make-llama3) writes once, with `seed` and 400 merges, from bpe_texts().
+template <class Suite>
+class ReferenceBpeSuite : public ::testing::Test {
+ protected:
+  static void make(const std::string& name, const std::string& mode, int seed) {
+    dir_ = std::make_unique<ScratchDir>(name);
+    texts_ = bpe_texts();
+    write_json(dir_->file("texts.json"), texts_);
+    run_python_script("byte_bpe_reference.py", mode + " " + dir_->file("") + " " +
+                                                   std::to_string(seed) + " 400 " +
+                                                   dir_->file("texts.json"));
+    tokenizer_ = data::LmTokenizer::load_dir(dir_->file(""));
+  }
+  // Each text's ids against the reference's (which reads the files make wrote); each_id sees
+  // every id.
+  static void expect_reference_ids(const std::function<void(int32_t)>& each_id) {
+    run_python_script(
+        "byte_bpe_reference.py",
+        "encode " + dir_->file("") + " " + dir_->file("texts.json") + " " + dir_->file("ids.json"));
+    auto expected = read_json(dir_->file("ids.json"));
+    ASSERT_EQ(expected.size(), texts_.size());
+    for (size_t i = 0; i < texts_.size(); ++i) {
+      auto ids = tokenizer_->encode(texts_[i]);
+      EXPECT_EQ(ids, expected[i].get<std::vector<int32_t>>())
+          << "text " << i << ": " << nlohmann::json(texts_[i]).dump();
+      for (int32_t id : ids) each_id(id);
+    }
+  }
+  static void TearDownTestSuite() {
+    tokenizer_.reset();
+    dir_.reset();
+  }
+  static inline std::unique_ptr<ScratchDir> dir_;
+  static inline std::vector<std::string> texts_;
+  static inline std::unique_ptr<data::LmTokenizer> tokenizer_;
+};
 
 }  // namespace qkv::test

@@ -97,12 +97,11 @@ int32_t special_id(const std::vector<std::string>& tokens, const std::string& to
 ByteBpe::ByteBpe(std::vector<std::string> tokens, const std::vector<bool>& added, int32_t bos_id,
                  int32_t eos_id, bool add_bos, const std::string& vocab_path)
     : LmTokenizer(bos_id, eos_id, add_bos), tokens_(std::move(tokens)) {
-  std::unordered_map<std::string, int32_t> ids;
   for (size_t i = 0; i < tokens_.size(); ++i)
-    if (!added[i]) ids.emplace(tokens_[i], int32_t(i));
+    if (!added[i]) model_ids_.emplace(tokens_[i], int32_t(i));
   for (int b = 0; b < 256; ++b) {
-    auto it = ids.find(byte_texts()[b]);
-    if (it == ids.end())
+    auto it = model_ids_.find(byte_texts()[b]);
+    if (it == model_ids_.end())
       throw std::runtime_error(vocab_path + ": no token for byte " + std::to_string(b) + " (\"" +
                                byte_texts()[b] + "\")");
     byte_ids_[b] = it->second;
@@ -145,13 +144,10 @@ std::unique_ptr<ByteBpe> ByteBpe::load_tokenizer_json(const std::string& model_d
   std::unique_ptr<ByteBpe> bpe(new ByteBpe(t.tokens, added, bos, eos, settings.add_bos, path));
   bpe->tokenizer_json_ = std::move(text);
   bpe->pretokenizer_ = t.pretokenizer;
-  std::unordered_map<std::string, int32_t> ids;
-  for (size_t i = 0; i < t.tokens.size(); ++i)
-    if (t.in_model[i]) ids.emplace(t.tokens[i], int32_t(i));
   for (size_t rank = 0; rank < t.merges.size(); ++rank)
-    bpe->add_merge(t.merges[rank].first, t.merges[rank].second, ids,
+    bpe->add_merge(t.merges[rank].first, t.merges[rank].second,
                    path + ": model.merges[" + std::to_string(rank) + "]");
-  if (t.ignore_merges) bpe->whole_words_ = std::move(ids);
+  bpe->ignore_merges_ = t.ignore_merges;
   bpe->split_pieces_ = std::move(t.added_tokens);
   for (auto& piece : bpe->special_pieces())
     if (std::find(bpe->split_pieces_.begin(), bpe->split_pieces_.end(), piece) ==
@@ -162,8 +158,6 @@ std::unique_ptr<ByteBpe> ByteBpe::load_tokenizer_json(const std::string& model_d
 
 void ByteBpe::read_merges(const std::string& path) {
   merges_txt_ = read_file(path, "BPE merges");
-  std::unordered_map<std::string, int32_t> ids;
-  for (size_t i = 0; i < tokens_.size(); ++i) ids.emplace(tokens_[i], int32_t(i));
   std::string_view rest = merges_txt_;
   for (size_t line = 1; !rest.empty(); ++line) {
     size_t end = rest.find('\n');
@@ -177,17 +171,15 @@ void ByteBpe::read_merges(const std::string& path) {
       throw std::runtime_error(path + ":" + std::to_string(line) +
                                ": expected two tokens separated by a space, got \"" +
                                std::string(text) + "\"");
-    add_merge(std::string(text.substr(0, space)), std::string(text.substr(space + 1)), ids,
+    add_merge(std::string(text.substr(0, space)), std::string(text.substr(space + 1)),
               path + ":" + std::to_string(line));
   }
 }
 
-void ByteBpe::add_merge(const std::string& a, const std::string& b,
-                        const std::unordered_map<std::string, int32_t>& ids,
-                        const std::string& where) {
+void ByteBpe::add_merge(const std::string& a, const std::string& b, const std::string& where) {
   auto id_of = [&](const std::string& token) {
-    auto it = ids.find(token);
-    if (it == ids.end())
+    auto it = model_ids_.find(token);
+    if (it == model_ids_.end())
       throw std::runtime_error(where + ": \"" + token + "\" is not in the vocabulary");
     return it->second;
   };
@@ -208,11 +200,11 @@ int32_t ByteBpe::rank_of(int32_t first, int32_t second) const {
 // position order, checking each pair still stands; a merge files the two pairs it makes (never
 // of the bucket's own rank: a merged symbol is longer than either part).
 std::vector<int32_t> ByteBpe::bpe(std::string_view word) const {
-  if (!whole_words_.empty()) {
+  if (ignore_merges_) {
     std::string characters;
     for (char b : word) characters += byte_texts()[uint8_t(b)];
-    auto it = whole_words_.find(characters);
-    if (it != whole_words_.end()) return {it->second};
+    auto it = model_ids_.find(characters);
+    if (it != model_ids_.end()) return {it->second};
   }
   const int32_t n = int32_t(word.size());
   std::vector<int32_t> symbol(n), next(n), prev(n);  // [n] each, valid where alive

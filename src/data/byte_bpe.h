@@ -49,8 +49,7 @@ class ByteBpe : public LmTokenizer {
   // Ranks the merges of merges.txt; std::runtime_error naming the file and line.
   void read_merges(const std::string& path);
   // Appends the merge a + b; std::runtime_error naming `where` when a token is unknown.
-  void add_merge(const std::string& a, const std::string& b,
-                 const std::unordered_map<std::string, int32_t>& ids, const std::string& where);
+  void add_merge(const std::string& a, const std::string& b, const std::string& where);
   int32_t rank_of(int32_t first, int32_t second) const;   // -1: no merge
   std::vector<int32_t> bpe(std::string_view word) const;  // ids of one word
   void encode_plain(std::string_view text, std::vector<int32_t>& ids) const;
@@ -59,13 +58,14 @@ class ByteBpe : public LmTokenizer {
   std::string tokenizer_json_;           // this one
   Pretokenizer pretokenizer_ = Pretokenizer::gpt2;
   TokenPieces split_pieces_;  // split off the text first: bos and eos, or the added tokens
-  // ignore_merges: a word that is one of the model's tokens (its characters -> id) is that token.
-  std::unordered_map<std::string, int32_t> whole_words_;
-  std::vector<std::string> tokens_;              // id -> token
-  std::vector<std::string> bytes_;               // id -> the bytes it stands for
-  int32_t byte_ids_[256];                        // byte -> id of its one-character token
-  std::vector<Merge> merges_;                    // rank -> merge
-  std::unordered_map<uint64_t, int32_t> ranks_;  // pair_key(first, second) -> rank
+  // ignore_merges: a word that is one of the model's tokens is that token, unmerged.
+  bool ignore_merges_ = false;
+  std::vector<std::string> tokens_;                     // id -> token
+  std::unordered_map<std::string, int32_t> model_ids_;  // token -> id, the added tokens left out
+  std::vector<std::string> bytes_;                      // id -> the bytes it stands for
+  int32_t byte_ids_[256];                               // byte -> id of its one-character token
+  std::vector<Merge> merges_;                           // rank -> merge
+  std::unordered_map<uint64_t, int32_t> ranks_;         // pair_key(first, second) -> rank
   // The ids of the words met so far (emptied past 2^20 words), shared by the threads that
   // encode at once under cache_mutex_.
   mutable std::mutex cache_mutex_;

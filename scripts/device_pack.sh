@@ -17,7 +17,7 @@ jobs=${JOBS:-2}
 cmake --preset cuda >/dev/null
 targets=(qkv qkv_bench)
 for src in tests/test_cuda_*.cpp; do
-  # The emulated runtime's self-test is built only in the cuda-emulated build.
+  # The emulated runtime's self-test is built only where the emulated backend is.
   [ "$src" = tests/test_cuda_emulation.cpp ] || targets+=("$(basename "$src" .cpp)")
 done
 cmake --build "$build" -j"$jobs" --target "${targets[@]}"

@@ -6,7 +6,7 @@
 set -euo pipefail
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
 
-QKV_PACKAGES=(build-essential cmake ninja-build pkg-config git xz-utils
+QKV_PACKAGES=(build-essential cmake ninja-build pkg-config git xz-utils lld
   libopenblas-openmp-dev libgtest-dev libgmock-dev libbenchmark-dev
   nlohmann-json3-dev libyaml-cpp-dev libcli11-dev libsentencepiece-dev liblzma-dev
   zlib1g-dev libzip-dev libstb-dev dataset-fashion-mnist openmpi-bin libopenmpi-dev

@@ -1,6 +1,6 @@
 // The emulated CUDA runtime's own guards (tests/cuda_emulation): what makes a pass of the CUDA
-// tests there mean something. Built only in the cuda-emulated build (tests/CMakeLists.txt): it
-// tests nothing elsewhere.
+// tests there mean something. Built only where the CUDA tests run on the emulation
+// (qkv_core_emulated, tests/CMakeLists.txt): it tests nothing elsewhere.
 #include <gtest/gtest.h>
 
 #include <stdexcept>
@@ -15,8 +15,7 @@ namespace qkv {
 namespace {
 
 #ifndef QKV_CUDA_EMULATED
-#error \
-    "test_cuda_emulation.cpp tests the emulated CUDA runtime: only the cuda-emulated build has it"
+#error "test_cuda_emulation.cpp tests the emulated CUDA runtime: only qkv_core_emulated has it"
 #endif
 
 // The cuda kernels, called directly (past the ops' checks).

@@ -149,7 +149,7 @@ TEST(CudaMixedPrecision, Attention) {
 // masks) are compared per tensor, relative to each one's own norm: bf16 keeps 8 significant
 // bits (unit roundoff 2^-9 = 2e-3) and every matmul operand is rounded, forward and backward,
 // and in this post-norm model with head dim 16 the LayerNorm and softmax backward passes
-// subtract nearly equal rounded terms. Measured (emulated build): 1.7e-3 (final_logits_bias)
+// subtract nearly equal rounded terms. Measured (emulated backend): 1.7e-3 (final_logits_bias)
 // near the loss, a median of 5.5e-2, at most 0.143 (decoder layer 0's cross-attention
 // q_proj.weight); the key biases, zero in exact arithmetic, 2e-3 of their weights' gradient.
 // So 0.25 per tensor: loose, but a gradient that is a quarter off, zero or of the wrong sign

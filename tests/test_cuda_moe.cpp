@@ -3,7 +3,7 @@
 // dropless, with capacity, with router jitter, with experts left without tokens), and GPT models
 // with MoE blocks (training step and packed decoding). Tolerances: logsumexp elementwise
 // |cuda - cpu| <= 1e-5 * (|cpu| + 1); the layer's output, losses and every gradient norm-wise
-// 1e-5 (measured: at most 4e-7 in the emulated build), and a second cuda run gives the same bits;
+// 1e-5 (measured: at most 4e-7 on the emulation), and a second cuda run gives the same bits;
 // the GPT models as tests/test_cuda_gpt.cpp (1e-4; measured: at most 4e-7). Routing (choices
 // per expert, dropped assignments) is the same exactly. Under bf16 autocast the router still
 // computes in f32: its losses, and its product's output and gradients, equal the f32 run's bit

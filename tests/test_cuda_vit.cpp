@@ -29,7 +29,7 @@ nn::ViTConfig tiny_vit() {
 
 // bf16 autocast against f32 on the CPU, each gradient relative to its own norm. bf16 keeps 8
 // significant bits (unit roundoff 2^-9 = 2e-3) and every matmul operand is rounded, forward
-// and backward, through two layers: about ten roundings deep. Measured (emulated build): the
+// and backward, through two layers: about ten roundings deep. Measured (emulated backend): the
 // loss 3.3e-3 off, the gradients 4e-3 (classifier.bias) to 1.8e-2 (layer 0's query weights)
 // of their norm; the tolerances are about twice and three times that.
 constexpr double kBf16LossTol = 1e-2, kBf16GradTol = 4e-2;

@@ -1,4 +1,4 @@
-// The cuBLAS products of the emulated build, from the cuBLAS documentation: column-major
+// The cuBLAS products of the emulated backend, from the cuBLAS documentation: column-major
 // C = alpha op(A) op(B) + beta C per batch entry (C not read when beta is 0), with its argument
 // checks; each sum in double. The operands must be device memory.
 #include <cstdio>

@@ -1,4 +1,4 @@
-// The CUDA runtime of the emulated build: one device whose memory is host memory that only
+// The CUDA runtime of the emulated backend: one device whose memory is host memory that only
 // device work may touch. Each cudaMalloc gets its own pages, ending at a guard page; they are
 // readable and writable only inside a DeviceAccess scope (a kernel, a copy, a memset, a cuBLAS
 // call), so host code that dereferences a device pointer, or a kernel that runs past the end of

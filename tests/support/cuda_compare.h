@@ -1,7 +1,7 @@
 // Test support for the CUDA kernels: each test runs an op through ops/ops.h on the CPU and on
 // cuda from the same inputs and compares the results. In a build without CUDA the tests skip
-// (reported as skipped); in a build with CUDA (QKV_WITH_CUDA: the GPU and the emulated builds)
-// a missing device fails them, so that a run in which every CUDA test skipped cannot pass.
+// (reported as skipped); in a build with CUDA (QKV_WITH_CUDA: the GPU build, and the emulated
+// backend) a missing device fails them, so that a run in which every CUDA test skipped cannot pass.
 #pragma once
 #include <gtest/gtest.h>
 
@@ -17,7 +17,7 @@
 #define QKV_SKIP_WITHOUT_CUDA()                                                                  \
   ASSERT_GT(::qkv::cuda_device_count(), 0)                                                       \
       << "no CUDA device, in a build with CUDA: its CUDA tests fail rather than skip (run them " \
-         "on a GPU, or in the cuda-emulated build)"
+         "on a GPU, or linked with qkv_core_emulated)"
 #else
 #define QKV_SKIP_WITHOUT_CUDA() GTEST_SKIP() << "qkv was built without CUDA (QKV_CUDA)"
 #endif

@@ -1,6 +1,6 @@
 // The cuBLAS calls qkv makes, emulated on the CPU (../cublas.cpp) with the column-major
 // semantics and argument checks of the cuBLAS documentation. Only on the include path of the
-// emulated build.
+// emulated backend.
 #pragma once
 #include <cstdint>
 

@@ -1,3 +1,3 @@
-// bf16 of the emulated build: __nv_bfloat16 is declared by ../cuda_emulation.h.
+// bf16 of the emulated backend: __nv_bfloat16 is declared by ../cuda_emulation.h.
 #pragma once
 #include "cuda_runtime.h"

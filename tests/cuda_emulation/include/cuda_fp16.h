@@ -1,3 +1,3 @@
-// f16 of the emulated build: __half is declared by ../cuda_emulation.h.
+// f16 of the emulated backend: __half is declared by ../cuda_emulation.h.
 #pragma once
 #include "cuda_runtime.h"

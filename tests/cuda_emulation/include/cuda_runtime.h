@@ -1,5 +1,5 @@
 // The CUDA runtime API that qkv uses, emulated on the CPU (../runtime.cpp). Only on the include
-// path of the emulated build (cmake/cuda_emulation.cmake).
+// path of the emulated backend (CMakeLists.txt, cmake/cuda_emulation.cmake).
 #pragma once
 #include <cstddef>
 

@@ -73,7 +73,7 @@ void bench(benchmark::State& state, Kernel kernel, Isa isa) {
       ops::cpu::linear_bf16(x.data(), m, k, packed_bf16.data(), bias.data(), n, isa, y.data());
   };
   auto call_packed = [&] {
-    linear_f32(x.data(), packed_f32.data(), bias.data(), m, n, k, y_packed.data());
+    linear_f32(x.data(), packed_f32.data(), bias.data(), m, n, k, false, y_packed.data());
   };
   auto call_blas = [&] {
     cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, int(m), int(n), int(k), 1.f, x.data(),

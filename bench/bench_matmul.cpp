@@ -90,9 +90,11 @@ std::string shape_name(const GemmShape& s) {
 
 void register_benchmarks() {
   // Transformer projections: tokens x d_model against [d_ff, d_model] and back, and the
-  // vocabulary projection; then square products without a transpose.
-  const GemmShape transformer[] = {
-      {2048, 256, 1024, true}, {2048, 1024, 256, true}, {2048, 256, 8000, true}};
+  // vocabulary projection; the vit-fashion ViT's (256 images of 17 patches, d_model 64, MLP
+  // 128); then square products without a transpose.
+  const GemmShape transformer[] = {{2048, 256, 1024, true}, {2048, 1024, 256, true},
+                                   {2048, 256, 8000, true}, {4352, 64, 64, true},
+                                   {4352, 64, 128, true},   {4352, 128, 64, true}};
   const GemmShape square[] = {
       {512, 512, 512, false}, {1024, 1024, 1024, false}, {2048, 2048, 2048, false}};
   auto configure = [](benchmark::internal::Benchmark* b) {

@@ -15,8 +15,7 @@ Tensor grad_or_none(const Var& v) {
 void linear_step(const Tensor& dy, const Var& x, const Var& w, const Var& bias) {
   Tensor dw = grad_or_none(w), db = bias.defined() ? grad_or_none(bias) : Tensor(), dx;
   if (x.requires_grad() && !x.has_grad()) {
-    Tensor dy2 = dy.reshape({-1, w.shape()[0]});
-    x.accumulate_grad(ops::matmul(dy2, false, w.value(), false).reshape(x.shape()));
+    x.accumulate_grad(ops::linear_input_grad(dy, w.value()).reshape(x.shape()));
   } else {
     dx = grad_or_none(x);
   }

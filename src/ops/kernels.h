@@ -58,10 +58,11 @@ struct FlashGrad {
 
 enum class Binary { add, mul };
 
-// The linear layer for few rows (decoding steps) on a packed weight: w [n, k] as stored becomes
-// ceil(n / 16) panels [k, 16] (outputs past n are zero).
+// The linear layer for few rows (decoding steps) or a small weight on a packed weight: w [n, k]
+// as stored becomes ceil(n / 16) panels [k, 16] (outputs past n are zero).
 constexpr int64_t kLinearPanel = 16;
-constexpr int64_t kPackedRowsMax = 64;  // rows up to which linear_forward packs and uses it
+constexpr int64_t kPackedRowsMax = 64;         // rows up to which linear_forward packs and uses it
+constexpr int64_t kPackedWeightMax = 1 << 15;  // weight elements up to which it does, any rows
 
 // The ids a beam search step leaves out of its candidates (best_tokens_rows).
 struct SkipTokens {
@@ -81,10 +82,10 @@ QKV_KERNEL(batched_gemm, (bool trans_a, bool trans_b, int64_t batch, int64_t m, 
 // y[r, :] = row for every r.
 QKV_KERNEL(fill_rows, (T * y, const T* row, int64_t rows, int64_t cols));
 // w [n, k] -> packed [ceil(n / kLinearPanel), k, kLinearPanel]; then y [m, n] = x [m, k] @ w^T
-// + bias (bias [n] or null).
+// + bias (bias [n] or null), or y += x @ w^T (accumulate; bias null).
 QKV_KERNEL(pack_linear_weight, (const T* w, int64_t n, int64_t k, T* packed));
-QKV_KERNEL(linear_packed,
-           (const T* x, const T* packed, const T* bias, int64_t m, int64_t n, int64_t k, T* y));
+QKV_KERNEL(linear_packed, (const T* x, const T* packed, const T* bias, int64_t m, int64_t n,
+                           int64_t k, bool accumulate, T* y));
 
 // ---------------------------------------------------------------------------------------------
 // Elementwise (ops/elementwise.cpp). out[i] = a[ia] (op) b[ib] over out's shape, with per-axis

@@ -33,6 +33,32 @@ GemmDims gemm_dims(const char* op, const Tensor& a, bool ta, const Tensor& b, bo
   }
   return {shape_numel(lead_a), m, n, ka};
 }
+
+// Whether a linear layer on x [..., in] and w [out, in] runs the packed kernel: the device has
+// one (the cpu), and the rows are few (an encoder of one short sentence: OpenBLAS would repack
+// the weight for little work, and its threads made such products up to 10x slower on a loaded
+// machine) or the weight is small (a ViT's: the kernel takes x in chunks that stay in the L1
+// cache and writes y once, where OpenBLAS also packs x and zeroes y or adds to its bias).
+bool runs_packed(const Tensor& x, const Tensor& w, Device dev) {
+  return (x.numel() <= kPackedRowsMax * x.size(-1) || w.numel() <= kPackedWeightMax) &&
+         has_kernel<kernels::linear_packed>(dev, x.dtype());
+}
+
+// y [rows, out] = x [rows, in] @ packed + bias, or y += x @ packed (accumulate; bias undefined).
+void run_linear_packed(const Tensor& x, const Tensor& packed, const Tensor& bias, bool accumulate,
+                       Tensor& y) {
+  DType dtype = common_dtype("linear_packed", {&x, &packed, &bias, &y});
+  Device dev = common_device("linear_packed", {&x, &packed, &bias, &y});
+  dispatch<kernels::linear_packed>(dev, dtype, [&]<typename T>(auto* kernel) {
+    kernel(x.data<T>(), packed.data<T>(), bias.defined() ? bias.data<T>() : nullptr,
+           x.numel() / x.size(-1), y.size(-1), x.size(-1), accumulate, y.data<T>());
+  });
+}
+
+// w [out, in] packed for products with its transpose: dy [..., out] @ w.
+Tensor pack_transposed(const Tensor& w) {
+  return pack_linear_weight(permute(w, {1, 0}));
+}
 }  // namespace
 
 void gemm(const Tensor& a, bool trans_a, const Tensor& b, bool trans_b, Tensor& c, float alpha,
@@ -67,11 +93,7 @@ Tensor linear_forward(const Tensor& x, const Tensor& w, const Tensor& bias) {
               "input " + shape_str(x.shape()) + " does not fit weight " + shape_str(w.shape()));
   QKV_REQUIRE(!bias.defined() || bias.shape() == Shape{w.size(0)}, "linear",
               "bias " + shape_str(bias.shape()) + " does not fit weight " + shape_str(w.shape()));
-  // Few rows (an encoder of one short sentence): the packed kernel where the device has one
-  // (the cpu), packing here. OpenBLAS packs as well, and its threads made such products up to
-  // 10x slower on a loaded machine.
-  if (x.numel() <= kPackedRowsMax * x.size(-1) &&
-      has_kernel<kernels::linear_packed>(common_device("linear", {&x, &w, &bias}), x.dtype()))
+  if (runs_packed(x, w, common_device("linear", {&x, &w, &bias})))
     return linear_packed_forward(x, pack_linear_weight(w), w.size(0), bias);
   Shape shape = x.shape();
   shape.back() = w.size(0);
@@ -119,10 +141,7 @@ Tensor linear_packed_forward(const Tensor& x, const Tensor& packed, int64_t out,
   Shape shape = x.shape();
   shape.back() = out;
   Tensor y = Tensor::empty(shape, dtype, dev);
-  dispatch<kernels::linear_packed>(dev, dtype, [&]<typename T>(auto* kernel) {
-    kernel(x.data<T>(), packed.data<T>(), bias.defined() ? bias.data<T>() : nullptr,
-           x.numel() / x.size(-1), out, x.size(-1), y.data<T>());
-  });
+  run_linear_packed(x, packed, bias, false, y);
   return y;
 }
 
@@ -131,10 +150,24 @@ void linear_backward(const Tensor& dy, const Tensor& x, const Tensor& w, Tensor&
   Tensor dy2 = dy.reshape({-1, w.size(0)}), x2 = x.reshape({-1, w.size(1)});
   if (dx.defined()) {
     Tensor dx2 = dx.reshape({-1, w.size(1)});
-    gemm(dy2, false, w, false, dx2, 1.f, 1.f);  // [rows, in] += dy [rows, out] @ w [out, in]
+    if (runs_packed(dy2, w, common_device("linear_backward", {&dy, &w, &dx})))
+      run_linear_packed(dy2, pack_transposed(w), Tensor(), true, dx2);
+    else
+      gemm(dy2, false, w, false, dx2, 1.f, 1.f);  // [rows, in] += dy [rows, out] @ w [out, in]
   }
   if (dw.defined()) gemm(dy2, true, x2, false, dw, 1.f, 1.f);  // [out, in] += dy^T @ x
   if (dbias.defined()) reduce_to(dy2, dbias);
+}
+
+Tensor linear_input_grad(const Tensor& dy, const Tensor& w) {
+  QKV_REQUIRE(w.rank() == 2 && dy.rank() >= 1 && dy.size(-1) == w.size(0), "linear_input_grad",
+              "gradient " + shape_str(dy.shape()) + " does not fit weight " + shape_str(w.shape()));
+  Tensor dy2 = dy.reshape({-1, w.size(0)});
+  Shape shape = dy.shape();
+  shape.back() = w.size(1);
+  if (runs_packed(dy2, w, common_device("linear_input_grad", {&dy, &w})))
+    return linear_packed_forward(dy, pack_transposed(w), w.size(1), Tensor());
+  return matmul(dy2, false, w, false).reshape(shape);
 }
 
 }  // namespace qkv::ops

@@ -23,8 +23,9 @@ void batched_gemm(const Tensor& a, bool trans_a, const Tensor& b, bool trans_b, 
 // Returns op(a) @ op(b) (2-D or batched, as above).
 Tensor matmul(const Tensor& a, bool trans_a, const Tensor& b, bool trans_b);
 
-// y [..., out] = x [..., in] @ w[out, in]^T + bias [out] (bias may be undefined). Up to 64 rows:
-// the packed kernel below (packing w on each call), else the BLAS.
+// y [..., out] = x [..., in] @ w[out, in]^T + bias [out] (bias may be undefined). Up to
+// kPackedRowsMax rows or a weight of up to kPackedWeightMax elements: the packed kernel below
+// (packing w on each call), else the BLAS.
 Tensor linear_forward(const Tensor& x, const Tensor& w, const Tensor& bias);
 // A linear weight [out, in] packed for products with few rows (decoding steps), and the linear
 // layer on it: x [..., in] -> [..., out]. The BLAS packs the weight on every call; this packs
@@ -32,8 +33,13 @@ Tensor linear_forward(const Tensor& x, const Tensor& w, const Tensor& bias);
 Tensor pack_linear_weight(const Tensor& w);
 Tensor linear_packed_forward(const Tensor& x, const Tensor& packed, int64_t out,
                              const Tensor& bias);
+// linear_forward's gradients from dy [..., out], each added to its tensor where it is defined:
+// dx [..., in] += dy @ w, dw [out, in] += dy^T @ x, dbias [out] += dy summed over rows.
 void linear_backward(const Tensor& dy, const Tensor& x, const Tensor& w, Tensor& dx, Tensor& dw,
                      Tensor& dbias);
+// dy [..., out] @ w [out, in] as a new tensor [..., in]: the input's gradient where it has none
+// yet, by the same kernels as linear_forward.
+Tensor linear_input_grad(const Tensor& dy, const Tensor& w);
 
 // ---------------------------------------------------------------------------------------------
 // Elementwise, with NumPy broadcasting (shapes aligned from the right).

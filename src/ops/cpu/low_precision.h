@@ -48,7 +48,7 @@ void linear_bf16(const float* x, int64_t m, int64_t k, const uint16_t* packed, c
 // f32 on the weight packed by pack_linear_weight (kernels.h), with the kernels of `isa` (AVX-512
 // ones from avx512vnni up); kernels::linear_packed runs it with cpu_isa().
 void linear_f32_packed(const float* x, const float* packed, const float* bias, int64_t m, int64_t n,
-                       int64_t k, Isa isa, float* y);
+                       int64_t k, Isa isa, bool accumulate, float* y);
 
 // What cpu_isa() makes of a value of QKV_CPU_ISA (null or empty: `best`), given the best Isa of
 // this CPU; throws as cpu_isa() does. Declared for the tests, which cannot set the variable

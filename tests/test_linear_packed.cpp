@@ -1,7 +1,7 @@
 // The linear layer on a packed weight (ops::linear_packed_forward: decoding steps, and
-// ops::linear_forward and its input gradient up to 64 rows or on a small weight) against the
-// BLAS on odd sizes, and against PyTorch; the kernels of every instruction set this CPU runs
-// against each other.
+// ops::linear_forward up to 64 rows or on a small weight, and its input gradient on a small
+// weight) against the BLAS on odd sizes, and against PyTorch; the kernels of every instruction
+// set this CPU runs against each other.
 #include <gtest/gtest.h>
 
 #include <cmath>

@@ -34,14 +34,13 @@ GemmDims gemm_dims(const char* op, const Tensor& a, bool ta, const Tensor& b, bo
   return {shape_numel(lead_a), m, n, ka};
 }
 
-// Whether a linear layer on x [..., in] and w [out, in] runs the packed kernel: the device has
-// one (the cpu), and the rows are few (an encoder of one short sentence: OpenBLAS would repack
-// the weight for little work, and its threads made such products up to 10x slower on a loaded
-// machine) or the weight is small (a ViT's: the kernel takes x in chunks that stay in the L1
-// cache and writes y once, where OpenBLAS also packs x and zeroes y or adds to its bias).
-bool runs_packed(const Tensor& x, const Tensor& w, Device dev) {
-  return (x.numel() <= kPackedRowsMax * x.size(-1) || w.numel() <= kPackedWeightMax) &&
-         has_kernel<kernels::linear_packed>(dev, x.dtype());
+// Whether the packed kernel runs a linear layer's products on w [out, in] whatever the rows:
+// the device has it (the cpu) and the weight is small (a ViT's). It takes the rows in chunks
+// that stay in the L1 cache and writes each output once, where OpenBLAS also packs the rows,
+// zeroes the output or adds to the bias written before, and splits such small products between
+// its threads poorly.
+bool packs_any_rows(const Tensor& w, DType dtype, Device dev) {
+  return w.numel() <= kPackedWeightMax && has_kernel<kernels::linear_packed>(dev, dtype);
 }
 
 // y [rows, out] = x [rows, in] @ packed + bias, or y += x @ packed (accumulate; bias undefined).
@@ -93,7 +92,13 @@ Tensor linear_forward(const Tensor& x, const Tensor& w, const Tensor& bias) {
               "input " + shape_str(x.shape()) + " does not fit weight " + shape_str(w.shape()));
   QKV_REQUIRE(!bias.defined() || bias.shape() == Shape{w.size(0)}, "linear",
               "bias " + shape_str(bias.shape()) + " does not fit weight " + shape_str(w.shape()));
-  if (runs_packed(x, w, common_device("linear", {&x, &w, &bias})))
+  // Few rows (an encoder of one short sentence) on any weight too: OpenBLAS would repack the
+  // weight for little work, and its threads made such products up to 10x slower on a loaded
+  // machine.
+  Device dev = common_device("linear", {&x, &w, &bias});
+  bool few_rows = x.numel() <= kPackedRowsMax * x.size(-1) &&
+                  has_kernel<kernels::linear_packed>(dev, x.dtype());
+  if (few_rows || packs_any_rows(w, x.dtype(), dev))
     return linear_packed_forward(x, pack_linear_weight(w), w.size(0), bias);
   Shape shape = x.shape();
   shape.back() = w.size(0);
@@ -103,7 +108,6 @@ Tensor linear_forward(const Tensor& x, const Tensor& w, const Tensor& bias) {
   if (bias.defined()) {
     // y = bias in every row, then y += x w^T.
     DType dtype = common_dtype("linear", {&x, &w, &bias});
-    Device dev = common_device("linear", {&x, &w, &bias});
     dispatch<kernels::fill_rows>(dev, dtype, [&]<typename T>(auto* kernel) {
       kernel(y2.data<T>(), bias.data<T>(), y2.size(0), y2.size(1));
     });
@@ -150,7 +154,7 @@ void linear_backward(const Tensor& dy, const Tensor& x, const Tensor& w, Tensor&
   Tensor dy2 = dy.reshape({-1, w.size(0)}), x2 = x.reshape({-1, w.size(1)});
   if (dx.defined()) {
     Tensor dx2 = dx.reshape({-1, w.size(1)});
-    if (runs_packed(dy2, w, common_device("linear_backward", {&dy, &w, &dx})))
+    if (packs_any_rows(w, dy.dtype(), common_device("linear_backward", {&dy, &w, &dx})))
       run_linear_packed(dy2, pack_transposed(w), Tensor(), true, dx2);
     else
       gemm(dy2, false, w, false, dx2, 1.f, 1.f);  // [rows, in] += dy [rows, out] @ w [out, in]
@@ -165,7 +169,7 @@ Tensor linear_input_grad(const Tensor& dy, const Tensor& w) {
   Tensor dy2 = dy.reshape({-1, w.size(0)});
   Shape shape = dy.shape();
   shape.back() = w.size(1);
-  if (runs_packed(dy2, w, common_device("linear_input_grad", {&dy, &w})))
+  if (packs_any_rows(w, dy.dtype(), common_device("linear_input_grad", {&dy, &w})))
     return linear_packed_forward(dy, pack_transposed(w), w.size(1), Tensor());
   return matmul(dy2, false, w, false).reshape(shape);
 }

@@ -38,7 +38,8 @@ Tensor linear_packed_forward(const Tensor& x, const Tensor& packed, int64_t out,
 void linear_backward(const Tensor& dy, const Tensor& x, const Tensor& w, Tensor& dx, Tensor& dw,
                      Tensor& dbias);
 // dy [..., out] @ w [out, in] as a new tensor [..., in]: the input's gradient where it has none
-// yet, by the same kernels as linear_forward.
+// yet. Both gradients of the input run the packed kernel on a weight of up to kPackedWeightMax
+// elements, else the BLAS.
 Tensor linear_input_grad(const Tensor& dy, const Tensor& w);
 
 // ---------------------------------------------------------------------------------------------

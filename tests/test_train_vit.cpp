@@ -1,12 +1,14 @@
 // ViT training end to end: a resumed run equals an unbroken one bit for bit, and one resumed
-// with max-time keeps the schedule length the first run fixed; the built `qkv`
-// trains on an image folder (train-vit), classifies files (classify) and evaluates a labelled
-// folder (eval: accuracy, confusion matrix, SVG pictures); bad images give one-line errors.
+// with max-time keeps the schedule length the first run fixed; validation measures the weight
+// average of ema-decay; the built `qkv` trains on an image folder (train-vit), classifies files
+// (classify) and evaluates a labelled folder (eval: accuracy, confusion matrix, SVG pictures);
+// bad images give one-line errors.
 #include <gtest/gtest.h>
 #include <stb_image_write.h>
 #include <sys/wait.h>
 #include <zlib.h>
 
+#include <cmath>
 #include <cstring>
 #include <filesystem>
 #include <fstream>
@@ -14,7 +16,9 @@
 #include <sstream>
 
 #include "data/image_set.h"
+#include "eval/image_eval.h"
 #include "io/safetensors.h"
+#include "model_dir/vit_dir.h"
 #include "optim/optimizer.h"
 #include "support/torch_ref.h"
 #include "train/vit_trainer.h"
@@ -184,6 +188,38 @@ TEST(TrainViT, ResumingWithOtherClassesIsAnError) {
     EXPECT_NE(std::string(e.what()).find("the model's classes differ"), std::string::npos)
         << e.what();
   }
+}
+
+// The validation loss the last "valid" line of <dir>/metrics.jsonl logged.
+double last_valid_loss(const std::string& dir) {
+  double loss = -1;
+  std::istringstream lines(read_text(dir + "/metrics.jsonl"));
+  for (std::string line; std::getline(lines, line);) {
+    nlohmann::json j = nlohmann::json::parse(line);
+    if (j.value("event", "") == "valid") loss = j.at("valid_loss").get<double>();
+  }
+  return loss;
+}
+
+// With ema-decay, validation measures the moving average that model.safetensors publishes, not
+// the trained weights (the checkpoint's), whose loss differs.
+TEST(TrainViT, ValidationMeasuresTheWeightAverage) {
+  train::ViTTrainConfig c = tiny_training(fresh_dir("vit_average"));
+  c.valid_set = fashion_subset(400);
+  c.ema_decay = 0.9, c.max_updates = 20, c.valid_freq = 20;
+  train::train_vit(c);
+  double logged = last_valid_loss(c.model_dir);
+  data::ImageSet valid = data::open_image_set(c.valid_set, {1, 28, 28});
+  auto loss_of = [&](const std::string& dir) {
+    return eval::predict_images(*model_dir::load_vit_dir(dir, "last"), valid).loss;
+  };
+  EXPECT_NEAR(loss_of(c.model_dir), logged, 1e-6 * logged);
+
+  std::string trained = fresh_dir("vit_average_trained");
+  fs::copy_file(c.model_dir + "/config.yaml", trained + "/config.yaml");
+  fs::copy_file(c.model_dir + "/checkpoint/state-20/model.safetensors",
+                trained + "/model.safetensors");
+  EXPECT_GT(std::abs(loss_of(trained) - logged), 1e-3 * logged);
 }
 
 struct QkvRun {

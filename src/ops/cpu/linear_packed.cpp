@@ -142,9 +142,9 @@ void linear_f32_packed(const float* x, const float* packed, const float* bias, i
   int64_t per_pass = isa >= Isa::avx512vnni ? 2 : 1;
   int64_t passes = (panels + per_pass - 1) / per_pass;
   int64_t max_rows = per_pass == 1 ? kRows : kRowsAvx512;
+  if (m == 0) return;
   // Many rows go in chunks that fit the L1 cache, each chunk against every pass of panels
   // (tasks chunk-major: a thread's run of tasks reuses its chunk); few rows make one chunk.
-  if (m == 0) return;
   int64_t chunk_rows = m;
   if (m > kPackedRowsMax)
     chunk_rows = std::max<int64_t>(1, kChunkFloats / std::max<int64_t>(k, 1) / max_rows) * max_rows;

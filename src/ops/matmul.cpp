@@ -54,9 +54,13 @@ void run_linear_packed(const Tensor& x, const Tensor& packed, const Tensor& bias
   });
 }
 
-// w [out, in] packed for products with its transpose: dy [..., out] @ w.
-Tensor pack_transposed(const Tensor& w) {
-  return pack_linear_weight(permute(w, {1, 0}));
+// dx [rows, in] = dy [rows, out] @ w [out, in], or dx += the product (accumulate): the packed
+// kernel on w's transpose where it runs for any rows, else the BLAS.
+void input_grad(const Tensor& dy2, const Tensor& w, Tensor& dx2, bool accumulate) {
+  if (packs_any_rows(w, dy2.dtype(), common_device("linear_input_grad", {&dy2, &w, &dx2})))
+    run_linear_packed(dy2, pack_linear_weight(permute(w, {1, 0})), Tensor(), accumulate, dx2);
+  else
+    gemm(dy2, false, w, false, dx2, 1.f, accumulate ? 1.f : 0.f);
 }
 }  // namespace
 
@@ -154,10 +158,7 @@ void linear_backward(const Tensor& dy, const Tensor& x, const Tensor& w, Tensor&
   Tensor dy2 = dy.reshape({-1, w.size(0)}), x2 = x.reshape({-1, w.size(1)});
   if (dx.defined()) {
     Tensor dx2 = dx.reshape({-1, w.size(1)});
-    if (packs_any_rows(w, dy.dtype(), common_device("linear_backward", {&dy, &w, &dx})))
-      run_linear_packed(dy2, pack_transposed(w), Tensor(), true, dx2);
-    else
-      gemm(dy2, false, w, false, dx2, 1.f, 1.f);  // [rows, in] += dy [rows, out] @ w [out, in]
+    input_grad(dy2, w, dx2, true);  // [rows, in] += dy [rows, out] @ w [out, in]
   }
   if (dw.defined()) gemm(dy2, true, x2, false, dw, 1.f, 1.f);  // [out, in] += dy^T @ x
   if (dbias.defined()) reduce_to(dy2, dbias);
@@ -166,12 +167,12 @@ void linear_backward(const Tensor& dy, const Tensor& x, const Tensor& w, Tensor&
 Tensor linear_input_grad(const Tensor& dy, const Tensor& w) {
   QKV_REQUIRE(w.rank() == 2 && dy.rank() >= 1 && dy.size(-1) == w.size(0), "linear_input_grad",
               "gradient " + shape_str(dy.shape()) + " does not fit weight " + shape_str(w.shape()));
-  Tensor dy2 = dy.reshape({-1, w.size(0)});
   Shape shape = dy.shape();
   shape.back() = w.size(1);
-  if (packs_any_rows(w, dy.dtype(), common_device("linear_input_grad", {&dy, &w})))
-    return linear_packed_forward(dy, pack_transposed(w), w.size(1), Tensor());
-  return matmul(dy2, false, w, false).reshape(shape);
+  Tensor dx = Tensor::empty(shape, dy.dtype(), dy.device());
+  Tensor dx2 = dx.reshape({-1, w.size(1)});
+  input_grad(dy.reshape({-1, w.size(0)}), w, dx2, false);
+  return dx;
 }
 
 }  // namespace qkv::ops

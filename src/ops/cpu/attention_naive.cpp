@@ -1,8 +1,11 @@
 // Naive attention: per (batch, head) the whole score matrix [Lq, Lk] by GEMM, a masked softmax
-// over each row, then probs @ v. The backward pass reuses the saved probabilities.
+// over each row, then probs @ v. The backward pass reuses the saved probabilities. A few queries
+// (a decoding step) and short sequences have loops of their own (few_queries.h,
+// attention_short.h).
 #include <algorithm>
 #include <cmath>
 
+#include "ops/cpu/attention_short.h"
 #include "ops/cpu/few_queries.h"
 #include "ops/cpu/gemm.h"
 #include "ops/cpu/scratch.h"
@@ -32,6 +35,11 @@ void attention_naive_forward(const AttentionDims& d, const float* q, const float
                         DenseRows{v + bh * lk * hd, hd}, out + bh * lq * hd, p);
         continue;
       }
+      if (short_attention_fits(d)) {
+        short_attention_forward(d, bh / d.heads, q + bh * lq * hd, k + bh * lk * hd,
+                                v + bh * lk * hd, out + bh * lq * hd, p);
+        continue;
+      }
       // scores = scale * q @ k^T, then the softmax in place.
       gemm(false, true, lq, lk, hd, d.scale, q + bh * lq * hd, hd, k + bh * lk * hd, hd, 0.f, p,
            lk);
@@ -45,15 +53,23 @@ void attention_naive_backward(const AttentionDims& d, const float* dout, const f
                               const float* k, const float* v, const float* out, const float* probs,
                               float* dq, float* dk, float* dv) {
   const int64_t lq = d.q_len, lk = d.k_len, hd = d.head_dim;
+  const bool short_keys = short_attention_fits(d);
 #pragma omp parallel
   {
-    float* ds = dq || dk ? thread_scratch(size_t(lq * lk)) : nullptr;  // dP, then dS [Lq, Lk]
+    // dP, then dS [Lq, Lk] (short_attention_backward's [Lq, up to kShortAttentionKeys])
+    float* ds = dq || dk ? thread_scratch(size_t(lq * std::max(lk, kShortAttentionKeys))) : nullptr;
 #pragma omp for schedule(dynamic)
     for (int64_t bh = 0; bh < d.batch * d.heads; ++bh) {
       const float* p = probs + bh * lq * lk;                           // [Lq, Lk]
       const float *qh = q + bh * lq * hd, *doh = dout + bh * lq * hd;  // [Lq, D]
       const float *kh = k + bh * lk * hd, *vh = v + bh * lk * hd;      // [Lk, D]
-      if (dv) gemm(true, false, lk, hd, lq, 1.f, p, lk, doh, hd, 1.f, dv + bh * lk * hd, hd);
+      float *dqh = dq ? dq + bh * lq * hd : nullptr, *dkh = dk ? dk + bh * lk * hd : nullptr;
+      float* dvh = dv ? dv + bh * lk * hd : nullptr;
+      if (short_keys) {
+        short_attention_backward(d, doh, qh, kh, vh, out + bh * lq * hd, p, ds, dqh, dkh, dvh);
+        continue;
+      }
+      if (dv) gemm(true, false, lk, hd, lq, 1.f, p, lk, doh, hd, 1.f, dvh, hd);
       if (!dq && !dk) continue;
       // dP = dO V^T; dS = P * (dP - rowsum(dO * O)).
       gemm(false, true, lq, lk, hd, 1.f, doh, hd, vh, hd, 0.f, ds, lk);
@@ -67,8 +83,8 @@ void attention_naive_backward(const AttentionDims& d, const float* dout, const f
 #pragma omp simd
         for (int64_t j = 0; j < lk; ++j) ds_row[j] = p_row[j] * (ds_row[j] - dot);
       }
-      if (dq) gemm(false, false, lq, hd, lk, d.scale, ds, lk, kh, hd, 1.f, dq + bh * lq * hd, hd);
-      if (dk) gemm(true, false, lk, hd, lq, d.scale, ds, lk, qh, hd, 1.f, dk + bh * lk * hd, hd);
+      if (dq) gemm(false, false, lq, hd, lk, d.scale, ds, lk, kh, hd, 1.f, dqh, hd);
+      if (dk) gemm(true, false, lk, hd, lq, d.scale, ds, lk, qh, hd, 1.f, dkh, hd);
     }
   }
 }

@@ -1,6 +1,7 @@
 // `qkv train-lm` in process: a resumed run equals an unbroken one bit for bit, validation logs
-// perplexity, bits per character and a sample, a config without its key options is refused
-// with names, and the trained model directory loads for generation.
+// perplexity, bits per character and a sample and measures the weight average, a config
+// without its key options is refused with names, and the trained model directory loads for
+// generation.
 #include <gtest/gtest.h>
 
 #include <cstring>
@@ -9,9 +10,10 @@
 #include <sstream>
 
 #include "data/lm_text.h"
-#include "io/safetensors.h"
+#include "eval/lm_eval.h"
 #include "model_dir/gpt_dir.h"
 #include "support/torch_ref.h"
+#include "support/training_checks.h"
 #include "train/lm_trainer.h"
 
 namespace qkv::test {
@@ -50,17 +52,6 @@ train::LmTrainConfig tiny(const std::string& name, const std::string& tokenizer)
   return c;
 }
 
-void expect_same_weights(const std::string& a_dir, const std::string& b_dir) {
-  auto a = load_safetensors(a_dir + "/model.safetensors");
-  auto b = load_safetensors(b_dir + "/model.safetensors");
-  ASSERT_EQ(a.size(), b.size());
-  for (size_t i = 0; i < a.size(); ++i) {
-    ASSERT_EQ(a[i].first, b[i].first);
-    EXPECT_EQ(std::memcmp(a[i].second.raw(), b[i].second.raw(), a[i].second.nbytes()), 0)
-        << a[i].first << " differs after resuming";
-  }
-}
-
 TEST(LmTrain, ResumedRunEqualsUnbrokenRun) {
   for (const char* tokenizer : {"chars", "sentencepiece"}) {
     train::LmTrainConfig straight = tiny(std::string("lm_straight_") + tokenizer, tokenizer);
@@ -95,6 +86,30 @@ TEST(LmTrain, ValidationLogsPerplexityBitsPerCharacterAndASample) {
   model_dir::LanguageModel m = model_dir::load_language_model_dir(c.model_dir);
   EXPECT_EQ(m.tokenizer->type(), "chars");
   EXPECT_EQ(m.model->config().context_length, 24);
+}
+
+// With ema-decay, validation measures the moving average that model.safetensors publishes, not
+// the trained weights (the checkpoint's), whose loss differs.
+TEST(LmTrain, ValidationMeasuresTheWeightAverage) {
+  train::LmTrainConfig c = tiny("lm_average", "chars");
+  c.valid_sets = {small_text(300)};
+  c.valid_max_tokens = 0;  // all of it
+  c.ema_decay = 0.9, c.max_updates = 20, c.valid_freq = 20;
+  train::train_lm(c);
+  double logged = last_valid_loss(c.model_dir);
+  std::vector<std::string> documents = data::read_documents(c.valid_sets[0], {"", 0}).documents;
+  auto loss_of = [&](const std::string& dir) {
+    model_dir::LanguageModel m = model_dir::load_language_model_dir(dir, "last");
+    return eval::evaluate_lm(*m.model, *m.tokenizer, documents, c.batch_size).loss;
+  };
+  EXPECT_NEAR(loss_of(c.model_dir), logged, 1e-6 * logged);
+
+  std::string trained = temp_path("lm_average_trained");
+  fs::remove_all(trained);
+  fs::copy(c.model_dir, trained, fs::copy_options::recursive);
+  fs::copy_file(c.model_dir + "/checkpoint/state-20/model.safetensors",
+                trained + "/model.safetensors", fs::copy_options::overwrite_existing);
+  EXPECT_GT(std::abs(loss_of(trained) - logged), 1e-3 * logged);
 }
 
 TEST(LmTrain, BadOptionsAreNamed) {

@@ -1,18 +1,21 @@
 // Training: a resumed run equals an unbroken one bit for bit (and keeps a max-time schedule's
-// length and the weight average of ema-decay), a run killed after it wrote a checkpoint (often
-// while writing the next) resumes from its last complete checkpoint, and bad configuration gives
-// clear errors.
+// length and the weight average of ema-decay, which validation measures), a run killed after it
+// wrote a checkpoint (often while writing the next) resumes from its last complete checkpoint, and
+// bad configuration gives clear errors.
 #include <gtest/gtest.h>
 #include <signal.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
 #include <chrono>
+#include <cmath>
 #include <cstring>
 #include <filesystem>
 #include <fstream>
 #include <nlohmann/json.hpp>
 
+#include "decode/score.h"
+#include "model_dir/seq2seq_dir.h"
 #include "support/bible_subset.h"
 #include "support/torch_ref.h"
 #include "support/training_checks.h"
@@ -102,6 +105,33 @@ TEST(Train, WeightAverageIsPublishedAndResumesExactly) {
   EXPECT_NE(
       std::memcmp(average[0].second.raw(), weights[0].second.raw(), weights[0].second.nbytes()), 0)
       << "the average equals the weights after 40 updates";
+}
+
+// With ema-decay, validation measures the average that model.safetensors publishes: the logged
+// loss is the published model's forced-decoding loss on the validation pairs, and the trained
+// weights' (the checkpoint's) differs.
+TEST(Train, ValidationMeasuresTheWeightAverage) {
+  train::TrainConfig c = tiny_training(fresh_dir("average-valid"));
+  c.valid_sets = {bible_pairs(40)};
+  c.max_length = 400;  // no validation sentence cut
+  c.ema_decay = 0.9, c.max_updates = 20, c.valid_freq = 20;
+  train::train_seq2seq(c);
+  double logged = last_valid_loss(c.model_dir);
+  data::ParallelCorpus pairs = data::read_tsv(bible_pairs(40));
+  auto loss_of = [&](const std::string& dir) {
+    model_dir::TranslationModel m = model_dir::load_translation_dir(dir, "last");
+    double log_prob = 0, tokens = 0;
+    for (const auto& s : decode::score_pairs(*m.model, *m.tokenizer, pairs.src, pairs.tgt, 2000))
+      log_prob += s.log_prob, tokens += double(s.tokens);
+    return -log_prob / tokens;
+  };
+  EXPECT_NEAR(loss_of(c.model_dir), logged, 1e-5 * logged);
+
+  std::string trained = fresh_dir("average-valid-trained");
+  fs::copy(c.model_dir, trained, fs::copy_options::recursive);
+  fs::copy_file(c.model_dir + "/checkpoint/state-20/model.safetensors",
+                trained + "/model.safetensors", fs::copy_options::overwrite_existing);
+  EXPECT_GT(std::abs(loss_of(trained) - logged), 1e-3 * logged);
 }
 
 // A run that turns ema-decay on while resuming a checkpoint without an average starts the

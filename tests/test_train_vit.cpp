@@ -21,6 +21,7 @@
 #include "model_dir/vit_dir.h"
 #include "optim/optimizer.h"
 #include "support/torch_ref.h"
+#include "support/training_checks.h"
 #include "train/vit_trainer.h"
 
 #ifndef QKV_BINARY
@@ -188,17 +189,6 @@ TEST(TrainViT, ResumingWithOtherClassesIsAnError) {
     EXPECT_NE(std::string(e.what()).find("the model's classes differ"), std::string::npos)
         << e.what();
   }
-}
-
-// The validation loss the last "valid" line of <dir>/metrics.jsonl logged.
-double last_valid_loss(const std::string& dir) {
-  double loss = -1;
-  std::istringstream lines(read_text(dir + "/metrics.jsonl"));
-  for (std::string line; std::getline(lines, line);) {
-    nlohmann::json j = nlohmann::json::parse(line);
-    if (j.value("event", "") == "valid") loss = j.at("valid_loss").get<double>();
-  }
-  return loss;
 }
 
 // With ema-decay, validation measures the moving average that model.safetensors publishes, not

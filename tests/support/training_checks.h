@@ -1,9 +1,12 @@
-// Test support for training runs: the message an error carries, and two model directories'
-// weights compared bit for bit (a resumed run against an unbroken one).
+// Test support for training runs: the message an error carries, two model directories'
+// weights compared bit for bit (a resumed run against an unbroken one), and the validation loss
+// a run logged last.
 #pragma once
 #include <gtest/gtest.h>
 
 #include <cstring>
+#include <fstream>
+#include <nlohmann/json.hpp>
 #include <string>
 
 #include "io/safetensors.h"
@@ -36,6 +39,17 @@ inline void expect_same_tensors(const std::string& a_path, const std::string& b_
 // model.safetensors of the two model directories: the same tensors, bit for bit.
 inline void expect_same_weights(const std::string& a_dir, const std::string& b_dir) {
   expect_same_tensors(a_dir + "/model.safetensors", b_dir + "/model.safetensors");
+}
+
+// valid_loss of the last validation in dir/metrics.jsonl (-1 when none).
+inline double last_valid_loss(const std::string& dir) {
+  double loss = -1;
+  std::ifstream lines(dir + "/metrics.jsonl");
+  for (std::string line; std::getline(lines, line);) {
+    nlohmann::json j = nlohmann::json::parse(line);
+    if (j.value("event", "") == "valid") loss = j.at("valid_loss").get<double>();
+  }
+  return loss;
 }
 
 }  // namespace qkv::test

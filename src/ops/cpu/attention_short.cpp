@@ -174,9 +174,8 @@ void backward(const AttentionDims& d, const float* dout, const float* q, const f
       float* ds_row = ds + (i + r) * KP;
       const float* p_row = p + (i + r) * lk;
 #pragma omp simd
-      for (int j = 0; j < KP; ++j) ds_row[j] = 0.f;
-#pragma omp simd
-      for (int j = 0; j < lk; ++j) ds_row[j] = p_row[j] * (dp[r][j] - rowsum);
+      for (int64_t j = 0; j < lk; ++j) ds_row[j] = p_row[j] * (dp[r][j] - rowsum);
+      std::fill(ds_row + lk, ds_row + KP, 0.f);
     }
   });
   if (dq)

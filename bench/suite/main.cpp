@@ -113,6 +113,7 @@ int main(int argc, char** argv) {
   auto* attention_cmd =
       app.add_subcommand("attention", "tiled vs naive attention: time and memory");
   attention_cmd->add_option("--lengths", attention.lengths)->capture_default_str();
+  attention_cmd->add_option("--batch", attention.batch)->capture_default_str();
   attention_cmd->add_option("--heads", attention.heads)->capture_default_str();
   attention_cmd->add_option("--head-dim", attention.head_dim)->capture_default_str();
   attention_cmd->add_flag("--causal", attention.causal);

@@ -4,7 +4,7 @@
 // generation.
 #include <gtest/gtest.h>
 
-#include <cstring>
+#include <cmath>
 #include <filesystem>
 #include <fstream>
 #include <sstream>

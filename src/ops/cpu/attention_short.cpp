@@ -20,8 +20,8 @@
 namespace qkv::ops::cpu {
 
 namespace {
-// Rows built side by side when each takes `vectors` sums: 4, 2 or 1, up to 12 sums in flight
-// (with the vector they add and its multiplier, 14 of the 16 AVX registers).
+// Rows built side by side when each takes `vectors` sums: 4, 2 or 1, so that up to 12 sums are
+// in flight and, with the vectors they multiply, fit about the 16 AVX registers.
 constexpr int rows_for(int vectors) {
   return vectors <= 3 ? 4 : vectors <= 6 ? 2 : 1;
 }

@@ -21,6 +21,7 @@ constexpr int64_t kFewQueries = 8;  // queries per (batch, head) that few_querie
 void attention_naive_forward(const AttentionDims& d, const float* q, const float* k, const float* v,
                              float* out, float* probs) {
   const int64_t lq = d.q_len, lk = d.k_len, hd = d.head_dim;
+  const bool short_keys = short_attention_fits(d);
   // One decoding step of one sentence is too little work to wake other threads for.
   constexpr int64_t kParallelMin = 1 << 15;
 #pragma omp parallel if (d.batch * d.heads * lq * lk * hd > kParallelMin)
@@ -35,7 +36,7 @@ void attention_naive_forward(const AttentionDims& d, const float* q, const float
                         DenseRows{v + bh * lk * hd, hd}, out + bh * lq * hd, p);
         continue;
       }
-      if (short_attention_fits(d)) {
+      if (short_keys) {
         short_attention_forward(d, bh / d.heads, q + bh * lq * hd, k + bh * lk * hd,
                                 v + bh * lk * hd, out + bh * lq * hd, p);
         continue;
@@ -57,7 +58,8 @@ void attention_naive_backward(const AttentionDims& d, const float* dout, const f
 #pragma omp parallel
   {
     // dP, then dS [Lq, Lk] (short_attention_backward's [Lq, up to kShortAttentionKeys])
-    float* ds = dq || dk ? thread_scratch(size_t(lq * std::max(lk, kShortAttentionKeys))) : nullptr;
+    const int64_t ds_cols = short_keys ? kShortAttentionKeys : lk;
+    float* ds = dq || dk ? thread_scratch(size_t(lq * ds_cols)) : nullptr;
 #pragma omp for schedule(dynamic)
     for (int64_t bh = 0; bh < d.batch * d.heads; ++bh) {
       const float* p = probs + bh * lq * lk;                           // [Lq, Lk]

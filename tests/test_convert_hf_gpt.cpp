@@ -419,24 +419,65 @@ TEST_F(HfGptFolder, LlamaRefusesWhatQkvCannotComputeByName) {
   EXPECT_EQ(model_dir::read_gpt_config(out + "/config.yaml").rope_theta, 250000.0);
 }
 
-// config.json's special ids that are not the tokenizer's are noted: qkv uses the tokenizer's.
-TEST_F(HfGptFolder, SpecialIdsOtherThanTheTokenizersAreNoted) {
-  auto notes = [&](const json& eos) {
-    std::string hf = copy("llama"), out = dir_.file("out" + std::to_string(copies_));
+// eos_token_id, an id or a list, gives the ids where generation ends, as transformers' generate
+// stops: generation_config.json's where it has one, else config.json's. The tokenizer's eos is
+// eos-id, the others stop-ids; a list that leaves out the tokenizer's eos is noted (qkv stops
+// there too), as is a bos_token_id other than the tokenizer's. Exported, both files list them.
+TEST_F(HfGptFolder, EosTokenIdListsBecomeStopIds) {
+  std::vector<std::string> notes;
+  std::string out;
+  auto convert = [&](const json& eos, const json& generation_eos = json()) {
+    std::string hf = copy("llama");
+    out = dir_.file("out" + std::to_string(copies_));
     edit_config(hf, [&](json& j) { j["eos_token_id"] = eos; });
-    return from_hf("llama")(hf, out);
+    if (!generation_eos.is_null())
+      write_bytes(hf + "/generation_config.json",
+                  json{{"bos_token_id", 1}, {"eos_token_id", generation_eos}}.dump());
+    notes = from_hf("llama")(hf, out);
+    return model_dir::read_gpt_config(out + "/config.yaml");
   };
-  EXPECT_EQ(notes(json::array({2})), std::vector<std::string>{});
-  auto other = notes(7);
-  ASSERT_EQ(other.size(), 1u);
-  EXPECT_NE(other[0].find("eos_token_id 7 is not the tokenizer's id 2 (\"</s>\")"),
+  nn::GptConfig one = convert(json::array({2}));
+  EXPECT_EQ(notes, std::vector<std::string>{});
+  EXPECT_EQ(one.eos_id, 2);
+  EXPECT_EQ(one.stop_ids, std::vector<int32_t>{});
+  EXPECT_TRUE(one.ends_generation(2));
+  EXPECT_FALSE(one.ends_generation(7));
+
+  nn::GptConfig llama3 = convert(json::array({7, 2, 9, 7}));  // Llama 3.1 Instruct's kind
+  EXPECT_EQ(notes, std::vector<std::string>{});
+  EXPECT_EQ(llama3.stop_ids, (std::vector<int32_t>{7, 9}));
+  for (int32_t id : {2, 7, 9}) EXPECT_TRUE(llama3.ends_generation(id)) << id;
+  EXPECT_FALSE(llama3.ends_generation(8));
+  std::string exported = dir_.file("exported");
+  convert::llama_to_hf(out, exported, "best");
+  for (const char* file : {"/config.json", "/generation_config.json"})
+    EXPECT_EQ(json::parse(read_file(exported + file))["eos_token_id"], json({2, 7, 9})) << file;
+
+  EXPECT_EQ(convert(2, json::array({2, 5})).stop_ids, std::vector<int32_t>{5});
+  EXPECT_EQ(notes, std::vector<std::string>{}) << "generation_config.json's list is the one";
+
+  nn::GptConfig other = convert(7);
+  EXPECT_EQ(other.stop_ids, std::vector<int32_t>{7});
+  ASSERT_EQ(notes.size(), 1u);
+  EXPECT_NE(notes[0].find("eos_token_id 7 leaves out the tokenizer's 2 (\"</s>\"): qkv stops "
+                          "there too"),
             std::string::npos)
-      << other[0];
-  auto list = notes(json::array({7, 2}));  // Llama 3 Instruct's kind
-  ASSERT_EQ(list.size(), 1u);
-  EXPECT_NE(list[0].find("eos_token_id [7,2] holds more than the tokenizer's id 2"),
+      << notes[0];
+  std::string hf = copy("llama");
+  edit_config(hf, [&](json& j) { j["bos_token_id"] = 5; });
+  notes = from_hf("llama")(hf, dir_.file("bos"));
+  ASSERT_EQ(notes.size(), 1u);
+  EXPECT_NE(notes[0].find("bos_token_id 5 is not the tokenizer's 1 (\"<s>\"): qkv uses the "
+                          "tokenizer's"),
             std::string::npos)
-      << list[0];
+      << notes[0];
+
+  for (const json& bad : {json(kSpmVocab * 10), json(-1), json("</s>")})
+    expect_refused("llama",
+                   [&](json& j) {
+                     j["eos_token_id"] = json::array({2, bad});
+                   },
+                   {"config.json", "\"eos_token_id\" must hold token ids below"});
 }
 
 TEST_F(HfGptFolder, MissingFilesAndTensorsAreNamed) {

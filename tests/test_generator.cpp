@@ -1,14 +1,16 @@
 // decode::Generator on a small random model with a chars tokenizer: greedy decoding equals the
 // argmax of full forward passes over the growing sequence (also past the context, where the
 // generator drops the older half); a sequence's text does not depend on its batch; streamed
-// pieces add up to the text and never show part of a stop string; eos and max-new-tokens end
-// sequences with their reason; long prompts lose their start.
+// pieces add up to the text and never show part of a stop string; eos, the model's stop ids and
+// max-new-tokens end sequences with their reason; long prompts lose their start.
 #include <gtest/gtest.h>
 
+#include <algorithm>
 #include <map>
 
 #include "data/lm_tokenizer.h"
 #include "decode/generator.h"
+#include "nn/params.h"
 #include "support/torch_ref.h"
 
 namespace qkv::test {
@@ -135,6 +137,34 @@ TEST(Generator, StreamedPiecesAddUpAndStopBeforeTheStopString) {
   EXPECT_EQ(out.finish_reason, "stop");
   EXPECT_EQ(out.text, full.substr(0, full.find(stop)));
   EXPECT_EQ(streamed[0], out.text);
+}
+
+// A model's stop ids (a Hugging Face eos_token_id list) end a sequence as eos does, before the
+// token, with finish reason "eos".
+TEST(Generator, AStopIdEndsASequenceAsEosDoes) {
+  Fixture f = make("llama-tiny", 64, 9);
+  decode::GenerationOptions o;
+  o.sampling.temperature = 0, o.max_new_tokens = 20;
+  std::vector<int32_t> seq = f.tok->encode("God");
+  size_t prompt = seq.size();
+  for (int i = 0; i < 20; ++i) seq.push_back(argmax_next(f.model, seq, 64));
+  std::vector<int32_t> generated(seq.begin() + std::ptrdiff_t(prompt), seq.end());
+  ASSERT_EQ(decode::Generator(f.model, *f.tok, o).generate({"God"})[0].text,
+            f.tok->decode(generated));
+  int32_t stop = generated[6];
+  auto first = std::find(generated.begin(), generated.end(), stop);
+  ASSERT_GT(first - generated.begin(), 0) << "the first token is the stop id";
+
+  nn::GptConfig c = f.model.config();
+  int32_t unseen = f.tok->vocab_size() - 1;
+  while (std::find(generated.begin(), generated.end(), unseen) != generated.end()) --unseen;
+  c.stop_ids = {unseen, stop};
+  nn::Gpt stopping(c);
+  nn::load_params(stopping.params(), nn::param_tensors(f.model.params()), "the fixture");
+  decode::Generation out = decode::Generator(stopping, *f.tok, o).generate({"God"})[0];
+  EXPECT_EQ(out.finish_reason, "eos");
+  EXPECT_EQ(out.new_tokens, first - generated.begin());
+  EXPECT_EQ(out.text, f.tok->decode(std::vector<int32_t>(generated.begin(), first)));
 }
 
 TEST(Generator, LongPromptsLoseTheirStartAndOptionsAreChecked) {

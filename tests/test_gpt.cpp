@@ -222,6 +222,7 @@ TEST(Gpt, ConfigErrorsNameTheValue) {
   fails_with(with([](auto& x) { x.mlp = "relu"; }), "'relu'");
   fails_with(with([](auto& x) { x.norm = "batchnorm"; }), "'batchnorm'");
   fails_with(with([](auto& x) { x.eos_id = 37; }), "eos-id 37");
+  fails_with(with([](auto& x) { x.stop_ids = {3, 37}; }), "stop-ids: 37 is outside");
   EXPECT_THROW(nn::GptConfig::preset("gpt-huge"), std::invalid_argument);
 }
 

@@ -89,6 +89,20 @@ void Options::add(const std::string& key, std::vector<float>& field, const std::
             }});
 }
 
+void Options::add(const std::string& key, std::vector<int32_t>& field, const std::string& help) {
+  add_spec({key, help, true,
+            [&field](auto& v, auto& w) {
+              std::vector<int32_t> parsed;
+              for (const auto& s : v) parsed.push_back(parse_number<int32_t>(s, w));
+              field = std::move(parsed);
+            },
+            [&field] {
+              std::vector<std::string> texts;
+              for (int32_t x : field) texts.push_back(std::to_string(x));
+              return texts;
+            }});
+}
+
 void Options::add(const std::string& key, bool& field, const std::string& help) {
   add_spec({key, help, false,
             [&field](auto& v, auto& w) {

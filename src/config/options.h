@@ -4,6 +4,7 @@
 // in a file, or a value of the wrong type, is an error naming the file and key.
 #pragma once
 #include <CLI/CLI.hpp>
+#include <cstdint>
 #include <functional>
 #include <map>
 #include <string>
@@ -21,6 +22,7 @@ class Options {
   void add(const std::string& key, float& field, const std::string& help);
   // A list of numbers, each written as the shortest text that reads back to the same float.
   void add(const std::string& key, std::vector<float>& field, const std::string& help);
+  void add(const std::string& key, std::vector<int32_t>& field, const std::string& help);
   void add(const std::string& key, bool& field, const std::string& help);
 
   // Registers every option as `--key` on `app`, recording what the user typed.

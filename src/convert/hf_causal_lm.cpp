@@ -115,28 +115,61 @@ std::unique_ptr<data::LmTokenizer> tokenizer_from_hf(const std::string& hf_dir,
   }
 }
 
-// config.json's bos_token_id / eos_token_id against the tokenizer's: a note when they differ.
-void compare_special_id(const JsonFile& cfg, const std::string& key, int32_t tokenizer_id,
-                        const data::LmTokenizer& tok, std::vector<std::string>& notes) {
-  if (!cfg.has(key)) return;
-  const nlohmann::json& v = cfg.json()[key];
-  // A list (Llama 3's eos_token_id [128001, 128008, 128009]) says so when it holds more than the
-  // tokenizer's id: qkv stops generating at the tokenizer's one eos.
-  std::vector<nlohmann::json> ids = v.is_array() ? std::vector<nlohmann::json>(v.begin(), v.end())
-                                                 : std::vector<nlohmann::json>{v};
-  bool listed = false;
-  for (const auto& id : ids) {
-    if (!id.is_number_integer())
-      throw std::runtime_error(cfg.path() + ": \"" + key + "\" must be a token id, not " +
-                               v.dump());
-    listed = listed || id.get<int64_t>() == tokenizer_id;
+// The ids `file` gives under `key`: one id or a list of them; empty when it has none.
+std::vector<int32_t> special_ids(const JsonFile& file, const std::string& key, int64_t vocab) {
+  if (!file.has(key)) return {};
+  const nlohmann::json& v = file.json()[key];
+  std::vector<nlohmann::json> items = v.is_array() ? std::vector<nlohmann::json>(v.begin(), v.end())
+                                                   : std::vector<nlohmann::json>{v};
+  std::vector<int32_t> ids;
+  for (const auto& item : items) {
+    if (!item.is_number_integer() || item.get<int64_t>() < 0 || item.get<int64_t>() >= vocab)
+      throw std::runtime_error(file.path() + ": \"" + key + "\" must hold token ids below " +
+                               std::to_string(vocab) + ", not " + v.dump());
+    ids.push_back(item.get<int32_t>());
   }
-  if (listed && ids.size() == 1) return;
-  std::string piece = tokenizer_id >= 0 ? "\"" + tok.piece(tokenizer_id) + "\"" : "none";
-  std::string ours = "the tokenizer's id " + std::to_string(tokenizer_id) + " (" + piece + ")";
-  notes.push_back(cfg.path() + ": " + key + " " + v.dump() +
-                  (listed ? " holds more than " + ours + ": qkv uses that one only"
-                          : " is not " + ours + ": qkv uses the tokenizer's"));
+  return ids;
+}
+
+// "7" or "[7,2]", as the JSON had them.
+std::string ids_text(const std::vector<int32_t>& ids) {
+  std::string list;
+  for (int32_t id : ids) list += (list.empty() ? "" : ",") + std::to_string(id);
+  return ids.size() == 1 ? list : "[" + list + "]";
+}
+
+std::string piece_text(const data::LmTokenizer& tok, int32_t id) {
+  return std::to_string(id) + " (" + (id >= 0 ? "\"" + tok.piece(id) + "\"" : "none") + ")";
+}
+
+// config.json's bos_token_id against the tokenizer's: a note when they differ.
+void compare_bos_id(const JsonFile& cfg, int64_t vocab, const data::LmTokenizer& tok,
+                    std::vector<std::string>& notes) {
+  std::vector<int32_t> ids = special_ids(cfg, "bos_token_id", vocab);
+  if (ids.empty() || ids == std::vector<int32_t>{tok.bos_id()}) return;
+  notes.push_back(cfg.path() + ": bos_token_id " + ids_text(ids) + " is not the tokenizer's " +
+                  piece_text(tok, tok.bos_id()) + ": qkv uses the tokenizer's");
+}
+
+// The ids that end generation besides the tokenizer's eos: those transformers' generate stops
+// at (generation_config.json's eos_token_id where it has one, else config.json's), less eos.
+// A note when they leave out the tokenizer's eos, at which qkv stops as well.
+std::vector<int32_t> stop_ids_from_hf(const std::string& hf_dir, const JsonFile& cfg,
+                                      const data::LmTokenizer& tok, int64_t vocab,
+                                      std::vector<std::string>& notes) {
+  auto generation = JsonFile::read_if_exists(hf_dir + "/generation_config.json");
+  const JsonFile& source = generation && generation->has("eos_token_id") ? *generation : cfg;
+  std::vector<int32_t> ends = special_ids(source, "eos_token_id", vocab);
+  std::vector<int32_t> stops;
+  for (int32_t id : ends)
+    if (id != tok.eos_id() && std::find(stops.begin(), stops.end(), id) == stops.end())
+      stops.push_back(id);
+  if (tok.eos_id() >= 0 && !ends.empty() &&
+      std::find(ends.begin(), ends.end(), tok.eos_id()) == ends.end())
+    notes.push_back(source.path() + ": eos_token_id " + ids_text(ends) +
+                    " leaves out the tokenizer's " + piece_text(tok, tok.eos_id()) +
+                    ": qkv stops there too");
+  return stops;
 }
 
 // The tokenizer files of qkv_dir in hf_dir, with tokenizer_config.json and
@@ -190,9 +223,9 @@ std::vector<std::string> lm_from_hf(const std::string& hf_dir, const JsonFile& c
       throw std::runtime_error(hf_dir + ": the tokenizer has " + std::to_string(tok->vocab_size()) +
                                " tokens, more than config.json's vocab_size " +
                                std::to_string(c.vocab_size));
-    compare_special_id(cfg, "bos_token_id", tok->bos_id(), *tok, notes);
-    compare_special_id(cfg, "eos_token_id", tok->eos_id(), *tok, notes);
+    compare_bos_id(cfg, c.vocab_size, *tok, notes);
     c.bos_id = tok->bos_id(), c.eos_id = tok->eos_id();
+    c.stop_ids = stop_ids_from_hf(hf_dir, cfg, *tok, c.vocab_size, notes);
     CheckpointTensors hf = CheckpointTensors::read_hf_folder(hf_dir);
     nn::Gpt model(c);
     nn::load_params(model.params(), weights(hf, model), hf.origin());
@@ -217,9 +250,17 @@ void write_hf_lm_folder(const std::string& qkv_dir, const model_dir::LanguageMod
   fs::create_directories(hf_dir);
   write_json(hf_dir + "/config.json", config);
   write_json(hf_dir + "/generation_config.json",
-             {{"bos_token_id", id(c.bos_id)}, {"eos_token_id", id(c.eos_id)}});
+             {{"bos_token_id", id(c.bos_id)}, {"eos_token_id", eos_token_ids(c)}});
   tokenizer_to_hf(qkv_dir, tok, hf_dir, c.context_length);
   save_safetensors(hf_dir + "/model.safetensors", weights, {{"format", "pt"}});
+}
+
+nlohmann::ordered_json eos_token_ids(const nn::GptConfig& c) {
+  std::vector<int32_t> ids;
+  if (c.eos_id >= 0) ids.push_back(c.eos_id);
+  ids.insert(ids.end(), c.stop_ids.begin(), c.stop_ids.end());
+  if (ids.empty()) return nullptr;
+  return ids.size() == 1 ? ordered_json(ids[0]) : ordered_json(ids);
 }
 
 void require_option(const std::string& where, const std::string& architecture,

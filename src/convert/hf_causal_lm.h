@@ -12,7 +12,9 @@
 // defaults hold: GPT2Tokenizer adds no bos and has <|endoftext|> as bos and eos (when vocab.json
 // has it), LlamaTokenizer adds <s> and ends with </s>, and a tokenizer.json adds the token its
 // post-processor puts first (Llama 3's <|begin_of_text|>) and has no eos. config.yaml's bos-id
-// and eos-id are the tokenizer's ids of those pieces.
+// and eos-id are the tokenizer's ids of those pieces; its stop-ids are the other ids at which
+// transformers' generate stops: generation_config.json's eos_token_id (an id or a list) where it
+// has one, else config.json's. Back to Hugging Face, both files list eos-id and the stop-ids.
 #pragma once
 #include <functional>
 #include <memory>
@@ -33,8 +35,9 @@ using WeightsFromHf = std::function<NamedTensors(CheckpointTensors& hf, const nn
 
 // The end of every conversion from Hugging Face, once config.json has given `config` (checked
 // for its shape): the tokenizer of hf_dir (`tokenizer_type`'s files first: "byte-bpe" or
-// "sentencepiece") into qkv_dir with the special ids it gives, config.json's bos_token_id and
-// eos_token_id compared with them (a note when they differ), the checkpoint's tensors mapped by
+// "sentencepiece") into qkv_dir with the special ids it gives, config.json's bos_token_id
+// compared with them (a note when they differ), the stop ids (a note when they leave out the
+// tokenizer's eos, where qkv stops too), the checkpoint's tensors mapped by
 // `weights` (every tensor must be used), then config.yaml and model.safetensors. Throws
 // std::runtime_error naming the file for a missing tokenizer file or tensor. qkv_dir must be new
 // or empty (the caller's check_output_dir); it is removed again when anything fails.
@@ -50,6 +53,10 @@ std::vector<std::string> lm_from_hf(const std::string& hf_dir, const JsonFile& c
 void write_hf_lm_folder(const std::string& qkv_dir, const model_dir::LanguageModel& m,
                         const std::string& hf_dir, const nlohmann::ordered_json& config,
                         const NamedTensors& weights);
+
+// config.json's and generation_config.json's eos_token_id for `c`: eos-id, or a list of it and
+// the stop-ids (null for neither).
+nlohmann::ordered_json eos_token_ids(const nn::GptConfig& c);
 
 // Throws std::runtime_error "<where>: <architecture> needs <option> <allowed[0]> (or ...), not
 // <actual>" unless actual is one of `allowed`.

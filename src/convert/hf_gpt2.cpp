@@ -151,7 +151,7 @@ ordered_json config_to_hf(const nn::GptConfig& c) {
           {"reorder_and_upcast_attn", false},
           {"tie_word_embeddings", c.tie_embeddings},
           {"bos_token_id", id(c.bos_id)},
-          {"eos_token_id", id(c.eos_id)},
+          {"eos_token_id", eos_token_ids(c)},
           {"use_cache", true},
           {"torch_dtype", "float32"}};
 }

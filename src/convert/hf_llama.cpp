@@ -259,7 +259,7 @@ std::vector<std::string> llama_variant_to_hf(
   config.update({{"attention_dropout", 0.0},
                  {"tie_word_embeddings", c.tie_embeddings},
                  {"bos_token_id", id(c.bos_id)},
-                 {"eos_token_id", id(c.eos_id)},
+                 {"eos_token_id", eos_token_ids(c)},
                  {"use_cache", true},
                  {"torch_dtype", "float32"}});
   write_hf_lm_folder(qkv_dir, m, hf_dir, config, nn::param_tensors(m.model->params()));

@@ -171,7 +171,7 @@ void Generator::run_batch(std::vector<Sequence>& batch, const TextCallback& on_t
       Sequence& s = batch[active[r]];
       std::span<float> row(host.data<float>() + int64_t(r) * vocab, size_t(vocab));
       int32_t token = s.sampler.next(row, s.tokens);
-      if (token == tokenizer_.eos_id()) {
+      if (c.ends_generation(token)) {
         s.done = true, s.result.finish_reason = "eos";
       } else {
         s.tokens.push_back(token);

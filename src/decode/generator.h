@@ -29,7 +29,7 @@ struct GenerationOptions {
 struct Generation {
   std::string text;  // the continuation only, valid UTF-8
   int64_t prompt_tokens = 0, new_tokens = 0;
-  std::string finish_reason;  // "length", "stop" (a stop string) or "eos"
+  std::string finish_reason;  // "length", "stop" (a stop string) or "eos" (eos or a stop id)
   bool prompt_cut = false;    // the prompt was longer than the context and lost its start
 };
 

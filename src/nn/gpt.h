@@ -54,6 +54,9 @@ struct GptConfig {
   // The tokenizer's specials (-1: none). bos starts every sequence when the tokenizer adds one;
   // eos ends generation.
   int32_t bos_id = -1, eos_id = -1;
+  // Further ids that end generation, as a Hugging Face eos_token_id list names them (Llama 3.1
+  // Instruct: <|end_of_text|> and <|eom_id|> beside the tokenizer's <|eot_id|>).
+  std::vector<int32_t> stop_ids;
   // Mixture-of-Experts MLPs (Mixtral's, with the family's MLP as experts) in the layers it
   // selects.
   MoeOptions moe;
@@ -65,12 +68,15 @@ struct GptConfig {
   ops::RopeFrequencies rope_frequencies() const;
   bool rms_norm() const { return norm == "rmsnorm"; }
   bool swiglu() const { return mlp == "swiglu"; }
+  // Whether sampling `id` ends a generated sequence: eos or one of stop_ids.
+  bool ends_generation(int32_t id) const;
 
   // The fields a user picks when training, under the kebab-case keys a training YAML and
   // config.yaml share (context-length, d-model, layers, heads, kv-heads, d-ff, positions,
   // rope-theta, norm, norm-eps, mlp, and MoeOptions' moe-*).
   void bind_shape(Options& options);
-  // Every field: bind_shape's, then bias, tie-embeddings, vocab-size, dropout, bos-id, eos-id.
+  // Every field: bind_shape's, then bias, tie-embeddings, vocab-size, dropout, bos-id, eos-id,
+  // stop-ids.
   void bind(Options& options);
   // "gpt-nano", "gpt-mini", "gpt2" or "llama-tiny"; an unknown name is an error listing them.
   static GptConfig preset(const std::string& name);

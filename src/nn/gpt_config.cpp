@@ -1,4 +1,5 @@
 // GptConfig: presets, options and checks (the model is in gpt.cpp).
+#include <algorithm>
 #include <cmath>
 #include <stdexcept>
 
@@ -71,6 +72,11 @@ void GptConfig::bind(Options& o) {
   o.add("dropout", dropout, "dropout used in training");
   o.add("bos-id", bos_id, "begin-of-sequence id (-1: none)");
   o.add("eos-id", eos_id, "end-of-text id (-1: none)");
+  o.add("stop-ids", stop_ids, "further ids that end generation besides eos-id");
+}
+
+bool GptConfig::ends_generation(int32_t id) const {
+  return id == eos_id || std::find(stop_ids.begin(), stop_ids.end(), id) != stop_ids.end();
 }
 
 void GptConfig::check(const std::string& where) const {
@@ -115,6 +121,9 @@ void GptConfig::check(const std::string& where) const {
   for (auto [name, id] : {std::pair{"bos-id", bos_id}, {"eos-id", eos_id}})
     if (id < -1 || id >= vocab_size)
       fail(std::string(name) + " " + std::to_string(id) + " is outside the vocabulary");
+  for (int32_t id : stop_ids)
+    if (id < 0 || id >= vocab_size)
+      fail("stop-ids: " + std::to_string(id) + " is outside the vocabulary");
   moe.check(where, layers);
 }
 

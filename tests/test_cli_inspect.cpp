@@ -31,8 +31,8 @@ std::string read_text(const std::string& path) {
 
 QkvRun run_qkv(const std::string& args) {
   std::string out = temp_path("qkv.stdout"), err = temp_path("qkv.stderr");
-  int status =
-      std::system((std::string(QKV_BINARY) + " " + args + " >" + out + " 2>" + err).c_str());
+  std::string command = QKV_BINARY " " + args + " >" + out + " 2>" + err;
+  int status = std::system(command.c_str());
   return {WIFEXITED(status) ? WEXITSTATUS(status) : -1, read_text(out), read_text(err)};
 }
 

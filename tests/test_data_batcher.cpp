@@ -202,7 +202,7 @@ TEST(Batcher, SourceBatchForTranslation) {
 }
 
 TEST(Batcher, BatchesTheBundledDevSplit) {
-  ParallelCorpus dev = read_corpus(std::string(QKV_SOURCE_DIR) + "/data/bible.es-en.dev.tsv.xz");
+  ParallelCorpus dev = read_corpus(QKV_SOURCE_DIR "/data/bible.es-en.dev.tsv.xz");
   TokenizerOptions t;
   t.vocab_size = 500;
   t.max_sentences = 1000;

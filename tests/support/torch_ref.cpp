@@ -26,7 +26,7 @@ class PythonServer {
   PythonServer() {
     const char* env = std::getenv("QKV_PYTHON");
     std::string python = env ? env : "/usr/bin/python3";
-    std::string script = std::string(QKV_TEST_PYTHON_DIR) + "/torch_ref.py";
+    std::string script = QKV_TEST_PYTHON_DIR "/torch_ref.py";
     int to_child[2], from_child[2];
     if (pipe(to_child) || pipe(from_child)) throw std::runtime_error("pipe failed");
     pid_ = fork();

@@ -208,6 +208,22 @@ TEST(AdapterDir, RankAndAlphaPatternsApplyAsPeftMatchesThem) {
   std::string dir = write_adapter(scratch, "partial", config, peft_tensors(4, 4));
   nn::LoraAdapter a = model_dir::load_adapter(dir, "last", linears, "base", "any");
   EXPECT_FLOAT_EQ(a.modules.at("model.layers.0.self_attn.q_proj").scaling, 2.f);
+  // Where several keys match a module, the first in the file wins, as in peft (sorted, the
+  // layer's key would come first both times).
+  for (bool layer_first : {false, true}) {
+    nlohmann::ordered_json ordered = nlohmann::ordered_json::parse(peft_config(4, 8).dump());
+    auto& pattern = ordered["alpha_pattern"] = nlohmann::ordered_json::object();
+    if (layer_first) pattern["layers\\.0\\.self_attn\\.q_proj"] = 3;
+    pattern["q_proj"] = 1;
+    pattern["layers\\.0\\.self_attn\\.q_proj"] = 3;
+    dir = write_adapter(scratch, layer_first ? "layer_first" : "q_proj_first", config,
+                        peft_tensors(4, 4));
+    write_bytes(dir + "/" + model_dir::kAdapterConfigFile, ordered.dump());
+    a = model_dir::load_adapter(dir, "last", linears, "base", "any");
+    EXPECT_FLOAT_EQ(a.modules.at("model.layers.0.self_attn.q_proj").scaling,
+                    layer_first ? 0.75f : 0.25f);
+    EXPECT_FLOAT_EQ(a.modules.at("model.layers.1.self_attn.q_proj").scaling, 0.25f);
+  }
 }
 
 // Each bad adapter is an error naming what is wrong, and the load touches neither directory.

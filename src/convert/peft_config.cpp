@@ -45,7 +45,8 @@ std::vector<std::string> covering_targets(const std::set<std::string>& updated,
 // their last name component where every module ending so has that value, else by the whole
 // name (dots escaped: peft reads keys as regular expressions).
 template <class T>
-std::map<std::string, T> patterns(const std::map<std::string, T>& values, T fallback) {
+std::vector<std::pair<std::string, T>> patterns(const std::map<std::string, T>& values,
+                                                T fallback) {
   std::map<std::string, T> out;
   for (const auto& [module, v] : values) {
     if (v == fallback) continue;
@@ -57,7 +58,7 @@ std::map<std::string, T> patterns(const std::map<std::string, T>& values, T fall
     for (char c : module) key += c == '.' ? std::string("\\.") : std::string(1, c);
     out[shared ? ending : key] = v;
   }
-  return out;
+  return {out.begin(), out.end()};
 }
 
 }  // namespace

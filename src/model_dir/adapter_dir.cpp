@@ -11,12 +11,13 @@
 namespace qkv::model_dir {
 
 namespace fs = std::filesystem;
-using nlohmann::json;
+using nlohmann::ordered_json;
 
 namespace {
 // The value of the first pattern key that matches `module` as peft matches them.
 template <class T>
-const T* pattern_value(const std::map<std::string, T>& patterns, const std::string& module) {
+const T* pattern_value(const std::vector<std::pair<std::string, T>>& patterns,
+                       const std::string& module) {
   for (const auto& [key, value] : patterns)
     if (std::regex_match(module, std::regex("(.*\\.)?(" + key + ")"))) return &value;
   return nullptr;
@@ -24,15 +25,27 @@ const T* pattern_value(const std::map<std::string, T>& patterns, const std::stri
 
 // target_modules as peft reads them: the module names, or the string "all-linear" (peft takes
 // a list's items as names).
-json target_modules(const std::vector<std::string>& targets) {
+ordered_json target_modules(const std::vector<std::string>& targets) {
   std::vector<std::string> names = nn::split_lora_targets(targets);
   for (const auto& n : names)
     if (n == "all-linear") return n;
   return names;
 }
 
-json number(double x) {
-  return x == std::floor(x) && std::abs(x) < 1e15 ? json(int64_t(x)) : json(x);
+ordered_json number(double x) {
+  return x == std::floor(x) && std::abs(x) < 1e15 ? ordered_json(int64_t(x)) : ordered_json(x);
+}
+
+// A rank_pattern or alpha_pattern of `j` in the file's order, which decides between keys that
+// match the same module.
+template <class T>
+std::vector<std::pair<std::string, T>> read_pattern(const ordered_json& j, const char* key) {
+  std::vector<std::pair<std::string, T>> pattern;
+  if (!j.contains(key) || j[key].is_null()) return pattern;
+  if (!j[key].is_object())
+    throw std::runtime_error(std::string(key) + " must be a JSON object, not " + j[key].dump());
+  for (const auto& [k, v] : j[key].items()) pattern.emplace_back(k, v.template get<T>());
+  return pattern;
 }
 }  // namespace
 
@@ -52,28 +65,29 @@ bool is_adapter_dir(const std::string& dir) {
 }
 
 void write_adapter_config(const std::string& dir, const AdapterConfig& c) {
-  json rank_pattern = json::object(), alpha_pattern = json::object();
+  ordered_json rank_pattern = ordered_json::object(), alpha_pattern = ordered_json::object();
   for (const auto& [k, v] : c.rank_pattern) rank_pattern[k] = v;
   for (const auto& [k, v] : c.alpha_pattern) alpha_pattern[k] = number(v);
-  json j = {{"peft_type", "LORA"},
-            {"task_type", c.task_type.empty() ? json(nullptr) : json(c.task_type)},
-            {"base_model_name_or_path", c.base_model},
-            {"revision", nullptr},
-            {"r", c.options.rank},
-            {"lora_alpha", number(c.options.alpha_or_rank())},
-            {"lora_dropout", c.options.dropout},
-            {"target_modules", target_modules(c.options.targets)},
-            {"use_rslora", c.options.rslora},
-            {"rank_pattern", rank_pattern},
-            {"alpha_pattern", alpha_pattern},
-            {"bias", "none"},
-            {"fan_in_fan_out", false},
-            {"inference_mode", true},
-            {"init_lora_weights", true},
-            {"modules_to_save", nullptr},
-            {"layers_to_transform", nullptr},
-            {"layers_pattern", nullptr},
-            {"use_dora", false}};
+  ordered_json j = {
+      {"peft_type", "LORA"},
+      {"task_type", c.task_type.empty() ? ordered_json(nullptr) : ordered_json(c.task_type)},
+      {"base_model_name_or_path", c.base_model},
+      {"revision", nullptr},
+      {"r", c.options.rank},
+      {"lora_alpha", number(c.options.alpha_or_rank())},
+      {"lora_dropout", c.options.dropout},
+      {"target_modules", target_modules(c.options.targets)},
+      {"use_rslora", c.options.rslora},
+      {"rank_pattern", rank_pattern},
+      {"alpha_pattern", alpha_pattern},
+      {"bias", "none"},
+      {"fan_in_fan_out", false},
+      {"inference_mode", true},
+      {"init_lora_weights", true},
+      {"modules_to_save", nullptr},
+      {"layers_to_transform", nullptr},
+      {"layers_pattern", nullptr},
+      {"use_dora", false}};
   write_file_atomic((fs::path(dir) / kAdapterConfigFile).string(), j.dump(2) + "\n");
 }
 
@@ -85,7 +99,7 @@ AdapterConfig read_adapter_config(const std::string& dir) {
                              ")");
   AdapterConfig c;
   try {
-    json j = json::parse(read_file(path));
+    ordered_json j = ordered_json::parse(read_file(path));
     if (!j.is_object()) throw std::runtime_error("not a JSON object");
     auto get = [&](const char* key, auto fallback) {
       return j.contains(key) && !j[key].is_null() ? j[key].get<decltype(fallback)>() : fallback;
@@ -111,11 +125,11 @@ AdapterConfig read_adapter_config(const std::string& dir) {
       c.options.targets = {j["target_modules"].get<std::string>()};
     c.base_model = get("base_model_name_or_path", std::string());
     c.task_type = get("task_type", std::string());
-    c.rank_pattern = get("rank_pattern", std::map<std::string, int64_t>());
-    c.alpha_pattern = get("alpha_pattern", std::map<std::string, double>());
+    c.rank_pattern = read_pattern<int64_t>(j, "rank_pattern");
+    c.alpha_pattern = read_pattern<double>(j, "alpha_pattern");
     if (c.options.rank <= 0) throw std::runtime_error("r must be positive");
     c.options.check();
-  } catch (const json::exception& e) {
+  } catch (const ordered_json::exception& e) {
     throw std::runtime_error(path + ": " + e.what());
   } catch (const std::exception& e) {
     throw std::runtime_error(path + ": " + e.what());

@@ -10,8 +10,9 @@
 // A LoRA training run writes one (with train.yaml, metrics.jsonl and checkpoint/, as any run);
 // the base model stays in its own directory, untouched.
 #pragma once
-#include <map>
 #include <string>
+#include <utility>
+#include <vector>
 
 #include "io/safetensors.h"
 #include "nn/lora.h"
@@ -27,10 +28,10 @@ struct AdapterConfig {
   nn::LoraOptions options;  // r, lora_alpha, lora_dropout, target_modules, use_rslora
   std::string base_model;   // base_model_name_or_path
   std::string task_type;    // peft's: CAUSAL_LM, SEQ_2_SEQ_LM, or "" (none)
-  // peft's per-module overrides: a key matches a module named key or ending in "." + key
-  // (a regular expression, as peft reads it).
-  std::map<std::string, int64_t> rank_pattern;
-  std::map<std::string, double> alpha_pattern;
+  // peft's per-module overrides in the file's order: a module takes the value of the first key
+  // that matches it, named key or ending in "." + key (a regular expression, as peft reads it).
+  std::vector<std::pair<std::string, int64_t>> rank_pattern;
+  std::vector<std::pair<std::string, double>> alpha_pattern;
 
   // The rank of `module`'s update: r, or its rank_pattern's.
   int64_t rank(const std::string& module) const;

@@ -421,8 +421,9 @@ TEST_F(HfGptFolder, LlamaRefusesWhatQkvCannotComputeByName) {
 
 // eos_token_id, an id or a list, gives the ids where generation ends, as transformers' generate
 // stops: generation_config.json's where it has one, else config.json's. The tokenizer's eos is
-// eos-id, the others stop-ids; a list that leaves out the tokenizer's eos is noted (qkv stops
-// there too), as is a bos_token_id other than the tokenizer's. Exported, both files list them.
+// eos-id, the others stop-ids. Noted: a list that leaves out the tokenizer's eos (qkv stops there
+// too), ids outside the vocabulary (left out), a bos_token_id other than the tokenizer's.
+// Exported, both files list eos-id and the stop-ids.
 TEST_F(HfGptFolder, EosTokenIdListsBecomeStopIds) {
   std::vector<std::string> notes;
   std::string out;
@@ -472,12 +473,18 @@ TEST_F(HfGptFolder, EosTokenIdListsBecomeStopIds) {
             std::string::npos)
       << notes[0];
 
-  for (const json& bad : {json(kSpmVocab * 10), json(-1), json("</s>")})
-    expect_refused("llama",
-                   [&](json& j) {
-                     j["eos_token_id"] = json::array({2, bad});
-                   },
-                   {"config.json", "\"eos_token_id\" must hold token ids below"});
+  EXPECT_EQ(convert(json::array({2, kSpmVocab, -1, 5})).stop_ids, std::vector<int32_t>{5});
+  ASSERT_EQ(notes.size(), 2u);
+  EXPECT_NE(notes[0].find("eos_token_id [2,320,-1,5] holds 320, outside the vocabulary of 320: "
+                          "never generated, left out"),
+            std::string::npos)
+      << notes[0];
+  expect_refused(
+      "llama",
+      [&](json& j) {
+        j["eos_token_id"] = json::array({2, "</s>"});
+      },
+      {"config.json", "\"eos_token_id\" must be a token id or a list of them, not [2,\"</s>\"]"});
 }
 
 TEST_F(HfGptFolder, MissingFilesAndTensorsAreNamed) {

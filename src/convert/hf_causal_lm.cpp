@@ -116,25 +116,27 @@ std::unique_ptr<data::LmTokenizer> tokenizer_from_hf(const std::string& hf_dir,
 }
 
 // The ids `file` gives under `key`: one id or a list of them; empty when it has none.
-std::vector<int32_t> special_ids(const JsonFile& file, const std::string& key, int64_t vocab) {
+std::vector<int64_t> special_ids(const JsonFile& file, const std::string& key) {
   if (!file.has(key)) return {};
   const nlohmann::json& v = file.json()[key];
   std::vector<nlohmann::json> items = v.is_array() ? std::vector<nlohmann::json>(v.begin(), v.end())
                                                    : std::vector<nlohmann::json>{v};
-  std::vector<int32_t> ids;
+  std::vector<int64_t> ids;
   for (const auto& item : items) {
-    if (!item.is_number_integer() || item.get<int64_t>() < 0 || item.get<int64_t>() >= vocab)
-      throw std::runtime_error(file.path() + ": \"" + key + "\" must hold token ids below " +
-                               std::to_string(vocab) + ", not " + v.dump());
-    ids.push_back(item.get<int32_t>());
+    if (!item.is_number_integer())
+      throw std::runtime_error(file.path() + ": \"" + key +
+                               "\" must be a token id or a list of "
+                               "them, not " +
+                               v.dump());
+    ids.push_back(item.get<int64_t>());
   }
   return ids;
 }
 
-// "7" or "[7,2]", as the JSON had them.
-std::string ids_text(const std::vector<int32_t>& ids) {
+// "7" for one id, else "[7,2]".
+std::string ids_text(const std::vector<int64_t>& ids) {
   std::string list;
-  for (int32_t id : ids) list += (list.empty() ? "" : ",") + std::to_string(id);
+  for (int64_t id : ids) list += (list.empty() ? "" : ",") + std::to_string(id);
   return ids.size() == 1 ? list : "[" + list + "]";
 }
 
@@ -143,32 +145,38 @@ std::string piece_text(const data::LmTokenizer& tok, int32_t id) {
 }
 
 // config.json's bos_token_id against the tokenizer's: a note when they differ.
-void compare_bos_id(const JsonFile& cfg, int64_t vocab, const data::LmTokenizer& tok,
+void compare_bos_id(const JsonFile& cfg, const data::LmTokenizer& tok,
                     std::vector<std::string>& notes) {
-  std::vector<int32_t> ids = special_ids(cfg, "bos_token_id", vocab);
-  if (ids.empty() || ids == std::vector<int32_t>{tok.bos_id()}) return;
+  std::vector<int64_t> ids = special_ids(cfg, "bos_token_id");
+  if (ids.empty() || ids == std::vector<int64_t>{tok.bos_id()}) return;
   notes.push_back(cfg.path() + ": bos_token_id " + ids_text(ids) + " is not the tokenizer's " +
                   piece_text(tok, tok.bos_id()) + ": qkv uses the tokenizer's");
 }
 
 // The ids that end generation besides the tokenizer's eos: those transformers' generate stops
-// at (generation_config.json's eos_token_id where it has one, else config.json's), less eos.
-// A note when they leave out the tokenizer's eos, at which qkv stops as well.
+// at (generation_config.json's eos_token_id where it has one, else config.json's), less eos and
+// ids outside the model's `vocab`, which it never generates. A note when they leave out the
+// tokenizer's eos, at which qkv stops as well, or hold ids outside the vocabulary.
 std::vector<int32_t> stop_ids_from_hf(const std::string& hf_dir, const JsonFile& cfg,
                                       const data::LmTokenizer& tok, int64_t vocab,
                                       std::vector<std::string>& notes) {
   auto generation = JsonFile::read_if_exists(hf_dir + "/generation_config.json");
   const JsonFile& source = generation && generation->has("eos_token_id") ? *generation : cfg;
-  std::vector<int32_t> ends = special_ids(source, "eos_token_id", vocab);
-  std::vector<int32_t> stops;
-  for (int32_t id : ends)
-    if (id != tok.eos_id() && std::find(stops.begin(), stops.end(), id) == stops.end())
-      stops.push_back(id);
+  std::vector<int64_t> ends = special_ids(source, "eos_token_id");
+  std::string where = source.path() + ": eos_token_id " + ids_text(ends);
   if (tok.eos_id() >= 0 && !ends.empty() &&
       std::find(ends.begin(), ends.end(), tok.eos_id()) == ends.end())
-    notes.push_back(source.path() + ": eos_token_id " + ids_text(ends) +
-                    " leaves out the tokenizer's " + piece_text(tok, tok.eos_id()) +
+    notes.push_back(where + " leaves out the tokenizer's " + piece_text(tok, tok.eos_id()) +
                     ": qkv stops there too");
+  std::vector<int32_t> stops;
+  for (int64_t id : ends) {
+    if (id < 0 || id >= vocab) {
+      notes.push_back(where + " holds " + std::to_string(id) + ", outside the vocabulary of " +
+                      std::to_string(vocab) + ": never generated, left out");
+    } else if (id != tok.eos_id() && std::find(stops.begin(), stops.end(), id) == stops.end()) {
+      stops.push_back(int32_t(id));
+    }
+  }
   return stops;
 }
 
@@ -223,7 +231,7 @@ std::vector<std::string> lm_from_hf(const std::string& hf_dir, const JsonFile& c
       throw std::runtime_error(hf_dir + ": the tokenizer has " + std::to_string(tok->vocab_size()) +
                                " tokens, more than config.json's vocab_size " +
                                std::to_string(c.vocab_size));
-    compare_bos_id(cfg, c.vocab_size, *tok, notes);
+    compare_bos_id(cfg, *tok, notes);
     c.bos_id = tok->bos_id(), c.eos_id = tok->eos_id();
     c.stop_ids = stop_ids_from_hf(hf_dir, cfg, *tok, c.vocab_size, notes);
     CheckpointTensors hf = CheckpointTensors::read_hf_folder(hf_dir);

@@ -29,6 +29,30 @@ std::string number_text(T v) {
   os << v;
   return os.str();
 }
+
+// The setter and getter of a list of numbers, each written as its shortest text that reads
+// back to the same value.
+template <class T>
+auto parse_list(std::vector<T>& field) {
+  return [&field](const std::vector<std::string>& v, const std::string& where) {
+    std::vector<T> parsed;
+    for (const auto& s : v) parsed.push_back(parse_number<T>(s, where));
+    field = std::move(parsed);
+  };
+}
+
+template <class T>
+auto list_texts(const std::vector<T>& field) {
+  return [&field] {
+    std::vector<std::string> texts;
+    for (T x : field) {
+      char buf[32];
+      auto [end, ec] = std::to_chars(buf, buf + sizeof buf, x);
+      texts.emplace_back(buf, end);
+    }
+    return texts;
+  };
+}
 }  // namespace
 
 void Options::add_spec(Spec spec) {
@@ -72,35 +96,11 @@ void Options::add(const std::string& key, float& field, const std::string& help)
 }
 
 void Options::add(const std::string& key, std::vector<float>& field, const std::string& help) {
-  add_spec({key, help, true,
-            [&field](auto& v, auto& w) {
-              std::vector<float> parsed;
-              for (const auto& s : v) parsed.push_back(parse_number<float>(s, w));
-              field = std::move(parsed);
-            },
-            [&field] {
-              std::vector<std::string> texts;
-              for (float x : field) {
-                char buf[32];
-                auto [end, ec] = std::to_chars(buf, buf + sizeof buf, x);
-                texts.emplace_back(buf, end);
-              }
-              return texts;
-            }});
+  add_spec({key, help, true, parse_list(field), list_texts(field)});
 }
 
 void Options::add(const std::string& key, std::vector<int32_t>& field, const std::string& help) {
-  add_spec({key, help, true,
-            [&field](auto& v, auto& w) {
-              std::vector<int32_t> parsed;
-              for (const auto& s : v) parsed.push_back(parse_number<int32_t>(s, w));
-              field = std::move(parsed);
-            },
-            [&field] {
-              std::vector<std::string> texts;
-              for (int32_t x : field) texts.push_back(std::to_string(x));
-              return texts;
-            }});
+  add_spec({key, help, true, parse_list(field), list_texts(field)});
 }
 
 void Options::add(const std::string& key, bool& field, const std::string& help) {

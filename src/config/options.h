@@ -20,7 +20,7 @@ class Options {
   void add(const std::string& key, int32_t& field, const std::string& help);
   void add(const std::string& key, double& field, const std::string& help);
   void add(const std::string& key, float& field, const std::string& help);
-  // A list of numbers, each written as the shortest text that reads back to the same float.
+  // Lists of numbers, each written as the shortest text that reads back to the same value.
   void add(const std::string& key, std::vector<float>& field, const std::string& help);
   void add(const std::string& key, std::vector<int32_t>& field, const std::string& help);
   void add(const std::string& key, bool& field, const std::string& help);

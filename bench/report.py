@@ -4,7 +4,7 @@ to a history file so that runs can be compared over time.
 
     report.py RAW_DIR --json bench/results/latest.json --history bench/results/history.jsonl
 
-RAW_DIR holds what run.sh collected: meta.json, gemm.json, train_<preset>_{qkv,torch}.json,
+RAW_DIR holds what run.sh collected: meta.json, gemm.json, train_<preset>[_bf16]_{qkv,torch}.json,
 translate_{qkv,torch}.json, test_split_{qkv,torch}.json, attention.json (any may be missing when a
 part was skipped).
 """
@@ -25,6 +25,7 @@ GOALS = {
     "attention_8192_time": 1.0,    # tiled / naive time at length 8192: below
     "greedy_b32_int8_over_f32": 1.5,  # qkv int8 / qkv f32 target tokens/s, greedy batch 32
     "greedy_b32_bf16_over_f32": 1.3,  # the same for bf16
+    "train_bf16_over_f32": 1.6,    # qkv bf16 / qkv f32 training tokens/s (issue 20)
 }
 
 
@@ -71,6 +72,13 @@ def summarize_train(raw, peak):
             if peak:
                 row["torch_gemm_peak_share_vs_gemm_section"] = flops / torch["timing"]["median_s"] / 1e9 / peak
         out[preset] = row
+    # bf16 autocast rows against the same preset's f32 row: each side's own speed-up.
+    for preset, row in out.items():
+        base = out.get(preset.removesuffix("_bf16"))
+        if preset.endswith("_bf16") and base:
+            row["qkv_bf16_over_f32"] = row["qkv_tokens_per_s"] / base["qkv_tokens_per_s"]
+            if "torch_tokens_per_s" in row and "torch_tokens_per_s" in base:
+                row["torch_bf16_over_f32"] = row["torch_tokens_per_s"] / base["torch_tokens_per_s"]
     return out
 
 
@@ -163,6 +171,12 @@ def print_table(doc):
                   f" ({100 * (tshare or 0):4.1f}%)   [{r['model_gflop_per_step']:.1f} GFLOP/step]")
         print(f"  goals: qkv/torch >= {GOALS['train_ratio']}, share >= {100 * GOALS['gemm_peak_share']:.0f}%"
               " (vs a 1024^3 sgemm timed right after each step, in the same process)")
+        for preset, r in tr.items():
+            if "qkv_bf16_over_f32" in r:
+                speedup = r["qkv_bf16_over_f32"]
+                print(f"  {preset}: bf16 / f32 tokens/s qkv {mark(speedup >= GOALS['train_bf16_over_f32'])}"
+                      f"{speedup:.2f}, torch {r.get('torch_bf16_over_f32', float('nan')):.2f}"
+                      f" (goal qkv >= {GOALS['train_bf16_over_f32']})")
     tl = doc.get("translate")
     if tl:
         print(f"\ntranslation, {tl['src_len']} source -> exactly {tl['tgt_len']} target tokens"
@@ -207,6 +221,8 @@ def history_line(doc):
         h["sgemm_peak_gflops"] = round(doc["gemm"]["peak_gflops"], 1)
     for preset, r in (doc.get("train") or {}).items():
         h[f"train_{preset}_qkv"] = round(r["qkv_tokens_per_s"])
+        if "qkv_bf16_over_f32" in r:
+            h[f"train_{preset}_over_f32"] = round(r["qkv_bf16_over_f32"], 3)
         if "ratio" in r:
             h[f"train_{preset}_ratio"] = round(r["ratio"], 3)
         if "qkv_gemm_peak_share" in r:

@@ -3,7 +3,8 @@
 # same shapes, batch and thread count. Builds qkv_bench (the first time through
 # scripts/setup.sh, which also installs the packages), then measures
 #   gemm       OpenBLAS sgemm GFLOP/s (the peak that training's FLOP rate is compared with)
-#   train      training target tokens/s of the tiny and small presets, qkv and PyTorch
+#   train      training target tokens/s of the tiny and small presets, qkv and PyTorch, in f32
+#              and (where the CPU has AVX512_BF16, or with --precisions) bf16 autocast on both
 #   translate  greedy and beam-5 target tokens/s, batch 32 and 1, qkv (KV cache) and the
 #              PyTorch loop without a cache, on the same weights and inputs; qkv also in its
 #              bf16 and int8 compute types, against its f32
@@ -14,7 +15,7 @@
 # summary line appended to bench/results/history.jsonl (with --json PATH: only PATH).
 #
 #   bench/run.sh [--threads N] [--json PATH] [--only gemm,train,translate,test-split,attention]
-#                [--presets tiny,small] [--quick] [--build-dir DIR]
+#                [--presets tiny,small] [--precisions f32,bf16] [--quick] [--build-dir DIR]
 #                [--model-dir DIR] [--test FILE] [--sentences N]
 set -euo pipefail
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
@@ -24,6 +25,8 @@ json=bench/results/latest.json
 history=bench/results/history.jsonl
 only=gemm,train,translate,test-split,attention
 presets=tiny,small
+precisions=f32
+grep -qw avx512_bf16 /proc/cpuinfo && precisions=f32,bf16  # bf16 products in hardware
 quick=0
 build_dir=""
 model_dir=""  # a directory written by qkv train: the test-split part's model
@@ -35,12 +38,13 @@ while (($#)); do
     --json) json=$2; history=""; shift 2 ;;
     --only) only=$2; shift 2 ;;
     --presets) presets=$2; shift 2 ;;
+    --precisions) precisions=$2; shift 2 ;;
     --quick) quick=1; shift ;;
     --build-dir) build_dir=$2; shift 2 ;;
     --model-dir) model_dir=$2; shift 2 ;;
     --test) split_opts+=(--test "$2"); shift 2 ;;
     --sentences) sentences=$2; shift 2 ;;
-    -h|--help) sed -n '2,17p' "$0"; exit 0 ;;
+    -h|--help) sed -n '2,18p' "$0"; exit 0 ;;
     *) echo "bench/run.sh: unknown argument '$1' (see --help)" >&2; exit 2 ;;
   esac
 done
@@ -96,9 +100,14 @@ if wants gemm; then
 fi
 if wants train; then
   for p in ${presets//,/ }; do
-    "$qkv_bench" train --preset "$p" --threads "$threads" "${train_opts[@]}" --json "$raw/train_${p}_qkv.json"
-    "$python" bench/torch_bench.py train --preset "$p" --threads "$threads" "${train_opts[@]}" \
-      --json "$raw/train_${p}_torch.json"
+    for precision in ${precisions//,/ }; do
+      name=$p
+      [ "$precision" = f32 ] || name=${p}_$precision
+      "$qkv_bench" train --preset "$p" --precision "$precision" --threads "$threads" "${train_opts[@]}" \
+        --json "$raw/train_${name}_qkv.json"
+      "$python" bench/torch_bench.py train --preset "$p" --precision "$precision" --threads "$threads" \
+        "${train_opts[@]}" --json "$raw/train_${name}_torch.json"
+    done
   done
 fi
 if wants translate; then

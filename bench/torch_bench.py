@@ -80,11 +80,16 @@ def bench_train(a):
     tokens = a.batch * a.tgt_len
     losses = []
 
+    # bf16: CPU autocast (oneDNN's bf16 products, f32 weights and optimizer), as qkv's
+    # AutocastScope around forward and backward.
+    bf16 = a.precision == "bf16"
+
     def step():
         opt.zero_grad(set_to_none=True)
-        logits = model(src, src_len, tgt_in)
-        loss = F.cross_entropy(logits.reshape(-1, a.vocab), tgt_out, ignore_index=c["pad_id"],
-                               label_smoothing=0.1, reduction="sum") / tokens
+        with torch.autocast("cpu", dtype=torch.bfloat16, enabled=bf16):
+            logits = model(src, src_len, tgt_in)
+            loss = F.cross_entropy(logits.reshape(-1, a.vocab).float(), tgt_out, ignore_index=c["pad_id"],
+                                   label_smoothing=0.1, reduction="sum") / tokens
         loss.backward()
         torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
         opt.step()
@@ -92,8 +97,8 @@ def bench_train(a):
 
     timing = time_runs(step, a.warmup, a.steps, a.budget, 3)
     rate = tokens / timing["median_s"]
-    log(f"train {a.preset:5s} torch {rate:8.0f} target tokens/s  ({timing['median_s']:.3f} s/step)")
-    return {"preset": a.preset, "batch": a.batch, "src_len": a.src_len, "tgt_len": a.tgt_len,
+    log(f"train {a.preset:5s} torch {a.precision} {rate:8.0f} target tokens/s  ({timing['median_s']:.3f} s/step)")
+    return {"preset": a.preset, "precision": a.precision, "batch": a.batch, "src_len": a.src_len, "tgt_len": a.tgt_len,
             "target_tokens_per_step": tokens, "params": sum(p.numel() for p in model.parameters()),
             "timing": timing, "target_tokens_per_s": rate, "losses": losses}
 
@@ -209,6 +214,7 @@ def main():
     t.add_argument("--steps", type=int, default=5, help="most timed steps (at least 3)")
     t.add_argument("--budget", type=float, default=15, help="no more timed steps after this many seconds")
     t.add_argument("--seed", type=int, default=1)
+    t.add_argument("--precision", default="f32", choices=["f32", "bf16"], help="bf16: CPU autocast")
     d = sub.add_parser("translate", parents=[common])
     d.add_argument("--model-dir", required=True)
     d.add_argument("--tgt-len", type=int, default=32)

@@ -83,7 +83,8 @@ TEST(ComputeType, NamesAndTheirErrors) {
     EXPECT_NE(std::string(e.what()).find("'int4'"), std::string::npos) << e.what();
   }
   std::string isa = ops::low_precision_isa();
-  EXPECT_TRUE(isa == "avx512vnni" || isa == "avx2" || isa == "portable") << isa;
+  EXPECT_TRUE(isa == "avx512bf16" || isa == "avx512vnni" || isa == "avx2" || isa == "portable")
+      << isa;
   if (const char* forced = std::getenv("QKV_CPU_ISA")) {
     EXPECT_EQ(isa, forced);
   }

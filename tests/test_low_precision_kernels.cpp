@@ -51,9 +51,11 @@ TEST(LowPrecision, IsaFromName) {
   EXPECT_EQ(isa_from_name("avx2", Isa::avx2), Isa::avx2);
   EXPECT_EQ(isa_from_name("avx2", Isa::avx512vnni), Isa::avx2);
   EXPECT_EQ(isa_from_name("avx512vnni", Isa::avx512vnni), Isa::avx512vnni);
+  EXPECT_EQ(isa_from_name("avx512vnni", Isa::avx512bf16), Isa::avx512vnni);
+  EXPECT_EQ(isa_from_name("avx512bf16", Isa::avx512bf16), Isa::avx512bf16);
   for (auto [value, best] :
        {std::pair{"avx512", Isa::avx512vnni}, std::pair{"avx512vnni", Isa::avx2},
-        std::pair{"avx2", Isa::portable}}) {
+        std::pair{"avx2", Isa::portable}, std::pair{"avx512bf16", Isa::avx512vnni}}) {
     try {
       isa_from_name(value, best);
       FAIL() << value << " was taken";
@@ -63,6 +65,7 @@ TEST(LowPrecision, IsaFromName) {
   }
   EXPECT_EQ(ops::cpu::isas_up_to(Isa::avx2), (std::vector<Isa>{Isa::portable, Isa::avx2}));
   EXPECT_EQ(ops::cpu::isas_up_to(Isa::portable), std::vector<Isa>{Isa::portable});
+  EXPECT_STREQ(ops::cpu::isa_name(Isa::avx512bf16), "avx512bf16");
   EXPECT_STREQ(ops::cpu::isa_name(Isa::avx512vnni), "avx512vnni");
   EXPECT_STREQ(ops::cpu::isa_name(Isa::avx2), "avx2");
   EXPECT_STREQ(ops::cpu::isa_name(Isa::portable), "portable");
@@ -248,7 +251,7 @@ TEST(LowPrecision, Bf16WithinBound) {
         }
       }
     }
-    // Portable and avx2 sum in different orders, each within the bound of y64, so at worst twice
+    // The Isas sum in different orders, each within the bound of y64, so at worst twice
     // the bound apart. They are held to the bound itself (issue #20), which only k rounding
     // errors of one sign, each near its largest, could break.
     for (size_t a = 1; a < got.size(); ++a)
@@ -264,6 +267,7 @@ TEST(LowPrecision, PackedSizes) {
   EXPECT_EQ(ops::cpu::int8_packed_bytes(17, 5, Isa::portable), 32 * 8);  // k to a multiple of 4
   EXPECT_EQ(ops::cpu::int8_packed_bytes(17, 5, Isa::avx512vnni), 32 * (8 + 4));  // and int32 sums
   EXPECT_EQ(ops::cpu::bf16_packed_elements(17, 3, Isa::avx2), 32 * 3);
+  EXPECT_EQ(ops::cpu::bf16_packed_elements(33, 3, Isa::avx512bf16), 64 * 4);  // pairs of k
 }
 
 }  // namespace

@@ -12,7 +12,7 @@ namespace qkv::bench {
 void log_line(const char* format, ...);
 
 // The device named by --device (usable_device: an error where cuda is missing) after checking
-// that --precision fits it: bf16 needs cuda.
+// that --precision is f32 or bf16.
 Device bench_device(const std::string& device, const std::string& precision);
 // Waits until the device has done all queued work (a no-op on the cpu).
 void wait_for(Device device);
@@ -30,7 +30,7 @@ struct TrainArgs {
   double budget_s = 15;  // no more timed steps after this many seconds (but at least 3)
   std::string attention = "automatic";  // naive, tiled or automatic
   std::string device = "cpu";           // cpu or cuda
-  std::string precision = "f32";        // f32, or bf16 matrix products (cuda only)
+  std::string precision = "f32";        // f32, or bf16 matrix products
   uint64_t seed = 1;
 };
 Json bench_train(const TrainArgs& args);
@@ -45,7 +45,7 @@ struct TranslateArgs {
   double budget_s = 5;         // per (batch, beam) case: no more runs after this (but at least 1)
   std::string model_dir;       // where the weights, config and source ids go for torch_bench.py
   std::string device = "cpu";  // cpu or cuda
-  std::string precision = "f32";  // f32, or bf16 matrix products (cuda only)
+  std::string precision = "f32";  // f32, or bf16 matrix products
   // Inference compute types to measure (cpu; ops/compute_type.h), each case once per type.
   std::vector<std::string> compute_types = {"f32"};
   uint64_t seed = 1;

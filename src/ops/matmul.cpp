@@ -3,6 +3,7 @@
 #include "ops/checks.h"
 #include "ops/kernel_registry.h"
 #include "ops/kernels.h"
+#include "ops/precision.h"
 
 namespace qkv::ops {
 
@@ -39,8 +40,10 @@ GemmDims gemm_dims(const char* op, const Tensor& a, bool ta, const Tensor& b, bo
 // that stay in the L1 cache and writes each output once, where OpenBLAS also packs the rows,
 // zeroes the output or adds to the bias written before, and splits such small products between
 // its threads poorly.
+// Inside a bf16 AutocastScope the products go to gemm, which multiplies in bf16.
 bool packs_any_rows(const Tensor& w, DType dtype, Device dev) {
-  return w.numel() <= kPackedWeightMax && has_kernel<kernels::linear_packed>(dev, dtype);
+  return w.numel() <= kPackedWeightMax && has_kernel<kernels::linear_packed>(dev, dtype) &&
+         matmul_precision() == MatmulPrecision::f32;
 }
 
 // y [rows, out] = x [rows, in] @ packed + bias, or y += x @ packed (accumulate; bias undefined).
@@ -101,7 +104,8 @@ Tensor linear_forward(const Tensor& x, const Tensor& w, const Tensor& bias) {
   // machine.
   Device dev = common_device("linear", {&x, &w, &bias});
   bool few_rows = x.numel() <= kPackedRowsMax * x.size(-1) &&
-                  has_kernel<kernels::linear_packed>(dev, x.dtype());
+                  has_kernel<kernels::linear_packed>(dev, x.dtype()) &&
+                  matmul_precision() == MatmulPrecision::f32;
   if (few_rows || packs_any_rows(w, x.dtype(), dev))
     return linear_packed_forward(x, pack_linear_weight(w), w.size(0), bias);
   Shape shape = x.shape();

@@ -2,6 +2,8 @@
 
 #include <stdexcept>
 
+#include "ops/cpu/low_precision.h"
+
 namespace qkv::ops {
 
 namespace {
@@ -20,6 +22,10 @@ const char* precision_name(MatmulPrecision p) {
 
 MatmulPrecision matmul_precision() {
   return current;
+}
+
+bool cpu_has_bf16_products() {
+  return cpu::cpu_isa() >= cpu::Isa::avx512bf16;
 }
 
 AutocastScope::AutocastScope(MatmulPrecision p) : previous_(current) {

@@ -48,8 +48,8 @@ void LoopConfig::bind_loop(Options& o) {
   o.add("threads", threads, "CPU threads for OpenMP and BLAS (0: all cores)");
   o.add("device", device, "cpu or cuda");
   o.add("precision", precision,
-        "matrix products: f32, or bf16 (cuda only: bf16 operands, f32 accumulation, f32 "
-        "weights and optimizer state)");
+        "matrix products: f32, or bf16 (bf16 operands, f32 accumulation, f32 weights and "
+        "optimizer state; on the cpu fast with AVX512_BF16 only)");
   o.add("init-from", init_from,
         "start from this trained model directory: its config, tokenizer and weights (best)");
   lora.bind(o);
@@ -69,9 +69,6 @@ void LoopConfig::validate_loop() const {
   optim::schedule_from_name(lr_schedule);
   need(device == "cpu" || device == "cuda", "device must be cpu or cuda");
   ops::precision_from_name(precision);
-  need(precision != "bf16" || device == "cuda",
-       "precision: bf16 needs device: cuda (device is " + device +
-           "); the cpu computes in f32, so use precision: f32 there");
   need(accumulate > 0, "accumulate must be positive, not " + std::to_string(accumulate));
   need(allreduce_bucket_mb > 0 && std::isfinite(allreduce_bucket_mb),
        "allreduce-bucket-mb must be positive");
@@ -115,6 +112,11 @@ TrainingLoop::TrainingLoop(const LoopConfig& config, const std::string& model_di
     stop_if_schedule_done();
   }
   start_average();
+  if (config_.precision == "bf16" && config_.device == "cpu" && !ops::cpu_has_bf16_products())
+    log.note("precision",
+             "this CPU has no AVX512_BF16: its bf16 products round the operands and multiply "
+             "them in f32, slower than precision: f32 (same numbers as a CPU with it, to f32 "
+             "rounding)");
   if (Ranks::size() > 1)
     log.note("ranks", "ranks x threads: " + std::to_string(Ranks::size()) + " x " +
                           std::to_string(num_threads()) +

@@ -67,8 +67,8 @@ struct LoopConfig {
   int64_t disp_freq = 50, valid_freq = 500, save_freq = 500;
   int64_t seed = 1, threads = 0;
   std::string device = "cpu";
-  // Matrix products on cuda: f32, or bf16 operands with f32 accumulation (ops/precision.h);
-  // weights, gradients and Adam state stay f32 either way. bf16 needs device cuda.
+  // Matrix products: f32, or bf16 operands with f32 accumulation (ops/precision.h); weights,
+  // gradients and Adam state stay f32 either way. On the cpu bf16 is fast with AVX512_BF16 only.
   std::string precision = "f32";
   // Fine-tuning (train/fine_tune.h): the trained model directory a run starts from, and a LoRA
   // adapter trained on it instead of the whole model (lora.rank > 0).

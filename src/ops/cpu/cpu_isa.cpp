@@ -14,12 +14,15 @@ Isa best_isa() {
   if (!__builtin_cpu_supports("avx2") || !__builtin_cpu_supports("fma")) return Isa::portable;
   bool vnni = __builtin_cpu_supports("avx512f") && __builtin_cpu_supports("avx512bw") &&
               __builtin_cpu_supports("avx512vl") && __builtin_cpu_supports("avx512vnni");
-  return vnni ? Isa::avx512vnni : Isa::avx2;
+  if (!vnni) return Isa::avx2;
+  return __builtin_cpu_supports("avx512bf16") ? Isa::avx512bf16 : Isa::avx512vnni;
 }
 }  // namespace
 
 const char* isa_name(Isa isa) {
   switch (isa) {
+    case Isa::avx512bf16:
+      return "avx512bf16";
     case Isa::avx512vnni:
       return "avx512vnni";
     case Isa::avx2:
@@ -32,7 +35,7 @@ const char* isa_name(Isa isa) {
 
 std::vector<Isa> isas_up_to(Isa best) {
   std::vector<Isa> isas;
-  for (Isa isa : {Isa::portable, Isa::avx2, Isa::avx512vnni})
+  for (Isa isa : {Isa::portable, Isa::avx2, Isa::avx512vnni, Isa::avx512bf16})
     if (isa <= best) isas.push_back(isa);
   return isas;
 }

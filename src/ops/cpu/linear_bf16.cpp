@@ -1,5 +1,6 @@
 // The linear layer on bf16 weights: half the bytes of f32 to stream (a decoding step reads the
-// whole weight for a few rows), the arithmetic in f32 (this CPU has no bf16 instructions).
+// whole weight for a few rows), the arithmetic in f32 below Isa::avx512bf16 (which runs
+// bf16_dot.cpp's kernels instead).
 //
 // The weight is packed as linear_packed packs floats, panels of 16 outputs, each [k, 16], and a
 // bf16 is the top half of a float, so the micro-kernel widens 16 bf16 into two vectors of 8
@@ -12,6 +13,7 @@
 #include <cstring>
 #include <vector>
 
+#include "ops/cpu/bf16_dot.h"
 #include "ops/cpu/low_precision.h"
 #include "ops/cpu/panel_tasks.h"
 #include "tensor/dtype.h"
@@ -147,10 +149,12 @@ constexpr Micro kMicro[2][kRows + 1] = {
 }  // namespace
 
 int64_t bf16_packed_elements(int64_t n, int64_t k, Isa isa) {
+  if (isa >= Isa::avx512bf16) return bf16_dot_packed_elements(n, k);
   return (n + kPanel - 1) / kPanel * kPanel * k;
 }
 
 void pack_bf16(const float* w, int64_t n, int64_t k, Isa isa, uint16_t* packed) {
+  if (isa >= Isa::avx512bf16) return pack_bf16_dot(w, n, k, packed);
   int64_t panels = (n + kPanel - 1) / kPanel;
   for (int64_t p = 0; p < panels; ++p) {
     uint16_t* panel = packed + p * k * kPanel;  // [k, 16]
@@ -165,6 +169,7 @@ void pack_bf16(const float* w, int64_t n, int64_t k, Isa isa, uint16_t* packed) 
 void linear_bf16(const float* x, int64_t m, int64_t k, const uint16_t* packed, const float* bias,
                  int64_t n, Isa isa, float* y) {
   if (m <= 0 || n <= 0) return;
+  if (isa >= Isa::avx512bf16) return linear_bf16_dot(x, m, k, packed, bias, n, y);
   const float* xb = rounded_rows(x, m, k);  // [m, k]
   const Micro* micro = kMicro[isa >= Isa::avx2];
   int64_t panels = (n + kPanel - 1) / kPanel;

@@ -80,7 +80,7 @@ inline int64_t padded_k(int64_t k, Isa isa) {
 
 // A packed panel: kPanel outputs' weights, and for vnni their int32 sums of 128 * q.
 inline int64_t panel_bytes(int64_t k, Isa isa) {
-  return kPanel * padded_k(k, isa) + (isa == Isa::avx512vnni ? kPanel * 4 : 0);
+  return kPanel * padded_k(k, isa) + (isa >= Isa::avx512vnni ? kPanel * 4 : 0);
 }
 
 // ---- portable: panels [k4 / 4, 16, 4] (k4 = k rounded up to a multiple of 4: the 4 k values
@@ -339,7 +339,7 @@ void pack_int8(const int8_t* q, int64_t n, int64_t k, Isa isa, int8_t* packed) {
         int64_t row = p * kPanel + c, at = (i / g) * g * kPanel + g * c + i % g;
         panel[at] = row < n && i < k ? q[row * k + i] : 0;
       }
-    if (isa != Isa::avx512vnni) continue;
+    if (isa < Isa::avx512vnni) continue;
     for (int64_t c = 0; c < kPanel; ++c) {
       int64_t row = p * kPanel + c;
       int32_t shift = 0;  // |128 * sum| <= 128 * 127 * 2^17 < 2^31
@@ -354,7 +354,7 @@ void linear_int8(const float* x, int64_t m, int64_t k, const int8_t* packed, con
   if (m <= 0 || n <= 0) return;
   float* sx = scratch<float>(m);
   int64_t bytes = panel_bytes(k, isa);
-  if (isa == Isa::avx512vnni) {
+  if (isa >= Isa::avx512vnni) {
     int64_t k4 = padded_k(k, isa);
     uint8_t* xu = scratch<uint8_t>(m * k4);  // [m, k4]
     quantize_rows_vnni(x, m, k, k4, xu, sx);

@@ -10,12 +10,13 @@ namespace qkv::ops::cpu {
 
 // The instruction sets the kernels are written for, from the plainest up. avx512vnni (AVX-512
 // F/BW/VL with VNNI's 8-bit dot products) has its own int8 kernel and f32 few-row kernel; bf16
-// runs avx2's there.
-enum class Isa { portable, avx2, avx512vnni };
+// runs avx2's there. avx512bf16 (avx512vnni and AVX512_BF16's bf16 dot products) has its own bf16
+// kernels.
+enum class Isa { portable, avx2, avx512vnni, avx512bf16 };
 
 // The best Isa this CPU runs, capped by the environment variable QKV_CPU_ISA ("portable",
-// "avx2" or "avx512vnni"; read once). An unknown value, or one above what the CPU has, throws
-// std::runtime_error naming the variable and what the CPU offers.
+// "avx2", "avx512vnni" or "avx512bf16"; read once). An unknown value, or one above what the CPU
+// has, throws std::runtime_error naming the variable and what the CPU offers.
 Isa cpu_isa();
 const char* isa_name(Isa isa);
 // The Isas up to `best`, plainest first (a CPU that runs one runs those below it too).
@@ -44,6 +45,14 @@ void pack_bf16(const float* w, int64_t n, int64_t k, Isa isa, uint16_t* packed);
 // x rounded to bf16 the same way, each product exact in f32, summed in f32, then + bias.
 void linear_bf16(const float* x, int64_t m, int64_t k, const uint16_t* packed, const float* bias,
                  int64_t n, Isa isa, float* y);
+
+// Row-major c [m, n] = alpha * op(a) @ op(b) + beta * c with op(a) and op(b) rounded to bf16
+// (ties to even), each product exact in f32 and summed in f32 (beta 0: c is not read). avx512bf16
+// packs the operands in bf16 and multiplies with AVX512_BF16; below it the rounded operands go to
+// the f32 gemm (slower).
+void gemm_bf16(bool trans_a, bool trans_b, int64_t m, int64_t n, int64_t k, float alpha,
+               const float* a, int64_t lda, const float* b, int64_t ldb, float beta, float* c,
+               int64_t ldc, Isa isa);
 
 // f32 on the weight packed by pack_linear_weight (kernels.h), with the kernels of `isa` (AVX-512
 // ones from avx512vnni up); kernels::linear_packed runs it with cpu_isa().

@@ -1,0 +1,257 @@
+// The bf16 products on AVX512_BF16 (ops/cpu/bf16_dot.h): each operand rounded to the nearest
+// bf16 (ties to even), every product exact in f32, the products summed in f32.
+//
+// vdpbf16ps multiplies 16 pairs of bf16 by 16 pairs and adds each pair's two products into one of
+// 16 f32 sums: 32 multiply-adds per instruction, twice an f32 FMA's. Both operands hold pairs
+// along the summed dimension, so both are packed, rounding to bf16 as they go: b in panels of 32
+// columns, [pairs, 32] (two registers per pair), a in panels of 12 rows, [pairs, 12], whose pairs
+// the micro-kernel broadcasts: 12 rows x 32 columns in 24 registers of sums. A pair is one
+// uint32, the first element in its low half. Unlike BLIS the summed dimension is not cut into
+// blocks that stay in L1: a pair row of both panels (176 bytes) feeds 24 dot products, which L2
+// streams fast enough, and so each output is written once. The linear layer's weight is packed
+// once as b panels; its rows of x as a panels on each call.
+// Where the CPU lacks AVX512_BF16, gemm_bf16 rounds the operands to bf16 in f32 and OpenBLAS
+// multiplies them: the same products, summed in another order.
+
+// GCC 12's AVX-512 intrinsics pass an undefined vector as the unused source of their masked
+// forms, which its -Wuninitialized reports where they are inlined (GCC bug 105593).
+#pragma GCC diagnostic push
+#pragma GCC diagnostic ignored "-Wuninitialized"
+#pragma GCC diagnostic ignored "-Wmaybe-uninitialized"
+#include <immintrin.h>
+#pragma GCC diagnostic pop
+
+#include <algorithm>
+#include <vector>
+
+#include "ops/cpu/bf16_dot.h"
+#include "ops/cpu/gemm.h"
+#include "ops/cpu/low_precision.h"
+#include "tensor/dtype.h"
+
+namespace qkv::ops::cpu {
+
+namespace {
+constexpr int64_t kRowsPerPanel = 12;      // a's panels: rows per micro-kernel call
+constexpr int64_t kColsPerPanel = 32;      // b's panels: columns per micro-kernel call
+constexpr int64_t kTaskBytes = 256 << 10;  // a panels a task runs over one b panel: in L2
+constexpr int64_t kParallelMin = 1 << 18;  // multiply-adds below which one thread is faster
+
+#define QKV_BF16_TARGET __attribute__((target("avx512f,avx512bw,avx512vl,avx512bf16")))
+
+// 16 floats rounded to bf16 (ties to even), zero-extended into the low halves of 16 uint32.
+QKV_BF16_TARGET inline __m512i bf16_low_halves(__m512 x) {
+  return _mm512_cvtepu16_epi32(reinterpret_cast<__m256i>(_mm512_cvtneps_pbh(x)));
+}
+
+// out[j] = pair(lo[j], hi[j]) for j < count, 0 up to `width`; hi null: zeros.
+QKV_BF16_TARGET void pack_interleaved(const float* lo, const float* hi, int64_t count,
+                                      int64_t width, uint32_t* out) {
+  for (int64_t j = 0; j < width; j += 16) {
+    __mmask16 mask = count - j >= 16 ? 0xffff : count > j ? (1u << (count - j)) - 1 : 0;
+    __m512i low = bf16_low_halves(_mm512_maskz_loadu_ps(mask, lo + j));
+    __m512i high =
+        hi ? bf16_low_halves(_mm512_maskz_loadu_ps(mask, hi + j)) : _mm512_setzero_si512();
+    __mmask16 store = width - j >= 16 ? 0xffff : (1u << (width - j)) - 1;
+    _mm512_mask_storeu_epi32(out + j, store, _mm512_or_si512(low, _mm512_slli_epi32(high, 16)));
+  }
+}
+
+// out[p, r] = pair(src[r, 2p], src[r, 2p + 1]) for rows r < rows (0 up to `width`) and pairs
+// p < ceil(count / 2) (an odd count ends in a pair with a zero): each row rounded in registers,
+// then written across.
+QKV_BF16_TARGET void pack_transposed(const float* src, int64_t ld, int64_t rows, int64_t count,
+                                     int64_t width, uint32_t* out) {
+  int64_t pairs = (count + 1) / 2;
+  thread_local std::vector<uint32_t> row_pairs;
+  row_pairs.assign(size_t(width * pairs), 0);
+  for (int64_t r = 0; r < rows; ++r) {
+    const float* row = src + r * ld;
+    uint32_t* dst = row_pairs.data() + r * pairs;
+    for (int64_t i = 0; i < count; i += 32) {
+      int64_t left = count - i;
+      __mmask16 m0 = left >= 16 ? 0xffff : (1u << left) - 1;
+      __mmask16 m1 = left >= 32 ? 0xffff : left > 16 ? (1u << (left - 16)) - 1 : 0;
+      __m512bh both = _mm512_cvtne2ps_pbh(_mm512_maskz_loadu_ps(m1, row + i + 16),
+                                          _mm512_maskz_loadu_ps(m0, row + i));
+      __mmask16 pair_mask = left >= 32 ? 0xffff : (1u << ((left + 1) / 2)) - 1;
+      _mm512_mask_storeu_epi32(dst + i / 2, pair_mask, reinterpret_cast<__m512i>(both));
+    }
+  }
+  for (int64_t p = 0; p < pairs; ++p)
+    for (int64_t r = 0; r < width; ++r) out[p * width + r] = row_pairs[r * pairs + p];
+}
+
+// Packs the operand x's [rows, summed count) into panels of `width` rows (of op(x):
+// a's rows, b's columns), [pairs, width] each, shared among the threads of the enclosing
+// parallel region (no barrier at the end).
+// along_rows: x's rows are op(x)'s, contiguous along the summed dimension (a, or b transposed),
+// packed panel by panel; else x is [summed, rows] (a transposed, or b) and each two of its rows
+// give a pair row of every panel, packed pair row by pair row so that x is read in order.
+void pack_panels(bool along_rows, const float* x, int64_t ld, int64_t rows, int64_t count,
+                 int64_t width, uint32_t* out) {
+  int64_t pairs = (count + 1) / 2, panels = (rows + width - 1) / width;
+  if (along_rows) {
+#pragma omp for schedule(static) nowait
+    for (int64_t j = 0; j < panels; ++j)
+      pack_transposed(x + j * width * ld, ld, std::min(width, rows - j * width), count, width,
+                      out + j * pairs * width);
+    return;
+  }
+#pragma omp for schedule(static) nowait
+  for (int64_t p = 0; p < pairs; ++p) {
+    const float* lo = x + 2 * p * ld;
+    const float* hi = 2 * p + 1 < count ? lo + ld : nullptr;
+    for (int64_t j = 0; j < panels; ++j)
+      pack_interleaved(lo + j * width, hi ? hi + j * width : nullptr,
+                       std::min(width, rows - j * width), width, out + (j * pairs + p) * width);
+  }
+}
+
+// part[r] += the R rows' pairs p of an a panel [pairs, 12] times pair row p of a b panel
+// [pairs, 32].
+template <int R>
+QKV_BF16_TARGET inline void dot_step(const uint32_t* a, const uint32_t* b, int64_t p,
+                                     __m512 (&part)[R][2]) {
+  __m512bh b0 = reinterpret_cast<__m512bh>(_mm512_loadu_si512(b + p * kColsPerPanel));
+  __m512bh b1 = reinterpret_cast<__m512bh>(_mm512_loadu_si512(b + p * kColsPerPanel + 16));
+#pragma GCC unroll 12
+  for (int r = 0; r < R; ++r) {
+    __m512bh pair = reinterpret_cast<__m512bh>(_mm512_set1_epi32(int(a[p * kRowsPerPanel + r])));
+    part[r][0] = _mm512_dpbf16_ps(part[r][0], pair, b0);
+    part[r][1] = _mm512_dpbf16_ps(part[r][1], pair, b1);
+  }
+}
+
+// c[r, :cols] = alpha * sum + beta * c[r, :cols] (+ bias[:cols]) for the R rows of an a panel
+// [pairs, 12] against a b panel [pairs, 32]; beta 0 never reads c, bias may be null. With few
+// rows the dot products would wait on each other: U steps go to separate sums.
+template <int R>
+QKV_BF16_TARGET void micro_kernel(int64_t pairs, const uint32_t* a, const uint32_t* b, float alpha,
+                                  float beta, const float* bias, int64_t cols, float* c,
+                                  int64_t ldc) {
+  constexpr int U = R <= 2 ? 4 : R <= 4 ? 2 : 1;
+  __m512 sum[U][R][2];
+#pragma GCC unroll 4
+  for (int u = 0; u < U; ++u)
+#pragma GCC unroll 12
+    for (int r = 0; r < R; ++r) sum[u][r][0] = sum[u][r][1] = _mm512_setzero_ps();
+  int64_t p = 0;
+  for (; p + U <= pairs; p += U)
+#pragma GCC unroll 4
+    for (int u = 0; u < U; ++u) dot_step<R>(a, b, p + u, sum[u]);
+  for (; p < pairs; ++p) dot_step<R>(a, b, p, sum[0]);
+  __mmask16 mask[2] = {__mmask16(cols >= 16 ? 0xffff : (1u << cols) - 1),
+                       __mmask16(cols >= 32  ? 0xffff
+                                 : cols > 16 ? (1u << (cols - 16)) - 1
+                                             : 0)};
+  __m512 va = _mm512_set1_ps(alpha), vb = _mm512_set1_ps(beta);
+#pragma GCC unroll 12
+  for (int r = 0; r < R; ++r)
+#pragma GCC unroll 2
+    for (int h = 0; h < 2; ++h) {
+      __m512 total = sum[0][r][h];
+#pragma GCC unroll 4
+      for (int u = 1; u < U; ++u) total = _mm512_add_ps(total, sum[u][r][h]);
+      float* out = c + r * ldc + 16 * h;
+      __m512 v = _mm512_mul_ps(va, total);
+      if (beta != 0.f) v = _mm512_fmadd_ps(vb, _mm512_maskz_loadu_ps(mask[h], out), v);
+      if (bias) v = _mm512_add_ps(v, _mm512_maskz_loadu_ps(mask[h], bias + 16 * h));
+      _mm512_mask_storeu_ps(out, mask[h], v);
+    }
+}
+
+using Micro = void (*)(int64_t, const uint32_t*, const uint32_t*, float, float, const float*,
+                       int64_t, float*, int64_t);
+constexpr Micro kMicro[kRowsPerPanel + 1] = {
+    nullptr,          micro_kernel<1>,  micro_kernel<2>, micro_kernel<3>, micro_kernel<4>,
+    micro_kernel<5>,  micro_kernel<6>,  micro_kernel<7>, micro_kernel<8>, micro_kernel<9>,
+    micro_kernel<10>, micro_kernel<11>, micro_kernel<12>};
+
+// c [m, n] = alpha * the a panels [a_panels, pairs, 12] times the b panels [b_panels, pairs, 32]
+// + beta * c (+ bias), shared among the threads of the enclosing parallel region: each task one
+// b panel against the a panels that fit kTaskBytes (in L2).
+void multiply_panels(int64_t m, int64_t n, int64_t pairs, const uint32_t* pa, const uint32_t* pb,
+                     float alpha, float beta, const float* bias, float* c, int64_t ldc) {
+  int64_t a_panels = (m + kRowsPerPanel - 1) / kRowsPerPanel;
+  int64_t b_panels = (n + kColsPerPanel - 1) / kColsPerPanel;
+  int64_t per_task = std::max<int64_t>(1, kTaskBytes / (pairs * kRowsPerPanel * 4));
+  int64_t tasks_a = (a_panels + per_task - 1) / per_task;
+#pragma omp for collapse(2) schedule(static)
+  for (int64_t ta = 0; ta < tasks_a; ++ta)
+    for (int64_t j = 0; j < b_panels; ++j) {
+      int64_t j0 = j * kColsPerPanel;
+      for (int64_t i = ta * per_task; i < std::min(a_panels, (ta + 1) * per_task); ++i) {
+        int64_t i0 = i * kRowsPerPanel;
+        kMicro[std::min(kRowsPerPanel, m - i0)](
+            pairs, pa + i * pairs * kRowsPerPanel, pb + j * pairs * kColsPerPanel, alpha, beta,
+            bias ? bias + j0 : nullptr, std::min(kColsPerPanel, n - j0), c + i0 * ldc + j0, ldc);
+      }
+    }
+}
+
+// op(x) [rows, cols] (x's leading dimension ld) rounded to bf16 in f32, stored densely as op(x).
+std::vector<float> rounded(bool trans, const float* x, int64_t rows, int64_t cols, int64_t ld) {
+  std::vector<float> out(size_t(rows * cols));
+  for (int64_t i = 0; i < rows; ++i)
+    for (int64_t j = 0; j < cols; ++j)
+      out[i * cols + j] = from_bf16(to_bf16(trans ? x[j * ld + i] : x[i * ld + j]));
+  return out;
+}
+}  // namespace
+
+void gemm_bf16_dot(bool trans_a, bool trans_b, int64_t m, int64_t n, int64_t k, float alpha,
+                   const float* a, int64_t lda, const float* b, int64_t ldb, float beta, float* c,
+                   int64_t ldc) {
+  int64_t pairs = (k + 1) / 2;
+  int64_t a_panels = (m + kRowsPerPanel - 1) / kRowsPerPanel;
+  int64_t b_panels = (n + kColsPerPanel - 1) / kColsPerPanel;
+  thread_local std::vector<uint32_t> packed_a, packed_b;
+  packed_a.resize(size_t(a_panels * pairs * kRowsPerPanel));
+  packed_b.resize(size_t(b_panels * pairs * kColsPerPanel));
+  uint32_t* pa = packed_a.data();  // this thread's, also inside the parallel region
+  uint32_t* pb = packed_b.data();
+#pragma omp parallel if (m * n * k >= kParallelMin)
+  {
+    pack_panels(!trans_a, a, lda, m, k, kRowsPerPanel, pa);
+    pack_panels(trans_b, b, ldb, n, k, kColsPerPanel, pb);
+#pragma omp barrier
+    multiply_panels(m, n, pairs, pa, pb, alpha, beta, nullptr, c, ldc);
+  }
+}
+
+int64_t bf16_dot_packed_elements(int64_t n, int64_t k) {
+  return (n + kColsPerPanel - 1) / kColsPerPanel * ((k + 1) / 2) * kColsPerPanel * 2;
+}
+
+void pack_bf16_dot(const float* w, int64_t n, int64_t k, uint16_t* packed) {
+  pack_panels(true, w, k, n, k, kColsPerPanel, reinterpret_cast<uint32_t*>(packed));
+}
+
+void linear_bf16_dot(const float* x, int64_t m, int64_t k, const uint16_t* packed,
+                     const float* bias, int64_t n, float* y) {
+  int64_t pairs = (k + 1) / 2, a_panels = (m + kRowsPerPanel - 1) / kRowsPerPanel;
+  thread_local std::vector<uint32_t> packed_x;
+  packed_x.resize(size_t(a_panels * pairs * kRowsPerPanel));
+  uint32_t* px = packed_x.data();  // this thread's, also inside the parallel region
+#pragma omp parallel if (m * n * k >= kParallelMin)
+  {
+    pack_panels(true, x, k, m, k, kRowsPerPanel, px);
+#pragma omp barrier
+    multiply_panels(m, n, pairs, px, reinterpret_cast<const uint32_t*>(packed), 1.f, 0.f, bias, y,
+                    n);
+  }
+}
+
+void gemm_bf16(bool trans_a, bool trans_b, int64_t m, int64_t n, int64_t k, float alpha,
+               const float* a, int64_t lda, const float* b, int64_t ldb, float beta, float* c,
+               int64_t ldc, Isa isa) {
+  if (m <= 0 || n <= 0) return;
+  if (k <= 0) return gemm(false, false, m, n, 0, alpha, a, 1, b, n, beta, c, ldc);  // beta * c
+  if (isa >= Isa::avx512bf16)
+    return gemm_bf16_dot(trans_a, trans_b, m, n, k, alpha, a, lda, b, ldb, beta, c, ldc);
+  std::vector<float> ra = rounded(trans_a, a, m, k, lda), rb = rounded(trans_b, b, k, n, ldb);
+  gemm(false, false, m, n, k, alpha, ra.data(), k, rb.data(), n, beta, c, ldc);
+}
+
+}  // namespace qkv::ops::cpu

@@ -57,29 +57,66 @@ QKV_BF16_TARGET void pack_interleaved(const float* lo, const float* hi, int64_t 
   }
 }
 
+// t[i] holds row i of a 16 x 16 matrix of uint32; afterwards t[j] holds its column j. Within each
+// 128-bit lane 4 x 4 blocks are transposed (unpack by 32 and 64 bits), then the lanes
+// themselves (shuffle_i32x4).
+QKV_BF16_TARGET inline void transpose16(__m512i (&t)[16]) {
+  __m512i u[16];
+#pragma GCC unroll 8
+  for (int i = 0; i < 16; i += 2) {
+    u[i] = _mm512_unpacklo_epi32(t[i], t[i + 1]);
+    u[i + 1] = _mm512_unpackhi_epi32(t[i], t[i + 1]);
+  }
+  // t[4g + c], lane L: rows 4g .. 4g + 3 of column 4L + c.
+#pragma GCC unroll 4
+  for (int g = 0; g < 16; g += 4) {
+    t[g] = _mm512_unpacklo_epi64(u[g], u[g + 2]);
+    t[g + 1] = _mm512_unpackhi_epi64(u[g], u[g + 2]);
+    t[g + 2] = _mm512_unpacklo_epi64(u[g + 1], u[g + 3]);
+    t[g + 3] = _mm512_unpackhi_epi64(u[g + 1], u[g + 3]);
+  }
+  __m512i column[16];
+#pragma GCC unroll 4
+  for (int c = 0; c < 4; ++c) {
+    __m512i p0 = _mm512_shuffle_i32x4(t[c], t[4 + c], 0x44);  // lanes 0, 1 of each
+    __m512i p1 = _mm512_shuffle_i32x4(t[c], t[4 + c], 0xee);  // lanes 2, 3
+    __m512i p2 = _mm512_shuffle_i32x4(t[8 + c], t[12 + c], 0x44);
+    __m512i p3 = _mm512_shuffle_i32x4(t[8 + c], t[12 + c], 0xee);
+    column[c] = _mm512_shuffle_i32x4(p0, p2, 0x88);       // lane 0 of the four
+    column[4 + c] = _mm512_shuffle_i32x4(p0, p2, 0xdd);   // lane 1
+    column[8 + c] = _mm512_shuffle_i32x4(p1, p3, 0x88);   // lane 2
+    column[12 + c] = _mm512_shuffle_i32x4(p1, p3, 0xdd);  // lane 3
+  }
+#pragma GCC unroll 16
+  for (int j = 0; j < 16; ++j) t[j] = column[j];
+}
+
 // out[p, r] = pair(src[r, 2p], src[r, 2p + 1]) for rows r < rows (0 up to `width`) and pairs
-// p < ceil(count / 2) (an odd count ends in a pair with a zero): each row rounded in registers,
-// then written across.
+// p < ceil(count / 2) (an odd count ends in a pair with a zero): 16 pairs of 16 rows at a time,
+// rounded and transposed in registers.
 QKV_BF16_TARGET void pack_transposed(const float* src, int64_t ld, int64_t rows, int64_t count,
                                      int64_t width, uint32_t* out) {
   int64_t pairs = (count + 1) / 2;
-  thread_local std::vector<uint32_t> row_pairs;
-  row_pairs.assign(size_t(width * pairs), 0);
-  for (int64_t r = 0; r < rows; ++r) {
-    const float* row = src + r * ld;
-    uint32_t* dst = row_pairs.data() + r * pairs;
-    for (int64_t i = 0; i < count; i += 32) {
-      int64_t left = count - i;
+  for (int64_t r0 = 0; r0 < width; r0 += 16) {
+    __mmask16 store = __mmask16((1u << std::min<int64_t>(16, width - r0)) - 1);
+    for (int64_t p0 = 0; p0 < pairs; p0 += 16) {
+      int64_t left = count - 2 * p0;  // floats left in each row, at least 1
       __mmask16 m0 = left >= 16 ? 0xffff : (1u << left) - 1;
       __mmask16 m1 = left >= 32 ? 0xffff : left > 16 ? (1u << (left - 16)) - 1 : 0;
-      __m512bh both = _mm512_cvtne2ps_pbh(_mm512_maskz_loadu_ps(m1, row + i + 16),
-                                          _mm512_maskz_loadu_ps(m0, row + i));
-      __mmask16 pair_mask = left >= 32 ? 0xffff : (1u << ((left + 1) / 2)) - 1;
-      _mm512_mask_storeu_epi32(dst + i / 2, pair_mask, reinterpret_cast<__m512i>(both));
+      __m512i t[16];
+#pragma GCC unroll 16
+      for (int r = 0; r < 16; ++r) {
+        const float* row = src + (r0 + r) * ld + 2 * p0;
+        t[r] = r0 + r < rows
+                   ? reinterpret_cast<__m512i>(_mm512_cvtne2ps_pbh(
+                         _mm512_maskz_loadu_ps(m1, row + 16), _mm512_maskz_loadu_ps(m0, row)))
+                   : _mm512_setzero_si512();
+      }
+      transpose16(t);
+      for (int64_t q = 0; q < std::min<int64_t>(16, pairs - p0); ++q)
+        _mm512_mask_storeu_epi32(out + (p0 + q) * width + r0, store, t[q]);
     }
   }
-  for (int64_t p = 0; p < pairs; ++p)
-    for (int64_t r = 0; r < width; ++r) out[p * width + r] = row_pairs[r * pairs + p];
 }
 
 // Packs the operand x's [rows, summed count) into panels of `width` rows (of op(x):

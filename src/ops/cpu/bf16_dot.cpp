@@ -35,7 +35,9 @@ namespace {
 constexpr int64_t kRowsPerPanel = 12;      // a's panels: rows per micro-kernel call
 constexpr int64_t kColsPerPanel = 32;      // b's panels: columns per micro-kernel call
 constexpr int64_t kTaskBytes = 256 << 10;  // a panels a task runs over one b panel: in L2
-constexpr int64_t kParallelMin = 1 << 18;  // multiply-adds below which one thread is faster
+// Multiply-adds below which one thread is faster: waking the other costs tens of microseconds
+// (passive OpenMP threads), a decoding step's products are small and many.
+constexpr int64_t kParallelMin = 1 << 18, kLinearParallelMin = 1 << 21;
 
 #define QKV_BF16_TARGET __attribute__((target("avx512f,avx512bw,avx512vl,avx512bf16")))
 
@@ -271,7 +273,7 @@ void linear_bf16_dot(const float* x, int64_t m, int64_t k, const uint16_t* packe
   thread_local std::vector<uint32_t> packed_x;
   packed_x.resize(size_t(a_panels * pairs * kRowsPerPanel));
   uint32_t* px = packed_x.data();  // this thread's, also inside the parallel region
-#pragma omp parallel if (m * n * k >= kParallelMin)
+#pragma omp parallel if (m * n * k >= kLinearParallelMin)
   {
     pack_panels(true, x, k, m, k, kRowsPerPanel, px);
 #pragma omp barrier

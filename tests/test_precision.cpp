@@ -3,7 +3,7 @@
 // operands (the linear layer forward and backward equal cpu::gemm_bf16 on the same operands, and
 // differ from f32), so a tiny Seq2Seq trains under it as in f32. And the training loop's guard
 // that bf16 leans on: a non-finite gradient or loss skips the update, leaves the weights as they
-// were and says so in metrics.jsonl.
+// were and says so in metrics.jsonl. ctest runs it again on the fallback (QKV_CPU_ISA=portable).
 #include <gtest/gtest.h>
 #include <unistd.h>
 
@@ -29,14 +29,17 @@ namespace {
 using ops::AutocastScope;
 using ops::MatmulPrecision;
 
-TEST(Precision, Bf16OnEitherDeviceOtherPrecisionsRefused) {
+TEST(Precision, Bf16AndAutoOnEitherDeviceOtherPrecisionsRefused) {
   train::LoopConfig c;
   for (const char* device : {"cpu", "cuda"}) {
     c.device = device;
-    for (const char* precision : {"f32", "bf16"}) {
+    for (const char* precision : {"f32", "bf16", "auto"}) {
       c.precision = precision;
       EXPECT_NO_THROW(c.validate_loop()) << device << " " << precision;
     }
+    // auto: bf16 where its products are fast.
+    bool fast = c.device == "cuda" || ops::cpu_has_bf16_products();
+    EXPECT_EQ(c.matmul_precision(), fast ? MatmulPrecision::bf16 : MatmulPrecision::f32) << device;
     c.precision = "f16";
     try {
       c.validate_loop();
@@ -198,6 +201,42 @@ TEST(Precision, NonFiniteUpdateIsSkippedAndLogged) {
       << text.str();
   EXPECT_NE(text.str().find("the loss is not finite (loss nan"), std::string::npos) << text.str();
   EXPECT_NE(text.str().find("2 skipped in this run"), std::string::npos) << text.str();
+  fs::remove_all(dir);
+}
+
+// bf16 on a CPU without AVX512_BF16 (or capped below it by QKV_CPU_ISA, as ctest's
+// test_precision .portable run does) is right but slower than f32: the run says so once. auto
+// picks bf16 only with it, and says which.
+TEST(Precision, Bf16WithoutAvx512Bf16IsNotedAutoPicksByTheCpu) {
+  namespace fs = std::filesystem;
+  fs::path dir = fs::temp_directory_path() / ("qkv_precision_note_" + std::to_string(::getpid()));
+  fs::remove_all(dir);
+  fs::create_directories(dir);
+  Var w(Tensor::from_vector(std::vector<float>{1.f}, {1}), true);
+  nn::ParamList params = {{"w", w}};
+  bool fast = ops::cpu_has_bf16_products();
+  for (const char* precision : {"f32", "bf16", "auto"}) {
+    train::LoopConfig lc;
+    lc.precision = precision;
+    {
+      train::TrainLog log(dir.string());
+      train::TrainingLoop loop(lc, dir.string(), params, log);
+      EXPECT_EQ(loop.precision(), lc.precision == "f32" || (lc.precision == "auto" && !fast)
+                                      ? MatmulPrecision::f32
+                                      : MatmulPrecision::bf16);
+    }
+    std::stringstream text;
+    text << std::ifstream(dir / "metrics.jsonl").rdbuf();
+    bool slow_noted = text.str().find("slower than precision: f32") != std::string::npos;
+    EXPECT_EQ(slow_noted, lc.precision == "bf16" && !fast)
+        << precision << ", CPU ISA " << ops::cpu::isa_name(ops::cpu::cpu_isa()) << ": "
+        << text.str();
+    std::string auto_note =
+        fast ? "auto: bf16 (this CPU has AVX512_BF16)" : "auto: f32 (this CPU has no AVX512_BF16)";
+    EXPECT_EQ(text.str().find(auto_note) != std::string::npos, lc.precision == "auto")
+        << precision << ": " << text.str();
+    fs::remove(dir / "metrics.jsonl");
+  }
   fs::remove_all(dir);
 }
 

@@ -114,7 +114,7 @@ int64_t distill_lm(const LmTrainConfig& student, const DistillOptions& options) 
   model_dir::apply_compute_type(options.teacher_compute_type, options.teacher,
                                 options.teacher_checkpoint, device, teacher->linears());
   int64_t vocab = teacher->config().vocab_size;
-  ops::MatmulPrecision precision = ops::precision_from_name(student.precision);
+  ops::MatmulPrecision precision = student.matmul_precision();
   Distillation<data::LmBatch> distill;
   distill.weights = options.weights;
   distill.teacher_logits = [teacher, vocab, precision](const data::LmBatch& b) {

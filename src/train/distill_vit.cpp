@@ -110,7 +110,7 @@ int64_t distill_vit(const ViTTrainConfig& student, const DistillOptions& options
   // student's is its base's.
   auto renormalization = std::make_shared<std::optional<VitTeacherRenormalization>>();
   auto resolved = std::make_shared<bool>(false);
-  ops::MatmulPrecision precision = ops::precision_from_name(student.precision);
+  ops::MatmulPrecision precision = student.matmul_precision();
   Distillation<data::ImageBatch> distill;
   distill.weights = options.weights;
   distill.teacher_logits = [=](const data::ImageBatch& b) {

@@ -48,12 +48,19 @@ void LoopConfig::bind_loop(Options& o) {
   o.add("threads", threads, "CPU threads for OpenMP and BLAS (0: all cores)");
   o.add("device", device, "cpu or cuda");
   o.add("precision", precision,
-        "matrix products: f32, or bf16 (bf16 operands, f32 accumulation, f32 weights and "
-        "optimizer state; on the cpu fast with AVX512_BF16 only)");
+        "matrix products: f32, bf16 (bf16 operands, f32 accumulation, f32 weights and "
+        "optimizer state; on the cpu fast with AVX512_BF16 only), or auto (bf16 where it is "
+        "fast: cuda, or a CPU with AVX512_BF16; else f32)");
   o.add("init-from", init_from,
         "start from this trained model directory: its config, tokenizer and weights (best)");
   lora.bind(o);
   moe_loss.bind(o);
+}
+
+ops::MatmulPrecision LoopConfig::matmul_precision() const {
+  if (precision != "auto") return ops::precision_from_name(precision);
+  bool fast = device == "cuda" || ops::cpu_has_bf16_products();
+  return fast ? ops::MatmulPrecision::bf16 : ops::MatmulPrecision::f32;
 }
 
 void LoopConfig::validate_loop() const {
@@ -68,7 +75,8 @@ void LoopConfig::validate_loop() const {
        "ema-decay must be 0 (off) or in (0, 1), not " + std::to_string(ema_decay));
   optim::schedule_from_name(lr_schedule);
   need(device == "cpu" || device == "cuda", "device must be cpu or cuda");
-  ops::precision_from_name(precision);
+  need(precision == "f32" || precision == "bf16" || precision == "auto",
+       "precision must be f32, bf16 or auto, got '" + precision + "'");
   need(accumulate > 0, "accumulate must be positive, not " + std::to_string(accumulate));
   need(allreduce_bucket_mb > 0 && std::isfinite(allreduce_bucket_mb),
        "allreduce-bucket-mb must be positive");
@@ -112,7 +120,12 @@ TrainingLoop::TrainingLoop(const LoopConfig& config, const std::string& model_di
     stop_if_schedule_done();
   }
   start_average();
-  if (config_.precision == "bf16" && config_.device == "cpu" && !ops::cpu_has_bf16_products())
+  if (config_.precision == "auto")
+    log.note("precision", std::string("auto: ") + ops::precision_name(precision()) +
+                              (config_.device == "cuda"       ? " (cuda)"
+                               : ops::cpu_has_bf16_products() ? " (this CPU has AVX512_BF16)"
+                                                              : " (this CPU has no AVX512_BF16)"));
+  else if (config_.precision == "bf16" && config_.device == "cpu" && !ops::cpu_has_bf16_products())
     log.note("precision",
              "this CPU has no AVX512_BF16: its bf16 products round the operands and multiply "
              "them in f32, slower than precision: f32 (same numbers as a CPU with it, to f32 "

@@ -68,7 +68,8 @@ struct LoopConfig {
   int64_t seed = 1, threads = 0;
   std::string device = "cpu";
   // Matrix products: f32, or bf16 operands with f32 accumulation (ops/precision.h); weights,
-  // gradients and Adam state stay f32 either way. On the cpu bf16 is fast with AVX512_BF16 only.
+  // gradients and Adam state stay f32 either way. On the cpu bf16 is fast with AVX512_BF16 only;
+  // auto is bf16 where it is fast (cuda, or such a CPU), else f32.
   std::string precision = "f32";
   // Fine-tuning (train/fine_tune.h): the trained model directory a run starts from, and a LoRA
   // adapter trained on it instead of the whole model (lora.rank > 0).
@@ -81,6 +82,8 @@ struct LoopConfig {
   void bind_loop(Options& options);
   // Throws std::invalid_argument naming the first option with an impossible value.
   void validate_loop() const;
+  // The precision of the matrix products: `precision`, auto resolved for this device and CPU.
+  ops::MatmulPrecision matmul_precision() const;
 };
 
 // Where the training data stands after an update (the data reader's own counting).
@@ -110,8 +113,8 @@ class TrainingLoop {
   // A training context with `dropout` and the run's dropout RNG (saved in checkpoints), and
   // the loop's record of MoE routing.
   nn::Context context(float dropout);
-  // The precision option, for the AutocastScope around forward and backward passes.
-  ops::MatmulPrecision precision() const { return ops::precision_from_name(config_.precision); }
+  // The run's matrix-product precision, for the AutocastScope around forward and backward passes.
+  ops::MatmulPrecision precision() const { return config_.matmul_precision(); }
   // The batches of one update over all ranks: accumulate x ranks.
   int64_t batches_per_update() const { return config_.accumulate * Ranks::size(); }
   // Calls pass(data.next()) for this rank's share of the next update's batches (batch i of them

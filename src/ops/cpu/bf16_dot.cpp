@@ -273,13 +273,9 @@ void linear_bf16_dot(const float* x, int64_t m, int64_t k, const uint16_t* packe
   thread_local std::vector<uint32_t> packed_x;
   packed_x.resize(size_t(a_panels * pairs * kRowsPerPanel));
   uint32_t* px = packed_x.data();  // this thread's, also inside the parallel region
+  pack_panels(true, x, k, m, k, kRowsPerPanel, px);  // on this thread: 1/n of the work
 #pragma omp parallel if (m * n * k >= kLinearParallelMin)
-  {
-    pack_panels(true, x, k, m, k, kRowsPerPanel, px);
-#pragma omp barrier
-    multiply_panels(m, n, pairs, px, reinterpret_cast<const uint32_t*>(packed), 1.f, 0.f, bias, y,
-                    n);
-  }
+  multiply_panels(m, n, pairs, px, reinterpret_cast<const uint32_t*>(packed), 1.f, 0.f, bias, y, n);
 }
 
 void gemm_bf16(bool trans_a, bool trans_b, int64_t m, int64_t n, int64_t k, float alpha,

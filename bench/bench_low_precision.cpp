@@ -6,6 +6,9 @@
 //   vs_packed, vs_blas                    the kernel's speed / theirs
 // Names: <kernel>_<isa>/m/n/k/threads. Rows 1 and 6 are decoding steps, 32 a batch of them, 960
 // an encoder's or a ViT's tokens; (n, k) are a d_model 256 model's projections and vocabulary.
+// Also training's bf16 product (cpu::gemm_bf16) against sgemm with the same transposes, on the
+// products of a step of bench/run.sh's tiny and small presets (2048 target tokens): counters
+// GFLOPs, blas_GFLOPs and vs_blas; names gemm_bf16_<isa>/m/n/k/trans_a/trans_b/threads.
 #include <benchmark/benchmark.h>
 #include <cblas.h>
 
@@ -98,10 +101,62 @@ void bench(benchmark::State& state, Kernel kernel, Isa isa) {
   state.counters["vs_blas"] = blas_seconds / seconds;
 }
 
+void bench_gemm(benchmark::State& state, Isa isa) {
+  int64_t m = state.range(0), n = state.range(1), k = state.range(2);
+  bool trans_a = state.range(3), trans_b = state.range(4);
+  set_num_threads(int(state.range(5)));
+  std::vector<float> a = uniform(m * k, 1), b = uniform(k * n, 2), c(m * n), c_blas(m * n);
+  int64_t lda = trans_a ? m : k, ldb = trans_b ? k : n;
+  auto call = [&] {
+    ops::cpu::gemm_bf16(trans_a, trans_b, m, n, k, 1.f, a.data(), lda, b.data(), ldb, 0.f, c.data(),
+                        n, isa);
+  };
+  auto call_blas = [&] {
+    cblas_sgemm(CblasRowMajor, trans_a ? CblasTrans : CblasNoTrans,
+                trans_b ? CblasTrans : CblasNoTrans, int(m), int(n), int(k), 1.f, a.data(),
+                int(lda), b.data(), int(ldb), 0.f, c_blas.data(), int(n));
+  };
+  call();  // warm-up: scratch buffers, thread pools
+  call_blas();
+  double seconds = 0, blas_seconds = 0;
+  for (auto _ : state) {
+    double t = seconds_of(call);
+    state.SetIterationTime(t);
+    seconds += t;
+    blas_seconds += seconds_of(call_blas);
+  }
+  double gflop = 2.0 * double(m) * double(n) * double(k) * double(state.iterations()) / 1e9;
+  state.counters["GFLOPs"] = gflop / seconds;
+  state.counters["blas_GFLOPs"] = gflop / blas_seconds;
+  state.counters["vs_blas"] = blas_seconds / seconds;
+}
+
+void register_gemm_benchmarks() {
+  Isa isa = ops::cpu::cpu_isa();
+  std::string name = std::string("gemm_bf16_") + ops::cpu::isa_name(isa);
+  auto* b = benchmark::RegisterBenchmark(name.c_str(), bench_gemm, isa);
+  b->ArgNames({"m", "n", "k", "trans_a", "trans_b", "threads"})
+      ->UseManualTime()
+      ->MinTime(0.2)
+      ->Unit(benchmark::kMicrosecond);
+  // Per preset (d, ff): forward x w^T for the attention projections, ff1, ff2 and the output
+  // layer, dx = dy w of ff2, and dw = dy^T x of ff1.
+  for (auto [d, ff] : {std::pair<int64_t, int64_t>{256, 1024}, {512, 2048}})
+    for (int64_t threads : {1, 2}) {
+      b->Args({2048, 3 * d, d, 0, 1, threads});
+      b->Args({2048, ff, d, 0, 1, threads});
+      b->Args({2048, d, ff, 0, 1, threads});
+      b->Args({2048, 8000, d, 0, 1, threads});
+      b->Args({2048, ff, d, 0, 0, threads});
+      b->Args({ff, d, 2048, 1, 0, threads});
+    }
+}
+
 void register_benchmarks() {
+  register_gemm_benchmarks();
   for (Kernel kernel : {Kernel::int8, Kernel::bf16})
     for (Isa isa : ops::cpu::isas_up_to(ops::cpu::cpu_isa())) {
-      if (kernel == Kernel::bf16 && isa > Isa::avx2) continue;  // it runs avx2's bf16 kernel
+      if (kernel == Kernel::bf16 && isa == Isa::avx512vnni) continue;  // runs avx2's bf16
       std::string name =
           std::string(kernel == Kernel::int8 ? "int8_" : "bf16_") + ops::cpu::isa_name(isa);
       auto* b = benchmark::RegisterBenchmark(name.c_str(), bench, kernel, isa);

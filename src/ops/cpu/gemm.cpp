@@ -22,12 +22,11 @@ void batched_gemm(bool trans_a, bool trans_b, int64_t batch, int64_t m, int64_t 
                   float beta, float* c, int64_t stride_c) {
   int64_t lda = trans_a ? m : k, ldb = trans_b ? k : n;
   bool bf16 = matmul_precision() == MatmulPrecision::bf16;  // inside a bf16 AutocastScope
-  Isa isa = bf16 ? cpu_isa() : Isa::portable;
   for (int64_t i = 0; i < batch; ++i) {
     const float *ai = a + i * stride_a, *bi = b + i * stride_b;
     float* ci = c + i * stride_c;
     if (bf16)
-      gemm_bf16(trans_a, trans_b, m, n, k, alpha, ai, lda, bi, ldb, beta, ci, n, isa);
+      gemm_bf16(trans_a, trans_b, m, n, k, alpha, ai, lda, bi, ldb, beta, ci, n, cpu_isa());
     else
       gemm(trans_a, trans_b, m, n, k, alpha, ai, lda, bi, ldb, beta, ci, n);
   }

@@ -5,7 +5,7 @@
 // from it: f32 cuBLAS agrees with the CPU to about 1e-7, so an error above 1e-6 shows that bf16
 // operands were really used. Attention with head dim 64 or 128 runs FlashAttention. Then a tiny
 // Seq2Seq trains 3 Adam steps under bf16 on cuda with losses within 5e-3 of f32 on the CPU and
-// first-step gradients within 0.25 of each tensor's norm (kBf16GradTol), and the
+// first-step gradients within 0.25 of each tensor's norm, and the
 // training loop skips a poisoned update (infinite gradient or loss) leaving the weights
 // bit-identical. Skipped in builds without CUDA
 // (fails in one with CUDA but no device).
@@ -21,9 +21,7 @@
 #include "nn/seq2seq.h"
 #include "ops/ops.h"
 #include "ops/precision.h"
-#include "optim/optimizer.h"
 #include "support/cuda_compare.h"
-#include "support/gradient_compare.h"
 #include "support/tiny_training.h"
 #include "train/loop.h"
 #include "train/trainer.h"
@@ -145,70 +143,10 @@ TEST(CudaMixedPrecision, Attention) {
   }
 }
 
-// bf16 on cuda against f32 on the CPU. The first step's gradients (same weights, same dropout
-// masks) are compared per tensor, relative to each one's own norm: bf16 keeps 8 significant
-// bits (unit roundoff 2^-9 = 2e-3) and every matmul operand is rounded, forward and backward,
-// and in this post-norm model with head dim 16 the LayerNorm and softmax backward passes
-// subtract nearly equal rounded terms. Measured (emulated backend): 1.7e-3 (final_logits_bias)
-// near the loss, a median of 5.5e-2, at most 0.143 (decoder layer 0's cross-attention
-// q_proj.weight); the key biases, zero in exact arithmetic, 2e-3 of their weights' gradient.
-// So 0.25 per tensor: loose, but a gradient that is a quarter off, zero or of the wrong sign
-// fails, which the one gradient norm over all tensors (dominated by the embedding) let pass.
-// Losses: measured at most 1.6e-3 relative, tolerance 5e-3; gradient norms 2.3e-2, 5e-2.
-constexpr double kBf16GradTol = 0.25, kBf16LossTol = 5e-3, kBf16GradNormTol = 5e-2;
-
+// bf16 on cuda against f32 on the CPU (the tolerances: support/tiny_training.h).
 TEST(CudaMixedPrecision, TinySeq2SeqTrainsInBf16LikeF32OnTheCpu) {
   QKV_SKIP_WITHOUT_CUDA();
-  nn::Seq2SeqConfig config = tiny_training_config();
-  nn::Seq2Seq cpu_model(config), cuda_model(config);
-  Rng init_a(5), init_b(5);
-  cpu_model.init(init_a);
-  cuda_model.init(init_b);
-  cuda_model.to(Device::cuda);
-  nn::ParamList cpu_params = cpu_model.params(), cuda_params = cuda_model.params();
-  Rng data(6);
-  data::Batch batch = tiny_training_batch(data, config.vocab_size);
-  data::Batch batch_c = batch.to(Device::cuda);
-  optim::Adam adam_cpu(cpu_params, {0.9f, 0.98f, 1e-9f, 0.f});
-  optim::Adam adam_cuda(cuda_params, {0.9f, 0.98f, 1e-9f, 0.f});
-  Rng drop_cpu(7), drop_cuda(7);  // the same dropout masks on both devices
-  nn::Context ctx_cpu{true, config.dropout, &drop_cpu}, ctx_cuda{true, config.dropout, &drop_cuda};
-  for (int step = 0; step < 3; ++step) {
-    Tape tape_cpu, tape_cuda;
-    Var loss_cpu, loss_cuda;
-    {
-      Recording rec(tape_cpu);
-      loss_cpu = train::batch_loss(cpu_model, batch, 0.1f, ctx_cpu);
-    }
-    tape_cpu.backward(loss_cpu);
-    {
-      AutocastScope scope(MatmulPrecision::bf16);  // forward and backward, as the trainers
-      {
-        Recording rec(tape_cuda);
-        loss_cuda = train::batch_loss(cuda_model, batch_c, 0.1f, ctx_cuda);
-      }
-      tape_cuda.backward(loss_cuda);
-    }
-    double want = loss_cpu.value().item(), got = loss_cuda.value().item();
-    EXPECT_NEAR(got, want, kBf16LossTol * std::fabs(want)) << "loss at step " << step;
-    for (size_t i = 0; i < cpu_params.size() && step == 0; ++i) {
-      const std::string& name = cpu_params[i].first;
-      double floor = 1e-30;
-      if (name.ends_with("k_proj.bias"))  // noise, beside the key weights' gradient
-        floor = tensor_norm(grad_of(cpu_params, name.substr(0, name.size() - 4) + "weight"));
-      EXPECT_TRUE(gradient_close(name, cuda_params[i].second.grad(), cpu_params[i].second.grad(),
-                                 kBf16GradTol, floor));
-    }
-    optim::UpdateResult rc =
-        optim::clipped_update(adam_cpu, cpu_params, want, batch.n_tgt_tokens, 1e-3f, 1.f);
-    optim::UpdateResult rg =
-        optim::clipped_update(adam_cuda, cuda_params, got, batch.n_tgt_tokens, 1e-3f, 1.f);
-    EXPECT_TRUE(rc.applied && rg.applied);
-    EXPECT_NEAR(rg.grad_norm, rc.grad_norm, kBf16GradNormTol * rc.grad_norm)
-        << "gradient norm, step " << step;
-  }
-  for (const auto& [name, p] : cuda_params)
-    EXPECT_EQ(p.value().dtype(), DType::f32) << name << ": master weights stay f32";
+  expect_bf16_steps_like_f32(Device::cuda);
 }
 
 // The training loop on cuda under bf16: an infinite gradient, then an infinite loss, skip their

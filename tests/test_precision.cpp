@@ -12,16 +12,11 @@
 #include <fstream>
 #include <sstream>
 
-#include "autograd/tape.h"
-#include "nn/seq2seq.h"
 #include "ops/cpu/low_precision.h"
 #include "ops/ops.h"
 #include "ops/precision.h"
-#include "optim/optimizer.h"
-#include "support/gradient_compare.h"
 #include "support/tiny_training.h"
 #include "train/loop.h"
-#include "train/trainer.h"
 
 namespace qkv {
 namespace {
@@ -113,61 +108,10 @@ TEST(Precision, TheCpuMultipliesInBf16InsideTheScope) {
   }
 }
 
-// A tiny Seq2Seq, 3 Adam steps in f32 and under bf16 from the same weights, batch and dropout
-// masks: bf16 keeps 8 significant bits of every product operand, forward and backward, so the
-// tolerances of the cuda test (test_cuda_mixed_precision.cpp, where they are argued): losses
-// within 5e-3, first-step gradients within 0.25 of each tensor's norm, gradient norms within
-// 5e-2; and the master weights stay f32.
+// A tiny Seq2Seq, 3 Adam steps in f32 and under bf16 on the CPU, within the tolerances of
+// support/tiny_training.h.
 TEST(Precision, TinySeq2SeqTrainsInBf16OnTheCpuLikeF32) {
-  nn::Seq2SeqConfig config = test::tiny_training_config();
-  nn::Seq2Seq f32_model(config), bf16_model(config);
-  Rng init_a(5), init_b(5);
-  f32_model.init(init_a);
-  bf16_model.init(init_b);
-  nn::ParamList f32_params = f32_model.params(), bf16_params = bf16_model.params();
-  Rng data(6);
-  data::Batch batch = test::tiny_training_batch(data, config.vocab_size);
-  optim::Adam adam_f32(f32_params, {0.9f, 0.98f, 1e-9f, 0.f});
-  optim::Adam adam_bf16(bf16_params, {0.9f, 0.98f, 1e-9f, 0.f});
-  Rng drop_f32(7), drop_bf16(7);
-  nn::Context ctx_f32{true, config.dropout, &drop_f32}, ctx_bf16{true, config.dropout, &drop_bf16};
-  for (int step = 0; step < 3; ++step) {
-    Tape tape_f32, tape_bf16;
-    Var loss_f32, loss_bf16;
-    {
-      Recording rec(tape_f32);
-      loss_f32 = train::batch_loss(f32_model, batch, 0.1f, ctx_f32);
-    }
-    tape_f32.backward(loss_f32);
-    {
-      AutocastScope scope(MatmulPrecision::bf16);  // forward and backward, as the trainers
-      {
-        Recording rec(tape_bf16);
-        loss_bf16 = train::batch_loss(bf16_model, batch, 0.1f, ctx_bf16);
-      }
-      tape_bf16.backward(loss_bf16);
-    }
-    double want = loss_f32.value().item(), got = loss_bf16.value().item();
-    EXPECT_NEAR(got, want, 5e-3 * std::fabs(want)) << "loss at step " << step;
-    EXPECT_NE(got, want) << "loss at step " << step << ": bf16 changed nothing";
-    for (size_t i = 0; i < f32_params.size() && step == 0; ++i) {
-      const std::string& name = f32_params[i].first;
-      double floor = 1e-30;
-      if (name.ends_with("k_proj.bias"))  // noise, beside the key weights' gradient
-        floor = test::tensor_norm(
-            test::grad_of(f32_params, name.substr(0, name.size() - 4) + "weight"));
-      EXPECT_TRUE(test::gradient_close(name, bf16_params[i].second.grad(),
-                                       f32_params[i].second.grad(), 0.25, floor));
-    }
-    optim::UpdateResult rf =
-        optim::clipped_update(adam_f32, f32_params, want, batch.n_tgt_tokens, 1e-3f, 1.f);
-    optim::UpdateResult rb =
-        optim::clipped_update(adam_bf16, bf16_params, got, batch.n_tgt_tokens, 1e-3f, 1.f);
-    EXPECT_TRUE(rf.applied && rb.applied);
-    EXPECT_NEAR(rb.grad_norm, rf.grad_norm, 5e-2 * rf.grad_norm) << "gradient norm, step " << step;
-  }
-  for (const auto& [name, p] : bf16_params)
-    EXPECT_EQ(p.value().dtype(), DType::f32) << name << ": master weights stay f32";
+  test::expect_bf16_steps_like_f32(Device::cpu);
 }
 
 TEST(Precision, NonFiniteUpdateIsSkippedAndLogged) {

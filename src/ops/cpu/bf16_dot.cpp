@@ -214,8 +214,10 @@ void multiply_panels(int64_t m, int64_t n, int64_t pairs, const uint32_t* pa, co
                      float alpha, float beta, const float* bias, float* c, int64_t ldc) {
   int64_t a_panels = (m + kRowsPerPanel - 1) / kRowsPerPanel;
   int64_t b_panels = (n + kColsPerPanel - 1) / kColsPerPanel;
-  int64_t per_task = std::max<int64_t>(1, kTaskBytes / (pairs * kRowsPerPanel * 4));
-  int64_t tasks_a = (a_panels + per_task - 1) / per_task;
+  // Groups of a panels that fit kTaskBytes, of equal size (a short last group left the threads'
+  // static shares unequal).
+  int64_t fit = std::max<int64_t>(1, kTaskBytes / (pairs * kRowsPerPanel * 4));
+  int64_t tasks_a = (a_panels + fit - 1) / fit, per_task = (a_panels + tasks_a - 1) / tasks_a;
 #pragma omp for collapse(2) schedule(static)
   for (int64_t ta = 0; ta < tasks_a; ++ta)
     for (int64_t j = 0; j < b_panels; ++j) {

@@ -175,8 +175,8 @@ TEST(Precision, Bf16WithoutAvx512Bf16IsNotedAutoPicksByTheCpu) {
     EXPECT_EQ(slow_noted, lc.precision == "bf16" && !fast)
         << precision << ", CPU ISA " << ops::cpu::isa_name(ops::cpu::cpu_isa()) << ": "
         << text.str();
-    std::string auto_note =
-        fast ? "auto: bf16 (this CPU has AVX512_BF16)" : "auto: f32 (this CPU has no AVX512_BF16)";
+    std::string auto_note = fast ? "precision auto: bf16 (this CPU has AVX512_BF16)"
+                                 : "precision auto: f32 (this CPU has no AVX512_BF16)";
     EXPECT_EQ(text.str().find(auto_note) != std::string::npos, lc.precision == "auto")
         << precision << ": " << text.str();
     fs::remove(dir / "metrics.jsonl");

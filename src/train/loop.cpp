@@ -121,7 +121,7 @@ TrainingLoop::TrainingLoop(const LoopConfig& config, const std::string& model_di
   }
   start_average();
   if (config_.precision == "auto")
-    log.note("precision", std::string("auto: ") + ops::precision_name(precision()) +
+    log.note("precision", std::string("precision auto: ") + ops::precision_name(precision()) +
                               (config_.device == "cuda"       ? " (cuda)"
                                : ops::cpu_has_bf16_products() ? " (this CPU has AVX512_BF16)"
                                                               : " (this CPU has no AVX512_BF16)"));

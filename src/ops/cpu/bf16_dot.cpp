@@ -26,6 +26,7 @@
 
 #include "ops/cpu/bf16_dot.h"
 #include "ops/cpu/gemm.h"
+#include "ops/cpu/lane_masks.h"
 #include "ops/cpu/low_precision.h"
 #include "tensor/dtype.h"
 
@@ -50,11 +51,11 @@ QKV_BF16_TARGET inline __m512i bf16_low_halves(__m512 x) {
 QKV_BF16_TARGET void pack_interleaved(const float* lo, const float* hi, int64_t count,
                                       int64_t width, uint32_t* out) {
   for (int64_t j = 0; j < width; j += 16) {
-    __mmask16 mask = count - j >= 16 ? 0xffff : count > j ? (1u << (count - j)) - 1 : 0;
+    __mmask16 mask = first_lanes(count - j);
     __m512i low = bf16_low_halves(_mm512_maskz_loadu_ps(mask, lo + j));
     __m512i high =
         hi ? bf16_low_halves(_mm512_maskz_loadu_ps(mask, hi + j)) : _mm512_setzero_si512();
-    __mmask16 store = width - j >= 16 ? 0xffff : (1u << (width - j)) - 1;
+    __mmask16 store = first_lanes(width - j);
     _mm512_mask_storeu_epi32(out + j, store, _mm512_or_si512(low, _mm512_slli_epi32(high, 16)));
   }
 }
@@ -100,11 +101,10 @@ QKV_BF16_TARGET void pack_transposed(const float* src, int64_t ld, int64_t rows,
                                      int64_t width, uint32_t* out) {
   int64_t pairs = (count + 1) / 2;
   for (int64_t r0 = 0; r0 < width; r0 += 16) {
-    __mmask16 store = __mmask16((1u << std::min<int64_t>(16, width - r0)) - 1);
+    __mmask16 store = first_lanes(width - r0);
     for (int64_t p0 = 0; p0 < pairs; p0 += 16) {
       int64_t left = count - 2 * p0;  // floats left in each row, at least 1
-      __mmask16 m0 = left >= 16 ? 0xffff : (1u << left) - 1;
-      __mmask16 m1 = left >= 32 ? 0xffff : left > 16 ? (1u << (left - 16)) - 1 : 0;
+      __mmask16 m0 = first_lanes(left), m1 = first_lanes(left - 16);
       __m512i t[16];
 #pragma GCC unroll 16
       for (int r = 0; r < 16; ++r) {
@@ -180,10 +180,7 @@ QKV_BF16_TARGET void micro_kernel(int64_t pairs, const uint32_t* a, const uint32
 #pragma GCC unroll 4
     for (int u = 0; u < U; ++u) dot_step<R>(a, b, p + u, sum[u]);
   for (; p < pairs; ++p) dot_step<R>(a, b, p, sum[0]);
-  __mmask16 mask[2] = {__mmask16(cols >= 16 ? 0xffff : (1u << cols) - 1),
-                       __mmask16(cols >= 32  ? 0xffff
-                                 : cols > 16 ? (1u << (cols - 16)) - 1
-                                             : 0)};
+  __mmask16 mask[2] = {first_lanes(cols), first_lanes(cols - 16)};
   __m512 va = _mm512_set1_ps(alpha), vb = _mm512_set1_ps(beta);
 #pragma GCC unroll 12
   for (int r = 0; r < R; ++r)

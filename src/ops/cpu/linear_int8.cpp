@@ -29,6 +29,7 @@
 #include <cstring>
 #include <vector>
 
+#include "ops/cpu/lane_masks.h"
 #include "ops/cpu/low_precision.h"
 #include "ops/cpu/panel_tasks.h"
 
@@ -211,10 +212,6 @@ __attribute__((target("avx2,fma"))) void micro_avx2(const int16_t* xq, const flo
 
 // ---- avx512vnni: panels [k4 / 4, 16, 4] then int32 [16] (128 * sum_i q[c, i]), x rows as
 // uint8 xq + 128 [m, k4] (128 in the padding).
-
-inline __mmask16 first_lanes(int64_t count) {
-  return count >= 16 ? __mmask16(0xffff) : count <= 0 ? __mmask16(0) : __mmask16((1u << count) - 1);
-}
 
 __attribute__((target("avx512f,avx512bw,avx512vl"))) void quantize_rows_vnni(
     const float* x, int64_t m, int64_t k, int64_t k4, uint8_t* xu, float* sx) {

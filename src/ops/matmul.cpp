@@ -35,15 +35,19 @@ GemmDims gemm_dims(const char* op, const Tensor& a, bool ta, const Tensor& b, bo
   return {shape_numel(lead_a), m, n, ka};
 }
 
-// Whether the packed kernel runs a linear layer's products on w [out, in] whatever the rows:
-// the device has it (the cpu) and the weight is small (a ViT's). It takes the rows in chunks
-// that stay in the L1 cache and writes each output once, where OpenBLAS also packs the rows,
-// zeroes the output or adds to the bias written before, and splits such small products between
-// its threads poorly.
-// Inside a bf16 AutocastScope the products go to gemm, which multiplies in bf16.
-bool packs_any_rows(const Tensor& w, DType dtype, Device dev) {
-  return w.numel() <= kPackedWeightMax && has_kernel<kernels::linear_packed>(dev, dtype) &&
+// Whether the packed f32 kernel may run a linear layer's products: the device has it (the cpu),
+// outside a bf16 AutocastScope (inside one the products go to gemm, which multiplies in bf16).
+bool packed_kernel_runs(DType dtype, Device dev) {
+  return has_kernel<kernels::linear_packed>(dev, dtype) &&
          matmul_precision() == MatmulPrecision::f32;
+}
+
+// Whether the packed kernel runs a linear layer's products on w [out, in] whatever the rows:
+// it may, and the weight is small (a ViT's). It takes the rows in chunks that stay in the L1
+// cache and writes each output once, where OpenBLAS also packs the rows, zeroes the output or
+// adds to the bias written before, and splits such small products between its threads poorly.
+bool packs_any_rows(const Tensor& w, DType dtype, Device dev) {
+  return w.numel() <= kPackedWeightMax && packed_kernel_runs(dtype, dev);
 }
 
 // y [rows, out] = x [rows, in] @ packed + bias, or y += x @ packed (accumulate; bias undefined).
@@ -103,9 +107,7 @@ Tensor linear_forward(const Tensor& x, const Tensor& w, const Tensor& bias) {
   // weight for little work, and its threads made such products up to 10x slower on a loaded
   // machine.
   Device dev = common_device("linear", {&x, &w, &bias});
-  bool few_rows = x.numel() <= kPackedRowsMax * x.size(-1) &&
-                  has_kernel<kernels::linear_packed>(dev, x.dtype()) &&
-                  matmul_precision() == MatmulPrecision::f32;
+  bool few_rows = x.numel() <= kPackedRowsMax * x.size(-1) && packed_kernel_runs(x.dtype(), dev);
   if (few_rows || packs_any_rows(w, x.dtype(), dev))
     return linear_packed_forward(x, pack_linear_weight(w), w.size(0), bias);
   Shape shape = x.shape();

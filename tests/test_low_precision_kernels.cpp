@@ -9,6 +9,7 @@
 #include <string>
 #include <vector>
 
+#include "ops/cpu/fork_cost.h"
 #include "ops/cpu/low_precision.h"
 #include "tensor/dtype.h"
 
@@ -268,6 +269,28 @@ TEST(LowPrecision, PackedSizes) {
   EXPECT_EQ(ops::cpu::int8_packed_bytes(17, 5, Isa::avx512vnni), 32 * (8 + 4));  // and int32 sums
   EXPECT_EQ(ops::cpu::bf16_packed_elements(17, 3, Isa::avx2), 32 * 3);
   EXPECT_EQ(ops::cpu::bf16_packed_elements(33, 3, Isa::avx512bf16), 64 * 4);  // pairs of k
+}
+
+// The kernels split a product over the threads only where the measured cost of a region is
+// worth it: never with one thread or inside a region, always for a second of work.
+TEST(LowPrecision, ThreadsPayOffOnlyForWorkAboveTheirCost) {
+  int threads = omp_get_max_threads();
+  omp_set_num_threads(2);
+  double fork = ops::cpu::fork_join_seconds();
+  EXPECT_GT(fork, 0.);
+  EXPECT_LT(fork, 0.05);
+  EXPECT_EQ(ops::cpu::fork_join_seconds(), fork);  // measured once
+  EXPECT_TRUE(ops::cpu::threads_pay_off(1.));
+  EXPECT_FALSE(ops::cpu::threads_pay_off(0.));
+  EXPECT_FALSE(ops::cpu::threads_pay_off(2 * fork));  // half of it saved, all of it spent
+  bool inside = true;
+#pragma omp parallel num_threads(2)
+#pragma omp master
+  inside = ops::cpu::threads_pay_off(1.) || ops::cpu::fork_join_seconds() != 0.;
+  EXPECT_FALSE(inside);
+  omp_set_num_threads(1);
+  EXPECT_FALSE(ops::cpu::threads_pay_off(1.));
+  omp_set_num_threads(threads);
 }
 
 }  // namespace

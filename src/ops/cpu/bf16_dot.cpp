@@ -25,6 +25,7 @@
 #include <vector>
 
 #include "ops/cpu/bf16_dot.h"
+#include "ops/cpu/fork_cost.h"
 #include "ops/cpu/gemm.h"
 #include "ops/cpu/lane_masks.h"
 #include "ops/cpu/low_precision.h"
@@ -36,11 +37,11 @@ namespace {
 constexpr int64_t kRowsPerPanel = 12;      // a's panels: rows per micro-kernel call
 constexpr int64_t kColsPerPanel = 32;      // b's panels: columns per micro-kernel call
 constexpr int64_t kTaskBytes = 256 << 10;  // a panels a task runs over one b panel: in L2
-// Multiply-adds below which one thread is faster (up to which, for the linear layer): waking the
-// other costs tens of microseconds (passive OpenMP threads), and a decoding step's products are
-// small and many. A greedy step of 32 sentences of `tiny` (32 x 256 x 256 = 2^21) on one thread
-// made bf16 greedy decoding at batch 32 16% faster (medians of five alternating runs).
-constexpr int64_t kParallelMin = 1 << 18, kLinearParallelMin = 1 << 21;
+// Multiply-adds below which one thread is faster: waking the other costs tens of microseconds
+// (passive OpenMP threads). The linear layer, whose decoding steps' products are small and many,
+// asks threads_pay_off at the speed of one thread (bench_low_precision on the 2-core Zen 4).
+constexpr int64_t kParallelMin = 1 << 18;
+constexpr double kLinearMacsPerSecond = 100e9;
 
 #define QKV_BF16_TARGET __attribute__((target("avx512f,avx512bw,avx512vl,avx512bf16")))
 
@@ -275,7 +276,7 @@ void linear_bf16_dot(const float* x, int64_t m, int64_t k, const uint16_t* packe
   packed_x.resize(size_t(a_panels * pairs * kRowsPerPanel));
   uint32_t* px = packed_x.data();  // this thread's, also inside the parallel region
   pack_panels(true, x, k, m, k, kRowsPerPanel, px);  // on this thread: 1/n of the work
-#pragma omp parallel if (m * n * k > kLinearParallelMin)
+#pragma omp parallel if (threads_pay_off(double(m) * double(n) * double(k) / kLinearMacsPerSecond))
   multiply_panels(m, n, pairs, px, reinterpret_cast<const uint32_t*>(packed), 1.f, 0.f, bias, y, n);
 }
 

@@ -14,6 +14,7 @@
 #include <vector>
 
 #include "ops/cpu/bf16_dot.h"
+#include "ops/cpu/fork_cost.h"
 #include "ops/cpu/low_precision.h"
 #include "ops/cpu/panel_tasks.h"
 #include "tensor/dtype.h"
@@ -25,7 +26,9 @@
 namespace qkv::ops::cpu {
 
 namespace {
-constexpr int64_t kParallelMin = 1 << 19;  // multiply-adds below which one thread is faster
+// Multiply-adds per second of one thread on the avx2 path (bench_low_precision, the 2-core Zen 4;
+// the portable path's is not far below), to ask threads_pay_off.
+constexpr double kMacsPerSecond = 50e9;
 // The column held at each position of an avx2 panel's row: unpacklo takes positions 0-3 and
 // 8-11, unpackhi 4-7 and 12-15.
 constexpr int kAvx2Column[kPanel] = {0, 1, 2, 3, 8, 9, 10, 11, 4, 5, 6, 7, 12, 13, 14, 15};
@@ -173,7 +176,8 @@ void linear_bf16(const float* x, int64_t m, int64_t k, const uint16_t* packed, c
   const float* xb = rounded_rows(x, m, k);  // [m, k]
   const Micro* micro = kMicro[isa >= Isa::avx2];
   int64_t panels = (n + kPanel - 1) / kPanel;
-  for_each_task(m, panels, 2 * kPanel * k, m * n * k > kParallelMin,
+  for_each_task(m, panels, 2 * kPanel * k,
+                threads_pay_off(double(m) * double(n) * double(k) / kMacsPerSecond),
                 [&](int64_t p0, int64_t p1, const RowBlocks& rb, int64_t j0, int64_t j1) {
                   for (int64_t j = j0; j < j1; ++j) {
                     int64_t r = rb.row_of(j), rows = rb.row_of(j + 1) - r;

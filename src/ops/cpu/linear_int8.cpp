@@ -27,8 +27,10 @@
 #include <algorithm>
 #include <cmath>
 #include <cstring>
+#include <iterator>
 #include <vector>
 
+#include "ops/cpu/fork_cost.h"
 #include "ops/cpu/lane_masks.h"
 #include "ops/cpu/low_precision.h"
 #include "ops/cpu/panel_tasks.h"
@@ -40,9 +42,14 @@
 namespace qkv::ops::cpu {
 
 namespace {
-// Multiply-adds below which one thread is faster: the fork and join cost the same, and the vnni
-// kernel does the work 2-2.5x faster (bench_low_precision, OMP_WAIT_POLICY=passive).
-constexpr int64_t kParallelMin = 1 << 20, kParallelMinVnni = 1 << 22;
+// Multiply-adds per second of one thread, by Isa (bench_low_precision on the 2-core Zen 4: the
+// portable path about a fifth of avx2's), to ask threads_pay_off.
+constexpr double kMacsPerSecond[] = {15e9, 75e9, 180e9, 180e9};
+static_assert(std::size(kMacsPerSecond) == size_t(Isa::avx512bf16) + 1);
+
+bool worth_threads(int64_t m, int64_t n, int64_t k, Isa isa) {
+  return threads_pay_off(double(m) * double(n) * double(k) / kMacsPerSecond[int(isa)]);
+}
 
 // At least n elements owned by the calling thread, reused by its next call (a decoding step
 // allocates nothing). Not ops/cpu/scratch.h's: a caller may hand us x in that one.
@@ -292,9 +299,9 @@ constexpr Micro<uint8_t> kMicroVnni[kRows + 1] = {nullptr,       micro_vnni<1>, 
 template <class X>
 void linear_panels(const Micro<X>* micro, const X* xq, const float* sx, int64_t m, int64_t kx,
                    const int8_t* packed, int64_t bytes, const float* scale, const float* bias,
-                   int64_t n, float* y, int64_t parallel_min = kParallelMin) {
+                   int64_t n, float* y, bool parallel) {
   int64_t panels = (n + kPanel - 1) / kPanel;
-  for_each_task(m, panels, bytes, m * n * kx > parallel_min,
+  for_each_task(m, panels, bytes, parallel,
                 [&](int64_t p0, int64_t p1, const RowBlocks& rb, int64_t j0, int64_t j1) {
                   // The last panel's scale and bias are read 16 wide: copies padded with zeros.
                   float tail_scale[kPanel] = {}, tail_bias[kPanel] = {};
@@ -351,18 +358,19 @@ void linear_int8(const float* x, int64_t m, int64_t k, const int8_t* packed, con
   if (m <= 0 || n <= 0) return;
   float* sx = scratch<float>(m);
   int64_t bytes = panel_bytes(k, isa);
+  bool parallel = worth_threads(m, n, k, isa);
   if (isa >= Isa::avx512vnni) {
     int64_t k4 = padded_k(k, isa);
     uint8_t* xu = scratch<uint8_t>(m * k4);  // [m, k4]
     quantize_rows_vnni(x, m, k, k4, xu, sx);
-    linear_panels(kMicroVnni, xu, sx, m, k4, packed, bytes, scale, bias, n, y, kParallelMinVnni);
+    linear_panels(kMicroVnni, xu, sx, m, k4, packed, bytes, scale, bias, n, y, parallel);
     return;
   }
   if (isa == Isa::avx2) {
     int64_t kp = padded_k(k, isa);
     int16_t* xq = scratch<int16_t>(m * kp);  // [m, kp]
     quantize_rows_avx2(x, m, k, kp, xq, sx);
-    linear_panels(kMicroAvx2, xq, sx, m, kp, packed, bytes, scale, bias, n, y);
+    linear_panels(kMicroAvx2, xq, sx, m, kp, packed, bytes, scale, bias, n, y, parallel);
     return;
   }
   int64_t k4 = padded_k(k, isa);
@@ -372,7 +380,7 @@ void linear_int8(const float* x, int64_t m, int64_t k, const int8_t* packed, con
     quantize_row(x + r * k, k, xq + r * k4, sx + r);
     std::fill(xq + r * k4 + k, xq + (r + 1) * k4, int8_t(0));
   }
-  linear_panels(kMicroPortable, xq, sx, m, k4, packed, bytes, scale, bias, n, y);
+  linear_panels(kMicroPortable, xq, sx, m, k4, packed, bytes, scale, bias, n, y, parallel);
 }
 
 }  // namespace qkv::ops::cpu

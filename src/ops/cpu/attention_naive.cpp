@@ -7,6 +7,7 @@
 
 #include "ops/cpu/attention_short.h"
 #include "ops/cpu/few_queries.h"
+#include "ops/cpu/fork_cost.h"
 #include "ops/cpu/gemm.h"
 #include "ops/cpu/scratch.h"
 #include "ops/kernel_registry.h"
@@ -22,9 +23,10 @@ void attention_naive_forward(const AttentionDims& d, const float* q, const float
                              float* out, float* probs) {
   const int64_t lq = d.q_len, lk = d.k_len, hd = d.head_dim;
   const bool short_keys = short_attention_fits(d);
-  // One decoding step of one sentence is too little work to wake other threads for.
-  constexpr int64_t kParallelMin = 1 << 15;
-#pragma omp parallel if (d.batch * d.heads * lq * lk * hd > kParallelMin)
+  // A decoding step of a few sentences is too little work to wake other threads for; longer
+  // queries run faster than few_queries, so this errs towards the threads.
+  const double macs = 2. * double(d.batch * d.heads * lq * lk * hd);
+#pragma omp parallel if (threads_pay_off(macs / kFewQueriesMacsPerSecond))
   {
     // Scores of one (batch, head) when the caller keeps no probabilities.
     float* scores = probs ? nullptr : thread_scratch(size_t(lq * lk));

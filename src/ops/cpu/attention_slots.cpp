@@ -1,6 +1,7 @@
 // A decoding step's self-attention over a KV cache that beams share (ops::shared_cache_attention):
 // each (row, head) reads its keys and values where they lie, by its row of slots.
 #include "ops/cpu/few_queries.h"
+#include "ops/cpu/fork_cost.h"
 #include "ops/cpu/scratch.h"
 #include "ops/kernel_registry.h"
 #include "ops/kernels.h"
@@ -10,8 +11,8 @@ namespace qkv::ops::cpu {
 void attention_slots_forward(const AttentionDims& d, const int32_t* slots, int64_t capacity,
                              const float* q, const float* k, const float* v, float* out) {
   const int64_t hd = d.head_dim, plane = capacity * hd;  // one head of one cache row
-  constexpr int64_t kParallelMin = 1 << 15;              // as attention_naive_forward
-#pragma omp parallel if (d.batch * d.heads * d.k_len * hd > kParallelMin)
+  const double macs = 2. * double(d.batch * d.heads * d.q_len * d.k_len * hd);
+#pragma omp parallel if (threads_pay_off(macs / kFewQueriesMacsPerSecond))
   {
     float* p = thread_scratch(size_t(d.k_len));  // [Lk]
 #pragma omp for schedule(static)

@@ -14,6 +14,11 @@
 
 namespace qkv::ops::cpu {
 
+// Multiply-adds per second of one thread in few_queries (q k and p v), its keys and values
+// mostly from L3 in a decoding step (a profile of greedy decoding on the 2-core Zen 4): what
+// the attention kernels ask threads_pay_off (ops/cpu/fork_cost.h) with.
+constexpr double kFewQueriesMacsPerSecond = 4e9;
+
 // Softmax of each row of s [rows, k_len] over its visible keys [0, key_end); the rest become 0,
 // and a row that sees no key becomes all zeros.
 inline void masked_softmax_rows(const AttentionDims& d, int64_t b, float* s) {

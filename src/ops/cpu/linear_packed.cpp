@@ -13,6 +13,7 @@
 #include <cstring>
 #include <utility>
 
+#include "ops/cpu/fork_cost.h"
 #include "ops/cpu/low_precision.h"
 #include "ops/kernel_registry.h"
 #include "ops/kernels.h"
@@ -26,6 +27,9 @@ namespace qkv::ops::cpu {
 namespace {
 constexpr int64_t kRows = 6;
 constexpr int64_t kParallelMin = 1 << 19;  // multiply-adds below which one thread is faster
+// What linear_packed asks threads_pay_off with: multiply-adds per second of one thread (its
+// few-row products on the 2-core Zen 4, near the f32 FMA peak).
+constexpr double kMacsPerSecond = 50e9;
 constexpr int64_t kChunkFloats = 1 << 12;  // of x per chunk of rows (16 KiB: half the L1 cache)
 typedef float Vec8 __attribute__((vector_size(8 * sizeof(float))));
 typedef float Vec16 __attribute__((vector_size(16 * sizeof(float))));
@@ -149,7 +153,8 @@ void linear_f32_packed(const float* x, const float* packed, const float* bias, i
   if (m > kPackedRowsMax)
     chunk_rows = std::max<int64_t>(1, kChunkFloats / std::max<int64_t>(k, 1) / max_rows) * max_rows;
   int64_t chunks = (m + chunk_rows - 1) / chunk_rows;
-#pragma omp parallel for schedule(static) if (m * n * k > kParallelMin)
+  bool parallel = threads_pay_off(double(m) * double(n) * double(k) / kMacsPerSecond);
+#pragma omp parallel for schedule(static) if (parallel)
   for (int64_t task = 0; task < chunks * passes; ++task) {
     int64_t g = task % passes, r0 = task / passes * chunk_rows;
     int64_t m_chunk = std::min(chunk_rows, m - r0);

@@ -1,6 +1,6 @@
 // Whether a piece of work pays for waking the other OpenMP threads. Opening a parallel region
 // costs about 1 us while idle threads spin (OMP_WAIT_POLICY=active, or libgomp's default between
-// close regions) but 45-55 us on the 2-core VMs here while they sleep (passive) and the idle
+// close regions) but 30-55 us on the 2-core VMs here while they sleep (passive) and the idle
 // virtual CPU has to be woken: a threshold fixed in multiply-adds fits one of the two. So the
 // cost is measured once per process, and a kernel that knows its own speed asks whether its
 // work, timed on one thread, is worth it.

@@ -276,8 +276,7 @@ void linear_bf16_dot(const float* x, int64_t m, int64_t k, const uint16_t* packe
   packed_x.resize(size_t(a_panels * pairs * kRowsPerPanel));
   uint32_t* px = packed_x.data();  // this thread's, also inside the parallel region
   pack_panels(true, x, k, m, k, kRowsPerPanel, px);  // on this thread: 1/n of the work
-  bool parallel = threads_pay_off(double(m) * double(n) * double(k) / kLinearMacsPerSecond);
-#pragma omp parallel if (parallel)
+#pragma omp parallel if (product_pays_for_threads(m, n, k, kLinearMacsPerSecond))
   multiply_panels(m, n, pairs, px, reinterpret_cast<const uint32_t*>(packed), 1.f, 0.f, bias, y, n);
 }
 

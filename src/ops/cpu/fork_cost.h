@@ -5,6 +5,7 @@
 // cost is measured once per process, and a kernel that knows its own speed asks whether its
 // work, timed on one thread, is worth it.
 #pragma once
+#include <cstdint>
 
 namespace qkv::ops::cpu {
 
@@ -15,5 +16,11 @@ double fork_join_seconds();
 // Whether work that takes `seconds` on one thread finishes sooner on omp_get_max_threads()
 // threads: its share of the time, plus the cost of the region, is less than the whole.
 bool threads_pay_off(double seconds);
+
+// threads_pay_off for a product of m x n x k multiply-adds by a kernel that makes
+// `macs_per_second` of them on one thread.
+inline bool product_pays_for_threads(int64_t m, int64_t n, int64_t k, double macs_per_second) {
+  return threads_pay_off(double(m) * double(n) * double(k) / macs_per_second);
+}
 
 }  // namespace qkv::ops::cpu

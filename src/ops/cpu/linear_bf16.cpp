@@ -176,8 +176,7 @@ void linear_bf16(const float* x, int64_t m, int64_t k, const uint16_t* packed, c
   const float* xb = rounded_rows(x, m, k);  // [m, k]
   const Micro* micro = kMicro[isa >= Isa::avx2];
   int64_t panels = (n + kPanel - 1) / kPanel;
-  for_each_task(m, panels, 2 * kPanel * k,
-                threads_pay_off(double(m) * double(n) * double(k) / kMacsPerSecond),
+  for_each_task(m, panels, 2 * kPanel * k, product_pays_for_threads(m, n, k, kMacsPerSecond),
                 [&](int64_t p0, int64_t p1, const RowBlocks& rb, int64_t j0, int64_t j1) {
                   for (int64_t j = j0; j < j1; ++j) {
                     int64_t r = rb.row_of(j), rows = rb.row_of(j + 1) - r;

@@ -48,10 +48,6 @@ namespace {
 constexpr double kMacsPerSecond[] = {15e9, 75e9, 180e9, 180e9};
 static_assert(std::size(kMacsPerSecond) == size_t(Isa::avx512bf16) + 1);
 
-bool worth_threads(int64_t m, int64_t n, int64_t k, Isa isa) {
-  return threads_pay_off(double(m) * double(n) * double(k) / kMacsPerSecond[int(isa)]);
-}
-
 // At least n elements owned by the calling thread, reused by its next call (a decoding step
 // allocates nothing). Not ops/cpu/scratch.h's: a caller may hand us x in that one.
 template <class T>
@@ -359,7 +355,7 @@ void linear_int8(const float* x, int64_t m, int64_t k, const int8_t* packed, con
   if (m <= 0 || n <= 0) return;
   float* sx = scratch<float>(m);
   int64_t bytes = panel_bytes(k, isa);
-  bool parallel = worth_threads(m, n, k, isa);
+  bool parallel = product_pays_for_threads(m, n, k, kMacsPerSecond[int(isa)]);
   if (isa >= Isa::avx512vnni) {
     int64_t k4 = padded_k(k, isa);
     uint8_t* xu = scratch<uint8_t>(m * k4);  // [m, k4]

@@ -153,8 +153,7 @@ void linear_f32_packed(const float* x, const float* packed, const float* bias, i
   if (m > kPackedRowsMax)
     chunk_rows = std::max<int64_t>(1, kChunkFloats / std::max<int64_t>(k, 1) / max_rows) * max_rows;
   int64_t chunks = (m + chunk_rows - 1) / chunk_rows;
-  bool parallel = threads_pay_off(double(m) * double(n) * double(k) / kMacsPerSecond);
-#pragma omp parallel for schedule(static) if (parallel)
+#pragma omp parallel for schedule(static) if (product_pays_for_threads(m, n, k, kMacsPerSecond))
   for (int64_t task = 0; task < chunks * passes; ++task) {
     int64_t g = task % passes, r0 = task / passes * chunk_rows;
     int64_t m_chunk = std::min(chunk_rows, m - r0);

@@ -13,8 +13,10 @@
 #include <cblas.h>
 
 #include <chrono>
+#include <functional>
 #include <random>
 #include <string>
+#include <utility>
 #include <vector>
 
 #include "ops/cpu/low_precision.h"
@@ -42,6 +44,30 @@ double seconds_of(const Call& call) {
 }
 
 enum class Kernel { int8, bf16 };
+
+// Times `call` (the benchmark's time) and each reference in turn every iteration, after one
+// warm-up call of each (scratch buffers, thread pools): counters GFLOPs for `call`, and
+// <name>_GFLOPs and vs_<name> (the reference's time / the call's) per reference.
+void time_against(benchmark::State& state, double flop_per_call, const std::function<void()>& call,
+                  const std::vector<std::pair<std::string, std::function<void()>>>& references) {
+  call();
+  for (const auto& [name, reference] : references) reference();
+  double seconds = 0;
+  std::vector<double> reference_seconds(references.size());
+  for (auto _ : state) {
+    double t = seconds_of(call);
+    state.SetIterationTime(t);
+    seconds += t;
+    for (size_t i = 0; i < references.size(); ++i)
+      reference_seconds[i] += seconds_of(references[i].second);
+  }
+  double gflop = flop_per_call * double(state.iterations()) / 1e9;
+  state.counters["GFLOPs"] = gflop / seconds;
+  for (size_t i = 0; i < references.size(); ++i) {
+    state.counters[references[i].first + "_GFLOPs"] = gflop / reference_seconds[i];
+    state.counters["vs_" + references[i].first] = reference_seconds[i] / seconds;
+  }
+}
 
 void bench(benchmark::State& state, Kernel kernel, Isa isa) {
   int64_t m = state.range(0), n = state.range(1), k = state.range(2);
@@ -82,23 +108,8 @@ void bench(benchmark::State& state, Kernel kernel, Isa isa) {
     cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, int(m), int(n), int(k), 1.f, x.data(),
                 int(k), w.data(), int(k), 0.f, y_blas.data(), int(n));
   };
-  call();  // warm-up: scratch buffers, thread pools
-  call_packed();
-  call_blas();
-  double seconds = 0, packed_seconds = 0, blas_seconds = 0;
-  for (auto _ : state) {
-    double t = seconds_of(call);
-    state.SetIterationTime(t);
-    seconds += t;
-    packed_seconds += seconds_of(call_packed);
-    blas_seconds += seconds_of(call_blas);
-  }
-  double gflop = 2.0 * double(m) * double(n) * double(k) * double(state.iterations()) / 1e9;
-  state.counters["GFLOPs"] = gflop / seconds;
-  state.counters["packed_GFLOPs"] = gflop / packed_seconds;
-  state.counters["blas_GFLOPs"] = gflop / blas_seconds;
-  state.counters["vs_packed"] = packed_seconds / seconds;
-  state.counters["vs_blas"] = blas_seconds / seconds;
+  time_against(state, 2.0 * double(m) * double(n) * double(k), call,
+               {{"packed", call_packed}, {"blas", call_blas}});
 }
 
 void bench_gemm(benchmark::State& state, Isa isa) {
@@ -116,19 +127,7 @@ void bench_gemm(benchmark::State& state, Isa isa) {
                 trans_b ? CblasTrans : CblasNoTrans, int(m), int(n), int(k), 1.f, a.data(),
                 int(lda), b.data(), int(ldb), 0.f, c_blas.data(), int(n));
   };
-  call();  // warm-up: scratch buffers, thread pools
-  call_blas();
-  double seconds = 0, blas_seconds = 0;
-  for (auto _ : state) {
-    double t = seconds_of(call);
-    state.SetIterationTime(t);
-    seconds += t;
-    blas_seconds += seconds_of(call_blas);
-  }
-  double gflop = 2.0 * double(m) * double(n) * double(k) * double(state.iterations()) / 1e9;
-  state.counters["GFLOPs"] = gflop / seconds;
-  state.counters["blas_GFLOPs"] = gflop / blas_seconds;
-  state.counters["vs_blas"] = blas_seconds / seconds;
+  time_against(state, 2.0 * double(m) * double(n) * double(k), call, {{"blas", call_blas}});
 }
 
 void register_gemm_benchmarks() {
